@@ -1,0 +1,13 @@
+"""Cohort Explorer: explore multi-modal cohort data (wearables, exposures, lab markers).
+
+>>> import explorer
+>>> lake = explorer.open("explorer-data")          # doctest: +SKIP
+>>> lake.sql("SELECT count(*) AS n FROM person")  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from explorer.errors import ExplorerError
+from explorer.lake import Lake, open
+
+__all__ = ["ExplorerError", "Lake", "open", "__version__"]

@@ -1,0 +1,277 @@
+"""Catalog entries: load, validate and look up the declarative description of every dataset."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import pyarrow as pa
+import yaml
+
+from explorer.errors import CatalogError, did_you_mean
+
+#: Column types an entry may declare, and the Arrow type a table column is stored as.
+#: ``timestamp`` is local wall-clock time without zone (how Fitbit and most EHR extracts write it);
+#: ``timestamp_tz`` is an instant in UTC.
+COLUMN_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamp_tz": pa.timestamp("us", tz="UTC"),
+}
+
+SENSITIVITY_TIERS = ("public", "researcher", "steward")
+
+_COLUMN = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "type"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+        "type": {"enum": sorted(COLUMN_TYPES)},
+        "unit": {"type": "string", "description": "UCUM unit, or 'count', '1' for dimensionless"},
+        "description": {"type": "string"},
+        "nullable": {"type": "boolean"},
+        "dims": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+#: JSON Schema every ``data_catalog/*.yaml`` entry must satisfy.
+ENTRY_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "description", "kind", "owner", "sensitivity", "schema"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+        "description": {"type": "string", "minLength": 10},
+        "kind": {"enum": ["table", "array"]},
+        "owner": {"type": "string", "minLength": 1},
+        "sensitivity": {"enum": list(SENSITIVITY_TIERS)},
+        "entity": {"type": "string", "description": "column that identifies the unit of analysis"},
+        "time": {"type": "string", "description": "column that places a row in time"},
+        "layer": {"enum": ["raw", "unified", "aggregate", "array"]},
+        "primary_key": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "schema": {"type": "array", "items": _COLUMN, "minItems": 1},
+        "references": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column (table) or variable (array) of a dataset."""
+
+    name: str
+    type: str
+    unit: str | None = None
+    description: str = ""
+    nullable: bool = True
+    dims: tuple[str, ...] = ()
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return COLUMN_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A validated catalog entry. See :data:`ENTRY_SCHEMA` for the meaning of each field."""
+
+    name: str
+    description: str
+    kind: str
+    owner: str
+    sensitivity: str
+    schema: tuple[Column, ...]
+    entity: str | None = None
+    time: str | None = None
+    layer: str | None = None
+    primary_key: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    source_file: Path | None = field(default=None, compare=False)
+
+    def column(self, name: str) -> Column:
+        for column in self.schema:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.name} has no column '{name}'{did_you_mean(name, self.column_names)}")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.schema]
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.schema])
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _explain(error: jsonschema.ValidationError, document: dict) -> str:
+    """Turn one JSON-Schema error into 'key: got X, expected Y (did you mean Z?)'."""
+    key = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = error.schema.get("properties", {})
+        extra = sorted(set(error.instance) - set(allowed))
+        hints = "; ".join(f"unknown key '{k}'{did_you_mean(k, allowed)}" for k in extra)
+        return f"{key}: {hints}; allowed keys are {', '.join(sorted(allowed))}"
+    if error.validator == "required":
+        return f"{key}: {error.message}"
+    if error.validator == "enum":
+        return (f"{key}: got {error.instance!r}, expected one of "
+                f"{', '.join(map(str, error.validator_value))}{did_you_mean(error.instance, map(str, error.validator_value))}")
+    if error.validator == "type":
+        return f"{key}: got {error.instance!r} ({type(error.instance).__name__}), expected a {error.validator_value}"
+    if error.validator == "pattern":
+        return f"{key}: got {error.instance!r}, expected lower_snake_case (pattern {error.validator_value})"
+    return f"{key}: {error.message}"
+
+
+def load_entry(path: str | Path) -> Entry:
+    """Read and validate one catalog file.
+
+    Raises
+    ------
+    CatalogError
+        Naming the file, the key and what was expected, for every problem found at once.
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(document, dict):
+        raise CatalogError(f"{path}: expected a mapping of keys (name, description, kind, ...), "
+                           f"got {type(document).__name__}")
+    validator = jsonschema.Draft202012Validator(ENTRY_SCHEMA)
+    problems = [_explain(e, document) for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+    if not problems:
+        problems = _check_consistency(document, path)
+    if problems:
+        raise CatalogError(f"{path}: invalid catalog entry:\n  - " + "\n  - ".join(problems))
+    columns = tuple(
+        Column(name=c["name"], type=c["type"], unit=c.get("unit"), description=c.get("description", ""),
+               nullable=c.get("nullable", True), dims=tuple(c.get("dims", ())))
+        for c in document["schema"]
+    )
+    return Entry(
+        name=document["name"], description=document["description"].strip(), kind=document["kind"],
+        owner=document["owner"], sensitivity=document["sensitivity"], schema=columns,
+        entity=document.get("entity"), time=document.get("time"), layer=document.get("layer"),
+        primary_key=tuple(document.get("primary_key", ())), references=tuple(document.get("references", ())),
+        source_file=path,
+    )
+
+
+def _check_consistency(document: dict, path: Path) -> list[str]:
+    """Checks JSON Schema cannot express: names agree, declared key columns exist."""
+    problems = []
+    if document["name"] != path.stem:
+        problems.append(f"name: got {document['name']!r}, expected {path.stem!r} (the file name without .yaml)")
+    names = [c["name"] for c in document["schema"]]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        problems.append(f"schema: column names appear twice: {', '.join(duplicated)}")
+    dims = {d for c in document["schema"] for d in c.get("dims", ())}
+    for key in ("entity", "time"):
+        if key in document and document[key] not in set(names) | dims:
+            problems.append(f"{key}: column {document[key]!r} is not in schema{did_you_mean(document[key], names)}")
+    for i, column in enumerate(document.get("primary_key", [])):
+        if column not in names:
+            problems.append(f"primary_key[{i}]: column {column!r} is not in schema{did_you_mean(column, names)}")
+    return problems
+
+
+class Catalog:
+    """All entries of a catalog directory, validated together.
+
+    Examples
+    --------
+    >>> catalog = default_catalog()
+    >>> catalog["measurement"].column("value_si").description[:12]
+    'Value conver'
+    """
+
+    def __init__(self, entries: dict[str, Entry], directory: Path | None = None):
+        self._entries = dict(sorted(entries.items()))
+        self.directory = directory
+
+    @classmethod
+    def from_directory(cls, directory: str | Path) -> Catalog:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise CatalogError(f"{directory}: catalog directory not found; set EXPLORER_CATALOG to "
+                               "a folder of <dataset>.yaml files")
+        problems, entries = [], {}
+        for path in sorted(directory.glob("*.yaml")):
+            try:
+                entry = load_entry(path)
+            except CatalogError as exc:
+                problems.append(str(exc))
+            else:
+                entries[entry.name] = entry
+        if problems:
+            raise CatalogError("\n".join(problems))
+        return cls(entries, directory)
+
+    def __getitem__(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(f"no catalog entry '{name}'{did_you_mean(name, self._entries)}; "
+                           f"entries are in {self.directory}") from None
+
+    def get(self, name: str) -> Entry | None:
+        return self._entries.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+
+def default_catalog_dir() -> Path:
+    """``$EXPLORER_CATALOG``, else the repository's ``data_catalog/``, else the copy in the wheel."""
+    if os.environ.get("EXPLORER_CATALOG"):
+        return Path(os.environ["EXPLORER_CATALOG"])
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "data_catalog", package / "_data_catalog"):
+        if candidate.is_dir():
+            return candidate
+    return package.parent / "data_catalog"
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(directory: str, stamp: tuple) -> Catalog:
+    return Catalog.from_directory(directory)
+
+
+def default_catalog() -> Catalog:
+    """The catalog in :func:`default_catalog_dir`, re-read only when one of its files changes."""
+    directory = default_catalog_dir()
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml"))) if directory.is_dir() else ()
+    return _cached(str(directory), stamp)

@@ -1,0 +1,166 @@
+"""Checksums recorded at write time, and `verify`, which re-hashes everything against them.
+
+Why: a flipped byte inside an uncompressed Parquet page still decodes, and every engine then
+returns a wrong value without an error. Only a checksum recorded when the file was written
+catches it. Delta's log records sizes, not hashes, so each commit's files are hashed right
+after the commit and kept in ``_integrity/<table>/<version>.json`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from explorer.lake.raw import sha256_file
+
+
+def _records_dir(lake, table: str) -> Path:
+    return lake.root / "_integrity" / table
+
+
+def _log_file(lake, table: str, version: int) -> Path:
+    return lake.table_path(table) / "_delta_log" / f"{version:020d}.json"
+
+
+def _added_files(lake, table: str, version: int) -> list[str]:
+    """Relative paths of the data files added by one commit, read from the Delta log."""
+    added = []
+    with open(_log_file(lake, table, version), encoding="utf-8") as log:
+        for line in log:
+            action = json.loads(line)
+            if "add" in action:
+                added.append(action["add"]["path"])
+    return added
+
+
+def record(lake, table: str, version: int) -> None:
+    """Hash the commit file and the data files that ``table@version`` added, and keep the hashes."""
+    table_dir = lake.table_path(table)
+    files = {f"_delta_log/{version:020d}.json": None}
+    files.update({path: None for path in _added_files(lake, table, version)})
+    entries = {}
+    for relative in files:
+        path = table_dir / relative
+        entries[relative] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    directory = _records_dir(lake, table)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump({"table": table, "version": version, "files": entries}, out, indent=1)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, directory / f"{version:020d}.json")
+
+
+def recorded(lake, table: str) -> dict[str, dict]:
+    """Every file checksum recorded for ``table``: relative path -> {sha256, size, version}."""
+    out: dict[str, dict] = {}
+    directory = _records_dir(lake, table)
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        for relative, entry in document["files"].items():
+            out[relative] = {**entry, "version": document["version"]}
+    return out
+
+
+@dataclass
+class Problem:
+    kind: str  # "modified", "missing", "unrecorded", "orphan"
+    path: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.upper():10} {self.path}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of :func:`verify`: what was checked, and every difference found."""
+
+    raw_files: int = 0
+    data_files: int = 0
+    bytes_hashed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    #: kinds that mean data can no longer be trusted (the others are warnings)
+    FAILURES = ("modified", "missing")
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.kind in self.FAILURES for p in self.problems)
+
+    def __str__(self) -> str:
+        head = (f"checked {self.raw_files} raw files and {self.data_files} table files "
+                f"({self.bytes_hashed / 1e6:.1f} MB): ")
+        if not self.problems:
+            return head + "all match what was recorded."
+        lines = [head + f"{len(self.problems)} difference(s)"] + [f"  {p}" for p in self.problems]
+        if not self.ok:
+            lines.append("Restore the listed files from a backup, or re-ingest the raw files they came "
+                         "from; `explorer catalog NAME` shows each table's lineage.")
+        return "\n".join(lines)
+
+
+def verify(lake, *, all_versions: bool = False, progress=None) -> VerifyReport:
+    """Re-hash raw files and the files of current table versions (or of every version)."""
+    report = VerifyReport()
+    work: list[tuple[str, Path, str | None, int | None, str]] = []  # (label, path, sha, size, context)
+
+    manifest_shas = set()
+    if lake.has_table("raw_manifest"):
+        manifest_shas = set(lake.sql("SELECT DISTINCT sha256 FROM raw_manifest")["sha256"])
+    stored = {p.name: p for p in lake.raw.files()}
+    for sha, path in stored.items():
+        work.append((f"raw/{sha[:2]}/{sha}", path, sha, None, "raw"))
+        if manifest_shas and sha not in manifest_shas:
+            report.problems.append(Problem("orphan", f"raw/{sha[:2]}/{sha}", "stored but not in raw_manifest "
+                                           "(a receipt interrupted before its manifest commit)"))
+    for sha in sorted(manifest_shas - set(stored)):
+        report.problems.append(Problem("missing", f"raw/{sha[:2]}/{sha}", "listed in raw_manifest but the file is gone"))
+
+    for table in lake.tables():
+        records = recorded(lake, table)
+        table_dir = lake.table_path(table)
+        dt = lake.delta(table)
+        if all_versions:
+            wanted = {rel: f"{table}@{r['version']}" for rel, r in records.items()}
+            versions = range(dt.version() + 1)
+        else:
+            wanted = {os.path.relpath(uri, table_dir): f"{table}@{dt.version()}" for uri in dt.file_uris()}
+            versions = range(dt.version() + 1)
+        for v in versions:  # the commit log decides what every version contains: check it too
+            wanted.setdefault(f"_delta_log/{v:020d}.json", f"{table}@{v}")
+        for relative, context in sorted(wanted.items()):
+            entry = records.get(relative)
+            label = f"tables/{table}/{relative}"
+            if entry is None:
+                report.problems.append(Problem("unrecorded", label, f"part of {context} but no checksum was "
+                                               "recorded (written outside explorer, or the writer stopped "
+                                               "right after its commit)"))
+                continue
+            work.append((label, table_dir / relative, entry["sha256"], entry["size"], context))
+
+    for i, (label, path, expected, size, context) in enumerate(work, 1):
+        if progress:
+            progress(i, len(work), label)
+        if not path.exists():
+            report.problems.append(Problem("missing", label, f"file of {context} is gone"))
+            continue
+        actual_size = path.stat().st_size
+        actual = sha256_file(path)
+        report.bytes_hashed += actual_size
+        if context == "raw":
+            report.raw_files += 1
+        else:
+            report.data_files += 1
+        if actual != expected:
+            what = "content no longer matches its name (SHA-256)" if context == "raw" else f"file of {context} changed"
+            sizes = "" if size is None or size == actual_size else f"; size {size} -> {actual_size} bytes"
+            report.problems.append(Problem("modified", label, f"{what}: recorded {expected[:12]}…, "
+                                           f"now {actual[:12]}…{sizes}"))
+    return report

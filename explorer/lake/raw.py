@@ -1,0 +1,150 @@
+"""The raw zone: every file received, kept byte for byte under its SHA-256, with a manifest.
+
+The manifest is itself a Delta table, ``raw_manifest``, appended to (never rewritten) so its own
+history says when each file arrived and every status it has had.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from explorer.errors import ExplorerError
+
+MANIFEST = "raw_manifest"
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A file in the raw zone."""
+
+    sha256: str
+    size_bytes: int
+    source_name: str
+    path: Path
+
+    @property
+    def ref(self) -> str:
+        """Lineage reference of this file, for ``lake.write(..., inputs=[...])``."""
+        return f"raw:{self.sha256}"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with io.open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+
+
+
+class RawZone:
+    """Content-addressed store of received files. Obtain it as ``lake.raw``."""
+
+    def __init__(self, lake):
+        self.lake = lake
+        self.root = lake.root / "raw"
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def put(self, source, *, source_name: str | None = None, detected_format: str | None = None,
+            status: str = "received", reason: str | None = None) -> RawFile:
+        """Keep one file (a path or bytes); see :meth:`put_many`."""
+        return self.put_many([source], source_names=[source_name], detected_formats=[detected_format],
+                             statuses=[status], reasons=[reason])[0]
+
+    def put_many(self, sources, *, source_names=None, detected_formats=None, statuses=None,
+                 reasons=None) -> list[RawFile]:
+        """Copy files into the raw zone and record them in the manifest in one commit.
+
+        A file already present (same SHA-256) is not copied again but gets a manifest row, so
+        every receipt is on record.
+        """
+        sources = list(sources)
+        count = len(sources)
+        source_names = list(source_names or [None] * count)
+        detected_formats = list(detected_formats or [None] * count)
+        statuses = list(statuses or ["received"] * count)
+        reasons = list(reasons or [None] * count)
+        stored, rows = [], []
+        for source, name, fmt, status, reason in zip(sources, source_names, detected_formats, statuses, reasons):
+            raw = self._store(source, name)
+            stored.append(raw)
+            rows.append({
+                "sha256": raw.sha256, "source_name": raw.source_name, "size_bytes": raw.size_bytes,
+                "received_at": datetime.now(timezone.utc), "detected_format": fmt,
+                "status": status, "reason": reason,
+            })
+        if rows:
+            self.lake.write(MANIFEST, pd.DataFrame(rows), mode="append", operation="receive",
+                            inputs=[r.ref for r in stored])
+        return stored
+
+    def _store(self, source, name: str | None) -> RawFile:
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        handle, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                if isinstance(source, (bytes, bytearray, memoryview)):
+                    data = bytes(source)
+                    digest.update(data)
+                    out.write(data)
+                    size = len(data)
+                    name = name or "<bytes>"
+                else:
+                    path = Path(source)
+                    if not path.is_file():
+                        raise ExplorerError(f"{path}: not a file; pass a file path or bytes")
+                    name = name or str(path)
+                    with io.open(path, "rb") as src:
+                        while chunk := src.read(CHUNK):
+                            digest.update(chunk)
+                            out.write(chunk)
+                            size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            final = self.path(sha)
+            final.parent.mkdir(exist_ok=True)
+            if final.exists():
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, final)
+                os.chmod(final, 0o444)  # received bytes are never edited in place
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return RawFile(sha, size, name, final)
+
+    def open(self, sha256: str):
+        """Open a raw file for reading, by its SHA-256."""
+        path = self.path(sha256)
+        if not path.exists():
+            raise ExplorerError(f"raw:{sha256}: no such file in {self.root}")
+        return io.open(path, "rb")
+
+    def files(self) -> list[Path]:
+        """Every stored file (not the manifest)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.glob("??/*") if p.is_file() and not p.name.startswith("."))
+
+    def manifest(self) -> pd.DataFrame:
+        """Every receipt: sha256, source_name, size_bytes, received_at, detected_format, status, reason."""
+        if not self.lake.has_table(MANIFEST):
+            return pd.DataFrame(columns=["sha256", "source_name", "size_bytes", "received_at",
+                                         "detected_format", "status", "reason"])
+        return self.lake.sql(f"SELECT * FROM {MANIFEST} ORDER BY received_at")
