@@ -16,7 +16,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError as DeltaTableNotFound
+from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import SchemaMismatchError as DeltaSchemaMismatch
+from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from explorer.catalog import Catalog, default_catalog
 from explorer.errors import (
@@ -165,6 +167,7 @@ class Lake:
         operation: str = "write",
         partition_by: Sequence[str] | None = None,
         schema_mode: str | None = None,
+        writer_properties=None,
     ) -> int:
         """Commit ``data`` to table ``name`` as one atomic version and return that version.
 
@@ -179,6 +182,8 @@ class Lake:
             Short name of what produced the data (``ingest``, ``refresh:wearable_daily``, ...).
         schema_mode : {None, "merge", "overwrite"}
             Passed to deltalake: ``merge`` adds new columns on append.
+        writer_properties : deltalake.WriterProperties, optional
+            Parquet settings (compression, row-group size) for the files of this commit.
 
         Raises
         ------
@@ -202,34 +207,47 @@ class Lake:
             f"{META_PREFIX}user": _user(),
         }
         first = not (path / "_delta_log").is_dir()
+        # delta-rs rebases a losing commit onto the winner. That is safe for an append to an
+        # existing table, but an overwrite (or a table creation) prepared against an older
+        # snapshot would then keep the winner's rows, silently breaking "overwrite": such
+        # commits must fail instead, and the caller retries against the new snapshot.
+        retries = 0 if first or mode == "overwrite" else None
         try:
             write_deltalake(
                 str(path), table, mode=mode, partition_by=list(partition_by) if partition_by else None,
                 schema_mode=schema_mode, configuration=TABLE_CONFIGURATION if first else None,
-                commit_properties=CommitProperties(custom_metadata=metadata),
+                writer_properties=writer_properties,
+                commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=retries),
             )
         except CommitFailedError as exc:
             raise ConcurrentWriteError(
                 f"{name}: another writer committed a conflicting change first ({exc}); nothing of "
                 "this write is visible. Retry the write.") from exc
-        except Exception as exc:
-            if "schema" in str(exc).lower() and "mismatch" in str(exc).lower():
-                raise SchemaError(f"{name}: {exc}. Pass schema_mode='merge' to add columns, "
-                                  "or mode='overwrite' to replace the table.") from exc
-            raise
+        except DeltaSchemaMismatch as exc:
+            current = pa.schema(self.delta(name).schema().to_arrow())
+            raise SchemaError(
+                f"{name}: the data's columns do not match the table ({exc}); table has "
+                f"{', '.join(f'{f.name}:{f.type}' for f in current)}, data has "
+                f"{', '.join(f'{f.name}:{f.type}' for f in table.schema)}. Pass schema_mode='merge' to "
+                "add columns, or mode='overwrite' to replace the table.") from exc
         version = self._find_commit(name, commit_id)
         integrity.record(self, name, version)
         return version
 
     def _find_commit(self, name: str, commit_id: str) -> int:
-        dt = self.delta(name)
-        for entry in dt.history(limit=50):
-            if entry.get(f"{META_PREFIX}commit_id") == commit_id:
-                return int(entry["version"])
-        for entry in dt.history():
-            if entry.get(f"{META_PREFIX}commit_id") == commit_id:
-                return int(entry["version"])
-        raise ExplorerError(f"{name}: commit {commit_id} is not in the table history after writing")
+        """The version our commit landed as, read from the log file names themselves.
+
+        (``DeltaTable.history()`` numbers entries relative to the snapshot it loaded, which can
+        lag behind a commit made by another process a moment earlier.)
+        """
+        log_dir = self.table_path(name) / "_delta_log"
+        marker = json.dumps(commit_id)
+        for log in sorted(log_dir.glob("[0-9]*.json"), reverse=True):
+            with builtins.open(log, encoding="utf-8") as handle:
+                first = handle.readline()
+            if marker in first or marker in log.read_text(encoding="utf-8"):
+                return int(log.stem)
+        raise ExplorerError(f"{name}: commit {commit_id} is not in {log_dir} after writing")
 
     def _conform(self, name: str, table: pa.Table) -> pa.Table:
         """Check ``table`` against the catalog entry of ``name`` and cast to the declared types."""
@@ -382,23 +400,20 @@ def _relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
     """A DuckDB relation over exactly the files of one Delta version.
 
     DuckDB's own Parquet reader over the version's file list is ~1.7x faster than scanning the
-    Arrow dataset (measured in benchmarks/), so it is used whenever the table uses no Delta
-    reader feature that a plain file list would ignore.
+    Arrow dataset (measured in benchmarks/), so it is used whenever the table has no partition
+    columns and uses no Delta reader feature that a plain file list would ignore.
     """
     protocol = dt.protocol()
     features = set(protocol.reader_features or ())
     schema = pa.schema(dt.schema().to_arrow())
-    if features & _NEEDS_DELTA_READER:
+    # Partitioned tables keep partition values in the log, not the files: deltalake's reader
+    # restores them with their declared types (and nulls), which a file list cannot.
+    if features & _NEEDS_DELTA_READER or dt.metadata().partition_columns:
         return con.from_arrow(dt.to_pyarrow_dataset())
     files = dt.file_uris()
     if not files:
         return con.from_arrow(schema.empty_table())
-    partitions = dt.metadata().partition_columns
-    if partitions:
-        hive_types = {p: _duck_type(schema.field(p).type) for p in partitions}
-        relation = con.read_parquet(files, hive_partitioning=True, hive_types=hive_types, union_by_name=True)
-    else:
-        relation = con.read_parquet(files, union_by_name=True)
+    relation = con.read_parquet(files, union_by_name=True)
     # Columns in table order: an appended file written before a column was added lacks it.
     return relation.select(*[duckdb.ColumnExpression(n) for n in schema.names])
 
@@ -429,10 +444,6 @@ def referenced_tables(query: str) -> set[str] | None:
         elif isinstance(node, list):
             stack.extend(node)
     return names
-
-
-def _duck_type(arrow_type: pa.DataType) -> str:
-    return str(duckdb.from_arrow(pa.table({"x": pa.array([], arrow_type)})).types[0])
 
 
 def _to_arrow(data, name: str) -> pa.Table:

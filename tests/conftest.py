@@ -1,0 +1,32 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import explorer
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return explorer.open(tmp_path / "lake")
+
+
+def run_python(code: str, *args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    """Run a fresh interpreter on ``code`` (dedented); the real separate process tests need."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def spawn_python(code: str, *args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def run_cli(*args, lake_root=None, timeout=300, env=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "explorer.cli"]
+    if lake_root is not None:
+        command += ["--lake", str(lake_root)]
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})

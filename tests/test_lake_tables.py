@@ -1,0 +1,128 @@
+"""Write, append, overwrite, and read every earlier version unchanged."""
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from deltalake import WriterProperties
+
+import explorer
+from explorer.errors import SchemaError, TableNotFoundError, VersionNotFoundError
+from explorer.testing import make_measurements, make_persons
+
+
+def snapshot(lake, name, version=None):
+    return lake.table(name, version).order("person_id").df()
+
+
+def test_write_append_overwrite_and_every_version_reads_back_unchanged(lake):
+    first, second, third = make_persons(5, seed=1), make_persons(4, seed=2), make_persons(3, seed=3)
+    assert lake.write("person", first, mode="overwrite") == 0
+    v0 = snapshot(lake, "person")
+    assert lake.write("person", second) == 1
+    v1 = snapshot(lake, "person")
+    assert lake.write("person", third, mode="overwrite") == 2
+
+    assert len(v0) == 5 and len(v1) == 9
+    pd.testing.assert_frame_equal(snapshot(lake, "person", 0), v0)
+    pd.testing.assert_frame_equal(snapshot(lake, "person", 1), v1)
+    assert sorted(snapshot(lake, "person")["person_id"]) == sorted(third["person_id"])
+    assert lake.row_count("person") == 3 and lake.row_count("person", 1) == 9
+
+    history = lake.versions("person")
+    assert history["version"].tolist() == [0, 1, 2]
+    assert history["mode"].tolist() == ["overwrite", "append", "overwrite"]
+    assert history["rows_added"].tolist() == [5, 4, 3]
+
+
+def test_sql_binds_parameters_and_pins_versions(lake):
+    people = make_persons(6)
+    lake.write("person", people.iloc[:3], mode="overwrite")
+    lake.write("person", people.iloc[3:])
+    pid = people["person_id"].iloc[4]
+    assert lake.sql("SELECT count(*) AS n FROM person WHERE person_id = ?", [pid])["n"].item() == 1
+    assert lake.sql("SELECT count(*) AS n FROM person WHERE person_id = ?", [pid], versions={"person": 0})["n"].item() == 0
+    assert lake.sql("SELECT count(*) AS n FROM person")["n"].item() == 6  # the pin does not stick
+    named = lake.sql("SELECT year_of_birth FROM person WHERE person_id = $pid", {"pid": pid})
+    assert named["year_of_birth"].item() == people["year_of_birth"].iloc[4]
+
+
+def test_catalog_types_are_enforced_and_extra_columns_kept(lake):
+    frame = make_measurements(2, 1)
+    frame["value_si"] = frame["value_si"].astype(str)  # castable text
+    frame["lab_comment"] = "fasting"
+    lake.write("measurement", frame, mode="overwrite")
+    schema = lake.table("measurement").types
+    columns = lake.table("measurement").columns
+    assert str(schema[columns.index("value_si")]) == "DOUBLE"
+    assert "lab_comment" in columns  # not in the catalog, not dropped
+    assert "source_file" in columns  # declared, nullable, absent from the data: kept as nulls
+
+
+def test_missing_required_column_names_it_and_the_catalog_file(lake):
+    frame = make_measurements(2, 1).drop(columns=["loinc_code"]).rename(columns={"unit": "units"})
+    with pytest.raises(SchemaError, match=r"loinc_code.*data_catalog/measurement.yaml"):
+        lake.write("measurement", frame)
+    assert not lake.has_table("measurement")  # nothing half-written
+
+
+def test_uncastable_value_names_column_row_and_value(lake):
+    frame = make_persons(4)
+    frame["year_of_birth"] = ["1950", "1961", "nineteen", "1970"]
+    with pytest.raises(SchemaError, match=r"person.year_of_birth.*row 2: 'nineteen'"):
+        lake.write("person", frame)
+
+
+def test_unknown_table_and_version_errors_say_what_exists(lake):
+    lake.write("person", make_persons(2))
+    with pytest.raises(TableNotFoundError, match=r"did you mean 'person'"):
+        lake.table("persn")
+    with pytest.raises(VersionNotFoundError, match=r"versions are 0..0"):
+        lake.table("person", version=7)
+    with pytest.raises(explorer.ExplorerError, match="lower_snake_case"):
+        lake.write("Person; drop", make_persons(1))
+
+
+def test_schema_evolution_on_append_reads_old_files_with_nulls(lake):
+    lake.write("notes", [{"person_id": "a", "x": 1}], mode="overwrite")
+    with pytest.raises(SchemaError, match="schema_mode='merge'"):
+        lake.write("notes", [{"person_id": "b", "x": 2, "y": "new"}])
+    lake.write("notes", [{"person_id": "b", "x": 2, "y": "new"}], schema_mode="merge")
+    rows = lake.sql("SELECT person_id, x, y FROM notes ORDER BY person_id")
+    assert rows["y"].tolist()[1] == "new" and pd.isna(rows["y"].tolist()[0])
+
+
+def test_partitioned_table_keeps_partition_column_and_type(lake):
+    data = pa.table({"bucket": pa.array([0, 1, 1, 2], pa.int32()), "person_id": list("abcd"), "v": [1.0, 2.0, 3.0, 4.0]})
+    lake.write("bucketed", data, mode="overwrite", partition_by=["bucket"])
+    rel = lake.table("bucketed")
+    assert rel.columns == ["bucket", "person_id", "v"]
+    assert str(rel.types[0]) == "INTEGER"
+    assert lake.sql("SELECT sum(v) AS s FROM bucketed WHERE bucket = ?", [1])["s"].item() == 5.0
+
+
+def test_uncompressed_files_round_trip(lake):
+    people = make_persons(5)
+    lake.write("person", people, writer_properties=WriterProperties(compression="UNCOMPRESSED"))
+    assert sorted(lake.sql("SELECT person_id FROM person")["person_id"]) == sorted(people["person_id"])
+
+
+def test_default_root_follows_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_HOME", str(tmp_path / "home"))
+    assert explorer.open().root == (tmp_path / "home").resolve()
+    monkeypatch.delenv("EXPLORER_HOME")
+    monkeypatch.chdir(tmp_path)
+    assert explorer.open().root == (tmp_path / "explorer-data").resolve()
+
+
+def test_raw_zone_keeps_bytes_under_their_hash_with_a_manifest(lake, tmp_path):
+    source = tmp_path / "labs.csv"
+    source.write_bytes(b"person,loinc,value\n1,2345-7,5.1\n")
+    first = lake.raw.put(source, detected_format="lab_csv")
+    again = lake.raw.put(source, detected_format="lab_csv")
+    assert first.sha256 == again.sha256 == __import__("hashlib").sha256(source.read_bytes()).hexdigest()
+    assert first.path.read_bytes() == source.read_bytes()
+    manifest = lake.raw.manifest()
+    assert len(manifest) == 2 and set(manifest["source_name"]) == {str(source)}
+    assert manifest["size_bytes"].tolist() == [source.stat().st_size] * 2
+    with pytest.raises(explorer.ExplorerError, match="not a file"):
+        lake.raw.put(tmp_path / "missing.csv")
