@@ -1,0 +1,27 @@
+"""The benchmark harness runs end to end and reports ratios against a same-run baseline.
+
+This checks the harness on 1/25-size data; it does not time anything (targets are judged by
+`python -m benchmarks` itself, see the README's performance table)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_benchmark_run_writes_results(tmp_path):
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--repeats", "1", "--json", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.read_text())
+    cases = {r["case"]: r for r in document["results"]}
+    assert cases["lake.sql (Delta)"]["baseline_case"] == "duckdb read_parquet"
+    assert cases["lake.sql (Delta)"]["target_ratio"] == 1.2
+    assert cases["lake.sql (Delta)"]["ratio"] > 0
+    assert "ratio" in result.stdout and "lake.sql (Delta)" in result.stdout
