@@ -1,0 +1,261 @@
+"""`generate`: the whole synthetic cohort, streamed to disk shard by shard on worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explorer.synth import ehr, writers
+from explorer.synth.cohort import AGEOTYPES, MARKERS, make_cohort, residence_on
+from explorer.synth.config import SynthConfig
+from explorer.synth.environment import make_environment, station_table, write_grids
+from explorer.synth.wearables import simulate_person
+
+MARKER_FILE = ".explorer-synth"
+
+
+@dataclass
+class SynthSummary:
+    out: Path
+    participants: int
+    days: int
+    heart_rate_rows: int
+    steps_rows: int
+    files: int
+    faults: list
+
+    def __str__(self) -> str:
+        return (f"{self.participants} participants x {self.days} days -> {self.out}: {self.files} files, "
+                f"{self.heart_rate_rows:,} heart-rate rows, {self.steps_rows:,} step rows"
+                + (f", {len(self.faults)} damaged files (see truth/truth.json 'faults')" if self.faults else ""))
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER_FILE).exists():
+            raise FileExistsError(f"{out}: folder exists and is not empty, and was not written by `explorer synth`; "
+                                  "choose an empty or new --out folder")
+        if not overwrite:
+            raise FileExistsError(f"{out}: already holds a synthetic cohort; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER_FILE).write_text("written by explorer synth; --overwrite may delete this folder\n")
+
+
+def _person_days(config, cohort, env) -> dict[str, pd.DataFrame]:
+    """Per person and day of the window: time zone and planted temperature anomaly at home."""
+    days = pd.date_range(config.start, periods=config.days, freq="D")
+    anomaly = env.grid["tas_anomaly"].sel(time=days)
+    out = {}
+    for pid in cohort.persons["source_id"]:
+        home = residence_on(cohort.residences, pid, days)
+        values = anomaly.sel(lat=xr_points(home["latitude"]), lon=xr_points(home["longitude"]), method="nearest")
+        out[pid] = pd.DataFrame({"date": days.date, "time_zone": home["time_zone"].to_numpy(),
+                                 "tas_anomaly": np.diagonal(values.values) if values.ndim == 3 else values.values,
+                                 "latitude": home["latitude"].to_numpy(), "longitude": home["longitude"].to_numpy()})
+    return out
+
+
+def xr_points(values):
+    import xarray as xr
+
+    return xr.DataArray(np.asarray(values), dims="time")
+
+
+def _shard(args) -> dict:
+    """Simulate and write one shard of people (runs in a worker process)."""
+    index, config, persons, person_days, out = args
+    parts = {name: [] for name in writers.AOU_TABLES}
+    truth_daily, truth_artefacts, counts = [], [], {"heart_rate_rows": 0, "steps_rows": 0, "files": 0}
+    for person in persons.itertuples(index=False):
+        rng = np.random.default_rng([config.seed, 3, int(person.source_id)])
+        streams = simulate_person(person, person_days[person.source_id], config, rng)
+        counts["heart_rate_rows"] += len(streams.heart_rate)
+        counts["steps_rows"] += len(streams.steps)
+        truth_daily.append(streams.daily_truth.assign(source_id=person.source_id))
+        truth_artefacts.append(streams.artefacts.assign(source_id=person.source_id))
+        if person.wearable_source == "fitbit_export":
+            counts["files"] += writers.write_fitbit_export(out / "fitbit_export" / person.source_id, streams)
+            continue
+        sid = person.source_id
+        parts["heart_rate_minute_level"].append(streams.heart_rate[["datetime", "heart_rate_value"]].assign(person_id=sid))
+        parts["steps_intraday"].append(streams.steps.assign(person_id=sid))
+        parts["sleep_level"].append(writers.sleep_level_rows(sid, streams.sleep_logs))
+        parts["sleep_daily_summary"].append(writers.sleep_daily_summary(sid, streams.sleep_logs))
+        parts["activity_summary"].append(writers.activity_summary(sid, person, streams.minutes))
+        parts["heart_rate_summary"].append(writers.heart_rate_summary(sid, person, streams.minutes))
+    columns = {
+        "heart_rate_minute_level": ["person_id", "datetime", "heart_rate_value"],
+        "steps_intraday": ["person_id", "datetime", "steps"],
+    }
+    for name, frames in parts.items():
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            continue
+        frame = pd.concat(frames, ignore_index=True)
+        frame = frame[columns.get(name, frame.columns.tolist())]
+        writers.write_csv(frame, out / "fitbit_aou" / name / f"part-{index:05d}.csv")
+        counts["files"] += 1
+    return {"counts": counts, "daily": pd.concat(truth_daily, ignore_index=True),
+            "artefacts": pd.concat(truth_artefacts, ignore_index=True)}
+
+
+def generate(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = False, progress=None) -> SynthSummary:
+    """Write a synthetic cohort to ``out``: raw files in source formats, plus ``truth/``.
+
+    Same ``config`` gives byte-identical files, whatever ``config.workers``.
+    """
+    out = Path(out)
+    _prepare(out, overwrite)
+    say = progress or (lambda done, total, label="": None)
+    cohort = make_cohort(config)
+    env = make_environment(config)
+    person_days = _person_days(config, cohort, env)
+    persons = cohort.persons
+
+    shards = [persons.iloc[i:i + config.shard_size] for i in range(0, len(persons), config.shard_size)]
+    jobs = [(k, config, shard, {pid: person_days[pid] for pid in shard["source_id"]}, out) for k, shard in enumerate(shards)]
+    total_steps = len(jobs) + 4
+    results = []
+    if config.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(config.workers, len(jobs))) as pool:
+            for done, result in enumerate(pool.map(_shard, jobs), 1):
+                results.append(result)
+                say(done, total_steps, f"wearable shard {done}/{len(jobs)}")
+    else:
+        for done, job in enumerate(jobs, 1):
+            results.append(_shard(job))
+            say(done, total_steps, f"wearable shard {done}/{len(jobs)}")
+    files = sum(r["counts"]["files"] for r in results)
+
+    files += _write_clinical(out, config, cohort)
+    say(len(jobs) + 1, total_steps, "FHIR bundles and lab CSV")
+    files += _write_places(out, config, cohort, env)
+    say(len(jobs) + 2, total_steps, "residence, area and environment files")
+
+    faults = []
+    if config.faults:
+        from explorer.synth.faults import write_faults
+
+        faults = write_faults(out, config)
+        files += len(faults)
+    _write_truth(out, config, cohort, env, results, faults)
+    say(len(jobs) + 3, total_steps, "truth")
+    _write_readme(out, config)
+    say(total_steps, total_steps, "done")
+    return SynthSummary(out, config.participants, config.days,
+                        sum(r["counts"]["heart_rate_rows"] for r in results),
+                        sum(r["counts"]["steps_rows"] for r in results), files, faults)
+
+
+def _write_clinical(out: Path, config, cohort) -> int:
+    files = 0
+    lab_rows, truth_labs = [], []
+    (out / "fhir").mkdir(parents=True, exist_ok=True)
+    window = pd.DatetimeIndex([pd.Timestamp(config.start)])
+    for person in cohort.persons.itertuples(index=False):
+        rng = np.random.default_rng([config.seed, 4, int(person.source_id)])
+        visits = ehr.lab_visits(person, cohort.markers, cohort.residences, config, rng, route="fhir")
+        home = residence_on(cohort.residences, person.source_id, window).iloc[0]
+        bundle = ehr.fhir_bundle(person, home, visits, ehr.conditions(person, config, rng), config)
+        (out / "fhir" / f"{person.source_id}.json").write_text(json.dumps(bundle, indent=1))
+        files += 1
+        truth_labs.append(visits.assign(source_id=person.source_id, route="fhir"))
+        if person.has_lab_csv:
+            extra = ehr.lab_visits(person, cohort.markers, cohort.residences, config, rng, route="lab_csv")
+            lab_rows += ehr.lab_csv_rows(person, extra, rng)
+            truth_labs.append(extra.assign(source_id=person.source_id, route="lab_csv"))
+    if lab_rows:
+        labs = pd.DataFrame(lab_rows)
+        for name, part in labs.groupby("lab_name", sort=True):
+            writers.write_csv(part.reset_index(drop=True), out / "labs" / f"{name.lower().replace(' ', '_')}.csv")
+            files += 1
+    out_truth = out / "truth"
+    out_truth.mkdir(exist_ok=True)
+    pd.concat(truth_labs, ignore_index=True).to_parquet(out_truth / "truth_lab_values.parquet", index=False)
+    return files
+
+
+def _write_places(out: Path, config, cohort, env) -> int:
+    residence = cohort.residences.rename(columns={"source_id": "person_id"}).drop(columns=["time_zone"])
+    writers.write_csv(residence, out / "residence" / "residence_history.csv")
+    grids = write_grids(env, out / "environment", config)
+    rng = np.random.default_rng([config.seed, 5])
+    writers.write_csv(station_table(env, config, rng), out / "environment" / "stations_ghcn_daily.csv")
+    tracts = sorted(set(cohort.residences["tract_geoid"]))
+    lead = pd.DataFrame({"tract_geoid": tracts, "lead_risk_decile": rng.integers(1, 11, len(tracts))})
+    writers.write_csv(lead, out / "area" / "tract_lead_risk.csv")
+    years = range(config.start.year - 3, config.start.year + 1)
+    base = rng.uniform(1, 100, len(tracts))
+    deprivation = pd.DataFrame([{"tract_geoid": t, "year": y, "deprivation_index": round(float(np.clip(b + rng.normal(0, 3), 1, 100)), 1)}
+                                for y in years for t, b in zip(tracts, base)])
+    writers.write_csv(deprivation, out / "area" / "deprivation_index.csv")
+    return 1 + len(grids) + 3
+
+
+def _write_truth(out: Path, config, cohort, env, results, faults) -> None:
+    truth = out / "truth"
+    truth.mkdir(exist_ok=True)
+    cohort.persons.to_parquet(truth / "truth.parquet", index=False)
+    cohort.markers.to_parquet(truth / "truth_markers.parquet", index=False)
+    cohort.residences.to_parquet(truth / "truth_residences.parquet", index=False)
+    pd.concat([r["daily"] for r in results], ignore_index=True).sort_values(["source_id", "date"], ignore_index=True) \
+        .to_parquet(truth / "truth_daily.parquet", index=False)
+    pd.concat([r["artefacts"] for r in results], ignore_index=True).sort_values(["source_id", "stream", "datetime"], ignore_index=True) \
+        .to_parquet(truth / "truth_artefacts.parquet", index=False)
+    env.heat_waves.to_parquet(truth / "truth_heat_waves.parquet", index=False)
+    document = {
+        "generator": "explorer synth",
+        "config": config.to_dict(),
+        "planted": {
+            "heat_effect_bpm_per_k": config.heat_effect_bpm_per_k,
+            "age_effect_bpm_per_year": config.age_effect_bpm_per_year,
+            "ageotypes": list(AGEOTYPES),
+            "markers": [dict(zip(("loinc", "name", "unit_si", "mean_at_50", "sd", "within_sd", "slope_per_year",
+                                  "fast_group", "fast_group_slope_per_year", "scale"), m)) for m in MARKERS],
+            "heat_waves": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+                           for row in env.heat_waves.to_dict("records")],
+        },
+        "tables": {
+            "truth.parquet": "one row per participant: demographics and every planted parameter",
+            "truth_markers.parquet": "participant x marker: planted intercept at age 50 and slope per year (log scale for CRP)",
+            "truth_daily.parquet": "participant x day: time zone, planted temperature anomaly (K), true resting heart rate, worn minutes",
+            "truth_artefacts.parquet": "every artefact record: stream, local datetime, kind (hr_zero, hr_255, duplicate_minute), value written, true value",
+            "truth_lab_values.parquet": "every lab value in SI units as generated, with its route (fhir or lab_csv)",
+            "truth_residences.parquet": "residence history with the time zone used for local times",
+            "truth_heat_waves.parquet": "planted heat waves: dates, centre, radius, peak anomaly",
+        },
+        "faults": faults,
+        "notes": [
+            "Local times are written without zone. On the autumn daylight-saving change the repeated hour appears twice "
+            "(two rows per local minute), and the skipped spring hour has no rows; America/Phoenix has neither.",
+            "Heart-rate rows exist only for worn minutes; gaps are non-wear, showers and charging.",
+        ],
+    }
+    (truth / "truth.json").write_text(json.dumps(document, indent=1, default=str))
+
+
+def _write_readme(out: Path, config) -> None:
+    (out / "README.md").write_text(f"""# Synthetic cohort (explorer synth)
+
+{config.participants} participants, {config.days} days of minute-level wearable data from {config.start}, seed {config.seed}.
+Nothing here describes a real person.
+
+| folder | format | as delivered by |
+|---|---|---|
+| fitbit_aou/<table>/part-*.csv | CSV: heart_rate_minute_level, steps_intraday, sleep_level, sleep_daily_summary, activity_summary, heart_rate_summary | All of Us-style table exports (local time, no zone) |
+| fitbit_export/<participant>/ | Fitbit personal data export JSON, one file per day per stream | participants uploading their own exports |
+| fhir/<participant>.json | FHIR R4 transaction Bundle: Patient, Encounter, Observation (LOINC, UCUM), Condition | the EHR |
+| labs/*.csv | long-format lab results, units as each lab reports them | outside laboratories |
+| residence/residence_history.csv | residence history with moves | address geocoding |
+| environment/*.nc, stations_ghcn_daily.csv | CF NetCDF daily tasmax/tasmin (K or degC) and PM2.5 (ug/m3); station observations | climate and air-quality providers |
+| area/*.csv | tract lead-exposure risk decile; deprivation index by year | area-level indices |
+| truth/ | everything planted (see truth/truth.json) | not input: for checking analyses |
+""")
