@@ -136,7 +136,7 @@ def cmd_sql(args) -> int:
         if not number.isdigit():
             raise ExplorerError(f"--version {pin!r}: expected TABLE=NUMBER, e.g. measurement=3")
         versions[name] = int(number)
-    params = [_param(p) for p in args.param or []]
+    params = list(args.param or [])  # bound as text: DuckDB casts to the column's type itself
     frame = lake.sql(args.query, params or None, versions=versions or None)
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
@@ -145,16 +145,6 @@ def cmd_sql(args) -> int:
     else:
         print(_table_text(frame))
     return 0
-
-
-def _param(text: str):
-    """Command-line parameters arrive as text; numbers are bound as numbers."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def cmd_demo(args) -> int:
@@ -241,9 +231,6 @@ def main(argv=None) -> int:
         return args.func(args)
     except ExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyError as exc:  # catalog look-ups carry their own did-you-mean message
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

@@ -98,3 +98,19 @@ def test_catalog_command_fails_on_an_invalid_catalog(tmp_path):
     result = run_cli("catalog", lake_root=tmp_path / "lake", env={"EXPLORER_CATALOG": str(tmp_path)})
     assert result.returncode == 2
     assert "thing.yaml" in result.stderr and "kind: got 'tabel'" in result.stderr
+
+
+def test_odd_yaml_keys_and_names_get_messages_not_tracebacks(tmp_path):
+    text = GOOD.replace("    unit: /min", "    unit: /min\n    on: x\n    2: y")
+    with pytest.raises(CatalogError, match=r"schema\[1\]: unknown key '2'.*unknown key 'True'"):
+        load_entry(write(tmp_path, text))
+    text = GOOD.replace("  - name: hr", '  - name: "hr\\n"')
+    with pytest.raises(CatalogError, match=r"expected lower_snake_case"):
+        load_entry(write(tmp_path, text))
+
+
+def test_structural_and_consistency_problems_are_reported_together(tmp_path):
+    text = GOOD.replace("kind: table", "kind: tabel").replace("entity: person_id", "entity: personid")
+    with pytest.raises(CatalogError) as info:
+        load_entry(write(tmp_path, text))
+    assert "kind: got 'tabel'" in str(info.value) and "entity: column 'personid'" in str(info.value)

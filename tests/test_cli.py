@@ -47,6 +47,8 @@ def test_sql_command_binds_parameters_and_pins_versions(demo_lake):
     hostile = run_cli("sql", "SELECT count(*) AS n FROM person WHERE person_id = ?", "-p",
                       "1 OR 1=1; DROP TABLE person", "--format", "csv", lake_root=root)
     assert hostile.stdout.splitlines() == ["n", "0"]
+    leading_zero = run_cli("sql", "SELECT ? AS v, typeof(?) AS t", "-p", "007", "-p", "007", "--format", "csv", lake_root=root)
+    assert leading_zero.stdout.splitlines() == ["v,t", "007,VARCHAR"]  # text stays text
     pinned = run_cli("sql", "SELECT count(*) AS n FROM person", "--version", "person=0", "--format", "csv", lake_root=root)
     assert pinned.stdout.splitlines() == ["n", "4"]
 

@@ -126,3 +126,42 @@ def test_raw_zone_keeps_bytes_under_their_hash_with_a_manifest(lake, tmp_path):
     assert manifest["size_bytes"].tolist() == [source.stat().st_size] * 2
     with pytest.raises(explorer.ExplorerError, match="not a file"):
         lake.raw.put(tmp_path / "missing.csv")
+
+
+def test_lossy_casts_into_an_existing_table_are_refused(lake):
+    lake.write("t", [{"x": 1}])
+    with pytest.raises(SchemaError, match=r"t\.x: cannot store double as int64 \(first at row 0: 1.5\)"):
+        lake.write("t", [{"x": 1.5}])
+    with pytest.raises(SchemaError, match=r"t\.x: cannot store string as int64"):
+        lake.write("t", [{"x": "a"}])
+    lake.write("t", [{"x": 2.0}])  # exact: fine
+    assert lake.sql("SELECT sum(x) AS s FROM t")["s"].item() == 3
+
+
+def test_required_columns_must_be_filled(lake):
+    people = make_persons(3)
+    people.loc[1, "person_id"] = None
+    with pytest.raises(SchemaError, match=r"person.person_id: empty at row 1.*nullable: false"):
+        lake.write("person", people)
+
+
+def test_lineage_references_are_normalised(lake):
+    lake.write("a", [{"x": 1}])
+    lake.write("a", [{"x": 2}])
+    lake.write("b", [{"x": 3}], inputs=["a@01"])
+    assert lake.versions("b")["inputs"].iloc[0] == ["a@1"]
+    assert "b@0" in lake.lineage("a@1").downstream
+
+
+def test_raw_zone_guards_its_paths_and_repairs_damaged_copies(lake, tmp_path):
+    with pytest.raises(explorer.ExplorerError, match="64 lower-case hex"):
+        lake.raw.open("../../../../etc/passwd")
+    with pytest.raises(explorer.ExplorerError, match="source_names has 1 entries for 3 sources"):
+        lake.raw.put_many([b"a", b"b", b"c"], source_names=["a.csv"])
+    stored = lake.raw.put(b"original bytes")
+    import os
+
+    os.chmod(stored.path, 0o644)
+    stored.path.write_bytes(b"damaged")
+    again = lake.raw.put(b"original bytes")
+    assert again.path.read_bytes() == b"original bytes" and lake.verify().ok

@@ -72,3 +72,64 @@ def test_verify_command_exit_status_and_report(lake):
     bad = run_cli("verify", lake_root=lake.root)
     assert bad.returncode == 1
     assert "MODIFIED" in bad.stdout and raw.sha256 in bad.stdout and "Restore" in bad.stdout
+
+
+def test_deleted_newest_commit_is_a_silent_rollback_that_verify_reports(lake):
+    lake.write("t", pa.table({"x": [1]}))
+    lake.write("t", pa.table({"x": [2]}))
+    (lake.table_path("t") / "_delta_log" / f"{1:020d}.json").unlink()
+    assert lake.sql("SELECT count(*) AS n FROM t")["n"].item() == 1  # reads fine, one write gone
+    problems = lake.verify().problems
+    assert any(p.kind == "missing" and "rolled back" in p.detail for p in problems)
+
+
+def test_deleted_table_is_reported(lake):
+    import shutil
+
+    lake.write("t", pa.table({"x": [1]}))
+    shutil.rmtree(lake.table_path("t"))
+    report = lake.verify()
+    assert not report.ok and any(p.kind == "missing" and p.path == "tables/t" for p in report.problems)
+
+
+def test_write_behind_the_lakes_back_is_foreign(lake):
+    from deltalake import write_deltalake
+
+    lake.write("t", pa.table({"x": [1]}))
+    write_deltalake(str(lake.table_path("t")), pa.table({"x": [2]}), mode="append")
+    lake.write("t", pa.table({"x": [3]}))  # a later, proper commit does not launder the earlier one
+    report = lake.verify()
+    assert not report.ok
+    assert {p.kind for p in report.problems} == {"foreign"}
+
+
+def test_writer_stopped_before_recording_is_only_a_warning(lake):
+    lake.write("t", pa.table({"x": [1]}))
+    lake.write("t", pa.table({"x": [2]}))
+    (lake.root / "_integrity" / "t" / f"{1:020d}.json").unlink()
+    report = lake.verify()
+    assert report.ok and {p.kind for p in report.problems} == {"unrecorded"}
+
+
+def test_damaged_manifest_is_a_finding_not_a_crash(lake):
+    lake.raw.put(b"a")
+    [uri] = lake.delta("raw_manifest").file_uris()
+    with open(uri, "r+b") as handle:  # break the footer: no reader can open it any more
+        handle.seek(-8, os.SEEK_END)
+        handle.write(b"\xff\xff\xff\x7fXXXX")
+    report = lake.verify()
+    kinds = {p.kind for p in report.problems}
+    assert not report.ok and "unreadable" in kinds and "modified" in kinds
+
+
+def test_partition_values_and_lake_paths_that_need_encoding(tmp_path):
+    import explorer
+
+    lake = explorer.open(tmp_path / "lake with space%")
+    version = lake.write("p", [{"k": "with space/and:colon", "n": 1}, {"k": "plain", "n": 2}], partition_by=["k"])
+    assert version == 0
+    lake.write("q", [{"n": 1}])
+    assert lake.sql("SELECT sum(n) AS s FROM p")["s"].item() == 3
+    assert lake.sql("SELECT sum(n) AS s FROM q")["s"].item() == 1
+    report = lake.verify()
+    assert report.ok and not report.problems and report.data_files >= 5

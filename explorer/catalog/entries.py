@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def _explain(error, document: dict) -> str:
     key = _key_path(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = error.schema.get("properties", {})
-        extra = sorted(set(error.instance) - set(allowed))
+        extra = sorted(map(str, set(error.instance) - set(allowed)))
         hints = "; ".join(f"unknown key '{k}'{did_you_mean(k, allowed)}" for k in extra)
         return f"{key}: {hints}; allowed keys are {', '.join(sorted(allowed))}"
     if error.validator == "required":
@@ -136,7 +137,9 @@ def _explain(error, document: dict) -> str:
         return (f"{key}: got {error.instance!r}, expected one of "
                 f"{', '.join(map(str, error.validator_value))}{did_you_mean(error.instance, map(str, error.validator_value))}")
     if error.validator == "type":
-        return f"{key}: got {error.instance!r} ({type(error.instance).__name__}), expected a {error.validator_value}"
+        expected = error.validator_value
+        article = "an" if str(expected)[:1] in "aeiou" else "a"
+        return f"{key}: got {error.instance!r} ({type(error.instance).__name__}), expected {article} {expected}"
     if error.validator == "pattern":
         return f"{key}: got {error.instance!r}, expected lower_snake_case (pattern {error.validator_value})"
     return f"{key}: {error.message}"
@@ -164,6 +167,10 @@ def load_entry(path: str | Path) -> Entry:
         _fast_validator()(document)
     except fastjsonschema.JsonSchemaException:
         problems = _all_problems(document)
+        try:  # report consistency problems in the same run where the structure allows
+            problems += _check_consistency(document, path)
+        except (KeyError, TypeError, AttributeError):
+            pass
     else:
         problems = _check_consistency(document, path)
     if problems:
@@ -203,13 +210,16 @@ def _all_problems(document: dict) -> list[str]:
 def _check_consistency(document: dict, path: Path) -> list[str]:
     """Checks JSON Schema cannot express: names agree, declared key columns exist."""
     problems = []
-    if document["name"] != path.stem:
-        problems.append(f"name: got {document['name']!r}, expected {path.stem!r} (the file name without .yaml)")
-    names = [c["name"] for c in document["schema"]]
+    if document.get("name") != path.stem:
+        problems.append(f"name: got {document.get('name')!r}, expected {path.stem!r} (the file name without .yaml)")
+    names = [c["name"] for c in document["schema"] if isinstance(c, dict) and isinstance(c.get("name"), str)]
+    for i, name in enumerate(names):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):  # JSON Schema's $ also matches before a final newline
+            problems.append(f"schema[{i}].name: got {name!r}, expected lower_snake_case with nothing after it")
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         problems.append(f"schema: column names appear twice: {', '.join(duplicated)}")
-    dims = {d for c in document["schema"] for d in c.get("dims", ())}
+    dims = {d for c in document["schema"] if isinstance(c, dict) for d in c.get("dims", ()) if isinstance(d, str)}
     for key in ("entity", "time"):
         if key in document and document[key] not in set(names) | dims:
             problems.append(f"{key}: column {document[key]!r} is not in schema{did_you_mean(document[key], names)}")

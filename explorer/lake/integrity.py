@@ -13,7 +13,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
+from explorer.lake.delta_files import data_files
 from explorer.lake.raw import sha256_file
 
 
@@ -31,8 +33,8 @@ def _added_files(lake, table: str, version: int) -> list[str]:
     with open(_log_file(lake, table, version), encoding="utf-8") as log:
         for line in log:
             action = json.loads(line)
-            if "add" in action:
-                added.append(action["add"]["path"])
+            if "add" in action:  # paths in the log are percent-encoded URIs
+                added.append(unquote(action["add"]["path"]))
     return added
 
 
@@ -40,6 +42,9 @@ def record(lake, table: str, version: int) -> None:
     """Hash the commit file and the data files that ``table@version`` added, and keep the hashes."""
     table_dir = lake.table_path(table)
     files = {f"_delta_log/{version:020d}.json": None}
+    checkpoint = f"_delta_log/{version:020d}.checkpoint.parquet"
+    if (table_dir / checkpoint).exists():  # written by the commit's post-commit hook
+        files[checkpoint] = None
     files.update({path: None for path in _added_files(lake, table, version)})
     entries = {}
     for relative in files:
@@ -53,6 +58,11 @@ def record(lake, table: str, version: int) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, directory / f"{version:020d}.json")
+
+
+def _recorded_versions(lake, table: str) -> set[int]:
+    directory = _records_dir(lake, table)
+    return {int(p.stem) for p in directory.glob("*.json")} if directory.is_dir() else set()
 
 
 def recorded(lake, table: str) -> dict[str, dict]:
@@ -70,7 +80,7 @@ def recorded(lake, table: str) -> dict[str, dict]:
 
 @dataclass
 class Problem:
-    kind: str  # "modified", "missing", "unrecorded", "orphan"
+    kind: str  # failures: modified, missing, foreign, unreadable; warnings: unrecorded, orphan
     path: str
     detail: str
 
@@ -88,7 +98,7 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
 
     #: kinds that mean data can no longer be trusted (the others are warnings)
-    FAILURES = ("modified", "missing")
+    FAILURES = ("modified", "missing", "foreign", "unreadable")
 
     @property
     def ok(self) -> bool:
@@ -113,7 +123,10 @@ def verify(lake, *, all_versions: bool = False, progress=None) -> VerifyReport:
 
     manifest_shas = set()
     if lake.has_table("raw_manifest"):
-        manifest_shas = set(lake.sql("SELECT DISTINCT sha256 FROM raw_manifest")["sha256"])
+        try:
+            manifest_shas = set(lake.sql("SELECT DISTINCT sha256 FROM raw_manifest")["sha256"])
+        except Exception as exc:  # a damaged manifest is a finding, not a crash
+            report.problems.append(Problem("unreadable", "tables/raw_manifest", f"cannot be read ({exc})"))
     stored = {p.name: p for p in lake.raw.files()}
     for sha, path in stored.items():
         work.append((f"raw/{sha[:2]}/{sha}", path, sha, None, "raw"))
@@ -123,25 +136,44 @@ def verify(lake, *, all_versions: bool = False, progress=None) -> VerifyReport:
     for sha in sorted(manifest_shas - set(stored)):
         report.problems.append(Problem("missing", f"raw/{sha[:2]}/{sha}", "listed in raw_manifest but the file is gone"))
 
-    for table in lake.tables():
+    recorded_tables = {p.name for p in (lake.root / "_integrity").iterdir() if p.is_dir()} if (lake.root / "_integrity").is_dir() else set()
+    present = set(lake.tables())
+    for table in sorted(recorded_tables - present):
+        report.problems.append(Problem("missing", f"tables/{table}", "checksums were recorded for this table but it is gone"))
+
+    for table in sorted(present):
         records = recorded(lake, table)
+        recorded_versions = _recorded_versions(lake, table)
         table_dir = lake.table_path(table)
         dt = lake.delta(table)
+        latest = dt.version()
+        for v in sorted(v for v in recorded_versions if v > latest):
+            report.problems.append(Problem("missing", f"tables/{table}/_delta_log/{v:020d}.json",
+                                           f"{table}@{v} was committed and recorded but its commit file is gone "
+                                           "(the table silently rolled back)"))
         if all_versions:
             wanted = {rel: f"{table}@{r['version']}" for rel, r in records.items()}
-            versions = range(dt.version() + 1)
         else:
-            wanted = {os.path.relpath(uri, table_dir): f"{table}@{dt.version()}" for uri in dt.file_uris()}
-            versions = range(dt.version() + 1)
-        for v in versions:  # the commit log decides what every version contains: check it too
+            wanted = {os.path.relpath(path, table_dir): f"{table}@{latest}" for path in data_files(dt)}
+        for v in range(latest + 1):  # the commit log decides what every version contains: check it too
             wanted.setdefault(f"_delta_log/{v:020d}.json", f"{table}@{v}")
+        for checkpoint in table_dir.glob("_delta_log/*.checkpoint.parquet"):
+            wanted.setdefault(f"_delta_log/{checkpoint.name}", f"{table}@{int(checkpoint.name.split('.')[0])}")
+        # A writer stopped between its commit and the checksum record leaves only its own newest
+        # commit unrecorded: a warning. Anything else unrecorded was written behind the lake's back.
+        newest_unrecorded = set()
+        if latest not in recorded_versions:
+            newest_unrecorded = {f"_delta_log/{latest:020d}.json", *_added_files(lake, table, latest)}
         for relative, context in sorted(wanted.items()):
             entry = records.get(relative)
             label = f"tables/{table}/{relative}"
             if entry is None:
-                report.problems.append(Problem("unrecorded", label, f"part of {context} but no checksum was "
-                                               "recorded (written outside explorer, or the writer stopped "
-                                               "right after its commit)"))
+                if relative in newest_unrecorded:
+                    report.problems.append(Problem("unrecorded", label, f"part of {context}, the newest commit, whose "
+                                                   "writer stopped before recording checksums"))
+                else:
+                    report.problems.append(Problem("foreign", label, f"part of {context} but not written through the "
+                                                   "lake (no checksum recorded): the table was changed behind its back"))
                 continue
             work.append((label, table_dir / relative, entry["sha256"], entry["size"], context))
 

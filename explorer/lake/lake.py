@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from explorer.errors import (
     did_you_mean,
 )
 from explorer.lake import integrity
+from explorer.lake.delta_files import data_files
 from explorer.lake.lineage import Lineage, LineageGraph, parse_ref
 from explorer.lake.raw import RawZone
 
@@ -97,7 +99,7 @@ class Lake:
         self.raw = RawZone(self)
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._registered: dict[str, int | None] = {}
+        self._registered: dict[str, int] = {}
         self._delta: dict[str, DeltaTable] = {}
 
     def __repr__(self) -> str:
@@ -196,7 +198,7 @@ class Lake:
             raise ExplorerError(f"mode {mode!r}: expected 'append' or 'overwrite'")
         path = self.table_path(name)
         table = self._conform(name, _to_arrow(data, name))
-        inputs = list(dict.fromkeys(inputs))
+        inputs = list(dict.fromkeys(_normalise_ref(ref) for ref in inputs))
         self._check_inputs(inputs)
         commit_id = uuid.uuid4().hex
         metadata = {
@@ -231,7 +233,11 @@ class Lake:
                 f"{', '.join(f'{f.name}:{f.type}' for f in table.schema)}. Pass schema_mode='merge' to "
                 "add columns, or mode='overwrite' to replace the table.") from exc
         version = self._find_commit(name, commit_id)
-        integrity.record(self, name, version)
+        try:
+            integrity.record(self, name, version)
+        except OSError as exc:  # the commit has landed: raising now would invite a duplicating retry
+            warnings.warn(f"{name}@{version} committed, but its checksums could not be recorded ({exc}); "
+                          "`explorer verify` will list its files as unrecorded", RuntimeWarning, stacklevel=2)
         return version
 
     def _find_commit(self, name: str, commit_id: str) -> int:
@@ -250,12 +256,34 @@ class Lake:
         raise ExplorerError(f"{name}: commit {commit_id} is not in {log_dir} after writing")
 
     def _conform(self, name: str, table: pa.Table) -> pa.Table:
-        """Check ``table`` against the catalog entry of ``name`` and cast to the declared types."""
+        """Check ``table`` against the catalog entry of ``name`` and cast to the declared types,
+        then cast any other column to the type it already has in the table, safely (a cast that
+        would lose information, such as 1.5 into an integer column, is an error, not a rounding)."""
+        table = self._conform_to_catalog(name, table)
+        if not (self.table_path(name) / "_delta_log").is_dir():
+            return table
+        existing = pa.schema(self.delta(name).schema().to_arrow())
+        arrays = []
+        for field in table.schema:
+            array = table[field.name]
+            if field.name in existing.names:
+                target = existing.field(field.name).type
+                if array.type != target and not _same_storage(array.type, target):
+                    array = _cast(array, target, name, field.name)
+            arrays.append(array)
+        return pa.table(arrays, names=table.column_names)
+
+    def _conform_to_catalog(self, name: str, table: pa.Table) -> pa.Table:
         entry = self.catalog.get(name)
         if entry is None or entry.kind != "table":
             return table
         present = set(table.column_names)
         missing = [c for c in entry.column_names if c not in present and not entry.column(c).nullable]
+        for column in entry.schema:
+            if column.name in present and not column.nullable and table[column.name].null_count:
+                row = table[column.name].is_null().to_pylist().index(True)
+                raise SchemaError(f"{name}.{column.name}: empty at row {row}, but {entry.source_file} declares it "
+                                  "required (nullable: false); fill it or quarantine the row")
         if missing:
             raise SchemaError(
                 f"{name}: data lacks column(s) {', '.join(missing)} declared in {entry.source_file}"
@@ -300,24 +328,42 @@ class Lake:
         return _relation(con, self.delta(name, version))
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The lake's shared in-process DuckDB connection (researcher tier)."""
+        """The lake's shared in-process DuckDB connection (researcher tier).
+
+        Its views always show the latest version of each table; pinned queries run on a
+        throwaway connection so a pin can never leak into a later call.
+        """
         with self._lock:
             if self._con is None:
-                self._con = duckdb.connect(config={"autoinstall_known_extensions": False})
+                self._con = _plain_connection()
             return self._con
 
-    def register(self, con: duckdb.DuckDBPyConnection, names: Iterable[str],
-                 versions: Mapping[str, int] | None = None, registered: dict | None = None) -> None:
-        """Create views named after tables on ``con``, at the latest or pinned version."""
-        versions = versions or {}
-        registered = registered if registered is not None else {}
-        for name in names:
-            dt = self.delta(name, versions.get(name))
-            key = (dt.version(), name in versions)
-            if registered.get(name) == key:
+    def is_current(self, name: str, version: int) -> bool:
+        """Whether ``version`` is still the latest of ``name``: two ``stat`` calls, no log read.
+
+        Delta versions are contiguous, so the next commit file existing means a newer version.
+        """
+        log_dir = self.table_path(name) / "_delta_log"
+        return (log_dir / f"{version:020d}.json").exists() and not (log_dir / f"{version + 1:020d}.json").exists()
+
+    def sync_views(self, con: duckdb.DuckDBPyConnection, names: Iterable[str], registered: dict,
+                   reader=None) -> None:
+        """Bring views for ``names`` and every view already on ``con`` to the latest versions."""
+        reader = reader or _relation
+        for name in sorted(set(names) | set(registered)):
+            version = registered.get(name)
+            if version is not None and self.is_current(name, version):
                 continue
-            _relation(con, dt).create_view(name, replace=True)
-            registered[name] = key
+            dt = self.delta(name)
+            reader(con, dt).create_view(name, replace=True)
+            registered[name] = dt.version()
+
+    def pinned_views(self, con: duckdb.DuckDBPyConnection, names: Iterable[str],
+                     versions: Mapping[str, int], reader=None) -> None:
+        """Create views on a fresh ``con``: pinned tables at their version, others at latest."""
+        reader = reader or _relation
+        for name in sorted(set(names) | set(versions)):
+            reader(con, self.delta(name, versions.get(name))).create_view(name, replace=True)
 
     def sql(self, query: str, params: Sequence | Mapping | None = None, *,
             versions: Mapping[str, int] | None = None) -> pd.DataFrame:
@@ -337,9 +383,17 @@ class Lake:
         --------
         >>> lake.sql("SELECT count(*) FROM measurement WHERE loinc_code = ?", ["2345-7"])  # doctest: +SKIP
         """
+        names = self._referenced(query, versions)
+        if versions:
+            con = _plain_connection()
+            try:
+                self.pinned_views(con, names, versions)
+                return con.execute(query, params).df()
+            finally:
+                con.close()
         with self._lock:
             con = self.connection()
-            self.register(con, self._referenced(query, versions), versions, self._registered)
+            self.sync_views(con, names, self._registered)
             return con.execute(query, params).df()
 
     def _referenced(self, query: str, versions: Mapping[str, int] | None) -> list[str]:
@@ -383,6 +437,10 @@ class Lake:
 
         ``name`` may also be a raw reference ``"raw:<sha256>"``, or ``"table@version"``.
         """
+        if name.startswith("raw:"):
+            _, sha, _ = parse_ref(name)
+            if not self.raw.path(sha).exists():
+                raise LineageError(f"{name}: no such file in the raw zone {self.raw.root}")
         return LineageGraph.build(self).lineage(name, version)
 
     def verify(self, *, all_versions: bool = False, progress=None) -> integrity.VerifyReport:
@@ -410,12 +468,27 @@ def _relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
     # restores them with their declared types (and nulls), which a file list cannot.
     if features & _NEEDS_DELTA_READER or dt.metadata().partition_columns:
         return con.from_arrow(dt.to_pyarrow_dataset())
-    files = dt.file_uris()
+    files = [str(path) for path in data_files(dt)]
     if not files:
         return con.from_arrow(schema.empty_table())
+    if any(ch in uri for uri in files for ch in _GLOB_CHARACTERS):
+        return con.from_arrow(dt.to_pyarrow_dataset())  # DuckDB would read such a path as a pattern
     relation = con.read_parquet(files, union_by_name=True)
     # Columns in table order: an appended file written before a column was added lacks it.
     return relation.select(*[duckdb.ColumnExpression(n) for n in schema.names])
+
+
+_GLOB_CHARACTERS = "*?[{"
+
+
+def arrow_relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
+    """A DuckDB relation over one Delta version through deltalake's Arrow dataset: DuckDB
+    itself touches no file, so it works on a connection with all file access disabled."""
+    return con.from_arrow(dt.to_pyarrow_dataset())
+
+
+def _plain_connection() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
 
 
 _PARSER = threading.local()
@@ -439,7 +512,7 @@ def referenced_tables(query: str) -> set[str] | None:
         node = stack.pop()
         if isinstance(node, dict):
             if node.get("type") == "BASE_TABLE" and not node.get("schema_name"):
-                names.add(node["table_name"])
+                names.add(node["table_name"].lower())  # DuckDB resolves names case-insensitively
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
@@ -472,6 +545,12 @@ def _cast(array, target: pa.DataType, table: str, column: str):
         raise SchemaError(f"{table}.{column}: cannot store {array.type} as {target}{where}: {exc}") from None
 
 
+def _same_storage(source: pa.DataType, target: pa.DataType) -> bool:
+    """Types deltalake stores identically (string vs large_string, and the like)."""
+    plain = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+    return plain.get(source, source) == plain.get(target, target)
+
+
 def _first_uncastable(array, target):
     for i, value in enumerate(array.to_pylist()):
         try:
@@ -479,6 +558,11 @@ def _first_uncastable(array, target):
         except Exception:
             return i, value
     return None
+
+
+def _normalise_ref(ref: str) -> str:
+    kind, name, version = parse_ref(ref)
+    return f"raw:{name}" if kind == "raw" else f"{name}@{version}"
 
 
 def _user() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ import pandas as pd
 from explorer.errors import ExplorerError
 
 MANIFEST = "raw_manifest"
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 CHUNK = 1 << 20
 
 
@@ -56,6 +58,8 @@ class RawZone:
         self.root = lake.root / "raw"
 
     def path(self, sha256: str) -> Path:
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            raise ExplorerError(f"{sha256!r}: expected a SHA-256 as 64 lower-case hex characters")
         return self.root / sha256[:2] / sha256
 
     def put(self, source, *, source_name: str | None = None, detected_format: str | None = None,
@@ -78,7 +82,11 @@ class RawZone:
         statuses = list(statuses or ["received"] * count)
         reasons = list(reasons or [None] * count)
         stored, rows = [], []
-        for source, name, fmt, status, reason in zip(sources, source_names, detected_formats, statuses, reasons):
+        for given, label in ((source_names, "source_names"), (detected_formats, "detected_formats"),
+                             (statuses, "statuses"), (reasons, "reasons")):
+            if len(given) != count:
+                raise ExplorerError(f"put_many: {label} has {len(given)} entries for {count} sources; give one per source")
+        for source, name, fmt, status, reason in zip(sources, source_names, detected_formats, statuses, reasons, strict=True):
             raw = self._store(source, name)
             stored.append(raw)
             rows.append({
@@ -118,9 +126,9 @@ class RawZone:
             sha = digest.hexdigest()
             final = self.path(sha)
             final.parent.mkdir(exist_ok=True)
-            if final.exists():
+            if final.exists() and sha256_file(final) == sha:
                 os.unlink(tmp)
-            else:
+            else:  # new, or a stored copy that was damaged: the received bytes repair it
                 os.replace(tmp, final)
                 os.chmod(final, 0o444)  # received bytes are never edited in place
         except BaseException:

@@ -1,9 +1,15 @@
 """A DuckDB connection that is safe to hand to a served dashboard.
 
-Order matters: limits first, then the only directory DuckDB may touch (the lake's tables, not
-the raw zone), then external access off, then the configuration locked so no statement can
-undo any of it. On top of DuckDB's own checks, only read statements are accepted: even inside
-the allowed directory a dashboard must not write (``COPY ... TO``) or attach anything.
+Three layers, each enough on its own for what it guards:
+
+1. Only plain ``SELECT`` statements are accepted (not ``EXPLAIN ANALYZE``, which runs the
+   statement it explains), and only over the tables the connection was given.
+2. DuckDB touches no file at all: granted tables are handed over as Arrow datasets read by
+   deltalake, ``allowed_directories`` stays empty, spilling to disk is off (a temp directory
+   would otherwise be allowed implicitly), external access is disabled and the configuration
+   locked, so no statement can read another table's files, the raw zone, or write anything.
+3. A query pinned to earlier versions runs on a throwaway connection built the same way, so
+   one user's pin is never served to the next.
 """
 
 from __future__ import annotations
@@ -15,9 +21,26 @@ import duckdb
 import pandas as pd
 
 from explorer.errors import SandboxViolation
-from explorer.lake.lake import referenced_tables
+from explorer.lake.lake import arrow_relation, referenced_tables
 
-_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+def public_tables(lake) -> list[str]:
+    """Tables whose catalog entry puts them in the ``public`` sensitivity tier."""
+    catalog = lake.catalog
+    return [name for name in lake.tables() if (entry := catalog.get(name)) is not None and entry.sensitivity == "public"]
+
+
+def _locked_connection(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={
+        "memory_limit": memory_limit,
+        "threads": int(threads),
+        "temp_directory": "",
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    })
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
 
 
 class SandboxedConnection:
@@ -27,9 +50,10 @@ class SandboxedConnection:
     ----------
     lake : Lake
     tables : iterable of str, optional
-        Tables the connection may see (default: all). Public dashboards pass aggregates only.
+        Tables the connection may see. Default: the tables in the ``public`` tier of the
+        catalog (aggregates meant for dashboards), never person-level or steward tables.
     memory_limit : str
-        DuckDB ``memory_limit``, e.g. ``"1GB"``.
+        DuckDB ``memory_limit``, e.g. ``"1GB"``. With spilling off, a query that needs more fails.
     threads : int
         DuckDB worker threads for this connection.
 
@@ -42,38 +66,45 @@ class SandboxedConnection:
     def __init__(self, lake, *, tables: Iterable[str] | None = None, memory_limit: str = "1GB",
                  threads: int = 2):
         self.lake = lake
-        self.tables = sorted(tables) if tables is not None else lake.tables()
+        self.tables = sorted(tables) if tables is not None else public_tables(lake)
         for name in self.tables:
             lake.delta(name)  # fail now, with a did-you-mean, on an unknown table
+        self.memory_limit, self.threads = memory_limit, threads
         self._lock = threading.Lock()
         self._registered: dict = {}
-        self._con = duckdb.connect(config={
-            "memory_limit": memory_limit,
-            "threads": int(threads),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        })
-        allowed = str(lake.tables_dir) + "/"
-        self._con.execute("SET allowed_directories = ?", [[allowed]])
-        self._con.execute("SET enable_external_access = false")
-        self._con.execute("SET lock_configuration = true")
+        self._con = _locked_connection(memory_limit, threads)
 
-    def sql(self, query: str, params: Sequence | Mapping | None = None, *,
-            versions: Mapping[str, int] | None = None) -> pd.DataFrame:
-        """Run one read-only statement with bound parameters; return a pandas DataFrame."""
+    def _check(self, query: str) -> list[str]:
         statements = duckdb.extract_statements(query)
         if len(statements) != 1:
             raise SandboxViolation(f"expected exactly one SQL statement, got {len(statements)}")
-        if statements[0].type not in _READ_ONLY:
+        if statements[0].type != duckdb.StatementType.SELECT:
             raise SandboxViolation(f"only SELECT statements run on a dashboard connection, "
                                    f"got {statements[0].type.name}")
         referenced = referenced_tables(query)
-        referenced = set(self.tables) if referenced is None else referenced
+        if referenced is None:
+            return list(self.tables)
         hidden = sorted(n for n in referenced if n in set(self.lake.tables()) - set(self.tables))
         if hidden:
             raise SandboxViolation(f"table(s) {', '.join(hidden)} are not available on this connection")
+        return [n for n in referenced if n in self.tables]
+
+    def sql(self, query: str, params: Sequence | Mapping | None = None, *,
+            versions: Mapping[str, int] | None = None) -> pd.DataFrame:
+        """Run one SELECT with bound parameters; return a pandas DataFrame."""
+        names = self._check(query)
+        if versions:
+            outside = sorted(set(versions) - set(self.tables))
+            if outside:
+                raise SandboxViolation(f"table(s) {', '.join(outside)} are not available on this connection")
+            con = _locked_connection(self.memory_limit, self.threads)
+            try:
+                self.lake.pinned_views(con, names, versions, reader=arrow_relation)
+                return con.execute(query, params).df()
+            finally:
+                con.close()
         with self._lock:
-            self.lake.register(self._con, [n for n in referenced if n in self.tables], versions, self._registered)
+            self.lake.sync_views(self._con, names, self._registered, reader=arrow_relation)
             return self._con.execute(query, params).df()
 
     def close(self) -> None:
