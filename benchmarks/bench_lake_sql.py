@@ -71,5 +71,5 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
         Result("lake_sql", "lake.sql (Delta)", median(times["lake.sql (Delta)"]), "s",
                "duckdb read_parquet", base, 1.2, note),
         Result("lake_sql", "Arrow dataset scan", median(times["Arrow dataset scan"]), "s",
-               "duckdb read_parquet", base, None, "the reader lake.sql does not use, for reference"),
+               "duckdb read_parquet", base, None, "reader of sandboxed dashboard connections, for reference"),
     ]

@@ -29,6 +29,7 @@ class Result:
     baseline_value: float | None = None
     target_ratio: float | None = None  # value / baseline must be <= this
     note: str = ""
+    limit: float | None = None  # value itself must be <= this (absolute targets: seconds, GB)
 
     @property
     def ratio(self) -> float | None:
@@ -38,9 +39,12 @@ class Result:
 
     @property
     def meets_target(self) -> bool | None:
-        if self.target_ratio is None or self.ratio is None:
-            return None
-        return self.ratio <= self.target_ratio
+        checks = []
+        if self.target_ratio is not None and self.ratio is not None:
+            checks.append(self.ratio <= self.target_ratio)
+        if self.limit is not None:
+            checks.append(self.value <= self.limit)
+        return all(checks) if checks else None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio, "meets_target": self.meets_target}
@@ -58,6 +62,32 @@ def interleaved_medians(functions: dict[str, callable], repeats: int, warmup: in
             function()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def run_measured(command: list[str], cwd=None, interval: float = 0.1) -> tuple[float, float, str]:
+    """Run ``command``; return (wall seconds, peak resident GB of it and all its children, stdout).
+
+    Peak memory is sampled over the whole process tree, so worker processes count too.
+    """
+    import subprocess
+
+    import psutil
+
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [root] + root.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(interval)
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-2000:]}")
+    return time.perf_counter() - start, peak / 2**30, out
 
 
 def median(values: list[float]) -> float:

@@ -67,6 +67,8 @@ def make_cohort(config: SynthConfig) -> Cohort:
     age_at_start = config.start.year - year_of_birth
     ageotype = np.array(AGEOTYPES)[rng.integers(0, len(AGEOTYPES), n)]
     n_json = int(round(config.json_fraction * n))
+    if config.json_fraction > 0 and n >= 2:
+        n_json = max(n_json, 1)  # even a small cohort exercises both wearable routes
     wearable_source = np.array(["fitbit_export"] * n_json + ["aou_csv"] * (n - n_json))
     rng.shuffle(wearable_source)
     base_resting = rng.normal(60.0, 5.5, n)

@@ -37,7 +37,7 @@ def make_environment(config: SynthConfig) -> Environment:
     last = config.start + timedelta(days=config.days - 1)
     time = pd.date_range(first, last, freq="D")
     lat, lon = grid_axes(config)
-    doy = time.dayofyear.to_numpy()[:, None, None]
+    doy = time.day_of_year.to_numpy()[:, None, None]
     la, lo = np.meshgrid(lat, lon, indexing="ij")
 
     seasonal_amplitude = 9.0 + 0.3 * (la - 31.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -125,7 +126,8 @@ def generate(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = F
     total_steps = len(jobs) + 4
     results = []
     if config.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(config.workers, len(jobs))) as pool:
+        # spawn, not fork: the caller may hold threads (DuckDB, Dask) that a forked child would inherit locked
+        with ProcessPoolExecutor(max_workers=min(config.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
             for done, result in enumerate(pool.map(_shard, jobs), 1):
                 results.append(result)
                 say(done, total_steps, f"wearable shard {done}/{len(jobs)}")
@@ -133,11 +135,9 @@ def generate(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = F
         for done, job in enumerate(jobs, 1):
             results.append(_shard(job))
             say(done, total_steps, f"wearable shard {done}/{len(jobs)}")
-    files = sum(r["counts"]["files"] for r in results)
-
-    files += _write_clinical(out, config, cohort)
+    _write_clinical(out, config, cohort)
     say(len(jobs) + 1, total_steps, "FHIR bundles and lab CSV")
-    files += _write_places(out, config, cohort, env)
+    _write_places(out, config, cohort, env)
     say(len(jobs) + 2, total_steps, "residence, area and environment files")
 
     faults = []
@@ -145,11 +145,12 @@ def generate(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = F
         from explorer.synth.faults import write_faults
 
         faults = write_faults(out, config)
-        files += len(faults)
     _write_truth(out, config, cohort, env, results, faults)
     say(len(jobs) + 3, total_steps, "truth")
     _write_readme(out, config)
     say(total_steps, total_steps, "done")
+    files = sum(1 for p in out.rglob("*") if p.is_file() and "truth" not in p.relative_to(out).parts[:1]
+                and p.name not in (MARKER_FILE, "README.md"))
     return SynthSummary(out, config.participants, config.days,
                         sum(r["counts"]["heart_rate_rows"] for r in results),
                         sum(r["counts"]["steps_rows"] for r in results), files, faults)

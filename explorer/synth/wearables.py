@@ -31,7 +31,7 @@ class PersonStreams:
 def _local_clock(utc: pd.DatetimeIndex, zones: np.ndarray) -> np.ndarray:
     """Local wall-clock datetime64[ns] (naive) of each UTC minute, in the zone in force."""
     out = np.empty(len(utc), dtype="datetime64[ns]")
-    for zone in np.unique(zones):
+    for zone in dict.fromkeys(zones[::1440].tolist() + [zones[-1]]):  # zones change only between days
         mask = zones == zone
         out[mask] = utc[mask].tz_convert(zone).tz_localize(None).to_numpy()
     return out
@@ -57,12 +57,12 @@ def simulate_person(person, daily: pd.DataFrame, config, rng: np.random.Generato
     local_minutes = (local - start_local.to_datetime64()).astype("timedelta64[m]").astype(np.int64)
     hour = (local_minutes % 1440) / 60.0
     local_day = local_minutes // 1440  # may run past the window at the end; clipped where used
-    weekday = ((start_local.dayofweek + local_day) % 7).astype(np.int64)
+    weekday = ((start_local.day_of_week + local_day) % 7).astype(np.int64)
     weekend = weekday >= 5
 
     # ---- sleep: one main episode per night (local clock), stages by 90-minute cycles, naps
     nights = np.arange(-1, days)
-    night_weekday = (start_local.dayofweek + nights) % 7
+    night_weekday = (start_local.day_of_week + nights) % 7
     late = np.isin(night_weekday, [4, 5])  # Friday and Saturday nights
     bed = nights * 1440 + (person.bedtime_hour + rng.normal(0, 0.45, len(nights)) + 0.8 * late) * 60
     length = (person.sleep_hours + rng.normal(0, 0.6, len(nights)) + 0.6 * late) * 60
@@ -134,7 +134,9 @@ def simulate_person(person, daily: pd.DataFrame, config, rng: np.random.Generato
     dup_hr = np.sort(rng.choice(worn_index, size=min(k, len(worn_index)), replace=False)) if k else np.array([], int)
     dup_steps = np.sort(rng.choice(worn_index, size=min(k, len(worn_index)), replace=False)) if k else np.array([], int)
 
-    confidence = np.where(np.isin(np.arange(n), bad), 0, np.clip(3 - (steps > 110) - (rng.random(n) < 0.05), 1, 3))
+    is_bad = np.zeros(n, bool)
+    is_bad[bad] = True
+    confidence = np.where(is_bad, 0, np.clip(3 - (steps > 110) - (rng.random(n) < 0.05), 1, 3))
     hr_rows = np.sort(np.concatenate([worn_index, dup_hr]), kind="stable")
     step_rows = np.sort(np.concatenate([worn_index, dup_steps]), kind="stable")
     local_dt = local.astype("datetime64[s]")

@@ -63,54 +63,72 @@ def sleep_daily_summary(source_id: str, logs: list) -> pd.DataFrame:
 
 
 def activity_summary(source_id: str, person, minutes: pd.DataFrame) -> pd.DataFrame:
-    day = minutes["datetime"].dt.date
-    steps = minutes["steps"]
-    age = minutes["datetime"].dt.year.iloc[0] - person.year_of_birth if len(minutes) else 50
-    bmr = round((10 * 75 + 6.25 * 170 - 5 * age + (5 if person.sex_at_birth == "male" else -161)))
-    frame = pd.DataFrame({
-        "date": day, "steps": steps,
-        "very": steps >= 130, "fairly": (steps >= 100) & (steps < 130), "lightly": (steps > 0) & (steps < 100),
-        "sedentary": (steps == 0) & ~minutes["asleep"],
-    }).groupby("date", sort=True).agg(steps=("steps", "sum"), very_active_minutes=("very", "sum"),
-                                      fairly_active_minutes=("fairly", "sum"), lightly_active_minutes=("lightly", "sum"),
-                                      sedentary_minutes=("sedentary", "sum")).reset_index()
+    columns = ["person_id", "date", "activity_calories", "calories_bmr", "calories_out", "elevation",
+               "fairly_active_minutes", "floors", "lightly_active_minutes", "marginal_calories",
+               "sedentary_minutes", "steps", "very_active_minutes"]
+    if minutes.empty:
+        return pd.DataFrame(columns=columns)
+    when = minutes["datetime"].to_numpy()
+    days, index = np.unique(when.astype("datetime64[D]"), return_inverse=True)
+    steps = minutes["steps"].to_numpy()
+    asleep = minutes["asleep"].to_numpy()
+
+    def per_day(weights):
+        return np.bincount(index, weights=weights, minlength=len(days)).astype(np.int64)
+
+    age = int(when[0].astype("datetime64[Y]").astype(int) + 1970 - person.year_of_birth)
+    bmr = round(10 * 75 + 6.25 * 170 - 5 * age + (5 if person.sex_at_birth == "male" else -161))  # Mifflin-St Jeor
+    frame = pd.DataFrame({"person_id": source_id, "date": days.astype(object), "steps": per_day(steps),
+                          "very_active_minutes": per_day(steps >= 130),
+                          "fairly_active_minutes": per_day((steps >= 100) & (steps < 130)),
+                          "lightly_active_minutes": per_day((steps > 0) & (steps < 100)),
+                          "sedentary_minutes": per_day((steps == 0) & ~asleep)})
     frame["activity_calories"] = np.round(frame["steps"] * 0.045).astype(int)
     frame["calories_bmr"] = bmr
     frame["calories_out"] = frame["calories_bmr"] + frame["activity_calories"]
     frame["marginal_calories"] = np.round(frame["activity_calories"] * 0.6).astype(int)
     frame["floors"] = frame["steps"] // 1500
     frame["elevation"] = frame["floors"] * 3.0
-    frame.insert(0, "person_id", source_id)
-    return frame[["person_id", "date", "activity_calories", "calories_bmr", "calories_out", "elevation",
-                  "fairly_active_minutes", "floors", "lightly_active_minutes", "marginal_calories",
-                  "sedentary_minutes", "steps", "very_active_minutes"]]
+    return frame[columns]
 
 
 def heart_rate_summary(source_id: str, person, minutes: pd.DataFrame) -> pd.DataFrame:
     """Fitbit's daily heart-rate zones (by share of 220 - age)."""
+    columns = ["person_id", "date", "zone_name", "min_heart_rate", "max_heart_rate", "minute_in_zone", "calorie_count"]
     if minutes.empty:
-        return pd.DataFrame(columns=["person_id", "date", "zone_name", "min_heart_rate", "max_heart_rate",
-                                     "minute_in_zone", "calorie_count"])
-    age = int(minutes["datetime"].dt.year.iloc[0] - person.year_of_birth)
+        return pd.DataFrame(columns=columns)
+    when = minutes["datetime"].to_numpy()
+    age = int(when[0].astype("datetime64[Y]").astype(int) + 1970 - person.year_of_birth)
     peak = 220 - age
-    bounds = [("Out of Range", 30, int(0.5 * peak)), ("Fat Burn", int(0.5 * peak), int(0.7 * peak)),
-              ("Cardio", int(0.7 * peak), int(0.85 * peak)), ("Peak", int(0.85 * peak), 220)]
+    zones = [("Out of Range", 30, int(0.5 * peak)), ("Fat Burn", int(0.5 * peak), int(0.7 * peak)),
+             ("Cardio", int(0.7 * peak), int(0.85 * peak)), ("Peak", int(0.85 * peak), 220)]
+    days, day_index = np.unique(when.astype("datetime64[D]"), return_inverse=True)
     hr = minutes["heart_rate_value"].to_numpy()
-    day = minutes["datetime"].dt.date.to_numpy()
-    rows = []
-    for zone, low, high in bounds:
-        in_zone = (hr >= low) & (hr < high)
-        counts = pd.Series(in_zone).groupby(day).sum()
-        for d, count in counts.items():
-            rows.append({"person_id": source_id, "date": d, "zone_name": zone, "min_heart_rate": low,
-                         "max_heart_rate": high, "minute_in_zone": int(count),
-                         "calorie_count": round(float(count) * (1.2 + bounds.index((zone, low, high)) * 3.1), 2)})
-    return pd.DataFrame(rows).sort_values(["date", "min_heart_rate"], ignore_index=True)
+    frames = []
+    for k, (zone, low, high) in enumerate(zones):
+        counts = np.bincount(day_index, weights=(hr >= low) & (hr < high), minlength=len(days)).astype(int)
+        frames.append(pd.DataFrame({"person_id": source_id, "date": days.astype(object), "zone_name": zone,
+                                    "min_heart_rate": low, "max_heart_rate": high, "minute_in_zone": counts,
+                                    "calorie_count": np.round(counts * (1.2 + k * 3.1), 2), "_order": k}))
+    out = pd.concat(frames, ignore_index=True).sort_values(["date", "_order"], ignore_index=True)
+    return out[columns]
 
 
-def _fitbit_datetime(values: np.ndarray) -> np.ndarray:
+def _fitbit_datetime(values: np.ndarray) -> list[str]:
     """Fitbit export timestamps: ``MM/DD/YY HH:MM:SS``, local time, no zone."""
-    return pd.DatetimeIndex(values).strftime("%m/%d/%y %H:%M:%S").to_numpy()
+    iso = np.datetime_as_string(values.astype("datetime64[s]"), unit="s").tolist()
+    return [f"{t[5:7]}/{t[8:10]}/{t[2:4]} {t[11:]}" for t in iso]
+
+
+def _by_day(values: np.ndarray):
+    """(ISO day, row indices) for each local day present, in order."""
+    days = values.astype("datetime64[D]")
+    starts = np.flatnonzero(np.concatenate([[True], days[1:] != days[:-1]])) if len(days) else np.array([], int)
+    unique, first = np.unique(days, return_index=True)
+    order = np.argsort(days, kind="stable")
+    bounds = np.searchsorted(days[order], unique)
+    edges = np.concatenate([bounds, [len(days)]])
+    return [(str(day), order[edges[k]:edges[k + 1]]) for k, day in enumerate(unique)] if len(starts) else []
 
 
 def write_fitbit_export(directory: Path, streams) -> int:
@@ -119,22 +137,20 @@ def write_fitbit_export(directory: Path, streams) -> int:
     activity.mkdir(parents=True, exist_ok=True)
     sleep.mkdir(parents=True, exist_ok=True)
     written = 0
-    hr = streams.heart_rate
-    hr_day = hr["datetime"].dt.strftime("%Y-%m-%d").to_numpy()
-    hr_text = _fitbit_datetime(hr["datetime"].to_numpy())
-    for day in pd.unique(hr_day):
-        rows = np.flatnonzero(hr_day == day)
-        body = ",".join(f'{{"dateTime":"{hr_text[i]}","value":{{"bpm":{hr["heart_rate_value"].iat[i]},"confidence":{hr["confidence"].iat[i]}}}}}'
-                        for i in rows)
+    hr_time = streams.heart_rate["datetime"].to_numpy()
+    hr_text = _fitbit_datetime(hr_time)
+    bpm = streams.heart_rate["heart_rate_value"].to_numpy().tolist()
+    confidence = streams.heart_rate["confidence"].to_numpy().tolist()
+    for day, rows in _by_day(hr_time):
+        body = ",".join(f'{{"dateTime":"{hr_text[i]}","value":{{"bpm":{bpm[i]},"confidence":{confidence[i]}}}}}'
+                        for i in rows.tolist())
         (activity / f"heart_rate-{day}.json").write_text(f"[{body}]")
         written += 1
-    steps = streams.steps
-    steps_day = steps["datetime"].dt.strftime("%Y-%m-%d").to_numpy()
-    steps_text = _fitbit_datetime(steps["datetime"].to_numpy())
-    values = steps["steps"].to_numpy()
-    for day in pd.unique(steps_day):
-        rows = np.flatnonzero(steps_day == day)
-        body = ",".join(f'{{"dateTime":"{steps_text[i]}","value":"{values[i]}"}}' for i in rows)
+    steps_time = streams.steps["datetime"].to_numpy()
+    steps_text = _fitbit_datetime(steps_time)
+    values = streams.steps["steps"].to_numpy().tolist()
+    for day, rows in _by_day(steps_time):
+        body = ",".join(f'{{"dateTime":"{steps_text[i]}","value":"{values[i]}"}}' for i in rows.tolist())
         (activity / f"steps-{day}.json").write_text(f"[{body}]")
         written += 1
     by_day: dict = {}
