@@ -197,7 +197,11 @@ class Lake:
         if mode not in ("append", "overwrite"):
             raise ExplorerError(f"mode {mode!r}: expected 'append' or 'overwrite'")
         path = self.table_path(name)
-        table = self._conform(name, _to_arrow(data, name))
+        failure: list = []
+        if isinstance(data, pa.RecordBatchReader):
+            table = self._conform_stream(name, data, failure)
+        else:
+            table = self._conform(name, _to_arrow(data, name))
         inputs = list(dict.fromkeys(_normalise_ref(ref) for ref in inputs))
         self._check_inputs(inputs)
         commit_id = uuid.uuid4().hex
@@ -221,17 +225,21 @@ class Lake:
                 writer_properties=writer_properties,
                 commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=retries),
             )
-        except CommitFailedError as exc:
-            raise ConcurrentWriteError(
-                f"{name}: another writer committed a conflicting change first ({exc}); nothing of "
-                "this write is visible. Retry the write.") from exc
-        except DeltaSchemaMismatch as exc:
-            current = pa.schema(self.delta(name).schema().to_arrow())
-            raise SchemaError(
-                f"{name}: the data's columns do not match the table ({exc}); table has "
-                f"{', '.join(f'{f.name}:{f.type}' for f in current)}, data has "
-                f"{', '.join(f'{f.name}:{f.type}' for f in table.schema)}. Pass schema_mode='merge' to "
-                "add columns, or mode='overwrite' to replace the table.") from exc
+        except Exception as exc:
+            if failure:  # a batch of a stream failed its checks: that error, not deltalake's wrapper
+                raise failure[0] from None
+            if isinstance(exc, CommitFailedError):
+                raise ConcurrentWriteError(
+                    f"{name}: another writer committed a conflicting change first ({exc}); nothing of "
+                    "this write is visible. Retry the write.") from exc
+            if isinstance(exc, DeltaSchemaMismatch):
+                current = pa.schema(self.delta(name).schema().to_arrow())
+                raise SchemaError(
+                    f"{name}: the data's columns do not match the table ({exc}); table has "
+                    f"{', '.join(f'{f.name}:{f.type}' for f in current)}, data has "
+                    f"{', '.join(f'{f.name}:{f.type}' for f in table.schema)}. Pass schema_mode='merge' to "
+                    "add columns, or mode='overwrite' to replace the table.") from exc
+            raise
         version = self._find_commit(name, commit_id)
         try:
             integrity.record(self, name, version)
@@ -255,14 +263,15 @@ class Lake:
                 return int(log.stem)
         raise ExplorerError(f"{name}: commit {commit_id} is not in {log_dir} after writing")
 
-    def _conform(self, name: str, table: pa.Table) -> pa.Table:
+    def _conform(self, name: str, table: pa.Table, existing: pa.Schema | None | bool = True) -> pa.Table:
         """Check ``table`` against the catalog entry of ``name`` and cast to the declared types,
         then cast any other column to the type it already has in the table, safely (a cast that
         would lose information, such as 1.5 into an integer column, is an error, not a rounding)."""
         table = self._conform_to_catalog(name, table)
-        if not (self.table_path(name) / "_delta_log").is_dir():
+        if existing is True:
+            existing = self._existing_schema(name)
+        if existing is None:
             return table
-        existing = pa.schema(self.delta(name).schema().to_arrow())
         arrays = []
         for field in table.schema:
             array = table[field.name]
@@ -272,6 +281,31 @@ class Lake:
                     array = _cast(array, target, name, field.name)
             arrays.append(array)
         return pa.table(arrays, names=table.column_names)
+
+    def _existing_schema(self, name: str) -> pa.Schema | None:
+        if not (self.table_path(name) / "_delta_log").is_dir():
+            return None
+        return pa.schema(self.delta(name).schema().to_arrow())
+
+    def _conform_stream(self, name: str, reader: pa.RecordBatchReader, failure: list) -> pa.RecordBatchReader:
+        """Conform a stream batch by batch, so a write of any size needs one batch of memory.
+
+        The batches are pulled by deltalake's own runtime, which must not be re-entered, so the
+        table's schema is read once up front; an error is kept in ``failure`` to be raised as
+        itself (deltalake would wrap it).
+        """
+        existing = self._existing_schema(name)
+        schema = self._conform(name, reader.schema.empty_table(), existing).schema
+
+        def batches():
+            try:
+                for batch in reader:
+                    yield from self._conform(name, pa.Table.from_batches([batch]), existing).cast(schema).to_batches()
+            except Exception as exc:
+                failure.append(exc)
+                raise
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     def _conform_to_catalog(self, name: str, table: pa.Table) -> pa.Table:
         entry = self.catalog.get(name)

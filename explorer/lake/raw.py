@@ -81,23 +81,31 @@ class RawZone:
         detected_formats = list(detected_formats or [None] * count)
         statuses = list(statuses or ["received"] * count)
         reasons = list(reasons or [None] * count)
-        stored, rows = [], []
         for given, label in ((source_names, "source_names"), (detected_formats, "detected_formats"),
                              (statuses, "statuses"), (reasons, "reasons")):
             if len(given) != count:
                 raise ExplorerError(f"put_many: {label} has {len(given)} entries for {count} sources; give one per source")
-        for source, name, fmt, status, reason in zip(sources, source_names, detected_formats, statuses, reasons, strict=True):
-            raw = self._store(source, name)
-            stored.append(raw)
-            rows.append({
-                "sha256": raw.sha256, "source_name": raw.source_name, "size_bytes": raw.size_bytes,
-                "received_at": datetime.now(timezone.utc), "detected_format": fmt,
-                "status": status, "reason": reason,
-            })
+        stored = [self.store(source, name) for source, name in zip(sources, source_names, strict=True)]
+        self.record(stored, detected_formats, statuses, reasons)
+        return stored
+
+    def store(self, source, source_name: str | None = None) -> RawFile:
+        """Keep the bytes of one file (a path or bytes) under their SHA-256, without a manifest row.
+
+        Ingest stores first and records each file's final status once it is known; a file
+        stored but never recorded shows up in ``verify`` as an orphan.
+        """
+        return self._store(source, source_name)
+
+    def record(self, files: list[RawFile], detected_formats, statuses, reasons, *, received_at=None) -> None:
+        """Append one manifest row per file, in one commit."""
+        now = datetime.now(timezone.utc)
+        rows = [{"sha256": raw.sha256, "source_name": raw.source_name, "size_bytes": raw.size_bytes,
+                 "received_at": received_at or now, "detected_format": fmt, "status": status, "reason": reason}
+                for raw, fmt, status, reason in zip(files, detected_formats, statuses, reasons, strict=True)]
         if rows:
             self.lake.write(MANIFEST, pd.DataFrame(rows), mode="append", operation="receive",
-                            inputs=[r.ref for r in stored])
-        return stored
+                            inputs=[raw.ref for raw in files])
 
     def _store(self, source, name: str | None) -> RawFile:
         self.root.mkdir(parents=True, exist_ok=True)
