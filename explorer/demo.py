@@ -1,50 +1,54 @@
-"""`explorer demo`: the longest end-to-end path the suite has, on seeded data.
+"""`explorer demo`: the longest end-to-end path the suite has, on a synthetic cohort.
 
-Today: source files are kept byte for byte in the raw zone, parsed into versioned tables whose
-commits record the raw files they came from, queried with bound parameters, traced both ways
-through lineage and re-verified against their checksums.
+synth (raw files in source formats, with faults) -> ingest (kept byte for byte, detected,
+validated, pseudonymised, unified; bad rows and files quarantined with reasons) -> a person-day
+query with bound parameters -> lineage both ways -> checksums verified.
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
+import secrets
 from pathlib import Path
 
-import pandas as pd
+from explorer.progress import Progress
 
-from explorer.testing import make_heart_rate_minutes, make_measurements, make_persons, make_steps_minutes
+
+def demo_key_file(lake) -> Path:
+    """A pseudonym key for the demo, beside (never inside) the lake; made once, then reused."""
+    path = lake.root.parent / f"{lake.root.name}.pseudonym.key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n")
+        os.chmod(path, 0o600)
+    return path
 
 
 def run_demo(lake, *, participants: int = 20, days: int = 7, seed: int = 0, say=print) -> dict:
-    """Fill ``lake`` with a small cohort and show what the lake keeps. Returns figures shown."""
-    frames = {
-        "person": make_persons(participants, seed),
-        "steps_minute": make_steps_minutes(participants, days, seed),
-        "heart_rate_minute": make_heart_rate_minutes(participants, days, seed),
-        "measurement": make_measurements(participants, 3, seed),
-    }
-    with tempfile.TemporaryDirectory() as staging:
-        for step, (table, frame) in enumerate(frames.items(), 1):
-            source = Path(staging) / f"{table}.csv"
-            frame.to_csv(source, index=False)
-            raw = lake.raw.put(source, source_name=source.name, detected_format="csv", status="accepted")
-            with lake.raw.open(raw.sha256) as handle:  # parse what was kept, not the staging copy
-                parsed = pd.read_csv(handle, dtype={"person_id": str, "zip3": str, "loinc_code": str})
-            for column in ("datetime", "measurement_datetime"):
-                if column in parsed:
-                    parsed[column] = pd.to_datetime(parsed[column])
-            version = lake.write(table, parsed, mode="overwrite", inputs=[raw.ref], operation="demo-load")
-            say(f"[{step}/4] {table}: {len(parsed):,} rows from raw:{raw.sha256[:12]}… -> {table}@{version}")
+    """Fill ``lake`` from a small synthetic cohort and show what the lake keeps."""
+    from explorer.synth import SynthConfig, generate
 
-    first = frames["person"]["person_id"].iloc[0]
+    cohort = lake.root.parent / f"{lake.root.name}-synth-cohort"
+    say(f"[1/5] synth: {participants} participants x {days} days, with the fault set -> {cohort}")
+    summary = generate(cohort, SynthConfig(participants=participants, days=days, seed=seed, faults=True),
+                       overwrite=True, progress=Progress("synth"))
+    say(f"      {summary}")
+
+    key = demo_key_file(lake)
+    say(f"[2/5] ingest (pseudonym key {key}, outside the lake)")
+    report = lake.ingest(cohort, key_file=key, progress=Progress("ingest"))
+    for line in str(report).splitlines()[:14]:
+        say("      " + line)
+
+    person = lake.sql("SELECT person_id FROM heart_rate_minute ORDER BY person_id LIMIT 1")["person_id"].iloc[0]
     daily = lake.sql(
-        """SELECT s.person_id, CAST(s.datetime AS DATE) AS date, CAST(sum(s.steps) AS BIGINT) AS steps,
-                  round(avg(h.heart_rate_value), 1) AS mean_hr
-           FROM steps_minute s JOIN heart_rate_minute h USING (person_id, datetime)
-           WHERE s.person_id = ? GROUP BY ALL ORDER BY date""", [first])
-    say(f"\nPerson-day summary for {first} (lake.sql with a bound parameter):")
+        """SELECT h.person_id, CAST(h.datetime AS DATE) AS date, count(*) AS worn_minutes,
+                  round(avg(h.heart_rate_value), 1) AS mean_hr, CAST(sum(s.steps) AS BIGINT) AS steps
+           FROM heart_rate_minute h LEFT JOIN steps_minute s USING (person_id, datetime)
+           WHERE h.person_id = ? GROUP BY ALL ORDER BY date""", [person])
+    say(f"\n[3/5] person-day summary for pseudonym {person} (lake.sql, bound parameter):")
     say(daily.to_string(index=False))
-    say("\n" + str(lake.lineage("steps_minute")))
-    report = lake.verify()
-    say("\nverify: " + str(report))
-    return {"tables": list(frames), "days_shown": len(daily), "verified": report.ok}
+    say("\n[4/5] lineage of the newest heart_rate_minute version:")
+    say(str(lake.lineage("heart_rate_minute")).replace("\n", "\n      ")[:1500])
+    verified = lake.verify()
+    say(f"\n[5/5] verify: {verified}")
+    return {"ingest": report, "days_shown": len(daily), "verified": verified.ok}

@@ -477,6 +477,12 @@ class Lake:
                 raise LineageError(f"{name}: no such file in the raw zone {self.raw.root}")
         return LineageGraph.build(self).lineage(name, version)
 
+    def ingest(self, path, **kwargs):
+        """Ingest a file, folder or .zip: see :func:`explorer.ingest.ingest`."""
+        from explorer.ingest import ingest
+
+        return ingest(self, path, **kwargs)
+
     def verify(self, *, all_versions: bool = False, progress=None) -> integrity.VerifyReport:
         """Re-hash raw files and table data files against what was recorded when written."""
         return integrity.verify(self, all_versions=all_versions, progress=progress)

@@ -84,9 +84,13 @@ def reported(loinc: str, value_si: float, conventional: bool) -> tuple[float, st
     """The value and unit a lab reports: conventional US units where ``conventional``, else SI."""
     if conventional and loinc in CONVENTIONAL:
         unit, factor = CONVENTIONAL[loinc]
-        return round(value_si / factor, _decimals(loinc) + 1), unit
-    unit = next(m[2] for m in MARKERS if m[0] == loinc)
-    return round(value_si, _decimals(loinc)), unit
+        places = _decimals(loinc) + 1
+        value = value_si / factor
+    else:
+        unit = next(m[2] for m in MARKERS if m[0] == loinc)
+        places, value = _decimals(loinc), value_si
+    # a lab reports a very low result as its smallest reportable value, never as 0
+    return max(round(value, places), 10.0 ** -places), unit
 
 
 def _uuid(seed: int, *parts) -> str:

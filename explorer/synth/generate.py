@@ -48,6 +48,8 @@ def _prepare(out: Path, overwrite: bool) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER_FILE).write_text("written by explorer synth; --overwrite may delete this folder\n")
+    # the planted truth and the guide are for checking analyses, not input: ingest skips them
+    (out / ".explorerignore").write_text("truth/\nREADME.md\n")
 
 
 def _person_days(config, cohort, env) -> dict[str, pd.DataFrame]:

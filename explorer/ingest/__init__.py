@@ -1,0 +1,11 @@
+"""Ingestion: detect -> parse -> validate -> unify; originals kept; bad input quarantined.
+
+``lake.ingest(path)`` / ``explorer ingest PATH``. See :mod:`explorer.ingest.run`.
+"""
+
+from explorer.ingest.pseudonym import Pseudonymizer, PseudonymKeyError
+from explorer.ingest.readers import READERS, Reader, ReaderError, ReadResult, readers_in_order
+from explorer.ingest.run import IngestReport, ingest
+
+__all__ = ["READERS", "IngestReport", "PseudonymKeyError", "Pseudonymizer", "ReadResult", "Reader", "ReaderError",
+           "ingest", "readers_in_order"]

@@ -1,0 +1,275 @@
+"""CSV readers: All of Us-style Fitbit tables, residence history, long-format lab results,
+area-level indices. Columns are matched by name; every value is read as text first, so a bad
+value quarantines its row with the reason instead of failing the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from explorer.ingest.readers import Reader, ReaderError, ReadResult
+from explorer.ingest.units import to_si
+
+
+HEAD = 65536
+
+
+def _header(head: bytes) -> list[str] | str:
+    """Column names from the first line, or a reason the bytes are not a UTF-8 CSV header."""
+    if not head:
+        return "empty file (0 bytes)"
+    text = head.removeprefix(b"\xef\xbb\xbf")
+    line = text.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        decoded = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"first line is not UTF-8 text (byte {exc.start}: {line[exc.start:exc.start + 1]!r})"
+    if "," not in decoded and len(decoded.split()) < 2:
+        return "first line is not a comma-separated header"
+    return [c.strip().strip('"') for c in decoded.split(",")]
+
+
+def read_text_table(path: Path) -> pd.DataFrame:
+    """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing."""
+    try:
+        with path.open("rb") as handle:
+            header = _header(handle.read(HEAD))
+        if isinstance(header, str):
+            raise ReaderError(header)
+        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
+                               convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header},
+                                                                    strings_can_be_null=True))
+        frame = table.to_pandas()
+    except pa.ArrowInvalid as exc:
+        message = str(exc).splitlines()[0]
+        if "utf8" in message.lower():
+            raise ReaderError(f"not valid UTF-8 text ({message}); re-export the file as UTF-8") from None
+        raise ReaderError(f"not a well-formed CSV: {message}") from None
+    frame.insert(0, "_row", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def _records(frame: pd.DataFrame, mask: np.ndarray) -> list[str]:
+    """The original values of rejected rows, as JSON text, so a quarantined row keeps every field."""
+    columns = [c for c in frame.columns if c != "_row"]
+    return [json.dumps(dict(zip(columns, values)), default=str) for values in frame.loc[mask, columns].itertuples(index=False)]
+
+
+class CsvTableReader(Reader):
+    """A CSV whose header holds ``required`` columns; ``convert`` maps it onto ``table``."""
+
+    required: ClassVar[tuple[str, ...]] = ()
+    forbidden: ClassVar[tuple[str, ...]] = ()  # a column that says the file is another format
+    table: ClassVar[str] = ""
+
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        columns = _header(head)
+        if isinstance(columns, str):
+            return columns
+        missing = [c for c in self.required if c not in columns]
+        if missing:
+            return f"needs column(s) {', '.join(missing)}; the header has {', '.join(columns) or 'nothing'}"
+        clash = [c for c in self.forbidden if c in columns]
+        if clash:
+            return f"has column(s) {', '.join(clash)} of another format"
+        return None
+
+    def read(self, path: Path, context) -> ReadResult:
+        frame = read_text_table(path)
+        missing = [c for c in self.required if c not in frame.columns]
+        if missing:
+            raise ReaderError(f"column(s) {', '.join(missing)} missing")
+        rows, reasons = self.convert(frame, context)
+        bad = reasons.notna().to_numpy()
+        quarantined = pd.DataFrame({"_row": frame.loc[bad, "_row"].to_numpy(), "table": self.table,
+                                    "reason": reasons[bad].to_numpy(), "record": _records(frame, bad)})
+        return ReadResult(rows_read=len(frame), tables={self.table: rows[~bad].reset_index(drop=True)}, quarantined=quarantined)
+
+    def convert(self, frame: pd.DataFrame, context) -> tuple[pd.DataFrame, pd.Series]:
+        raise NotImplementedError
+
+
+class Problems:
+    """Collects the first reason per row while conversions run."""
+
+    def __init__(self, n: int):
+        self.reasons = pd.Series([None] * n, dtype=object)
+
+    def flag(self, mask, reason) -> None:
+        mask = np.asarray(mask, dtype=bool) & self.reasons.isna().to_numpy()
+        if isinstance(reason, pd.Series):
+            self.reasons[mask] = reason[mask].to_numpy()
+        else:
+            self.reasons[mask] = reason
+
+    def number(self, frame, column, kind=float):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        self.flag(values.isna() & frame[column].notna(), "{}: not a number".format(column))
+        self.flag(frame[column].isna(), f"{column}: empty")
+        return values
+
+    def datetime(self, frame, column, fmt=None):
+        values = pd.to_datetime(frame[column], errors="coerce", format=fmt)
+        self.flag(values.isna(), f"{column}: not a date-time (expected {fmt or 'ISO 8601'})")
+        return values
+
+    def date(self, frame, column, required=True):
+        values = pd.to_datetime(frame[column], errors="coerce", format="%Y-%m-%d")
+        bad = values.isna() & (frame[column].notna() if not required else True)
+        self.flag(bad, f"{column}: not a date (expected YYYY-MM-DD)")
+        return values.dt.date
+
+    def person(self, frame, column, context):
+        self.flag(frame[column].isna(), f"{column}: empty")
+        return pd.Series(context.pseudonymize(frame[column].fillna("")), index=frame.index)
+
+
+class FitbitMinuteReader(CsvTableReader):
+    value_column: ClassVar[str] = ""
+    unified_column: ClassVar[str] = ""
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        person = p.person(frame, "person_id", context)
+        when = p.datetime(frame, "datetime", "%Y-%m-%d %H:%M:%S")
+        value = p.number(frame, self.value_column)
+        rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "datetime": when,
+                             self.unified_column: value.round().astype("Int64"), "_source_person": frame["person_id"]})
+        return rows, p.reasons
+
+
+class AouHeartRateReader(FitbitMinuteReader):
+    format = "fitbit_aou_heart_rate_minute"
+    order = 20
+    description = "All of Us heart_rate_minute_level export: person_id, datetime, heart_rate_value"
+    required = ("person_id", "datetime", "heart_rate_value")
+    table = "heart_rate_minute"
+    value_column = unified_column = "heart_rate_value"
+
+
+class AouStepsReader(FitbitMinuteReader):
+    format = "fitbit_aou_steps_intraday"
+    order = 21
+    description = "All of Us steps_intraday export: person_id, datetime, steps"
+    required = ("person_id", "datetime", "steps")
+    table = "steps_minute"
+    value_column = unified_column = "steps"
+
+
+class AouSleepLevelReader(CsvTableReader):
+    format = "fitbit_aou_sleep_level"
+    order = 22
+    description = "All of Us sleep_level export: person_id, sleep_date, is_main_sleep, level, start_datetime, duration_in_min"
+    required = ("person_id", "sleep_date", "is_main_sleep", "level", "start_datetime", "duration_in_min")
+    table = "sleep_level"
+    LEVELS = {"wake", "light", "deep", "rem", "asleep", "restless", "awake"}
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        person = p.person(frame, "person_id", context)
+        start = p.datetime(frame, "start_datetime", "%Y-%m-%d %H:%M:%S")
+        minutes = p.number(frame, "duration_in_min")
+        level = frame["level"].str.strip().str.lower()
+        p.flag(~level.isin(self.LEVELS), "level: " + frame["level"].fillna("(empty)").astype(str)
+               + " is not a Fitbit sleep level (" + ", ".join(sorted(self.LEVELS)) + ")")
+        main = frame["is_main_sleep"].str.strip().str.lower().map({"true": True, "false": False, "1": True, "0": False})
+        p.flag(main.isna(), "is_main_sleep: expected true or false")
+        rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "start_datetime": start, "level": level,
+                             "duration_minutes": minutes, "is_main_sleep": main.astype("boolean"),
+                             "_source_person": frame["person_id"]})
+        return rows, p.reasons
+
+
+class ResidenceReader(CsvTableReader):
+    format = "residence_history_csv"
+    order = 10  # first: wearable readers take each person's time zone from where they lived
+    description = "Residence history: person_id, start_date, end_date, latitude, longitude[, zip3, tract_geoid]"
+    required = ("person_id", "start_date", "end_date", "latitude", "longitude")
+    table = "residence"
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        person = p.person(frame, "person_id", context)
+        start = p.date(frame, "start_date")
+        end = p.date(frame, "end_date", required=False)
+        lat, lon = p.number(frame, "latitude"), p.number(frame, "longitude")
+        p.flag((lat.abs() > 90) | (lon.abs() > 180), "latitude/longitude outside -90..90 / -180..180")
+        p.flag(pd.Series([e is not None and s is not None and e == e and s == s and e < s for s, e in zip(start, end)]),
+               "end_date before start_date")
+        rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "start_date": start,
+                             "end_date": end.where(frame["end_date"].notna(), None), "latitude": lat, "longitude": lon,
+                             "zip3": frame.get("zip3"), "tract_geoid": frame.get("tract_geoid")})
+        return rows, p.reasons
+
+
+class LabLongCsvReader(CsvTableReader):
+    format = "lab_results_long_csv"
+    order = 30
+    description = "Lab results, one row per test: participant_id, specimen_collected, loinc_code, result, unit"
+    required = ("participant_id", "specimen_collected", "loinc_code", "result", "unit")
+    table = "measurement"
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        person = p.person(frame, "participant_id", context)
+        when = pd.to_datetime(frame["specimen_collected"], errors="coerce", format="mixed")
+        p.flag(when.isna(), "specimen_collected: not a date-time")
+        value = p.number(frame, "result")
+        loinc = frame["loinc_code"].str.strip()
+        p.flag(loinc.isna() | ~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")
+        converted = [to_si(code, v, u) for code, v, u in zip(loinc.fillna(""), value.fillna(np.nan), frame["unit"])]
+        p.flag(pd.Series([c[2] is not None for c in converted]), pd.Series([c[2] for c in converted]))
+        value_si = pd.Series([c[0] for c in converted], dtype="float64")
+        p.flag(value <= 0, "result: zero or negative, impossible for a concentration or count")
+        p.flag(when > context.now, "specimen_collected: in the future")
+        rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "measurement_datetime": when,
+                             "loinc_code": loinc, "measurement_name": frame.get("test_name"),
+                             "value_as_number": value, "unit": frame["unit"], "value_si": value_si,
+                             "unit_si": [c[1] for c in converted], "_source_person": frame["participant_id"]})
+        return rows, p.reasons
+
+
+class AreaIndexReader(CsvTableReader):
+    """Tract-level indices, one column per variable: ``tract_geoid[, year], <variable>...``."""
+
+    format = "area_index_csv"
+    order = 50
+    description = "Area-level CSV: tract_geoid, optional year, then one column per index (lead risk decile, deprivation)"
+    required = ("tract_geoid",)
+    forbidden = ("person_id", "participant_id")
+    table = "area_exposure"
+    UNITS = {"lead_risk_decile": "1", "deprivation_index": "1"}
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        variables = [c for c in frame.columns if c not in ("_row", "tract_geoid", "year")]
+        if not variables:
+            raise ReaderError("no value columns besides tract_geoid and year")
+        p.flag(~frame["tract_geoid"].fillna("").str.fullmatch(r"\d{11}"), "tract_geoid: expected 11 digits")
+        year = p.number(frame, "year") if "year" in frame else pd.Series([np.nan] * len(frame))
+        values = {v: p.number(frame, v) for v in variables}
+        if "lead_risk_decile" in values:
+            v = values["lead_risk_decile"]
+            p.flag((v < 1) | (v > 10) | (v != v.round()), "lead_risk_decile: expected a whole decile 1-10")
+        rows = pd.DataFrame({"_row": frame["_row"], "area_type": "tract", "area_id": frame["tract_geoid"],
+                             "year": year.astype("Int64"),
+                             "_values": [dict(zip(variables, vals)) for vals in zip(*[values[v] for v in variables])]})
+        return rows, p.reasons
+
+    def read(self, path: Path, context) -> ReadResult:
+        result = super().read(path, context)
+        wide = result.tables[self.table]
+        records = []
+        for row in wide.to_dict("records"):
+            for variable, value in row["_values"].items():
+                records.append({"_row": row["_row"], "area_type": row["area_type"], "area_id": row["area_id"],
+                                "year": row["year"], "variable": variable, "value": float(value),
+                                "unit": self.UNITS.get(variable)})
+        result.tables[self.table] = pd.DataFrame(records, columns=["_row", "area_type", "area_id", "year", "variable", "value", "unit"])
+        return result

@@ -1,0 +1,156 @@
+"""FHIR R4 transaction/collection Bundles (JSON): Patient, Encounter, Observation, Condition.
+
+The bundle must validate against the ``fhir.resources`` R4B models; one that does not is
+quarantined whole with the first errors and their paths. Each entry is one source record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from explorer.ingest.readers import Reader, ReaderError, ReadResult
+from explorer.ingest.units import to_si
+
+RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+LOINC = "http://loinc.org"
+
+
+def _extension_text(resource: dict, url: str):
+    for extension in resource.get("extension", []):
+        if extension.get("url") == url:
+            for part in extension.get("extension", []):
+                if part.get("url") == "text":
+                    return part.get("valueString")
+    return None
+
+
+def _local(when: str | None):
+    """FHIR dateTime as local wall-clock time (the offset says which zone it was written in)."""
+    if not when:
+        return None
+    stamp = pd.Timestamp(when)
+    return stamp.tz_localize(None) if stamp.tzinfo is None else stamp.tz_convert(stamp.tzinfo).tz_localize(None)
+
+
+class FhirBundleReader(Reader):
+    format = "fhir_r4_bundle"
+    order = 40
+    description = "FHIR R4 Bundle (JSON), validated with fhir.resources R4B"
+
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        if not head:
+            return "empty file (0 bytes)"
+        start = head.lstrip()[:1]
+        if start != b"{":
+            return "not a JSON object"
+        if b'"resourceType"' not in head[:8192] or b'"Bundle"' not in head[:8192]:
+            return "no resourceType Bundle in the first 8 KB"
+        return None
+
+    def read(self, path: Path, context) -> ReadResult:
+        from fhir.resources.R4B.bundle import Bundle
+        from pydantic import ValidationError
+
+        text = path.read_bytes()
+        try:
+            document = json.loads(text)
+        except UnicodeDecodeError as exc:
+            raise ReaderError(f"not UTF-8 text (byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise ReaderError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        try:
+            Bundle.model_validate(document)
+        except ValidationError as exc:
+            errors = exc.errors()[:3]
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+            raise ReaderError(f"not a valid FHIR R4 Bundle ({exc.error_count()} error(s)): {detail}") from None
+
+        entries = document.get("entry", [])
+        patients = {}
+        for i, entry in enumerate(entries, 1):
+            resource = entry.get("resource", {})
+            if resource.get("resourceType") == "Patient":
+                identifiers = resource.get("identifier") or []
+                source_id = identifiers[0].get("value") if identifiers else resource.get("id")
+                for key in (entry.get("fullUrl"), f"Patient/{resource.get('id')}"):
+                    if key:
+                        patients[key] = source_id
+        tables: dict[str, list] = {"person": [], "visit_occurrence": [], "measurement": [], "condition_occurrence": []}
+        rejected = []
+        for i, entry in enumerate(entries, 1):
+            resource = entry.get("resource", {})
+            kind = resource.get("resourceType")
+            try:
+                if kind == "Patient":
+                    tables["person"].append(self._person(i, resource, patients, context))
+                    continue
+                source_id = patients.get((resource.get("subject") or {}).get("reference"))
+                if source_id is None:
+                    raise ValueError(f"subject {resource.get('subject')} is not a Patient of this bundle")
+                person = context.pseudonymize([source_id])[0]
+                if kind == "Encounter":
+                    period = resource.get("period") or {}
+                    tables["visit_occurrence"].append({"_row": i, "person_id": person, "visit_start_datetime": _local(period.get("start")),
+                                                       "visit_end_datetime": _local(period.get("end")),
+                                                       "visit_class": (resource.get("class") or {}).get("code"), "_source_person": source_id})
+                elif kind == "Observation":
+                    tables["measurement"].append(self._measurement(i, resource, person, source_id, context))
+                elif kind == "Condition":
+                    coding = (resource.get("code") or {}).get("coding") or [{}]
+                    onset = resource.get("onsetDateTime") or resource.get("recordedDate")
+                    if not onset:
+                        raise ValueError("Condition has neither onsetDateTime nor recordedDate")
+                    tables["condition_occurrence"].append({"_row": i, "person_id": person,
+                                                           "condition_start_date": pd.Timestamp(onset[:10]).date(),
+                                                           "code_system": coding[0].get("system"), "code": coding[0].get("code"),
+                                                           "_source_person": source_id})
+                else:
+                    raise ValueError(f"resource type {kind} is not one this suite stores (Patient, Encounter, Observation, Condition)")
+            except ValueError as exc:
+                rejected.append({"_row": i, "table": {"Observation": "measurement", "Condition": "condition_occurrence",
+                                                      "Encounter": "visit_occurrence"}.get(kind, "person"),
+                                 "reason": str(exc), "record": json.dumps(resource)[:20000]})
+        frames = {name: pd.DataFrame(rows) for name, rows in tables.items() if rows}
+        quarantined = pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"])
+        return ReadResult(rows_read=len(entries), tables=frames, quarantined=quarantined)
+
+    @staticmethod
+    def _person(i, resource, patients, context):
+        identifiers = resource.get("identifier") or []
+        source_id = identifiers[0].get("value") if identifiers else resource.get("id")
+        birth = resource.get("birthDate")
+        address = (resource.get("address") or [{}])[0]
+        postal = address.get("postalCode")
+        return {"_row": i, "person_id": context.pseudonymize([source_id])[0],
+                "year_of_birth": int(birth[:4]) if birth else None,
+                "sex_at_birth": resource.get("gender"), "race": _extension_text(resource, RACE),
+                "ethnicity": _extension_text(resource, ETHNICITY), "zip3": postal[:3] if postal else None,
+                "_source_person": source_id}
+
+    @staticmethod
+    def _measurement(i, resource, person, source_id, context):
+        codings = [c for c in (resource.get("code") or {}).get("coding", []) if c.get("system") == LOINC]
+        if not codings:
+            raise ValueError("Observation has no LOINC coding")
+        quantity = resource.get("valueQuantity")
+        if not quantity or quantity.get("value") is None:
+            raise ValueError("Observation has no valueQuantity value")
+        value = float(quantity["value"])
+        unit = quantity.get("code") or quantity.get("unit")
+        value_si, unit_si, problem = to_si(codings[0]["code"], value, unit)
+        if problem:
+            raise ValueError(problem)
+        if value <= 0:
+            raise ValueError("value zero or negative, impossible for a concentration or count")
+        when = _local(resource.get("effectiveDateTime"))
+        if when is None:
+            raise ValueError("Observation has no effectiveDateTime")
+        if when > context.now:
+            raise ValueError("effectiveDateTime in the future")
+        return {"_row": i, "person_id": person, "measurement_datetime": when, "loinc_code": codings[0]["code"],
+                "measurement_name": codings[0].get("display"), "value_as_number": value, "unit": unit,
+                "value_si": value_si, "unit_si": unit_si, "_source_person": source_id}

@@ -1,0 +1,333 @@
+"""`ingest`: keep every file, detect its format, parse, validate, unify, and account for every row.
+
+One ingest stores each file's bytes in the raw zone first, then reads the files (residence
+history before wearables, which take their time zone from it), stages accepted rows per
+unified table, and finally commits each table once, with the raw files it drew on as lineage.
+Rows that fail a check go to ``quarantine_row`` with their reason and original values; files
+no reader accepts are quarantined whole. ``ingest_file`` records per file: status, reason, rows
+read, accepted and quarantined, and for every file ``rows_read == rows_accepted + rows_quarantined``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import tempfile
+import traceback
+import uuid
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from explorer.errors import ExplorerError
+from explorer.ingest import checks
+from explorer.ingest.pseudonym import Pseudonymizer
+from explorer.ingest.readers import ReaderError, ReadResult, readers_in_order
+
+INGEST_FILE = "ingest_file"
+QUARANTINE = "quarantine_row"
+IGNORE_FILE = ".explorerignore"
+HEAD_BYTES = 65536
+
+
+@dataclass
+class FileOutcome:
+    source_name: str
+    sha256: str
+    status: str  # accepted | quarantined | skipped | error
+    format: str | None = None
+    reason: str | None = None
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    row_reasons: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class IngestReport:
+    ingest_id: str
+    files: list[FileOutcome]
+    versions: dict[str, int]
+    ignored: int = 0
+
+    def count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+    @property
+    def errors(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "error"]
+
+    def __str__(self) -> str:
+        accepted = sum(f.rows_accepted for f in self.files)
+        quarantined_rows = sum(f.rows_quarantined for f in self.files)
+        lines = [f"ingest {self.ingest_id}: {len(self.files)} files: {self.count('accepted')} accepted, "
+                 f"{self.count('quarantined')} quarantined, {self.count('skipped')} already ingested"
+                 + (f", {self.ignored} ignored by {IGNORE_FILE}" if self.ignored else "")
+                 + (f", {len(self.errors)} failed with an internal error" if self.errors else ""),
+                 f"rows: {accepted:,} accepted, {quarantined_rows:,} quarantined"]
+        reasons = Counter()
+        for f in self.files:
+            for reason, n in f.row_reasons.items():
+                reasons[_reason_kind(reason)] += n
+        for reason, n in reasons.most_common(12):
+            lines.append(f"  {n:>10,} rows  {reason}")
+        for f in self.files:
+            if f.status in ("quarantined", "error"):
+                lines.append(f"  file {f.status}: {f.source_name}: {_short(f.reason or '', 300)}")
+        if self.versions:
+            lines.append("tables: " + ", ".join(f"{t}@{v}" for t, v in sorted(self.versions.items())))
+        return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reason_kind(reason: str) -> str:
+    """Group row reasons by kind for the summary (drop the row-specific values)."""
+    import re
+
+    return re.sub(r"\b(row \d+|-?\d+(\.\d+)?)\b", "#", reason)
+
+
+class Context:
+    """What readers may use: pseudonyms, the current time, the ingest's settings."""
+
+    def __init__(self, pseudonymizer: Pseudonymizer, now: datetime):
+        self._pseudonymizer = pseudonymizer
+        self.now = pd.Timestamp(now).tz_localize(None) if pd.Timestamp(now).tzinfo else pd.Timestamp(now)
+
+    def pseudonymize(self, values):
+        values = pd.Series(values, dtype=object)
+        unique = values.dropna().unique()
+        mapping = dict(zip(unique, self._pseudonymizer.many(unique)))
+        return values.map(mapping).to_numpy()
+
+
+def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
+    """Files under ``path`` as (path on disk, name as received), honouring ``.explorerignore``."""
+    if path.is_file():
+        return [(path, str(path))], 0
+    if not path.is_dir():
+        raise ExplorerError(f"{path}: no such file or folder; give a file, a folder or a .zip to ingest")
+    patterns = []
+    ignore = path / IGNORE_FILE
+    if ignore.is_file():
+        patterns = [line.strip().rstrip("/") for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    files, ignored = [], 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        relative = file.relative_to(path).as_posix()
+        if file.name.startswith(".") or any(fnmatch.fnmatch(relative, p) or relative.startswith(p + "/") for p in patterns):
+            ignored += 1
+            continue
+        files.append((file, relative))
+    return files, ignored
+
+
+def _expand_zips(files, scratch: Path):
+    out = []
+    for path, name in files:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for k, member in enumerate(m for m in archive.infolist() if not m.is_dir()):
+                    target = scratch / f"{len(out)}-{k}"
+                    with archive.open(member) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    out.append((target, f"{name}!{member.filename}"))
+        else:
+            out.append((path, name))
+    return out
+
+
+class TimeZones:
+    """Each person's time zone on a day, from where they lived (lake table plus this ingest)."""
+
+    def __init__(self, lake, default: str | None):
+        self.default = default
+        self.rows = []
+        if lake.has_table("residence"):
+            self.rows.append(lake.sql("SELECT person_id, start_date, end_date, latitude, longitude FROM residence"))
+
+    def add(self, residence: pd.DataFrame):
+        self.rows.append(residence[["person_id", "start_date", "end_date", "latitude", "longitude"]])
+
+    def zones(self, person: pd.Series, when: pd.Series) -> pd.Series:
+        import tzfpy
+
+        out = pd.Series([self.default] * len(person), index=person.index, dtype=object)
+        if not self.rows or person.empty:
+            return out
+        residence = pd.concat(self.rows, ignore_index=True)
+        residence = residence[residence["person_id"].isin(set(person.unique()))]
+        for row in residence.itertuples(index=False):
+            zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default
+            start = pd.Timestamp(row.start_date)
+            end = pd.Timestamp(row.end_date) + pd.Timedelta(days=1) if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max
+            mask = (person == row.person_id) & (when >= start) & (when < end)
+            out[mask.to_numpy()] = zone
+        return out
+
+
+def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
+           now: datetime | None = None) -> IngestReport:
+    """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes."""
+    path = Path(path)
+    pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file)  # refuse before touching anything
+    now = now or datetime.now(timezone.utc)
+    context = Context(pseudonymizer, now)
+    ingest_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    say = progress or (lambda done, total, label="": None)
+    readers = readers_in_order()
+    staging = lake.root / "_staging" / ingest_id
+    staging.mkdir(parents=True)
+    scratch = Path(tempfile.mkdtemp(prefix="explorer-ingest-"))
+    try:
+        files, ignored = _walk(path)
+        files = _expand_zips(files, scratch)
+        done_before = _already_ingested(lake)
+        stored, outcomes, seen = [], [], {}
+        for k, (file, name) in enumerate(files, 1):
+            raw = lake.raw.store(file, name)
+            stored.append(raw)
+            say(k, len(files) * 2, f"kept {name}")
+        plan = []
+        for (file, name), raw in zip(files, stored):
+            if raw.sha256 in done_before:
+                outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"already ingested ({done_before[raw.sha256]})"))
+            elif raw.sha256 in seen:
+                outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"same content as {seen[raw.sha256]} in this ingest"))
+            else:
+                seen[raw.sha256] = name
+                with raw.path.open("rb") as handle:
+                    head = handle.read(HEAD_BYTES)
+                candidates = [(r, r.sniff(raw.path, head)) for r in readers]
+                plan.append((min([r.order for r, why in candidates if why is None] or [999]), name, raw, candidates))
+        plan.sort(key=lambda item: (item[0], item[1]))  # residence first, then by name: deterministic
+
+        zones = TimeZones(lake, default_time_zone)
+        staged: dict[str, list[Path]] = {}
+        inputs: dict[str, set[str]] = {}
+        quarantine_parts = []
+        for k, (_order, name, raw, candidates) in enumerate(plan, 1):
+            say(len(files) + k, len(files) * 2, f"read {name}")
+            outcome = _read_one(name, raw, candidates, context, zones)
+            outcomes.append(outcome.file)
+            for table, rows in outcome.tables.items():
+                if len(rows):
+                    part = staging / table / f"part-{k:06d}.parquet"
+                    part.parent.mkdir(parents=True, exist_ok=True)
+                    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), part)
+                    staged.setdefault(table, []).append(part)
+                    inputs.setdefault(table, set()).add(raw.ref)
+            if len(outcome.quarantined):
+                quarantine_parts.append(outcome.quarantined.assign(ingest_id=ingest_id, source_file=raw.sha256,
+                                                                   source_name=name, format=outcome.file.format))
+
+        versions = {}
+        for table, parts in sorted(staged.items()):
+            dataset = pads.dataset([str(p) for p in parts], format="parquet")
+            versions[table] = lake.write(table, dataset.scanner(batch_size=1 << 20).to_reader(), mode="append",
+                                         inputs=sorted(inputs[table]), operation=f"ingest {ingest_id}", schema_mode="merge")
+        if quarantine_parts:
+            rows = pd.concat(quarantine_parts, ignore_index=True).rename(columns={"_row": "row_number", "table": "target_table"})
+            rows["row_number"] = rows["row_number"].astype("int64")
+            versions[QUARANTINE] = lake.write(QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}),
+                                              operation=f"ingest {ingest_id}")
+        received = [o for o in outcomes if o.status != "skipped"]
+        if received:  # a run that only found files already ingested changes no table
+            versions[INGEST_FILE] = lake.write(INGEST_FILE, pd.DataFrame([{
+                "ingest_id": ingest_id, "sha256": o.sha256, "source_name": o.source_name, "format": o.format,
+                "status": o.status, "reason": o.reason, "rows_read": o.rows_read, "rows_accepted": o.rows_accepted,
+                "rows_quarantined": o.rows_quarantined, "ingested_at": now} for o in outcomes]),
+                inputs=sorted({f"raw:{o.sha256}" for o in outcomes}), operation=f"ingest {ingest_id}")
+        by_sha = {raw.sha256: raw for raw in stored}
+        if received:
+            lake.raw.record([by_sha[o.sha256] for o in received], [o.format for o in received],
+                            [o.status for o in received], [o.reason for o in received], received_at=now)
+        return IngestReport(ingest_id, outcomes, versions, ignored)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _already_ingested(lake) -> dict[str, str]:
+    if not lake.has_table(INGEST_FILE):
+        return {}
+    done = lake.sql(f"SELECT sha256, min(ingest_id) AS ingest_id FROM {INGEST_FILE} "
+                    "WHERE status IN ('accepted', 'quarantined') GROUP BY sha256")
+    return dict(zip(done["sha256"], done["ingest_id"]))
+
+
+@dataclass
+class _Outcome:
+    file: FileOutcome
+    tables: dict[str, pd.DataFrame]
+    quarantined: pd.DataFrame
+
+
+def _read_one(name, raw, candidates, context, zones) -> _Outcome:
+    said, failed = [], []
+    for reader, why in candidates:
+        if why is not None:
+            said.append(f"{reader.format}: {why}")
+            continue
+        try:
+            context.source_name = name
+            result = reader.read(raw.path, context)
+        except ReaderError as exc:
+            failed.append(f"{reader.format}: {exc}")
+            continue
+        except Exception as exc:  # a reader bug must not lose the file or stop the ingest
+            reason = f"reader {reader.format} failed unexpectedly: {type(exc).__name__}: {exc}"
+            file = FileOutcome(name, raw.sha256, "error", reader.format, reason)
+            traceback.print_exc()
+            return _Outcome(file, {}, pd.DataFrame())
+        return _checked(name, raw, reader.format, result, zones, context)
+    if failed:  # a reader recognised the file but could not read it: that is the news
+        reason = "recognised but not readable: " + "; ".join(failed)
+    else:
+        reason = "no reader accepted this file: " + "; ".join(_short(s) for s in said)
+    return _Outcome(FileOutcome(name, raw.sha256, "quarantined", None, reason), {}, pd.DataFrame())
+
+
+def _checked(name, raw, fmt, result: ReadResult, zones: TimeZones, context) -> _Outcome:
+    tables, quarantined, accepted_records = {}, [result.quarantined], set()
+    for table, rows in result.tables.items():
+        reasons = checks.range_reasons(table, rows)
+        if table in ("heart_rate_minute", "steps_minute"):
+            value = "heart_rate_value" if table == "heart_rate_minute" else "steps"
+            reasons = reasons.fillna(checks.duplicate_reasons(rows, value, zones.zones(rows["person_id"], rows["datetime"])))
+            reasons = reasons.fillna(checks.future_reasons(rows, "datetime", context.now))
+        bad = reasons.notna().to_numpy()
+        if bad.any():
+            source = rows.loc[bad].drop(columns=["person_id"]).rename(columns={"_source_person": "person_id"})
+            quarantined.append(pd.DataFrame({"_row": rows.loc[bad, "_row"].to_numpy(), "table": table,
+                                             "reason": reasons[bad].to_numpy(),
+                                             "record": source.drop(columns=["_row"]).to_json(orient="records", lines=True,
+                                                                                            date_format="iso").splitlines()}))
+        accepted_records.update(rows.loc[~bad, "_row"].tolist())
+        good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person") if c in rows.columns])
+        good = good.assign(source_file=raw.sha256)
+        tables[table] = good.reset_index(drop=True)
+        if table == "residence":
+            zones.add(good)
+    quarantined = pd.concat([q for q in quarantined if len(q)], ignore_index=True) if any(len(q) for q in quarantined) \
+        else pd.DataFrame(columns=["_row", "table", "reason", "record"])
+    accepted = len(accepted_records)  # source records, however many unified rows each became
+    file = FileOutcome(name, raw.sha256, "accepted", fmt, None, result.rows_read, accepted, len(quarantined),
+                       Counter(quarantined["reason"]) if len(quarantined) else Counter())
+    if file.rows_read != file.rows_accepted + file.rows_quarantined:  # the nothing-lost identity
+        file.status, file.reason = "error", (f"internal error: {file.rows_read} rows read but {file.rows_accepted} "
+                                             f"accepted + {file.rows_quarantined} quarantined")
+        return _Outcome(file, {}, pd.DataFrame())
+    if accepted == 0 and result.rows_read > 0:
+        file.status, file.reason = "quarantined", "every row failed its checks (see quarantine_row)"
+    return _Outcome(file, tables, quarantined)
