@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_cli
 
-COMMANDS = ["catalog", "verify", "versions", "lineage", "sql", "synth", "demo"]
+COMMANDS = ["catalog", "verify", "versions", "lineage", "sql", "synth", "ingest", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -30,14 +30,28 @@ def demo_lake(tmp_path_factory):
     return root, result.stdout
 
 
-def test_demo_keeps_raw_files_builds_tables_and_verifies(demo_lake):
+@pytest.fixture(scope="module")
+def small_lake(tmp_path_factory):
+    """Tables written in-process from the seeded factories: known counts for the CLI to query."""
+    import explorer
+    from explorer.testing import make_measurements, make_persons
+
+    lake = explorer.open(tmp_path_factory.mktemp("small") / "lake")
+    lake.write("person", make_persons(4), mode="overwrite")
+    lake.write("measurement", make_measurements(4, 3), mode="overwrite")
+    return lake.root
+
+
+def test_demo_runs_synth_ingest_query_lineage_verify(demo_lake):
     root, out = demo_lake
-    assert "[4/4] measurement" in out and "all match what was recorded" in out
-    assert "steps_minute@0" in out and "made from:" in out
+    assert "[1/5] synth" in out and "[2/5] ingest" in out and "quarantined" in out
+    assert "heart_rate_minute@0" in out and "made from:" in out and "all match what was recorded" in out
+    key = root.parent / f"{root.name}.pseudonym.key"
+    assert key.exists() and root not in key.parents  # the demo's key lives beside the lake, not in it
 
 
-def test_sql_command_binds_parameters_and_pins_versions(demo_lake):
-    root, _ = demo_lake
+def test_sql_command_binds_parameters_and_pins_versions(small_lake):
+    root = small_lake
     everyone = json.loads(run_cli("sql", "SELECT person_id FROM person", "--format", "json", lake_root=root).stdout)
     pid = everyone[0]["person_id"]
     one = run_cli("sql", "SELECT count(*) AS n FROM measurement WHERE person_id = ? AND value_si > ?",
@@ -53,8 +67,8 @@ def test_sql_command_binds_parameters_and_pins_versions(demo_lake):
     assert pinned.stdout.splitlines() == ["n", "4"]
 
 
-def test_errors_say_what_to_do(demo_lake):
-    root, _ = demo_lake
+def test_errors_say_what_to_do(small_lake):
+    root = small_lake
     bad_sql = run_cli("sql", "SELEC 1", lake_root=root)
     assert bad_sql.returncode == 2 and "the query failed" in bad_sql.stderr and "Traceback" not in bad_sql.stderr
     bad_pin = run_cli("sql", "SELECT 1", "--version", "person=latest", lake_root=root)
@@ -69,6 +83,6 @@ def test_versions_and_lineage_commands(demo_lake):
     root, _ = demo_lake
     history = run_cli("versions", "raw_manifest", lake_root=root)
     assert history.returncode == 0 and "receive" in history.stdout
-    edges = run_cli("lineage", "measurement", "--edges", lake_root=root)
+    edges = run_cli("lineage", "heart_rate_minute", "--edges", lake_root=root)
     lines = edges.stdout.splitlines()
-    assert lines[0] == "source,target" and lines[1].startswith("raw:") and lines[1].endswith(",measurement@0")
+    assert lines[0] == "source,target" and lines[1].startswith("raw:") and lines[1].endswith(",heart_rate_minute@0")
