@@ -44,14 +44,14 @@ class Pseudonymizer:
         if len(key) < MIN_KEY_BYTES:
             raise PseudonymKeyError(f"pseudonym key has {len(key)} bytes; use at least {MIN_KEY_BYTES} random bytes "
                                     "(e.g. `python -c \"import secrets; print(secrets.token_hex(32))\"`)")
-        self._key = key
+        self.key = key
         self._cache: dict[str, str] = {}
 
     def __call__(self, source_id) -> str:
         text = str(source_id).strip()
         cached = self._cache.get(text)
         if cached is None:
-            cached = hmac.new(self._key, ("participant:" + text).encode(), hashlib.sha256).hexdigest()[:32]
+            cached = hmac.new(self.key, ("participant:" + text).encode(), hashlib.sha256).hexdigest()[:32]
             self._cache[text] = cached
         return cached
 

@@ -11,6 +11,7 @@ read, accepted and quarantined, and for every file ``rows_read == rows_accepted 
 from __future__ import annotations
 
 import fnmatch
+import os
 import shutil
 import tempfile
 import traceback
@@ -36,6 +37,8 @@ INGEST_FILE = "ingest_file"
 QUARANTINE = "quarantine_row"
 IGNORE_FILE = ".explorerignore"
 HEAD_BYTES = 65536
+RESIDENCE_ORDER = 10  # readers at or before this order run first, in this process
+PARALLEL_BYTES = 64 << 20  # below this, worker start-up costs more than it saves
 
 
 @dataclass
@@ -106,10 +109,9 @@ class Context:
         self.now = pd.Timestamp(now).tz_localize(None) if pd.Timestamp(now).tzinfo else pd.Timestamp(now)
 
     def pseudonymize(self, values):
-        values = pd.Series(values, dtype=object)
-        unique = values.dropna().unique()
-        mapping = dict(zip(unique, self._pseudonymizer.many(unique)))
-        return values.map(mapping).to_numpy()
+        codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
+        pseudonyms = np.array(self._pseudonymizer.many(uniques) + [None], dtype=object)
+        return pseudonyms[codes]  # code -1 (missing) picks the trailing None
 
 
 def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
@@ -159,6 +161,19 @@ class TimeZones:
     def add(self, residence: pd.DataFrame):
         self.rows.append(residence[["person_id", "start_date", "end_date", "latitude", "longitude"]])
 
+    def add_frames(self, frames):
+        for frame in frames:
+            self.add(frame)
+
+    def frames(self) -> list[pd.DataFrame]:
+        return list(self.rows)
+
+    @classmethod
+    def from_frames(cls, frames, default):
+        zones = cls.__new__(cls)
+        zones.default, zones.rows = default, list(frames)
+        return zones
+
     def zones(self, person: pd.Series, when: pd.Series) -> pd.Series:
         import tzfpy
 
@@ -177,10 +192,11 @@ class TimeZones:
 
 
 def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
-           now: datetime | None = None) -> IngestReport:
+           now: datetime | None = None, workers: int | None = None) -> IngestReport:
     """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes."""
     path = Path(path)
     pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file)  # refuse before touching anything
+    workers = workers or min(4, os.cpu_count() or 1)
     now = now or datetime.now(timezone.utc)
     context = Context(pseudonymizer, now)
     ingest_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -215,21 +231,36 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         zones = TimeZones(lake, default_time_zone)
         staged: dict[str, list[Path]] = {}
         inputs: dict[str, set[str]] = {}
-        quarantine_parts = []
-        for k, (_order, name, raw, candidates) in enumerate(plan, 1):
-            say(len(files) + k, len(files) * 2, f"read {name}")
-            outcome = _read_one(name, raw, candidates, context, zones)
-            outcomes.append(outcome.file)
-            for table, rows in outcome.tables.items():
-                if len(rows):
-                    part = staging / table / f"part-{k:06d}.parquet"
-                    part.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), part)
-                    staged.setdefault(table, []).append(part)
-                    inputs.setdefault(table, set()).add(raw.ref)
-            if len(outcome.quarantined):
-                quarantine_parts.append(outcome.quarantined.assign(ingest_id=ingest_id, source_file=raw.sha256,
-                                                                   source_name=name, format=outcome.file.format))
+        quarantine_parts: list[Path] = []
+        # Residence first, here: every later file takes its people's time zones from it.
+        first = [item for item in plan if item[0] <= RESIDENCE_ORDER]
+        rest = [item for item in plan if item[0] > RESIDENCE_ORDER]
+        jobs = [(k, name, raw, [(r.format, why) for r, why in candidates]) for k, (_o, name, raw, candidates) in enumerate(plan, 1)]
+        settings = (pseudonymizer.key, now, staging, default_time_zone)
+        results = [_process(job, settings, zones) for job in jobs[:len(first)]]
+        for result in results:
+            zones.add_frames(result["residence"])
+        total_bytes = sum(raw.size_bytes for _o, _n, raw, _c in rest)
+        if workers > 1 and total_bytes > PARALLEL_BYTES and len(rest) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_process, job, settings, zones.frames()) for job in jobs[len(first):]]
+                for k, future in enumerate(futures, len(first) + 1):
+                    results.append(future.result())
+                    say(len(files) + k, len(files) * 2, f"read {results[-1]['outcome'].source_name}")
+        else:
+            for k, job in enumerate(jobs[len(first):], len(first) + 1):
+                results.append(_process(job, settings, zones))
+                say(len(files) + k, len(files) * 2, f"read {job[1]}")
+        for result in results:
+            outcomes.append(result["outcome"])
+            for table, part in result["parts"].items():
+                staged.setdefault(table, []).append(part)
+                inputs.setdefault(table, set()).add(f"raw:{result['outcome'].sha256}")
+            if result["quarantine"] is not None:
+                quarantine_parts.append(result["quarantine"])
 
         versions = {}
         for table, parts in sorted(staged.items()):
@@ -237,7 +268,8 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             versions[table] = lake.write(table, dataset.scanner(batch_size=1 << 20).to_reader(), mode="append",
                                          inputs=sorted(inputs[table]), operation=f"ingest {ingest_id}", schema_mode="merge")
         if quarantine_parts:
-            rows = pd.concat(quarantine_parts, ignore_index=True).rename(columns={"_row": "row_number", "table": "target_table"})
+            rows = pd.concat([pd.read_parquet(p) for p in quarantine_parts], ignore_index=True)
+            rows = rows.rename(columns={"_row": "row_number", "table": "target_table"}).assign(ingest_id=ingest_id)
             rows["row_number"] = rows["row_number"].astype("int64")
             versions[QUARANTINE] = lake.write(QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}),
                                               operation=f"ingest {ingest_id}")
@@ -264,6 +296,36 @@ def _already_ingested(lake) -> dict[str, str]:
     done = lake.sql(f"SELECT sha256, min(ingest_id) AS ingest_id FROM {INGEST_FILE} "
                     "WHERE status IN ('accepted', 'quarantined') GROUP BY sha256")
     return dict(zip(done["sha256"], done["ingest_id"]))
+
+
+def _process(job, settings, zones) -> dict:
+    """Read, check and stage one file (in this process or a worker). Returns its outcome and the
+    staged Parquet parts; raw data never travels back between processes."""
+    k, name, raw, sniffs = job
+    key, now, staging, default_zone = settings
+    if not isinstance(zones, TimeZones):
+        zones = TimeZones.from_frames(zones, default_zone)
+    context = Context(Pseudonymizer(key), now)
+    by_format = {r.format: r for r in readers_in_order()}
+    candidates = [(by_format[f], why) for f, why in sniffs]
+    outcome = _read_one(name, raw, candidates, context, zones)
+    parts = {}
+    for table, rows in outcome.tables.items():
+        if len(rows):
+            part = staging / table / f"part-{k:06d}.parquet"
+            part.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), part)
+            parts[table] = part
+    quarantine = None
+    if len(outcome.quarantined):
+        quarantine = staging / "_quarantine" / f"part-{k:06d}.parquet"
+        quarantine.parent.mkdir(parents=True, exist_ok=True)
+        frame = outcome.quarantined.assign(source_file=raw.sha256, source_name=name, format=outcome.file.format)
+        frame["record"] = frame["record"].astype(str)
+        frame.to_parquet(quarantine, index=False)
+    residence = outcome.tables.get("residence")
+    return {"outcome": outcome.file, "parts": parts, "quarantine": quarantine,
+            "residence": [residence] if residence is not None and len(residence) else []}
 
 
 @dataclass
@@ -317,8 +379,6 @@ def _checked(name, raw, fmt, result: ReadResult, zones: TimeZones, context) -> _
         good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person") if c in rows.columns])
         good = good.assign(source_file=raw.sha256)
         tables[table] = good.reset_index(drop=True)
-        if table == "residence":
-            zones.add(good)
     quarantined = pd.concat([q for q in quarantined if len(q)], ignore_index=True) if any(len(q) for q in quarantined) \
         else pd.DataFrame(columns=["_row", "table", "reason", "record"])
     accepted = len(accepted_records)  # source records, however many unified rows each became

@@ -68,6 +68,8 @@ class FhirBundleReader(Reader):
             errors = exc.errors()[:3]
             detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
             raise ReaderError(f"not a valid FHIR R4 Bundle ({exc.error_count()} error(s)): {detail}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. an unknown resourceType
+            raise ReaderError(f"not a valid FHIR R4 Bundle: {type(exc).__name__}: {exc}") from None
 
         entries = document.get("entry", [])
         patients = {}
