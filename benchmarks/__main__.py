@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks.harness import REGISTRY
 from explorer.progress import Progress
 
-MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth"]
+MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.bench_ingest"]
 
 
 def main(argv=None) -> int:

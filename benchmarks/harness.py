@@ -64,7 +64,7 @@ def interleaved_medians(functions: dict[str, callable], repeats: int, warmup: in
     return times
 
 
-def run_measured(command: list[str], cwd=None, interval: float = 0.1) -> tuple[float, float, str]:
+def run_measured(command: list[str], cwd=None, interval: float = 0.1, env=None) -> tuple[float, float, str]:
     """Run ``command``; return (wall seconds, peak resident GB of it and all its children, stdout).
 
     Peak memory is sampled over the whole process tree, so worker processes count too.
@@ -74,7 +74,7 @@ def run_measured(command: list[str], cwd=None, interval: float = 0.1) -> tuple[f
     import psutil
 
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -86,7 +86,7 @@ def run_measured(command: list[str], cwd=None, interval: float = 0.1) -> tuple[f
         time.sleep(interval)
     out, err = process.communicate()
     if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-2000:]}")
+        raise RuntimeError(f"{' '.join(command)} failed with status {process.returncode}:\n{out[-2000:]}")
     return time.perf_counter() - start, peak / 2**30, out
 
 

@@ -203,3 +203,20 @@ def test_ingest_command_reports_and_exits_zero_for_bad_data(ingested, tmp_path):
     assert "accepted" in result.stdout and "quarantined" in result.stdout and "rows:" in result.stdout
     refused = run_cli("ingest", cohort, lake_root=tmp_path / "lake2", env={"EXPLORER_PSEUDONYM_KEY": ""})
     assert refused.returncode == 2 and "no pseudonym key" in refused.stderr
+
+
+def test_fitbit_export_json_rows_arrive_under_the_folder_participant(ingested):
+    cohort, lake, _ = ingested
+    files = outcomes(lake)
+    exported = files[files["format"] == "fitbit_export_json"]
+    assert len(exported) > 10 and (exported["status"] == "accepted").all()
+    truth = pd.read_parquet(cohort / "truth" / "truth.parquet")
+    people = truth.loc[truth["wearable_source"] == "fitbit_export", "source_id"]
+    expected = {Pseudonymizer(KEY.encode())(p) for p in people}
+    got = set(lake.sql("SELECT DISTINCT person_id FROM heart_rate_minute WHERE source_file IN "
+                       "(SELECT sha256 FROM ingest_file WHERE format = 'fitbit_export_json')")["person_id"])
+    assert got == expected
+    records = sum(len(json.loads((cohort / name).read_text())) for name in exported["source_name"]
+                  if "heart_rate-" in name)
+    heart = exported[exported["source_name"].str.contains("heart_rate-")]
+    assert records == int(heart["rows_accepted"].sum() + heart["rows_quarantined"].sum())

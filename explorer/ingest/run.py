@@ -39,6 +39,7 @@ IGNORE_FILE = ".explorerignore"
 HEAD_BYTES = 65536
 RESIDENCE_ORDER = 10  # readers at or before this order run first, in this process
 PARALLEL_BYTES = 64 << 20  # below this, worker start-up costs more than it saves
+BATCH_BYTES = 32 << 20
 
 
 @dataclass
@@ -175,20 +176,27 @@ class TimeZones:
         return zones
 
     def zones(self, person: pd.Series, when: pd.Series) -> pd.Series:
+        """IANA zone per row, decided once per distinct (person, day) and mapped back."""
         import tzfpy
 
-        out = pd.Series([self.default] * len(person), index=person.index, dtype=object)
         if not self.rows or person.empty:
-            return out
+            return pd.Series([self.default] * len(person), index=person.index, dtype=object)
+        day = when.dt.normalize() if hasattr(when, "dt") else pd.to_datetime(when).dt.normalize()
+        keys = pd.DataFrame({"person_id": person.to_numpy(), "day": day.to_numpy()})
+        codes = keys.groupby(["person_id", "day"], sort=False, dropna=False).ngroup().to_numpy()
+        distinct = keys.drop_duplicates(ignore_index=True)  # same first-appearance order as ngroup
         residence = pd.concat(self.rows, ignore_index=True)
-        residence = residence[residence["person_id"].isin(set(person.unique()))]
+        residence = residence[residence["person_id"].isin(set(distinct["person_id"]))]
+        zone_of = [self.default] * len(distinct)
         for row in residence.itertuples(index=False):
             zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default
             start = pd.Timestamp(row.start_date)
-            end = pd.Timestamp(row.end_date) + pd.Timedelta(days=1) if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max
-            mask = (person == row.person_id) & (when >= start) & (when < end)
-            out[mask.to_numpy()] = zone
-        return out
+            end = (pd.Timestamp(row.end_date) + pd.Timedelta(days=1)
+                   if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max)
+            match = ((distinct["person_id"] == row.person_id) & (distinct["day"] >= start) & (distinct["day"] < end)).to_numpy()
+            for i in match.nonzero()[0]:
+                zone_of[i] = zone
+        return pd.Series(np.asarray(zone_of, dtype=object)[codes], index=person.index, dtype=object)
 
 
 def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
@@ -245,11 +253,25 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            # small files travel in batches of about BATCH_BYTES, so per-task overhead stays small
+            batches, current, size = [], [], 0
+            for job in jobs[len(first):]:
+                current.append(job)
+                size += job[2].size_bytes
+                if size >= BATCH_BYTES:
+                    batches.append(current)
+                    current, size = [], 0
+            if current:
+                batches.append(current)
+            frames = zones.frames()
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_process, job, settings, zones.frames()) for job in jobs[len(first):]]
-                for k, future in enumerate(futures, len(first) + 1):
-                    results.append(future.result())
-                    say(len(files) + k, len(files) * 2, f"read {results[-1]['outcome'].source_name}")
+                futures = [pool.submit(_process_batch, batch, settings, frames) for batch in batches]
+                done = len(first)
+                for future in futures:
+                    for result in future.result():
+                        results.append(result)
+                        done += 1
+                        say(len(files) + done, len(files) * 2, f"read {result['outcome'].source_name}")
         else:
             for k, job in enumerate(jobs[len(first):], len(first) + 1):
                 results.append(_process(job, settings, zones))
@@ -265,7 +287,9 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         versions = {}
         for table, parts in sorted(staged.items()):
             dataset = pads.dataset([str(p) for p in parts], format="parquet")
-            versions[table] = lake.write(table, dataset.scanner(batch_size=1 << 20).to_reader(), mode="append",
+            # one batch and one file at a time: the commit's memory does not grow with the delivery
+            scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=0, fragment_readahead=0)
+            versions[table] = lake.write(table, scanner.to_reader(), mode="append",
                                          inputs=sorted(inputs[table]), operation=f"ingest {ingest_id}", schema_mode="merge")
         if quarantine_parts:
             rows = pd.concat([pd.read_parquet(p) for p in quarantine_parts], ignore_index=True)
@@ -296,6 +320,11 @@ def _already_ingested(lake) -> dict[str, str]:
     done = lake.sql(f"SELECT sha256, min(ingest_id) AS ingest_id FROM {INGEST_FILE} "
                     "WHERE status IN ('accepted', 'quarantined') GROUP BY sha256")
     return dict(zip(done["sha256"], done["ingest_id"]))
+
+
+def _process_batch(jobs, settings, frames) -> list[dict]:
+    zones = TimeZones.from_frames(frames, settings[3])
+    return [_process(job, settings, zones) for job in jobs]
 
 
 def _process(job, settings, zones) -> dict:

@@ -63,18 +63,30 @@ class FitbitExportReader(Reader):
         person = context.pseudonymize([participant])[0]
         if stream == "sleep":
             return self._sleep(records, person, participant)
-        rows, rejected = [], []
+        column = "heart_rate_value" if stream == "heart_rate" else "steps"
+        good_index, stamps, values, rejected = [], [], [], []
         for i, record in enumerate(records, 1):
             try:
-                when = pd.to_datetime(record["dateTime"], format="%m/%d/%y %H:%M:%S")
-                value = record["value"]["bpm"] if stream == "heart_rate" else int(record["value"])
-                rows.append({"_row": i, "person_id": person, "datetime": when,
-                             ("heart_rate_value" if stream == "heart_rate" else "steps"): int(value),
-                             "_source_person": participant})
+                value = record["value"]["bpm"] if stream == "heart_rate" else record["value"]
+                stamps.append(str(record["dateTime"]))
+                values.append(int(value))
+                good_index.append(i)
             except (KeyError, TypeError, ValueError) as exc:
+                if len(stamps) > len(values):
+                    stamps.pop()
                 rejected.append({"_row": i, "table": STREAMS[stream], "reason": f"record not in Fitbit {stream} shape ({exc!r})",
                                  "record": json.dumps(record)[:2000]})
-        return ReadResult(len(records), {STREAMS[stream]: pd.DataFrame(rows)},
+        when = pd.to_datetime(pd.Series(stamps, dtype=object), format="%m/%d/%y %H:%M:%S", errors="coerce")
+        bad_time = when.isna().to_numpy()
+        for k in [k for k in range(len(stamps)) if bad_time[k]]:
+            rejected.append({"_row": good_index[k], "table": STREAMS[stream],
+                             "reason": f"dateTime {stamps[k]!r}: expected MM/DD/YY HH:MM:SS", "record": json.dumps(records[good_index[k] - 1])[:2000]})
+        keep = ~bad_time
+        rows = pd.DataFrame({"_row": pd.Series(good_index, dtype="int64")[keep].to_numpy(), "person_id": person,
+                             "datetime": when[keep].to_numpy(), column: pd.Series(values, dtype="int64")[keep].to_numpy(),
+                             "_source_person": participant})
+        rejected.sort(key=lambda r: r["_row"])
+        return ReadResult(len(records), {STREAMS[stream]: rows},
                           pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"]))
 
     @staticmethod
