@@ -279,9 +279,10 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         for result in results:
             outcomes.append(result["outcome"])
             for table, part in result["parts"].items():
-                staged.setdefault(table, []).append(part)
+                if part not in staged.setdefault(table, []):
+                    staged[table].append(part)
                 inputs.setdefault(table, set()).add(f"raw:{result['outcome'].sha256}")
-            if result["quarantine"] is not None:
+            if result["quarantine"] is not None and result["quarantine"] not in quarantine_parts:
                 quarantine_parts.append(result["quarantine"])
 
         versions = {}
@@ -323,38 +324,55 @@ def _already_ingested(lake) -> dict[str, str]:
 
 
 def _process_batch(jobs, settings, frames) -> list[dict]:
+    """Read and check several files, then stage one Parquet part per table for all of them:
+    thousands of small files (one per day per stream) cost a handful of writes, not thousands."""
     zones = TimeZones.from_frames(frames, settings[3])
-    return [_process(job, settings, zones) for job in jobs]
+    read = [_read_job(job, settings, zones) for job in jobs]
+    tag = f"b{jobs[0][0]:06d}"
+    staging = settings[2]
+    parts, quarantine = _stage({t: [r["tables"][t] for r in read if t in r["tables"]] for r in read for t in r["tables"]},
+                               [r["quarantined"] for r in read if r["quarantined"] is not None], staging, tag)
+    results = []
+    for r in read:
+        results.append({"outcome": r["outcome"], "parts": {t: parts[t] for t in r["tables"]},
+                        "quarantine": quarantine if r["quarantined"] is not None else None,
+                        "residence": [r["tables"]["residence"]] if "residence" in r["tables"] else []})
+    # a part shared by several files is listed once per table by the caller's de-duplication
+    return results
 
 
 def _process(job, settings, zones) -> dict:
-    """Read, check and stage one file (in this process or a worker). Returns its outcome and the
-    staged Parquet parts; raw data never travels back between processes."""
+    """Read, check and stage one file (in this process). Returns its outcome and staged parts."""
+    return _process_batch([job], settings, zones.frames())[0]
+
+
+def _read_job(job, settings, zones) -> dict:
     k, name, raw, sniffs = job
-    key, now, staging, default_zone = settings
-    if not isinstance(zones, TimeZones):
-        zones = TimeZones.from_frames(zones, default_zone)
+    key, now, _staging, _default = settings
     context = Context(Pseudonymizer(key), now)
     by_format = {r.format: r for r in readers_in_order()}
-    candidates = [(by_format[f], why) for f, why in sniffs]
-    outcome = _read_one(name, raw, candidates, context, zones)
-    parts = {}
-    for table, rows in outcome.tables.items():
-        if len(rows):
-            part = staging / table / f"part-{k:06d}.parquet"
-            part.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), part)
-            parts[table] = part
-    quarantine = None
+    outcome = _read_one(name, raw, [(by_format[f], why) for f, why in sniffs], context, zones)
+    tables = {t: rows for t, rows in outcome.tables.items() if len(rows)}
+    quarantined = None
     if len(outcome.quarantined):
-        quarantine = staging / "_quarantine" / f"part-{k:06d}.parquet"
+        quarantined = outcome.quarantined.assign(source_file=raw.sha256, source_name=name, format=outcome.file.format)
+        quarantined["record"] = quarantined["record"].astype(str)
+    return {"outcome": outcome.file, "tables": tables, "quarantined": quarantined}
+
+
+def _stage(tables: dict[str, list[pd.DataFrame]], quarantined: list[pd.DataFrame], staging: Path, tag: str):
+    parts = {}
+    for table, frames in tables.items():
+        part = staging / table / f"part-{tag}.parquet"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False), part)
+        parts[table] = part
+    quarantine = None
+    if quarantined:
+        quarantine = staging / "_quarantine" / f"part-{tag}.parquet"
         quarantine.parent.mkdir(parents=True, exist_ok=True)
-        frame = outcome.quarantined.assign(source_file=raw.sha256, source_name=name, format=outcome.file.format)
-        frame["record"] = frame["record"].astype(str)
-        frame.to_parquet(quarantine, index=False)
-    residence = outcome.tables.get("residence")
-    return {"outcome": outcome.file, "parts": parts, "quarantine": quarantine,
-            "residence": [residence] if residence is not None and len(residence) else []}
+        pd.concat(quarantined, ignore_index=True).to_parquet(quarantine, index=False)
+    return parts, quarantine
 
 
 @dataclass
