@@ -206,7 +206,6 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
     pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file)  # refuse before touching anything
     workers = workers or min(4, os.cpu_count() or 1)
     now = now or datetime.now(timezone.utc)
-    context = Context(pseudonymizer, now)
     ingest_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     say = progress or (lambda done, total, label="": None)
     readers = readers_in_order()
