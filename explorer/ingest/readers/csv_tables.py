@@ -293,3 +293,61 @@ class AreaIndexReader(CsvTableReader):
                                 "unit": self.UNITS.get(variable)})
         result.tables[self.table] = pd.DataFrame(records, columns=["_row", "area_type", "area_id", "year", "variable", "value", "unit"])
         return result
+
+
+class AouDailySummaryReader(CsvTableReader):
+    """All of Us daily Fitbit summaries: every numeric column kept under its export name."""
+
+    date_column: ClassVar[str] = "date"
+    text_columns: ClassVar[tuple[str, ...]] = ()
+    bool_columns: ClassVar[tuple[str, ...]] = ()
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        rows = pd.DataFrame({"_row": frame["_row"], "person_id": p.person(frame, "person_id", context),
+                             "date": p.date(frame, self.date_column), "_source_person": frame["person_id"]})
+        for column in self.required:
+            if column in ("person_id", self.date_column):
+                continue
+            if column in self.text_columns:
+                rows[column] = frame[column]
+                p.flag(frame[column].isna(), f"{column}: empty")
+            elif column in self.bool_columns:
+                value = frame[column].str.strip().str.lower().map({"true": True, "false": False})
+                p.flag(value.isna(), f"{column}: expected true or false")
+                rows[column] = value.astype("boolean")
+            else:
+                value = p.number(frame, column)
+                p.flag(value < 0, f"{column}: negative")
+                rows[column] = value
+        return rows, p.reasons
+
+
+class AouActivitySummaryReader(AouDailySummaryReader):
+    format = "fitbit_aou_activity_summary"
+    order = 23
+    description = "All of Us activity_summary export: steps, active minutes and calories per day"
+    required = ("person_id", "date", "activity_calories", "calories_bmr", "calories_out", "elevation",
+                "fairly_active_minutes", "floors", "lightly_active_minutes", "marginal_calories",
+                "sedentary_minutes", "steps", "very_active_minutes")
+    table = "fitbit_activity_daily"
+
+
+class AouSleepSummaryReader(AouDailySummaryReader):
+    format = "fitbit_aou_sleep_daily_summary"
+    order = 23
+    description = "All of Us sleep_daily_summary export: minutes in bed, asleep and per stage per sleep"
+    required = ("person_id", "sleep_date", "is_main_sleep", "minute_in_bed", "minute_asleep", "minute_after_wakeup",
+                "minute_awake", "minute_restless", "minute_deep", "minute_light", "minute_rem", "minute_wake")
+    date_column = "sleep_date"
+    bool_columns = ("is_main_sleep",)
+    table = "fitbit_sleep_daily"
+
+
+class AouHeartRateSummaryReader(AouDailySummaryReader):
+    format = "fitbit_aou_heart_rate_summary"
+    order = 23
+    description = "All of Us heart_rate_summary export: minutes per heart-rate zone per day"
+    required = ("person_id", "date", "zone_name", "min_heart_rate", "max_heart_rate", "minute_in_zone", "calorie_count")
+    text_columns = ("zone_name",)
+    table = "fitbit_heart_rate_zone_daily"
