@@ -220,3 +220,18 @@ def test_fitbit_export_json_rows_arrive_under_the_folder_participant(ingested):
                   if "heart_rate-" in name)
     heart = exported[exported["source_name"].str.contains("heart_rate-")]
     assert records == int(heart["rows_accepted"].sum() + heart["rows_quarantined"].sum())
+
+
+def test_netcdf_grids_become_zarr_in_celsius_whatever_the_source_unit(ingested):
+    import xarray as xr
+
+    cohort, lake, _ = ingested
+    stores = lake.sql("SELECT variable, store, units, source_units, time_start FROM array_store ORDER BY variable, time_start")
+    assert set(stores["variable"]) == {"tasmax", "tasmin", "pm25"}
+    kelvin = stores[(stores["variable"] == "tasmax") & (stores["source_units"] == "K")].iloc[0]
+    assert kelvin["units"] == "degC"
+    with xr.open_dataset(cohort / "environment" / "tasmax_day_2023.nc") as source:
+        expected = source["tasmax"].values - 273.15
+    stored = xr.open_zarr(lake.root / kelvin["store"], consolidated=False)["tasmax"].values
+    np.testing.assert_allclose(stored, expected, atol=1e-3)
+    assert 5 < float(np.nanmean(stored)) < 40  # degrees Celsius, not kelvin

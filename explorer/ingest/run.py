@@ -243,7 +243,7 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         first = [item for item in plan if item[0] <= RESIDENCE_ORDER]
         rest = [item for item in plan if item[0] > RESIDENCE_ORDER]
         jobs = [(k, name, raw, [(r.format, why) for r, why in candidates]) for k, (_o, name, raw, candidates) in enumerate(plan, 1)]
-        settings = (pseudonymizer.key, now, staging, default_time_zone)
+        settings = (pseudonymizer.key, now, staging, default_time_zone, lake.root / "arrays")
         results = [_process(job, settings, zones) for job in jobs[:len(first)]]
         for result in results:
             zones.add_frames(result["residence"])
@@ -347,8 +347,9 @@ def _process(job, settings, zones) -> dict:
 
 def _read_job(job, settings, zones) -> dict:
     k, name, raw, sniffs = job
-    key, now, _staging, _default = settings
+    key, now, _staging, _default, arrays_root = settings
     context = Context(Pseudonymizer(key), now)
+    context.arrays_root, context.source_sha256 = arrays_root, raw.sha256
     by_format = {r.format: r for r in readers_in_order()}
     outcome = _read_one(name, raw, [(by_format[f], why) for f, why in sniffs], context, zones)
     tables = {t: rows for t, rows in outcome.tables.items() if len(rows)}

@@ -1,0 +1,80 @@
+"""CF NetCDF grids (time x lat x lon) into Zarr v3 arrays, units honoured.
+
+Each data variable must carry a ``units`` attribute; temperatures arrive in K, degC or degF
+and are stored in degC, PM2.5 in ug/m3 (kg m-3 converted). A variable without units, or in a
+unit not of its kind, makes the file quarantined: a temperature read as degC when it was K would
+be 273 degrees off. Stores are content-addressed (``arrays/<variable>/<sha256[:16]>.zarr``) and
+each becomes one row of the ``array_store`` table, which carries versions and lineage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explorer.ingest.readers import Reader, ReaderError, ReadResult
+
+NETCDF3 = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+HDF5 = b"\x89HDF\r\n\x1a\n"
+
+TEMPERATURE = {"K": lambda v: v - 273.15, "degC": lambda v: v, "Celsius": lambda v: v, "deg_C": lambda v: v,
+               "°C": lambda v: v, "C": lambda v: v, "degF": lambda v: (v - 32.0) * 5.0 / 9.0, "°F": lambda v: (v - 32.0) * 5.0 / 9.0}
+CONCENTRATION = {"ug/m3": lambda v: v, "ug m-3": lambda v: v, "µg/m3": lambda v: v, "ug/m^3": lambda v: v,
+                 "kg m-3": lambda v: v * 1e9, "kg/m3": lambda v: v * 1e9}
+KINDS = {"tasmax": ("degC", TEMPERATURE), "tasmin": ("degC", TEMPERATURE), "tas": ("degC", TEMPERATURE),
+         "pm25": ("ug/m3", CONCENTRATION)}
+
+
+class NetcdfGridReader(Reader):
+    format = "cf_netcdf_grid"
+    order = 60
+    description = "CF NetCDF daily grids (tasmax, tasmin, tas in K/degC/degF; pm25 in ug/m3) -> Zarr"
+
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        if not head:
+            return "empty file (0 bytes)"
+        if head[:4] in NETCDF3 or head[:8] == HDF5:
+            return None
+        return "not NetCDF (no CDF or HDF5 signature)"
+
+    def read(self, path: Path, context) -> ReadResult:
+        import xarray as xr
+
+        engine = "scipy" if path.open("rb").read(4) in NETCDF3 else "h5netcdf"
+        try:
+            ds = xr.open_dataset(path, engine=engine, decode_times=True)
+        except Exception as exc:  # a damaged file or a missing optional engine: either way, not readable here
+            raise ReaderError(f"cannot open as NetCDF ({type(exc).__name__}: {exc})") from None
+        with ds:
+            rename = {k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in ds.dims}
+            ds = ds.rename(rename)
+            missing = [d for d in ("time", "lat", "lon") if d not in ds.dims]
+            if missing:
+                raise ReaderError(f"dimension(s) {', '.join(missing)} missing; expected time, lat, lon")
+            rows = []
+            for name, variable in ds.data_vars.items():
+                if name not in KINDS:
+                    raise ReaderError(f"variable {name!r} is not one this suite stores ({', '.join(sorted(KINDS))})")
+                unit = variable.attrs.get("units")
+                target, conversions = KINDS[name]
+                if unit is None:
+                    raise ReaderError(f"variable {name!r} has no units attribute; expected one of "
+                                      f"{', '.join(conversions)} (a temperature in K read as degC is 273 degrees off)")
+                if unit not in conversions:
+                    raise ReaderError(f"variable {name!r} has units {unit!r}; expected one of {', '.join(conversions)}")
+                values = conversions[unit](variable.astype("float32"))
+                values.attrs = {**{k: v for k, v in variable.attrs.items() if k != "units"}, "units": target,
+                                "source_units": unit}
+                store = Path(context.arrays_root) / name / f"{context.source_sha256[:16]}.zarr"
+                store.parent.mkdir(parents=True, exist_ok=True)
+                out = values.to_dataset(name=name).chunk({"time": 366, "lat": -1, "lon": -1})
+                out.to_zarr(store, mode="w", zarr_format=3, consolidated=False)
+                times = pd.DatetimeIndex(ds["time"].values)
+                rows.append({"_row": len(rows) + 1, "variable": name, "store": str(store.relative_to(Path(context.arrays_root).parent)),
+                             "units": target, "source_units": unit, "time_start": times.min(), "time_end": times.max(),
+                             "n_time": len(times), "n_lat": int(ds.sizes["lat"]), "n_lon": int(ds.sizes["lon"]),
+                             "lat_min": float(ds["lat"].min()), "lat_max": float(ds["lat"].max()),
+                             "lon_min": float(ds["lon"].min()), "lon_max": float(ds["lon"].max())})
+        return ReadResult(rows_read=len(rows), tables={"array_store": pd.DataFrame(rows)})
