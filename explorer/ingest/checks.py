@@ -13,7 +13,7 @@ quarantined: an exact copy as "duplicate", a different value as "conflicting dup
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -43,7 +43,11 @@ def ambiguous_local(when: pd.Series, zones: pd.Series) -> np.ndarray:
         info = ZoneInfo(zone)
         for i in np.flatnonzero(mask):
             t = when.iat[i].to_pydatetime()
-            out[i] = t.replace(tzinfo=info, fold=0).utcoffset() != t.replace(tzinfo=info, fold=1).utcoffset()
+            early, late = t.replace(tzinfo=info, fold=0), t.replace(tzinfo=info, fold=1)
+            # repeated only if both folds are real instants that read back as this wall time
+            # (in the spring gap the folds differ too, but neither instant exists)
+            exists = early.astimezone(timezone.utc).astimezone(info).replace(tzinfo=None) == t
+            out[i] = exists and early.utcoffset() != late.utcoffset()
     return out
 
 
@@ -65,6 +69,21 @@ def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series) -
             same = group.at[index, value_column] == first_value[k]
             reasons[index] = (f"{'duplicate' if same else 'conflicting duplicate'} of row {first_row[k]} "
                               f"(same person and local minute{'' if not allowed[k] else ', beyond the repeated DST hour'})")
+    return reasons
+
+
+def required_reasons(table: str, rows: pd.DataFrame) -> pd.Series:
+    """Rows lacking a value the catalog declares required (``nullable: false``)."""
+    from explorer.catalog import default_catalog
+
+    reasons = pd.Series([None] * len(rows), index=rows.index, dtype=object)
+    entry = default_catalog().get(table)
+    if entry is None:
+        return reasons
+    for column in entry.schema:
+        if not column.nullable and column.name in rows and column.name != "source_file":
+            empty = rows[column.name].isna().to_numpy() & reasons.isna().to_numpy()
+            reasons[empty] = f"{column.name}: empty, but required in {table}"
     return reasons
 
 

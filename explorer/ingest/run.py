@@ -46,7 +46,7 @@ BATCH_BYTES = 32 << 20
 class FileOutcome:
     source_name: str
     sha256: str
-    status: str  # accepted | quarantined | skipped | error
+    status: str  # accepted | quarantined | skipped | unpacked (a zip) | error
     format: str | None = None
     reason: str | None = None
     rows_read: int = 0
@@ -136,18 +136,30 @@ def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
 
 
 def _expand_zips(files, scratch: Path):
-    out = []
+    """Members of each .zip become files named ``archive.zip!member``; the archive itself is
+    listed too (kept, and recorded as unpacked), and a damaged archive is left whole for the
+    readers to refuse, so it is quarantined with a reason instead of stopping the ingest."""
+    out, containers = [], {}
     for path, name in files:
-        if zipfile.is_zipfile(path):
+        if not zipfile.is_zipfile(path):
+            out.append((path, name))
+            continue
+        members = []
+        try:
             with zipfile.ZipFile(path) as archive:
                 for k, member in enumerate(m for m in archive.infolist() if not m.is_dir()):
                     target = scratch / f"{len(out)}-{k}"
                     with archive.open(member) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-                    out.append((target, f"{name}!{member.filename}"))
-        else:
+                    members.append((target, f"{name}!{member.filename}"))
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
             out.append((path, name))
-    return out
+            containers[name] = f"damaged zip archive: {exc}"
+            continue
+        out.extend(members)
+        out.append((path, name))
+        containers[name] = f"zip archive unpacked: {len(members)} member(s) ingested as {name}!<member>"
+    return out, containers
 
 
 class TimeZones:
@@ -214,7 +226,7 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
     scratch = Path(tempfile.mkdtemp(prefix="explorer-ingest-"))
     try:
         files, ignored = _walk(path)
-        files = _expand_zips(files, scratch)
+        files, containers = _expand_zips(files, scratch)
         done_before = _already_ingested(lake)
         stored, outcomes, seen = [], [], {}
         for k, (file, name) in enumerate(files, 1):
@@ -223,12 +235,15 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             say(k, len(files) * 2, f"kept {name}")
         plan = []
         for (file, name), raw in zip(files, stored):
-            if raw.sha256 in done_before:
-                outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"already ingested ({done_before[raw.sha256]})"))
-            elif raw.sha256 in seen:
-                outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"same content as {seen[raw.sha256]} in this ingest"))
+            identity = (raw.sha256, _path_identity(name))
+            if name in containers and not containers[name].startswith("damaged"):
+                outcomes.append(FileOutcome(name, raw.sha256, "unpacked", "zip", containers[name]))
+            elif identity in done_before:
+                outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"already ingested ({done_before[identity]})"))
+            elif identity in seen:
+                outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"same content as {seen[identity]} in this ingest"))
             else:
-                seen[raw.sha256] = name
+                seen[identity] = name
                 with raw.path.open("rb") as handle:
                     head = handle.read(HEAD_BYTES)
                 candidates = [(r, r.sniff(raw.path, head)) for r in readers]
@@ -286,7 +301,9 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
 
         versions = {}
         for table, parts in sorted(staged.items()):
-            dataset = pads.dataset([str(p) for p in parts], format="parquet")
+            # parts differ where one file lacked an optional column (all-null there): unify first
+            schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+            dataset = pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
             # one batch and one file at a time: the commit's memory does not grow with the delivery
             scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=0, fragment_readahead=0)
             versions[table] = lake.write(table, scanner.to_reader(), mode="append",
@@ -314,12 +331,23 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _already_ingested(lake) -> dict[str, str]:
+def _path_identity(name: str) -> str | None:
+    """Part of a file's identity that lives in its path, not its bytes: the participant folder of
+    a Fitbit export (two people's identical day files are two deliveries, not one)."""
+    from explorer.ingest.readers.fitbit_json import participant_of
+
+    return participant_of(name)
+
+
+def _already_ingested(lake) -> dict[tuple, str]:
     if not lake.has_table(INGEST_FILE):
         return {}
-    done = lake.sql(f"SELECT sha256, min(ingest_id) AS ingest_id FROM {INGEST_FILE} "
-                    "WHERE status IN ('accepted', 'quarantined') GROUP BY sha256")
-    return dict(zip(done["sha256"], done["ingest_id"]))
+    done = lake.sql(f"SELECT sha256, source_name, ingest_id FROM {INGEST_FILE} "
+                    "WHERE status IN ('accepted', 'quarantined', 'unpacked')")
+    out: dict[tuple, str] = {}
+    for sha, name, ingest_id in done.itertuples(index=False):
+        out.setdefault((sha, _path_identity(name)), ingest_id)
+    return out
 
 
 def _process_batch(jobs, settings, frames) -> list[dict]:
@@ -410,7 +438,7 @@ def _read_one(name, raw, candidates, context, zones) -> _Outcome:
 def _checked(name, raw, fmt, result: ReadResult, zones: TimeZones, context) -> _Outcome:
     tables, quarantined, accepted_records = {}, [result.quarantined], set()
     for table, rows in result.tables.items():
-        reasons = checks.range_reasons(table, rows)
+        reasons = checks.range_reasons(table, rows).fillna(checks.required_reasons(table, rows))
         if table in ("heart_rate_minute", "steps_minute"):
             value = "heart_rate_value" if table == "heart_rate_minute" else "steps"
             reasons = reasons.fillna(checks.duplicate_reasons(rows, value, zones.zones(rows["person_id"], rows["datetime"])))

@@ -20,6 +20,10 @@ from explorer.ingest.units import to_si
 HEAD = 65536
 
 
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _header(head: bytes) -> list[str] | str:
     """Column names from the first line, or a reason the bytes are not a UTF-8 CSV header."""
     if not head:
@@ -74,7 +78,10 @@ class CsvTableReader(Reader):
             return columns
         missing = [c for c in self.required if c not in columns]
         if missing:
-            return f"needs column(s) {', '.join(missing)}; the header has {', '.join(columns) or 'nothing'}"
+            return f"needs column(s) {', '.join(missing)}; the header has {_short(', '.join(columns) or 'nothing')}"
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            return f"column(s) {', '.join(repeated)} appear more than once in the header: which one is meant?"
         clash = [c for c in self.forbidden if c in columns]
         if clash:
             return f"has column(s) {', '.join(clash)} of another format"
@@ -110,9 +117,11 @@ class Problems:
 
     def number(self, frame, column, kind=float):
         values = pd.to_numeric(frame[column], errors="coerce")
-        self.flag(values.isna() & frame[column].notna(), "{}: not a number".format(column))
         self.flag(frame[column].isna(), f"{column}: empty")
-        return values
+        self.flag(values.isna() & frame[column].notna(), "{}: not a number".format(column))
+        infinite = ~np.isfinite(values.fillna(0).to_numpy(dtype="float64"))
+        self.flag(infinite, f"{column}: not a finite number")
+        return values.where(~infinite)
 
     def datetime(self, frame, column, fmt=None):
         values = pd.to_datetime(frame[column], errors="coerce", format=fmt)
@@ -159,8 +168,10 @@ class FitbitMinuteReader(CsvTableReader):
         person = p.person(frame, "person_id", context)
         when = p.datetime(frame, "datetime", "%Y-%m-%d %H:%M:%S")
         value = p.number(frame, self.value_column)
+        p.flag(value.abs() > 1e9, f"{self.value_column}: implausibly large")
+        safe = value.where(value.abs() <= 1e9)
         rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "datetime": when,
-                             self.unified_column: value.round().astype("Int64"), "_source_person": frame["person_id"]})
+                             self.unified_column: safe.round().astype("Int64"), "_source_person": frame["person_id"]})
         return rows, p.reasons
 
 
@@ -169,6 +180,7 @@ class AouHeartRateReader(FitbitMinuteReader):
     order = 20
     description = "All of Us heart_rate_minute_level export: person_id, datetime, heart_rate_value"
     required = ("person_id", "datetime", "heart_rate_value")
+    forbidden = ("steps",)  # a file with both streams is not one this reader can take whole
     table = "heart_rate_minute"
     value_column = unified_column = "heart_rate_value"
 
@@ -178,6 +190,7 @@ class AouStepsReader(FitbitMinuteReader):
     order = 21
     description = "All of Us steps_intraday export: person_id, datetime, steps"
     required = ("person_id", "datetime", "steps")
+    forbidden = ("heart_rate_value",)
     table = "steps_minute"
     value_column = unified_column = "steps"
 
@@ -238,8 +251,11 @@ class LabLongCsvReader(CsvTableReader):
     def convert(self, frame, context):
         p = Problems(len(frame))
         person = p.person(frame, "participant_id", context)
-        when = pd.to_datetime(frame["specimen_collected"], errors="coerce", format="mixed")
-        p.flag(when.isna(), "specimen_collected: not a date-time")
+        # one explicit format, local wall-clock time: "mixed" would read 01/02 and 13/01 differently
+        text = frame["specimen_collected"].str.strip()
+        when = pd.to_datetime(text, errors="coerce", format="%Y-%m-%d %H:%M")
+        when = when.fillna(pd.to_datetime(text, errors="coerce", format="%Y-%m-%d %H:%M:%S"))
+        p.flag(when.isna(), "specimen_collected: expected local time as YYYY-MM-DD HH:MM[:SS]")
         value = p.number(frame, "result")
         loinc = frame["loinc_code"].str.strip()
         p.flag(loinc.isna() | ~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")

@@ -7,6 +7,7 @@ quarantined whole with the first errors and their paths. Each entry is one sourc
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,17 @@ from explorer.ingest.units import to_si
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
 LOINC = "http://loinc.org"
+#: identifier system of the cohort's participant IDs (the ones wearable and lab files carry)
+PARTICIPANT_SYSTEM = os.environ.get("EXPLORER_PARTICIPANT_SYSTEM", "urn:cohort-explorer:participant-id")
+
+
+def participant_id(resource: dict):
+    """The Patient's cohort participant ID: the identifier of PARTICIPANT_SYSTEM, or the only
+    identifier there is; an MRN listed first must not become the person's identity."""
+    identifiers = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
+    chosen = [i for i in identifiers if i.get("system") == PARTICIPANT_SYSTEM] or (identifiers if len(identifiers) == 1 else [])
+    value = chosen[0].get("value") if chosen else None
+    return str(value).strip() if value not in (None, "") else None
 
 
 def _extension_text(resource: dict, url: str):
@@ -76,8 +88,9 @@ class FhirBundleReader(Reader):
         for i, entry in enumerate(entries, 1):
             resource = entry.get("resource", {})
             if resource.get("resourceType") == "Patient":
-                identifiers = resource.get("identifier") or []
-                source_id = identifiers[0].get("value") if identifiers else resource.get("id")
+                source_id = participant_id(resource)
+                if source_id is None:
+                    continue  # its entries are quarantined below: whose data is it?
                 for key in (entry.get("fullUrl"), f"Patient/{resource.get('id')}"):
                     if key:
                         patients[key] = source_id
@@ -122,8 +135,9 @@ class FhirBundleReader(Reader):
 
     @staticmethod
     def _person(i, resource, patients, context):
-        identifiers = resource.get("identifier") or []
-        source_id = identifiers[0].get("value") if identifiers else resource.get("id")
+        source_id = participant_id(resource)
+        if source_id is None:
+            raise ValueError(f"Patient has no identifier of system {PARTICIPANT_SYSTEM} (nor a single identifier)")
         birth = resource.get("birthDate")
         address = (resource.get("address") or [{}])[0]
         postal = address.get("postalCode")

@@ -21,7 +21,8 @@ NAME = re.compile(r"^(heart_rate|steps|sleep)-(\d{4}-\d{2}-\d{2})\.json$")
 
 
 def participant_of(source_name: str) -> str | None:
-    parts = Path(source_name).parts
+    """The folder holding ``Physical Activity/`` or ``Sleep/``; inside a zip, within the member path."""
+    parts = Path(source_name.rsplit("!", 1)[-1]).parts
     for k, part in enumerate(parts):
         if part in ("Physical Activity", "Sleep") and k > 0:
             return parts[k - 1]
@@ -69,7 +70,7 @@ class FitbitExportReader(Reader):
             try:
                 value = record["value"]["bpm"] if stream == "heart_rate" else record["value"]
                 stamps.append(str(record["dateTime"]))
-                values.append(int(value))
+                values.append(int(round(float(value))))
                 good_index.append(i)
             except (KeyError, TypeError, ValueError) as exc:
                 if len(stamps) > len(values):
@@ -93,12 +94,14 @@ class FitbitExportReader(Reader):
     def _sleep(logs, person, participant) -> ReadResult:
         rows, rejected = [], []
         for i, log in enumerate(logs, 1):
-            try:
-                for segment in log["levels"]["data"]:
-                    rows.append({"_row": i, "person_id": person,
-                                 "start_datetime": pd.Timestamp(segment["dateTime"]), "level": segment["level"],
-                                 "duration_minutes": segment["seconds"] / 60.0, "is_main_sleep": bool(log["mainSleep"]),
-                                 "_source_person": participant})
+            try:  # a log is one record: all its segments land, or the log is quarantined whole
+                segments = [{"_row": i, "person_id": person,
+                             "start_datetime": pd.Timestamp(segment["dateTime"]), "level": str(segment["level"]),
+                             "duration_minutes": float(segment["seconds"]) / 60.0, "is_main_sleep": bool(log["mainSleep"]),
+                             "_source_person": participant} for segment in log["levels"]["data"]]
+                if not segments or any(pd.isna(s["start_datetime"]) for s in segments):
+                    raise ValueError("no segments, or a segment without dateTime")
+                rows.extend(segments)
             except (KeyError, TypeError, ValueError) as exc:
                 rejected.append({"_row": i, "table": "sleep_level", "reason": f"sleep log not in Fitbit shape ({exc!r})",
                                  "record": json.dumps(log)[:2000]})

@@ -1,0 +1,90 @@
+"""Regressions from review: shapes real deliveries have that once lost, miscounted or crashed."""
+
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+
+import explorer
+from explorer.ingest import Pseudonymizer
+
+KEY = "edge-case-key-0123456789abcdef0123"
+
+
+@pytest.fixture
+def lake(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_PSEUDONYM_KEY", KEY)
+    return explorer.open(tmp_path / "lake")
+
+
+def files_of(lake):
+    return lake.sql("SELECT * FROM ingest_file").set_index("source_name")
+
+
+def test_optional_column_missing_from_one_file_does_not_stop_the_commit(lake, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("participant_id,specimen_collected,loinc_code,result,unit\n1,2020-01-02 08:00,2345-7,5.1,mmol/L\n")
+    (folder / "b.csv").write_text("participant_id,specimen_collected,loinc_code,test_name,result,unit\n"
+                                  "2,2020-01-03 08:00,2345-7,Glucose,90,mg/dL\n")
+    lake.ingest(folder)
+    assert lake.sql("SELECT count(*) AS n FROM measurement")["n"].item() == 2
+
+
+def test_zip_members_keep_their_participant_and_a_damaged_zip_is_quarantined(lake, tmp_path):
+    archive = tmp_path / "upload.zip"
+    day = json.dumps([{"dateTime": "08/15/24 00:00:00", "value": "0"}])
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("1000001/Physical Activity/steps-2024-08-15.json", day)
+        zf.writestr("1000002/Physical Activity/steps-2024-08-15.json", day)  # identical bytes, other person
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(archive.read_bytes()[:60])
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for f in (archive, broken):
+        (folder / f.name).write_bytes(f.read_bytes())
+    report = lake.ingest(folder)
+    people = set(lake.sql("SELECT DISTINCT person_id FROM steps_minute")["person_id"])
+    pseudonym = Pseudonymizer(KEY.encode())
+    assert people == {pseudonym("1000001"), pseudonym("1000002")}  # both land, each under its own folder
+    files = files_of(lake)
+    assert files.loc["upload.zip", "status"] == "unpacked"
+    assert files.loc["broken.zip", "status"] == "quarantined"
+    assert not report.errors
+
+
+def test_fhir_patient_identity_is_the_participant_identifier_not_the_first(lake, tmp_path):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:00000000-0000-0000-0000-000000000001",
+         "resource": {"resourceType": "Patient", "identifier": [
+             {"system": "urn:hospital:mrn", "value": "MRN-77"},
+             {"system": "urn:cohort-explorer:participant-id", "value": "1000009"}]}}]}
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    lake.ingest(tmp_path / "b.json")
+    assert lake.sql("SELECT person_id FROM person")["person_id"].tolist() == [Pseudonymizer(KEY.encode())("1000009")]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("person_id,datetime,heart_rate_value,heart_rate_value\n1,2024-01-01 00:00:00,60,999\n", "appear more than once"),
+    ("person_id,datetime,heart_rate_value,steps\n1,2024-01-01 00:00:00,60,10\n", "another format"),
+])
+def test_ambiguous_headers_quarantine_the_file(lake, tmp_path, body, reason):
+    (tmp_path / "f.csv").write_text(body)
+    lake.ingest(tmp_path / "f.csv")
+    row = files_of(lake).iloc[0]
+    assert row["status"] == "quarantined" and reason in row["reason"]
+
+
+def test_non_finite_values_and_the_spring_gap_are_quarantined_per_row(lake, tmp_path):
+    (tmp_path / "res.csv").write_text("person_id,start_date,end_date,latitude,longitude\n1,2020-01-01,,39.7,-104.9\n")
+    (tmp_path / "hr.csv").write_text(
+        "person_id,datetime,heart_rate_value\n"
+        "1,2024-03-10 01:59:00,60\n1,2024-03-10 02:30:00,61\n1,2024-03-10 02:30:00,62\n"  # 02:30 does not exist in Denver
+        "1,2024-03-10 03:00:00,inf\n")
+    lake.ingest(tmp_path)
+    reasons = lake.sql("SELECT reason FROM quarantine_row ORDER BY row_number")["reason"].tolist()
+    assert any("not a finite number" in r for r in reasons)
+    assert any("duplicate" in r for r in reasons)
+    files = files_of(lake)
+    assert (files["rows_read"] == files["rows_accepted"] + files["rows_quarantined"]).all()
