@@ -88,3 +88,21 @@ def test_non_finite_values_and_the_spring_gap_are_quarantined_per_row(lake, tmp_
     assert any("duplicate" in r for r in reasons)
     files = files_of(lake)
     assert (files["rows_read"] == files["rows_accepted"] + files["rows_quarantined"]).all()
+
+
+def test_a_person_delivered_again_is_updated_not_duplicated(lake, tmp_path):
+    def bundle(year):
+        return {"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": "urn:uuid:00000000-0000-0000-0000-000000000001",
+             "resource": {"resourceType": "Patient", "birthDate": f"{year}-01-01",
+                          "identifier": [{"system": "urn:cohort-explorer:participant-id", "value": "1000009"}]}}]}
+
+    (tmp_path / "first.json").write_text(json.dumps(bundle(1950)))
+    lake.ingest(tmp_path / "first.json")
+    (tmp_path / "corrected.json").write_text(json.dumps(bundle(1951)))
+    lake.ingest(tmp_path / "corrected.json")
+    people = lake.sql("SELECT person_id, year_of_birth FROM person")
+    assert len(people) == 1 and people["year_of_birth"].item() == 1951
+    assert lake.sql("SELECT year_of_birth FROM person", versions={"person": 0})["year_of_birth"].item() == 1950
+    assert lake.versions("person")["mode"].tolist() == ["append", "upsert"]
+    assert lake.verify().ok

@@ -306,7 +306,9 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             dataset = pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
             # one batch and one file at a time: the commit's memory does not grow with the delivery
             scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=0, fragment_readahead=0)
-            versions[table] = lake.write(table, scanner.to_reader(), mode="append",
+            # tables with a primary key (person) take the newest row per key; the rest append
+            keyed = (entry := lake.catalog.get(table)) is not None and bool(entry.primary_key)
+            versions[table] = lake.write(table, scanner.to_reader(), mode="upsert" if keyed else "append",
                                          inputs=sorted(inputs[table]), operation=f"ingest {ingest_id}", schema_mode="merge")
         if quarantine_parts:
             rows = pd.concat([pd.read_parquet(p) for p in quarantine_parts], ignore_index=True)

@@ -176,7 +176,8 @@ class Lake:
         Parameters
         ----------
         data : pandas.DataFrame, pyarrow.Table, or list of dict
-        mode : {"append", "overwrite"}
+        mode : {"append", "overwrite", "upsert"}
+            ``upsert`` merges on the catalog entry's ``primary_key``: matching rows are replaced.
         inputs : iterable of str
             What the data was made from: ``"raw:<sha256>"`` for a raw file, ``"<table>@<version>"``
             for a table version. Each is checked to exist, then recorded in the commit itself.
@@ -194,8 +195,8 @@ class Lake:
         ConcurrentWriteError
             Another writer committed a conflicting change first; retrying is safe.
         """
-        if mode not in ("append", "overwrite"):
-            raise ExplorerError(f"mode {mode!r}: expected 'append' or 'overwrite'")
+        if mode not in ("append", "overwrite", "upsert"):
+            raise ExplorerError(f"mode {mode!r}: expected 'append', 'overwrite' or 'upsert'")
         path = self.table_path(name)
         failure: list = []
         if isinstance(data, pa.RecordBatchReader):
@@ -213,6 +214,10 @@ class Lake:
             f"{META_PREFIX}user": _user(),
         }
         first = not (path / "_delta_log").is_dir()
+        if mode == "upsert" and first:
+            mode = metadata[f"{META_PREFIX}mode"] = "append"  # nothing to merge into yet
+        if mode == "upsert":
+            return self._upsert(name, table, metadata, inputs)
         # delta-rs rebases a losing commit onto the winner. That is safe for an append to an
         # existing table, but an overwrite (or a table creation) prepared against an older
         # snapshot would then keep the winner's rows, silently breaking "overwrite": such
@@ -246,6 +251,37 @@ class Lake:
         except OSError as exc:  # the commit has landed: raising now would invite a duplicating retry
             warnings.warn(f"{name}@{version} committed, but its checksums could not be recorded ({exc}); "
                           "`explorer verify` will list its files as unrecorded", RuntimeWarning, stacklevel=2)
+        return version
+
+    def _upsert(self, name: str, table, metadata: dict, inputs: list[str]) -> int:
+        """Merge on the catalog's primary key: a row whose key exists replaces it, others are added.
+
+        One commit, like any write. Keys duplicated within ``table`` keep their last row.
+        """
+        entry = self.catalog.get(name)
+        keys = list(entry.primary_key) if entry is not None else []
+        if not keys:
+            raise ExplorerError(f"{name}: upsert needs a primary_key in its catalog entry; "
+                                "use mode='append' or declare one in data_catalog/")
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        frame = table.to_pandas().drop_duplicates(keys, keep="last")
+        table = pa.Table.from_pandas(frame, schema=table.schema, preserve_index=False)
+        metadata[f"{META_PREFIX}mode"] = "upsert"
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        try:
+            (self.delta(name).merge(table, predicate, source_alias="s", target_alias="t",
+                                    commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0))
+             .when_matched_update_all().when_not_matched_insert_all().execute())
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(f"{name}: another writer committed first ({exc}); nothing of this upsert "
+                                       "is visible. Retry the write.") from exc
+        version = self._find_commit(name, metadata[f"{META_PREFIX}commit_id"])
+        try:
+            integrity.record(self, name, version)
+        except OSError as exc:
+            warnings.warn(f"{name}@{version} committed, but its checksums could not be recorded ({exc})",
+                          RuntimeWarning, stacklevel=3)
         return version
 
     def _find_commit(self, name: str, commit_id: str) -> int:
