@@ -155,8 +155,26 @@ def cmd_ingest(args) -> int:
                          progress=Progress("ingest"))
     print(report)
     print("Per-file outcomes: `explorer sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
-          "and original values: table quarantine_row (steward tier).")
+          "and original values: table quarantine_row (steward tier). Data-quality report: `explorer quality`.")
     return 1 if report.errors else 0  # bad data is reported, not an error; a failed reader is
+
+
+def cmd_quality(args) -> int:
+    from explorer.ingest.quality import run_quality
+
+    report = run_quality(_lake(args), args.ingest_id)
+    if report.empty:
+        print("no checks apply: the ingest accepted no rows")
+        return 0
+    shown = report[["category", "check_id", "numerator", "denominator", "pct", "threshold_pct", "passed"]].copy()
+    shown["passed"] = shown["passed"].map({True: "pass", False: "FAIL"})
+    print(f"data quality of ingest {report['ingest_id'].iloc[0]} (stored in dq_result; pass = pct <= threshold):")
+    print(_table_text(shown))
+    failed = report[~report["passed"]]
+    for row in failed.itertuples():
+        print(f"FAIL {row.check_id}: {row.description}: {row.numerator:,} of {row.denominator:,} ({row.pct}%) "
+              f"above the {row.threshold_pct}% threshold")
+    return 0  # a failing check describes the data; it is not an error of the command
 
 
 def cmd_synth(args) -> int:
@@ -271,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-time-zone", default=None, metavar="ZONE",
                    help="IANA zone for people without a residence history (e.g. America/Denver)")
     p.set_defaults(func=cmd_ingest)
+
+    p = commands.add_parser("quality", help="data-quality report of an ingest (OHDSI DQD style)", formatter_class=fmt,
+                            description=textwrap.dedent("""\
+        Run the data-quality checks on the rows an ingest added (default: the newest ingest):
+        conformance (rows quarantined per reader), completeness (wear time, sync gaps, missing
+        SI values or birth years) and plausibility (heart-rate floors, stuck sensors, step
+        cadence, repeated local minutes). Each check is stored in dq_result as a numerator and a
+        denominator with its threshold, so thresholds can change later without re-running."""))
+    p.add_argument("ingest_id", nargs="?", default=None, help="ingest to check (default: the newest)")
+    p.set_defaults(func=cmd_quality)
 
     p = commands.add_parser("synth", help="write a realistic synthetic cohort (raw files + planted truth)", formatter_class=fmt,
                             description=textwrap.dedent("""\

@@ -106,3 +106,22 @@ def test_a_person_delivered_again_is_updated_not_duplicated(lake, tmp_path):
     assert lake.sql("SELECT year_of_birth FROM person", versions={"person": 0})["year_of_birth"].item() == 1950
     assert lake.versions("person")["mode"].tolist() == ["append", "upsert"]
     assert lake.verify().ok
+
+
+def test_quality_report_counts_known_answers(lake, tmp_path):
+    from conftest import run_cli
+
+    rows = ["person_id,datetime,heart_rate_value"]
+    start = pd.Timestamp("2024-05-01 08:00")
+    values = [60 + (i % 7) for i in range(100)] + [72] * 35 + [30, 31]  # 35-minute flat line, two sub-35 readings
+    rows += [f"1,{(start + pd.Timedelta(minutes=i)):%Y-%m-%d %H:%M:%S},{v}" for i, v in enumerate(values)]
+    (tmp_path / "hr.csv").write_text("\n".join(rows) + "\n")
+    lake.ingest(tmp_path / "hr.csv")
+    result = run_cli("quality", lake_root=lake.root, env={"EXPLORER_PSEUDONYM_KEY": KEY})
+    assert result.returncode == 0, result.stderr
+    report = lake.sql("SELECT * FROM dq_result").set_index("check_id")
+    assert report.loc["hr_floor", "numerator"] == 2 and report.loc["hr_floor", "denominator"] == 137
+    assert report.loc["hr_flatline", "numerator"] == 6  # minutes 30..35 of the 35-minute run close a flat window
+    assert report.loc["hr_wear_time", "numerator"] == 1 and report.loc["hr_wear_time", "denominator"] == 1
+    assert not report.loc["hr_floor", "passed"] and "FAIL hr_floor" in result.stdout
+    assert report.loc["conformance_fitbit_aou_heart_rate_minute", "numerator"] == 0  # 30 and 31 bpm are in 25-250

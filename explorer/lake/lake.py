@@ -564,7 +564,10 @@ def arrow_relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
 
 
 def _plain_connection() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    # no progress bar: long queries would draw it on the caller's terminal, in logs and in tests
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 _PARSER = threading.local()

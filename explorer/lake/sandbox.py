@@ -38,6 +38,7 @@ def _locked_connection(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnec
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
     })
+    con.execute("SET enable_progress_bar = false")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con

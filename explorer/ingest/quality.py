@@ -1,0 +1,122 @@
+"""Data-quality report per ingest, in the style of the OHDSI Data Quality Dashboard.
+
+Every check yields a numerator (rows, minutes or person-days that fail) and a denominator (what
+was checked), stored in ``dq_result`` with the threshold in force, so a threshold can be changed
+later without re-running anything: ``passed = 100 * numerator / denominator <= threshold_pct``.
+Categories follow Kahn et al.: conformance (does the value fit the format), completeness (is it
+there), plausibility (is it believable).
+
+References
+----------
+Kahn MG et al. A Harmonized Data Quality Assessment Terminology and Framework for the Secondary
+Use of Electronic Health Record Data. eGEMs 2016;4(1):1244.
+Blacketer C et al. Increasing trust in real-world evidence through evaluation of observational
+data quality. JAMIA 2021;28(10):2251-2257.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+DQ_TABLE = "dq_result"
+
+
+@dataclass(frozen=True)
+class Check:
+    check_id: str
+    category: str  # conformance | completeness | plausibility
+    table: str
+    description: str
+    threshold_pct: float
+    sql: str  # returns one row: numerator, denominator; ? is the ingest's list of source files
+
+
+WEARABLE_CHECKS = (
+    Check("hr_wear_time", "completeness", "heart_rate_minute",
+          "person-days with under 10 h (600 min) of heart-rate data (wear-time compliance)", 20.0,
+          """SELECT count(*) FILTER (WHERE n < 600), count(*) FROM (
+               SELECT person_id, CAST(datetime AS DATE) AS day, count(*) AS n FROM heart_rate_minute
+               WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY ALL)"""),
+    Check("hr_floor", "plausibility", "heart_rate_minute", "minutes with heart rate below 35 bpm", 0.5,
+          """SELECT count(*) FILTER (WHERE heart_rate_value < 35), count(*) FROM heart_rate_minute
+             WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))"""),
+    Check("hr_flatline", "plausibility", "heart_rate_minute",
+          "minutes closing 30 consecutive minutes of one identical heart-rate value (a stuck sensor)", 0.5,
+          """SELECT count(*) FILTER (WHERE lo = hi AND k = 30), count(*) FROM (
+               SELECT min(heart_rate_value) OVER w AS lo, max(heart_rate_value) OVER w AS hi, count(*) OVER w AS k
+               FROM heart_rate_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))
+               WINDOW w AS (PARTITION BY person_id ORDER BY datetime ROWS BETWEEN 29 PRECEDING AND CURRENT ROW))"""),
+    Check("steps_cadence", "plausibility", "steps_minute", "minutes with more than 200 steps (beyond a sprint cadence)", 0.1,
+          """SELECT count(*) FILTER (WHERE steps > 200), count(*) FROM steps_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))"""),
+    Check("hr_sync_gap", "completeness", "heart_rate_minute",
+          "gaps of more than 24 h between consecutive heart-rate minutes, per person-day (sync gaps)", 5.0,
+          """WITH t AS (SELECT person_id, datetime - lag(datetime) OVER (PARTITION BY person_id ORDER BY datetime) AS gap
+                        FROM heart_rate_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[]))))
+             SELECT count(*) FILTER (WHERE gap > INTERVAL 24 HOUR),
+                    greatest(1, CAST(count(*) / 1440 AS BIGINT)) FROM t"""),
+    Check("hr_repeated_local_minute", "conformance", "heart_rate_minute",
+          "local minutes present twice (kept only inside a daylight-saving fall-back hour)", 0.5,
+          """SELECT coalesce(sum(n - 1), 0), (SELECT count(*) FROM heart_rate_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[]))))
+             FROM (SELECT count(*) AS n FROM heart_rate_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))
+                   GROUP BY person_id, datetime HAVING count(*) > 1)"""),
+    Check("lab_si_missing", "completeness", "measurement", "lab results without an SI value (LOINC code without a conversion)", 5.0,
+          """SELECT count(*) FILTER (WHERE value_si IS NULL), count(*) FROM measurement WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))"""),
+    Check("person_birth_missing", "completeness", "person", "persons without a year of birth", 1.0,
+          """SELECT count(*) FILTER (WHERE year_of_birth IS NULL), count(*) FROM person WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))"""),
+)
+
+
+def quality_report(lake, ingest_id: str, source_files: list[str], accounting: pd.DataFrame) -> pd.DataFrame:
+    """Run every check on the rows this ingest added; returns the ``dq_result`` rows.
+
+    ``accounting`` is the ingest's per-file outcome (format, rows_read, rows_quarantined): the
+    conformance check per reader is its quarantined share.
+    """
+    rows = []
+    accepted = accounting[accounting["status"] == "accepted"]
+    for fmt, group in accepted.groupby("format"):
+        rows.append({"check_id": f"conformance_{fmt}", "category": "conformance", "table_name": fmt,
+                     "description": f"rows of {fmt} files quarantined by row checks",
+                     "numerator": int(group["rows_quarantined"].sum()), "denominator": int(group["rows_read"].sum()),
+                     "threshold_pct": 1.0})
+    present = set(lake.tables())
+    for check in WEARABLE_CHECKS:
+        if check.table not in present:
+            continue
+        params = [source_files] * check.sql.count("?")
+        numerator, denominator = lake.sql(check.sql, params).iloc[0].tolist()
+        rows.append({"check_id": check.check_id, "category": check.category, "table_name": check.table,
+                     "description": check.description, "numerator": int(numerator or 0),
+                     "denominator": int(denominator or 0), "threshold_pct": check.threshold_pct})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["pct"] = (100.0 * frame["numerator"] / frame["denominator"].where(frame["denominator"] > 0)).round(4)
+    frame["passed"] = (frame["denominator"] == 0) | (frame["pct"] <= frame["threshold_pct"])
+    frame.insert(0, "ingest_id", ingest_id)
+    return frame
+
+
+def run_quality(lake, ingest_id: str | None = None) -> pd.DataFrame:
+    """Compute and store the report of ``ingest_id`` (default: the newest ingest); return it."""
+    if not lake.has_table("ingest_file"):
+        from explorer.errors import ExplorerError
+
+        raise ExplorerError("no ingest yet: run `explorer ingest PATH` first")
+    runs = lake.sql("SELECT ingest_id, max(ingested_at) AS finished FROM ingest_file GROUP BY ingest_id ORDER BY finished")
+    if ingest_id is None:
+        ingest_id = runs["ingest_id"].iloc[-1]
+    elif ingest_id not in set(runs["ingest_id"]):
+        from explorer.errors import ExplorerError, did_you_mean
+
+        raise ExplorerError(f"no ingest {ingest_id!r}{did_you_mean(ingest_id, runs['ingest_id'])}; "
+                            f"ingests: {', '.join(runs['ingest_id'].tail(5))}")
+    accounting = lake.sql("SELECT * FROM ingest_file WHERE ingest_id = ?", [ingest_id])
+    files = accounting.loc[accounting["status"] == "accepted", "sha256"].tolist()
+    report = quality_report(lake, ingest_id, files, accounting)
+    if len(report):
+        lake.write(DQ_TABLE, report, inputs=[f"{t}@{lake.version(t)}" for t in sorted(set(report["table_name"]) & set(lake.tables()))],
+                   operation=f"quality {ingest_id}")
+    return report
