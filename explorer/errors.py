@@ -48,3 +48,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(str(word), sorted(set(choices)), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def shorten(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis, for one-line reasons."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

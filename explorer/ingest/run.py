@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, shorten
 from explorer.ingest import checks
 from explorer.ingest.pseudonym import Pseudonymizer
 from explorer.ingest.readers import ReaderError, ReadResult, readers_in_order
@@ -85,14 +85,10 @@ class IngestReport:
             lines.append(f"  {n:>10,} rows  {reason}")
         for f in self.files:
             if f.status in ("quarantined", "error"):
-                lines.append(f"  file {f.status}: {f.source_name}: {_short(f.reason or '', 300)}")
+                lines.append(f"  file {f.status}: {f.source_name}: {shorten(f.reason or '', 300)}")
         if self.versions:
             lines.append("tables: " + ", ".join(f"{t}@{v}" for t, v in sorted(self.versions.items())))
         return "\n".join(lines)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _reason_kind(reason: str) -> str:
@@ -352,42 +348,40 @@ def _already_ingested(lake) -> dict[tuple, str]:
     return out
 
 
-def _process_batch(jobs, settings, frames) -> list[dict]:
+def _process_batch(jobs, settings, zones) -> list[dict]:
     """Read and check several files, then stage one Parquet part per table for all of them:
-    thousands of small files (one per day per stream) cost a handful of writes, not thousands."""
-    zones = TimeZones.from_frames(frames, settings[3])
-    read = [_read_job(job, settings, zones) for job in jobs]
-    tag = f"b{jobs[0][0]:06d}"
-    staging = settings[2]
-    parts, quarantine = _stage({t: [r["tables"][t] for r in read if t in r["tables"]] for r in read for t in r["tables"]},
-                               [r["quarantined"] for r in read if r["quarantined"] is not None], staging, tag)
-    results = []
-    for r in read:
-        results.append({"outcome": r["outcome"], "parts": {t: parts[t] for t in r["tables"]},
-                        "quarantine": quarantine if r["quarantined"] is not None else None,
-                        "residence": [r["tables"]["residence"]] if "residence" in r["tables"] else []})
-    # a part shared by several files is listed once per table by the caller's de-duplication
-    return results
+    thousands of small files (one per day per stream) cost a handful of writes, not thousands.
+
+    ``zones`` is a TimeZones, or its frames when the batch runs in a worker process.
+    """
+    key, now, staging, default_zone, arrays_root = settings
+    if not isinstance(zones, TimeZones):
+        zones = TimeZones.from_frames(zones, default_zone)
+    pseudonymizer = Pseudonymizer(key)
+    by_format = {r.format: r for r in readers_in_order()}
+    read, tables, quarantined = [], {}, []
+    for k, name, raw, sniffs in jobs:
+        context = Context(pseudonymizer, now)
+        context.arrays_root, context.source_sha256 = arrays_root, raw.sha256
+        outcome = _read_one(name, raw, [(by_format[f], why) for f, why in sniffs], context, zones)
+        kept = {t: rows for t, rows in outcome.tables.items() if len(rows)}
+        for table, rows in kept.items():
+            tables.setdefault(table, []).append(rows)
+        if len(outcome.quarantined):
+            frame = outcome.quarantined.assign(source_file=raw.sha256, source_name=name, format=outcome.file.format)
+            frame["record"] = frame["record"].astype(str)
+            quarantined.append(frame)
+        read.append((outcome.file, kept, bool(len(outcome.quarantined))))
+    parts, quarantine = _stage(tables, quarantined, staging, f"b{jobs[0][0]:06d}")
+    # a part shared by several files of the batch is listed once per table by the caller
+    return [{"outcome": file, "parts": {t: parts[t] for t in kept}, "quarantine": quarantine if any_bad else None,
+             "residence": [kept["residence"]] if "residence" in kept else []}
+            for file, kept, any_bad in read]
 
 
 def _process(job, settings, zones) -> dict:
-    """Read, check and stage one file (in this process). Returns its outcome and staged parts."""
-    return _process_batch([job], settings, zones.frames())[0]
-
-
-def _read_job(job, settings, zones) -> dict:
-    k, name, raw, sniffs = job
-    key, now, _staging, _default, arrays_root = settings
-    context = Context(Pseudonymizer(key), now)
-    context.arrays_root, context.source_sha256 = arrays_root, raw.sha256
-    by_format = {r.format: r for r in readers_in_order()}
-    outcome = _read_one(name, raw, [(by_format[f], why) for f, why in sniffs], context, zones)
-    tables = {t: rows for t, rows in outcome.tables.items() if len(rows)}
-    quarantined = None
-    if len(outcome.quarantined):
-        quarantined = outcome.quarantined.assign(source_file=raw.sha256, source_name=name, format=outcome.file.format)
-        quarantined["record"] = quarantined["record"].astype(str)
-    return {"outcome": outcome.file, "tables": tables, "quarantined": quarantined}
+    """Read, check and stage one file in this process."""
+    return _process_batch([job], settings, zones)[0]
 
 
 def _stage(tables: dict[str, list[pd.DataFrame]], quarantined: list[pd.DataFrame], staging: Path, tag: str):
@@ -433,7 +427,7 @@ def _read_one(name, raw, candidates, context, zones) -> _Outcome:
     if failed:  # a reader recognised the file but could not read it: that is the news
         reason = "recognised but not readable: " + "; ".join(failed)
     else:
-        reason = "no reader accepted this file: " + "; ".join(_short(s) for s in said)
+        reason = "no reader accepted this file: " + "; ".join(shorten(s) for s in said)
     return _Outcome(FileOutcome(name, raw.sha256, "quarantined", None, reason), {}, pd.DataFrame())
 
 

@@ -245,12 +245,16 @@ class Lake:
                     f"{', '.join(f'{f.name}:{f.type}' for f in table.schema)}. Pass schema_mode='merge' to "
                     "add columns, or mode='overwrite' to replace the table.") from exc
             raise
+        return self._landed(name, commit_id)
+
+    def _landed(self, name: str, commit_id: str) -> int:
+        """The version a commit landed as, with its files' checksums recorded."""
         version = self._find_commit(name, commit_id)
         try:
             integrity.record(self, name, version)
         except OSError as exc:  # the commit has landed: raising now would invite a duplicating retry
             warnings.warn(f"{name}@{version} committed, but its checksums could not be recorded ({exc}); "
-                          "`explorer verify` will list its files as unrecorded", RuntimeWarning, stacklevel=2)
+                          "`explorer verify` will list its files as unrecorded", RuntimeWarning, stacklevel=3)
         return version
 
     def _upsert(self, name: str, table, metadata: dict, inputs: list[str]) -> int:
@@ -276,13 +280,7 @@ class Lake:
         except CommitFailedError as exc:
             raise ConcurrentWriteError(f"{name}: another writer committed first ({exc}); nothing of this upsert "
                                        "is visible. Retry the write.") from exc
-        version = self._find_commit(name, metadata[f"{META_PREFIX}commit_id"])
-        try:
-            integrity.record(self, name, version)
-        except OSError as exc:
-            warnings.warn(f"{name}@{version} committed, but its checksums could not be recorded ({exc})",
-                          RuntimeWarning, stacklevel=3)
-        return version
+        return self._landed(name, metadata[f"{META_PREFIX}commit_id"])
 
     def _find_commit(self, name: str, commit_id: str) -> int:
         """The version our commit landed as, read from the log file names themselves.

@@ -13,15 +13,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from explorer.errors import shorten
 from explorer.ingest.readers import Reader, ReaderError, ReadResult
 from explorer.ingest.units import to_si
 
 
 HEAD = 65536
-
-
-def _short(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _header(head: bytes) -> list[str] | str:
@@ -78,7 +75,7 @@ class CsvTableReader(Reader):
             return columns
         missing = [c for c in self.required if c not in columns]
         if missing:
-            return f"needs column(s) {', '.join(missing)}; the header has {_short(', '.join(columns) or 'nothing')}"
+            return f"needs column(s) {', '.join(missing)}; the header has {shorten(', '.join(columns) or 'nothing', 100)}"
         repeated = sorted({c for c in columns if columns.count(c) > 1})
         if repeated:
             return f"column(s) {', '.join(repeated)} appear more than once in the header: which one is meant?"
