@@ -125,3 +125,40 @@ def test_quality_report_counts_known_answers(lake, tmp_path):
     assert report.loc["hr_wear_time", "numerator"] == 1 and report.loc["hr_wear_time", "denominator"] == 1
     assert not report.loc["hr_floor", "passed"] and "FAIL hr_floor" in result.stdout
     assert report.loc["conformance_fitbit_aou_heart_rate_minute", "numerator"] == 0  # 30 and 31 bpm are in 25-250
+
+
+def test_a_corrected_file_supersedes_the_rows_of_the_earlier_delivery(lake, tmp_path):
+    folder = tmp_path / "delivery"
+    folder.mkdir()
+    labs = folder / "labs.csv"
+    other = folder / "other.csv"
+    header = "participant_id,specimen_collected,loinc_code,result,unit\n"
+    labs.write_text(header + "1,2020-01-02 08:00,2345-7,90,mg/dL\n2,2020-01-02 08:00,2345-7,900,mg/dL\n")
+    other.write_text(header + "3,2020-01-05 08:00,2345-7,5.0,mmol/L\n")
+    lake.ingest(folder)
+    before = lake.sql("SELECT value_as_number FROM measurement ORDER BY value_as_number")["value_as_number"].tolist()
+    assert before == [5.0, 90.0, 900.0]
+    version_before = lake.versions("measurement")["version"].max()
+
+    labs.write_text(header + "1,2020-01-02 08:00,2345-7,90,mg/dL\n2,2020-01-02 08:00,2345-7,95,mg/dL\n")  # typo fixed
+    report = lake.ingest(folder)
+    assert report.count("accepted") == 1 and report.count("skipped") == 1  # other.csv is unchanged
+    after = lake.sql("SELECT value_as_number FROM measurement ORDER BY value_as_number")["value_as_number"].tolist()
+    assert after == [5.0, 90.0, 95.0]  # the 900 is gone, nothing doubled, the other file untouched
+    old = lake.sql("SELECT value_as_number FROM measurement ORDER BY value_as_number",
+                   versions={"measurement": int(version_before)})["value_as_number"].tolist()
+    assert old == before  # the earlier version reads as it did
+    assert lake.versions("measurement")["version"].max() == version_before + 1  # one new version
+    reason = files_of(lake).reset_index().query("status == 'accepted' and source_name == 'labs.csv'")["reason"].dropna()
+    assert reason.str.contains("supersedes the earlier delivery").any()
+
+    # a garbled correction is quarantined and replaces nothing
+    labs.write_text("this is not a lab file any more\n")
+    lake.ingest(folder)
+    assert len(lake.sql("SELECT * FROM measurement")) == 3
+    # a correction that feeds another table now still removes what the earlier one put there
+    labs.write_text("person_id,start_date,end_date,latitude,longitude\n1,2019-01-01,,40.7,-74.0\n")
+    lake.ingest(folder)
+    assert lake.sql("SELECT value_as_number FROM measurement")["value_as_number"].tolist() == [5.0]
+    assert len(lake.sql("SELECT * FROM residence")) == 1
+    assert lake.verify().ok

@@ -161,11 +161,12 @@ def _expand_zips(files, scratch: Path):
 class TimeZones:
     """Each person's time zone on a day, from where they lived (lake table plus this ingest)."""
 
-    def __init__(self, lake, default: str | None):
+    def __init__(self, lake, default: str | None, excluding: list[str] = ()):
         self.default = default
         self.rows = []
-        if lake.has_table("residence"):
-            self.rows.append(lake.sql("SELECT person_id, start_date, end_date, latitude, longitude FROM residence"))
+        if lake.has_table("residence"):  # rows of a residence file being corrected now do not count
+            self.rows.append(lake.sql("SELECT person_id, start_date, end_date, latitude, longitude FROM residence "
+                                      "WHERE NOT list_contains(?, source_file)", [list(excluding)]))
 
     def add(self, residence: pd.DataFrame):
         self.rows.append(residence[["person_id", "start_date", "end_date", "latitude", "longitude"]])
@@ -224,6 +225,8 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         files, ignored = _walk(path)
         files, containers = _expand_zips(files, scratch)
         done_before = _already_ingested(lake)
+        earlier = _earlier_deliveries(lake)
+        supersedes: dict[str, list[str]] = {}  # new sha -> shas of earlier files of the same name
         stored, outcomes, seen = [], [], {}
         for k, (file, name) in enumerate(files, 1):
             raw = lake.raw.store(file, name)
@@ -240,13 +243,15 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
                 outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"same content as {seen[identity]} in this ingest"))
             else:
                 seen[identity] = name
+                if earlier.get(name, set()) - {raw.sha256}:
+                    supersedes[raw.sha256] = sorted(earlier[name] - {raw.sha256})
                 with raw.path.open("rb") as handle:
                     head = handle.read(HEAD_BYTES)
                 candidates = [(r, r.sniff(raw.path, head)) for r in readers]
                 plan.append((min([r.order for r, why in candidates if why is None] or [999]), name, raw, candidates))
         plan.sort(key=lambda item: (item[0], item[1]))  # residence first, then by name: deterministic
 
-        zones = TimeZones(lake, default_time_zone)
+        zones = TimeZones(lake, default_time_zone, excluding=sorted({sha for shas in supersedes.values() for sha in shas}))
         staged: dict[str, list[Path]] = {}
         inputs: dict[str, set[str]] = {}
         quarantine_parts: list[Path] = []
@@ -295,7 +300,16 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             if result["quarantine"] is not None and result["quarantine"] not in quarantine_parts:
                 quarantine_parts.append(result["quarantine"])
 
+        # only an accepted correction replaces what came before: a garbled one leaves it in place
+        accepted = {o.sha256 for o in outcomes if o.status == "accepted"}
+        supersedes = {new: old for new, old in supersedes.items() if new in accepted}
+        superseded = sorted({sha for shas in supersedes.values() for sha in shas})
         versions = {}
+        replaced = _tables_holding(lake, superseded)  # a correction may no longer feed a table
+        for table in sorted(set(replaced) - set(staged)):
+            versions[table] = lake.write(table, pa.schema(lake.delta(table).schema().to_arrow()).empty_table(), mode="append",
+                                         inputs=sorted(f"raw:{new}" for new, old in supersedes.items() if set(old) & set(replaced[table])),
+                                         operation=f"ingest {ingest_id}", supersede=replaced[table])
         for table, parts in sorted(staged.items()):
             # parts differ where one file lacked an optional column (all-null there): unify first
             schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
@@ -305,13 +319,18 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             # tables with a primary key (person) take the newest row per key; the rest append
             keyed = (entry := lake.catalog.get(table)) is not None and bool(entry.primary_key)
             versions[table] = lake.write(table, scanner.to_reader(), mode="upsert" if keyed else "append",
-                                         inputs=sorted(inputs[table]), operation=f"ingest {ingest_id}", schema_mode="merge")
+                                         inputs=sorted(inputs[table]), operation=f"ingest {ingest_id}", schema_mode="merge",
+                                         supersede=replaced.get(table, ()))
         if quarantine_parts:
             rows = pd.concat([pd.read_parquet(p) for p in quarantine_parts], ignore_index=True)
             rows = rows.rename(columns={"_row": "row_number", "table": "target_table"}).assign(ingest_id=ingest_id)
             rows["row_number"] = rows["row_number"].astype("int64")
             versions[QUARANTINE] = lake.write(QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}),
                                               operation=f"ingest {ingest_id}")
+        for outcome in outcomes:
+            if outcome.sha256 in supersedes and outcome.status != "skipped":
+                note = "supersedes the earlier delivery " + ", ".join(s[:12] for s in supersedes[outcome.sha256])
+                outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
         received = [o for o in outcomes if o.status != "skipped"]
         if received:  # a run that only found files already ingested changes no table
             versions[INGEST_FILE] = lake.write(INGEST_FILE, pd.DataFrame([{
@@ -346,6 +365,32 @@ def _already_ingested(lake) -> dict[tuple, str]:
     for sha, name, ingest_id in done.itertuples(index=False):
         out.setdefault((sha, _path_identity(name)), ingest_id)
     return out
+
+
+def _earlier_deliveries(lake) -> dict[str, set[str]]:
+    """Source name -> the content hashes delivered under it before, whose rows a corrected file
+    of the same name replaces."""
+    if not lake.has_table(INGEST_FILE):
+        return {}
+    done = lake.sql(f"SELECT source_name, sha256 FROM {INGEST_FILE} WHERE status = 'accepted'")
+    out: dict[str, set[str]] = {}
+    for name, sha in done.itertuples(index=False):
+        out.setdefault(name, set()).add(sha)
+    return out
+
+
+def _tables_holding(lake, shas: list[str]) -> dict[str, list[str]]:
+    """Unified tables that hold rows of the given raw files, with the files found in each."""
+    if not shas:
+        return {}
+    found = {}
+    for table in lake.tables():
+        if table in (INGEST_FILE, QUARANTINE) or "source_file" not in pa.schema(lake.delta(table).schema().to_arrow()).names:
+            continue
+        rows = lake.sql(f"SELECT DISTINCT source_file FROM {table} WHERE list_contains(?, source_file)", [shas])
+        if len(rows):
+            found[table] = sorted(rows["source_file"])
+    return found
 
 
 def _process_batch(jobs, settings, zones) -> list[dict]:

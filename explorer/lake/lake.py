@@ -170,6 +170,7 @@ class Lake:
         partition_by: Sequence[str] | None = None,
         schema_mode: str | None = None,
         writer_properties=None,
+        supersede: Sequence[str] = (),
     ) -> int:
         """Commit ``data`` to table ``name`` as one atomic version and return that version.
 
@@ -187,6 +188,10 @@ class Lake:
             Passed to deltalake: ``merge`` adds new columns on append.
         writer_properties : deltalake.WriterProperties, optional
             Parquet settings (compression, row-group size) for the files of this commit.
+        supersede : sequence of str
+            SHA-256 of raw files whose rows this write replaces (a corrected delivery): in the
+            same commit, rows whose ``source_file`` is one of them are removed, so the new version
+            holds the correction only and the version before still reads as it was.
 
         Raises
         ------
@@ -216,8 +221,11 @@ class Lake:
         first = not (path / "_delta_log").is_dir()
         if mode == "upsert" and first:
             mode = metadata[f"{META_PREFIX}mode"] = "append"  # nothing to merge into yet
+        supersede = sorted(set(supersede))
+        if supersede and not first:
+            return self._merge(name, table, metadata, supersede=supersede, upsert=mode == "upsert")
         if mode == "upsert":
-            return self._upsert(name, table, metadata, inputs)
+            return self._merge(name, table, metadata, supersede=[], upsert=True)
         # delta-rs rebases a losing commit onto the winner. That is safe for an append to an
         # existing table, but an overwrite (or a table creation) prepared against an older
         # snapshot would then keep the winner's rows, silently breaking "overwrite": such
@@ -257,28 +265,40 @@ class Lake:
                           "`explorer verify` will list its files as unrecorded", RuntimeWarning, stacklevel=3)
         return version
 
-    def _upsert(self, name: str, table, metadata: dict, inputs: list[str]) -> int:
-        """Merge on the catalog's primary key: a row whose key exists replaces it, others are added.
-
-        One commit, like any write. Keys duplicated within ``table`` keep their last row.
-        """
-        entry = self.catalog.get(name)
-        keys = list(entry.primary_key) if entry is not None else []
-        if not keys:
-            raise ExplorerError(f"{name}: upsert needs a primary_key in its catalog entry; "
-                                "use mode='append' or declare one in data_catalog/")
-        if isinstance(table, pa.RecordBatchReader):
-            table = table.read_all()
-        frame = table.to_pandas().drop_duplicates(keys, keep="last")
-        table = pa.Table.from_pandas(frame, schema=table.schema, preserve_index=False)
-        metadata[f"{META_PREFIX}mode"] = "upsert"
-        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    def _merge(self, name: str, table, metadata: dict, *, supersede: list[str], upsert: bool) -> int:
+        """One MERGE commit: upsert on the catalog's primary key (a row whose key exists replaces
+        it, keys duplicated within ``table`` keep their last row) or plain insert, and in the same
+        commit delete the rows of the ``supersede``d source files."""
+        keys = []
+        if upsert:
+            entry = self.catalog.get(name)
+            keys = list(entry.primary_key) if entry is not None else []
+            if not keys:
+                raise ExplorerError(f"{name}: upsert needs a primary_key in its catalog entry; "
+                                    "use mode='append' or declare one in data_catalog/")
+            if isinstance(table, pa.RecordBatchReader):
+                table = table.read_all()
+            frame = table.to_pandas().drop_duplicates(keys, keep="last")
+            table = pa.Table.from_pandas(frame, schema=table.schema, preserve_index=False)
+        for sha in supersede:
+            if not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise ExplorerError(f"{name}: supersede expects SHA-256 hex digests of raw files, got {sha!r}")
+        metadata[f"{META_PREFIX}mode"] = "upsert" if upsert else "append"
+        if supersede:
+            metadata[f"{META_PREFIX}supersedes"] = json.dumps(supersede)
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys) or "false"
         try:
-            (self.delta(name).merge(table, predicate, source_alias="s", target_alias="t",
-                                    commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0))
-             .when_matched_update_all().when_not_matched_insert_all().execute())
+            merge = self.delta(name).merge(table, predicate, source_alias="s", target_alias="t",
+                                           commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0))
+            if upsert:
+                merge = merge.when_matched_update_all()
+            merge = merge.when_not_matched_insert_all()
+            if supersede:
+                merge = merge.when_not_matched_by_source_delete(
+                    "t.source_file IN (" + ", ".join(f"'{sha}'" for sha in supersede) + ")")
+            merge.execute()
         except CommitFailedError as exc:
-            raise ConcurrentWriteError(f"{name}: another writer committed first ({exc}); nothing of this upsert "
+            raise ConcurrentWriteError(f"{name}: another writer committed first ({exc}); nothing of this write "
                                        "is visible. Retry the write.") from exc
         return self._landed(name, metadata[f"{META_PREFIX}commit_id"])
 
