@@ -37,7 +37,7 @@ INGEST_FILE = "ingest_file"
 QUARANTINE = "quarantine_row"
 IGNORE_FILE = ".explorerignore"
 HEAD_BYTES = 65536
-RESIDENCE_ORDER = 10  # readers at or before this order run first, in this process
+REFERENCE_ORDER = 10  # readers at or before this order run first, in this process
 PARALLEL_BYTES = 64 << 20  # below this, worker start-up costs more than it saves
 BATCH_BYTES = 32 << 20
 
@@ -158,47 +158,69 @@ def _expand_zips(files, scratch: Path):
     return out, containers
 
 
-class TimeZones:
-    """Each person's time zone on a day, from where they lived (lake table plus this ingest)."""
+#: tables that later files of the same ingest look things up in; the readers that fill them
+#: (order <= REFERENCE_ORDER) run first, in this process
+REFERENCE_COLUMNS = {
+    "residence": ["person_id", "start_date", "end_date", "latitude", "longitude"],
+    "lab_column_map": ["column_name", "loinc_code", "unit", "test_name"],
+    "fhir_patient_link": ["patient_ref", "person_id"],
+}
 
-    def __init__(self, lake, default: str | None, excluding: list[str] = ()):
-        self.default = default
-        self.rows = []
-        if lake.has_table("residence"):  # rows of a residence file being corrected now do not count
-            self.rows.append(lake.sql("SELECT person_id, start_date, end_date, latitude, longitude FROM residence "
-                                      "WHERE NOT list_contains(?, source_file)", [list(excluding)]))
 
-    def add(self, residence: pd.DataFrame):
-        self.rows.append(residence[["person_id", "start_date", "end_date", "latitude", "longitude"]])
+class Reference:
+    """What readers look up: where people lived (their time zones), how a wide lab file's columns
+    map to LOINC codes and units, and which pseudonym a FHIR Patient reference stands for. Taken
+    from the lake plus the reference files of this ingest, which are read first."""
 
-    def add_frames(self, frames):
-        for frame in frames:
-            self.add(frame)
-
-    def frames(self) -> list[pd.DataFrame]:
-        return list(self.rows)
+    def __init__(self, frames: dict[str, list[pd.DataFrame]], default_zone: str | None):
+        self.frames = {table: list(frames.get(table, [])) for table in REFERENCE_COLUMNS}
+        self.default_zone = default_zone
 
     @classmethod
-    def from_frames(cls, frames, default):
-        zones = cls.__new__(cls)
-        zones.default, zones.rows = default, list(frames)
-        return zones
+    def from_lake(cls, lake, default_zone, excluding: list[str] = ()):
+        frames = {}
+        for table, columns in REFERENCE_COLUMNS.items():
+            if lake.has_table(table):  # rows of a file being corrected now do not count
+                frames[table] = [lake.sql(f"SELECT {', '.join(columns)} FROM {table} "
+                                          "WHERE NOT list_contains(?, source_file)", [list(excluding)])]
+        return cls(frames, default_zone)
+
+    def add(self, tables: dict[str, pd.DataFrame]):
+        for table, columns in REFERENCE_COLUMNS.items():
+            if table in tables and len(tables[table]):
+                self.frames[table].append(tables[table][columns])
+
+    def lab_columns(self) -> dict[str, tuple]:
+        """Wide lab column name -> (loinc_code, unit, test_name); a later mapping wins."""
+        out = {}
+        for frame in self.frames["lab_column_map"]:
+            for row in frame.itertuples(index=False):
+                out[row.column_name] = (row.loinc_code, row.unit, row.test_name)
+        return out
+
+    def fhir_patients(self) -> dict[str, str]:
+        """Keyed hash of a FHIR Patient reference -> person_id."""
+        out = {}
+        for frame in self.frames["fhir_patient_link"]:
+            out.update(zip(frame["patient_ref"], frame["person_id"]))
+        return out
 
     def zones(self, person: pd.Series, when: pd.Series) -> pd.Series:
-        """IANA zone per row, decided once per distinct (person, day) and mapped back."""
+        """IANA zone per row from where the person lived that day, decided once per distinct
+        (person, day) and mapped back; the declared default where no residence covers the day."""
         import tzfpy
 
-        if not self.rows or person.empty:
-            return pd.Series([self.default] * len(person), index=person.index, dtype=object)
+        if not self.frames["residence"] or person.empty:
+            return pd.Series([self.default_zone] * len(person), index=person.index, dtype=object)
         day = when.dt.normalize() if hasattr(when, "dt") else pd.to_datetime(when).dt.normalize()
         keys = pd.DataFrame({"person_id": person.to_numpy(), "day": day.to_numpy()})
         codes = keys.groupby(["person_id", "day"], sort=False, dropna=False).ngroup().to_numpy()
         distinct = keys.drop_duplicates(ignore_index=True)  # same first-appearance order as ngroup
-        residence = pd.concat(self.rows, ignore_index=True)
+        residence = pd.concat(self.frames["residence"], ignore_index=True)
         residence = residence[residence["person_id"].isin(set(distinct["person_id"]))]
-        zone_of = [self.default] * len(distinct)
+        zone_of = [self.default_zone] * len(distinct)
         for row in residence.itertuples(index=False):
-            zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default
+            zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default_zone
             start = pd.Timestamp(row.start_date)
             end = (pd.Timestamp(row.end_date) + pd.Timedelta(days=1)
                    if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max)
@@ -251,18 +273,18 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
                 plan.append((min([r.order for r, why in candidates if why is None] or [999]), name, raw, candidates))
         plan.sort(key=lambda item: (item[0], item[1]))  # residence first, then by name: deterministic
 
-        zones = TimeZones(lake, default_time_zone, excluding=sorted({sha for shas in supersedes.values() for sha in shas}))
+        reference = Reference.from_lake(lake, default_time_zone, excluding=sorted({s for old in supersedes.values() for s in old}))
         staged: dict[str, list[Path]] = {}
         inputs: dict[str, set[str]] = {}
         quarantine_parts: list[Path] = []
-        # Residence first, here: every later file takes its people's time zones from it.
-        first = [item for item in plan if item[0] <= RESIDENCE_ORDER]
-        rest = [item for item in plan if item[0] > RESIDENCE_ORDER]
+        # Reference files first, here: later files take time zones, lab codes and patients from them.
+        first = [item for item in plan if item[0] <= REFERENCE_ORDER]
+        rest = [item for item in plan if item[0] > REFERENCE_ORDER]
         jobs = [(k, name, raw, [(r.format, why) for r, why in candidates]) for k, (_o, name, raw, candidates) in enumerate(plan, 1)]
         settings = (pseudonymizer.key, now, staging, default_time_zone, lake.root / "arrays")
-        results = [_process(job, settings, zones) for job in jobs[:len(first)]]
+        results = [_process(job, settings, reference) for job in jobs[:len(first)]]
         for result in results:
-            zones.add_frames(result["residence"])
+            reference.add(result["reference"])
         total_bytes = sum(raw.size_bytes for _o, _n, raw, _c in rest)
         if workers > 1 and total_bytes > PARALLEL_BYTES and len(rest) > 1:
             import multiprocessing
@@ -278,9 +300,8 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
                     current, size = [], 0
             if current:
                 batches.append(current)
-            frames = zones.frames()
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_process_batch, batch, settings, frames) for batch in batches]
+                futures = [pool.submit(_process_batch, batch, settings, reference) for batch in batches]
                 done = len(first)
                 for future in futures:
                     for result in future.result():
@@ -289,7 +310,7 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
                         say(len(files) + done, len(files) * 2, f"read {result['outcome'].source_name}")
         else:
             for k, job in enumerate(jobs[len(first):], len(first) + 1):
-                results.append(_process(job, settings, zones))
+                results.append(_process(job, settings, reference))
                 say(len(files) + k, len(files) * 2, f"read {job[1]}")
         for result in results:
             outcomes.append(result["outcome"])
@@ -393,22 +414,17 @@ def _tables_holding(lake, shas: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def _process_batch(jobs, settings, zones) -> list[dict]:
+def _process_batch(jobs, settings, reference: Reference) -> list[dict]:
     """Read and check several files, then stage one Parquet part per table for all of them:
-    thousands of small files (one per day per stream) cost a handful of writes, not thousands.
-
-    ``zones`` is a TimeZones, or its frames when the batch runs in a worker process.
-    """
+    thousands of small files (one per day per stream) cost a handful of writes, not thousands."""
     key, now, staging, default_zone, arrays_root = settings
-    if not isinstance(zones, TimeZones):
-        zones = TimeZones.from_frames(zones, default_zone)
     pseudonymizer = Pseudonymizer(key)
     by_format = {r.format: r for r in readers_in_order()}
     read, tables, quarantined = [], {}, []
     for k, name, raw, sniffs in jobs:
         context = Context(pseudonymizer, now)
-        context.arrays_root, context.source_sha256 = arrays_root, raw.sha256
-        outcome = _read_one(name, raw, [(by_format[f], why) for f, why in sniffs], context, zones)
+        context.arrays_root, context.source_sha256, context.reference = arrays_root, raw.sha256, reference
+        outcome = _read_one(name, raw, [(by_format[f], why) for f, why in sniffs], context, reference)
         kept = {t: rows for t, rows in outcome.tables.items() if len(rows)}
         for table, rows in kept.items():
             tables.setdefault(table, []).append(rows)
@@ -420,13 +436,13 @@ def _process_batch(jobs, settings, zones) -> list[dict]:
     parts, quarantine = _stage(tables, quarantined, staging, f"b{jobs[0][0]:06d}")
     # a part shared by several files of the batch is listed once per table by the caller
     return [{"outcome": file, "parts": {t: parts[t] for t in kept}, "quarantine": quarantine if any_bad else None,
-             "residence": [kept["residence"]] if "residence" in kept else []}
+             "reference": {t: kept[t] for t in REFERENCE_COLUMNS if t in kept}}
             for file, kept, any_bad in read]
 
 
-def _process(job, settings, zones) -> dict:
+def _process(job, settings, reference) -> dict:
     """Read, check and stage one file in this process."""
-    return _process_batch([job], settings, zones)[0]
+    return _process_batch([job], settings, reference)[0]
 
 
 def _stage(tables: dict[str, list[pd.DataFrame]], quarantined: list[pd.DataFrame], staging: Path, tag: str):
@@ -451,7 +467,7 @@ class _Outcome:
     quarantined: pd.DataFrame
 
 
-def _read_one(name, raw, candidates, context, zones) -> _Outcome:
+def _read_one(name, raw, candidates, context, reference) -> _Outcome:
     said, failed = [], []
     for reader, why in candidates:
         if why is not None:
@@ -468,7 +484,7 @@ def _read_one(name, raw, candidates, context, zones) -> _Outcome:
             file = FileOutcome(name, raw.sha256, "error", reader.format, reason)
             traceback.print_exc()
             return _Outcome(file, {}, pd.DataFrame())
-        return _checked(name, raw, reader.format, result, zones, context)
+        return _checked(name, raw, reader.format, result, reference, context)
     if failed:  # a reader recognised the file but could not read it: that is the news
         reason = "recognised but not readable: " + "; ".join(failed)
     else:
@@ -476,13 +492,13 @@ def _read_one(name, raw, candidates, context, zones) -> _Outcome:
     return _Outcome(FileOutcome(name, raw.sha256, "quarantined", None, reason), {}, pd.DataFrame())
 
 
-def _checked(name, raw, fmt, result: ReadResult, zones: TimeZones, context) -> _Outcome:
+def _checked(name, raw, fmt, result: ReadResult, reference: Reference, context) -> _Outcome:
     tables, quarantined, accepted_records = {}, [result.quarantined], set()
     for table, rows in result.tables.items():
         reasons = checks.range_reasons(table, rows).fillna(checks.required_reasons(table, rows))
         if table in ("heart_rate_minute", "steps_minute"):
             value = "heart_rate_value" if table == "heart_rate_minute" else "steps"
-            reasons = reasons.fillna(checks.duplicate_reasons(rows, value, zones.zones(rows["person_id"], rows["datetime"])))
+            reasons = reasons.fillna(checks.duplicate_reasons(rows, value, reference.zones(rows["person_id"], rows["datetime"])))
             reasons = reasons.fillna(checks.future_reasons(rows, "datetime", context.now))
         bad = reasons.notna().to_numpy()
         if bad.any():
