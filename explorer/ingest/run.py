@@ -111,9 +111,14 @@ class Context:
         return pseudonyms[codes]  # code -1 (missing) picks the trailing None
 
 
+def _is_zarr_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).is_file() for marker in ("zarr.json", ".zgroup"))
+
+
 def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
-    """Files under ``path`` as (path on disk, name as received), honouring ``.explorerignore``."""
-    if path.is_file():
+    """Files under ``path`` as (path on disk, name as received), honouring ``.explorerignore``.
+    A Zarr store folder is one item (packed into one file later), not its many chunk files."""
+    if path.is_file() or _is_zarr_folder(path):
         return [(path, str(path))], 0
     if not path.is_dir():
         raise ExplorerError(f"{path}: no such file or folder; give a file, a folder or a .zip to ingest")
@@ -122,8 +127,11 @@ def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
     if ignore.is_file():
         patterns = [line.strip().rstrip("/") for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
     files, ignored = [], 0
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    stores = sorted(p for p in path.rglob("*") if _is_zarr_folder(p))
+    for file in sorted([p for p in path.rglob("*") if p.is_file()] + stores):
         relative = file.relative_to(path).as_posix()
+        if any(store in file.parents for store in stores):
+            continue  # a chunk of a store, travels with it
         if file.name.startswith(".") or any(fnmatch.fnmatch(relative, p) or relative.startswith(p + "/") for p in patterns):
             ignored += 1
             continue
@@ -131,13 +139,29 @@ def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
     return files, ignored
 
 
+def _pack_folder(folder: Path, target: Path) -> Path:
+    """A Zarr folder as one zip of its files (stored, sorted, fixed times): the same folder always
+    packs to the same bytes, so it is kept and recognised in the raw zone like any file."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(file.relative_to(folder).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, file.read_bytes())
+    return target
+
+
 def _expand_zips(files, scratch: Path):
     """Members of each .zip become files named ``archive.zip!member``; the archive itself is
     listed too (kept, and recorded as unpacked), and a damaged archive is left whole for the
-    readers to refuse, so it is quarantined with a reason instead of stopping the ingest."""
+    readers to refuse, so it is quarantined with a reason instead of stopping the ingest. A Zarr
+    folder is packed into one file, and a zipped Zarr store stays whole: both are grids."""
+    from explorer.ingest.readers.grids import is_zarr_zip
+
     out, containers = [], {}
     for path, name in files:
-        if not zipfile.is_zipfile(path):
+        if path.is_dir():
+            out.append((_pack_folder(path, scratch / f"{len(out)}.zarr.zip"), name))
+            continue
+        if not zipfile.is_zipfile(path) or is_zarr_zip(path):
             out.append((path, name))
             continue
         members = []

@@ -11,6 +11,13 @@ import explorer
 
 GOOD = ("person_id,datetime,heart_rate_value\n"
         "1000001,2024-08-15 00:00:00,61\n1000001,2024-08-15 00:01:00,63\n1000001,2024-08-15 00:02:00,64\n")
+PATIENTS = ('{"resourceType": "Patient", "id": "p1", "identifier": [{"value": "9"}]}\n'
+            '{"resourceType": "Patient", "id": "p2", "birthDate": "1950-01-01", "identifier": [{"value": "8"}]}\n')
+OBSERVATIONS = ('{"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"}, "code": {"coding": '
+                '[{"system": "http://loinc.org", "code": "2345-7"}]}, "effectiveDateTime": "2020-01-01T08:00:00Z", '
+                '"valueQuantity": {"value": 90, "code": "mg/dL"}}\n')
+MAPPING = "column_name,loinc_code,unit\nGLU,2345-7,mg/dL\nCREA,2160-0,mg/dL\n"
+WIDE = "participant_id,specimen_collected,GLU,CREA\n1,2021-03-01 08:00,90,1.0\n2,2021-03-02 08:00,95,\n"
 FHIR = '{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Patient", "identifier": [{"value": "9"}]}}]}'
 
 
@@ -32,7 +39,7 @@ def mutate(text: str, data) -> bytes:
     return bytes(raw)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_or_random_files_are_parsed_or_quarantined(data):
     with tempfile.TemporaryDirectory() as root:
@@ -41,6 +48,10 @@ def test_mutated_or_random_files_are_parsed_or_quarantined(data):
         (incoming / "hr.csv").write_bytes(mutate(GOOD, data))
         (incoming / "bundle.json").write_bytes(mutate(FHIR, data))
         (incoming / "random.bin").write_bytes(data.draw(st.binary(max_size=300)))
+        (incoming / "Patient.ndjson").write_bytes(mutate(PATIENTS, data))
+        (incoming / "Observation.ndjson").write_bytes(mutate(OBSERVATIONS, data))
+        (incoming / "mapping.csv").write_bytes(mutate(MAPPING, data))
+        (incoming / "wide.csv").write_bytes(mutate(WIDE, data))
         lake = explorer.open(Path(root) / "lake")
         key = Path(root) / "pseudonym.key"
         key.write_text("property-test-key-0123456789abcdef")

@@ -60,7 +60,7 @@ class Reader:
 
 
 def readers_in_order() -> list[Reader]:
-    from explorer.ingest.readers import csv_tables, fhir, fitbit_json, grids  # noqa: F401  (registers the readers)
+    from explorer.ingest.readers import csv_tables, fhir, fitbit_json, grids, parquet  # noqa: F401  (registers the readers)
 
     return [cls() for cls in sorted(READERS.values(), key=lambda c: (c.order, c.format))]
 

@@ -268,6 +268,68 @@ class LabLongCsvReader(CsvTableReader):
         return rows, p.reasons
 
 
+class LabColumnMapReader(CsvTableReader):
+    """The small mapping file that says what each column of a wide lab file holds. Read before
+    the wide files of the same ingest (a reference reader), kept in ``lab_column_map``."""
+
+    format = "lab_column_map_csv"
+    order = 6
+    description = "Wide-lab mapping: column_name, loinc_code, unit[, test_name]"
+    required = ("column_name", "loinc_code", "unit")
+    table = "lab_column_map"
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        column = frame["column_name"].str.strip()
+        p.flag(column.isna(), "column_name: empty")
+        loinc = frame["loinc_code"].str.strip()
+        p.flag(~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")
+        unit = frame["unit"].str.strip()
+        known = [to_si(code, 1.0, u)[2] is None for code, u in zip(loinc.fillna(""), unit.fillna(""))]
+        p.flag(~np.asarray(known), "unit: not a unit this suite converts for that LOINC code (see explorer.ingest.units)")
+        p.flag(column.duplicated(keep=False), "column_name: mapped twice in this file")
+        rows = pd.DataFrame({"_row": frame["_row"], "column_name": column, "loinc_code": loinc, "unit": unit,
+                             "test_name": frame.get("test_name")})
+        return rows, p.reasons
+
+
+class LabWideCsvReader(CsvTableReader):
+    """Lab results with one row per specimen and one column per test, named as in a mapping
+    file (``lab_column_map``). Each non-empty result cell is one source record: a specimen
+    row with a bad glucose still delivers its creatinine, and the counts add up per cell."""
+
+    format = "lab_results_wide_csv"
+    order = 31
+    description = "Wide lab results: participant_id, specimen_collected, then one column per mapped test"
+    required = ("participant_id", "specimen_collected")
+    forbidden = ("loinc_code", "result", "person_id")
+    table = "measurement"
+    keys: ClassVar[tuple[str, ...]] = ("participant_id", "specimen_collected")
+
+    def read(self, path: Path, context) -> ReadResult:
+        frame = read_text_table(path)
+        results = [c for c in frame.columns if c not in ("_row", *self.keys)]
+        if not results:
+            raise ReaderError("no result columns after participant_id, specimen_collected")
+        mapping = context.reference.lab_columns()
+        unmapped = [c for c in results if c not in mapping]
+        if unmapped:
+            raise ReaderError(f"column(s) {shorten(', '.join(unmapped), 200)} have no mapping; deliver a mapping file "
+                              "(column_name,loinc_code,unit[,test_name]) with them, then ingest this file again")
+        cells = frame.rename(columns={"_row": "source_row"}).melt(
+            id_vars=["source_row", *self.keys], value_vars=results, var_name="column_name", value_name="result")
+        cells = cells[cells["result"].notna()].sort_values(["source_row", "column_name"], kind="stable", ignore_index=True)
+        cells.insert(0, "_row", np.arange(1, len(cells) + 1))
+        cells["loinc_code"] = [mapping[c][0] for c in cells["column_name"]]
+        cells["unit"] = [mapping[c][1] for c in cells["column_name"]]
+        cells["test_name"] = [mapping[c][2] for c in cells["column_name"]]
+        rows, reasons = LabLongCsvReader.convert(self, cells, context)
+        bad = reasons.notna().to_numpy()
+        quarantined = pd.DataFrame({"_row": cells.loc[bad, "_row"].to_numpy(), "table": self.table,
+                                    "reason": reasons[bad].to_numpy(), "record": _records(cells, bad)})
+        return ReadResult(rows_read=len(cells), tables={self.table: rows[~bad].reset_index(drop=True)}, quarantined=quarantined)
+
+
 class AreaIndexReader(CsvTableReader):
     """Tract-level indices, one column per variable: ``tract_geoid[, year], <variable>...``."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
@@ -46,6 +47,31 @@ def _local(when: str | None):
         return None
     stamp = pd.Timestamp(when)
     return stamp.tz_localize(None) if stamp.tzinfo is None else stamp.tz_convert(stamp.tzinfo).tz_localize(None)
+
+
+TABLE_OF = {"Patient": "person", "Encounter": "visit_occurrence", "Observation": "measurement",
+            "Condition": "condition_occurrence"}
+
+
+def resource_row(kind, i, resource, person, source_id, context) -> tuple[str, dict]:
+    """The unified table and row of one Encounter, Observation or Condition; ValueError says
+    why a resource cannot become one."""
+    if kind == "Encounter":
+        period = resource.get("period") or {}
+        return "visit_occurrence", {"_row": i, "person_id": person, "visit_start_datetime": _local(period.get("start")),
+                                    "visit_end_datetime": _local(period.get("end")),
+                                    "visit_class": (resource.get("class") or {}).get("code"), "_source_person": source_id}
+    if kind == "Observation":
+        return "measurement", FhirBundleReader._measurement(i, resource, person, source_id, context)
+    if kind == "Condition":
+        coding = (resource.get("code") or {}).get("coding") or [{}]
+        onset = resource.get("onsetDateTime") or resource.get("recordedDate")
+        if not onset:
+            raise ValueError("Condition has neither onsetDateTime nor recordedDate")
+        return "condition_occurrence", {"_row": i, "person_id": person, "condition_start_date": pd.Timestamp(onset[:10]).date(),
+                                        "code_system": coding[0].get("system"), "code": coding[0].get("code"),
+                                        "_source_person": source_id}
+    raise ValueError(f"resource type {kind} is not one this suite stores (Patient, Encounter, Observation, Condition)")
 
 
 class FhirBundleReader(Reader):
@@ -107,28 +133,11 @@ class FhirBundleReader(Reader):
                 if source_id is None:
                     raise ValueError(f"subject {resource.get('subject')} is not a Patient of this bundle")
                 person = context.pseudonymize([source_id])[0]
-                if kind == "Encounter":
-                    period = resource.get("period") or {}
-                    tables["visit_occurrence"].append({"_row": i, "person_id": person, "visit_start_datetime": _local(period.get("start")),
-                                                       "visit_end_datetime": _local(period.get("end")),
-                                                       "visit_class": (resource.get("class") or {}).get("code"), "_source_person": source_id})
-                elif kind == "Observation":
-                    tables["measurement"].append(self._measurement(i, resource, person, source_id, context))
-                elif kind == "Condition":
-                    coding = (resource.get("code") or {}).get("coding") or [{}]
-                    onset = resource.get("onsetDateTime") or resource.get("recordedDate")
-                    if not onset:
-                        raise ValueError("Condition has neither onsetDateTime nor recordedDate")
-                    tables["condition_occurrence"].append({"_row": i, "person_id": person,
-                                                           "condition_start_date": pd.Timestamp(onset[:10]).date(),
-                                                           "code_system": coding[0].get("system"), "code": coding[0].get("code"),
-                                                           "_source_person": source_id})
-                else:
-                    raise ValueError(f"resource type {kind} is not one this suite stores (Patient, Encounter, Observation, Condition)")
+                table, row = resource_row(kind, i, resource, person, source_id, context)
+                tables[table].append(row)
             except ValueError as exc:
-                rejected.append({"_row": i, "table": {"Observation": "measurement", "Condition": "condition_occurrence",
-                                                      "Encounter": "visit_occurrence"}.get(kind, "person"),
-                                 "reason": str(exc), "record": json.dumps(resource)[:20000]})
+                rejected.append({"_row": i, "table": TABLE_OF.get(kind, "person"), "reason": str(exc),
+                                 "record": json.dumps(resource)[:20000]})
         frames = {name: pd.DataFrame(rows) for name, rows in tables.items() if rows}
         quarantined = pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"])
         return ReadResult(rows_read=len(entries), tables=frames, quarantined=quarantined)
@@ -170,3 +179,100 @@ class FhirBundleReader(Reader):
         return {"_row": i, "person_id": person, "measurement_datetime": when, "loinc_code": codings[0]["code"],
                 "measurement_name": codings[0].get("display"), "value_as_number": value, "unit": unit,
                 "value_si": value_si, "unit_si": unit_si, "_source_person": source_id}
+
+
+def patient_ref_key(context, patient_id: str) -> str:
+    """The keyed hash a Patient reference is stored as (never the reference itself)."""
+    return context.pseudonymize([f"fhir:Patient/{patient_id}"])[0]
+
+
+class FhirNdjsonReader(Reader):
+    """FHIR R4 bulk-data export (NDJSON): one resource per line, one resource type per file.
+
+    Each line is one source record, validated on its own with the ``fhir.resources`` R4B model
+    of its type; a line that fails is quarantined with the validation errors and the rest of the
+    file is read. Patient files are reference files: they are read first, and besides ``person``
+    they fill ``fhir_patient_link``, through which the Observation, Encounter and Condition files
+    of the export (this ingest or a later one) find their person by ``subject.reference``.
+    """
+
+    format = "fhir_r4_ndjson"
+    order = 41
+    description = "FHIR R4 bulk-export NDJSON (Encounter, Observation, Condition), validated with fhir.resources R4B"
+    resource_types: ClassVar[tuple[str, ...]] = ("Encounter", "Observation", "Condition")
+
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        if not head:
+            return "empty file (0 bytes)"
+        first = head.lstrip().split(b"\n", 1)[0]
+        if not first.startswith(b"{"):
+            return "not one JSON object per line"
+        try:
+            kind = json.loads(first).get("resourceType")
+        except (ValueError, AttributeError):
+            return "first line is not a JSON object"
+        if kind not in self.resource_types:
+            return f"first resource is {kind!r}, not one of {', '.join(self.resource_types)}"
+        return None
+
+    def read(self, path: Path, context) -> ReadResult:
+        from fhir.resources.R4B import get_fhir_model_class
+        from pydantic import ValidationError
+
+        tables: dict[str, list] = {}
+        rejected = []
+        links = None if self.resource_types == ("Patient",) else context.reference.fhir_patients()
+        n = 0
+        with path.open("rb") as handle:
+            for n, line in enumerate(handle, 1):
+                kind, resource = None, None
+                try:
+                    try:
+                        resource = json.loads(line)
+                    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                        raise ValueError(f"line {n} is not a JSON object ({exc})") from None
+                    if not isinstance(resource, dict):
+                        raise ValueError(f"line {n} is not a JSON object")
+                    kind = resource.get("resourceType")
+                    if kind not in self.resource_types:
+                        raise ValueError(f"resourceType {kind!r}; this file holds {', '.join(self.resource_types)}")
+                    try:
+                        get_fhir_model_class(kind).model_validate(resource)
+                    except ValidationError as exc:
+                        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+                        raise ValueError(f"not a valid FHIR R4 {kind} ({exc.error_count()} error(s)): {detail}") from None
+                    for table, row in self._rows(kind, n, resource, links, context):
+                        tables.setdefault(table, []).append(row)
+                except ValueError as exc:
+                    rejected.append({"_row": n, "table": TABLE_OF.get(kind, "person"), "reason": str(exc),
+                                     "record": line.decode("utf-8", "replace")[:20000]})
+        if n == 0:
+            raise ReaderError("no lines")
+        quarantined = pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"])
+        return ReadResult(rows_read=n, tables={t: pd.DataFrame(rows) for t, rows in tables.items()}, quarantined=quarantined)
+
+    def _rows(self, kind, n, resource, links, context):
+        reference = (resource.get("subject") or {}).get("reference") or ""
+        if not reference.startswith("Patient/"):
+            raise ValueError(f"subject {resource.get('subject')} is not a Patient reference")
+        person = links.get(patient_ref_key(context, reference.removeprefix("Patient/")))
+        if person is None:
+            raise ValueError(f"subject {reference} is not a Patient delivered to this lake; ingest the export's "
+                             "Patient file with it (or before it)")
+        yield resource_row(kind, n, resource, person, reference, context)
+
+
+class FhirNdjsonPatientReader(FhirNdjsonReader):
+    """The Patient file of a bulk export (a reference reader, read first)."""
+
+    format = "fhir_r4_ndjson_patient"
+    order = 7
+    description = "FHIR R4 bulk-export NDJSON of Patient resources, validated with fhir.resources R4B"
+    resource_types = ("Patient",)
+
+    def _rows(self, kind, n, resource, links, context):
+        person = FhirBundleReader._person(n, resource, {}, context)
+        yield "person", person
+        if resource.get("id"):
+            yield "fhir_patient_link", {"_row": n, "patient_ref": patient_ref_key(context, resource["id"]),
+                                        "person_id": person["person_id"]}
