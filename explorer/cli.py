@@ -20,12 +20,7 @@ def _lake(args):
     return explorer.open(args.lake)
 
 
-def _table_text(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "(no rows)"
-    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
-                           "display.max_colwidth", 60):
-        return frame.to_string(index=False)
+from explorer.progress import table_text as _table_text  # noqa: E402  (kept under its old name here)
 
 
 # ---------------------------------------------------------------------------------------- catalog
@@ -152,28 +147,17 @@ def cmd_ingest(args) -> int:
 
     lake = _lake(args)
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
-                         progress=Progress("ingest"))
+                         progress=Progress("ingest"), quality=not args.no_quality)
     print(report)
     print("Per-file outcomes: `explorer sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
-          "and original values: table quarantine_row (steward tier). Data-quality report: `explorer quality`.")
+          "and original values: table quarantine_row (steward tier); data-quality report: `explorer quality`.")
     return 1 if report.errors else 0  # bad data is reported, not an error; a failed reader is
 
 
 def cmd_quality(args) -> int:
-    from explorer.ingest.quality import run_quality
+    from explorer.ingest.quality import run_quality, summary
 
-    report = run_quality(_lake(args), args.ingest_id)
-    if report.empty:
-        print("no checks apply: the ingest accepted no rows")
-        return 0
-    shown = report[["category", "check_id", "numerator", "denominator", "pct", "threshold_pct", "passed"]].copy()
-    shown["passed"] = shown["passed"].map({True: "pass", False: "FAIL"})
-    print(f"data quality of ingest {report['ingest_id'].iloc[0]} (stored in dq_result; pass = pct <= threshold):")
-    print(_table_text(shown))
-    failed = report[~report["passed"]]
-    for row in failed.itertuples():
-        print(f"FAIL {row.check_id}: {row.description}: {row.numerator:,} of {row.denominator:,} ({row.pct}%) "
-              f"above the {row.threshold_pct}% threshold")
+    print(summary(run_quality(_lake(args), args.ingest_id)))
     return 0  # a failing check describes the data; it is not an error of the command
 
 
@@ -279,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
         for every file, rows read = rows accepted + rows quarantined. Exit status 0 even when
         data was quarantined; 1 only when a reader failed internally.
 
+        Formats (tried in this order, by content): residence history CSV, wide-lab mapping CSV,
+        FHIR bulk NDJSON Patient files (these reference files are read first), All of Us Fitbit
+        CSV tables, Fitbit personal-export JSON, lab CSV long and wide, FHIR R4 Bundles and
+        bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, area-index CSV
+        (`explorer catalog` lists the tables they fill). A file with the same name as one
+        ingested before but new content is a correction: its rows replace the earlier file's
+        in one new table version; the earlier version stays readable.
+
+        After the commits, the data-quality report of the new rows is stored in dq_result and
+        summarised (see `explorer quality`); --no-quality skips it.
+
         The pseudonym key comes from --key-file, $EXPLORER_PSEUDONYM_KEY or
         $EXPLORER_PSEUDONYM_KEY_FILE and must live outside the lake. Files matching patterns in a
         .explorerignore at the top of the folder are skipped."""),
@@ -288,14 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", default=None, help="file holding the pseudonym key (outside the lake)")
     p.add_argument("--default-time-zone", default=None, metavar="ZONE",
                    help="IANA zone for people without a residence history (e.g. America/Denver)")
+    p.add_argument("--no-quality", action="store_true", help="skip the data-quality report (run `explorer quality` later)")
     p.set_defaults(func=cmd_ingest)
 
     p = commands.add_parser("quality", help="data-quality report of an ingest (OHDSI DQD style)", formatter_class=fmt,
                             description=textwrap.dedent("""\
-        Run the data-quality checks on the rows an ingest added (default: the newest ingest):
-        conformance (rows quarantined per reader), completeness (wear time, sync gaps, missing
-        SI values or birth years) and plausibility (heart-rate floors, stuck sensors, step
-        cadence, repeated local minutes). Each check is stored in dq_result as a numerator and a
+        Run the data-quality checks on the rows an ingest added (default: the newest ingest)
+        again; ingest runs them itself unless told --no-quality. Conformance (rows quarantined per
+        reader, repeated local minutes, autumn clock changes whose repeated hour was dropped),
+        completeness (wear time, sync gaps, missing SI values or birth years) and plausibility
+        (heart-rate floors, stuck sensors, step cadence, time-zone jumps). Each check is stored in dq_result as a numerator and a
         denominator with its threshold, so thresholds can change later without re-running."""))
     p.add_argument("ingest_id", nargs="?", default=None, help="ingest to check (default: the newest)")
     p.set_defaults(func=cmd_quality)

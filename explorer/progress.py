@@ -1,4 +1,5 @@
-"""Progress lines for long work, on standard error so piped output stays clean."""
+"""Terminal output: progress lines for long work (on standard error, so piped output stays clean)
+and frames as text tables."""
 
 from __future__ import annotations
 
@@ -32,3 +33,14 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def table_text(frame) -> str:
+    """A DataFrame as a plain text table for the terminal (no index, wide enough to read)."""
+    import pandas as pd
+
+    if frame.empty:
+        return "(no rows)"
+    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
+                           "display.max_colwidth", 60):
+        return frame.to_string(index=False)

@@ -162,3 +162,37 @@ def test_a_corrected_file_supersedes_the_rows_of_the_earlier_delivery(lake, tmp_
     assert lake.sql("SELECT value_as_number FROM measurement")["value_as_number"].tolist() == [5.0]
     assert len(lake.sql("SELECT * FROM residence")) == 1
     assert lake.verify().ok
+
+
+@pytest.mark.parametrize("zone, day, expected", [
+    ("America/New_York", "2024-03-10", (-300, -240, "2024-03-10 02:00", 60)),
+    ("America/New_York", "2024-11-03", (-240, -300, "2024-11-03 02:00", -60)),
+    ("America/New_York", "2024-07-04", (-240, -240, None, None)),
+    ("Europe/London", "2024-03-31", (0, 60, "2024-03-31 01:00", 60)),
+    ("Australia/Lord_Howe", "2024-04-07", (660, 630, "2024-04-07 02:00", -30)),  # a half-hour change
+    ("America/Phoenix", "2024-03-10", (-420, -420, None, None)),  # no daylight saving
+])
+def test_clock_change_known_answers_from_the_tz_database(zone, day, expected):
+    from explorer.ingest.checks import clock_change
+
+    start, end, change, shift = clock_change(zone, pd.Timestamp(day))
+    assert (start, end, None if change is None else pd.Timestamp(change), shift) == \
+        (expected[0], expected[1], None if expected[2] is None else pd.Timestamp(expected[2]), expected[3])
+
+
+def test_a_lone_minute_in_the_spring_gap_is_quarantined_and_each_day_has_its_zone(lake, tmp_path):
+    (tmp_path / "res.csv").write_text("person_id,start_date,end_date,latitude,longitude\n1,2020-01-01,,39.7,-104.9\n")
+    (tmp_path / "hr.csv").write_text(
+        "person_id,datetime,heart_rate_value\n"
+        "1,2024-03-09 12:00:00,60\n1,2024-03-10 01:59:00,60\n1,2024-03-10 02:15:00,61\n1,2024-03-10 03:00:00,62\n"
+        "1,2024-11-03 01:30:00,63\n1,2024-11-03 01:30:00,64\n")  # autumn: 01:30 happens twice, both kept
+    lake.ingest(tmp_path)
+    bad = lake.sql("SELECT reason FROM quarantine_row")["reason"].tolist()
+    assert bad == ["local time 2024-03-10 02:15:00 does not exist in America/Denver (the hour skipped when the clocks go forward)"]
+    assert len(lake.sql("SELECT * FROM heart_rate_minute")) == 5
+    days = lake.sql("SELECT CAST(date AS VARCHAR) AS day, * FROM wearable_day_zone ORDER BY date").set_index("day")
+    assert list(days["time_zone"].unique()) == ["America/Denver"] and len(days) == 3
+    spring = days.loc["2024-03-10"]
+    assert (spring["utc_offset_start_minutes"], spring["utc_offset_end_minutes"], spring["clock_shift_minutes"]) == (-420, -360, 60)
+    assert pd.isna(days.loc["2024-03-09", "clock_change_local"])
+    assert days.loc["2024-11-03", "clock_change_local"] == pd.Timestamp("2024-11-03 02:00")

@@ -51,6 +51,50 @@ def ambiguous_local(when: pd.Series, zones: pd.Series) -> np.ndarray:
     return out
 
 
+def clock_change(zone: str, day) -> tuple[int, int, datetime | None, int | None]:
+    """UTC offsets (minutes) at the start and end of local ``day`` in ``zone`` and, where the
+    clocks change that day, the local wall time of the change (read on the clock before it) and
+    the shift in minutes (+60 in spring, -60 in autumn).
+
+    In spring the local times ``[change, change + shift)`` do not exist; in autumn
+    ``[change + shift, change)`` happen twice. Searched in 15-minute UTC steps, which finds every
+    transition in the tz database (all fall on a quarter hour).
+    """
+    info = ZoneInfo(zone)
+    midnight = datetime(day.year, day.month, day.day)
+    start = midnight.replace(tzinfo=info).astimezone(timezone.utc)
+    end = (midnight + timedelta(days=1)).replace(tzinfo=info).astimezone(timezone.utc)
+    before = start.astimezone(info).utcoffset()
+    after = end.astimezone(info).utcoffset()
+    minutes = lambda offset: int(offset.total_seconds() // 60)  # noqa: E731
+    if before == after:
+        return minutes(before), minutes(after), None, None
+    instant = start
+    while instant < end and instant.astimezone(info).utcoffset() == before:
+        instant += timedelta(minutes=15)
+    local = (instant + before).replace(tzinfo=None)  # the change's moment on the old clock
+    return minutes(before), minutes(after), local, minutes(after - before)
+
+
+def skipped_hour_reasons(when: pd.Series, days: pd.DataFrame, codes: np.ndarray) -> pd.Series:
+    """Rows whose local time does not exist: inside the hour skipped when the clocks go forward
+    (a device or export artefact; a real clock never shows it)."""
+    reasons = pd.Series([None] * len(when), index=when.index, dtype=object)
+    spring = (days["clock_shift_minutes"].fillna(0) > 0).to_numpy()
+    if not spring.any():
+        return reasons
+    on_spring_day = spring[codes]
+    change = pd.to_datetime(days["clock_change_local"]).to_numpy()[codes[on_spring_day]]
+    shift = days["clock_shift_minutes"].to_numpy(dtype="float64", na_value=0)[codes[on_spring_day]].astype("timedelta64[m]")
+    stamps = when.to_numpy()[on_spring_day]
+    skipped = (stamps >= change) & (stamps < change + shift)
+    rows = np.flatnonzero(on_spring_day)[skipped]
+    zones = days["time_zone"].to_numpy()[codes[rows]]
+    reasons.iloc[rows] = [f"local time {pd.Timestamp(t)} does not exist in {z} (the hour skipped when the clocks go forward)"
+                          for t, z in zip(stamps[skipped], zones)]
+    return reasons
+
+
 def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series) -> pd.Series:
     """Reasons for repeated (person, local minute) rows; see the module notes for the DST rule."""
     reasons = pd.Series([None] * len(rows), index=rows.index, dtype=object)

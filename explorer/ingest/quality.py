@@ -16,9 +16,14 @@ data quality. JAMIA 2021;28(10):2251-2257.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import duckdb
 import pandas as pd
+
+from explorer.errors import ExplorerError, did_you_mean
 
 DQ_TABLE = "dq_result"
 
@@ -61,6 +66,23 @@ WEARABLE_CHECKS = (
           """SELECT coalesce(sum(n - 1), 0), (SELECT count(*) FROM heart_rate_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[]))))
              FROM (SELECT count(*) AS n FROM heart_rate_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))
                    GROUP BY person_id, datetime HAVING count(*) > 1)"""),
+    Check("wearable_tz_jump", "plausibility", "wearable_day_zone",
+          "person-days in another time zone than the person's day before (travel or a move: the local clock jumps)", 2.0,
+          """SELECT count(*) FILTER (WHERE previous IS NOT NULL AND previous <> time_zone), count(*) FROM (
+               SELECT time_zone, lag(time_zone) OVER (PARTITION BY person_id ORDER BY date) AS previous
+               FROM wearable_day_zone WHERE person_id IN (SELECT DISTINCT person_id FROM wearable_day_zone
+                                                          WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))))"""),
+    Check("hr_dst_repeat_collapsed", "conformance", "heart_rate_minute",
+          "autumn clock-change days worn through the repeated hour without any minute recorded twice "
+          "(the device or export dropped an hour)", 5.0,
+          """WITH change AS (SELECT person_id, date, clock_change_local AS at, -clock_shift_minutes AS minutes
+                             FROM wearable_day_zone WHERE clock_shift_minutes < 0),
+                  hour AS (SELECT c.person_id, c.date, c.minutes, count(*) AS n, count(DISTINCT h.datetime) AS distinct_n
+                           FROM heart_rate_minute h JOIN change c
+                             ON h.person_id = c.person_id AND CAST(h.datetime AS DATE) = c.date
+                            AND h.datetime >= c.at - to_minutes(c.minutes) AND h.datetime < c.at
+                           WHERE h.source_file IN (SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY ALL)
+             SELECT count(*) FILTER (WHERE n = distinct_n), count(*) FROM hour WHERE distinct_n >= minutes / 2"""),
     Check("lab_si_missing", "completeness", "measurement", "lab results without an SI value (LOINC code without a conversion)", 5.0,
           """SELECT count(*) FILTER (WHERE value_si IS NULL), count(*) FROM measurement WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))"""),
     Check("person_birth_missing", "completeness", "person", "persons without a year of birth", 1.0,
@@ -68,11 +90,14 @@ WEARABLE_CHECKS = (
 )
 
 
-def quality_report(lake, ingest_id: str, source_files: list[str], accounting: pd.DataFrame) -> pd.DataFrame:
+def quality_report(lake, ingest_id: str, source_files: list[str], accounting: pd.DataFrame,
+                   memory_limit: str = "2GB") -> pd.DataFrame:
     """Run every check on the rows this ingest added; returns the ``dq_result`` rows.
 
     ``accounting`` is the ingest's per-file outcome (format, rows_read, rows_quarantined): the
-    conformance check per reader is its quarantined share.
+    conformance check per reader is its quarantined share. The checks run on one DuckDB
+    connection pinned to the tables' current versions (recorded as the report's inputs) and
+    held to ``memory_limit``, spilling to disk beyond it, so the report fits beside an ingest.
     """
     rows = []
     accepted = accounting[accounting["status"] == "accepted"]
@@ -82,41 +107,74 @@ def quality_report(lake, ingest_id: str, source_files: list[str], accounting: pd
                      "numerator": int(group["rows_quarantined"].sum()), "denominator": int(group["rows_read"].sum()),
                      "threshold_pct": 1.0})
     present = set(lake.tables())
-    for check in WEARABLE_CHECKS:
-        if check.table not in present:
-            continue
-        params = [source_files] * check.sql.count("?")
-        numerator, denominator = lake.sql(check.sql, params).iloc[0].tolist()
-        rows.append({"check_id": check.check_id, "category": check.category, "table_name": check.table,
-                     "description": check.description, "numerator": int(numerator or 0),
-                     "denominator": int(denominator or 0), "threshold_pct": check.threshold_pct})
+    checks = [c for c in WEARABLE_CHECKS if c.table in present and _tables_of(c) <= present]
+    versions = {t: lake.version(t) for t in sorted({t for c in checks for t in _tables_of(c)})}
+    if checks:
+        con = duckdb.connect(config={"memory_limit": memory_limit, "autoinstall_known_extensions": False,
+                                     "autoload_known_extensions": False})
+        try:
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET preserve_insertion_order = false")
+            con.execute("SET temp_directory = ?", [str(Path(tempfile.gettempdir()) / f"explorer-dq-{ingest_id}")])
+            lake.pinned_views(con, list(versions), versions)
+            for check in checks:
+                params = [source_files] * check.sql.count("?")
+                numerator, denominator = con.execute(check.sql, params).fetchall()[0]
+                rows.append({"check_id": check.check_id, "category": check.category, "table_name": check.table,
+                             "description": check.description, "numerator": int(numerator or 0),
+                             "denominator": int(denominator or 0), "threshold_pct": check.threshold_pct})
+        finally:
+            con.close()
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     frame["pct"] = (100.0 * frame["numerator"] / frame["denominator"].where(frame["denominator"] > 0)).round(4)
     frame["passed"] = (frame["denominator"] == 0) | (frame["pct"] <= frame["threshold_pct"])
     frame.insert(0, "ingest_id", ingest_id)
+    frame.attrs["versions"] = versions
     return frame
 
 
-def run_quality(lake, ingest_id: str | None = None) -> pd.DataFrame:
-    """Compute and store the report of ``ingest_id`` (default: the newest ingest); return it."""
-    if not lake.has_table("ingest_file"):
-        from explorer.errors import ExplorerError
+def _tables_of(check: Check) -> set[str]:
+    from explorer.lake.lake import referenced_tables
 
+    return referenced_tables(check.sql) or {check.table}
+
+
+def store_report(lake, ingest_id: str, accounting: pd.DataFrame) -> pd.DataFrame:
+    """Compute the report of one ingest from its per-file accounting and append it to dq_result."""
+    files = accounting.loc[accounting["status"] == "accepted", "sha256"].tolist()
+    report = quality_report(lake, ingest_id, files, accounting)
+    if len(report):
+        inputs = [f"{t}@{v}" for t, v in report.attrs.get("versions", {}).items()]
+        lake.write(DQ_TABLE, report, inputs=inputs, operation=f"quality {ingest_id}")
+    return report
+
+
+def run_quality(lake, ingest_id: str | None = None) -> pd.DataFrame:
+    """Compute and store the report of ``ingest_id`` (default: the newest ingest) again; return it."""
+    if not lake.has_table("ingest_file"):
         raise ExplorerError("no ingest yet: run `explorer ingest PATH` first")
     runs = lake.sql("SELECT ingest_id, max(ingested_at) AS finished FROM ingest_file GROUP BY ingest_id ORDER BY finished")
     if ingest_id is None:
         ingest_id = runs["ingest_id"].iloc[-1]
     elif ingest_id not in set(runs["ingest_id"]):
-        from explorer.errors import ExplorerError, did_you_mean
-
         raise ExplorerError(f"no ingest {ingest_id!r}{did_you_mean(ingest_id, runs['ingest_id'])}; "
                             f"ingests: {', '.join(runs['ingest_id'].tail(5))}")
-    accounting = lake.sql("SELECT * FROM ingest_file WHERE ingest_id = ?", [ingest_id])
-    files = accounting.loc[accounting["status"] == "accepted", "sha256"].tolist()
-    report = quality_report(lake, ingest_id, files, accounting)
-    if len(report):
-        lake.write(DQ_TABLE, report, inputs=[f"{t}@{lake.version(t)}" for t in sorted(set(report["table_name"]) & set(lake.tables()))],
-                   operation=f"quality {ingest_id}")
-    return report
+    return store_report(lake, ingest_id, lake.sql("SELECT * FROM ingest_file WHERE ingest_id = ?", [ingest_id]))
+
+
+def summary(report: pd.DataFrame) -> str:
+    """The report as terminal text: one line per check, then what failed and by how much."""
+    from explorer.progress import table_text
+
+    if report.empty:
+        return "data quality: no checks apply (the ingest accepted no rows)"
+    shown = report[["category", "check_id", "numerator", "denominator", "pct", "threshold_pct", "passed"]].copy()
+    shown["passed"] = shown["passed"].map({True: "pass", False: "FAIL"})
+    lines = [f"data quality of ingest {report['ingest_id'].iloc[0]} (stored in dq_result; pass = pct <= threshold):",
+             table_text(shown)]
+    for row in report[~report["passed"]].itertuples():
+        lines.append(f"FAIL {row.check_id}: {row.description}: {row.numerator:,} of {row.denominator:,} ({row.pct}%) "
+                     f"above the {row.threshold_pct}% threshold")
+    return "\n".join(lines)

@@ -61,6 +61,8 @@ class IngestReport:
     files: list[FileOutcome]
     versions: dict[str, int]
     ignored: int = 0
+    quality: pd.DataFrame | None = None  # the data-quality report of this ingest (dq_result rows)
+    quality_error: str | None = None
 
     def count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
@@ -88,6 +90,14 @@ class IngestReport:
                 lines.append(f"  file {f.status}: {f.source_name}: {shorten(f.reason or '', 300)}")
         if self.versions:
             lines.append("tables: " + ", ".join(f"{t}@{v}" for t, v in sorted(self.versions.items())))
+        if self.quality is not None and len(self.quality):
+            failed = self.quality[~self.quality["passed"]]
+            lines.append(f"data quality: {len(self.quality) - len(failed)} of {len(self.quality)} checks pass"
+                         + (": failing " + ", ".join(failed["check_id"]) if len(failed) else "")
+                         + f" (`explorer quality {self.ingest_id}` for the numbers)")
+        if self.quality_error:
+            lines.append(f"data quality report failed: {self.quality_error}; the data is committed. "
+                         f"Run `explorer quality {self.ingest_id}` to try again.")
         return "\n".join(lines)
 
 
@@ -229,34 +239,47 @@ class Reference:
             out.update(zip(frame["patient_ref"], frame["person_id"]))
         return out
 
-    def zones(self, person: pd.Series, when: pd.Series) -> pd.Series:
-        """IANA zone per row from where the person lived that day, decided once per distinct
-        (person, day) and mapped back; the declared default where no residence covers the day."""
+    def local_days(self, person: pd.Series, when: pd.Series) -> tuple[np.ndarray, pd.DataFrame]:
+        """Where each row's local day was lived: per distinct (person, day), the IANA zone from
+        the residence that covers it (else the declared default) and that day's clock change,
+        if any (:func:`checks.clock_change`). Returns ``(codes, days)``: row ``i`` is on
+        ``days.iloc[codes[i]]``. Decided once per person-day, not per minute."""
         import tzfpy
 
-        if not self.frames["residence"] or person.empty:
-            return pd.Series([self.default_zone] * len(person), index=person.index, dtype=object)
         day = when.dt.normalize() if hasattr(when, "dt") else pd.to_datetime(when).dt.normalize()
         keys = pd.DataFrame({"person_id": person.to_numpy(), "day": day.to_numpy()})
         codes = keys.groupby(["person_id", "day"], sort=False, dropna=False).ngroup().to_numpy()
         distinct = keys.drop_duplicates(ignore_index=True)  # same first-appearance order as ngroup
-        residence = pd.concat(self.frames["residence"], ignore_index=True)
-        residence = residence[residence["person_id"].isin(set(distinct["person_id"]))]
         zone_of = [self.default_zone] * len(distinct)
-        for row in residence.itertuples(index=False):
-            zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default_zone
-            start = pd.Timestamp(row.start_date)
-            end = (pd.Timestamp(row.end_date) + pd.Timedelta(days=1)
-                   if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max)
-            match = ((distinct["person_id"] == row.person_id) & (distinct["day"] >= start) & (distinct["day"] < end)).to_numpy()
-            for i in match.nonzero()[0]:
-                zone_of[i] = zone
-        return pd.Series(np.asarray(zone_of, dtype=object)[codes], index=person.index, dtype=object)
+        if self.frames["residence"] and len(distinct):
+            residence = pd.concat(self.frames["residence"], ignore_index=True)
+            residence = residence[residence["person_id"].isin(set(distinct["person_id"]))]
+            for row in residence.itertuples(index=False):
+                zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default_zone
+                start = pd.Timestamp(row.start_date)
+                end = (pd.Timestamp(row.end_date) + pd.Timedelta(days=1)
+                       if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max)
+                match = ((distinct["person_id"] == row.person_id) & (distinct["day"] >= start) & (distinct["day"] < end)).to_numpy()
+                for i in match.nonzero()[0]:
+                    zone_of[i] = zone
+        distinct["time_zone"] = pd.Series(zone_of, dtype=object)
+        changes = {}
+        for zone, day_ in distinct[["time_zone", "day"]].drop_duplicates().itertuples(index=False):
+            changes[(zone, day_)] = checks.clock_change(zone, day_) if zone and pd.notna(day_) else (None, None, None, None)
+        columns = list(zip(*[changes[(z, d)] for z, d in zip(distinct["time_zone"], distinct["day"])])) or [[]] * 4
+        distinct["utc_offset_start_minutes"], distinct["utc_offset_end_minutes"], distinct["clock_change_local"], \
+            distinct["clock_shift_minutes"] = (pd.array(columns[0], dtype="Int16"), pd.array(columns[1], dtype="Int16"),
+                                               pd.to_datetime(pd.Series(columns[2], dtype=object)), pd.array(columns[3], dtype="Int16"))
+        return codes, distinct
 
 
 def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
-           now: datetime | None = None, workers: int | None = None) -> IngestReport:
-    """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes."""
+           now: datetime | None = None, workers: int | None = None, quality: bool = True) -> IngestReport:
+    """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes.
+
+    With ``quality`` (the default) the data-quality report of the rows this ingest added is
+    computed after the commits and stored in ``dq_result`` (:mod:`explorer.ingest.quality`).
+    """
     path = Path(path)
     pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file)  # refuse before touching anything
     workers = workers or min(4, os.cpu_count() or 1)
@@ -387,7 +410,20 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         if received:
             lake.raw.record([by_sha[o.sha256] for o in received], [o.format for o in received],
                             [o.status for o in received], [o.reason for o in received], received_at=now)
-        return IngestReport(ingest_id, outcomes, versions, ignored)
+        report = IngestReport(ingest_id, outcomes, versions, ignored)
+        if quality and any(o.rows_accepted for o in outcomes):
+            from explorer.ingest.quality import DQ_TABLE, store_report
+
+            say(len(files) * 2, len(files) * 2, "data-quality report")
+            accounting = pd.DataFrame([{"sha256": o.sha256, "format": o.format, "status": o.status, "rows_read": o.rows_read,
+                                        "rows_quarantined": o.rows_quarantined} for o in received])
+            try:
+                report.quality = store_report(lake, ingest_id, accounting)
+                if len(report.quality):
+                    versions[DQ_TABLE] = lake.version(DQ_TABLE)
+            except Exception as exc:  # the data is committed: a failed report must not read as a failed ingest
+                report.quality_error = f"{type(exc).__name__}: {exc}"
+        return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -522,7 +558,10 @@ def _checked(name, raw, fmt, result: ReadResult, reference: Reference, context) 
         reasons = checks.range_reasons(table, rows).fillna(checks.required_reasons(table, rows))
         if table in ("heart_rate_minute", "steps_minute"):
             value = "heart_rate_value" if table == "heart_rate_minute" else "steps"
-            reasons = reasons.fillna(checks.duplicate_reasons(rows, value, reference.zones(rows["person_id"], rows["datetime"])))
+            codes, days = reference.local_days(rows["person_id"], rows["datetime"])
+            zones = pd.Series(days["time_zone"].to_numpy()[codes], index=rows.index, dtype=object)
+            reasons = reasons.fillna(checks.duplicate_reasons(rows, value, zones))
+            reasons = reasons.fillna(checks.skipped_hour_reasons(rows["datetime"], days, codes))
             reasons = reasons.fillna(checks.future_reasons(rows, "datetime", context.now))
         bad = reasons.notna().to_numpy()
         if bad.any():
@@ -532,6 +571,11 @@ def _checked(name, raw, fmt, result: ReadResult, reference: Reference, context) 
                                              "record": source.drop(columns=["_row"]).to_json(orient="records", lines=True,
                                                                                             date_format="iso").splitlines()}))
         accepted_records.update(rows.loc[~bad, "_row"].tolist())
+        if table in ("heart_rate_minute", "steps_minute"):
+            worn = days.iloc[np.unique(codes[~bad])]  # the zone of every local day that has rows
+            worn = worn[worn["time_zone"].notna()].rename(columns={"day": "date"}).assign(date=lambda d: d["date"].dt.date)
+            tables["wearable_day_zone"] = pd.concat([tables.get("wearable_day_zone"), worn.assign(source_file=raw.sha256)],
+                                                    ignore_index=True).drop_duplicates(["person_id", "date"])
         good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person") if c in rows.columns])
         good = good.assign(source_file=raw.sha256)
         tables[table] = good.reset_index(drop=True)

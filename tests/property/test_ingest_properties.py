@@ -62,3 +62,30 @@ def test_mutated_or_random_files_are_parsed_or_quarantined(data):
             assert outcome.rows_read == outcome.rows_accepted + outcome.rows_quarantined
             if outcome.status == "quarantined":
                 assert outcome.reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(zone=st.sampled_from(["America/New_York", "America/Denver", "Europe/Berlin", "Australia/Sydney",
+                             "Australia/Lord_Howe", "America/Santiago", "Asia/Tokyo"]),
+       day=st.dates(min_value=__import__("datetime").date(2015, 1, 1), max_value=__import__("datetime").date(2030, 12, 31)))
+def test_clock_change_agrees_with_the_tz_database_minute_by_minute(zone, day):
+    """Every local minute of the day exists unless it lies in the reported skipped window, and
+    happens twice exactly when it lies in the reported repeated window."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from explorer.ingest.checks import clock_change
+
+    info = ZoneInfo(zone)
+    start, end, change, shift = clock_change(zone, day)
+    midnight = datetime(day.year, day.month, day.day)
+    for minute in range(0, 1440, 5):
+        local = midnight + timedelta(minutes=minute)
+        early, late = local.replace(tzinfo=info, fold=0), local.replace(tzinfo=info, fold=1)
+        exists = early.astimezone(timezone.utc).astimezone(info).replace(tzinfo=None) == local
+        twice = exists and early.utcoffset() != late.utcoffset()
+        skipped = change is not None and shift > 0 and change <= local < change + timedelta(minutes=shift)
+        repeated = change is not None and shift < 0 and change + timedelta(minutes=shift) <= local < change
+        assert exists == (not skipped), (local, change, shift)
+        assert twice == repeated, (local, change, shift)
+    assert (start == end) == (change is None)
