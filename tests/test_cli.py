@@ -85,4 +85,6 @@ def test_versions_and_lineage_commands(demo_lake):
     assert history.returncode == 0 and "receive" in history.stdout
     edges = run_cli("lineage", "heart_rate_minute", "--edges", lake_root=root)
     lines = edges.stdout.splitlines()
-    assert lines[0] == "source,target" and lines[1].startswith("raw:") and lines[1].endswith(",heart_rate_minute@0")
+    assert lines[0] == "source,target"
+    assert any(line.startswith("raw:") and line.endswith(",heart_rate_minute@0") for line in lines[1:])  # upstream
+    assert "heart_rate_minute@0,dq_result@0" in lines  # downstream: the ingest's quality report read it

@@ -196,3 +196,30 @@ def test_a_lone_minute_in_the_spring_gap_is_quarantined_and_each_day_has_its_zon
     assert (spring["utc_offset_start_minutes"], spring["utc_offset_end_minutes"], spring["clock_shift_minutes"]) == (-420, -360, 60)
     assert pd.isna(days.loc["2024-03-09", "clock_change_local"])
     assert days.loc["2024-11-03", "clock_change_local"] == pd.Timestamp("2024-11-03 02:00")
+
+
+def test_quality_time_zone_jumps_and_a_dropped_autumn_hour_known_answers(lake, tmp_path):
+    (tmp_path / "res.csv").write_text("person_id,start_date,end_date,latitude,longitude\n"
+                                      "1,2020-01-01,2024-11-02,39.7,-104.9\n1,2024-11-03,,40.7,-74.0\n"  # moves east
+                                      "2,2020-01-01,,39.7,-104.9\n")
+    rows = ["person_id,datetime,heart_rate_value"]
+    for person in ("1", "2"):
+        rows += [f"{person},2024-11-0{d} 12:00:00,60" for d in (1, 2)]
+    repeated_hour = [pd.Timestamp("2024-11-03 01:00") + pd.Timedelta(minutes=m) for m in range(60)]
+    rows += [f"1,{t:%Y-%m-%d %H:%M:%S},61" for t in repeated_hour]  # once only: the device dropped an hour
+    rows += [f"2,{t:%Y-%m-%d %H:%M:%S},62" for t in repeated_hour * 2]  # twice, as the clock showed it
+    (tmp_path / "hr.csv").write_text("\n".join(rows) + "\n")
+    report = lake.ingest(tmp_path)
+    assert report.quality is not None
+    checks = report.quality.set_index("check_id")
+    assert (checks.loc["wearable_tz_jump", "numerator"], checks.loc["wearable_tz_jump", "denominator"]) == (1, 6)
+    assert (checks.loc["hr_dst_repeat_collapsed", "numerator"], checks.loc["hr_dst_repeat_collapsed", "denominator"]) == (1, 2)
+    assert not checks.loc["hr_dst_repeat_collapsed", "passed"]
+    assert "data quality:" in str(report) and "hr_dst_repeat_collapsed" in str(report)
+    stored = lake.sql("SELECT check_id FROM dq_result WHERE ingest_id = ?", [report.ingest_id])
+    assert len(stored) == len(checks)
+    # running the report again replaces it instead of adding a second copy
+    from explorer.ingest.quality import run_quality
+
+    run_quality(lake, report.ingest_id)
+    assert len(lake.sql("SELECT check_id FROM dq_result WHERE ingest_id = ?", [report.ingest_id])) == len(checks)

@@ -147,7 +147,7 @@ def store_report(lake, ingest_id: str, accounting: pd.DataFrame) -> pd.DataFrame
     report = quality_report(lake, ingest_id, files, accounting)
     if len(report):
         inputs = [f"{t}@{v}" for t, v in report.attrs.get("versions", {}).items()]
-        lake.write(DQ_TABLE, report, inputs=inputs, operation=f"quality {ingest_id}")
+        lake.write(DQ_TABLE, report, mode="upsert", inputs=inputs, operation=f"quality {ingest_id}")  # a re-run replaces
     return report
 
 

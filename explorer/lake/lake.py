@@ -604,16 +604,19 @@ def referenced_tables(query: str) -> set[str] | None:
     if document.get("error"):
         return None
     names: set[str] = set()
+    common: set[str] = set()  # WITH names: they read like tables but are the query's own
     stack = [document]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             if node.get("type") == "BASE_TABLE" and not node.get("schema_name"):
                 names.add(node["table_name"].lower())  # DuckDB resolves names case-insensitively
+            if isinstance(node.get("cte_map"), dict):
+                common.update(str(item.get("key", "")).lower() for item in node["cte_map"].get("map", []))
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return names
+    return names - common
 
 
 def _to_arrow(data, name: str) -> pa.Table:
