@@ -171,6 +171,7 @@ class Lake:
         schema_mode: str | None = None,
         writer_properties=None,
         supersede: Sequence[str] = (),
+        replace_where: str | None = None,
     ) -> int:
         """Commit ``data`` to table ``name`` as one atomic version and return that version.
 
@@ -192,6 +193,10 @@ class Lake:
             SHA-256 of raw files whose rows this write replaces (a corrected delivery): in the
             same commit, rows whose ``source_file`` is one of them are removed, so the new version
             holds the correction only and the version before still reads as it was.
+        replace_where : str, optional
+            With ``mode="overwrite"``: replace only the rows matching this SQL predicate (every row
+            of ``data`` must match it), in one commit; how a refresh swaps the partitions it
+            recomputed while the rest of the table stays as it was.
 
         Raises
         ------
@@ -221,6 +226,8 @@ class Lake:
         first = not (path / "_delta_log").is_dir()
         if mode == "upsert" and first:
             mode = metadata[f"{META_PREFIX}mode"] = "append"  # nothing to merge into yet
+        if replace_where is not None and mode != "overwrite":
+            raise ExplorerError(f"{name}: replace_where needs mode='overwrite'")
         supersede = sorted(set(supersede))
         if supersede and not first:
             return self._merge(name, table, metadata, supersede=supersede, upsert=mode == "upsert")
@@ -234,6 +241,7 @@ class Lake:
         try:
             write_deltalake(
                 str(path), table, mode=mode, partition_by=list(partition_by) if partition_by else None,
+                predicate=replace_where if not first else None,
                 schema_mode=schema_mode, configuration=TABLE_CONFIGURATION if first else None,
                 writer_properties=writer_properties,
                 commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=retries),

@@ -1,0 +1,371 @@
+"""`explorer refresh`: bring every aggregate table up to date with the tables it is made from.
+
+For each step, in the order of their declared inputs:
+
+1. pin the inputs at their current versions;
+2. read, from the output table's own last commit, the input versions it was made from (the
+   lineage is written in the same commit as the data, so it cannot disagree with it);
+3. find the partitions the input commits since then touched (:mod:`explorer.jobs.changes`);
+4. compute those partitions as Dask tasks, on a ``LocalCluster`` or on the cluster named by
+   ``--scheduler`` / ``$EXPLORER_DASK_SCHEDULER``. Tasks read the pinned inputs themselves and
+   return rows; they write nothing, so a task lost with its worker is simply run again;
+5. swap the recomputed partitions in with one commit (``replace_where``), recording the input
+   versions as lineage, and append a row to ``job_run``.
+
+A step that fails leaves its output as it was and its ``job_run`` row names the partition and
+the error; steps that read its output are skipped, the others run. A refresh killed at any
+moment leaves every output at its last commit, which is consistent with the lineage it
+records, so the next refresh recomputes exactly what is still missing. One refresh runs per
+lake at a time (an exclusive lock the operating system frees with the process).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from explorer.errors import ExplorerError, shorten
+from explorer.jobs import changes as changes_module
+from explorer.jobs.steps import N_BUCKETS, Partition, RefreshStep, ordered
+
+JOB_RUN = "job_run"
+SCHEDULER_ENV = "EXPLORER_DASK_SCHEDULER"
+
+
+class RefreshBusy(ExplorerError):
+    """Another refresh holds this lake's refresh lock."""
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    status: str  # succeeded | up_to_date | failed | skipped
+    inputs: dict[str, int] = field(default_factory=dict)
+    output_version: int | None = None
+    rows: int = 0
+    tasks: int = 0
+    partitions: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class RefreshReport:
+    run_id: str
+    scheduler: str
+    steps: list[StepOutcome]
+    seconds: float
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        return [s for s in self.steps if s.status == "failed"]
+
+    def __str__(self) -> str:
+        lines = [f"refresh {self.run_id} on {self.scheduler}: {len(self.steps)} steps in {self.seconds:.1f} s"]
+        for s in self.steps:
+            what = {"succeeded": f"{s.rows:,} rows in {s.tasks} task(s), {s.partitions} -> {{}}@{s.output_version}",
+                    "up_to_date": "up to date", "failed": f"FAILED: {s.error}", "skipped": f"skipped: {s.error}"}[s.status]
+            lines.append(f"  {s.step:<20} {what.replace('{}', step_output(s.step))}  ({s.seconds:.1f} s)")
+        return "\n".join(lines)
+
+
+def step_output(name: str) -> str:
+    from explorer.jobs.steps import step
+
+    return step(name).output
+
+
+@contextmanager
+def refresh_lock(lake, wait: bool = False):
+    """Hold the lake's refresh lock; the holder's pid and start time are written into it."""
+    path = lake.root / "_locks" / "refresh.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RefreshBusy(f"another refresh is running on {lake.root} ({holder}); it keeps every table consistent, "
+                              "so wait for it to finish, or pass --wait to queue behind it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing frees the lock; so does the process dying
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None):
+    """A Dask client: on the cluster at ``scheduler`` (or ``$EXPLORER_DASK_SCHEDULER``), else on a
+    LocalCluster of ``workers`` single-threaded processes (default: the CPU count, at most 8)."""
+    from distributed import Client, LocalCluster
+
+    address = scheduler or os.environ.get(SCHEDULER_ENV)
+    if address:
+        try:
+            client = Client(address, timeout="20s")
+        except OSError as exc:
+            raise ExplorerError(f"cannot reach the Dask scheduler at {address} ({exc}); start one with "
+                                "`dask scheduler`, or leave out --scheduler for a local cluster") from None
+        with client:
+            yield client, address
+        return
+    n = workers or min(8, os.cpu_count() or 1)
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        yield client, f"LocalCluster({n} workers)"
+
+
+def compute_partition(root: str, step_name: str, versions: dict[str, int], partition: Partition) -> pd.DataFrame:
+    """One task: the step's rows for one partition, read from the inputs pinned at ``versions``."""
+    import duckdb
+
+    import explorer
+    from explorer.jobs.steps import step
+
+    lake = explorer.open(root)
+    threads = 1
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        pass
+    con = duckdb.connect(config={"threads": threads, "autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
+    try:
+        con.execute("SET enable_progress_bar = false")
+        lake.pinned_views(con, list(versions), versions)
+        return step(step_name).compute(con, partition)
+    finally:
+        con.close()
+
+
+def refresh(lake, *, scheduler: str | None = None, workers: int | None = None, steps=None, full: bool = False,
+            wait: bool = False, progress=None, client=None, tasks_per_worker: int = 2) -> RefreshReport:
+    """Bring the aggregate tables up to date; see the module notes.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); default ``$EXPLORER_DASK_SCHEDULER``,
+        else a LocalCluster of ``workers`` processes. The workers must see the lake at the same path.
+    steps : list of str, optional
+        Run only these steps (default: all registered), in dependency order.
+    full : bool
+        Recompute every partition, whatever changed.
+    wait : bool
+        Queue behind a refresh already running instead of raising :class:`RefreshBusy`.
+    client : distributed.Client, optional
+        Use this client (the ``--every`` loop keeps one for its lifetime).
+    """
+    say = progress or (lambda done, total, label="": None)
+    plan = ordered(steps)
+    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    started = time.perf_counter()
+    with refresh_lock(lake, wait=wait):
+        if client is not None:
+            return _run(lake, plan, client, client.scheduler_info()["address"], run_id, full, say, tasks_per_worker, started)
+        with dask_client(scheduler, workers) as (own, where):
+            return _run(lake, plan, own, where, run_id, full, say, tasks_per_worker, started)
+
+
+def _run(lake, plan, client, where, run_id, full, say, tasks_per_worker, started) -> RefreshReport:
+    outcomes: list[StepOutcome] = []
+    broken: set[str] = set()  # outputs of steps that failed or were skipped this run
+    n_workers = max(1, len(client.nthreads()))
+    for step in plan:
+        begun, when = time.perf_counter(), datetime.now(timezone.utc)
+        blocked = [t for t in step.inputs if t in broken]
+        missing = [t for t in step.inputs if not lake.has_table(t) and t not in step.optional_inputs]
+        if blocked or missing or not any(lake.has_table(t) for t in step.inputs):
+            reason = (f"its input {', '.join(blocked)} failed in this run" if blocked else
+                      f"input {', '.join(missing or step.inputs)} not in the lake yet")
+            outcome = StepOutcome(step.name, "skipped", error=reason)
+        else:
+            outcome = _run_step(lake, step, client, n_workers * tasks_per_worker, full, say, run_id)
+        outcome.seconds = time.perf_counter() - begun
+        if outcome.status in ("failed", "skipped"):
+            broken.add(step.output)
+        _record(lake, run_id, where, step, outcome, when)
+        outcomes.append(outcome)
+    return RefreshReport(run_id, where, outcomes, time.perf_counter() - started)
+
+
+def _last_inputs(lake, step: RefreshStep) -> dict[str, int] | None:
+    """Input versions the output's latest commit was made from (None: no output yet)."""
+    if not lake.has_table(step.output):
+        return None
+    history = lake.versions(step.output)
+    refs = history["inputs"].iloc[-1]
+    out = {}
+    for ref in refs:
+        table, _, version = ref.rpartition("@")
+        if table and version.isdigit():
+            out[table] = int(version)
+    return out
+
+
+def _run_step(lake, step: RefreshStep, client, n_tasks: int, full: bool, say, run_id) -> StepOutcome:
+    versions = {t: lake.version(t) for t in step.inputs if lake.has_table(t)}
+    outcome = StepOutcome(step.name, "succeeded", inputs=versions)
+    before = _last_inputs(lake, step)
+    partitions, replace_where, described = _plan(lake, step, versions, before, full, n_tasks)
+    if partitions is None:
+        outcome.status = "up_to_date"
+        return outcome
+    outcome.partitions = described
+    outcome.tasks = len(partitions)
+    futures = [client.submit(compute_partition, str(lake.root), step.name, versions, p, pure=False,
+                             key=f"{step.name}-{run_id}-{k}") for k, p in enumerate(partitions)]
+    from distributed import as_completed
+
+    results = []
+    try:
+        for done, future in enumerate(as_completed(futures), 1):
+            failure = future.exception()
+            if failure is not None:
+                partition = partitions[futures.index(future)]
+                raise _StepFailed(f"partition {partition.describe()}: {type(failure).__name__}: {failure}")
+            results.append(future.result())
+            say(done, len(futures), f"{step.name}: {done}/{len(futures)} tasks")
+    except _StepFailed as exc:
+        client.cancel(futures)
+        outcome.status, outcome.error = "failed", shorten(str(exc), 1000)
+        return outcome
+    frames = [r for r in results if len(r)]
+    rows = pd.concat(frames, ignore_index=True) if frames else results[0].iloc[0:0]
+    inputs = [f"{t}@{v}" for t, v in sorted(versions.items())]
+    try:
+        outcome.output_version = lake.write(step.output, rows, mode="overwrite", inputs=inputs,
+                                            operation=f"refresh:{step.name}", replace_where=replace_where)
+    except Exception as exc:  # the commit did not land: the output is as it was
+        traceback.print_exc()
+        outcome.status, outcome.error = "failed", shorten(f"writing {step.output}: {type(exc).__name__}: {exc}", 1000)
+        return outcome
+    outcome.rows = len(rows)
+    return outcome
+
+
+class _StepFailed(Exception):
+    pass
+
+
+def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, int] | None, full: bool, n_tasks: int):
+    """(partitions to compute, predicate of the rows they replace, description); partitions is
+    None when nothing changed. A predicate of None replaces the whole table."""
+    everything = _all_partitions(step, n_tasks)
+    if full or before is None or set(before) != set(versions) or step.partition == "whole":
+        if not full and before is not None and before == versions:
+            return None, None, ""
+        return everything, None, "all partitions"
+    if before == versions:
+        return None, None, ""
+    buckets: set[int] = set()
+    days: set = set()
+    for table, version in versions.items():
+        old = before[table]
+        if old == version:
+            continue
+        if old > version:  # the input was rebuilt from scratch: its history restarted
+            return everything, None, "all partitions (an input's history restarted)"
+        found = changes_module.changes(lake.table_path(table), old, version,
+                                       time_column=step.time_columns.get(table) if step.partition == "person_bucket_day" else None)
+        if found is None:
+            return everything, None, f"all partitions ({table}'s changes could not be read from its log)"
+        buckets |= found.buckets
+        days |= {d for _, d in found.bucket_days}
+    if not buckets:
+        return None, None, ""
+    groups = _split(sorted(buckets), n_tasks)
+    if step.partition == "person_bucket_day":
+        ordered_days = tuple(sorted(days))
+        # the recomputed block is changed buckets x changed days: a superset of what changed,
+        # so every changed (bucket, day) is recomputed and the rest is rewritten unchanged
+        partitions = [Partition(buckets=tuple(g), days=ordered_days) for g in groups]
+        described = Partition(buckets=tuple(sorted(buckets)), days=ordered_days).describe()
+        day_list = ", ".join(f"DATE '{d.isoformat()}'" for d in ordered_days)
+        return partitions, f"person_bucket IN ({', '.join(map(str, sorted(buckets)))}) AND date IN ({day_list})", described
+    partitions = [Partition(buckets=tuple(g)) for g in groups]
+    return partitions, f"person_bucket IN ({', '.join(map(str, sorted(buckets)))})", Partition(buckets=tuple(sorted(buckets))).describe()
+
+
+def _all_partitions(step: RefreshStep, n_tasks: int) -> list[Partition]:
+    if step.partition == "whole":
+        return [Partition()]
+    return [Partition(buckets=tuple(g)) for g in _split(list(range(N_BUCKETS)), n_tasks)]
+
+
+def _split(values: list, n: int) -> list[list]:
+    n = max(1, min(n, len(values)))
+    return [values[k::n] for k in range(n)]
+
+
+def _record(lake, run_id: str, where: str, step: RefreshStep, outcome: StepOutcome, started: datetime) -> None:
+    row = {"run_id": run_id, "step": step.name, "status": outcome.status, "started_at": started,
+           "ended_at": datetime.now(timezone.utc), "duration_s": round(outcome.seconds, 3),
+           "input_versions": json.dumps({t: v for t, v in sorted(outcome.inputs.items())}),
+           "output_table": step.output, "output_version": outcome.output_version, "rows_written": outcome.rows,
+           "tasks": outcome.tasks, "partitions": outcome.partitions, "scheduler": where, "error": outcome.error}
+    try:
+        inputs = [f"{step.output}@{outcome.output_version}"] if outcome.output_version is not None else []
+        lake.write(JOB_RUN, pd.DataFrame([row]), inputs=inputs, operation=f"refresh {run_id}")
+    except Exception as exc:  # the step's own commit stands; say so rather than fail the run
+        print(f"warning: job_run row of {step.name} in run {run_id} not recorded: {exc}")
+
+
+def runs(lake, limit: int = 20) -> pd.DataFrame:
+    """The latest refresh runs, newest first: one row per run with its steps' statuses."""
+    if not lake.has_table(JOB_RUN):
+        return pd.DataFrame()
+    return lake.sql("""
+        SELECT run_id, min(started_at) AS started_at, round(sum(duration_s), 1) AS duration_s,
+               count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE status = 'up_to_date') AS up_to_date,
+               count(*) FILTER (WHERE status = 'failed') AS failed, count(*) FILTER (WHERE status = 'skipped') AS skipped,
+               sum(rows_written) AS rows_written, any_value(scheduler) AS scheduler
+        FROM job_run GROUP BY run_id ORDER BY started_at DESC LIMIT ?""", [limit])
+
+
+def parse_interval(text: str) -> float:
+    """``90s``, ``15m``, ``1h``, ``1d`` (or a bare number of seconds) in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise ExplorerError(f"--every {text!r}: expected a duration such as 90s, 15m, 1h or 1d") from None
+    if seconds <= 0:
+        raise ExplorerError(f"--every {text!r}: the interval must be positive")
+    return seconds
+
+
+def every(lake, interval: float, *, on_report=print, stop=None, **options) -> None:
+    """Refresh now and then every ``interval`` seconds, on one Dask client for the whole life of
+    the process; a failed step or a busy lake is reported and the schedule goes on."""
+    stop = stop or (lambda: False)
+    with dask_client(options.pop("scheduler", None), options.pop("workers", None)) as (client, where):
+        next_at = time.monotonic()
+        while not stop():
+            try:
+                on_report(refresh(lake, client=client, **options))
+            except RefreshBusy as exc:
+                on_report(f"skipped this round: {exc}")
+            next_at += interval
+            while not stop() and time.monotonic() < next_at:
+                time.sleep(min(1.0, next_at - time.monotonic()))

@@ -1,0 +1,174 @@
+"""Refresh steps: what an aggregate table is made from, and how its work splits into partitions.
+
+A step is a subclass of :class:`RefreshStep` with a name, found in :data:`STEPS` by that name
+(as xclim finds indicators and Lumen finds sources). It declares
+
+- ``inputs``: the lake tables it reads (unified tables, or the outputs of other steps, which
+  orders the steps: a step runs after the steps whose outputs it reads);
+- ``output``: the table it writes, with a catalog entry in ``data_catalog/``;
+- ``partition``: how its work and its output split. ``"person_bucket"``: by a stable hash of
+  ``person_id`` (:func:`person_bucket`); ``"person_bucket_day"``: by bucket and local day, for
+  person-day tables, so one new day of data recomputes only that day; ``"whole"``: the step is
+  small and is recomputed whole when any input changed;
+- ``time_columns``: for ``person_bucket_day``, the column of each input that places a row on a day;
+- ``compute(con, partition)``: the rows of the output for one partition, from DuckDB views of the
+  inputs pinned at the versions this refresh reads. It must be a pure function of those rows: the
+  same inputs give the same output on any worker, which is what makes a killed or retried task safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import ClassVar
+
+import pandas as pd
+
+from explorer.errors import ExplorerError, did_you_mean
+
+STEPS: dict[str, type[RefreshStep]] = {}
+PARTITIONINGS = ("whole", "person_bucket", "person_bucket_day")
+N_BUCKETS = 32  # part of the output layout: changing it means a full refresh
+
+
+def person_bucket(person_id: str, n_buckets: int = N_BUCKETS) -> int:
+    """Stable bucket of a pseudonym: its first 32 bits (hex) modulo ``n_buckets``.
+
+    Pseudonyms are HMAC-SHA256 hex digests, so their leading bits are uniform and a bucket is the
+    same on every machine and in every release (Python's ``hash`` is salted per process).
+    """
+    return int(person_id[:8], 16) % n_buckets
+
+
+def bucket_sql(column: str = "person_id", n_buckets: int = N_BUCKETS) -> str:
+    """:func:`person_bucket` as a DuckDB expression."""
+    return f"CAST(CAST('0x' || substr({column}, 1, 8) AS UBIGINT) % {int(n_buckets)} AS INTEGER)"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The slice of a step's output one task computes: person buckets and, for day-partitioned
+    steps, local days (None: all of them)."""
+
+    buckets: tuple[int, ...] | None = None
+    days: tuple[date, ...] | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.buckets is not None:
+            parts.append(f"buckets {_ranges(self.buckets)}")
+        if self.days is not None:
+            parts.append(f"days {self.days[0]}..{self.days[-1]} ({len(self.days)})" if len(self.days) > 1 else f"day {self.days[0]}")
+        return ", ".join(parts) or "whole table"
+
+    def where(self, time_column: str | None = None, person_column: str = "person_id") -> str:
+        """SQL condition selecting this partition's input rows; ``time_column`` places a row on a day.
+        The day range comes first so DuckDB can skip Parquet row groups by their statistics."""
+        clauses = []
+        if self.days is not None and time_column:
+            first, last = min(self.days), max(self.days)
+            clauses.append(f"{time_column} >= DATE '{first.isoformat()}' AND {time_column} < DATE '{last.isoformat()}' + INTERVAL 1 DAY")
+            if len(self.days) != (last - first).days + 1:
+                days = ", ".join(f"DATE '{d.isoformat()}'" for d in self.days)
+                clauses.append(f"CAST({time_column} AS DATE) IN ({days})")
+        if self.buckets is not None:
+            clauses.append(f"{bucket_sql(person_column)} IN ({', '.join(str(b) for b in self.buckets)})")
+        return " AND ".join(clauses) or "TRUE"
+
+
+def _ranges(values) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` as ``0-2,5,7-8``."""
+    values = sorted(values)
+    spans, start, previous = [], values[0], values[0]
+    for value in values[1:] + [None]:
+        if value is not None and value == previous + 1:
+            previous = value
+            continue
+        spans.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = value
+    return ",".join(spans)
+
+
+class RefreshStep:
+    """Base class of refresh steps; see the module notes."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    inputs: ClassVar[tuple[str, ...]] = ()
+    output: ClassVar[str] = ""
+    partition: ClassVar[str] = "whole"
+    time_columns: ClassVar[dict[str, str]] = {}
+    #: inputs a step can run without (their modality may not have arrived yet)
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            return
+        if cls.partition not in PARTITIONINGS:
+            raise ExplorerError(f"step {cls.name}: partition {cls.partition!r}; expected one of {', '.join(PARTITIONINGS)}")
+        if cls.partition == "person_bucket_day":
+            missing = [t for t in cls.inputs if t not in cls.time_columns]
+            if missing:
+                raise ExplorerError(f"step {cls.name}: partition person_bucket_day needs a time column for {', '.join(missing)}")
+        STEPS[cls.name] = cls
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def available(self, con, table: str) -> bool:
+        """Whether ``table`` has a view on ``con`` (an optional input may be absent)."""
+        return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [table]).fetchall()[0][0])
+
+
+def step(name: str) -> RefreshStep:
+    load_steps()
+    try:
+        return STEPS[name]()
+    except KeyError:
+        raise ExplorerError(f"no refresh step {name!r}{did_you_mean(name, STEPS)}; steps: {', '.join(sorted(STEPS))}") from None
+
+
+#: comma-separated modules that register more steps (a site's own aggregates); set it where the
+#: client *and* the Dask workers start, since each process finds steps by importing them
+STEP_MODULES_ENV = "EXPLORER_STEP_MODULES"
+
+
+def load_steps() -> dict[str, type[RefreshStep]]:
+    import importlib
+    import os
+
+    from explorer.jobs import builtin  # noqa: F401  (registers the steps shipped with the suite)
+
+    for module in filter(None, (m.strip() for m in os.environ.get(STEP_MODULES_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ExplorerError(f"${STEP_MODULES_ENV} names {module!r}, which cannot be imported ({exc}); "
+                                "install it where the client and the workers run, or fix the variable") from None
+    return STEPS
+
+
+def ordered(names=None) -> list[RefreshStep]:
+    """Steps in an order where every step comes after the steps whose outputs it reads."""
+    load_steps()
+    chosen = [step(n) for n in (names or sorted(STEPS))]
+    producers = {cls.output: cls.name for cls in STEPS.values()}
+    done, order, visiting = set(), [], set()
+
+    def visit(s: RefreshStep):
+        if s.name in done:
+            return
+        if s.name in visiting:
+            raise ExplorerError(f"refresh steps read each other's outputs in a cycle through {s.name}")
+        visiting.add(s.name)
+        for table in s.inputs:
+            if table in producers and producers[table] != s.name:
+                visit(step(producers[table]))
+        visiting.discard(s.name)
+        done.add(s.name)
+        order.append(s)
+
+    for s in chosen:
+        visit(s)
+    return order
