@@ -99,7 +99,8 @@ def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series) -
     """Reasons for repeated (person, local minute) rows; see the module notes for the DST rule."""
     reasons = pd.Series([None] * len(rows), index=rows.index, dtype=object)
     key = ["person_id", "datetime"]
-    repeated = rows.duplicated(key, keep=False).to_numpy()
+    person_codes, _ = pd.factorize(rows["person_id"], use_na_sentinel=True)  # integers hash far faster than strings
+    repeated = pd.DataFrame({"p": person_codes, "t": rows["datetime"].to_numpy().astype("int64")}).duplicated(keep=False).to_numpy()
     if not repeated.any():
         return reasons
     group = rows.loc[repeated]

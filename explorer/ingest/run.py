@@ -115,10 +115,12 @@ class Context:
         self._pseudonymizer = pseudonymizer
         self.now = pd.Timestamp(now).tz_localize(None) if pd.Timestamp(now).tzinfo else pd.Timestamp(now)
 
-    def pseudonymize(self, values):
+    def pseudonymize(self, values) -> pd.Categorical:
+        """Pseudonyms of ``values`` (missing stays missing), one HMAC per distinct value. A
+        categorical: a file holds few people in many rows, and codes are cheap to carry, compare
+        and write (Parquet dictionary encoding) where millions of strings are not."""
         codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
-        pseudonyms = np.array(self._pseudonymizer.many(uniques) + [None], dtype=object)
-        return pseudonyms[codes]  # code -1 (missing) picks the trailing None
+        return pd.Categorical.from_codes(codes, categories=pd.Index(self._pseudonymizer.many(uniques), dtype=object))
 
 
 def _is_zarr_folder(path: Path) -> bool:
@@ -246,10 +248,15 @@ class Reference:
         ``days.iloc[codes[i]]``. Decided once per person-day, not per minute."""
         import tzfpy
 
-        day = when.dt.normalize() if hasattr(when, "dt") else pd.to_datetime(when).dt.normalize()
-        keys = pd.DataFrame({"person_id": person.to_numpy(), "day": day.to_numpy()})
-        codes = keys.groupby(["person_id", "day"], sort=False, dropna=False).ngroup().to_numpy()
-        distinct = keys.drop_duplicates(ignore_index=True)  # same first-appearance order as ngroup
+        when = when if hasattr(when, "dt") else pd.to_datetime(when)
+        person_codes, _ = pd.factorize(person, use_na_sentinel=True)
+        day_number = when.to_numpy().astype("datetime64[D]").astype("int64")  # NaT: the smallest int64
+        # one integer per (person, day): hashing two int64 columns is far cheaper than strings and dates
+        codes, _ = pd.factorize(person_codes.astype("int64") * (1 << 32) + (day_number & 0xFFFFFFFF))
+        first = np.empty(codes.max() + 1 if len(codes) else 0, dtype="int64")
+        first[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row
+        distinct = pd.DataFrame({"person_id": np.asarray(person)[first],
+                                 "day": when.to_numpy()[first].astype("datetime64[D]").astype(when.dtype)})
         zone_of = [self.default_zone] * len(distinct)
         if self.frames["residence"] and len(distinct):
             residence = pd.concat(self.frames["residence"], ignore_index=True)
@@ -505,12 +512,27 @@ def _process(job, settings, reference) -> dict:
     return _process_batch([job], settings, reference)[0]
 
 
+def _concat_arrow(frames: list[pd.DataFrame]) -> pa.Table:
+    """Frames as one Arrow table. Categorical columns (pseudonyms, source files) stay dictionary
+    encoded, each frame with its own dictionary (pandas would turn categoricals with different
+    categories into millions of Python strings); Parquet stores them as the strings they are."""
+    tables = []
+    for frame in frames:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for i, column in enumerate(table.schema):
+            if pa.types.is_dictionary(column.type) and column.type.index_type != pa.int32():
+                wider = pa.dictionary(pa.int32(), column.type.value_type)  # one index width for every frame
+                table = table.set_column(i, pa.field(column.name, wider), table.column(i).cast(wider))
+        tables.append(table)
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
 def _stage(tables: dict[str, list[pd.DataFrame]], quarantined: list[pd.DataFrame], staging: Path, tag: str):
     parts = {}
     for table, frames in tables.items():
         part = staging / table / f"part-{tag}.parquet"
         part.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False), part)
+        pq.write_table(_concat_arrow(frames), part, store_schema=False)  # read back as plain strings
         parts[table] = part
     quarantine = None
     if quarantined:
@@ -577,7 +599,7 @@ def _checked(name, raw, fmt, result: ReadResult, reference: Reference, context) 
             tables["wearable_day_zone"] = pd.concat([tables.get("wearable_day_zone"), worn.assign(source_file=raw.sha256)],
                                                     ignore_index=True).drop_duplicates(["person_id", "date"])
         good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person") if c in rows.columns])
-        good = good.assign(source_file=raw.sha256)
+        good["source_file"] = pd.Categorical.from_codes(np.zeros(len(good), dtype="int8"), categories=[raw.sha256])
         tables[table] = good.reset_index(drop=True)
     quarantined = pd.concat([q for q in quarantined if len(q)], ignore_index=True) if any(len(q) for q in quarantined) \
         else pd.DataFrame(columns=["_row", "table", "reason", "record"])
