@@ -223,3 +223,14 @@ def test_quality_time_zone_jumps_and_a_dropped_autumn_hour_known_answers(lake, t
 
     run_quality(lake, report.ingest_id)
     assert len(lake.sql("SELECT check_id FROM dq_result WHERE ingest_id = ?", [report.ingest_id])) == len(checks)
+
+
+def test_staging_concatenates_categorical_and_plain_text_frames():
+    from explorer.ingest.run import _concat_arrow
+
+    a = pd.DataFrame({"person_id": pd.Categorical(["p1", "p1", "p2"]), "v": [1, 2, 3]})
+    b = pd.DataFrame({"person_id": ["p3"], "v": [4]})  # a reader that built plain strings
+    c = pd.DataFrame({"person_id": pd.Categorical(["p4"] * 200 + [f"q{i}" for i in range(200)]), "v": range(400)})
+    for frames in ([a, c], [a, b, c], [b, a]):
+        table = _concat_arrow(frames)
+        assert table.column("person_id").to_pylist() == [x for f in frames for x in f["person_id"].astype(str)]

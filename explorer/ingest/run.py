@@ -515,16 +515,26 @@ def _process(job, settings, reference) -> dict:
 def _concat_arrow(frames: list[pd.DataFrame]) -> pa.Table:
     """Frames as one Arrow table. Categorical columns (pseudonyms, source files) stay dictionary
     encoded, each frame with its own dictionary (pandas would turn categoricals with different
-    categories into millions of Python strings); Parquet stores them as the strings they are."""
-    tables = []
-    for frame in frames:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+    categories into millions of Python strings), unless another frame of the batch holds the same
+    column as plain text: then both become plain strings. Parquet stores either as strings."""
+    tables = [pa.Table.from_pandas(frame, preserve_index=False) for frame in frames]
+    kinds: dict[str, set[bool]] = {}
+    for table in tables:
+        for column in table.schema:
+            kinds.setdefault(column.name, set()).add(pa.types.is_dictionary(column.type))
+    out = []
+    for table in tables:
         for i, column in enumerate(table.schema):
-            if pa.types.is_dictionary(column.type) and column.type.index_type != pa.int32():
-                wider = pa.dictionary(pa.int32(), column.type.value_type)  # one index width for every frame
-                table = table.set_column(i, pa.field(column.name, wider), table.column(i).cast(wider))
-        tables.append(table)
-    return pa.concat_tables(tables, promote_options="permissive")
+            if not pa.types.is_dictionary(column.type):
+                continue
+            if kinds[column.name] == {True}:
+                target = pa.dictionary(pa.int32(), column.type.value_type)  # one index width for every frame
+            else:
+                target = pa.string()
+            if column.type != target:
+                table = table.set_column(i, pa.field(column.name, target), table.column(i).cast(target))
+        out.append(table)
+    return pa.concat_tables(out, promote_options="permissive")
 
 
 def _stage(tables: dict[str, list[pd.DataFrame]], quarantined: list[pd.DataFrame], staging: Path, tag: str):
