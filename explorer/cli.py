@@ -187,7 +187,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_refresh(args) -> int:
-    from explorer.jobs import refresh as refresh_module
+    from explorer.jobs.refresh import every, parse_interval, refresh
     from explorer.progress import Progress
 
     lake = _lake(args)
@@ -195,17 +195,17 @@ def cmd_refresh(args) -> int:
     if args.every:
         import signal
 
-        interval = refresh_module.parse_interval(args.every)
+        interval = parse_interval(args.every)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         print(f"refreshing {lake.root} now and every {args.every} (Ctrl-C or SIGTERM stops after the current run)", flush=True)
         try:
-            refresh_module.every(lake, interval, on_report=lambda r: print(r, flush=True), stop=lambda: bool(stopping),
+            every(lake, interval, on_report=lambda r: print(r, flush=True), stop=lambda: bool(stopping),
                                  progress=Progress("refresh"), **options)
         except KeyboardInterrupt:
             pass
         return 0
-    report = refresh_module.refresh(lake, progress=Progress("refresh"), **options)
+    report = refresh(lake, progress=Progress("refresh"), **options)
     print(report)
     print("History: `explorer jobs`; one run's steps: `explorer jobs RUN_ID`.")
     return 1 if report.failed else 0

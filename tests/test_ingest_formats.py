@@ -217,3 +217,22 @@ def test_zarr_without_units_is_quarantined_with_the_reason(lake, tmp_path):
     lake.ingest(tmp_path / "nounits.zarr")
     outcome = files_of(lake).iloc[0]
     assert outcome["status"] == "quarantined" and "no units attribute" in outcome["reason"]
+
+
+# -- weather stations -------------------------------------------------------------------------
+
+def test_weather_station_values_in_si_and_unknown_units_quarantined(lake, tmp_path):
+    (tmp_path / "stations.csv").write_text(
+        "station_id,latitude,longitude,date,element,value,units\n"
+        "USW00023000,31.763,-113.271,2023-01-01,TMAX,201,tenths of degC\n"
+        "USW00023000,31.763,-113.271,2023-01-01,TMIN,50,degF\n"
+        "USW00023000,31.763,-113.271,2023-01-01,PRCP,25,tenths of mm\n"
+        "USW00023000,31.763,-113.271,2023-01-02,TMAX,201,degrees\n"  # not a unit: never guessed
+        "USW00023000,31.763,-113.271,2023-01-02,SNOW,3,mm\n")  # an element this suite does not store
+    lake.ingest(tmp_path / "stations.csv")
+    rows = lake.sql("SELECT element, value, unit FROM weather_station_daily ORDER BY element").set_index("element")
+    assert rows.loc["TMAX", "value"] == pytest.approx(20.1) and rows.loc["TMIN", "value"] == pytest.approx(10.0)
+    assert rows.loc["PRCP", "value"] == pytest.approx(2.5) and rows.loc["PRCP", "unit"] == "mm"
+    reasons = lake.sql("SELECT reason FROM quarantine_row ORDER BY row_number")["reason"].tolist()
+    assert "units: not a unit for TMAX" in reasons[0] and "element: expected one of" in reasons[1]
+    assert_nothing_lost(lake)

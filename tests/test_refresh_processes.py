@@ -13,11 +13,15 @@ import pandas as pd
 import pytest
 
 import explorer
-from conftest import run_cli
+from conftest import run_cli as _run_cli
 from test_refresh import OUTPUTS, small_lake, table
 
 DASK = Path(sys.executable).parent / "dask"
 PLUGIN = {"EXPLORER_STEP_MODULES": "explorer.testing.steps"}
+
+
+def run_cli(*args, lake_root, env=None):
+    return _run_cli(*args, lake_root=lake_root, env={**PLUGIN, **(env or {})})
 
 
 def start(command, env=None, **kwargs):
@@ -72,11 +76,11 @@ def assert_same_outputs(one, other, names=OUTPUTS):
 def test_refresh_on_a_real_scheduler_and_two_workers_equals_the_local_cluster(cluster, lakes):
     address, _ = cluster
     remote, local = lakes
-    result = run_cli("refresh", "--scheduler", address, "--step", "data_availability", "--step", "cohort_summary",
-                     "--step", "modality_coverage", lake_root=remote.root)
+    steps = [arg for name in OUTPUTS for arg in ("--step", name)]
+    result = run_cli("refresh", "--scheduler", address, *steps, lake_root=remote.root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"on {address}" in result.stdout
-    assert run_cli("refresh", "--workers", "2", lake_root=local.root).returncode == 0
+    assert run_cli("refresh", "--workers", "2", *steps, lake_root=local.root).returncode == 0
     assert_same_outputs(explorer.open(remote.root), explorer.open(local.root))
     runs = run_cli("jobs", lake_root=remote.root)
     assert runs.returncode == 0 and address in runs.stdout
@@ -94,7 +98,6 @@ def test_a_worker_killed_mid_refresh_costs_its_tasks_not_the_result(cluster, lak
     assert refresh.returncode == 0, output
     assert run_cli("refresh", "--workers", "1", "--step", "slow_availability", "--full", lake_root=local.root,
                    env={"EXPLORER_TESTING_STEP_DELAY": "0"}).returncode == 0
-    assert_same_outputs(explorer.open(remote.root), explorer.open(local.root), names=())
     pd.testing.assert_frame_equal(explorer.open(remote.root).sql("SELECT * FROM slow_availability ORDER BY person_id, date"),
                                   explorer.open(local.root).sql("SELECT * FROM slow_availability ORDER BY person_id, date"))
 
@@ -130,7 +133,9 @@ def test_two_refreshes_started_together_one_exits_with_a_clear_message(lakes):
     assert codes == [0, 2], outputs
     assert any("another refresh is running" in out and "--wait" in out for out in outputs)
     waited = [start(command + ["--wait", "--full"], env) for _ in range(2)]
-    assert [p.communicate(timeout=240)[0] and p.returncode for p in waited] == [0, 0]
+    for process in waited:
+        output, _ = process.communicate(timeout=240)
+        assert process.returncode == 0, output  # the second queued behind the first
     lake = explorer.open(lake.root)
     assert lake.verify().ok
     runs = lake.sql("SELECT run_id, status FROM job_run WHERE step = 'slow_availability'")

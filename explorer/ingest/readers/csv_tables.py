@@ -330,6 +330,49 @@ class LabWideCsvReader(CsvTableReader):
         return ReadResult(rows_read=len(cells), tables={self.table: rows[~bad].reset_index(drop=True)}, quarantined=quarantined)
 
 
+class WeatherStationCsvReader(CsvTableReader):
+    """Daily weather-station observations in GHCN-Daily style, one row per station, day and
+    element. Values are stored in SI (degC, mm) beside the value and unit as received; a unit
+    that is not one of the element's known spellings is quarantined, never guessed (GHCN writes
+    temperatures in tenths of a degree: read as degrees they would be ten times too hot)."""
+
+    format = "weather_station_csv"
+    order = 55
+    description = "Weather-station daily CSV (GHCN-Daily style): station_id, latitude, longitude, date, element, value, units"
+    required = ("station_id", "latitude", "longitude", "date", "element", "value", "units")
+    table = "weather_station_daily"
+    TEMPERATURE = {"tenths of degC": lambda v: v / 10.0, "degC": lambda v: v, "C": lambda v: v,
+                   "degF": lambda v: (v - 32.0) * 5.0 / 9.0, "K": lambda v: v - 273.15}
+    PRECIPITATION = {"tenths of mm": lambda v: v / 10.0, "mm": lambda v: v, "in": lambda v: v * 25.4}
+    ELEMENTS = {"TMAX": ("degC", TEMPERATURE), "TMIN": ("degC", TEMPERATURE), "TAVG": ("degC", TEMPERATURE),
+                "PRCP": ("mm", PRECIPITATION)}
+
+    def convert(self, frame, context):
+        p = Problems(len(frame))
+        p.flag(frame["station_id"].isna(), "station_id: empty")
+        latitude, longitude = p.number(frame, "latitude"), p.number(frame, "longitude")
+        p.flag((latitude.abs() > 90) | (longitude.abs() > 180), "latitude/longitude: outside -90..90 / -180..180")
+        day = p.date(frame, "date")
+        element = frame["element"].str.strip().str.upper()
+        p.flag(~element.isin(list(self.ELEMENTS)), f"element: expected one of {', '.join(self.ELEMENTS)}")
+        value = p.number(frame, "value")
+        units = frame["units"].str.strip()
+        si = pd.Series(np.nan, index=frame.index)
+        unit_si = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        for name, (target, conversions) in self.ELEMENTS.items():
+            of_element = (element == name).to_numpy()
+            known = units.isin(list(conversions)).to_numpy()
+            p.flag(of_element & ~known, f"units: not a unit for {name}; expected one of {', '.join(conversions)}")
+            for unit, convert in conversions.items():
+                mask = of_element & (units == unit).to_numpy()
+                si[mask] = convert(value[mask])
+                unit_si[mask] = target
+        rows = pd.DataFrame({"_row": frame["_row"], "station_id": frame["station_id"], "latitude": latitude,
+                             "longitude": longitude, "date": day, "element": element, "value": si, "unit": unit_si,
+                             "source_value": value, "source_unit": units})
+        return rows, p.reasons
+
+
 class AreaIndexReader(CsvTableReader):
     """Tract-level indices, one column per variable: ``tract_geoid[, year], <variable>...``."""
 
