@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks.harness import REGISTRY
 from explorer.progress import Progress
 
-MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.bench_ingest"]
+MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.bench_ingest", "benchmarks.bench_refresh"]
 
 
 def main(argv=None) -> int:
@@ -23,7 +23,12 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 7, quick 3)")
     parser.add_argument("--json", type=Path, default=None, help="write results here (default benchmarks/results/<time>.json)")
+    parser.add_argument("--workers", default=None, metavar="N,N,...",
+                        help="Dask worker counts the refresh benchmark compares (default 1,2; on a bigger machine "
+                             "e.g. 1,2,4,8,16)")
     args = parser.parse_args(argv)
+    if args.workers:
+        os.environ["EXPLORER_BENCH_WORKERS"] = args.workers
     for module in MODULES:
         importlib.import_module(module)
     unknown = set(args.only or []) - set(REGISTRY)

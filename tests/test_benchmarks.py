@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_benchmark_run_writes_results(tmp_path):
     out = tmp_path / "results.json"
     result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--repeats", "1", "--json", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
     cases = {r["case"]: r for r in document["results"]}
@@ -25,3 +25,6 @@ def test_quick_benchmark_run_writes_results(tmp_path):
     assert cases["lake.sql (Delta)"]["target_ratio"] == 1.2
     assert cases["lake.sql (Delta)"]["ratio"] > 0
     assert "ratio" in result.stdout and "lake.sql (Delta)" in result.stdout
+    incremental = cases["one new day, incremental"]
+    assert incremental["baseline_case"].startswith("full refresh") and incremental["target_ratio"] == 0.1
+    assert cases["speed-up 1 -> 2 workers"]["value"] > 0
