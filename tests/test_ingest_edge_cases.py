@@ -232,5 +232,9 @@ def test_staging_concatenates_categorical_and_plain_text_frames():
     b = pd.DataFrame({"person_id": ["p3"], "v": [4]})  # a reader that built plain strings
     c = pd.DataFrame({"person_id": pd.Categorical(["p4"] * 200 + [f"q{i}" for i in range(200)]), "v": range(400)})
     for frames in ([a, c], [a, b, c], [b, a]):
-        table = _concat_arrow(frames)
-        assert table.column("person_id").to_pylist() == [x for f in frames for x in f["person_id"].astype(str)]
+        table = _concat_arrow(frames).to_pandas()
+        rows = pd.concat([f.assign(person_id=f["person_id"].astype(str)) for f in frames], ignore_index=True)
+        # the same rows, clustered by person, each person's rows in their original order
+        expected = rows.sort_values("person_id", kind="stable", ignore_index=True)
+        assert table["person_id"].astype(str).tolist() == expected["person_id"].tolist()
+        assert table["v"].tolist() == expected["v"].tolist()

@@ -5,6 +5,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import explorer
 from explorer.jobs import RefreshBusy, person_bucket, refresh
@@ -49,9 +51,22 @@ def test_person_bucket_is_stable_uniform_and_matches_sql():
     ids = [f"{i:032x}" for i in range(0, 2**32, 2**32 // 997)][:997]
     sql = duckdb.execute(f"SELECT {bucket_sql('p')} FROM (SELECT unnest(?) AS p)", [ids]).fetchall()
     assert [b for (b,) in sql] == [person_bucket(p) for p in ids]
-    assert person_bucket("ffffffff" + "0" * 24) == 0xFFFFFFFF % N_BUCKETS  # a fixed formula, not Python's salted hash
+    assert person_bucket("ffffffff" + "0" * 24) == N_BUCKETS - 1  # a fixed formula, not Python's salted hash
+    assert person_bucket("08000000" + "0" * 24) == 1 and person_bucket("07ffffff" + "f" * 24) == 0
     counts = np.bincount([person_bucket(p) for p in make_persons(3200)["person_id"]], minlength=N_BUCKETS)
     assert counts.min() > 50 and counts.max() < 150  # HMAC-like ids spread evenly
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.lists(st.integers(0, N_BUCKETS - 1), min_size=1, max_size=6, unique=True))
+def test_bucket_ranges_select_exactly_the_bucket(raw, buckets):
+    import duckdb
+
+    from explorer.jobs.steps import buckets_where
+
+    pid = raw.hex()
+    inside = duckdb.execute(f"SELECT {buckets_where(buckets, 'p')} FROM (SELECT ? AS p)", [pid]).fetchall()[0][0]
+    assert inside == (person_bucket(pid) in buckets)
 
 
 def test_steps_run_after_the_steps_whose_outputs_they_read():

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -513,28 +514,41 @@ def _process(job, settings, reference) -> dict:
 
 
 def _concat_arrow(frames: list[pd.DataFrame]) -> pa.Table:
-    """Frames as one Arrow table. Categorical columns (pseudonyms, source files) stay dictionary
-    encoded, each frame with its own dictionary (pandas would turn categoricals with different
-    categories into millions of Python strings), unless another frame of the batch holds the same
-    column as plain text: then both become plain strings. Parquet stores either as strings."""
+    """Frames as one Arrow table, rows clustered by ``person_id``.
+
+    Categorical columns (pseudonyms, source files) stay dictionary encoded, each frame with its
+    own dictionary (pandas would turn categoricals with different categories into millions of
+    Python strings); a frame holding the same column as plain text is encoded to match. Parquet
+    stores either as strings. Sorting by person (stable, so each person's rows keep their order)
+    gives every row group a narrow range of pseudonyms, which a query or a refresh task reading
+    one range of persons skips to by the row groups' statistics; the sort runs on small integer
+    ranks of the dictionaries, not on the strings.
+    """
     tables = [pa.Table.from_pandas(frame, preserve_index=False) for frame in frames]
-    kinds: dict[str, set[bool]] = {}
-    for table in tables:
-        for column in table.schema:
-            kinds.setdefault(column.name, set()).add(pa.types.is_dictionary(column.type))
+    encoded = {c.name for t in tables for c in t.schema if pa.types.is_dictionary(c.type)}
+    target = pa.dictionary(pa.int32(), pa.string())
     out = []
     for table in tables:
         for i, column in enumerate(table.schema):
-            if not pa.types.is_dictionary(column.type):
-                continue
-            if kinds[column.name] == {True}:
-                target = pa.dictionary(pa.int32(), column.type.value_type)  # one index width for every frame
-            else:
-                target = pa.string()
-            if column.type != target:
-                table = table.set_column(i, pa.field(column.name, target), table.column(i).cast(target))
+            if column.name in encoded and column.type != target:
+                data = table.column(i)
+                if not pa.types.is_dictionary(column.type):
+                    data = pc.dictionary_encode(data.cast(pa.string()))
+                table = table.set_column(i, pa.field(column.name, target), data.cast(target))
         out.append(table)
-    return pa.concat_tables(out, promote_options="permissive")
+    table = pa.concat_tables(out, promote_options="permissive")
+    if "person_id" in encoded and table.num_rows > 1:
+        chunks = table.column("person_id").chunks
+        values = sorted({v for chunk in chunks for v in chunk.dictionary.to_pylist() if v is not None})
+        rank_of = {v: k for k, v in enumerate(values)}
+        ranks = np.concatenate([
+            np.append(np.array([rank_of.get(v, len(values)) for v in chunk.dictionary.to_pylist()], dtype="int64"),
+                      len(values))[chunk.indices.fill_null(len(chunk.dictionary)).to_numpy(zero_copy_only=False)]
+            for chunk in chunks])
+        order = np.argsort(ranks, kind="stable")
+        if (order[1:] < order[:-1]).any():  # not already in order
+            table = table.take(pa.array(order))
+    return table
 
 
 def _stage(tables: dict[str, list[pd.DataFrame]], quarantined: list[pd.DataFrame], staging: Path, tag: str):

@@ -311,8 +311,16 @@ def _all_partitions(step: RefreshStep, n_tasks: int) -> list[Partition]:
 
 
 def _split(values: list, n: int) -> list[list]:
+    """``values`` in at most ``n`` contiguous, nearly equal runs (a run of buckets is one range of
+    pseudonyms, which a task reads by skipping the row groups of all others)."""
     n = max(1, min(n, len(values)))
-    return [values[k::n] for k in range(n)]
+    size, extra = divmod(len(values), n)
+    out, start = [], 0
+    for k in range(n):
+        end = start + size + (k < extra)
+        out.append(values[start:end])
+        start = end
+    return out
 
 
 def _record(lake, run_id: str, where: str, step: RefreshStep, outcome: StepOutcome, started: datetime) -> None:

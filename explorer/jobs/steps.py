@@ -32,17 +32,27 @@ N_BUCKETS = 32  # part of the output layout: changing it means a full refresh
 
 
 def person_bucket(person_id: str, n_buckets: int = N_BUCKETS) -> int:
-    """Stable bucket of a pseudonym: its first 32 bits (hex) modulo ``n_buckets``.
+    """Stable bucket of a pseudonym: where its first 32 bits (8 hex digits) fall when that range
+    is cut into ``n_buckets`` equal slices, ``floor(int(person_id[:8], 16) * n_buckets / 2**32)``.
 
-    Pseudonyms are HMAC-SHA256 hex digests, so their leading bits are uniform and a bucket is the
-    same on every machine and in every release (Python's ``hash`` is salted per process).
+    Pseudonyms are HMAC-SHA256 hex digests, so buckets are evenly filled, the same on every
+    machine and in every release (Python's ``hash`` is salted per process), and each bucket is
+    one contiguous range of pseudonyms: a task reading a bucket can skip every Parquet row group
+    whose person_id statistics lie outside it (ingest writes rows clustered by person_id).
     """
-    return int(person_id[:8], 16) % n_buckets
+    return (int(person_id[:8], 16) * n_buckets) >> 32
 
 
 def bucket_sql(column: str = "person_id", n_buckets: int = N_BUCKETS) -> str:
     """:func:`person_bucket` as a DuckDB expression."""
-    return f"CAST(CAST('0x' || substr({column}, 1, 8) AS UBIGINT) % {int(n_buckets)} AS INTEGER)"
+    return f"CAST((CAST('0x' || substr({column}, 1, 8) AS UBIGINT) * {int(n_buckets)}) >> 32 AS INTEGER)"
+
+
+def bucket_bounds(bucket: int, n_buckets: int = N_BUCKETS) -> tuple[str, str | None]:
+    """The pseudonyms of ``bucket``: ``low <= person_id < high`` (high None for the last bucket)."""
+    low = f"{-(-(bucket << 32) // n_buckets):08x}"  # the first 8-hex prefix in the bucket
+    high = None if bucket + 1 >= n_buckets else f"{-(-((bucket + 1) << 32) // n_buckets):08x}"
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -72,21 +82,35 @@ class Partition:
                 days = ", ".join(f"DATE '{d.isoformat()}'" for d in self.days)
                 clauses.append(f"CAST({time_column} AS DATE) IN ({days})")
         if self.buckets is not None:
-            clauses.append(f"{bucket_sql(person_column)} IN ({', '.join(str(b) for b in self.buckets)})")
+            clauses.append(buckets_where(self.buckets, person_column))
         return " AND ".join(clauses) or "TRUE"
+
+
+def buckets_where(buckets, person_column: str = "person_id") -> str:
+    """SQL selecting the pseudonyms of ``buckets`` as ranges of ``person_column`` (which Parquet
+    statistics can prune), one range per run of consecutive buckets."""
+    ranges = []
+    for first, last in _runs(sorted(buckets)):
+        low, _ = bucket_bounds(first)
+        _, high = bucket_bounds(last)
+        ranges.append(f"({person_column} >= '{low}'" + (f" AND {person_column} < '{high}')" if high else ")"))
+    return "(" + " OR ".join(ranges) + ")" if ranges else "FALSE"
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """``[0, 1, 2, 5, 7, 8]`` as ``[(0, 2), (5, 5), (7, 8)]``."""
+    runs = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs
 
 
 def _ranges(values) -> str:
     """``[0, 1, 2, 5, 7, 8]`` as ``0-2,5,7-8``."""
-    values = sorted(values)
-    spans, start, previous = [], values[0], values[0]
-    for value in values[1:] + [None]:
-        if value is not None and value == previous + 1:
-            previous = value
-            continue
-        spans.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = value
-    return ",".join(spans)
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in _runs(sorted(values)))
 
 
 class RefreshStep:
