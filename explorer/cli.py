@@ -244,7 +244,7 @@ def cmd_demo(args) -> int:
     figures = run_demo(lake, participants=args.participants, days=args.days, seed=args.seed)
     print("\nNext: `explorer catalog` lists every dataset; `explorer catalog heart_rate_minute` shows one;"
           " `explorer sql \"SELECT ...\"` queries them.")
-    return 0 if figures["verified"] and not figures["ingest"].errors else 1
+    return 0 if figures["verified"] and not figures["ingest"].errors and not figures["refresh"].failed else 1
 
 
 # ---------------------------------------------------------------------------------------- parser
@@ -408,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description=textwrap.dedent("""\
         Write a small synthetic cohort (with its documented faults) beside the lake, ingest it
         (originals kept, formats detected, rows validated, identifiers pseudonymised with a demo
-        key kept beside the lake, bad rows and files quarantined with reasons), run a person-day
-        query with a bound parameter, trace lineage and verify every checksum."""))
+        key kept beside the lake, bad rows and files quarantined with reasons), refresh the
+        aggregate tables on a local Dask cluster, run a person-day query with a bound parameter,
+        trace lineage and verify every checksum."""))
     p.add_argument("--participants", type=int, default=20, help="participants (default 20)")
     p.add_argument("--days", type=int, default=7, help="days of minute-level data (default 7)")
     p.add_argument("--seed", type=int, default=0)

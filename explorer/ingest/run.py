@@ -382,6 +382,11 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         superseded = sorted({sha for shas in supersedes.values() for sha in shas})
         versions = {}
         replaced = _tables_holding(lake, superseded)  # a correction may no longer feed a table
+        # rows of this ingest's own files already in a table mean an earlier run of the same files
+        # stopped between its table commits (they are recorded in ingest_file only at the end):
+        # they are replaced in the same commit, never doubled, so running the ingest again completes it
+        for table, shas in _tables_holding(lake, sorted(accepted)).items():
+            replaced[table] = sorted(set(replaced.get(table, [])) | set(shas))
         for table in sorted(set(replaced) - set(staged)):
             versions[table] = lake.write(table, pa.schema(lake.delta(table).schema().to_arrow()).empty_table(), mode="append",
                                          inputs=sorted(f"raw:{new}" for new, old in supersedes.items() if set(old) & set(replaced[table])),
@@ -476,7 +481,8 @@ def _tables_holding(lake, shas: list[str]) -> dict[str, list[str]]:
     for table in lake.tables():
         if table in (INGEST_FILE, QUARANTINE) or "source_file" not in pa.schema(lake.delta(table).schema().to_arrow()).names:
             continue
-        rows = lake.sql(f"SELECT DISTINCT source_file FROM {table} WHERE list_contains(?, source_file)", [shas])
+        rows = lake.sql(f"SELECT DISTINCT source_file FROM {table} WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+                        [shas])
         if len(rows):
             found[table] = sorted(rows["source_file"])
     return found

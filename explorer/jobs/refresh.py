@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import time
 import traceback
@@ -33,6 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from explorer.errors import ExplorerError, shorten
 from explorer.jobs import changes as changes_module
@@ -130,6 +133,9 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         yield client, f"LocalCluster({n} workers)"
 
 
+_LAKES: dict[str, object] = {}
+
+
 def compute_partition(root: str, step_name: str, versions: dict[str, int], partition: Partition) -> pd.DataFrame:
     """One task: the step's rows for one partition, read from the inputs pinned at ``versions``."""
     import duckdb
@@ -137,7 +143,9 @@ def compute_partition(root: str, step_name: str, versions: dict[str, int], parti
     import explorer
     from explorer.jobs.steps import step
 
-    lake = explorer.open(root)
+    lake = _LAKES.get(root)
+    if lake is None:  # a worker lives for many tasks and runs: open the lake (and its pinned snapshots) once
+        lake = _LAKES[root] = explorer.open(root)
     threads = 1
     try:
         from distributed import get_worker
@@ -210,8 +218,7 @@ def _last_inputs(lake, step: RefreshStep) -> dict[str, int] | None:
     """Input versions the output's latest commit was made from (None: no output yet)."""
     if not lake.has_table(step.output):
         return None
-    history = lake.versions(step.output)
-    refs = history["inputs"].iloc[-1]
+    refs = lake.versions(step.output, limit=1)["inputs"].iloc[-1]
     out = {}
     for ref in refs:
         table, _, version = ref.rpartition("@")
@@ -291,6 +298,12 @@ def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, i
         days |= {d for _, d in found.bucket_days}
     if not buckets:
         return None, None, ""
+    if step.partition == "person_bucket_day":
+        # the share of the output being recomputed sets how many tasks are worth their start-up:
+        # one new day out of ninety is one task, not one per worker
+        known_days = _output_days(lake, step) or len(days)
+        share = len(buckets) / N_BUCKETS * min(1.0, len(days) / max(1, known_days))
+        n_tasks = max(1, min(n_tasks, math.ceil(n_tasks * share * 4)))
     groups = _split(sorted(buckets), n_tasks)
     if step.partition == "person_bucket_day":
         ordered_days = tuple(sorted(days))
@@ -302,6 +315,16 @@ def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, i
         return partitions, f"person_bucket IN ({', '.join(map(str, sorted(buckets)))}) AND date IN ({day_list})", described
     partitions = [Partition(buckets=tuple(g)) for g in groups]
     return partitions, f"person_bucket IN ({', '.join(map(str, sorted(buckets)))})", Partition(buckets=tuple(sorted(buckets))).describe()
+
+
+def _output_days(lake, step: RefreshStep) -> int:
+    """Distinct days in the step's output, from its commit statistics (min and max date)."""
+    try:
+        actions = pa.table(lake.delta(step.output).get_add_actions(flatten=True))
+        low, high = pc.min(actions["min.date"]).as_py(), pc.max(actions["max.date"]).as_py()
+    except Exception:  # no statistics: plan as if everything changed
+        return 0
+    return (high - low).days + 1 if low and high else 0
 
 
 def _all_partitions(step: RefreshStep, n_tasks: int) -> list[Partition]:

@@ -101,6 +101,7 @@ class Lake:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._registered: dict[str, int] = {}
         self._delta: dict[str, DeltaTable] = {}
+        self._pinned: dict[tuple[str, int], DeltaTable] = {}  # snapshots of fixed versions, loaded once
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r}, tables={self.tables()})"
@@ -144,7 +145,14 @@ class Lake:
                 else:
                     cached.update_incremental()
                 return cached
-            return DeltaTable(str(path), version=int(version))
+            key = (name, int(version))
+            pinned = self._pinned.get(key)
+            if pinned is None:  # a version never changes: its snapshot is loaded once per Lake
+                pinned = DeltaTable(str(path), version=int(version))
+                if len(self._pinned) >= 64:
+                    self._pinned.pop(next(iter(self._pinned)))
+                self._pinned[key] = pinned
+            return pinned
         except DeltaTableNotFound:
             raise self._missing(name) from None
         except Exception as exc:  # deltalake raises generic errors for an unknown version
@@ -500,13 +508,13 @@ class Lake:
         names = referenced_tables(query)
         return sorted(present if names is None else names & present)
 
-    def versions(self, name: str) -> pd.DataFrame:
-        """History of ``name``: one row per version, oldest first.
+    def versions(self, name: str, limit: int | None = None) -> pd.DataFrame:
+        """History of ``name``: one row per version, oldest first (only the newest ``limit``).
 
         Columns: version, timestamp (UTC), operation, mode, rows_added, files_added, inputs, user.
         """
         rows = []
-        for entry in self.delta(name).history():
+        for entry in self.delta(name).history(limit):
             metrics = entry.get("operationMetrics") or {}
             rows.append({
                 "version": int(entry["version"]),
