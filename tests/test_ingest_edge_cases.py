@@ -238,3 +238,18 @@ def test_staging_concatenates_categorical_and_plain_text_frames():
         expected = rows.sort_values("person_id", kind="stable", ignore_index=True)
         assert table["person_id"].astype(str).tolist() == expected["person_id"].tolist()
         assert table["v"].tolist() == expected["v"].tolist()
+
+
+def test_an_ingest_stopped_between_its_table_commits_completes_on_the_next_run(lake, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "res.csv").write_text("person_id,start_date,end_date,latitude,longitude\n1,2020-01-01,,39.7,-104.9\n")
+    (folder / "hr.csv").write_text("person_id,datetime,heart_rate_value\n1,2024-05-01 08:00:00,60\n1,2024-05-01 08:01:00,61\n")
+    first = lake.ingest(folder)
+    # as if the process died after the table commits but before ingest_file recorded the files
+    empty = lake.sql("SELECT * FROM ingest_file WHERE false")
+    lake.write("ingest_file", empty, mode="overwrite", replace_where=f"ingest_id = '{first.ingest_id}'")
+    second = lake.ingest(folder)
+    assert second.count("accepted") == 2  # not recognised as done: it never finished
+    assert len(lake.sql("SELECT * FROM heart_rate_minute")) == 2 and len(lake.sql("SELECT * FROM residence")) == 1
+    assert lake.ingest(folder).count("skipped") == 2
