@@ -207,3 +207,17 @@ def test_partition_where_selects_its_days_and_buckets():
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("15m", 900), ("1h", 3600), ("1d", 86400), ("30", 30)])
 def test_parse_interval(text, seconds):
     assert parse_interval(text) == seconds
+
+
+def test_changes_from_log_statistics_cover_every_changed_row(tmp_path, monkeypatch):
+    from explorer.jobs import changes as changes_module
+
+    lake = small_lake(tmp_path / "lake", n=20, days=2)
+    lake.write("steps_minute", make_steps_minutes(20, 1, 3, start="2024-06-05").iloc[::11])
+    exact = None
+    with monkeypatch.context() as patch:  # what reading the changed files themselves gives
+        patch.setattr(changes_module, "_from_statistics", lambda *args: None)
+        exact = changes_module.changes(lake.table_path("steps_minute"), 0, 1, time_column="datetime")
+    fast = changes_module.changes(lake.table_path("steps_minute"), 0, 1, time_column="datetime")
+    assert exact.bucket_days and exact.bucket_days <= fast.bucket_days  # a superset, never fewer
+    assert {d for _, d in fast.bucket_days} == {pd.Timestamp("2024-06-05").date()}  # the one new day only
