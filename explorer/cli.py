@@ -147,7 +147,8 @@ def cmd_ingest(args) -> int:
 
     lake = _lake(args)
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
-                         progress=Progress("ingest"), quality=not args.no_quality)
+                         progress=Progress("ingest"), quality=not args.no_quality,
+                         retry_quarantined=args.retry_quarantined)
     print(report)
     print("Per-file outcomes: `explorer sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
           "and original values: table quarantine_row (steward tier); data-quality report: `explorer quality`.")
@@ -317,9 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         FHIR bulk NDJSON Patient files (these reference files are read first), All of Us Fitbit
         CSV tables, Fitbit personal-export JSON, lab CSV long and wide, FHIR R4 Bundles and
         bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, area-index CSV
-        (`explorer catalog` lists the tables they fill). A file with the same name as one
-        ingested before but new content is a correction: its rows replace the earlier file's
-        in one new table version; the earlier version stays readable.
+        (`explorer catalog` lists the tables they fill). A file at the same path as one
+        ingested before but with new content is a correction: its rows replace the earlier
+        file's in one new table version; the earlier version stays readable.
 
         After the commits, the data-quality report of the new rows is stored in dq_result and
         summarised (see `explorer quality`); --no-quality skips it.
@@ -334,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-time-zone", default=None, metavar="ZONE",
                    help="IANA zone for people without a residence history (e.g. America/Denver)")
     p.add_argument("--no-quality", action="store_true", help="skip the data-quality report (run `explorer quality` later)")
+    p.add_argument("--retry-quarantined", action="store_true",
+                   help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
     p.set_defaults(func=cmd_ingest)
 
     p = commands.add_parser("quality", help="data-quality report of an ingest (OHDSI DQD style)", formatter_class=fmt,

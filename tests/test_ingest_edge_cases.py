@@ -253,3 +253,47 @@ def test_an_ingest_stopped_between_its_table_commits_completes_on_the_next_run(l
     assert second.count("accepted") == 2  # not recognised as done: it never finished
     assert len(lake.sql("SELECT * FROM heart_rate_minute")) == 2 and len(lake.sql("SELECT * FROM residence")) == 1
     assert lake.ingest(folder).count("skipped") == 2
+
+
+def test_next_months_folder_with_the_same_file_names_is_a_delivery_not_a_correction(lake, tmp_path):
+    header = "participant_id,specimen_collected,loinc_code,result,unit\n"
+    for month, value in (("2024-01", 90), ("2024-02", 95)):
+        (tmp_path / month).mkdir()
+        (tmp_path / month / "labs.csv").write_text(header + f"1,{month}-05 08:00,2345-7,{value},mg/dL\n")
+        lake.ingest(tmp_path / month)
+    assert sorted(lake.sql("SELECT value_as_number FROM measurement")["value_as_number"]) == [90, 95]
+
+
+def test_a_correction_taken_back_restores_the_first_delivery(lake, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    labs = folder / "labs.csv"
+    header = "participant_id,specimen_collected,loinc_code,result,unit\n"
+    first, second = header + "1,2020-01-02 08:00,2345-7,90,mg/dL\n", header + "1,2020-01-02 08:00,2345-7,99,mg/dL\n"
+    for text, expected in ((first, [90]), (second, [99]), (first, [90])):  # A, then B, then A again
+        labs.write_text(text)
+        lake.ingest(folder)
+        assert lake.sql("SELECT value_as_number FROM measurement")["value_as_number"].tolist() == expected
+
+
+def test_identical_fitbit_day_files_of_two_people_in_two_ingests_are_both_kept(lake, tmp_path):
+    day = json.dumps([{"dateTime": "08/15/24 00:00:00", "value": "0"}, {"dateTime": "08/15/24 00:01:00", "value": "5"}])
+    for export, participant in (("exportA", "1000001"), ("exportB", "1000002")):
+        target = tmp_path / export / participant / "Physical Activity"
+        target.mkdir(parents=True)
+        (target / "steps-2024-08-15.json").write_text(day)
+        lake.ingest(tmp_path / export)
+    people = lake.sql("SELECT person_id, count(*) AS n FROM steps_minute GROUP BY ALL")
+    assert sorted(people["n"]) == [2, 2]  # the second ingest did not take the first person's rows for its own
+
+
+def test_retry_quarantined_reads_a_wide_lab_file_once_its_mapping_arrived(lake, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "panel.csv").write_text("participant_id,specimen_collected,GLU\n1,2021-03-01 08:00,90\n")
+    lake.ingest(folder)
+    assert not lake.has_table("measurement")
+    (folder / "mapping.csv").write_text("column_name,loinc_code,unit\nGLU,2345-7,mg/dL\n")
+    assert lake.ingest(folder).count("skipped") == 1  # without the flag, a quarantined file stays as it was
+    lake.ingest(folder, retry_quarantined=True)
+    assert lake.sql("SELECT value_as_number FROM measurement")["value_as_number"].tolist() == [90]

@@ -282,11 +282,14 @@ class Reference:
 
 
 def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
-           now: datetime | None = None, workers: int | None = None, quality: bool = True) -> IngestReport:
+           now: datetime | None = None, workers: int | None = None, quality: bool = True,
+           retry_quarantined: bool = False) -> IngestReport:
     """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes.
 
     With ``quality`` (the default) the data-quality report of the rows this ingest added is
     computed after the commits and stored in ``dq_result`` (:mod:`explorer.ingest.quality`).
+    With ``retry_quarantined``, files quarantined whole before are read again (a wide lab file
+    whose mapping, or an Observation file whose Patient file, has arrived since).
     """
     path = Path(path)
     pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file)  # refuse before touching anything
@@ -301,9 +304,11 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
     try:
         files, ignored = _walk(path)
         files, containers = _expand_zips(files, scratch)
-        done_before = _already_ingested(lake)
+        done_before = _already_ingested(lake, retry_quarantined)
         earlier = _earlier_deliveries(lake)
-        supersedes: dict[str, list[str]] = {}  # new sha -> shas of earlier files of the same name
+        recorded = _recorded_shas(lake)
+        supersedes: dict[str, list[str]] = {}  # new sha -> shas of earlier files at the same path
+        where = {name: _source_path(path, name) for _file, name in files}
         stored, outcomes, seen = [], [], {}
         for k, (file, name) in enumerate(files, 1):
             raw = lake.raw.store(file, name)
@@ -312,16 +317,20 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         plan = []
         for (file, name), raw in zip(files, stored):
             identity = (raw.sha256, _path_identity(name))
+            latest, delivered = earlier.get(where[name], (None, set()))
+            # new content at a path delivered before is a correction, even if it is an older
+            # version coming back (A, then B, then A again: A is what the source says now)
+            correction = latest is not None and latest != raw.sha256
             if name in containers and not containers[name].startswith("damaged"):
                 outcomes.append(FileOutcome(name, raw.sha256, "unpacked", "zip", containers[name]))
-            elif identity in done_before:
+            elif identity in done_before and not correction:
                 outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"already ingested ({done_before[identity]})"))
             elif identity in seen:
                 outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"same content as {seen[identity]} in this ingest"))
             else:
                 seen[identity] = name
-                if earlier.get(name, set()) - {raw.sha256}:
-                    supersedes[raw.sha256] = sorted(earlier[name] - {raw.sha256})
+                if correction:
+                    supersedes[raw.sha256] = sorted(delivered - {raw.sha256})
                 with raw.path.open("rb") as handle:
                     head = handle.read(HEAD_BYTES)
                 candidates = [(r, r.sniff(raw.path, head)) for r in readers]
@@ -385,9 +394,10 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         # rows of this ingest's own files already in a table mean an earlier run of the same files
         # stopped between its table commits (they are recorded in ingest_file only at the end):
         # they are replaced in the same commit, never doubled, so running the ingest again completes it
-        for table, shas in _tables_holding(lake, sorted(accepted)).items():
+        unrecorded = sorted(accepted - recorded)  # the same bytes recorded before are another person's file
+        for table, shas in _tables_holding(lake, unrecorded, include_quarantine=True).items():
             replaced[table] = sorted(set(replaced.get(table, [])) | set(shas))
-        for table in sorted(set(replaced) - set(staged)):
+        for table in sorted(set(replaced) - set(staged) - ({QUARANTINE} if quarantine_parts else set())):
             versions[table] = lake.write(table, pa.schema(lake.delta(table).schema().to_arrow()).empty_table(), mode="append",
                                          inputs=sorted(f"raw:{new}" for new, old in supersedes.items() if set(old) & set(replaced[table])),
                                          operation=f"ingest {ingest_id}", supersede=replaced[table])
@@ -407,7 +417,7 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             rows = rows.rename(columns={"_row": "row_number", "table": "target_table"}).assign(ingest_id=ingest_id)
             rows["row_number"] = rows["row_number"].astype("int64")
             versions[QUARANTINE] = lake.write(QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}),
-                                              operation=f"ingest {ingest_id}")
+                                              operation=f"ingest {ingest_id}", supersede=replaced.get(QUARANTINE, ()))
         for outcome in outcomes:
             if outcome.sha256 in supersedes and outcome.status != "skipped":
                 note = "supersedes the earlier delivery " + ", ".join(s[:12] for s in supersedes[outcome.sha256])
@@ -415,7 +425,8 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         received = [o for o in outcomes if o.status != "skipped"]
         if received:  # a run that only found files already ingested changes no table
             versions[INGEST_FILE] = lake.write(INGEST_FILE, pd.DataFrame([{
-                "ingest_id": ingest_id, "sha256": o.sha256, "source_name": o.source_name, "format": o.format,
+                "ingest_id": ingest_id, "sha256": o.sha256, "source_name": o.source_name,
+                "source_path": where.get(o.source_name), "format": o.format,
                 "status": o.status, "reason": o.reason, "rows_read": o.rows_read, "rows_accepted": o.rows_accepted,
                 "rows_quarantined": o.rows_quarantined, "ingested_at": now} for o in outcomes]),
                 inputs=sorted({f"raw:{o.sha256}" for o in outcomes}), operation=f"ingest {ingest_id}")
@@ -450,36 +461,57 @@ def _path_identity(name: str) -> str | None:
     return participant_of(name)
 
 
-def _already_ingested(lake) -> dict[tuple, str]:
+def _already_ingested(lake, retry_quarantined: bool = False) -> dict[tuple, str]:
     if not lake.has_table(INGEST_FILE):
         return {}
-    done = lake.sql(f"SELECT sha256, source_name, ingest_id FROM {INGEST_FILE} "
-                    "WHERE status IN ('accepted', 'quarantined', 'unpacked')")
+    statuses = "('accepted', 'unpacked')" if retry_quarantined else "('accepted', 'quarantined', 'unpacked')"
+    done = lake.sql(f"SELECT sha256, source_name, ingest_id FROM {INGEST_FILE} WHERE status IN {statuses}")
     out: dict[tuple, str] = {}
     for sha, name, ingest_id in done.itertuples(index=False):
         out.setdefault((sha, _path_identity(name)), ingest_id)
     return out
 
 
-def _earlier_deliveries(lake) -> dict[str, set[str]]:
-    """Source name -> the content hashes delivered under it before, whose rows a corrected file
-    of the same name replaces."""
-    if not lake.has_table(INGEST_FILE):
+def _source_path(root: Path, name: str) -> str:
+    """Where a file was ingested from, absolute (``archive.zip!member`` for a zip member): the
+    identity of a source location, so a later file there with new content corrects this one,
+    while next month's folder with the same file names is a delivery of its own."""
+    head, bang, member = name.partition("!")
+    base = root / head if root.is_dir() and not _is_zarr_folder(root) else Path(head)
+    return str(base.resolve()) + bang + member
+
+
+def _earlier_deliveries(lake) -> dict[str, tuple[str, set[str]]]:
+    """Source path -> (the content hash accepted there last, every hash accepted there): a file
+    at the same path with other content is a correction and replaces their rows."""
+    if not lake.has_table(INGEST_FILE) or "source_path" not in pa.schema(lake.delta(INGEST_FILE).schema().to_arrow()).names:
         return {}
-    done = lake.sql(f"SELECT source_name, sha256 FROM {INGEST_FILE} WHERE status = 'accepted'")
-    out: dict[str, set[str]] = {}
-    for name, sha in done.itertuples(index=False):
-        out.setdefault(name, set()).add(sha)
+    done = lake.sql(f"SELECT source_path, sha256 FROM {INGEST_FILE} WHERE status = 'accepted' AND source_path IS NOT NULL "
+                    "ORDER BY ingested_at, ingest_id")
+    out: dict[str, tuple[str, set[str]]] = {}
+    for path, sha in done.itertuples(index=False):
+        out[path] = (sha, out.get(path, (None, set()))[1] | {sha})
     return out
 
 
-def _tables_holding(lake, shas: list[str]) -> dict[str, list[str]]:
-    """Unified tables that hold rows of the given raw files, with the files found in each."""
+def _recorded_shas(lake) -> set[str]:
+    """Every content hash ingest_file knows, whatever became of it."""
+    if not lake.has_table(INGEST_FILE):
+        return set()
+    return set(lake.sql(f"SELECT DISTINCT sha256 FROM {INGEST_FILE}")["sha256"])
+
+
+def _tables_holding(lake, shas: list[str], include_quarantine: bool = False) -> dict[str, list[str]]:
+    """Tables that hold rows of the given raw files, with the files found in each. Keyed tables
+    (person, wearable_day_zone, ...) are left out: their rows are replaced by key on upsert, and
+    a key another file still supports must not be deleted with the file that wrote it last."""
     if not shas:
         return {}
     found = {}
     for table in lake.tables():
-        if table in (INGEST_FILE, QUARANTINE) or "source_file" not in pa.schema(lake.delta(table).schema().to_arrow()).names:
+        entry = lake.catalog.get(table)
+        if table == INGEST_FILE or (table == QUARANTINE and not include_quarantine) or (entry is not None and entry.primary_key) \
+                or "source_file" not in pa.schema(lake.delta(table).schema().to_arrow()).names:
             continue
         rows = lake.sql(f"SELECT DISTINCT source_file FROM {table} WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))",
                         [shas])

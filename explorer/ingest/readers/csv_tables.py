@@ -315,7 +315,7 @@ class LabWideCsvReader(CsvTableReader):
         unmapped = [c for c in results if c not in mapping]
         if unmapped:
             raise ReaderError(f"column(s) {shorten(', '.join(unmapped), 200)} have no mapping; deliver a mapping file "
-                              "(column_name,loinc_code,unit[,test_name]) with them, then ingest this file again")
+                              "(column_name,loinc_code,unit[,test_name]) with them, then ingest again with --retry-quarantined")
         cells = frame.rename(columns={"_row": "source_row"}).melt(
             id_vars=["source_row", *self.keys], value_vars=results, var_name="column_name", value_name="result")
         cells = cells[cells["result"].notna()].sort_values(["source_row", "column_name"], kind="stable", ignore_index=True)

@@ -258,7 +258,8 @@ class FhirNdjsonReader(Reader):
         person = links.get(patient_ref_key(context, reference.removeprefix("Patient/")))
         if person is None:
             raise ValueError(f"subject {reference} is not a Patient delivered to this lake; ingest the export's "
-                             "Patient file with it (or before it)")
+                             "Patient file with it or before it (a file none of whose lines could be read is read again "
+                             "by ingest --retry-quarantined)")
         yield resource_row(kind, n, resource, person, reference, context)
 
 
