@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import textwrap
@@ -146,6 +147,8 @@ def cmd_ingest(args) -> int:
     from explorer.progress import Progress
 
     lake = _lake(args)
+    if args.fhir_server:
+        os.environ["EXPLORER_FHIR_SERVER"] = args.fhir_server  # read by the readers, in this process and its workers
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
                          retry_quarantined=args.retry_quarantined)
@@ -335,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-time-zone", default=None, metavar="ZONE",
                    help="IANA zone for people without a residence history (e.g. America/Denver)")
     p.add_argument("--no-quality", action="store_true", help="skip the data-quality report (run `explorer quality` later)")
+    p.add_argument("--fhir-server", default=None, metavar="URL",
+                   help="base URL of the FHIR server a bulk export came from; Patient ids are unique per server "
+                        "(default $EXPLORER_FHIR_SERVER, else one server for the whole lake)")
     p.add_argument("--retry-quarantined", action="store_true",
                    help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
     p.set_defaults(func=cmd_ingest)

@@ -297,3 +297,30 @@ def test_retry_quarantined_reads_a_wide_lab_file_once_its_mapping_arrived(lake, 
     assert lake.ingest(folder).count("skipped") == 1  # without the flag, a quarantined file stays as it was
     lake.ingest(folder, retry_quarantined=True)
     assert lake.sql("SELECT value_as_number FROM measurement")["value_as_number"].tolist() == [90]
+
+
+@pytest.mark.parametrize("zone, day, shift, change", [
+    ("America/Santiago", "2024-09-08", 60, "2024-09-08 00:00"),  # clocks go forward at midnight
+    ("America/Santiago", "2024-04-06", -60, "2024-04-07 00:00"),  # and back at midnight, read on the old clock
+    ("America/Havana", "2024-03-10", 60, "2024-03-10 00:00"),
+])
+def test_clock_changes_at_midnight(zone, day, shift, change):
+    from explorer.ingest.checks import clock_change
+
+    _, _, at, size = clock_change(zone, pd.Timestamp(day))
+    assert (size, pd.Timestamp(at)) == (shift, pd.Timestamp(change))
+    previous = clock_change(zone, pd.Timestamp(day) - pd.Timedelta(days=1))
+    assert previous[3] is None  # reported on its own day only
+
+
+def test_a_garbled_residence_correction_keeps_the_time_zones_it_would_have_replaced(lake, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "res.csv").write_text("person_id,start_date,end_date,latitude,longitude\n1,2020-01-01,,39.7,-104.9\n")
+    lake.ingest(folder)
+    (folder / "res.csv").write_text("person_id,start_date,end_date,latitude,longitude\n1,2020-01-01,,999,-104.9\n")
+    (folder / "hr.csv").write_text("person_id,datetime,heart_rate_value\n1,2024-03-10 02:15:00,60\n1,2024-03-10 04:00:00,61\n")
+    lake.ingest(folder)
+    assert lake.sql("SELECT time_zone FROM wearable_day_zone")["time_zone"].tolist() == ["America/Denver"]
+    assert "does not exist in America/Denver" in lake.sql("SELECT reason FROM quarantine_row WHERE target_table = "
+                                                          "'heart_rate_minute'")["reason"].item()

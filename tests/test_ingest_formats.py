@@ -236,3 +236,31 @@ def test_weather_station_values_in_si_and_unknown_units_quarantined(lake, tmp_pa
     reasons = lake.sql("SELECT reason FROM quarantine_row ORDER BY row_number")["reason"].tolist()
     assert "units: not a unit for TMAX" in reasons[0] and "element: expected one of" in reasons[1]
     assert_nothing_lost(lake)
+
+
+def test_parquet_values_that_do_not_fit_their_column_quarantine_their_row(lake, tmp_path):
+    table = pa.table({"person_id": ["1", "2", "3"], "year_of_birth": pa.array([1950, 2**40, 1960], pa.int64()),
+                      "sex_at_birth": ["female", "male", "female"]})
+    pq.write_table(table.replace_schema_metadata({"explorer.table": "person"}), tmp_path / "people.parquet")
+    big = pa.table({"person_id": ["1", "1"], "datetime": ["2024-01-01 00:00:00", "2024-01-01 00:01:00"],
+                    "steps": pa.array([3, 2**63 + 5], pa.uint64())})
+    pq.write_table(big, tmp_path / "steps.parquet")
+    report = lake.ingest(tmp_path)
+    assert not report.errors, [(f.source_name, f.reason) for f in report.errors]
+    assert sorted(lake.sql("SELECT year_of_birth FROM person")["year_of_birth"]) == [1950, 1960]
+    assert lake.sql("SELECT steps FROM steps_minute")["steps"].tolist() == [3]
+    reasons = " | ".join(lake.sql("SELECT reason FROM quarantine_row")["reason"])
+    assert "year_of_birth" in reasons and "steps" in reasons
+    assert_nothing_lost(lake)
+
+
+def test_two_fhir_servers_patient_1_are_two_people(lake, tmp_path, monkeypatch):
+    for site, participant, value in (("https://site-a.example/fhir", "1000001", 90), ("https://site-b.example/fhir", "1000002", 180)):
+        folder = tmp_path / site.split("//")[1].split(".")[0]
+        folder.mkdir()
+        ndjson(folder / "Patient.ndjson", [patient("1", participant)])
+        ndjson(folder / "Observation.ndjson", [observation("o1", "Patient/1", value)])
+        monkeypatch.setenv("EXPLORER_FHIR_SERVER", site)
+        lake.ingest(folder)
+    rows = lake.sql("SELECT person_id, value_as_number FROM measurement ORDER BY value_as_number")
+    assert rows["person_id"].tolist() == [pseudonym("1000001"), pseudonym("1000002")]

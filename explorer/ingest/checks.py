@@ -64,8 +64,11 @@ def clock_change(zone: str, day) -> tuple[int, int, datetime | None, int | None]
     midnight = datetime(day.year, day.month, day.day)
     start = midnight.replace(tzinfo=info).astimezone(timezone.utc)
     end = (midnight + timedelta(days=1)).replace(tzinfo=info).astimezone(timezone.utc)
-    before = start.astimezone(info).utcoffset()
-    after = end.astimezone(info).utcoffset()
+    # the offsets in force just before the day's first and last instants: where the clocks
+    # change at midnight (Santiago, Havana, Beirut), midnight itself is already on the new clock
+    second = timedelta(seconds=1)
+    before = (start - second).astimezone(info).utcoffset()
+    after = (end - second).astimezone(info).utcoffset()
     minutes = lambda offset: int(offset.total_seconds() // 60)  # noqa: E731
     if before == after:
         return minutes(before), minutes(after), None, None

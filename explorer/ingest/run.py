@@ -214,18 +214,25 @@ class Reference:
         self.default_zone = default_zone
 
     @classmethod
-    def from_lake(cls, lake, default_zone, excluding: list[str] = ()):
+    def from_lake(cls, lake, default_zone):
         frames = {}
         for table, columns in REFERENCE_COLUMNS.items():
-            if lake.has_table(table):  # rows of a file being corrected now do not count
-                frames[table] = [lake.sql(f"SELECT {', '.join(columns)} FROM {table} "
-                                          "WHERE NOT list_contains(?, source_file)", [list(excluding)])]
+            if lake.has_table(table):
+                frames[table] = [lake.sql(f"SELECT {', '.join(columns)}, source_file FROM {table}")]
         return cls(frames, default_zone)
 
     def add(self, tables: dict[str, pd.DataFrame]):
         for table, columns in REFERENCE_COLUMNS.items():
             if table in tables and len(tables[table]):
-                self.frames[table].append(tables[table][columns])
+                self.frames[table].append(tables[table][columns + ["source_file"]])
+
+    def exclude(self, source_files) -> None:
+        """Forget the rows of files an accepted correction has just replaced (a garbled
+        correction, quarantined, replaces nothing, so the rows it would have replaced stay)."""
+        gone = set(source_files)
+        if gone:
+            for table, frames in self.frames.items():
+                self.frames[table] = [f[~f["source_file"].astype(str).isin(gone)] for f in frames]
 
     def lab_columns(self) -> dict[str, tuple]:
         """Wide lab column name -> (loinc_code, unit, test_name); a later mapping wins."""
@@ -251,11 +258,11 @@ class Reference:
 
         when = when if hasattr(when, "dt") else pd.to_datetime(when)
         person_codes, _ = pd.factorize(person, use_na_sentinel=True)
-        day_number = when.to_numpy().astype("datetime64[D]").astype("int64")  # NaT: the smallest int64
+        day_number = when.to_numpy().astype("datetime64[D]").astype("int64")
+        day_number = np.where(when.isna().to_numpy(), 1 << 31, day_number & 0x7FFFFFFF)  # a missing time is no day
         # one integer per (person, day): hashing two int64 columns is far cheaper than strings and dates
-        codes, _ = pd.factorize(person_codes.astype("int64") * (1 << 32) + (day_number & 0xFFFFFFFF))
-        first = np.empty(codes.max() + 1 if len(codes) else 0, dtype="int64")
-        first[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row
+        codes, _ = pd.factorize(person_codes.astype("int64") * (1 << 32) + day_number)
+        _, first = np.unique(codes, return_index=True)  # each code's first row (codes count up from 0)
         distinct = pd.DataFrame({"person_id": np.asarray(person)[first],
                                  "day": when.to_numpy()[first].astype("datetime64[D]").astype(when.dtype)})
         zone_of = [self.default_zone] * len(distinct)
@@ -337,7 +344,7 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
                 plan.append((min([r.order for r, why in candidates if why is None] or [999]), name, raw, candidates))
         plan.sort(key=lambda item: (item[0], item[1]))  # residence first, then by name: deterministic
 
-        reference = Reference.from_lake(lake, default_time_zone, excluding=sorted({s for old in supersedes.values() for s in old}))
+        reference = Reference.from_lake(lake, default_time_zone)
         staged: dict[str, list[Path]] = {}
         inputs: dict[str, set[str]] = {}
         quarantine_parts: list[Path] = []
@@ -349,6 +356,8 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         results = [_process(job, settings, reference) for job in jobs[:len(first)]]
         for result in results:
             reference.add(result["reference"])
+            if result["outcome"].status == "accepted":
+                reference.exclude(supersedes.get(result["outcome"].sha256, ()))
         total_bytes = sum(raw.size_bytes for _o, _n, raw, _c in rest)
         if workers > 1 and total_bytes > PARALLEL_BYTES and len(rest) > 1:
             import multiprocessing

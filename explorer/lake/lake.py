@@ -238,9 +238,11 @@ class Lake:
             raise ExplorerError(f"{name}: replace_where needs mode='overwrite'")
         supersede = sorted(set(supersede))
         if supersede and not first:
-            return self._merge(name, table, metadata, supersede=supersede, upsert=mode == "upsert")
+            return self._merge(name, table, metadata, supersede=supersede, upsert=mode == "upsert",
+                               merge_schema=schema_mode == "merge", writer_properties=writer_properties)
         if mode == "upsert":
-            return self._merge(name, table, metadata, supersede=[], upsert=True)
+            return self._merge(name, table, metadata, supersede=[], upsert=True,
+                               merge_schema=schema_mode == "merge", writer_properties=writer_properties)
         # delta-rs rebases a losing commit onto the winner. That is safe for an append to an
         # existing table, but an overwrite (or a table creation) prepared against an older
         # snapshot would then keep the winner's rows, silently breaking "overwrite": such
@@ -281,7 +283,8 @@ class Lake:
                           "`explorer verify` will list its files as unrecorded", RuntimeWarning, stacklevel=3)
         return version
 
-    def _merge(self, name: str, table, metadata: dict, *, supersede: list[str], upsert: bool) -> int:
+    def _merge(self, name: str, table, metadata: dict, *, supersede: list[str], upsert: bool,
+               merge_schema: bool = False, writer_properties=None) -> int:
         """One MERGE commit: upsert on the catalog's primary key (a row whose key exists replaces
         it, keys duplicated within ``table`` keep their last row) or plain insert, and in the same
         commit delete the rows of the ``supersede``d source files."""
@@ -304,7 +307,8 @@ class Lake:
             metadata[f"{META_PREFIX}supersedes"] = json.dumps(supersede)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys) or "false"
         try:
-            merge = self.delta(name).merge(table, predicate, source_alias="s", target_alias="t",
+            merge = self.delta(name).merge(table, predicate, source_alias="s", target_alias="t", merge_schema=merge_schema,
+                                           writer_properties=writer_properties,
                                            commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0))
             if upsert:
                 merge = merge.when_matched_update_all()

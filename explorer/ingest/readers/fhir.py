@@ -181,9 +181,16 @@ class FhirBundleReader(Reader):
                 "value_si": value_si, "unit_si": unit_si, "_source_person": source_id}
 
 
+#: which FHIR server an export came from: Patient ids are unique per server, not per lake, so two
+#: sites' ``Patient/1`` must not become one person. Set it (or ingest --fhir-server) per source.
+FHIR_SERVER_ENV = "EXPLORER_FHIR_SERVER"
+
+
 def patient_ref_key(context, patient_id: str) -> str:
-    """The keyed hash a Patient reference is stored as (never the reference itself)."""
-    return context.pseudonymize([f"fhir:Patient/{patient_id}"])[0]
+    """The keyed hash a Patient reference is stored as (never the reference itself), scoped by
+    the FHIR server the export came from (``$EXPLORER_FHIR_SERVER``, default ``default``)."""
+    server = os.environ.get(FHIR_SERVER_ENV, "default").rstrip("/")
+    return context.pseudonymize([f"fhir:{server}/Patient/{patient_id}"])[0]
 
 
 class FhirNdjsonReader(Reader):

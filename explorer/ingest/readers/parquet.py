@@ -110,16 +110,30 @@ def _cast(values: pd.Series, arrow_type: pa.DataType) -> tuple[pd.Series, np.nda
     elif pa.types.is_date(arrow_type):
         converted = pd.to_datetime(values, errors="coerce").dt.date
     elif pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
-        converted = pd.to_numeric(values, errors="coerce")
-        finite = np.isfinite(converted.fillna(0).to_numpy(dtype="float64"))
+        try:
+            numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+        except (TypeError, ValueError, OverflowError):  # e.g. uint64 beyond int64: read value by value
+            numbers = pd.Series([_float_or_nan(v) for v in values], index=values.index, dtype="float64")
+        finite = np.isfinite(numbers.fillna(0).to_numpy())
         if pa.types.is_integer(arrow_type):
-            whole = converted.fillna(0) == converted.fillna(0).round()
-            converted = converted.where(finite & whole.to_numpy()).astype("Int64")
+            info = np.iinfo(arrow_type.to_pandas_dtype())
+            whole = (numbers.fillna(0) == numbers.fillna(0).round()).to_numpy()
+            fits = ((numbers.fillna(0) >= info.min) & (numbers.fillna(0) <= info.max)).to_numpy()
+            keep = finite & whole & fits
+            converted = pd.array([int(v) if ok and v == v else None for v, ok in zip(numbers, keep)], dtype="Int64")
+            converted = pd.Series(converted, index=values.index)
         else:
-            converted = converted.where(finite)
+            converted = numbers.where(finite)
     elif pa.types.is_boolean(arrow_type):
         mapping = {True: True, False: False, "true": True, "false": False, "True": True, "False": False, 1: True, 0: False}
         converted = values.map(lambda v: mapping.get(v) if v is not None else None).astype("boolean")
     else:
         converted = values.astype("string").astype(object).where(values.notna(), None)
     return converted, present & pd.isna(converted).to_numpy()
+
+
+def _float_or_nan(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
