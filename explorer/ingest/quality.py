@@ -69,7 +69,8 @@ WEARABLE_CHECKS = (
           """SELECT count(*) FILTER (WHERE heart_rate_value < 35), count(*) FROM heart_rate_minute
              WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))"""),
     Check("hr_flatline", "plausibility", "heart_rate_minute",
-          "minutes closing 30 consecutive minutes of one identical heart-rate value (a stuck sensor)", 0.5,
+          "minutes closing 30 consecutive recorded minutes of one identical heart-rate value (a stuck sensor; "
+          "a missing value breaks the run)", 0.5,
           shared="heart_rate_sequence"),
     Check("steps_cadence", "plausibility", "steps_minute", "minutes with more than 200 steps (beyond a sprint cadence)", 0.1,
           """SELECT count(*) FILTER (WHERE steps > 200), count(*) FROM steps_minute WHERE source_file IN (SELECT unnest(CAST(? AS VARCHAR[])))"""),

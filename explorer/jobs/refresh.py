@@ -205,7 +205,10 @@ def _run(lake, plan, client, where, run_id, full, say, tasks_per_worker, started
                       f"input {', '.join(missing or step.inputs)} not in the lake yet")
             outcome = StepOutcome(step.name, "skipped", error=reason)
         else:
-            outcome = _run_step(lake, step, client, n_workers * tasks_per_worker, full, say, run_id)
+            try:
+                outcome = _run_step(lake, step, client, n_workers * tasks_per_worker, full, say, run_id)
+            except Exception as exc:  # planning or reading versions failed: this step fails, the run goes on
+                outcome = StepOutcome(step.name, "failed", error=shorten(f"{type(exc).__name__}: {exc}", 1000))
         outcome.seconds = time.perf_counter() - begun
         if outcome.status in ("failed", "skipped"):
             broken.add(step.output)
@@ -397,6 +400,9 @@ def every(lake, interval: float, *, on_report=print, stop=None, **options) -> No
                 on_report(refresh(lake, client=client, **options))
             except RefreshBusy as exc:
                 on_report(f"skipped this round: {exc}")
-            next_at += interval
+            except Exception as exc:  # a scheduler process outlives one bad round; the next may succeed
+                on_report(f"this round failed ({type(exc).__name__}: {exc}); trying again at the next one")
+            # after a run longer than the interval, wait for the next tick rather than firing the missed ones
+            next_at = max(next_at + interval, time.monotonic())
             while not stop() and time.monotonic() < next_at:
                 time.sleep(min(1.0, next_at - time.monotonic()))

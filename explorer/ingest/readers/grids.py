@@ -92,6 +92,12 @@ class ZarrGridReader(Reader):
 def store_grids(ds, context) -> ReadResult:
     """Each variable of ``ds`` as a Zarr v3 store in its kind's common unit, one array_store row each."""
     with ds:
+        if "time" in ds.coords:
+            try:  # before anything is written: a calendar pandas cannot place (cftime) refuses the file
+                pd.DatetimeIndex(ds["time"].values)
+            except (TypeError, ValueError) as exc:
+                raise ReaderError(f"time axis is not on the standard calendar ({exc}); convert it to "
+                                  "proleptic_gregorian, e.g. with xarray's convert_calendar") from None
         rename = {k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in ds.dims}
         ds = ds.rename(rename)
         missing = [d for d in ("time", "lat", "lon") if d not in ds.dims]
