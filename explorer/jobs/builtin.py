@@ -106,3 +106,29 @@ class ModalityCoverage(RefreshStep):
                 FROM (SELECT person_id, count(*) AS days, min(date) AS first_day, max(date) AS last_day
                       FROM data_availability WHERE {column} > 0 GROUP BY person_id)""")
         return con.execute(" UNION ALL ".join(selects) + " ORDER BY modality").df()
+
+
+class WearableDaily(RefreshStep):
+    """The daily wearable summary (explorer.wearables.daily): steps, wear minutes, valid day,
+    mean and resting heart rate, main-sleep minutes and efficiency, per person and local day.
+
+    A change on one day can change the next one too (the resting-heart-rate window looks 12
+    minutes back across midnight; a night's sleep counts for the morning it ends), so changed
+    days are recomputed with the day after them.
+    """
+
+    name = "wearable_daily"
+    description = "per person and local day: steps, wear minutes, valid day, mean and resting heart rate, sleep"
+    inputs = ("heart_rate_minute", "steps_minute", "sleep_level")
+    optional_inputs = ("sleep_level",)
+    output = "wearable_daily"
+    partition = "person_bucket_day"
+    time_columns = {"heart_rate_minute": "datetime", "steps_minute": "datetime", "sleep_level": "start_datetime"}
+    days_affected_after = 1
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        from explorer.wearables.daily import daily_summary_sql
+
+        query = daily_summary_sql(person_filter=partition.where(None), days=partition.days,
+                                  has_sleep=self.available(con, "sleep_level"), bucket_column=bucket_sql())
+        return con.execute(query).df()

@@ -30,7 +30,7 @@ import traceback
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -301,6 +301,8 @@ def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, i
         days |= {d for _, d in found.bucket_days}
     if not buckets:
         return None, None, ""
+    if step.partition == "person_bucket_day" and step.days_affected_after:
+        days |= {d + timedelta(days=k) for d in days for k in range(1, step.days_affected_after + 1)}
     if step.partition == "person_bucket_day":
         # the share of the output being recomputed sets how many tasks are worth their start-up:
         # one new day out of ninety is one task, not one per worker

@@ -124,6 +124,9 @@ class RefreshStep:
     time_columns: ClassVar[dict[str, str]] = {}
     #: inputs a step can run without (their modality may not have arrived yet)
     optional_inputs: ClassVar[tuple[str, ...]] = ()
+    #: for person_bucket_day: how many following days a changed day's rows can change too
+    #: (a window that looks back across midnight, a night counted for the morning it ends)
+    days_affected_after: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,0 +1,79 @@
+"""Daily wearable summary: known answers from the stated definitions, and the same rows whatever
+the partition a task computes."""
+
+import duckdb
+import pandas as pd
+import pytest
+
+import explorer
+from explorer.jobs import refresh
+from explorer.jobs.steps import Partition, bucket_sql
+from explorer.wearables import daily_summary_sql
+
+PID = "a1" * 16
+
+
+def minutes(start, n):
+    return pd.date_range(start, periods=n, freq="min")
+
+
+@pytest.fixture
+def frames():
+    walk = minutes("2024-06-01 08:00", 60)
+    steps = pd.DataFrame({"person_id": PID, "datetime": walk, "steps": [10] * 20 + [0] * 40})
+    heart = pd.DataFrame({"person_id": PID, "datetime": walk, "heart_rate_value": [100] * 32 + [60] * 28})
+    night = minutes("2024-06-01 23:50", 16)  # 23:50 .. 00:05, no steps across midnight
+    steps = pd.concat([steps, pd.DataFrame({"person_id": PID, "datetime": night, "steps": 0})], ignore_index=True)
+    heart = pd.concat([heart, pd.DataFrame({"person_id": PID, "datetime": night, "heart_rate_value": 50})], ignore_index=True)
+    sleep = pd.DataFrame({"person_id": PID, "start_datetime": pd.to_datetime(
+        ["2024-06-01 23:00", "2024-06-02 00:00", "2024-06-02 00:10", "2024-06-02 14:00"]),
+        "level": ["light", "wake", "deep", "asleep"], "duration_minutes": [60, 10, 50, 30],
+        "is_main_sleep": [True, True, True, False]})
+    return steps, heart, sleep
+
+
+def summary(frames, days=None):
+    steps_minute, heart_rate_minute, sleep_level = frames  # noqa: F841  (DuckDB reads them by name)
+    return duckdb.sql(daily_summary_sql(days=days)).df().set_index("date")
+
+
+def test_known_answers_from_the_definitions(frames):
+    days = summary(frames)
+    first, second = days.loc[pd.Timestamp("2024-06-01")], days.loc[pd.Timestamp("2024-06-02")]
+    assert first.steps == 200 and first.wear_minutes == 70 and not first.valid_day
+    assert first.mean_hr == pytest.approx((32 * 100 + 28 * 60 + 10 * 50) / 70)
+    # resting: 08:32-08:59 (12 zero-step minutes before each), and 00:02-00:05 the next day only:
+    # 23:50 .. 23:59 have fewer than 12 recorded minutes before them
+    assert first.resting_hr == pytest.approx(60.0)
+    assert second.resting_hr == pytest.approx(50.0) and second.wear_minutes == 6
+    assert pd.isna(first.sleep_minutes)  # the night that ends on the 2nd counts for the 2nd
+    assert second.sleep_minutes == 110 and second.sleep_efficiency == pytest.approx(110 / 120)  # the nap is not main sleep
+
+
+def test_a_day_computed_alone_equals_that_day_computed_with_all_others(frames):
+    alone = summary(frames, days=(pd.Timestamp("2024-06-02").date(),))
+    together = summary(frames)
+    pd.testing.assert_series_equal(alone.loc[pd.Timestamp("2024-06-02")], together.loc[pd.Timestamp("2024-06-02")])
+    assert list(alone.index) == [pd.Timestamp("2024-06-02")]
+
+
+def test_refresh_step_fills_wearable_daily_and_a_late_minute_updates_the_next_day(tmp_path, frames):
+    from distributed import Client, LocalCluster
+
+    steps, heart, sleep = frames
+    lake = explorer.open(tmp_path / "lake")
+    lake.write("steps_minute", steps)
+    lake.write("heart_rate_minute", heart)
+    lake.write("sleep_level", sleep)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        refresh(lake, client=client, steps=["wearable_daily"])
+        before = lake.sql("SELECT resting_hr FROM wearable_daily WHERE date = DATE '2024-06-02'")["resting_hr"].item()
+        # a step at 23:58 the evening before takes 00:00-00:10 out of rest: the 2nd must be recomputed
+        lake.write("steps_minute", pd.DataFrame({"person_id": [PID], "datetime": [pd.Timestamp("2024-06-01 23:58:30")],
+                                                 "steps": [5]}))
+        report = refresh(lake, client=client, steps=["wearable_daily"])
+        assert "2024-06-02" in report.steps[0].partitions
+        after = lake.sql("SELECT resting_hr FROM wearable_daily WHERE date = DATE '2024-06-02'")["resting_hr"]
+    assert before == pytest.approx(50.0) and after.isna().all()
+    assert lake.sql(f"SELECT bool_and(person_bucket = {bucket_sql()}) AS ok FROM wearable_daily")["ok"].item()
