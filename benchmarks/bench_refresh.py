@@ -98,6 +98,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     from distributed import Client, LocalCluster
 
     from explorer.jobs import refresh
+    from explorer.jobs.steps import ordered
 
     persons, days = max(8, int(400 * scale)), 90
     worker_counts = [int(w) for w in os.environ.get(WORKERS_ENV, "1,2").split(",")]
@@ -138,7 +139,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     results = [
         Result("refresh", "DuckDB person-day query", baseline, "s", note=f"{rows:,} minute rows, no Dask, all cores"),
         Result("refresh", f"full refresh, {main_workers} workers", full, "s", "DuckDB person-day query", baseline, None,
-               f"{persons} x {days} days, 3 steps, {machine}"),
+               f"{persons} x {days} days, {len(ordered())} steps, {machine}"),
         Result("refresh", "one new day, incremental", statistics.median(incremental), "s",
                f"full refresh, {main_workers} workers", full, 0.10,
                f"median of {len(incremental)} new days; target <= 10% of a full refresh"),
