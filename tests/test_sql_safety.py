@@ -11,7 +11,8 @@ HOSTILE = "1 OR 1=1; DROP TABLE person"
 @pytest.fixture
 def filled(lake):
     lake.write("person", make_persons(5), mode="overwrite")
-    lake.write("wearable_daily", [{"person_id": "a", "date": __import__("datetime").date(2024, 1, 1), "steps": 10}])
+    lake.write("wearable_daily", [{"person_id": "a", "date": __import__("datetime").date(2024, 1, 1), "steps": 10,
+                                   "person_bucket": 0}])
     return lake
 
 
