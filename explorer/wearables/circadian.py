@@ -1,0 +1,153 @@
+"""Non-parametric circadian rest-activity metrics: IS, IV, L5, M10, RA.
+
+Each function takes ``series``, a regular, time-indexed pandas Series of activity counts or
+steps (one value per epoch, usually a minute; missing epochs as NaN), and follows the
+conventions of pyActigraphy 1.2.2 (Hammad et al. 2021) so results can be compared with it:
+
+- ``binarize``: a value above ``threshold`` becomes 1, any other value 0, a missing one stays
+  missing;
+- resampling to ``freq`` sums the epochs of each bin, bins anchored at the first sample
+  (``origin="start"``); a bin with no data sums to 0. A ``freq`` equal to the series' own is
+  no resampling;
+- variances are sample variances (``ddof=1``), as pandas computes them. Witting et al. wrote
+  their formulas with population variances; ``ddof=0`` gives those, under which a perfectly
+  periodic signal has IS = 1 exactly. Under ``ddof=1`` it has IS = (24 D - 1) / (23 D) for D
+  days of hourly bins.
+
+References
+----------
+Witting W, Kwa IH, Eikelenboom P, Mirmiran M, Swaab DF. Alterations in the circadian rest-activity
+rhythm in aging and Alzheimer's disease. Biol Psychiatry. 1990;27(6):563-572.
+Van Someren EJW, Swaab DF, Colenda CC, et al. Bright light therapy: improved sensitivity to its
+effects on rest-activity rhythms in Alzheimer patients by application of nonparametric methods.
+Chronobiol Int. 1999;16(4):505-518.
+Hammad G, Reyt M, Beliy N, et al. pyActigraphy: Open-source python package for actigraphy data
+visualization and analysis. PLoS Comput Biol. 2021;17(10):e1009514.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from explorer.errors import ExplorerError
+
+
+class ActivityWindow(NamedTuple):
+    """Onset (time of day of the window's first epoch) and mean activity per epoch of L5 or M10."""
+
+    onset: pd.Timedelta
+    value: float
+
+
+def _regular(series: pd.Series) -> pd.Series:
+    if not isinstance(series.index, pd.DatetimeIndex):
+        raise ExplorerError("expected a Series indexed by time (a DatetimeIndex), one value per epoch")
+    if series.index.freq is None:
+        freq = pd.infer_freq(series.index) if len(series) >= 3 else None
+        if freq is None:
+            raise ExplorerError("the series is not regular: reindex it to one row per epoch (missing epochs as NaN), "
+                                "e.g. series.asfreq('1min')")
+        series = series.asfreq(freq)
+    return series.astype("float64")
+
+
+def binarized(series: pd.Series, threshold: float = 4) -> pd.Series:
+    """1 where ``series > threshold``, else 0; missing stays missing."""
+    series = _regular(series)
+    return pd.Series(np.where(series > threshold, 1.0, 0.0), index=series.index).where(series.notna())
+
+
+def _prepared(series: pd.Series, freq: str | None, binarize: bool, threshold: float) -> pd.Series:
+    data = binarized(series, threshold) if binarize else _regular(series)
+    if freq is None:
+        return data
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    if step <= pd.Timedelta(data.index.freq):  # finer than the data, or the same: the data as they are
+        return data
+    return data.resample(freq, origin="start").sum()
+
+
+def interdaily_stability(series: pd.Series, freq: str = "1h", binarize: bool = True, threshold: float = 4,
+                         ddof: int = 1) -> float:
+    r"""Interdaily stability: how alike the days are.
+
+    .. math:: IS = \frac{\operatorname{var}_p(\bar{x}_h)}{\operatorname{var}_n(x_i)}
+
+    the variance of the mean 24-h profile (:math:`\bar{x}_h`, the mean over days of each of the
+    ``p`` bins of the day) over the variance of all ``n`` bins. Dimensionless, 0 (no daily
+    pattern) to about 1 (every day the same). Witting et al. 1990.
+    """
+    data = _prepared(series, freq, binarize, threshold)
+    profile = data.groupby([data.index.hour, data.index.minute, data.index.second]).mean()
+    return float(profile.var(ddof=ddof) / data.var(ddof=ddof))
+
+
+def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool = True, threshold: float = 4,
+                           ddof: int = 1) -> float:
+    r"""Intradaily variability: how fragmented the rhythm is.
+
+    .. math:: IV = \frac{\operatorname{mean}\left((x_i - x_{i-1})^2\right)}{\operatorname{var}_n(x_i)}
+
+    the mean squared difference between successive bins over the variance. Dimensionless, 0 for
+    a smooth profile, about 2 for white noise, higher for alternating rest and activity.
+    Witting et al. 1990.
+    """
+    data = _prepared(series, freq, binarize, threshold)
+    return float(data.diff(1).pow(2).mean() / data.var(ddof=ddof))
+
+
+def _extreme_window(series: pd.Series, period: str, binarize: bool, threshold: float, lowest: bool) -> ActivityWindow:
+    data = _prepared(series, None, binarize, threshold)
+    epoch = pd.Timedelta(data.index.freq)
+    profile = data.groupby([data.index.hour, data.index.minute, data.index.second]).mean()
+    # two copies of the mean day, so a window may run across midnight
+    cyclic = pd.concat([profile, profile])
+    cyclic.index = pd.timedelta_range(start="0 day", periods=len(cyclic), freq=epoch)
+    n_epochs = int(pd.Timedelta(period) / epoch)
+    # sum over [t, t + period): the time-based rolling sum over (t - period, t], moved back
+    sums = cyclic.rolling(period).sum().shift(-n_epochs + 1)
+    onset = sums.idxmin() if lowest else sums.idxmax()
+    return ActivityWindow(pd.Timedelta(onset), float(sums[onset] / n_epochs))
+
+
+def l5(series: pd.Series, binarize: bool = True, threshold: float = 4) -> ActivityWindow:
+    """The 5 least active hours of the mean day: onset and mean activity per epoch.
+    Van Someren et al. 1999."""
+    return _extreme_window(series, "5h", binarize, threshold, lowest=True)
+
+
+def m10(series: pd.Series, binarize: bool = True, threshold: float = 4) -> ActivityWindow:
+    """The 10 most active hours of the mean day: onset and mean activity per epoch.
+    Van Someren et al. 1999."""
+    return _extreme_window(series, "10h", binarize, threshold, lowest=False)
+
+
+def relative_amplitude(series: pd.Series, binarize: bool = True, threshold: float = 4) -> float:
+    r"""Relative amplitude, :math:`RA = (M10 - L5) / (M10 + L5)`: 0 (no rhythm) to 1 (complete
+    rest in the least active 5 hours). Van Someren et al. 1999."""
+    low, high = l5(series, binarize, threshold).value, m10(series, binarize, threshold).value
+    return float((high - low) / (high + low))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registry entry: what a metric is called, its unit and where it is defined."""
+
+    identifier: str
+    long_name: str
+    units: str
+    function: object
+    reference: str
+
+
+METRICS = {m.identifier: m for m in (
+    Metric("interdaily_stability", "Interdaily stability (IS)", "1", interdaily_stability, "Witting et al. 1990"),
+    Metric("intradaily_variability", "Intradaily variability (IV)", "1", intradaily_variability, "Witting et al. 1990"),
+    Metric("relative_amplitude", "Relative amplitude (RA)", "1", relative_amplitude, "Van Someren et al. 1999"),
+    Metric("l5", "Least active 5 hours (L5): onset, mean activity per epoch", "activity/epoch", l5, "Van Someren et al. 1999"),
+    Metric("m10", "Most active 10 hours (M10): onset, mean activity per epoch", "activity/epoch", m10, "Van Someren et al. 1999"),
+)}
