@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         Formats (tried in this order, by content): residence history CSV, wide-lab mapping CSV,
         FHIR bulk NDJSON Patient files (these reference files are read first), All of Us Fitbit
         CSV tables, Fitbit personal-export JSON, lab CSV long and wide, FHIR R4 Bundles and
-        bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, area-index CSV
+        bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, weather-station and area-index CSV
         (`explorer catalog` lists the tables they fill). A file at the same path as one
         ingested before but with new content is a correction: its rows replace the earlier
         file's in one new table version; the earlier version stays readable.
