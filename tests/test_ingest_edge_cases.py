@@ -246,13 +246,18 @@ def test_an_ingest_stopped_between_its_table_commits_completes_on_the_next_run(l
     (folder / "res.csv").write_text("person_id,start_date,end_date,latitude,longitude\n1,2020-01-01,,39.7,-104.9\n")
     (folder / "hr.csv").write_text("person_id,datetime,heart_rate_value\n1,2024-05-01 08:00:00,60\n1,2024-05-01 08:01:00,61\n")
     first = lake.ingest(folder)
-    # as if the process died after the table commits but before ingest_file recorded the files
+    # as if the process died after the table commits but before ingest_file recorded the files:
+    # no ingest_file rows, and the marker it wrote before committing still there
     empty = lake.sql("SELECT * FROM ingest_file WHERE false")
     lake.write("ingest_file", empty, mode="overwrite", replace_where=f"ingest_id = '{first.ingest_id}'")
+    marker = lake.root / "_staging" / f"{first.ingest_id}.unfinished"
+    marker.write_text(json.dumps([f.sha256 for f in first.files]))
     second = lake.ingest(folder)
     assert second.count("accepted") == 2  # not recognised as done: it never finished
     assert len(lake.sql("SELECT * FROM heart_rate_minute")) == 2 and len(lake.sql("SELECT * FROM residence")) == 1
+    assert not marker.exists()  # its files are recorded now
     assert lake.ingest(folder).count("skipped") == 2
+    assert not list((lake.root / "_staging").glob("*.unfinished"))  # a finished ingest leaves no marker
 
 
 def test_next_months_folder_with_the_same_file_names_is_a_delivery_not_a_correction(lake, tmp_path):

@@ -11,6 +11,7 @@ read, accepted and quarantined, and for every file ``rows_read == rows_accepted 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 import tempfile
@@ -400,12 +401,17 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         superseded = sorted({sha for shas in supersedes.values() for sha in shas})
         versions = {}
         replaced = _tables_holding(lake, superseded)  # a correction may no longer feed a table
-        # rows of this ingest's own files already in a table mean an earlier run of the same files
-        # stopped between its table commits (they are recorded in ingest_file only at the end):
-        # they are replaced in the same commit, never doubled, so running the ingest again completes it
-        unrecorded = sorted(accepted - recorded)  # the same bytes recorded before are another person's file
-        for table, shas in _tables_holding(lake, unrecorded, include_quarantine=True).items():
+        # An earlier run that stopped between its table commits (files are recorded in ingest_file
+        # only at the end) left a marker naming its files; rows of those files already in a table
+        # are replaced in the same commit, never doubled, so running the ingest again completes it.
+        # Without a marker nothing is searched: an ordinary ingest does not scan the lake.
+        markers = _unfinished(lake)
+        pending = set().union(*markers.values())
+        interrupted = sorted((accepted - recorded) & pending if "*" not in pending else accepted - recorded)
+        for table, shas in _tables_holding(lake, interrupted, include_quarantine=True).items():
             replaced[table] = sorted(set(replaced.get(table, [])) | set(shas))
+        marker = lake.root / "_staging" / f"{ingest_id}{UNFINISHED}"
+        marker.write_text(json.dumps(sorted(accepted)))
         for table in sorted(set(replaced) - set(staged) - ({QUARANTINE} if quarantine_parts else set())):
             versions[table] = lake.write(table, pa.schema(lake.delta(table).schema().to_arrow()).empty_table(), mode="append",
                                          inputs=sorted(f"raw:{new}" for new, old in supersedes.items() if set(old) & set(replaced[table])),
@@ -443,6 +449,12 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         if received:
             lake.raw.record([by_sha[o.sha256] for o in received], [o.format for o in received],
                             [o.status for o in received], [o.reason for o in received], received_at=now)
+        # finished: this run's marker goes, and an earlier one once all its files are recorded
+        marker.unlink(missing_ok=True)
+        done = recorded | {o.sha256 for o in received}
+        for path, shas in markers.items():
+            if shas <= done:
+                path.unlink(missing_ok=True)
         report = IngestReport(ingest_id, outcomes, versions, ignored)
         if quality and any(o.rows_accepted for o in outcomes):
             from explorer.ingest.quality import DQ_TABLE, store_report
@@ -500,6 +512,20 @@ def _earlier_deliveries(lake) -> dict[str, tuple[str, set[str]]]:
     out: dict[str, tuple[str, set[str]]] = {}
     for path, sha in done.itertuples(index=False):
         out[path] = (sha, out.get(path, (None, set()))[1] | {sha})
+    return out
+
+
+UNFINISHED = ".unfinished"
+
+
+def _unfinished(lake) -> dict[Path, set[str]]:
+    """Markers of ingests that began committing and never finished: marker path -> their files."""
+    out = {}
+    for path in (lake.root / "_staging").glob(f"*{UNFINISHED}"):
+        try:
+            out[path] = set(json.loads(path.read_text()))
+        except (OSError, ValueError):  # a marker cut short by the crash itself: search every new file
+            out[path] = {"*"}
     return out
 
 
