@@ -317,11 +317,16 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         recorded = _recorded_shas(lake)
         supersedes: dict[str, list[str]] = {}  # new sha -> shas of earlier files at the same path
         where = {name: _source_path(path, name) for _file, name in files}
-        stored, outcomes, seen = [], [], {}
-        for k, (file, name) in enumerate(files, 1):
-            raw = lake.raw.store(file, name)
-            stored.append(raw)
-            say(k, len(files) * 2, f"kept {name}")
+        outcomes, seen = [], {}
+        # hashing, copying and fsync-ing thousands of files waits on the disk more than the CPU:
+        # a few threads keep it busy (each file has its own temporary name; the final one is its hash)
+        from concurrent.futures import ThreadPoolExecutor
+
+        stored = []
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for k, raw in enumerate(pool.map(lambda item: lake.raw.store(*item), files), 1):
+                stored.append(raw)
+                say(k, len(files) * 2, f"kept {raw.source_name}")
         plan = []
         for (file, name), raw in zip(files, stored):
             identity = (raw.sha256, _path_identity(name))
