@@ -38,13 +38,6 @@ class Changes:
         return bool(self.files)
 
 
-def changed_files(table_path: Path, old: int, new: int) -> list[Path] | None:
-    """Data files added or removed by the commits ``old + 1 .. new``; None if any commit's log
-    entry is missing."""
-    actions = changed_actions(table_path, old, new)
-    return None if actions is None else [table_path / unquote(a["path"]) for a in actions]
-
-
 def changed_actions(table_path: Path, old: int, new: int) -> list[dict] | None:
     """The add and remove actions (with their statistics, where written) of ``old + 1 .. new``."""
     files = []
