@@ -80,7 +80,8 @@ def test_irregular_series_is_refused_with_what_to_do():
 
 
 def test_registry_lists_every_metric_with_units():
-    assert set(c.METRICS) == {"interdaily_stability", "intradaily_variability", "relative_amplitude", "l5", "m10"}
+    assert set(c.METRICS) == {"interdaily_stability", "intradaily_variability", "relative_amplitude", "l5", "m10",
+                              "sleep_regularity_index"}
     assert all(m.units and m.reference for m in c.METRICS.values())
 
 
@@ -96,3 +97,44 @@ def test_invariants(days, seed, scale):
     assert c.interdaily_stability(series * scale, binarize=False) == pytest.approx(c.interdaily_stability(series, binarize=False))
     assert c.intradaily_variability(series * scale, binarize=False) == pytest.approx(c.intradaily_variability(series, binarize=False))
     assert 0 <= c.interdaily_stability(series, binarize=False, ddof=0) <= 1 + 1e-12
+
+
+def minutes_of(states, start="2024-01-01"):
+    return pd.Series(np.asarray(states, dtype="float64"), index=pd.date_range(start, periods=len(states), freq="1min"))
+
+
+def test_sleep_regularity_index_known_answers():
+    night = np.r_[np.ones(7 * 60), np.zeros(17 * 60)]  # asleep 00:00-07:00
+    assert c.sleep_regularity_index(minutes_of(np.tile(night, 5))) == pytest.approx(100.0)
+    # each day the reverse of the one before: never the same state 24 h apart
+    assert c.sleep_regularity_index(minutes_of(np.concatenate([night, 1 - night, night]))) == pytest.approx(-100.0)
+    # hand count: day 2 sleeps one hour later (08:00 instead of 07:00 wake): 60 of 1440 pairs differ
+    later = np.r_[np.ones(8 * 60), np.zeros(16 * 60)]
+    assert c.sleep_regularity_index(minutes_of(np.concatenate([night, later]))) == pytest.approx(200 * 1380 / 1440 - 100)
+    # unknown minutes drop their pairs: the same as if those pairs were not there
+    gap = np.concatenate([night, later])
+    gap[1440 + 7 * 60:1440 + 8 * 60] = np.nan
+    assert c.sleep_regularity_index(minutes_of(gap)) == pytest.approx(100.0)
+    assert np.isnan(c.sleep_regularity_index(minutes_of(night)))  # one day: no pair
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), days=st.integers(1, 9), extra=st.integers(0, 1439), first=st.integers(0, 1439),
+       bin_minutes=st.sampled_from([1, 15, 60, 120]), binarize=st.booleans(), gaps=st.booleans())
+def test_batch_core_equals_the_public_functions(seed, days, extra, first, bin_minutes, binarize, gaps):
+    rng = np.random.default_rng(seed)
+    n = days * 1440 + extra
+    values = rng.poisson(rng.gamma(0.5, 8, n)).astype("float64")
+    if gaps:
+        for at in rng.integers(0, n, 4):
+            values[at:at + int(rng.integers(1, 300))] = np.nan
+    values[0] = 3.0  # a recording starts with a sample
+    series = minutes_of(values, start=pd.Timestamp("2024-03-01") + pd.Timedelta(minutes=first))
+    fast = c.summarize_minutes(values, first, bin_minutes=bin_minutes, binarize=binarize)
+    freq = f"{bin_minutes}min"
+    expected = (c.interdaily_stability(series, freq=freq, binarize=binarize),
+                c.intradaily_variability(series, freq=freq, binarize=binarize),
+                c.relative_amplitude(series, binarize=binarize))
+    np.testing.assert_allclose(fast[:3], expected, rtol=1e-12, atol=1e-12)
+    assert fast.l5 == c.l5(series, binarize=binarize)
+    assert fast.m10 == c.m10(series, binarize=binarize)

@@ -42,12 +42,24 @@ def test_known_answers_from_the_definitions(frames):
     first, second = days.loc[pd.Timestamp("2024-06-01")], days.loc[pd.Timestamp("2024-06-02")]
     assert first.steps == 200 and first.wear_minutes == 70 and not first.valid_day
     assert first.mean_hr == pytest.approx((32 * 100 + 28 * 60 + 10 * 50) / 70)
-    # resting: 08:32-08:59 (12 zero-step minutes before each), and 00:02-00:05 the next day only:
-    # 23:50 .. 23:59 have fewer than 12 recorded minutes before them
+    # resting: 08:32-08:59 (12 zero-step minutes before each). 00:02-00:05 the next day have 12
+    # zero-step minutes before them too, but lie in the night's main sleep (a wake segment in bed)
     assert first.resting_hr == pytest.approx(60.0)
-    assert second.resting_hr == pytest.approx(50.0) and second.wear_minutes == 6
+    assert pd.isna(second.resting_hr) and second.wear_minutes == 6
+    # heart rate during main sleep: 23:50-23:59 (light) belong to the night that ends on the 2nd;
+    # 00:00-00:05 are a wake segment, not asleep
+    assert pd.isna(first.sleep_hr) and second.sleep_hr == pytest.approx(50.0)
     assert pd.isna(first.sleep_minutes)  # the night that ends on the 2nd counts for the 2nd
     assert second.sleep_minutes == 110 and second.sleep_efficiency == pytest.approx(110 / 120)  # the nap is not main sleep
+
+
+def test_rest_outside_sleep_counts_across_midnight(frames):
+    steps, heart, sleep = frames
+    naps_only = sleep[~sleep.is_main_sleep]
+    second = summary((steps, heart, naps_only)).loc[pd.Timestamp("2024-06-02")]
+    # awake now: 00:02-00:05 have 12 recorded zero-step minutes before them, 23:50-00:01 of them
+    # the day before (23:50-23:59 themselves have too few before them)
+    assert second.resting_hr == pytest.approx(50.0) and pd.isna(second.sleep_hr)
 
 
 def test_a_day_computed_alone_equals_that_day_computed_with_all_others(frames):
@@ -64,7 +76,7 @@ def test_refresh_step_fills_wearable_daily_and_a_late_minute_updates_the_next_da
     lake = explorer.open(tmp_path / "lake")
     lake.write("steps_minute", steps)
     lake.write("heart_rate_minute", heart)
-    lake.write("sleep_level", sleep)
+    lake.write("sleep_level", sleep[~sleep.is_main_sleep])  # the night's rest counts as awake
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         refresh(lake, client=client, steps=["wearable_daily"])

@@ -10,7 +10,7 @@ from datetime import date
 
 import pandas as pd
 
-from explorer.jobs.steps import Partition, RefreshStep, bucket_sql
+from explorer.jobs.steps import Partition, RefreshStep, bucket_sql, person_bucket
 
 #: age bands of the cohort summary (years, lower bound inclusive), as used in All of Us data browser tables
 AGE_BANDS = ((0, "0-17"), (18, "18-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60-69"), (70, "70-79"), (80, "80+"))
@@ -132,3 +132,23 @@ class WearableDaily(RefreshStep):
         query = daily_summary_sql(person_filter=partition.where(None), days=partition.days,
                                   has_sleep=self.available(con, "sleep_level"), bucket_column=bucket_sql())
         return con.execute(query).df()
+
+
+class WearableCircadian(RefreshStep):
+    """Non-parametric circadian metrics (IS, IV, RA, L5, M10 with their onsets) and the sleep
+    regularity index per person and calendar month, from minute steps
+    (explorer.wearables.periods). Partitioned by person bucket: a person's months are
+    recomputed when any of their minutes change."""
+
+    name = "wearable_circadian"
+    description = "per person and month: interdaily stability, intradaily variability, RA, L5, M10, sleep regularity"
+    inputs = ("steps_minute", "sleep_level")
+    optional_inputs = ("sleep_level",)
+    output = "wearable_circadian"
+    partition = "person_bucket"
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        from explorer.wearables.periods import circadian_by_month
+
+        found = circadian_by_month(con, partition.where(None), has_sleep=self.available(con, "sleep_level"))
+        return found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})

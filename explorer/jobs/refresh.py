@@ -234,7 +234,10 @@ def _run_step(lake, step: RefreshStep, client, n_tasks: int, full: bool, say, ru
     versions = {t: lake.version(t) for t in step.inputs if lake.has_table(t)}
     outcome = StepOutcome(step.name, "succeeded", inputs=versions)
     before = _last_inputs(lake, step)
-    partitions, replace_where, described = _plan(lake, step, versions, before, full, n_tasks)
+    reshaped = _output_reshaped(lake, step)
+    partitions, replace_where, described = _plan(lake, step, versions, before, full or reshaped, n_tasks)
+    if reshaped:
+        described = f"all partitions ({step.output}'s columns changed: the table is rebuilt)"
     if partitions is None:
         outcome.status = "up_to_date"
         return outcome
@@ -262,7 +265,8 @@ def _run_step(lake, step: RefreshStep, client, n_tasks: int, full: bool, say, ru
     inputs = [f"{t}@{v}" for t, v in sorted(versions.items())]
     try:
         outcome.output_version = lake.write(step.output, rows, mode="overwrite", inputs=inputs,
-                                            operation=f"refresh:{step.name}", replace_where=replace_where)
+                                            operation=f"refresh:{step.name}", replace_where=replace_where,
+                                            schema_mode="overwrite" if reshaped else None)
     except Exception as exc:  # the commit did not land: the output is as it was
         traceback.print_exc()
         outcome.status, outcome.error = "failed", shorten(f"writing {step.output}: {type(exc).__name__}: {exc}", 1000)
@@ -273,6 +277,17 @@ def _run_step(lake, step: RefreshStep, client, n_tasks: int, full: bool, say, ru
 
 class _StepFailed(Exception):
     pass
+
+
+def _output_reshaped(lake, step: RefreshStep) -> bool:
+    """True when the output table exists with other columns than its catalog entry declares (a
+    new version of the suite added or removed one): then every partition is recomputed and the
+    table's schema replaced in the same commit; earlier versions still read as they were."""
+    entry = lake.catalog.get(step.output)
+    if entry is None or not lake.has_table(step.output):
+        return False
+    declared = [column.name for column in entry.schema]
+    return bool(declared) and pa.schema(lake.delta(step.output).schema().to_arrow()).names != declared
 
 
 def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, int] | None, full: bool, n_tasks: int):

@@ -1,18 +1,22 @@
 """Wearable analytics: pure functions over minute-level Fitbit data, each with its definition
 and reference: the daily summary (``daily_summary_sql``, behind the ``wearable_daily`` refresh
-step) and the non-parametric circadian metrics (IS, IV, RA, L5, M10; ``METRICS`` lists them with
+step) and the non-parametric circadian metrics (IS, IV, RA, L5, M10, and the sleep regularity index; ``METRICS`` lists them with
 their units)."""
 
 from explorer.wearables.circadian import (
     METRICS,
     ActivityWindow,
+    CircadianSummary,
     interdaily_stability,
     intradaily_variability,
     l5,
     m10,
     relative_amplitude,
+    sleep_regularity_index,
+    summarize_minutes,
 )
 from explorer.wearables.daily import RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES, daily_summary_sql
 
-__all__ = ["METRICS", "RESTING_WINDOW_MINUTES", "VALID_WEAR_MINUTES", "ActivityWindow", "daily_summary_sql",
-           "interdaily_stability", "intradaily_variability", "l5", "m10", "relative_amplitude"]
+__all__ = ["METRICS", "RESTING_WINDOW_MINUTES", "VALID_WEAR_MINUTES", "ActivityWindow", "CircadianSummary",
+           "daily_summary_sql", "interdaily_stability", "intradaily_variability", "l5", "m10", "relative_amplitude",
+           "sleep_regularity_index", "summarize_minutes"]

@@ -82,8 +82,7 @@ def interdaily_stability(series: pd.Series, freq: str = "1h", binarize: bool = T
     pattern) to about 1 (every day the same). Witting et al. 1990.
     """
     data = _prepared(series, freq, binarize, threshold)
-    profile = data.groupby([data.index.hour, data.index.minute, data.index.second]).mean()
-    return float(profile.var(ddof=ddof) / data.var(ddof=ddof))
+    return float(_mean_day(data).var(ddof=ddof) / data.var(ddof=ddof))
 
 
 def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool = True, threshold: float = 4,
@@ -100,13 +99,20 @@ def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool =
     return float(data.diff(1).pow(2).mean() / data.var(ddof=ddof))
 
 
+def _mean_day(data: pd.Series) -> pd.Series:
+    """Mean of each epoch of the day over the days (pyActigraphy's average daily activity)."""
+    return data.groupby([data.index.hour, data.index.minute, data.index.second]).mean()
+
+
 def _extreme_window(series: pd.Series, period: str, binarize: bool, threshold: float, lowest: bool) -> ActivityWindow:
     data = _prepared(series, None, binarize, threshold)
-    epoch = pd.Timedelta(data.index.freq)
-    profile = data.groupby([data.index.hour, data.index.minute, data.index.second]).mean()
+    return _window_of_profile(_mean_day(data), pd.Timedelta(data.index.freq), period, lowest)
+
+
+def _window_of_profile(profile: pd.Series, epoch: pd.Timedelta, period: str, lowest: bool) -> ActivityWindow:
     # two copies of the mean day, so a window may run across midnight
-    cyclic = pd.concat([profile, profile])
-    cyclic.index = pd.timedelta_range(start="0 day", periods=len(cyclic), freq=epoch)
+    cyclic = pd.Series(np.concatenate([profile.to_numpy(), profile.to_numpy()]),
+                       index=pd.timedelta_range(start="0 day", periods=2 * len(profile), freq=epoch))
     n_epochs = int(pd.Timedelta(period) / epoch)
     # sum over [t, t + period): the time-based rolling sum over (t - period, t], moved back
     sums = cyclic.rolling(period).sum().shift(-n_epochs + 1)
@@ -133,6 +139,88 @@ def relative_amplitude(series: pd.Series, binarize: bool = True, threshold: floa
     return float((high - low) / (high + low))
 
 
+def sleep_regularity_index(asleep: pd.Series) -> float:
+    r"""Sleep regularity index (SRI): how often the sleep/wake state is the same 24 h apart.
+
+    .. math:: SRI = -100 + \frac{200}{K} \sum_{k} \delta\left(s_k, s_{k + 1\,\mathrm{day}}\right)
+
+    over the ``K`` pairs of epochs one day apart where both states are known (``δ`` is 1 when
+    they are equal). ``asleep`` is a regular, time-indexed Series: 1 asleep, 0 awake, missing
+    where unknown (not worn). 100 for identical days, about 0 for random sleep, -100 when each
+    day is the reverse of the one before. Phillips et al. 2017, who write it over ``M`` epochs
+    of ``N`` days, which is the same sum when no epoch is missing. NaN with no pair.
+
+    References
+    ----------
+    Phillips AJK, Clerx WM, O'Brien CS, et al. Irregular sleep/wake patterns are associated with
+    poorer academic performance and delayed circadian and sleep/wake timing. Sci Rep.
+    2017;7:3216.
+    """
+    data = _regular(asleep)
+    per_day = int(pd.Timedelta("1D") / pd.Timedelta(data.index.freq))
+    return _sri(data.to_numpy(), per_day)
+
+
+def _sri(states: np.ndarray, per_day: int) -> float:
+    now, later = states[:-per_day], states[per_day:]
+    known = ~np.isnan(now) & ~np.isnan(later)
+    if len(now) == 0 or not known.any():
+        return float("nan")
+    return float(200.0 * np.mean(now[known] == later[known]) - 100.0)
+
+
+class CircadianSummary(NamedTuple):
+    """Every circadian metric of one minute series (see :func:`summarize_minutes`)."""
+
+    interdaily_stability: float
+    intradaily_variability: float
+    relative_amplitude: float
+    l5: ActivityWindow
+    m10: ActivityWindow
+
+
+def summarize_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes: int = 60, binarize: bool = True,
+                      threshold: float = 4) -> CircadianSummary:
+    """IS, IV, RA, L5 and M10 of one regular minute series given as an array (``values``, NaN
+    where missing, the first at ``first_minute_of_day`` minutes after midnight): the same
+    numbers as :func:`interdaily_stability` and the others on the equivalent pandas Series
+    (``freq`` of ``bin_minutes``), without building an index, a resampler or a groupby. This is
+    what the ``wearable_circadian`` refresh step runs for every person and period."""
+    x = np.asarray(values, dtype="float64")
+    if binarize:
+        x = np.where(np.isnan(x), np.nan, (x > threshold).astype("float64"))
+    n = len(x)
+    minute_of_day = (first_minute_of_day + np.arange(n)) % 1440
+    if bin_minutes > 1:  # sums of bins from the first sample; an empty bin sums to 0
+        n_bins = -(-n // bin_minutes)
+        padded = np.full(n_bins * bin_minutes, np.nan)
+        padded[:n] = x
+        binned = np.nansum(padded.reshape(n_bins, bin_minutes), axis=1)
+        bin_minute_of_day = (first_minute_of_day + bin_minutes * np.arange(n_bins)) % 1440
+    else:
+        binned, bin_minute_of_day = x, minute_of_day
+    variance = np.nanvar(binned, ddof=1)
+    stability = np.nanvar(_profile(binned, bin_minute_of_day), ddof=1) / variance
+    variability = np.nanmean(np.diff(binned) ** 2) / variance
+    profile = pd.Series(_profile(x, minute_of_day))
+    low = _window_of_profile(profile, pd.Timedelta("1min"), "5h", lowest=True)
+    high = _window_of_profile(profile, pd.Timedelta("1min"), "10h", lowest=False)
+    amplitude = (high.value - low.value) / (high.value + low.value)
+    return CircadianSummary(float(stability), float(variability), float(amplitude), low, high)
+
+
+def _profile(x: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:
+    """Mean per time of day over the times present (NaN where every value is missing), in
+    time-of-day order: pandas' groupby mean, by counting."""
+    valid = ~np.isnan(x)
+    present = np.bincount(minute_of_day, minlength=1440) > 0
+    sums = np.bincount(minute_of_day[valid], weights=x[valid], minlength=1440)
+    counts = np.bincount(minute_of_day[valid], minlength=1440)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return means[present]
+
+
 @dataclass(frozen=True)
 class Metric:
     """A registry entry: what a metric is called, its unit and where it is defined."""
@@ -150,4 +238,5 @@ METRICS = {m.identifier: m for m in (
     Metric("relative_amplitude", "Relative amplitude (RA)", "1", relative_amplitude, "Van Someren et al. 1999"),
     Metric("l5", "Least active 5 hours (L5): onset, mean activity per epoch", "activity/epoch", l5, "Van Someren et al. 1999"),
     Metric("m10", "Most active 10 hours (M10): onset, mean activity per epoch", "activity/epoch", m10, "Van Someren et al. 1999"),
+    Metric("sleep_regularity_index", "Sleep regularity index (SRI)", "1", sleep_regularity_index, "Phillips et al. 2017"),
 )}

@@ -13,15 +13,23 @@ valid_day
 mean_hr
     Mean heart rate over worn minutes (/min).
 resting_hr
-    Mean heart rate over the minutes whose 12 preceding minutes were all recorded with zero
-    steps (Mishra et al. 2020): heart rate at rest, away from the after-effect of walking. The
-    minutes of the previous day count as preceding minutes, so a day's value does not depend on
-    how the days were split into tasks. Empty when no minute qualifies.
+    Mean heart rate over the minutes awake (outside every recorded sleep segment, main sleep or
+    nap) whose 12 preceding minutes were all recorded with zero steps: the zero-step rule of
+    Mishra et al. 2020, restricted to wakefulness as in the clinical definition of resting heart
+    rate (awake, at rest). Sleep lowers heart rate several beats below the resting level, so
+    minutes asleep are reported separately (``sleep_hr``). The minutes of the previous day count
+    as preceding minutes, so a day's value does not depend on how days were split into tasks.
+    "All 12 recorded" means the 12th recorded minute before is exactly 12 minutes earlier; a
+    minute recorded twice (the repeated autumn hour) makes its neighbours not qualify. Empty
+    when no minute qualifies.
 sleep_minutes, sleep_efficiency
     Main-sleep segments (``sleep_level.is_main_sleep``) starting between noon the day before and
     noon that day, i.e. the night that ends that morning (Fitbit's "date of sleep"). Minutes
     asleep are the segments of level deep, light, rem or asleep; efficiency is minutes asleep /
     minutes of all main-sleep segments (time in bed), a fraction.
+sleep_hr
+    Mean heart rate over the minutes inside main-sleep segments of an asleep level, for the same
+    night as ``sleep_minutes`` (/min).
 
 References
 ----------
@@ -48,60 +56,94 @@ def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | N
     """The daily-summary query over views ``heart_rate_minute``, ``steps_minute`` (and
     ``sleep_level`` if ``has_sleep``), for the persons matching ``person_filter`` (SQL on
     ``person_id``) and the local ``days`` given (None: every day). Rows: person_id, date, steps,
-    wear_minutes, valid_day, mean_hr, resting_hr, sleep_minutes, sleep_efficiency (and
+    wear_minutes, valid_day, mean_hr, resting_hr, sleep_minutes, sleep_efficiency, sleep_hr (and
     ``bucket_column`` if given, an SQL expression named person_bucket).
 
     Only the rows a day needs are read: the day itself, the ``resting_window`` minutes before it
-    for the steps window, and for sleep the noon-to-noon span that ends on it.
+    for the steps window, and for sleep the noon-to-noon span that ends on it. Rest is found
+    with a ROWS frame (the k-th recorded minute back, and the sum of the k before), which DuckDB
+    streams, where a RANGE frame over time costs several times the whole aggregate.
     """
+    window = int(resting_window)
+    if window < 1:
+        raise ValueError(f"resting_window must be at least 1 minute, got {resting_window}")
     if days:
         first, last = min(days), max(days)
+        end = last + timedelta(days=1)
         day_list = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(days))
-        day_range = f"datetime >= DATE '{first}' AND datetime < DATE '{last + timedelta(days=1)}'"
-        steps_range = (f"datetime >= TIMESTAMP '{first} 00:00:00' - INTERVAL {int(resting_window)} MINUTE "
-                       f"AND datetime < DATE '{last + timedelta(days=1)}'")
+        day_range = f"datetime >= DATE '{first}' AND datetime < DATE '{end}'"
+        # the night ending on the first day began the afternoon before
+        heart_range = f"datetime >= TIMESTAMP '{first - timedelta(days=1)} 12:00:00' AND datetime < DATE '{end}'"
+        steps_range = (f"datetime >= TIMESTAMP '{first} 00:00:00' - INTERVAL {window} MINUTE "
+                       f"AND datetime < DATE '{end}'")
+        # a segment never lasts a day: the day before covers every segment still open on the first day
+        segment_range = (f"start_datetime >= DATE '{first - timedelta(days=1)}' - INTERVAL 12 HOUR "
+                         f"AND start_datetime < DATE '{end}'")
         sleep_range = (f"start_datetime >= TIMESTAMP '{first - timedelta(days=1)} 12:00:00' "
                        f"AND start_datetime < TIMESTAMP '{last} 12:00:00'")
         keep_days = f"date IN ({day_list})"
+        in_days = f"h.datetime >= DATE '{first}' AND h.datetime < DATE '{end}'"
     else:
-        day_range = steps_range = sleep_range = keep_days = "TRUE"
-    window = int(resting_window)
-    sleep_cte = f""",
+        day_range = heart_range = steps_range = segment_range = sleep_range = keep_days = in_days = "TRUE"
+    asleep_levels = ", ".join(f"'{level}'" for level in ASLEEP_LEVELS)
+    if has_sleep:
+        sleep_ctes = f""",
+        segments AS (
+            SELECT person_id, start_datetime, start_datetime + duration_minutes * INTERVAL 1 MINUTE AS end_datetime,
+                   is_main_sleep AND lower(level) IN ({asleep_levels}) AS main_asleep
+            FROM sleep_level WHERE {person_filter} AND {segment_range}),
         sleep AS (
             SELECT person_id, CAST(start_datetime + INTERVAL 12 HOUR AS DATE) AS date,
-                   sum(duration_minutes) FILTER (WHERE lower(level) IN ({', '.join(f"'{l}'" for l in ASLEEP_LEVELS)})) AS asleep,
+                   sum(duration_minutes) FILTER (WHERE lower(level) IN ({asleep_levels})) AS asleep,
                    sum(duration_minutes) AS in_bed
             FROM sleep_level WHERE is_main_sleep AND {person_filter} AND {sleep_range}
-            GROUP BY ALL)""" if has_sleep else ""
-    sleep_join = " FULL JOIN sleep USING (person_id, date)" if has_sleep else ""
-    sleep_columns = ("CAST(sleep.asleep AS DOUBLE) AS sleep_minutes, "
-                     "CAST(sleep.asleep AS DOUBLE) / nullif(sleep.in_bed, 0) AS sleep_efficiency") if has_sleep \
-        else "CAST(NULL AS DOUBLE) AS sleep_minutes, CAST(NULL AS DOUBLE) AS sleep_efficiency"
+            GROUP BY ALL),
+        minutes AS (
+            SELECT h.person_id, h.datetime, h.heart_rate_value,
+                   coalesce(s.end_datetime > h.datetime, FALSE) AS in_sleep,
+                   CASE WHEN s.end_datetime > h.datetime AND s.main_asleep
+                        THEN CAST(s.start_datetime + INTERVAL 12 HOUR AS DATE) END AS night
+            FROM (SELECT * FROM heart_rate_minute WHERE {person_filter} AND {heart_range}) h
+            ASOF LEFT JOIN segments s ON h.person_id = s.person_id AND h.datetime >= s.start_datetime),
+        sleep_heart AS (
+            SELECT person_id, night AS date, avg(heart_rate_value) AS sleep_hr FROM minutes
+            WHERE night IS NOT NULL GROUP BY ALL)"""
+        heart_source = "minutes"
+        sleep_joins = " FULL JOIN sleep USING (person_id, date) FULL JOIN sleep_heart USING (person_id, date)"
+        sleep_columns = ("CAST(sleep.asleep AS DOUBLE) AS sleep_minutes, "
+                         "CAST(sleep.asleep AS DOUBLE) / nullif(sleep.in_bed, 0) AS sleep_efficiency, sleep_heart.sleep_hr")
+    else:
+        sleep_ctes = ""
+        heart_source = f"(SELECT *, FALSE AS in_sleep FROM heart_rate_minute WHERE {person_filter} AND {day_range})"
+        sleep_joins = ""
+        sleep_columns = ("CAST(NULL AS DOUBLE) AS sleep_minutes, CAST(NULL AS DOUBLE) AS sleep_efficiency, "
+                         "CAST(NULL AS DOUBLE) AS sleep_hr")
     bucket = f", {bucket_column} AS person_bucket" if bucket_column else ""
     return f"""
         WITH steps AS (
             SELECT person_id, datetime, steps,
-                   count(*) OVER before AS recorded_before, sum(steps) OVER before AS steps_before
-            FROM steps_minute WHERE {person_filter} AND {steps_range}
-            WINDOW before AS (PARTITION BY person_id ORDER BY datetime
-                              RANGE BETWEEN INTERVAL {window} MINUTE PRECEDING AND INTERVAL 1 MINUTE PRECEDING)),
+                   lag(datetime, {window}) OVER (PARTITION BY person_id ORDER BY datetime) AS kth_before,
+                   sum(steps) OVER (PARTITION BY person_id ORDER BY datetime
+                                    ROWS BETWEEN {window} PRECEDING AND 1 PRECEDING) AS steps_before
+            FROM steps_minute WHERE {person_filter} AND {steps_range}),
         resting AS (
             SELECT DISTINCT person_id, datetime FROM steps
-            WHERE recorded_before = {window} AND steps_before = 0),
+            WHERE kth_before = datetime - INTERVAL {window} MINUTE AND steps_before = 0){sleep_ctes},
         heart AS (
             SELECT h.person_id, CAST(h.datetime AS DATE) AS date, count(*) AS wear_minutes,
                    avg(h.heart_rate_value) AS mean_hr,
-                   avg(h.heart_rate_value) FILTER (WHERE r.person_id IS NOT NULL) AS resting_hr
-            FROM (SELECT * FROM heart_rate_minute WHERE {person_filter} AND {day_range}) h
+                   avg(h.heart_rate_value) FILTER (WHERE r.person_id IS NOT NULL AND NOT h.in_sleep) AS resting_hr
+            FROM {heart_source} h
             LEFT JOIN resting r ON r.person_id = h.person_id AND r.datetime = h.datetime
+            WHERE {in_days}
             GROUP BY ALL),
         walked AS (
             SELECT person_id, CAST(datetime AS DATE) AS date, sum(steps) AS steps FROM steps
-            WHERE {day_range} GROUP BY ALL){sleep_cte}
+            WHERE {day_range} GROUP BY ALL)
         SELECT person_id, date, CAST(coalesce(walked.steps, 0) AS BIGINT) AS steps,
                CAST(coalesce(heart.wear_minutes, 0) AS INTEGER) AS wear_minutes,
                coalesce(heart.wear_minutes, 0) >= {int(valid_wear_minutes)} AS valid_day,
                heart.mean_hr, heart.resting_hr, {sleep_columns}{bucket}
-        FROM heart FULL JOIN walked USING (person_id, date){sleep_join}
+        FROM heart FULL JOIN walked USING (person_id, date){sleep_joins}
         WHERE {keep_days}
         ORDER BY person_id, date"""
