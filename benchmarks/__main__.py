@@ -14,7 +14,8 @@ from pathlib import Path
 from benchmarks.harness import REGISTRY
 from explorer.progress import Progress
 
-MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.bench_ingest", "benchmarks.bench_refresh"]
+MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.bench_ingest", "benchmarks.bench_refresh",
+           "benchmarks.bench_wearables"]
 
 
 def main(argv=None) -> int:

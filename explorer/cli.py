@@ -240,6 +240,46 @@ def cmd_jobs(args) -> int:
     return 0
 
 
+def cmd_wearables(args) -> int:
+    from explorer.progress import Progress
+
+    if args.action == "metrics":
+        from explorer.wearables import METRICS, RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES
+
+        rows = [{"metric": m.identifier, "name": m.long_name, "units": m.units, "reference": m.reference}
+                for m in METRICS.values()]
+        print(_table_text(pd.DataFrame(rows)))
+        print(f"\nDaily summary (table wearable_daily): valid day >= {VALID_WEAR_MINUTES} wear minutes; resting heart "
+              f"rate over awake minutes after {RESTING_WINDOW_MINUTES} zero-step minutes (Mishra et al. 2020). "
+              "Per person and month: table wearable_circadian. Both are filled by `explorer refresh`.")
+        return 0
+    lake = _lake(args)
+    if args.action == "cube":
+        from explorer.wearables.cube import open_minute_cube, write_minute_cube
+
+        path = write_minute_cube(lake, progress=Progress("cube"))
+        cube = open_minute_cube(lake, build=False)
+        print(f"minute cube: {path}\n  {cube.sizes['person']} persons x {cube.sizes['minute']:,} minutes, "
+              f"chunks {cube['steps'].data.chunksize}; open with explorer.wearables.cube.open_minute_cube(lake)")
+        return 0
+    import panel as pn
+
+    from explorer.views import Actogram, CohortWearableDistributions, PersonMinutes
+
+    if args.person:
+        view = pn.Column(PersonMinutes(lake=lake, person_id=args.person).panel(),
+                         Actogram(lake=lake, person_id=args.person, days=args.days).panel(), sizing_mode="stretch_width")
+    else:
+        for table in ("wearable_daily", "wearable_circadian"):
+            if not lake.has_table(table):
+                raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
+        view = CohortWearableDistributions(lake=lake).panel()
+    out = args.out or ("person.html" if args.person else "cohort.html")
+    pn.panel(view).save(out, embed=False, resources="inline")
+    print(f"wrote {out}: open it in a browser")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from explorer.demo import run_demo
 
@@ -412,6 +452,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
     p.add_argument("--steps", action="store_true", help="list the registered refresh steps, in run order")
     p.set_defaults(func=cmd_jobs)
+
+    p = commands.add_parser("wearables", help="wearable metrics: list them, build the minute cube, save views",
+                            formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        metrics: the metric registry (identifier, units, reference) and the daily-summary rules.
+        cube:    write the person x minute cube (Zarr, chunked for Dask) of the current minute
+                 tables; cohort-wide metrics run on it lazily (explorer.wearables.cube).
+        view:    save a view as a standalone HTML page: with --person, that person's minute-level
+                 heart rate and steps (downsampled to about 2,000 points a line) and a
+                 double-plotted actogram (researcher tier); without, the cohort distributions of
+                 daily steps, resting heart rate, IS and IV (needs `explorer refresh` first).
+
+        examples:
+          explorer wearables metrics
+          explorer wearables cube
+          explorer wearables view --person 3f2a... --out person.html"""))
+    p.add_argument("action", choices=["metrics", "cube", "view"])
+    p.add_argument("--person", default=None, help="pseudonymised person_id (view)")
+    p.add_argument("--days", type=int, default=28, help="actogram rows (default 28)")
+    p.add_argument("--out", default=None, help="HTML file to write (view; default person.html or cohort.html)")
+    p.set_defaults(func=cmd_wearables)
 
     p = commands.add_parser("demo", help="build a small demo lake and show what it keeps", formatter_class=fmt,
                             description=textwrap.dedent("""\

@@ -36,13 +36,15 @@ def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = Tr
     :data:`COLUMNS`); the metrics are empty for a month with fewer than ``min_days`` recorded
     days. ``con`` is a DuckDB connection with the views ``steps_minute`` (and ``sleep_level``
     if ``has_sleep``); ``person_filter`` is SQL on ``person_id``."""
-    minutes = con.execute(f"""
+    minutes = con.sql(f"""
         SELECT person_id, CAST(date_trunc('month', datetime) AS DATE) AS period_start,
                count(DISTINCT CAST(datetime AS DATE)) AS days_recorded,
                list(CAST(epoch(datetime) // 60 AS BIGINT) ORDER BY datetime) AS minute,
                list(CAST(steps AS DOUBLE) ORDER BY datetime) AS steps
         FROM steps_minute WHERE {person_filter} AND datetime IS NOT NULL AND steps IS NOT NULL
         GROUP BY ALL ORDER BY person_id, period_start""").to_arrow_table()
+    if minutes.num_rows == 0:
+        return pd.DataFrame(columns=COLUMNS)
     segments = _asleep_segments(con, person_filter) if has_sleep else {}
     rows = []
     offsets = {name: minutes[name].combine_chunks().offsets.to_numpy() for name in ("minute", "steps")}

@@ -1,0 +1,12 @@
+"""Views: Panel/HoloViews components that render the same object in a notebook and in a served
+dashboard. Each is a ``param.Parameterized`` whose settings are parameters (with ``doc=``), whose
+``data()`` returns exactly what reaches the browser (tested without a browser), and whose
+``panel()`` lays it out.
+
+Person-level views (one person's minutes, the actogram) are researcher-tier; the privacy layer
+decides who may build them.
+"""
+
+from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, downsample
+
+__all__ = ["Actogram", "CohortWearableDistributions", "PersonMinutes", "downsample"]

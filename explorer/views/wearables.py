@@ -1,0 +1,186 @@
+"""Wearable views: one person's minutes over weeks (downsampled on the server), a double-plotted
+actogram, and cohort distributions of daily steps, resting heart rate and circadian metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import param
+
+from explorer.errors import ExplorerError
+
+#: points per line sent to the browser: a screen is about this many pixels wide
+MAX_POINTS = 2000
+
+
+def downsample(x: np.ndarray, y: np.ndarray, n_out: int = MAX_POINTS) -> np.ndarray:
+    """Indices of at most ``n_out`` points of (x, y) that keep its shape: MinMaxLTTB
+    (tsdownsample; Van Der Donckt et al. 2023), which keeps every bin's extremes first and
+    then picks by largest triangle, so a spike of one minute still shows over weeks. Missing
+    values are left out; a series already short enough is returned whole."""
+    from tsdownsample import MinMaxLTTBDownsampler
+
+    keep = np.flatnonzero(~np.isnan(np.asarray(y, dtype="float64")))
+    if len(keep) <= n_out:
+        return keep
+    x_kept = np.asarray(x)[keep]
+    if np.issubdtype(x_kept.dtype, np.datetime64):
+        x_kept = x_kept.astype("datetime64[ns]").astype("int64")
+    chosen = MinMaxLTTBDownsampler().downsample(x_kept, np.asarray(y, dtype="float64")[keep], n_out=n_out)
+    return keep[np.asarray(chosen, dtype=np.int64)]
+
+
+def _holoviews():
+    """HoloViews with its Bokeh backend loaded: options are backend-specific, and a served
+    dashboard or a plain script has not run ``hv.extension`` the way a notebook does."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401  (registers the backend)
+
+    if hv.Store.current_backend != "bokeh":
+        hv.Store.set_current_backend("bokeh")
+    return hv
+
+
+class _LakeView(param.Parameterized):
+    lake = param.Parameter(doc="An explorer Lake (explorer.open()).")
+
+    def _sql(self, query: str, params=None) -> pd.DataFrame:
+        if self.lake is None:
+            raise ExplorerError(f"{type(self).__name__} needs a lake: {type(self).__name__}(lake=explorer.open(), ...)")
+        return self.lake.sql(query, params)
+
+
+class PersonMinutes(_LakeView):
+    """One person's minute-level heart rate and steps over a span of days, each line downsampled
+    on the server to at most ``max_points`` points (the extremes kept)."""
+
+    person_id = param.String(default="", doc="Pseudonymised person_id.")
+    start = param.Date(default=None, allow_None=True, doc="First local day shown (default: 28 days before the last).")
+    end = param.Date(default=None, allow_None=True, doc="Last local day shown, inclusive (default: the last with data).")
+    max_points = param.Integer(default=MAX_POINTS, bounds=(10, 100_000), doc="Points per line sent to the browser.")
+
+    def _span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        end = self.end
+        if end is None:
+            last = self._sql("SELECT max(datetime) AS last FROM heart_rate_minute WHERE person_id = ?", [self.person_id])["last"].iloc[0]
+            if pd.isna(last):
+                raise ExplorerError(f"no heart-rate minutes for person_id {self.person_id!r}: check the id "
+                                    "(`explorer sql \"SELECT DISTINCT person_id FROM heart_rate_minute LIMIT 5\"`)")
+            end = pd.Timestamp(last).normalize()
+        end = pd.Timestamp(end)
+        start = pd.Timestamp(self.start) if self.start is not None else end - pd.Timedelta(days=27)
+        if start > end:
+            raise ExplorerError(f"start {start.date()} is after end {end.date()}")
+        return start, end + pd.Timedelta(days=1)
+
+    def data(self) -> dict[str, pd.DataFrame]:
+        """{"heart_rate": datetime, heart_rate_value; "steps": datetime, steps}, downsampled,
+        each with ``attrs["rows"]``, the minutes there were before downsampling."""
+        start, stop = self._span()
+        out = {}
+        for key, table, column in (("heart_rate", "heart_rate_minute", "heart_rate_value"), ("steps", "steps_minute", "steps")):
+            frame = self._sql(f"SELECT datetime, {column} FROM {table} WHERE person_id = ? AND datetime >= ? AND datetime < ? "
+                              "ORDER BY datetime", [self.person_id, start.to_pydatetime(), stop.to_pydatetime()])
+            kept = frame.iloc[downsample(frame["datetime"].to_numpy(), frame[column].to_numpy(float), self.max_points)]
+            kept = kept.reset_index(drop=True)
+            kept.attrs["rows"] = len(frame)
+            out[key] = kept
+        return out
+
+    def panel(self):
+        hv = _holoviews()
+
+        data = self.data()
+        heart, steps = data["heart_rate"], data["steps"]
+        note = (f"{len(heart):,} of {heart.attrs['rows']:,} heart-rate minutes and {len(steps):,} of "
+                f"{steps.attrs['rows']:,} step minutes shown (MinMaxLTTB)")
+        hr = hv.Curve(heart, "datetime", ("heart_rate_value", "Heart rate (/min)")).opts(
+            responsive=True, height=220, color="#c0392b", title=f"{self.person_id[:8]}…: {note}", tools=["hover"])
+        st = hv.Curve(steps, "datetime", ("steps", "Steps (/min)")).opts(responsive=True, height=160, color="#2471a3",
+                                                                          tools=["hover"])
+        return (hr + st).cols(1).opts(shared_axes=True)
+
+
+class Actogram(_LakeView):
+    """Double-plotted actogram: row ``d`` shows day ``d`` and day ``d + 1`` side by side (48 h),
+    so a rhythm drifting later or a shifted night reads as a slanted band. Activity is steps per
+    ``bin_minutes``; unworn time is blank, not zero."""
+
+    person_id = param.String(default="", doc="Pseudonymised person_id.")
+    start = param.Date(default=None, allow_None=True, doc="First local day (default: the first with data).")
+    days = param.Integer(default=28, bounds=(2, 366), doc="Days (rows) shown.")
+    bin_minutes = param.Integer(default=15, bounds=(1, 240), doc="Minutes per cell; must divide 1440.")
+
+    def data(self) -> pd.DataFrame:
+        """Days x 2-day bins: steps per bin (NaN where no minute was recorded), index the row's
+        first day, columns hours 0 <= h < 48 at bin starts."""
+        if 1440 % self.bin_minutes:
+            raise ExplorerError(f"bin_minutes must divide a day (1440 minutes), got {self.bin_minutes}")
+        start = self.start
+        if start is None:
+            first = self._sql("SELECT min(datetime) AS first FROM steps_minute WHERE person_id = ?", [self.person_id])["first"].iloc[0]
+            if pd.isna(first):
+                raise ExplorerError(f"no step minutes for person_id {self.person_id!r}")
+            start = pd.Timestamp(first).normalize()
+        start = pd.Timestamp(start)
+        stop = start + pd.Timedelta(days=self.days + 1)
+        binned = self._sql(f"""
+            SELECT CAST(floor(epoch(datetime - ?) / 60 / {self.bin_minutes}) AS BIGINT) AS cell, sum(steps) AS steps
+            FROM steps_minute WHERE person_id = ? AND datetime >= ? AND datetime < ? GROUP BY ALL""",
+                           [start.to_pydatetime(), self.person_id, start.to_pydatetime(), stop.to_pydatetime()])
+        per_day = 1440 // self.bin_minutes
+        cells = np.full((self.days + 1) * per_day, np.nan)
+        cells[binned["cell"].to_numpy(int)] = binned["steps"].to_numpy(float)
+        single = cells.reshape(self.days + 1, per_day)
+        double = np.hstack([single[:-1], single[1:]])
+        hours = np.arange(2 * per_day) * self.bin_minutes / 60
+        return pd.DataFrame(double, index=pd.date_range(start, periods=self.days, freq="1D"), columns=hours)
+
+    def panel(self):
+        hv = _holoviews()
+
+        grid = self.data()
+        long = grid.rename_axis("day").reset_index().melt(id_vars="day", var_name="hour", value_name="steps")
+        long["day"] = long["day"].dt.strftime("%Y-%m-%d")
+        return hv.HeatMap(long, ["hour", "day"], "steps").opts(
+            cmap="Greys", responsive=True, height=max(200, 14 * len(grid)), invert_yaxis=True, colorbar=True,
+            title=f"Actogram (double-plotted, {self.bin_minutes}-min steps): {self.person_id[:8]}…", tools=["hover"],
+            xlabel="hours from the row's midnight (0-48)")
+
+
+class CohortWearableDistributions(_LakeView):
+    """Cohort distributions from the aggregates: daily steps on valid days, each person's median
+    resting heart rate, and interdaily stability and intradaily variability per person-month."""
+
+    bins = param.Integer(default=30, bounds=(5, 200), doc="Histogram bins.")
+
+    QUERIES = {
+        "daily_steps": ("Daily steps (valid days)", "SELECT steps AS value FROM wearable_daily WHERE valid_day"),
+        "resting_hr": ("Resting heart rate, per-person median (/min)",
+                       "SELECT median(resting_hr) AS value FROM wearable_daily WHERE valid_day GROUP BY person_id"),
+        "interdaily_stability": ("Interdaily stability (per person-month)",
+                                 "SELECT interdaily_stability AS value FROM wearable_circadian"),
+        "intradaily_variability": ("Intradaily variability (per person-month)",
+                                   "SELECT intradaily_variability AS value FROM wearable_circadian"),
+    }
+
+    def data(self) -> dict[str, pd.DataFrame]:
+        """Per metric: bin edges (left, right) and counts, ``attrs`` with its label and the number
+        of values. Only binned counts leave here, never the values themselves."""
+        out = {}
+        for key, (label, query) in self.QUERIES.items():
+            values = self._sql(query)["value"].dropna().to_numpy(float)
+            counts, edges = np.histogram(values, bins=self.bins) if len(values) else (np.zeros(0, int), np.zeros(1))
+            frame = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
+            frame.attrs.update(label=label, n=len(values))
+            out[key] = frame
+        return out
+
+    def panel(self):
+        hv = _holoviews()
+
+        plots = [hv.Histogram((np.r_[f["left"].to_numpy(), f["right"].to_numpy()[-1:]] if len(f) else [0, 1],
+                               f["count"].to_numpy() if len(f) else [0]), kdims=[f.attrs["label"]], vdims=["count"])
+                 .opts(title=f"{f.attrs['label']} (n = {f.attrs['n']:,})", responsive=True, height=220, tools=["hover"])
+                 for f in self.data().values()]
+        return hv.Layout(plots).cols(2)
