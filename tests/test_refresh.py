@@ -221,3 +221,27 @@ def test_changes_from_log_statistics_cover_every_changed_row(tmp_path, monkeypat
     fast = changes_module.changes(lake.table_path("steps_minute"), 0, 1, time_column="datetime")
     assert exact.bucket_days and exact.bucket_days <= fast.bucket_days  # a superset, never fewer
     assert {d for _, d in fast.bucket_days} == {pd.Timestamp("2024-06-05").date()}  # the one new day only
+
+
+def test_an_output_missing_or_retyping_a_declared_column_is_rebuilt_extras_are_kept(tmp_path, client):
+    lake = small_lake(tmp_path / "lake")
+    refresh(lake, client=client, steps=["wearable_daily"])
+    full = lake.sql("SELECT * FROM wearable_daily ORDER BY person_id, date")
+    # an output written by an older release: no sleep_hr, steps as int32
+    old = full.drop(columns=["sleep_hr"]).astype({"steps": "int32"})
+    from deltalake import write_deltalake  # straight to the table: Lake.write would conform it to the catalog
+
+    write_deltalake(lake.table_path("wearable_daily"), old, mode="overwrite", schema_mode="overwrite")
+    report = refresh(lake, client=client, steps=["wearable_daily"])
+    assert "columns changed" in report.steps[0].partitions
+    rebuilt = lake.sql("SELECT * FROM wearable_daily ORDER BY person_id, date")
+    pd.testing.assert_frame_equal(rebuilt, full)
+    assert refresh(lake, client=client, steps=["wearable_daily"]).steps[0].status == "up_to_date"
+    # a column beyond the declared ones (a site's own) does not make the step rebuild every run
+    from explorer.jobs.refresh import _output_reshaped
+    from explorer.jobs.steps import step
+
+    assert not _output_reshaped(lake, step("wearable_daily"))
+    write_deltalake(lake.table_path("wearable_daily"), lake.sql("SELECT * FROM wearable_daily").assign(site_flag=True),
+                    mode="overwrite", schema_mode="merge")
+    assert not _output_reshaped(lake, step("wearable_daily"))

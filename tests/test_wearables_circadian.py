@@ -138,3 +138,14 @@ def test_batch_core_equals_the_public_functions(seed, days, extra, first, bin_mi
     np.testing.assert_allclose(fast[:3], expected, rtol=1e-12, atol=1e-12)
     assert fast.l5 == c.l5(series, binarize=binarize)
     assert fast.m10 == c.m10(series, binarize=binarize)
+
+
+def test_no_activity_at_all_gives_nan_not_an_error():
+    series = minutes_of(np.where(np.arange(8 * 1440) % 7 == 0, 3.0, 0.0))  # never above the threshold of 4
+    assert np.isnan(c.relative_amplitude(series)) and np.isnan(c.interdaily_stability(series))
+    fast = c.summarize_minutes(series.to_numpy(), 0)
+    assert np.isnan(fast.relative_amplitude) and fast.l5.value == fast.m10.value == 0
+    with pytest.raises(ExplorerError, match="at least one recorded minute"):
+        c.summarize_minutes(np.full(100, np.nan), 0)
+    with pytest.raises(ExplorerError, match="must divide a day"):
+        c.sleep_regularity_index(pd.Series([0.0, 1.0, 1.0], index=pd.date_range("2024-01-01", periods=3, freq="7min")))

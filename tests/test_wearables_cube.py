@@ -20,6 +20,9 @@ def lake(tmp_path_factory):
     rng = np.random.default_rng(0)
     heart = heart[rng.random(len(heart)) > 0.3]  # non-wear: a third of the minutes missing
     steps = steps.iloc[: len(steps) - 1440]  # the last person's last day has no steps
+    # the repeated autumn hour: two readings of one local minute, both lived
+    heart = pd.concat([heart, heart.iloc[[100, 101]].assign(heart_rate_value=[150, 151])], ignore_index=True)
+    steps = pd.concat([steps, steps.iloc[[100]].assign(steps=[77])], ignore_index=True)
     lake = explorer.open(tmp_path_factory.mktemp("cube") / "lake")
     lake.write("heart_rate_minute", heart)
     lake.write("steps_minute", steps)
@@ -32,8 +35,12 @@ def test_cube_holds_every_minute_once_chunked_for_dask(lake):
     cube = open_minute_cube(lake, build=False)
     assert dict(cube.sizes) == {"person": 5, "minute": 9 * 1440}
     assert cube["steps"].chunks == ((2, 2, 1), (3 * 1440,) * 3)
-    assert int(cube["heart_rate"].notnull().sum()) == len(heart)
+    assert int(cube["heart_rate_readings"].sum()) == len(heart)
+    assert int(cube["heart_rate"].notnull().sum()) == len(heart) - 2
     assert float(cube["steps"].sum()) == steps.steps.sum()
+    twice = heart.iloc[100]
+    assert float(cube["heart_rate"].sel(person=twice.person_id, minute=twice.datetime)) == \
+        heart[(heart.person_id == twice.person_id) & (heart.datetime == twice.datetime)].heart_rate_value.mean()
     one = heart.iloc[1234]
     assert float(cube["heart_rate"].sel(person=one.person_id, minute=one.datetime)) == one.heart_rate_value
     assert write_minute_cube(lake) == cube_path(lake)  # already built: the same store
@@ -55,8 +62,8 @@ def test_cohort_metrics_stay_lazy_then_equal_the_daily_summary(lake):
     np.testing.assert_array_equal(merged.wear_minutes, merged.wear_minutes_cube)
     np.testing.assert_allclose(merged.mean_hr, merged.mean_hr_cube, rtol=1e-6)
     person = steps.person_id.iloc[0]
-    mine = steps[steps.person_id == person]
-    by_hour = mine.groupby(mine.datetime.dt.hour).steps.mean()
+    per_minute = steps[steps.person_id == person].groupby("datetime").steps.sum()  # a minute lived twice: its steps add
+    by_hour = per_minute.groupby(per_minute.index.hour).mean()
     np.testing.assert_allclose(profile.sel(person=person).to_numpy(), by_hour.to_numpy(), rtol=1e-6)
 
 

@@ -89,3 +89,34 @@ def test_refresh_step_fills_wearable_daily_and_a_late_minute_updates_the_next_da
         after = lake.sql("SELECT resting_hr FROM wearable_daily WHERE date = DATE '2024-06-02'")["resting_hr"]
     assert before == pytest.approx(50.0) and after.isna().all()
     assert lake.sql(f"SELECT bool_and(person_bucket = {bucket_sql()}) AS ok FROM wearable_daily")["ok"].item()
+
+
+def test_a_main_sleep_running_past_noon_is_one_night_dated_by_its_end():
+    steps = pd.DataFrame({"person_id": PID, "datetime": minutes("2024-06-03 03:00", 600), "steps": 0})
+    heart = pd.DataFrame({"person_id": PID, "datetime": minutes("2024-06-03 03:00", 600), "heart_rate_value": 55})
+    heart.loc[heart.datetime >= "2024-06-03 11:00", "heart_rate_value"] = 45
+    sleep = pd.DataFrame({"person_id": PID, "start_datetime": pd.to_datetime(["2024-06-03 04:00", "2024-06-03 10:00"]),
+                          "level": ["light", "asleep"], "duration_minutes": [360, 150], "is_main_sleep": True})
+    days = summary((steps, heart, sleep))
+    night = days.loc[pd.Timestamp("2024-06-03")]
+    assert night.sleep_minutes == 510 and night.sleep_efficiency == 1
+    assert night.sleep_hr == pytest.approx((420 * 55 + 90 * 45) / 510)  # 04:00-11:00 at 55, 11:00-12:30 at 45
+    assert pd.Timestamp("2024-06-04") not in days.index
+    alone = summary((steps, heart, sleep), days=(pd.Timestamp("2024-06-03").date(),))
+    pd.testing.assert_series_equal(alone.loc[pd.Timestamp("2024-06-03")], night)
+
+
+def test_rows_without_a_value_are_not_readings():
+    steps = pd.DataFrame({"person_id": PID, "datetime": minutes("2024-06-03 08:00", 40), "steps": 0})
+    steps["steps"] = steps["steps"].astype("Int64")
+    steps.loc[5, "steps"] = pd.NA  # 08:05 unrecorded: 08:06-08:17 lack 12 recorded minutes before them
+    heart = pd.DataFrame({"person_id": PID, "datetime": minutes("2024-06-03 08:00", 40), "heart_rate_value": 60})
+    heart["heart_rate_value"] = heart["heart_rate_value"].astype("Int64")
+    heart.loc[30, "heart_rate_value"] = pd.NA
+    heart.loc[heart.datetime < "2024-06-03 08:18", "heart_rate_value"] = 90
+    empty_sleep = pd.DataFrame({"person_id": pd.Series([], dtype=str), "start_datetime": pd.Series([], dtype="datetime64[us]"),
+                                "level": pd.Series([], dtype=str), "duration_minutes": pd.Series([], dtype=float),
+                                "is_main_sleep": pd.Series([], dtype=bool)})
+    day = summary((steps, heart, empty_sleep)).loc[pd.Timestamp("2024-06-03")]
+    assert day.wear_minutes == 39
+    assert day.resting_hr == pytest.approx(60.0)  # 08:18 onwards only; the 90s before are not at rest

@@ -11,6 +11,7 @@ from datetime import date
 import pandas as pd
 
 from explorer.jobs.steps import Partition, RefreshStep, bucket_sql, person_bucket
+from explorer.wearables.daily import VALID_WEAR_MINUTES
 
 #: age bands of the cohort summary (years, lower bound inclusive), as used in All of Us data browser tables
 AGE_BANDS = ((0, "0-17"), (18, "18-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60-69"), (70, "70-79"), (80, "80+"))
@@ -125,12 +126,16 @@ class WearableDaily(RefreshStep):
     partition = "person_bucket_day"
     time_columns = {"heart_rate_minute": "datetime", "steps_minute": "datetime", "sleep_level": "start_datetime"}
     days_affected_after = 1
+    #: wear minutes of a valid day; a site with another rule registers a subclass that sets it
+    #: (a module named in $EXPLORER_STEP_MODULES), so the rule is code under review, not a flag
+    valid_wear_minutes = VALID_WEAR_MINUTES
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
         from explorer.wearables.daily import daily_summary_sql
 
         query = daily_summary_sql(person_filter=partition.where(None), days=partition.days,
-                                  has_sleep=self.available(con, "sleep_level"), bucket_column=bucket_sql())
+                                  has_sleep=self.available(con, "sleep_level"), bucket_column=bucket_sql(),
+                                  valid_wear_minutes=self.valid_wear_minutes)
         return con.execute(query).df()
 
 
@@ -146,9 +151,12 @@ class WearableCircadian(RefreshStep):
     optional_inputs = ("sleep_level",)
     output = "wearable_circadian"
     partition = "person_bucket"
+    #: recorded step minutes of a valid day, as wearable_daily's rule
+    valid_wear_minutes = WearableDaily.valid_wear_minutes
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
         from explorer.wearables.periods import circadian_by_month
 
-        found = circadian_by_month(con, partition.where(None), has_sleep=self.available(con, "sleep_level"))
+        found = circadian_by_month(con, partition.where(None), has_sleep=self.available(con, "sleep_level"),
+                                   valid_minutes=self.valid_wear_minutes)
         return found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})

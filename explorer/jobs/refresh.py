@@ -280,14 +280,16 @@ class _StepFailed(Exception):
 
 
 def _output_reshaped(lake, step: RefreshStep) -> bool:
-    """True when the output table exists with other columns than its catalog entry declares (a
-    new version of the suite added or removed one): then every partition is recomputed and the
-    table's schema replaced in the same commit; earlier versions still read as they were."""
+    """True when the output table lacks a column its catalog entry declares, or holds one with
+    another type (a new version of the suite added or changed it): then every partition is
+    recomputed and the table's schema replaced in the same commit; earlier versions still read as
+    they were. Columns the table has beyond the declared ones (a site step's own) are left alone."""
     entry = lake.catalog.get(step.output)
     if entry is None or not lake.has_table(step.output):
         return False
-    declared = [column.name for column in entry.schema]
-    return bool(declared) and pa.schema(lake.delta(step.output).schema().to_arrow()).names != declared
+    have = pa.schema(lake.delta(step.output).schema().to_arrow())
+    return any(column.name not in have.names or have.field(column.name).type != column.arrow_type
+               for column in entry.schema)
 
 
 def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, int] | None, full: bool, n_tasks: int):

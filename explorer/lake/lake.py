@@ -217,10 +217,13 @@ class Lake:
             raise ExplorerError(f"mode {mode!r}: expected 'append', 'overwrite' or 'upsert'")
         path = self.table_path(name)
         failure: list = []
+        # a schema overwrite replaces the table's types with the catalog's; otherwise new rows take
+        # the types the table already has
+        existing = None if schema_mode == "overwrite" else True
         if isinstance(data, pa.RecordBatchReader):
-            table = self._conform_stream(name, data, failure)
+            table = self._conform_stream(name, data, failure, existing)
         else:
-            table = self._conform(name, _to_arrow(data, name))
+            table = self._conform(name, _to_arrow(data, name), existing)
         inputs = list(dict.fromkeys(_normalise_ref(ref) for ref in inputs))
         self._check_inputs(inputs)
         commit_id = uuid.uuid4().hex
@@ -361,14 +364,15 @@ class Lake:
             return None
         return pa.schema(self.delta(name).schema().to_arrow())
 
-    def _conform_stream(self, name: str, reader: pa.RecordBatchReader, failure: list) -> pa.RecordBatchReader:
+    def _conform_stream(self, name: str, reader: pa.RecordBatchReader, failure: list,
+                        existing: bool | None = True) -> pa.RecordBatchReader:
         """Conform a stream batch by batch, so a write of any size needs one batch of memory.
 
         The batches are pulled by deltalake's own runtime, which must not be re-entered, so the
         table's schema is read once up front; an error is kept in ``failure`` to be raised as
         itself (deltalake would wrap it).
         """
-        existing = self._existing_schema(name)
+        existing = self._existing_schema(name) if existing is True else None
         schema = self._conform(name, reader.schema.empty_table(), existing).schema
 
         def batches():

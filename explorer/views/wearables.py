@@ -41,6 +41,22 @@ def _holoviews():
     return hv
 
 
+def _break_at_gaps(frame: pd.DataFrame, chosen: np.ndarray, column: str, gap_minutes: int) -> pd.DataFrame:
+    """The ``chosen`` rows of ``frame``, with a missing value inserted wherever the original data
+    had a gap of more than ``gap_minutes`` between two chosen points, so the line breaks there."""
+    kept = frame.iloc[chosen].reset_index(drop=True)
+    if len(kept) < 2:
+        return kept
+    times = frame["datetime"].to_numpy()
+    gaps_before = np.r_[0, np.cumsum(np.diff(times) > np.timedelta64(gap_minutes, "m"))]
+    broken = np.flatnonzero(np.diff(gaps_before[chosen]) > 0)  # a gap between chosen k and k + 1
+    if not len(broken):
+        return kept
+    breaks = pd.DataFrame({"datetime": kept["datetime"].to_numpy()[broken] + np.timedelta64(1, "m"),
+                           column: np.nan})
+    return pd.concat([kept, breaks]).sort_values("datetime", kind="stable", ignore_index=True)
+
+
 class _LakeView(param.Parameterized):
     lake = param.Parameter(doc="An explorer Lake (explorer.open()).")
 
@@ -58,6 +74,8 @@ class PersonMinutes(_LakeView):
     start = param.Date(default=None, allow_None=True, doc="First local day shown (default: 28 days before the last).")
     end = param.Date(default=None, allow_None=True, doc="Last local day shown, inclusive (default: the last with data).")
     max_points = param.Integer(default=MAX_POINTS, bounds=(10, 100_000), doc="Points per line sent to the browser.")
+    gap = param.Integer(default=15, bounds=(2, None), doc="Minutes without data after which the line breaks "
+                                                          "(non-wear is drawn as a gap, not a straight line).")
 
     def _span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         end = self.end
@@ -75,14 +93,15 @@ class PersonMinutes(_LakeView):
 
     def data(self) -> dict[str, pd.DataFrame]:
         """{"heart_rate": datetime, heart_rate_value; "steps": datetime, steps}, downsampled,
-        each with ``attrs["rows"]``, the minutes there were before downsampling."""
+        each with ``attrs["rows"]``, the minutes there were before downsampling. A missing value
+        marks each stretch of non-wear longer than ``gap`` minutes (one extra row per gap)."""
         start, stop = self._span()
         out = {}
         for key, table, column in (("heart_rate", "heart_rate_minute", "heart_rate_value"), ("steps", "steps_minute", "steps")):
             frame = self._sql(f"SELECT datetime, {column} FROM {table} WHERE person_id = ? AND datetime >= ? AND datetime < ? "
                               "ORDER BY datetime", [self.person_id, start.to_pydatetime(), stop.to_pydatetime()])
-            kept = frame.iloc[downsample(frame["datetime"].to_numpy(), frame[column].to_numpy(float), self.max_points)]
-            kept = kept.reset_index(drop=True)
+            chosen = downsample(frame["datetime"].to_numpy(), frame[column].to_numpy(float), self.max_points)
+            kept = _break_at_gaps(frame, chosen, column, self.gap)
             kept.attrs["rows"] = len(frame)
             out[key] = kept
         return out
@@ -120,7 +139,8 @@ class Actogram(_LakeView):
         if start is None:
             first = self._sql("SELECT min(datetime) AS first FROM steps_minute WHERE person_id = ?", [self.person_id])["first"].iloc[0]
             if pd.isna(first):
-                raise ExplorerError(f"no step minutes for person_id {self.person_id!r}")
+                raise ExplorerError(f"no step minutes for person_id {self.person_id!r}: check the id "
+                                    "(`explorer sql \"SELECT DISTINCT person_id FROM steps_minute LIMIT 5\"`)")
             start = pd.Timestamp(first).normalize()
         start = pd.Timestamp(start)
         stop = start + pd.Timedelta(days=self.days + 1)
@@ -150,37 +170,55 @@ class Actogram(_LakeView):
 
 class CohortWearableDistributions(_LakeView):
     """Cohort distributions from the aggregates: daily steps on valid days, each person's median
-    resting heart rate, and interdaily stability and intradaily variability per person-month."""
+    resting heart rate, and interdaily stability and intradaily variability per person-month.
 
-    bins = param.Integer(default=30, bounds=(5, 200), doc="Histogram bins.")
+    Bins are fixed per metric (its plausible range; values beyond fall in the end bins), so no
+    bin edge is any person's value. Counts are exact: this view is researcher-tier until the
+    privacy layer applies disclosure control to what leaves that tier.
+    """
 
-    QUERIES = {
-        "daily_steps": ("Daily steps (valid days)", "SELECT steps AS value FROM wearable_daily WHERE valid_day"),
-        "resting_hr": ("Resting heart rate, per-person median (/min)",
-                       "SELECT median(resting_hr) AS value FROM wearable_daily WHERE valid_day GROUP BY person_id"),
-        "interdaily_stability": ("Interdaily stability (per person-month)",
-                                 "SELECT interdaily_stability AS value FROM wearable_circadian"),
-        "intradaily_variability": ("Intradaily variability (per person-month)",
-                                   "SELECT intradaily_variability AS value FROM wearable_circadian"),
+    #: metric -> (table, column, SQL of one value per row, bin edges); labels and units come from
+    #: the metric registry or the catalog
+    METRICS = {
+        "daily_steps": ("wearable_daily", "steps", "SELECT steps AS value FROM wearable_daily WHERE valid_day",
+                        np.arange(0, 30_001, 1000)),
+        "resting_hr": ("wearable_daily", "resting_hr",
+                       "SELECT median(resting_hr) AS value FROM wearable_daily WHERE valid_day GROUP BY person_id",
+                       np.arange(35, 110.1, 2.5)),
+        "interdaily_stability": ("wearable_circadian", "interdaily_stability",
+                                 "SELECT interdaily_stability AS value FROM wearable_circadian", np.linspace(0, 1, 21)),
+        "intradaily_variability": ("wearable_circadian", "intradaily_variability",
+                                   "SELECT intradaily_variability AS value FROM wearable_circadian", np.linspace(0, 2.5, 26)),
     }
+
+    def _label(self, table: str, column: str) -> str:
+        from explorer.wearables import METRICS
+
+        if column in METRICS:
+            metric = METRICS[column]
+            return f"{metric.long_name}, per person-month"
+        declared = self.lake.catalog.get(table).column(column)
+        what = {"steps": "Daily steps (valid days)", "resting_hr": "Resting heart rate, per-person median"}[column]
+        unit = (declared.unit or "").replace("{", "").replace("}", "")  # UCUM annotations; braces are templates in titles
+        return f"{what} ({unit})"
 
     def data(self) -> dict[str, pd.DataFrame]:
         """Per metric: bin edges (left, right) and counts, ``attrs`` with its label and the number
         of values. Only binned counts leave here, never the values themselves."""
         out = {}
-        for key, (label, query) in self.QUERIES.items():
+        for key, (table, column, query, edges) in self.METRICS.items():
             values = self._sql(query)["value"].dropna().to_numpy(float)
-            counts, edges = np.histogram(values, bins=self.bins) if len(values) else (np.zeros(0, int), np.zeros(1))
+            counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
             frame = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
-            frame.attrs.update(label=label, n=len(values))
+            frame.attrs.update(label=self._label(table, column), n=len(values))
             out[key] = frame
         return out
 
     def panel(self):
         hv = _holoviews()
 
-        plots = [hv.Histogram((np.r_[f["left"].to_numpy(), f["right"].to_numpy()[-1:]] if len(f) else [0, 1],
-                               f["count"].to_numpy() if len(f) else [0]), kdims=[f.attrs["label"]], vdims=["count"])
+        plots = [hv.Histogram((np.r_[f["left"].to_numpy(), f["right"].to_numpy()[-1:]], f["count"].to_numpy()),
+                              kdims=[f.attrs["label"]], vdims=["count"])
                  .opts(title=f"{f.attrs['label']} (n = {f.attrs['n']:,})", responsive=True, height=220, tools=["hover"])
                  for f in self.data().values()]
         return hv.Layout(plots).cols(2)

@@ -27,6 +27,7 @@ visualization and analysis. PLoS Comput Biol. 2021;17(10):e1009514.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -82,7 +83,8 @@ def interdaily_stability(series: pd.Series, freq: str = "1h", binarize: bool = T
     pattern) to about 1 (every day the same). Witting et al. 1990.
     """
     data = _prepared(series, freq, binarize, threshold)
-    return float(_mean_day(data).var(ddof=ddof) / data.var(ddof=ddof))
+    with np.errstate(invalid="ignore", divide="ignore"):  # no variance at all: NaN, as in pyActigraphy
+        return float(_mean_day(data).var(ddof=ddof) / data.var(ddof=ddof))
 
 
 def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool = True, threshold: float = 4,
@@ -96,7 +98,8 @@ def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool =
     Witting et al. 1990.
     """
     data = _prepared(series, freq, binarize, threshold)
-    return float(data.diff(1).pow(2).mean() / data.var(ddof=ddof))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(data.diff(1).pow(2).mean() / data.var(ddof=ddof))
 
 
 def _mean_day(data: pd.Series) -> pd.Series:
@@ -134,9 +137,14 @@ def m10(series: pd.Series, binarize: bool = True, threshold: float = 4) -> Activ
 
 def relative_amplitude(series: pd.Series, binarize: bool = True, threshold: float = 4) -> float:
     r"""Relative amplitude, :math:`RA = (M10 - L5) / (M10 + L5)`: 0 (no rhythm) to 1 (complete
-    rest in the least active 5 hours). Van Someren et al. 1999."""
-    low, high = l5(series, binarize, threshold).value, m10(series, binarize, threshold).value
-    return float((high - low) / (high + low))
+    rest in the least active 5 hours). Van Someren et al. 1999. NaN when there is no activity
+    at all (M10 = L5 = 0), as pyActigraphy's numpy division gives."""
+    return _amplitude(l5(series, binarize, threshold).value, m10(series, binarize, threshold).value)
+
+
+def _amplitude(low: float, high: float) -> float:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.divide(np.float64(high) - low, np.float64(high) + low))
 
 
 def sleep_regularity_index(asleep: pd.Series) -> float:
@@ -157,7 +165,10 @@ def sleep_regularity_index(asleep: pd.Series) -> float:
     2017;7:3216.
     """
     data = _regular(asleep)
-    per_day = int(pd.Timedelta("1D") / pd.Timedelta(data.index.freq))
+    epoch = pd.Timedelta(data.index.freq)
+    if pd.Timedelta("1D") % epoch:
+        raise ExplorerError(f"the epoch ({epoch}) must divide a day for epochs 24 h apart to pair up; resample first")
+    per_day = int(pd.Timedelta("1D") / epoch)
     return _sri(data.to_numpy(), per_day)
 
 
@@ -187,6 +198,11 @@ def summarize_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes:
     (``freq`` of ``bin_minutes``), without building an index, a resampler or a groupby. This is
     what the ``wearable_circadian`` refresh step runs for every person and period."""
     x = np.asarray(values, dtype="float64")
+    if len(x) == 0 or np.isnan(x).all():
+        raise ExplorerError("summarize_minutes needs at least one recorded minute")
+    if bin_minutes < 1 or not 0 <= first_minute_of_day < 1440:
+        raise ExplorerError(f"bin_minutes must be >= 1 and first_minute_of_day in 0..1439, got {bin_minutes}, "
+                            f"{first_minute_of_day}")
     if binarize:
         x = np.where(np.isnan(x), np.nan, (x > threshold).astype("float64"))
     n = len(x)
@@ -199,14 +215,15 @@ def summarize_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes:
         bin_minute_of_day = (first_minute_of_day + bin_minutes * np.arange(n_bins)) % 1440
     else:
         binned, bin_minute_of_day = x, minute_of_day
-    variance = np.nanvar(binned, ddof=1)
-    stability = np.nanvar(_profile(binned, bin_minute_of_day), ddof=1) / variance
-    variability = np.nanmean(np.diff(binned) ** 2) / variance
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # fewer than two values: NaN, as pandas gives
+        variance = np.nanvar(binned, ddof=1)
+        stability = np.nanvar(_profile(binned, bin_minute_of_day), ddof=1) / variance
+        variability = np.nanmean(np.diff(binned) ** 2) / variance
     profile = pd.Series(_profile(x, minute_of_day))
     low = _window_of_profile(profile, pd.Timedelta("1min"), "5h", lowest=True)
     high = _window_of_profile(profile, pd.Timedelta("1min"), "10h", lowest=False)
-    amplitude = (high.value - low.value) / (high.value + low.value)
-    return CircadianSummary(float(stability), float(variability), float(amplitude), low, high)
+    return CircadianSummary(float(stability), float(variability), _amplitude(low.value, high.value), low, high)
 
 
 def _profile(x: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:

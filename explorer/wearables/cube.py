@@ -4,8 +4,10 @@ query per person.
 
 Layout: dimensions ``person`` (pseudonyms, sorted) and ``minute`` (local wall-clock minutes from
 the first local midnight to the last day's end), variables ``heart_rate`` and ``steps``
-(float32, NaN where nothing was recorded). A minute recorded twice (the repeated autumn hour)
-keeps the mean of its readings. The store is written one block of persons at a time, so memory
+(float32, NaN where nothing was recorded), and ``heart_rate_readings`` (uint8, readings in the
+minute). A minute recorded twice (the repeated autumn hour, lived twice) keeps the sum of its
+steps, the mean of its heart rates and 2 readings, so the cube's daily totals equal the daily
+summary's, which counts that hour twice. The store is written one block of persons at a time, so memory
 stays at one block whatever the cohort, under ``arrays/wearable_minute_cube/`` in the lake,
 named by the versions of the two minute tables it was built from: a new version of either is a
 new store, and earlier stores stay readable.
@@ -22,6 +24,8 @@ import xarray as xr
 from explorer.errors import ExplorerError
 
 STREAMS = {"heart_rate": ("heart_rate_minute", "heart_rate_value"), "steps": ("steps_minute", "steps")}
+#: how a minute's rows combine: readings of heart rate average, steps add up
+COMBINE = {"heart_rate": "avg", "steps": "sum"}
 #: persons per chunk and days per chunk of the cube: 64 persons x 7 days is 2.6 MB per variable
 CHUNK_PERSONS = 64
 CHUNK_DAYS = 7
@@ -53,31 +57,38 @@ def write_minute_cube(lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_days: i
     n_days = (pd.Timestamp(bounds["last"]).normalize() - start).days + 1
     minutes = pd.date_range(start, periods=n_days * 1440, freq="1min")
     chunks = {"person": chunk_persons, "minute": chunk_days * 1440}
-    template = xr.Dataset(
-        {name: (("person", "minute"), _lazy_nan(len(persons), len(minutes), chunks)) for name in STREAMS},
-        coords={"person": np.asarray(persons, dtype=object), "minute": minutes})
+    variables = {name: (("person", "minute"), _lazy_full(len(persons), len(minutes), chunks, np.nan, "float32"))
+                 for name in STREAMS}
+    variables["heart_rate_readings"] = (("person", "minute"), _lazy_full(len(persons), len(minutes), chunks, 0, "uint8"))
+    template = xr.Dataset(variables, coords={"person": np.asarray(persons, dtype=object), "minute": minutes})
     template["heart_rate"].attrs.update(units="1/min", long_name="heart rate")
     template["steps"].attrs.update(units="1/min", long_name="steps per minute")
+    template["heart_rate_readings"].attrs.update(units="1", long_name="heart-rate readings in the minute")
     tmp = path.with_name(path.name + ".partial")
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     template.to_zarr(tmp, compute=False, mode="w", zarr_format=3, consolidated=False, encoding={
-        name: {"chunks": (chunk_persons, chunk_days * 1440)} for name in STREAMS})
+        name: {"chunks": (chunk_persons, chunk_days * 1440)} for name in variables})
     blocks = range(0, len(persons), chunk_persons)
     for k, low in enumerate(blocks):
         block = persons[low:low + chunk_persons]
         values = {}
         for name, (table, column) in STREAMS.items():
-            rows = lake.sql(f"""SELECT person_id, CAST(epoch(datetime - ?) // 60 AS BIGINT) AS offset, avg({column}) AS value
+            rows = lake.sql(f"""SELECT person_id, CAST(epoch(datetime - ?) // 60 AS BIGINT) AS offset,
+                                       {COMBINE[name]}({column}) AS value, count(*) AS readings
                                 FROM {table} WHERE person_id >= ? AND person_id <= ? AND datetime IS NOT NULL
+                                      AND {column} IS NOT NULL
                                 GROUP BY ALL""", [start.to_pydatetime(), block[0], block[-1]])
             grid = np.full((len(block), len(minutes)), np.nan, dtype="float32")
-            row_of = pd.Index(block).get_indexer(rows["person_id"])
-            keep = row_of >= 0
-            grid[row_of[keep], rows["offset"].to_numpy()[keep]] = rows["value"].to_numpy("float32")[keep]
+            at = (pd.Index(block).get_indexer(rows["person_id"]), rows["offset"].to_numpy())
+            grid[at] = rows["value"].to_numpy("float32")
             values[name] = (("person", "minute"), grid)
+            if name == "heart_rate":
+                readings = np.zeros((len(block), len(minutes)), dtype="uint8")
+                readings[at] = rows["readings"].clip(upper=255).to_numpy("uint8")
+                values["heart_rate_readings"] = (("person", "minute"), readings)
         xr.Dataset(values).to_zarr(
             tmp, region={"person": slice(low, low + len(block)), "minute": slice(0, len(minutes))}, consolidated=False)
         if progress:
@@ -86,10 +97,10 @@ def write_minute_cube(lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_days: i
     return path
 
 
-def _lazy_nan(n_persons: int, n_minutes: int, chunks: dict):
+def _lazy_full(n_persons: int, n_minutes: int, chunks: dict, value, dtype: str):
     import dask.array as da
 
-    return da.full((n_persons, n_minutes), np.nan, dtype="float32", chunks=(chunks["person"], chunks["minute"]))
+    return da.full((n_persons, n_minutes), value, dtype=dtype, chunks=(chunks["person"], chunks["minute"]))
 
 
 def open_minute_cube(lake, *, build: bool = True) -> xr.Dataset:
@@ -110,9 +121,11 @@ def daily_totals(cube: xr.Dataset, valid_wear_minutes: int = 600) -> xr.Dataset:
     from flox.xarray import xarray_reduce
 
     day = cube["minute"].dt.floor("D").rename("date")
+    readings = cube["heart_rate_readings"].astype("int64")
     steps = xarray_reduce(cube["steps"], day, func="nansum", dim="minute")
-    wear = xarray_reduce(cube["heart_rate"].notnull(), day, func="sum", dim="minute")
-    mean_hr = xarray_reduce(cube["heart_rate"], day, func="nanmean", dim="minute")
+    wear = xarray_reduce(readings, day, func="sum", dim="minute")
+    heart_sum = xarray_reduce((cube["heart_rate"].astype("float64") * readings).fillna(0), day, func="sum", dim="minute")
+    mean_hr = heart_sum / wear.where(wear > 0)
     return xr.Dataset({"steps": steps, "wear_minutes": wear, "mean_hr": mean_hr,
                        "valid_day": wear >= valid_wear_minutes})
 

@@ -1,94 +1,119 @@
 """Circadian metrics for every person and calendar month, from the unified minute tables.
 
-The minutes of a person-month are read in one DuckDB query as two lists (minute, steps), turned
-into a regular minute array from the month's first recorded minute to its last (missing minutes
-NaN, a minute recorded twice - the repeated autumn hour - averaged), and summarised with
-:func:`explorer.wearables.circadian.summarize_minutes`: the conventions of pyActigraphy 1.2.2
-with steps as the activity count, binarised at more than ``threshold`` steps a minute.
+For each person-month the step minutes are read as two lists (minute, steps) and laid on a grid
+of whole local days. Days with fewer than ``valid_minutes`` recorded minutes (10 h, the daily
+summary's valid-day rule; steps are recorded only while the tracker is worn) are left out
+whole, and the valid days are put end to end: the series a pyActigraphy user gets by cropping a
+recording to its valid days. Left in, a day off the wrist would sum to 24 empty hourly bins
+and read as a day of perfect rest. On that series
+:func:`explorer.wearables.circadian.summarize_minutes` computes IS, IV, RA, L5 and M10 with the
+conventions of pyActigraphy 1.2.2 (steps as activity, binarised at more than ``threshold`` a
+minute, bins from the first sample, which is midnight of the first valid day). A minute recorded
+twice (the repeated autumn hour) counts the mean of its values.
 
-Sleep regularity uses the same minutes: asleep where a ``sleep_level`` segment of an asleep
-level covers the minute, awake where steps were recorded and no such segment does, unknown
-elsewhere (the tracker was not worn).
+The sleep regularity index is computed on the calendar grid, so only days 24 h apart are paired.
+A minute is asleep where a ``sleep_level`` segment of an asleep level covers it, awake where
+steps were recorded and no such segment does, and unknown elsewhere and on days that are not
+valid. A month without any asleep minute has no index: no sleep log is missing data, not a
+perfectly regular sleeper.
+
+Persons are read a block at a time, so a task's memory is one block's minutes whatever the
+size of its share of the cohort.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import pyarrow.compute as pc
 
-from explorer.wearables.circadian import summarize_minutes, _sri
-from explorer.wearables.daily import ASLEEP_LEVELS
+from explorer.wearables.circadian import _sri, summarize_minutes
+from explorer.wearables.daily import ASLEEP_LEVELS, VALID_WEAR_MINUTES
 
-#: days with recorded minutes a month needs before its metrics are computed (IS needs days to compare)
+#: valid days a month needs before its metrics are computed (IS needs days to compare)
 MIN_DAYS = 7
 #: activity above this many steps a minute counts as active (pyActigraphy's default threshold)
 ACTIVE_STEPS = 4
+#: persons read per query: bounds a task's memory (25 persons x 31 days of minutes is about 20 MB)
+PERSONS_PER_READ = 25
 
-COLUMNS = ["person_id", "period_start", "period_end", "days_recorded", "minutes_recorded", "interdaily_stability",
+COLUMNS = ["person_id", "period_start", "period_end", "days_recorded", "valid_days", "interdaily_stability",
            "intradaily_variability", "relative_amplitude", "l5", "l5_onset_hour", "m10", "m10_onset_hour",
            "sleep_regularity_index"]
 
 
 def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = True, min_days: int = MIN_DAYS,
-                       threshold: float = ACTIVE_STEPS, bin_minutes: int = 60) -> pd.DataFrame:
+                       valid_minutes: int = VALID_WEAR_MINUTES, threshold: float = ACTIVE_STEPS,
+                       bin_minutes: int = 60) -> pd.DataFrame:
     """One row per person and calendar month with any recorded step minute (columns
-    :data:`COLUMNS`); the metrics are empty for a month with fewer than ``min_days`` recorded
+    :data:`COLUMNS`); the metrics are empty for a month with fewer than ``min_days`` valid
     days. ``con`` is a DuckDB connection with the views ``steps_minute`` (and ``sleep_level``
     if ``has_sleep``); ``person_filter`` is SQL on ``person_id``."""
-    minutes = con.sql(f"""
-        SELECT person_id, CAST(date_trunc('month', datetime) AS DATE) AS period_start,
-               count(DISTINCT CAST(datetime AS DATE)) AS days_recorded,
-               list(CAST(epoch(datetime) // 60 AS BIGINT) ORDER BY datetime) AS minute,
-               list(CAST(steps AS DOUBLE) ORDER BY datetime) AS steps
-        FROM steps_minute WHERE {person_filter} AND datetime IS NOT NULL AND steps IS NOT NULL
-        GROUP BY ALL ORDER BY person_id, period_start""").to_arrow_table()
-    if minutes.num_rows == 0:
-        return pd.DataFrame(columns=COLUMNS)
-    segments = _asleep_segments(con, person_filter) if has_sleep else {}
+    persons = [row[0] for row in con.execute(
+        f"SELECT DISTINCT person_id FROM steps_minute WHERE {person_filter} ORDER BY person_id").fetchall()]
     rows = []
-    offsets = {name: minutes[name].combine_chunks().offsets.to_numpy() for name in ("minute", "steps")}
-    minute_values = pa.concat_arrays([c.values for c in minutes["minute"].chunks]).to_numpy()
-    step_values = pa.concat_arrays([c.values for c in minutes["steps"].chunks]).to_numpy()
-    people = minutes["person_id"].to_pylist()
-    starts = minutes["period_start"].to_pylist()
-    days_recorded = minutes["days_recorded"].to_numpy()
-    for k, (person, start) in enumerate(zip(people, starts)):
-        low, high = offsets["minute"][k], offsets["minute"][k + 1]
-        stamp = minute_values[low:high]
-        first = int(stamp[0])
-        position = stamp - first
-        counts = np.bincount(position)
-        sums = np.bincount(position, weights=step_values[low:high])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        row = {"person_id": person, "period_start": start,
-               "period_end": (pd.Timestamp(start) + pd.offsets.MonthEnd(0)).date(),
-               "days_recorded": int(days_recorded[k]), "minutes_recorded": int((counts > 0).sum())}
-        if days_recorded[k] >= min_days:
-            summary = summarize_minutes(values, first % 1440, bin_minutes=bin_minutes, threshold=threshold)
-            row.update(interdaily_stability=summary.interdaily_stability,
-                       intradaily_variability=summary.intradaily_variability,
-                       relative_amplitude=summary.relative_amplitude,
-                       l5=summary.l5.value, l5_onset_hour=(summary.l5.onset / pd.Timedelta("1h")) % 24,
-                       m10=summary.m10.value, m10_onset_hour=(summary.m10.onset / pd.Timedelta("1h")) % 24)
-            if has_sleep:
-                asleep = _asleep_minutes(segments.get(person), first, len(values))
-                states = np.where(asleep, 1.0, np.where(counts > 0, 0.0, np.nan))
-                row["sleep_regularity_index"] = _sri(states, 1440)
-        rows.append(row)
+    for low in range(0, len(persons), PERSONS_PER_READ):
+        block = persons[low:low + PERSONS_PER_READ]
+        where = f"{person_filter} AND person_id >= $first AND person_id <= $last"
+        bounds = {"first": block[0], "last": block[-1]}
+        minutes = con.execute(f"""
+            SELECT person_id, CAST(date_trunc('month', datetime) AS DATE) AS period_start,
+                   list(CAST(epoch(datetime) // 60 AS BIGINT) ORDER BY datetime) AS minute,
+                   list(CAST(steps AS DOUBLE) ORDER BY datetime) AS steps
+            FROM steps_minute WHERE {where} AND datetime IS NOT NULL AND steps IS NOT NULL
+            GROUP BY ALL ORDER BY person_id, period_start""", bounds).to_arrow_table()
+        segments = _asleep_segments(con, where, bounds) if has_sleep else {}
+        minute_offsets = pc.list_value_length(minutes["minute"]).to_numpy(zero_copy_only=False).cumsum()
+        minute_values = pc.list_flatten(minutes["minute"]).to_numpy()
+        step_values = pc.list_flatten(minutes["steps"]).to_numpy()
+        starts = np.r_[0, minute_offsets[:-1]]
+        for k, (person, period) in enumerate(zip(minutes["person_id"].to_pylist(), minutes["period_start"].to_pylist())):
+            stamp, value = minute_values[starts[k]:minute_offsets[k]], step_values[starts[k]:minute_offsets[k]]
+            rows.append(_person_month(person, period, stamp, value, segments.get(person) if has_sleep else None,
+                                      has_sleep, min_days, valid_minutes, threshold, bin_minutes))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _asleep_segments(con, person_filter: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _person_month(person, period, stamp, value, segments, has_sleep, min_days, valid_minutes, threshold,
+                  bin_minutes) -> dict:
+    first_day = int(stamp[0]) // 1440 * 1440
+    position = stamp - first_day
+    n_days = int(position[-1]) // 1440 + 1
+    counts = np.bincount(position, minlength=n_days * 1440)
+    sums = np.bincount(position, weights=value, minlength=n_days * 1440)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(n_days, 1440)
+    recorded_per_day = (counts > 0).reshape(n_days, 1440).sum(axis=1)
+    valid = recorded_per_day >= valid_minutes
+    row = {"person_id": person, "period_start": period,
+           "period_end": (pd.Timestamp(period) + pd.offsets.MonthEnd(0)).date(),
+           "days_recorded": int((recorded_per_day > 0).sum()), "valid_days": int(valid.sum())}
+    if valid.sum() < min_days:
+        return row
+    summary = summarize_minutes(grid[valid].ravel(), 0, bin_minutes=bin_minutes, threshold=threshold)
+    row.update(interdaily_stability=summary.interdaily_stability,
+               intradaily_variability=summary.intradaily_variability,
+               relative_amplitude=summary.relative_amplitude,
+               l5=summary.l5.value, l5_onset_hour=(summary.l5.onset / pd.Timedelta("1h")) % 24,
+               m10=summary.m10.value, m10_onset_hour=(summary.m10.onset / pd.Timedelta("1h")) % 24)
+    if has_sleep:
+        asleep = _asleep_minutes(segments, first_day, n_days * 1440).reshape(n_days, 1440)
+        if asleep[valid].any():
+            states = np.where(asleep, 1.0, np.where(np.isnan(grid), np.nan, 0.0))
+            states[~valid] = np.nan
+            row["sleep_regularity_index"] = _sri(states.ravel(), 1440)
+    return row
+
+
+def _asleep_segments(con, where: str, bounds: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per person: (start minute, end minute) of every segment of an asleep level."""
     levels = ", ".join(f"'{level}'" for level in ASLEEP_LEVELS)
     found = con.execute(f"""
         SELECT person_id, list(CAST(epoch(start_datetime) // 60 AS BIGINT)) AS start,
                list(CAST(epoch(start_datetime) // 60 + round(duration_minutes) AS BIGINT)) AS stop
-        FROM sleep_level WHERE {person_filter} AND lower(level) IN ({levels})
+        FROM sleep_level WHERE {where} AND lower(level) IN ({levels})
               AND start_datetime IS NOT NULL AND duration_minutes > 0
-        GROUP BY person_id""").fetchall()
+        GROUP BY person_id""", bounds).fetchall()
     return {person: (np.asarray(start), np.asarray(stop)) for person, start, stop in found}
 
 
