@@ -73,8 +73,11 @@ def run_measured(command: list[str], cwd=None, interval: float = 0.1, env=None) 
 
     import psutil
 
+    import tempfile
+
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    errors = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -86,7 +89,9 @@ def run_measured(command: list[str], cwd=None, interval: float = 0.1, env=None) 
         time.sleep(interval)
     out, err = process.communicate()
     if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed with status {process.returncode}:\n{out[-2000:]}")
+        errors.seek(0)
+        raise RuntimeError(f"{' '.join(command)} failed with status {process.returncode}:\n{out[-2000:]}"
+                           f"{errors.read()[-2000:]}")
     return time.perf_counter() - start, peak / 2**30, out
 
 

@@ -246,7 +246,8 @@ def cmd_wearables(args) -> int:
     if args.action == "metrics":
         from explorer.wearables import METRICS, RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES
 
-        rows = [{"metric": m.identifier, "name": m.long_name, "units": m.units, "reference": m.reference}
+        rows = [{"metric": m.identifier, "name": m.long_name, "units": m.units, "reference": m.reference,
+                 "stored in": f"{m.table}.{m.column}"}
                 for m in METRICS.values()]
         print(_table_text(pd.DataFrame(rows)))
         print(f"\nDaily summary (table wearable_daily): valid day >= {VALID_WEAR_MINUTES} wear minutes; resting heart "

@@ -149,3 +149,16 @@ def test_no_activity_at_all_gives_nan_not_an_error():
         c.summarize_minutes(np.full(100, np.nan), 0)
     with pytest.raises(ExplorerError, match="must divide a day"):
         c.sleep_regularity_index(pd.Series([0.0, 1.0, 1.0], index=pd.date_range("2024-01-01", periods=3, freq="7min")))
+
+
+def test_the_wearable_registry_matches_the_catalog():
+    from explorer.catalog import default_catalog
+    from explorer.wearables import METRICS
+
+    catalog = default_catalog()
+    assert {"resting_hr", "sleep_hr", "interdaily_stability", "sleep_regularity_index"} <= set(METRICS)
+    for metric in METRICS.values():
+        column = catalog.get(metric.table).column(metric.column)
+        assert metric.units and metric.reference and callable(metric.function)
+        if metric.table == "wearable_daily":  # circadian L5/M10 are stored binarised: a share, unit 1
+            assert (column.unit or "1") == metric.units, metric

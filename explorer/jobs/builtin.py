@@ -131,12 +131,11 @@ class WearableDaily(RefreshStep):
     valid_wear_minutes = VALID_WEAR_MINUTES
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
-        from explorer.wearables.daily import daily_summary_sql
+        from explorer.wearables.daily import daily_summary
 
-        query = daily_summary_sql(person_filter=partition.where(None), days=partition.days,
-                                  has_sleep=self.available(con, "sleep_level"), bucket_column=bucket_sql(),
-                                  valid_wear_minutes=self.valid_wear_minutes)
-        return con.execute(query).df()
+        return daily_summary(con, person_filter=partition.where(None), days=partition.days,
+                             has_sleep=self.available(con, "sleep_level"), bucket_column=bucket_sql(),
+                             valid_wear_minutes=self.valid_wear_minutes)
 
 
 class WearableCircadian(RefreshStep):

@@ -191,16 +191,13 @@ class CohortWearableDistributions(_LakeView):
                                    "SELECT intradaily_variability AS value FROM wearable_circadian", np.linspace(0, 2.5, 26)),
     }
 
-    def _label(self, table: str, column: str) -> str:
+    def _label(self, key: str, column: str) -> str:
         from explorer.wearables import METRICS
 
-        if column in METRICS:
-            metric = METRICS[column]
-            return f"{metric.long_name}, per person-month"
-        declared = self.lake.catalog.get(table).column(column)
-        what = {"steps": "Daily steps (valid days)", "resting_hr": "Resting heart rate, per-person median"}[column]
-        unit = (declared.unit or "").replace("{", "").replace("}", "")  # UCUM annotations; braces are templates in titles
-        return f"{what} ({unit})"
+        metric = METRICS[column]
+        unit = "" if metric.units == "1" else f" ({metric.units.replace('{', '').replace('}', '')})"  # braces: title templates
+        scope = {"daily_steps": "valid days", "resting_hr": "per-person median"}.get(key, "per person-month")
+        return f"{metric.long_name}, {scope}{unit}"
 
     def data(self) -> dict[str, pd.DataFrame]:
         """Per metric: bin edges (left, right) and counts, ``attrs`` with its label and the number
@@ -210,7 +207,7 @@ class CohortWearableDistributions(_LakeView):
             values = self._sql(query)["value"].dropna().to_numpy(float)
             counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
             frame = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
-            frame.attrs.update(label=self._label(table, column), n=len(values))
+            frame.attrs.update(label=self._label(key, column), n=len(values))
             out[key] = frame
         return out
 

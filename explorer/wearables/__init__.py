@@ -4,7 +4,6 @@ step) and the non-parametric circadian metrics (IS, IV, RA, L5, M10, and the sle
 their units)."""
 
 from explorer.wearables.circadian import (
-    METRICS,
     ActivityWindow,
     CircadianSummary,
     interdaily_stability,
@@ -16,7 +15,8 @@ from explorer.wearables.circadian import (
     summarize_minutes,
 )
 from explorer.wearables.daily import RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES, daily_summary_sql
+from explorer.wearables.registry import METRICS, WearableMetric
 
 __all__ = ["METRICS", "RESTING_WINDOW_MINUTES", "VALID_WEAR_MINUTES", "ActivityWindow", "CircadianSummary",
            "daily_summary_sql", "interdaily_stability", "intradaily_variability", "l5", "m10", "relative_amplitude",
-           "sleep_regularity_index", "summarize_minutes"]
+           "sleep_regularity_index", "summarize_minutes", "WearableMetric"]

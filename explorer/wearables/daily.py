@@ -171,3 +171,36 @@ def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | N
         FROM heart FULL JOIN walked USING (person_id, date){sleep_joins}
         WHERE {keep_days}
         ORDER BY person_id, date"""
+
+
+#: persons summarised per query by :func:`daily_summary`: bounds memory whatever the cohort size
+PERSONS_PER_QUERY = 50
+
+
+def daily_summary(con, *, person_filter: str = "TRUE", days: tuple[date, ...] | None = None, has_sleep: bool = True,
+                  valid_wear_minutes: int = VALID_WEAR_MINUTES, resting_window: int = RESTING_WINDOW_MINUTES,
+                  bucket_column: str | None = None, persons_per_query: int = PERSONS_PER_QUERY, progress=None):
+    """:func:`daily_summary_sql` run a block of ``persons_per_query`` persons at a time (a
+    person's days never depend on another person), so memory stays at one block's minutes
+    whatever the size of the cohort: the way the ``wearable_daily`` refresh step and any
+    out-of-core run use it. Returns a pandas DataFrame with the rows of the single query."""
+    import pandas as pd
+
+    persons = [row[0] for row in con.execute(f"""
+        SELECT DISTINCT person_id FROM (SELECT person_id FROM heart_rate_minute WHERE {person_filter}
+                                        UNION SELECT person_id FROM steps_minute WHERE {person_filter})
+        ORDER BY person_id""").fetchall()]
+    frames = []
+    blocks = range(0, len(persons), max(1, int(persons_per_query)))
+    for k, low in enumerate(blocks):
+        block = persons[low:low + persons_per_query]
+        query = daily_summary_sql(person_filter=f"({person_filter}) AND person_id BETWEEN $first AND $last", days=days,
+                                  has_sleep=has_sleep, valid_wear_minutes=valid_wear_minutes,
+                                  resting_window=resting_window, bucket_column=bucket_column)
+        frames.append(con.execute(query, {"first": block[0], "last": block[-1]}).df())
+        if progress:
+            progress(k + 1, len(blocks), f"daily summary: {low + len(block)}/{len(persons)} persons")
+    if not frames:
+        return con.execute(daily_summary_sql(person_filter="FALSE", days=days, has_sleep=has_sleep,
+                                             bucket_column=bucket_column)).df()
+    return pd.concat(frames, ignore_index=True)

@@ -56,12 +56,12 @@ def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = Tr
         block = persons[low:low + PERSONS_PER_READ]
         where = f"{person_filter} AND person_id >= $first AND person_id <= $last"
         bounds = {"first": block[0], "last": block[-1]}
-        minutes = con.execute(f"""
+        minutes = con.sql(f"""
             SELECT person_id, CAST(date_trunc('month', datetime) AS DATE) AS period_start,
                    list(CAST(epoch(datetime) // 60 AS BIGINT) ORDER BY datetime) AS minute,
                    list(CAST(steps AS DOUBLE) ORDER BY datetime) AS steps
             FROM steps_minute WHERE {where} AND datetime IS NOT NULL AND steps IS NOT NULL
-            GROUP BY ALL ORDER BY person_id, period_start""", bounds).to_arrow_table()
+            GROUP BY ALL ORDER BY person_id, period_start""", params=bounds).to_arrow_table()
         segments = _asleep_segments(con, where, bounds) if has_sleep else {}
         minute_offsets = pc.list_value_length(minutes["minute"]).to_numpy(zero_copy_only=False).cumsum()
         minute_values = pc.list_flatten(minutes["minute"]).to_numpy()
