@@ -36,6 +36,8 @@ MIN_DAYS = 7
 ACTIVE_STEPS = 4
 #: persons read per query: bounds a task's memory (25 persons x 31 days of minutes is about 20 MB)
 PERSONS_PER_READ = 25
+#: bits of the packed (minute, steps) integer that hold the steps of a minute (at most 4,194,303)
+STEP_BITS = 22
 
 COLUMNS = ["person_id", "period_start", "period_end", "days_recorded", "valid_days", "interdaily_stability",
            "intradaily_variability", "relative_amplitude", "l5", "l5_onset_hour", "m10", "m10_onset_hour",
@@ -56,19 +58,21 @@ def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = Tr
         block = persons[low:low + PERSONS_PER_READ]
         where = f"{person_filter} AND person_id >= $first AND person_id <= $last"
         bounds = {"first": block[0], "last": block[-1]}
+        # minute and steps packed in one integer: one list per person-month, in any order (the
+        # grid is filled by position), which DuckDB builds several times faster than two ordered lists
         minutes = con.sql(f"""
             SELECT person_id, CAST(date_trunc('month', datetime) AS DATE) AS period_start,
-                   list(CAST(epoch(datetime) // 60 AS BIGINT) ORDER BY datetime) AS minute,
-                   list(CAST(steps AS DOUBLE) ORDER BY datetime) AS steps
-            FROM steps_minute WHERE {where} AND datetime IS NOT NULL AND steps IS NOT NULL
+                   list(CAST(epoch(datetime) // 60 AS BIGINT) * {1 << STEP_BITS}
+                        + least(CAST(round(steps) AS BIGINT), {(1 << STEP_BITS) - 1})) AS packed
+            FROM steps_minute WHERE {where} AND datetime IS NOT NULL AND steps >= 0
             GROUP BY ALL ORDER BY person_id, period_start""", params=bounds).to_arrow_table()
         segments = _asleep_segments(con, where, bounds) if has_sleep else {}
-        minute_offsets = pc.list_value_length(minutes["minute"]).to_numpy(zero_copy_only=False).cumsum()
-        minute_values = pc.list_flatten(minutes["minute"]).to_numpy()
-        step_values = pc.list_flatten(minutes["steps"]).to_numpy()
-        starts = np.r_[0, minute_offsets[:-1]]
+        ends = pc.list_value_length(minutes["packed"]).to_numpy(zero_copy_only=False).cumsum()
+        packed = pc.list_flatten(minutes["packed"]).to_numpy()
+        minute_values, step_values = packed >> STEP_BITS, (packed & ((1 << STEP_BITS) - 1)).astype("float64")
+        starts = np.r_[0, ends[:-1]]
         for k, (person, period) in enumerate(zip(minutes["person_id"].to_pylist(), minutes["period_start"].to_pylist())):
-            stamp, value = minute_values[starts[k]:minute_offsets[k]], step_values[starts[k]:minute_offsets[k]]
+            stamp, value = minute_values[starts[k]:ends[k]], step_values[starts[k]:ends[k]]
             rows.append(_person_month(person, period, stamp, value, segments.get(person) if has_sleep else None,
                                       has_sleep, min_days, valid_minutes, threshold, bin_minutes))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -76,9 +80,9 @@ def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = Tr
 
 def _person_month(person, period, stamp, value, segments, has_sleep, min_days, valid_minutes, threshold,
                   bin_minutes) -> dict:
-    first_day = int(stamp[0]) // 1440 * 1440
+    first_day = int(stamp.min()) // 1440 * 1440
     position = stamp - first_day
-    n_days = int(position[-1]) // 1440 + 1
+    n_days = int(position.max()) // 1440 + 1
     counts = np.bincount(position, minlength=n_days * 1440)
     sums = np.bincount(position, weights=value, minlength=n_days * 1440)
     with np.errstate(invalid="ignore", divide="ignore"):
