@@ -1,7 +1,7 @@
 """Circadian metrics for every person and calendar month, from the unified minute tables.
 
-For each person-month the step minutes are read as two lists (minute, steps) and laid on a grid
-of whole local days. Days with fewer than ``valid_minutes`` recorded minutes (10 h, the daily
+For each person-month the step minutes are read as one list of (minute, whole steps) pairs
+packed in integers, and laid on a grid of whole local days. Days with fewer than ``valid_minutes`` recorded minutes (10 h, the daily
 summary's valid-day rule; steps are recorded only while the tracker is worn) are left out
 whole, and the valid days are put end to end: the series a pyActigraphy user gets by cropping a
 recording to its valid days. Left in, a day off the wrist would sum to 24 empty hourly bins
