@@ -65,6 +65,15 @@ class _LakeView(param.Parameterized):
             raise ExplorerError(f"{type(self).__name__} needs a lake: {type(self).__name__}(lake=explorer.open(), ...)")
         return self.lake.sql(query, params)
 
+    def _person_day(self, table: str, which: str) -> pd.Timestamp:
+        """Midnight of the person's first (``which="min"``) or last (``"max"``) day in ``table``."""
+        found = self._sql(f"SELECT {which}(datetime) AS day FROM {table} WHERE person_id = ?", [self.person_id])["day"].iloc[0]
+        if pd.isna(found):
+            what = {"heart_rate_minute": "heart-rate minutes", "steps_minute": "step minutes"}.get(table, f"rows in {table}")
+            raise ExplorerError(f"no {what} for person_id {self.person_id!r}: check the id "
+                                f"(`explorer sql \"SELECT DISTINCT person_id FROM {table} LIMIT 5\"`)")
+        return pd.Timestamp(found).normalize()
+
 
 class PersonMinutes(_LakeView):
     """One person's minute-level heart rate and steps over a span of days, each line downsampled
@@ -78,14 +87,7 @@ class PersonMinutes(_LakeView):
                                                           "(non-wear is drawn as a gap, not a straight line).")
 
     def _span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        end = self.end
-        if end is None:
-            last = self._sql("SELECT max(datetime) AS last FROM heart_rate_minute WHERE person_id = ?", [self.person_id])["last"].iloc[0]
-            if pd.isna(last):
-                raise ExplorerError(f"no heart-rate minutes for person_id {self.person_id!r}: check the id "
-                                    "(`explorer sql \"SELECT DISTINCT person_id FROM heart_rate_minute LIMIT 5\"`)")
-            end = pd.Timestamp(last).normalize()
-        end = pd.Timestamp(end)
+        end = pd.Timestamp(self.end) if self.end is not None else self._person_day("heart_rate_minute", "max")
         start = pd.Timestamp(self.start) if self.start is not None else end - pd.Timedelta(days=27)
         if start > end:
             raise ExplorerError(f"start {start.date()} is after end {end.date()}")
@@ -111,7 +113,8 @@ class PersonMinutes(_LakeView):
 
         data = self.data()
         heart, steps = data["heart_rate"], data["steps"]
-        note = (f"{len(heart):,} of {heart.attrs['rows']:,} heart-rate minutes and {len(steps):,} of "
+        shown = {key: int(frame.iloc[:, 1].notna().sum()) for key, frame in data.items()}  # not the gap markers
+        note = (f"{shown['heart_rate']:,} of {heart.attrs['rows']:,} heart-rate minutes and {shown['steps']:,} of "
                 f"{steps.attrs['rows']:,} step minutes shown (MinMaxLTTB)")
         hr = hv.Curve(heart, "datetime", ("heart_rate_value", "Heart rate (/min)")).opts(
             responsive=True, height=220, color="#c0392b", title=f"{self.person_id[:8]}…: {note}", tools=["hover"])
@@ -135,14 +138,7 @@ class Actogram(_LakeView):
         first day, columns hours 0 <= h < 48 at bin starts."""
         if 1440 % self.bin_minutes:
             raise ExplorerError(f"bin_minutes must divide a day (1440 minutes), got {self.bin_minutes}")
-        start = self.start
-        if start is None:
-            first = self._sql("SELECT min(datetime) AS first FROM steps_minute WHERE person_id = ?", [self.person_id])["first"].iloc[0]
-            if pd.isna(first):
-                raise ExplorerError(f"no step minutes for person_id {self.person_id!r}: check the id "
-                                    "(`explorer sql \"SELECT DISTINCT person_id FROM steps_minute LIMIT 5\"`)")
-            start = pd.Timestamp(first).normalize()
-        start = pd.Timestamp(start)
+        start = pd.Timestamp(self.start) if self.start is not None else self._person_day("steps_minute", "min")
         stop = start + pd.Timedelta(days=self.days + 1)
         binned = self._sql(f"""
             SELECT CAST(floor(epoch(datetime - ?) / 60 / {self.bin_minutes}) AS BIGINT) AS cell, sum(steps) AS steps

@@ -15,6 +15,7 @@ new store, and earlier stores stay readable.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +66,6 @@ def write_minute_cube(lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_days: i
     template["steps"].attrs.update(units="1/min", long_name="steps per minute")
     template["heart_rate_readings"].attrs.update(units="1", long_name="heart-rate readings in the minute")
     tmp = path.with_name(path.name + ".partial")
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     template.to_zarr(tmp, compute=False, mode="w", zarr_format=3, consolidated=False, encoding={
