@@ -2,13 +2,17 @@
 the partition a task computes."""
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import explorer
 from explorer.jobs import refresh
 from explorer.jobs.steps import Partition, bucket_sql
 from explorer.wearables import daily_summary_sql
+from explorer.wearables.daily import daily_summary
 
 PID = "a1" * 16
 
@@ -32,9 +36,21 @@ def frames():
     return steps, heart, sleep
 
 
+def both_ways(con, **options):
+    """The summary by the query that defines it and by the numpy engine the refresh step runs,
+    after checking that they give the same rows."""
+    by_engine = daily_summary(con, **options)
+    options = {k: v for k, v in options.items() if k not in ("persons_per_query", "cells_per_chunk")}
+    by_sql = con.execute(daily_summary_sql(**options)).df()
+    pd.testing.assert_frame_equal(by_engine, by_sql, check_exact=False, rtol=1e-12)
+    return by_sql
+
+
 def summary(frames, days=None):
-    steps_minute, heart_rate_minute, sleep_level = frames  # noqa: F841  (DuckDB reads them by name)
-    return duckdb.sql(daily_summary_sql(days=days)).df().set_index("date")
+    con = duckdb.connect()
+    for name, frame in zip(("steps_minute", "heart_rate_minute", "sleep_level"), frames):
+        con.register(name, frame)
+    return both_ways(con, days=days).set_index("date")
 
 
 def test_known_answers_from_the_definitions(frames):
@@ -120,3 +136,49 @@ def test_rows_without_a_value_are_not_readings():
     day = summary((steps, heart, empty_sleep)).loc[pd.Timestamp("2024-06-03")]
     assert day.wear_minutes == 39
     assert day.resting_hr == pytest.approx(60.0)  # 08:18 onwards only; the 90s before are not at rest
+
+
+@st.composite
+def minute_streams(draw):
+    """Two or three persons' heart rate, steps and sleep over three days, with what real exports
+    hold: gaps, rows without a value, readings at odd seconds, minutes recorded twice, naps,
+    overlapping segments and nights across midnight."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    persons = [f"{k:02x}" * 16 for k in range(draw(st.integers(2, 3)))]
+    start = pd.Timestamp("2024-03-09")
+    heart, steps, sleep = [], [], []
+    for pid in persons:
+        recorded = np.flatnonzero(rng.random(3 * 1440) < draw(st.sampled_from([0.3, 0.9, 1.0])))
+        when = start + pd.to_timedelta(recorded, "min")
+        twice = rng.random(len(when)) < draw(st.sampled_from([0.0, 0.01]))  # a repeated hour, a late correction
+        odd = rng.random(len(when)) < 0.02
+        when = when.append(when[twice]) + pd.to_timedelta(np.r_[odd * 30, np.zeros(twice.sum())], "s")
+        quiet = rng.random(len(when)) < draw(st.sampled_from([0.5, 0.97]))  # mostly still: rest is found
+        step_count = pd.array(np.where(quiet, 0, rng.integers(1, 60, len(when))), dtype="Int64")
+        step_count[rng.random(len(when)) < 0.01] = pd.NA
+        beats = pd.array(rng.integers(45, 120, len(when)), dtype="Int64")
+        beats[rng.random(len(when)) < 0.01] = pd.NA
+        heart.append(pd.DataFrame({"person_id": pid, "datetime": when, "heart_rate_value": beats}))
+        steps.append(pd.DataFrame({"person_id": pid, "datetime": when, "steps": step_count}))
+        segment_starts = rng.choice(3 * 1440 * 60, size=draw(st.integers(0, 8)), replace=False)  # no two alike
+        sleep.append(pd.DataFrame({
+            "person_id": pid, "start_datetime": start + pd.to_timedelta(np.sort(segment_starts), "s"),
+            "level": rng.choice(["light", "deep", "rem", "wake", "asleep", "restless"], len(segment_starts)),
+            "duration_minutes": rng.integers(5, 400, len(segment_starts)).astype(float),
+            "is_main_sleep": rng.random(len(segment_starts)) < 0.8}))
+    days = draw(st.none() | st.lists(st.sampled_from([start.date() + pd.Timedelta(days=k) for k in (-1, 0, 1, 2, 3)]),
+                                     min_size=1, max_size=3, unique=True).map(tuple))
+    return pd.concat(heart), pd.concat(steps), pd.concat(sleep).astype({"start_datetime": "datetime64[us]"}), days
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minute_streams(), st.booleans(), st.integers(1, 2))
+def test_the_numpy_engine_gives_the_rows_of_the_defining_query(streams, has_sleep, persons_per_block):
+    heart, steps, sleep, days = streams
+    con = duckdb.connect()
+    con.register("heart_rate_minute", heart)
+    con.register("steps_minute", steps)
+    con.register("sleep_level", sleep)
+    # grids of a day or two: a run of days is cut into several
+    both_ways(con, days=days, has_sleep=has_sleep, persons_per_query=persons_per_block, cells_per_chunk=3 * 1440)
+
