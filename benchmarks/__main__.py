@@ -15,7 +15,7 @@ from benchmarks.harness import REGISTRY
 from explorer.progress import Progress
 
 MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.bench_ingest", "benchmarks.bench_refresh",
-           "benchmarks.bench_wearables"]
+           "benchmarks.bench_wearables", "benchmarks.bench_exposure"]
 
 
 def main(argv=None) -> int:

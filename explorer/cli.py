@@ -281,6 +281,50 @@ def cmd_wearables(args) -> int:
     return 0
 
 
+def cmd_exposure(args) -> int:
+    if args.action == "metrics":
+        from explorer.exposure import METRICS
+
+        rows = [{"metric": m.identifier, "name": m.long_name, "units": m.units, "reference": m.reference,
+                 "stored in": f"{m.table}.{m.column}"} for m in METRICS.values()]
+        print(_table_text(pd.DataFrame(rows)))
+        print("\nPer person and day: table exposure_daily; per event and window (0-7, 0-30, 0-365 days): "
+              "table event_exposure. Both are filled by `explorer refresh`.")
+        return 0
+    lake = _lake(args)
+    if args.action == "association":
+        from explorer.exposure import resting_hr_on_anomaly
+
+        for table in ("wearable_daily", "exposure_daily"):
+            if not lake.has_table(table):
+                raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
+        lake.sql("SELECT 1 FROM wearable_daily LIMIT 0")
+        lake.sql("SELECT 1 FROM exposure_daily LIMIT 0")
+        print(resting_hr_on_anomaly(lake.connection()))
+        return 0
+    # heat-waves: xclim's indices at a place, from the lake's grids
+    from explorer.exposure import heat_waves, location_series, open_grids
+
+    if args.lat is None or args.lon is None:
+        raise ExplorerError("heat-waves needs --lat and --lon (degrees), the place to compute them at")
+    if not lake.has_table("array_store"):
+        raise ExplorerError("no grid in this lake: ingest NetCDF or Zarr grids of tasmax and tasmin first")
+    grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.root, ("tasmax", "tasmin"))
+    if set(grids) != {"tasmax", "tasmin"}:
+        raise ExplorerError(f"heat waves need tasmax and tasmin grids; the lake has {', '.join(grids) or 'neither'}")
+    series = {name: location_series(grid, [args.lat], [args.lon]).isel(location=0).dropna("time")
+              for name, grid in grids.items()}
+    found = heat_waves(series["tasmin"].assign_attrs(units="degC"), series["tasmax"].assign_attrs(units="degC"),
+                       thresh_tasmin=f"{args.tasmin} degC", thresh_tasmax=f"{args.tasmax} degC", window=args.window,
+                       freq=args.freq)
+    table = found.to_dataframe()[["frequency", "max_length", "total_length"]]
+    table.index = table.index.strftime("%Y-%m-%d")
+    print(f"heat waves at {args.lat}, {args.lon} (tasmin > {args.tasmin} degC and tasmax > {args.tasmax} degC "
+          f"for >= {args.window} days; xclim):")
+    print(_table_text(table.reset_index().rename(columns={"time": "period"})))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from explorer.demo import run_demo
 
@@ -473,6 +517,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=28, help="actogram rows (default 28)")
     p.add_argument("--out", default=None, help="HTML file to write (view; default person.html or cohort.html)")
     p.set_defaults(func=cmd_wearables)
+
+    p = commands.add_parser("exposure", help="exposure metrics, heat waves at a place, the worked association",
+                            formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        metrics:     the exposure registry (identifier, units, reference, where it is stored).
+        heat-waves:  heat-wave frequency, longest and total days per period at a place, computed
+                     by xclim from the lake's tasmax and tasmin grids (nearest cell).
+        association: the worked example, daily resting heart rate on the temperature anomaly at
+                     home with a random intercept per person (REML); needs `explorer refresh`.
+
+        examples:
+          explorer exposure metrics
+          explorer exposure heat-waves --lat 31.2 --lon -100.4 --tasmax 32
+          explorer exposure association"""))
+    p.add_argument("action", choices=["metrics", "heat-waves", "association"])
+    p.add_argument("--lat", type=float, default=None, help="latitude, degrees north (heat-waves)")
+    p.add_argument("--lon", type=float, default=None, help="longitude, degrees east (heat-waves)")
+    p.add_argument("--tasmin", type=float, default=22.0, help="tasmin threshold, degC (default 22)")
+    p.add_argument("--tasmax", type=float, default=30.0, help="tasmax threshold, degC (default 30)")
+    p.add_argument("--window", type=int, default=3, help="minimum heat-wave length, days (default 3)")
+    p.add_argument("--freq", default="YS", help="period: YS (years, default), MS (months), QS-DEC (seasons)")
+    p.set_defaults(func=cmd_exposure)
 
     p = commands.add_parser("demo", help="build a small demo lake and show what it keeps", formatter_class=fmt,
                             description=textwrap.dedent("""\

@@ -158,7 +158,9 @@ def compute_partition(root: str, step_name: str, versions: dict[str, int], parti
     try:
         con.execute("SET enable_progress_bar = false")
         lake.pinned_views(con, list(versions), versions)
-        return step(step_name).compute(con, partition)
+        instance = step(step_name)
+        instance.lake_root = str(lake.root)
+        return instance.compute(con, partition)
     finally:
         con.close()
 

@@ -127,6 +127,8 @@ class RefreshStep:
     #: for person_bucket_day: how many following days a changed day's rows can change too
     #: (a window that looks back across midnight, a night counted for the morning it ends)
     days_affected_after: ClassVar[int] = 0
+    #: the lake's root, set by the runner before compute: where a step finds arrays (Zarr grids)
+    lake_root: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -2,8 +2,11 @@
 
 Daily mean temperature at a cell is ``climatology(lat, day of year) + anomaly``; the anomaly is
 spatially smooth weather noise (AR(1) in time) plus planted heat waves. ``tasmax``/``tasmin``
-add and subtract half a diurnal range. The anomaly is the planted exposure that raises resting
-heart rate, so it is written to the truth as well.
+add and subtract half a diurnal range. The planted exposure that raises resting heart rate is
+the temperature anomaly as Parks et al. 2020 define it: the day's mean temperature, (tasmax +
+tasmin) / 2, minus the mean of that calendar month at the same cell over the baseline, the
+complete calendar year before the wearable window (the grid's first year). It is written to the
+truth as well.
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ def make_environment(config: SynthConfig) -> Environment:
     tasmax = tas + diurnal_range / 2 + rng.normal(0, 0.5, tas.shape)
     tasmin = tas - diurnal_range / 2 + rng.normal(0, 0.5, tas.shape)
 
+    daily_mean = (tasmax + tasmin) / 2
+    baseline = time.year == time[0].year
+    monthly = {m: daily_mean[baseline & (time.month == m)].mean(axis=0) for m in range(1, 13)}
+    parks_anomaly = daily_mean - np.stack([monthly[m] for m in time.month])
+
     urban = np.zeros_like(la)
     for c_lat, c_lon in rng.uniform([lat[0], lon[0]], [lat[-1], lon[-1]], size=(4, 2)):
         urban += 9.0 * np.exp(-(((la - c_lat) ** 2 + (lo - c_lon) ** 2) / (2 * 0.8 ** 2)))
@@ -79,7 +87,8 @@ def make_environment(config: SynthConfig) -> Environment:
             "tasmax": (dims, tasmax.astype("float32"), {"units": "degC"}),
             "tasmin": (dims, tasmin.astype("float32"), {"units": "degC"}),
             "pm25": (dims, pm25.astype("float32"), {"units": "ug/m3"}),
-            "tas_anomaly": (dims, anomaly.astype("float32"), {"units": "K", "long_name": "Planted anomaly of tas"}),
+            "tas_anomaly": (dims, parks_anomaly.astype("float32"),
+                            {"units": "K", "long_name": "Planted anomaly: (tasmax + tasmin) / 2 minus its baseline-year mean of the month"}),
         },
         coords={"time": time, "lat": lat, "lon": lon},
     )

@@ -1,6 +1,6 @@
 """Wearable analytics: pure functions over minute-level Fitbit data, each with its definition
-and reference: the daily summary (``daily_summary_sql``, behind the ``wearable_daily`` refresh
-step) and the non-parametric circadian metrics (IS, IV, RA, L5, M10, and the sleep regularity index; ``METRICS`` lists them with
+and reference: the daily summary (``daily_summary``, behind the ``wearable_daily`` refresh
+step, defined by the query ``daily_summary_sql``) and the non-parametric circadian metrics (IS, IV, RA, L5, M10, and the sleep regularity index; ``METRICS`` lists them with
 their units)."""
 
 from explorer.wearables.circadian import (
@@ -14,9 +14,9 @@ from explorer.wearables.circadian import (
     sleep_regularity_index,
     summarize_minutes,
 )
-from explorer.wearables.daily import RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES, daily_summary_sql
+from explorer.wearables.daily import RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES, daily_summary, daily_summary_sql
 from explorer.wearables.registry import METRICS, WearableMetric
 
 __all__ = ["METRICS", "RESTING_WINDOW_MINUTES", "VALID_WEAR_MINUTES", "ActivityWindow", "CircadianSummary",
-           "daily_summary_sql", "interdaily_stability", "intradaily_variability", "l5", "m10", "relative_amplitude",
+           "daily_summary", "daily_summary_sql", "interdaily_stability", "intradaily_variability", "l5", "m10", "relative_amplitude",
            "sleep_regularity_index", "summarize_minutes", "WearableMetric"]

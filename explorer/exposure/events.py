@@ -1,0 +1,121 @@
+"""Exposure before events: window means and lag matrices.
+
+A window of ``w`` days before an event holds lags 0 to ``w`` (the event's own day and the ``w``
+days before it), the "lag 0-w" of time-series epidemiology. Its mean is taken over the days with
+a value (``days_with_value`` says how many), so a missing day is neither zero nor hidden. A lag
+matrix has one column per lag, ``lag_0`` (the event's day) to ``lag_L``, ready for a
+distributed-lag model (e.g. ``dlnm``'s cross-basis or a constrained lag regression).
+
+Both are one gather over a dense person x day matrix of the exposure (cumulative sums for the
+windows), never a loop over events.
+
+References
+----------
+Gasparrini A, Armstrong B, Kenward MG. Distributed lag non-linear models. Stat Med.
+2010;29:2224-2234.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from explorer.errors import ExplorerError
+
+DEFAULT_WINDOWS = (7, 30, 365)
+
+
+class _PersonDays:
+    """Exposure as dense (person, day) matrices, one per variable."""
+
+    def __init__(self, exposure: pd.DataFrame, variables):
+        missing = [c for c in ("person_id", "date", *variables) if c not in exposure.columns]
+        if missing:
+            raise ExplorerError(f"exposure: column(s) {', '.join(missing)} missing")
+        days = pd.to_datetime(exposure["date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+        self.persons, person = np.unique(exposure["person_id"].to_numpy(dtype=object), return_inverse=True)
+        self.first = int(days.min()) if len(days) else 0
+        self.n_days = int(days.max()) - self.first + 1 if len(days) else 1
+        self.matrices = {}
+        for variable in variables:
+            matrix = np.full((len(self.persons), self.n_days), np.nan)
+            matrix[person, days - self.first] = exposure[variable].to_numpy(dtype=float)
+            self.matrices[variable] = matrix
+
+    def locate(self, events: pd.DataFrame):
+        """(row, day offset, known) of each event's person and day."""
+        missing = [c for c in ("person_id", "event_date") if c not in events.columns]
+        if missing:
+            raise ExplorerError(f"events: column(s) {', '.join(missing)} missing")
+        row = np.searchsorted(self.persons, events["person_id"].to_numpy(dtype=object))
+        row = np.clip(row, 0, max(len(self.persons) - 1, 0))
+        known = (self.persons[row] == events["person_id"].to_numpy(dtype=object)) if len(self.persons) else \
+            np.zeros(len(events), dtype=bool)
+        day = pd.to_datetime(events["event_date"]).to_numpy().astype("datetime64[D]").astype(np.int64) - self.first
+        return row, day, known
+
+
+def event_windows(events: pd.DataFrame, exposure: pd.DataFrame, *, windows=DEFAULT_WINDOWS,
+                  variables=("tasmax", "pm25", "tas_anomaly"), flag: str | None = "heat_wave") -> pd.DataFrame:
+    """Mean exposure over the window before each event, for every window.
+
+    ``events``: person_id, event_date (and any other columns, kept). ``exposure``: person_id,
+    date and the ``variables`` (and ``flag``, a boolean such as heat_wave) per person-day.
+    Returns one row per event and window: the event's columns, window_days, ``<variable>_mean``
+    for each variable, ``days_with_value`` (days of the window with a value of the first variable)
+    and ``<flag>_days`` (days of the window flagged).
+    """
+    windows = tuple(int(w) for w in windows)
+    if any(w < 0 for w in windows) or not windows:
+        raise ExplorerError(f"windows must be whole days, 0 or more; got {windows}")
+    columns = list(variables) + ([flag] if flag else [])
+    table = _PersonDays(exposure, columns)
+    row, day, known = table.locate(events)
+    frames = []
+    for window in windows:
+        out = events.reset_index(drop=True).copy()
+        out["window_days"] = np.int32(window)
+        start, end = day - window, day  # inclusive
+        for k, variable in enumerate(columns):
+            values = table.matrices[variable]
+            total, count = _window_sums(values, row, start, end, known)
+            if variable == flag:
+                out[f"{flag}_days"] = total.astype(np.int32)
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{variable}_mean"] = np.where(count > 0, total / count, np.nan)
+            if k == 0:
+                out["days_with_value"] = count.astype(np.int32)
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _window_sums(values: np.ndarray, row, start, end, known):
+    """Sum and count of non-missing values of each row's days start..end (clipped to the matrix)."""
+    present = np.isfinite(values)
+    sums = np.zeros((values.shape[0], values.shape[1] + 1))
+    counts = np.zeros((values.shape[0], values.shape[1] + 1), dtype=np.int64)
+    np.cumsum(np.where(present, values, 0.0), axis=1, out=sums[:, 1:])
+    np.cumsum(present, axis=1, out=counts[:, 1:])
+    lo = np.clip(start, 0, values.shape[1])
+    hi = np.clip(end + 1, 0, values.shape[1])
+    hi = np.maximum(hi, lo)
+    total = np.where(known, sums[row, hi] - sums[row, lo], 0.0)
+    count = np.where(known, counts[row, hi] - counts[row, lo], 0)
+    return total, count
+
+
+def lag_matrix(events: pd.DataFrame, exposure: pd.DataFrame, variable: str, max_lag: int) -> pd.DataFrame:
+    """The exposure on each of the ``max_lag + 1`` days up to each event: columns ``lag_0`` (the
+    event's day) to ``lag_<max_lag>``, NaN where there is no value, beside the event's columns."""
+    if int(max_lag) < 0:
+        raise ExplorerError(f"max_lag must be 0 or more, got {max_lag}")
+    table = _PersonDays(exposure, [variable])
+    row, day, known = table.locate(events)
+    values = table.matrices[variable]
+    lags = np.arange(int(max_lag) + 1)
+    at = day[:, None] - lags[None, :]
+    inside = known[:, None] & (at >= 0) & (at < values.shape[1])
+    picked = np.where(inside, values[row[:, None], np.clip(at, 0, values.shape[1] - 1)], np.nan)
+    out = events.reset_index(drop=True).copy()
+    return pd.concat([out, pd.DataFrame(picked, columns=[f"lag_{lag}" for lag in lags])], axis=1)

@@ -1,0 +1,160 @@
+"""Gridded and station values at people's homes, vectorised.
+
+Grid values: each (time, latitude, longitude) point takes the value of the nearest cell, or the
+bilinear interpolation of the four cell centres around it. The work is one pointwise selection
+(xarray vectorised indexing, ``isel`` with indexers along a shared ``location`` dimension) of the
+distinct cells people live in, over every time step at once, then a numpy gather of each
+person-day from that small (time x location) block: never a loop of ``.sel`` calls. On a Dask
+chunked Zarr grid only the chunks holding those cells are read.
+
+Station values: the nearest station with a value that day within ``max_distance_km``, or the
+inverse-distance weighted mean of the stations within it (weights 1/d^power; a station at the
+point itself takes all the weight). Great-circle distances (haversine, R = 6371.0088 km).
+
+Points outside the grid (beyond half a cell from the outer cell centres for ``nearest``, outside
+the outer cell centres for ``bilinear``), days the grid does not cover, and bilinear points with a
+missing corner get NaN: a value is never extrapolated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from explorer.errors import ExplorerError
+
+METHODS = ("nearest", "bilinear")
+STATION_METHODS = ("nearest", "idw")
+EARTH_RADIUS_KM = 6371.0088
+
+
+def grid_values(grid, time, latitude, longitude, *, method: str = "nearest") -> np.ndarray:
+    """Values of ``grid`` (an xarray DataArray with dims time, lat, lon; NumPy or Dask backed) at
+    each point (``time``: dates or datetimes, normalised to the day; ``latitude``, ``longitude``
+    in degrees), as a float64 array of the points' length."""
+    latitude, longitude = np.asarray(latitude, dtype=float), np.asarray(longitude, dtype=float)
+    times = pd.DatetimeIndex(pd.to_datetime(np.asarray(time))).normalize()
+    if not (len(times) == len(latitude) == len(longitude)):
+        raise ExplorerError(f"time, latitude and longitude must have one value per point; got "
+                            f"{len(times)}, {len(latitude)} and {len(longitude)}")
+    places, location = np.unique(np.column_stack([latitude, longitude]), axis=0, return_inverse=True)
+    series = location_series(grid, places[:, 0], places[:, 1], method=method)
+    t = pd.DatetimeIndex(series["time"].values).get_indexer(times)
+    values = series.values[np.clip(t, 0, None), location.ravel()] if len(places) else np.full(len(times), np.nan)
+    return np.where(t >= 0, values, np.nan)
+
+
+def location_series(grid, latitude, longitude, *, method: str = "nearest"):
+    """The whole time series of ``grid`` at each location: an xarray DataArray (time, location),
+    float64, NaN outside the grid. One pointwise selection of the distinct cells involved."""
+    import xarray as xr
+
+    if method not in METHODS:
+        raise ExplorerError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    missing = [d for d in ("time", "lat", "lon") if d not in grid.dims]
+    if missing:
+        raise ExplorerError(f"the grid has no {', '.join(missing)} dimension; expected dims time, lat, lon")
+    latitude, longitude = np.asarray(latitude, dtype=float), np.asarray(longitude, dtype=float)
+    grid = grid.sortby("lat").sortby("lon")
+    if method == "nearest":
+        i, wi = _nearest(grid["lat"].values, latitude)
+        j, wj = _nearest(grid["lon"].values, longitude)
+        corners = [(i, j, wi * wj)]
+    else:
+        i0, fi = _bracket(grid["lat"].values, latitude)
+        j0, fj = _bracket(grid["lon"].values, longitude)
+        corners = [(i0, j0, (1 - fi) * (1 - fj)), (i0 + 1, j0, fi * (1 - fj)),
+                   (i0, j0 + 1, (1 - fi) * fj), (i0 + 1, j0 + 1, fi * fj)]
+    inside = np.all([np.isfinite(w) for _, _, w in corners], axis=0)
+    n_lat, n_lon = grid.sizes["lat"], grid.sizes["lon"]
+
+    def cell(ci, cj):
+        return np.clip(ci, 0, n_lat - 1) * n_lon + np.clip(cj, 0, n_lon - 1)
+
+    cells = np.unique(np.concatenate([cell(ci, cj)[inside] for ci, cj, _ in corners]))
+    block = _cells_over_time(grid, cells, n_lon)  # (time, cell)
+    result = np.zeros((grid.sizes["time"], len(latitude)))
+    for ci, cj, weight in corners:
+        column = np.clip(np.searchsorted(cells, cell(ci, cj)), 0, max(len(cells) - 1, 0))
+        values = block[:, column] if len(cells) else np.full(result.shape, np.nan)
+        # a corner with no weight adds nothing, even where its value is missing
+        result += np.where(weight == 0, 0.0, np.where(inside, weight, 0.0) * values)
+    result[:, ~inside] = np.nan
+    return xr.DataArray(result, dims=("time", "location"), coords={"time": grid["time"].values},
+                        attrs=dict(grid.attrs), name=grid.name)
+
+
+def _nearest(axis: np.ndarray, points: np.ndarray):
+    """Index of the nearest centre on a sorted, regular-or-not axis, and weight 1 (NaN beyond half
+    a cell outside the outer centres). A point halfway goes to the upper centre, as xarray's
+    (pandas') nearest does."""
+    position = np.searchsorted(axis, points)
+    lower = np.clip(position - 1, 0, len(axis) - 1)
+    upper = np.clip(position, 0, len(axis) - 1)
+    index = np.where(np.abs(points - axis[lower]) < np.abs(axis[upper] - points), lower, upper)
+    half = (np.diff(axis[:2])[0] if len(axis) > 1 else 0.0) / 2, (np.diff(axis[-2:])[0] if len(axis) > 1 else 0.0) / 2
+    outside = (points < axis[0] - half[0]) | (points > axis[-1] + half[1]) | ~np.isfinite(points)
+    return index, np.where(outside, np.nan, 1.0)
+
+
+def _bracket(axis: np.ndarray, points: np.ndarray):
+    """Lower index and fraction of the way to the next centre (NaN outside the outer centres)."""
+    lower = np.clip(np.searchsorted(axis, points, side="right") - 1, 0, max(len(axis) - 2, 0))
+    span = axis[lower + 1] - axis[lower] if len(axis) > 1 else np.ones_like(points)
+    fraction = (points - axis[lower]) / span
+    outside = (points < axis[0]) | (points > axis[-1]) | ~np.isfinite(points)
+    return lower, np.where(outside, np.nan, fraction)
+
+
+def _cells_over_time(grid, cells: np.ndarray, n_lon: int) -> np.ndarray:
+    """(time, location) values of the given flat cell numbers: one pointwise selection."""
+    import xarray as xr
+
+    if not len(cells):
+        return np.empty((grid.sizes["time"], 0))
+    lat_index = xr.DataArray(cells // n_lon, dims="location")
+    lon_index = xr.DataArray(cells % n_lon, dims="location")
+    picked = grid.isel(lat=lat_index, lon=lon_index).transpose("time", "location")
+    return np.asarray(picked.values, dtype=np.float64)
+
+
+def station_values(stations: pd.DataFrame, date, latitude, longitude, *, method: str = "nearest",
+                   max_distance_km: float = 50.0, power: float = 2.0) -> np.ndarray:
+    """Station observations at each point: ``stations`` has columns station_id, latitude,
+    longitude, date, value (one variable, one unit). Returns float64 values (NaN where no station
+    with a value that day lies within ``max_distance_km``)."""
+    if method not in STATION_METHODS:
+        raise ExplorerError(f"method {method!r} is not one of {', '.join(STATION_METHODS)}")
+    missing = [c for c in ("station_id", "latitude", "longitude", "date", "value") if c not in stations.columns]
+    if missing:
+        raise ExplorerError(f"stations: column(s) {', '.join(missing)} missing")
+    if max_distance_km <= 0 or power <= 0:
+        raise ExplorerError("max_distance_km and power must be positive")
+    dates = pd.DatetimeIndex(pd.to_datetime(np.asarray(date))).normalize()
+    latitude, longitude = np.asarray(latitude, dtype=float), np.asarray(longitude, dtype=float)
+    where = stations.groupby("station_id")[["latitude", "longitude"]].first()
+    table = stations.assign(date=pd.to_datetime(stations["date"]).dt.normalize()).pivot_table(
+        index="date", columns="station_id", values="value", aggfunc="mean").reindex(columns=where.index)
+    day = table.index.get_indexer(dates)
+    observed = np.vstack([table.to_numpy(dtype=float), np.full((1, len(where)), np.nan)])[day]  # (points, stations)
+    distance = haversine_km(latitude[:, None], longitude[:, None], where["latitude"].to_numpy()[None, :],
+                            where["longitude"].to_numpy()[None, :])
+    usable = np.isfinite(observed) & (distance <= max_distance_km)
+    if method == "nearest":
+        ranked = np.where(usable, distance, np.inf)
+        best = np.argmin(ranked, axis=1)
+        picked = observed[np.arange(len(dates)), best]
+        return np.where(np.isfinite(ranked[np.arange(len(dates)), best]), picked, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(usable, 1.0 / distance ** power, 0.0)
+        at_station = usable & (distance == 0)
+        weight = np.where(at_station.any(axis=1, keepdims=True), at_station.astype(float), weight)
+        total = weight.sum(axis=1)
+        return np.where(total > 0, (weight * np.where(usable, observed, 0.0)).sum(axis=1) / total, np.nan)
+
+
+def haversine_km(lat1, lon1, lat2, lon2):
+    """Great-circle distance in km between points given in degrees."""
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))

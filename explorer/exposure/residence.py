@@ -1,0 +1,73 @@
+"""Where each person lived on each day, from residence periods.
+
+A period runs from ``start_date`` to ``end_date`` inclusive (an empty end: still there). A person
+who moves mid-period has one period ending the day before the move and the next starting on it,
+so each day takes the address of the period that holds it. Days no period holds are gaps, and
+days two periods at different places hold are overlaps: both are flagged (``residence_status``
+"gap" or "overlap") with no location, never guessed from a neighbouring period. Two periods
+holding the same place on a day (a repeated row) are not a conflict.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from explorer.errors import ExplorerError
+
+#: residence_status values
+OK, GAP, OVERLAP = "ok", "gap", "overlap"
+PLACE_COLUMNS = ("latitude", "longitude", "zip3", "tract_geoid")
+_REQUIRED = ("person_id", "start_date", "end_date", "latitude", "longitude")
+
+
+def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
+                   persons=None) -> pd.DataFrame:
+    """One row per person and day from ``first_day`` to ``last_day`` (inclusive): person_id, date,
+    latitude, longitude, zip3, tract_geoid, residence_status.
+
+    ``persons`` (default: everyone in ``residence``) are the persons to cover; a person without
+    any period gets gaps for every day. Vectorised: periods are expanded to days with
+    ``np.repeat``, conflicts found by counting distinct places per person-day.
+    """
+    missing = [c for c in _REQUIRED if c not in residence.columns]
+    if missing:
+        raise ExplorerError(f"residence: column(s) {', '.join(missing)} missing; expected {', '.join(_REQUIRED)}")
+    first, last = pd.Timestamp(first_day), pd.Timestamp(last_day)
+    if last < first:
+        raise ExplorerError(f"residence_days: last day {last.date()} is before first day {first.date()}")
+    periods = residence.copy()
+    for column in PLACE_COLUMNS:
+        if column not in periods:
+            periods[column] = None
+    start = pd.to_datetime(periods["start_date"])
+    end = pd.to_datetime(periods["end_date"]).fillna(last)
+    bad = periods.index[start.isna() | (end < start)]
+    if len(bad):
+        row = periods.loc[bad[0]]
+        raise ExplorerError(f"residence row for person {row['person_id']}: start_date {row['start_date']} and "
+                            f"end_date {row['end_date']} do not make a period (start missing or after the end)")
+    start, end = start.clip(lower=first), end.clip(upper=last)
+    kept = (start <= end).to_numpy()
+    periods, start, end = periods[kept], start[kept], end[kept]
+    lengths = ((end - start).dt.days + 1).to_numpy()
+    expanded = periods.loc[periods.index.repeat(lengths), ["person_id", *PLACE_COLUMNS]].reset_index(drop=True)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    expanded["date"] = np.repeat(start.to_numpy(), lengths) + offsets.astype("timedelta64[D]")
+    expanded = expanded.drop_duplicates(["person_id", "date", "latitude", "longitude"])
+    places = expanded.groupby(["person_id", "date"], sort=False)["latitude"].transform("size")
+    expanded["residence_status"] = np.where(places.to_numpy() > 1, OVERLAP, OK)
+    conflicted = expanded["residence_status"] == OVERLAP
+    expanded.loc[conflicted, list(PLACE_COLUMNS)] = None
+    expanded = expanded.drop_duplicates(["person_id", "date"])
+
+    everyone = sorted(set(residence["person_id"]) if persons is None else set(persons))
+    days = pd.date_range(first, last, freq="D")
+    grid = pd.DataFrame({"person_id": np.repeat(np.asarray(everyone, dtype=object), len(days)),
+                         "date": np.tile(days.to_numpy(), len(everyone))})
+    out = grid.merge(expanded, on=["person_id", "date"], how="left")
+    out["residence_status"] = out["residence_status"].fillna(GAP)
+    out["date"] = out["date"].dt.date
+    return out[["person_id", "date", *PLACE_COLUMNS, "residence_status"]]
