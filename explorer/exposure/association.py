@@ -60,7 +60,7 @@ def association(frame: pd.DataFrame, outcome: str, exposure: str, group: str = "
     slope, se = float(fit.fe_params[1]), float(fit.bse_fe[1])
     low, high = slope - 1.959963984540054 * se, slope + 1.959963984540054 * se  # Wald, normal quantile
     return Association(outcome, exposure, slope, se, low, high, float(fit.pvalues[1]), len(rows), int(persons),
-                       float(np.sqrt(fit.cov_re.iloc[0, 0])), float(np.sqrt(fit.scale)))
+                       float(np.sqrt(np.asarray(fit.cov_re)[0, 0])), float(np.sqrt(fit.scale)))
 
 
 def resting_hr_on_anomaly(con) -> Association:

@@ -66,7 +66,7 @@ def _as_dataarray(series, name: str):
 
     if isinstance(series, pd.Series):
         units = series.attrs.get("units")
-        series = xr.DataArray(series.to_numpy(dtype=float), coords={"time": pd.DatetimeIndex(series.index)},
+        series = xr.DataArray(series.to_numpy(dtype=float), coords={"time": pd.DatetimeIndex(series.index).to_numpy()},
                               dims="time", name=name, attrs={"units": units} if units else {})
     if not isinstance(series, xr.DataArray):
         raise ExplorerError(f"{name}: expected an xarray DataArray or a pandas Series, got {type(series).__name__}")

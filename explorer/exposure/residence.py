@@ -38,7 +38,7 @@ def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
     first, last = pd.Timestamp(first_day), pd.Timestamp(last_day)
     if last < first:
         raise ExplorerError(f"residence_days: last day {last.date()} is before first day {first.date()}")
-    periods = residence.copy()
+    periods = residence.reset_index(drop=True)
     for column in PLACE_COLUMNS:
         if column not in periods:
             periods[column] = None
@@ -53,7 +53,7 @@ def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
     kept = (start <= end).to_numpy()
     periods, start, end = periods[kept], start[kept], end[kept]
     lengths = ((end - start).dt.days + 1).to_numpy()
-    expanded = periods.loc[periods.index.repeat(lengths), ["person_id", *PLACE_COLUMNS]].reset_index(drop=True)
+    expanded = periods[["person_id", *PLACE_COLUMNS]].iloc[np.repeat(np.arange(len(periods)), lengths)].reset_index(drop=True)
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     expanded["date"] = np.repeat(start.to_numpy(), lengths) + offsets.astype("timedelta64[D]")
     expanded = expanded.drop_duplicates(["person_id", "date", "latitude", "longitude"])

@@ -1,0 +1,83 @@
+"""The exposure aggregates recover what ``explorer synth`` planted: each person-day's temperature
+anomaly at home (moves included), and the effect of that anomaly on resting heart rate, found by
+the worked association within its confidence interval; event windows equal a recount from
+exposure_daily."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import explorer
+from explorer.exposure import resting_hr_on_anomaly
+from explorer.ingest.pseudonym import Pseudonymizer
+from explorer.jobs import refresh
+from explorer.synth import SynthConfig, generate
+
+KEY = "an-example-key-for-tests-only-0123456789"
+CONFIG = SynthConfig(participants=30, days=28, seed=11, start=date(2024, 6, 3), faults=False, workers=1)
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exposure")
+    generate(root / "cohort", CONFIG)
+    previous = os.environ.get("EXPLORER_PSEUDONYM_KEY")
+    os.environ["EXPLORER_PSEUDONYM_KEY"] = KEY
+    try:
+        lake = explorer.open(root / "lake")
+        lake.ingest(root / "cohort", quality=False)
+        report = refresh(lake, workers=2, steps=["wearable_daily", "exposure_daily", "event_exposure"])
+        assert not report.failed, str(report)
+    finally:
+        if previous is None:
+            os.environ.pop("EXPLORER_PSEUDONYM_KEY")
+        else:
+            os.environ["EXPLORER_PSEUDONYM_KEY"] = previous
+    truth = pd.read_parquet(root / "cohort" / "truth" / "truth_daily.parquet")
+    truth["person_id"] = Pseudonymizer(KEY.encode()).many(truth["source_id"].astype(str))
+    truth["date"] = pd.to_datetime(truth["date"])
+    return lake, truth
+
+
+def test_planted_anomaly_at_home_recovered_for_every_person_day(cohort):
+    lake, truth = cohort
+    exposure = lake.sql("SELECT person_id, date, tas_anomaly, residence_status FROM exposure_daily")
+    exposure["date"] = pd.to_datetime(exposure["date"])
+    both = truth.merge(exposure, on=["person_id", "date"], suffixes=("_planted", ""))
+    assert len(both) == len(truth) and (both["residence_status"] == "ok").all()
+    # the grid went through NetCDF (K for the baseline year) and float32: agreement to 1e-3 K
+    np.testing.assert_allclose(both["tas_anomaly"], both["tas_anomaly_planted"], atol=1e-3)
+    assert both["tas_anomaly"].std() > 1.0  # a real signal, not a constant
+
+
+def test_planted_heat_effect_recovered_within_the_confidence_interval(cohort):
+    lake, _ = cohort
+    for table in ("wearable_daily", "exposure_daily"):
+        lake.sql(f"SELECT 1 FROM {table} LIMIT 0")
+    found = resting_hr_on_anomaly(lake.connection())
+    assert found.ci_low <= CONFIG.heat_effect_bpm_per_k <= found.ci_high, str(found)
+    assert found.ci_high - found.ci_low < 0.2 and found.ci_low > 0, str(found)
+
+
+def test_event_windows_equal_a_recount_from_exposure_daily(cohort):
+    lake, _ = cohort
+    windows = lake.sql("SELECT * FROM event_exposure WHERE event_table = 'measurement' ORDER BY event_id, window_days")
+    assert set(windows["window_days"]) == {7, 30, 365} and windows["event_id"].is_unique is False
+    recount = lake.sql("""
+        SELECT e.event_id, e.window_days, avg(x.tasmax) AS tasmax_mean, count(x.tasmax) AS days_with_value,
+               count(*) FILTER (WHERE x.heat_wave) AS heat_wave_days
+        FROM event_exposure e JOIN exposure_daily x ON x.person_id = e.person_id
+             AND x.date BETWEEN e.event_date - e.window_days AND e.event_date
+        WHERE e.event_table = 'measurement' GROUP BY ALL ORDER BY e.event_id, e.window_days""")
+    merged = windows.merge(recount, on=["event_id", "window_days"], how="left", suffixes=("", "_recount"))
+    known = merged["days_with_value"] > 0
+    assert known.sum() >= 100  # the grids cover only the last year and a half of a decade of visits
+    np.testing.assert_allclose(merged.loc[known, "tasmax_mean"], merged.loc[known, "tasmax_mean_recount"], rtol=1e-9)
+    assert (merged.loc[known, "heat_wave_days"] == merged.loc[known, "heat_wave_days_recount"]).all()
+    assert (merged.loc[known, "days_with_value"] == merged.loc[known, "days_with_value_recount"]).all()
