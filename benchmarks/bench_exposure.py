@@ -95,7 +95,7 @@ def duckdb_windows(events: pd.DataFrame, exposure: pd.DataFrame, windows) -> pd.
     con = duckdb.connect()
     con.register("events", events)
     con.register("exposure", exposure)
-    con.register("windows", pd.DataFrame({"window_days": list(windows)}))
+    con.register("windows", pd.DataFrame({"window_days": np.asarray(windows, dtype=np.int32)}))
     return con.execute("""
         SELECT e.event_id, w.window_days, avg(x.tasmax) AS tasmax_mean, count(x.tasmax) AS days_with_value,
                count(*) FILTER (WHERE x.heat_wave) AS heat_wave_days

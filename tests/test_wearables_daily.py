@@ -160,25 +160,36 @@ def minute_streams(draw):
         beats[rng.random(len(when)) < 0.01] = pd.NA
         heart.append(pd.DataFrame({"person_id": pid, "datetime": when, "heart_rate_value": beats}))
         steps.append(pd.DataFrame({"person_id": pid, "datetime": when, "steps": step_count}))
-        segment_starts = rng.choice(3 * 1440 * 60, size=draw(st.integers(0, 8)), replace=False)  # no two alike
+        segment_starts = np.sort(rng.choice(3 * 1440 * 60, size=draw(st.integers(0, 8)), replace=False))
+        if len(segment_starts) > 1 and draw(st.booleans()):  # two segments starting together
+            segment_starts[1] = segment_starts[0]
+        level = rng.choice(["light", "deep", "rem", "wake", "asleep", "restless", None], len(segment_starts))
         sleep.append(pd.DataFrame({
-            "person_id": pid, "start_datetime": start + pd.to_timedelta(np.sort(segment_starts), "s"),
-            "level": rng.choice(["light", "deep", "rem", "wake", "asleep", "restless"], len(segment_starts)),
-            "duration_minutes": rng.integers(5, 400, len(segment_starts)).astype(float),
+            "person_id": pid, "start_datetime": start + pd.to_timedelta(segment_starts, "s"),
+            "level": level,
+            # up to a day and a half: chained episodes longer than a day are cut the same way
+            "duration_minutes": rng.integers(5, draw(st.sampled_from([400, 2200])), len(segment_starts)).astype(float),
             "is_main_sleep": rng.random(len(segment_starts)) < 0.8}))
+    if draw(st.booleans()):  # someone with a sleep log and no minutes
+        sleep.append(pd.DataFrame({"person_id": "ff" * 16, "start_datetime": [start + pd.Timedelta(hours=23)],
+                                   "level": ["light"], "duration_minutes": [420.0], "is_main_sleep": [True]}))
     days = draw(st.none() | st.lists(st.sampled_from([start.date() + pd.Timedelta(days=k) for k in (-1, 0, 1, 2, 3)]),
-                                     min_size=1, max_size=3, unique=True).map(tuple))
+                                     min_size=0, max_size=3, unique=True).map(tuple))
     return pd.concat(heart), pd.concat(steps), pd.concat(sleep).astype({"start_datetime": "datetime64[us]"}), days
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(minute_streams(), st.booleans(), st.integers(1, 2))
-def test_the_numpy_engine_gives_the_rows_of_the_defining_query(streams, has_sleep, persons_per_block):
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minute_streams(), st.booleans(), st.integers(1, 2), st.sampled_from([1, 12, 60]), st.booleans())
+def test_the_numpy_engine_gives_the_rows_of_the_defining_query(streams, has_sleep, persons_per_block, window,
+                                                               some_persons):
     heart, steps, sleep, days = streams
     con = duckdb.connect()
     con.register("heart_rate_minute", heart)
     con.register("steps_minute", steps)
     con.register("sleep_level", sleep)
+    # a bucket-like filter that leaves out a person inside the block's range of pseudonyms
+    person_filter = "person_id <> '01010101010101010101010101010101'" if some_persons else "TRUE"
     # grids of a day or two: a run of days is cut into several
-    both_ways(con, days=days, has_sleep=has_sleep, persons_per_query=persons_per_block, cells_per_chunk=3 * 1440)
+    both_ways(con, days=days, has_sleep=has_sleep, persons_per_query=persons_per_block, cells_per_chunk=3 * 1440,
+              resting_window=window, person_filter=person_filter, bucket_column="length(person_id)")
 

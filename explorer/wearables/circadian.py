@@ -84,7 +84,8 @@ def interdaily_stability(series: pd.Series, freq: str = "1h", binarize: bool = T
     """
     data = _prepared(series, freq, binarize, threshold)
     with np.errstate(invalid="ignore", divide="ignore"):  # no variance at all: NaN, as in pyActigraphy
-        return float(_mean_day(data).var(ddof=ddof) / data.var(ddof=ddof))
+        # np.divide: pandas may hand back Python floats (with bottleneck), and 0.0 / 0.0 must be NaN
+        return float(np.divide(_mean_day(data).var(ddof=ddof), data.var(ddof=ddof)))
 
 
 def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool = True, threshold: float = 4,
@@ -99,7 +100,7 @@ def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool =
     """
     data = _prepared(series, freq, binarize, threshold)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return float(data.diff(1).pow(2).mean() / data.var(ddof=ddof))
+        return float(np.divide(data.diff(1).pow(2).mean(), data.var(ddof=ddof)))
 
 
 def _mean_day(data: pd.Series) -> pd.Series:

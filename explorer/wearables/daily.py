@@ -13,7 +13,7 @@ valid_day
 mean_hr
     Mean heart rate over worn minutes (/min).
 resting_hr
-    Mean heart rate over the minutes awake (outside every recorded sleep segment, main sleep or
+    Mean heart rate over the minutes awake (outside the sleep segment in force, main sleep or
     nap), with a step count, whose 12 preceding minutes were all recorded with zero steps: the zero-step rule of
     Mishra et al. 2020, restricted to wakefulness as in the clinical definition of resting heart
     rate (awake, at rest). Sleep lowers heart rate several beats below the resting level, so
@@ -25,16 +25,20 @@ resting_hr
     minute qualifies.
 sleep_minutes, sleep_efficiency
     The main sleep that *ends* that day (Fitbit's "date of sleep"). Main-sleep segments
-    (``sleep_level.is_main_sleep``) less than :data:`EPISODE_GAP_MINUTES` apart form one
-    episode, dated by its last minute, so a sleep that runs past noon is not split. Minutes
+    (``sleep_level.is_main_sleep``) at most :data:`EPISODE_GAP_MINUTES` apart form one
+    episode, dated by the day its end falls on (a sleep ending at midnight counts for the new
+    day), so a sleep that runs past noon is not split. Minutes
     asleep are the segments of level deep, light, rem or asleep; efficiency is minutes asleep /
     minutes of all its segments (time in bed), a fraction. Empty on a day no main sleep ends.
 sleep_hr
-    Mean heart rate over the minutes inside that episode's segments of an asleep level (/min).
+    Mean heart rate over the minutes inside that episode's segments of an asleep level (/min),
+    from the day before the night on (an episode longer than that is cut there).
 
-Times are taken to the minute (a reading at 08:00:30 belongs to minute 08:00). Segments are
-assumed not to overlap (ingest keeps one sleep log per period): a minute belongs to the segment
-that started last before it.
+Times are taken to the minute (a reading at 08:00:30 belongs to minute 08:00); rows without a
+time are not readings. Segments are assumed not to overlap (ingest keeps one sleep log per
+period): a minute belongs to the segment that started last before it, and of segments starting
+together, to the longest (then main sleep, then an asleep level). A level that is missing is not
+asleep. ``days=()`` asks for no day and gives no row.
 
 Two implementations give the same rows: :func:`daily_summary_sql`, the definition as one DuckDB
 query (window functions and an ASOF join), and :func:`daily_summary`, which reads a block of
@@ -61,8 +65,17 @@ RESTING_WINDOW_MINUTES = 12
 #: wear minutes (minutes with heart rate) for a valid day
 VALID_WEAR_MINUTES = 600
 ASLEEP_LEVELS = ("deep", "light", "rem", "asleep")
-#: main-sleep segments closer than this belong to one sleep episode (one night)
+#: main-sleep segments at most this far apart belong to one sleep episode (one night)
 EPISODE_GAP_MINUTES = 60
+_MINUTES_PER_DAY = 1440
+
+
+def _check_options(window: int, valid: int) -> None:
+    from explorer.errors import ExplorerError
+
+    if not 1 <= window <= _MINUTES_PER_DAY or valid < 0:
+        raise ExplorerError(f"resting_window must be 1 to {_MINUTES_PER_DAY} minutes and valid_wear_minutes at "
+                            f"least 0, got {window} and {valid}")
 
 
 def _segment_ctes(person_filter: str, segment_range: str) -> str:
@@ -73,7 +86,7 @@ def _segment_ctes(person_filter: str, segment_range: str) -> str:
         raw_segments AS (
             SELECT person_id, start_datetime, start_datetime + duration_minutes * INTERVAL 1 MINUTE AS end_datetime,
                    duration_minutes, coalesce(is_main_sleep, FALSE) AS is_main_sleep,
-                   lower(level) IN ({asleep_levels}) AS asleep_level
+                   coalesce(lower(level) IN ({asleep_levels}), FALSE) AS asleep_level
             FROM sleep_level
             WHERE {person_filter} AND {segment_range} AND start_datetime IS NOT NULL AND duration_minutes > 0),
         main_segments AS (
@@ -112,9 +125,10 @@ def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | N
     from explorer.errors import ExplorerError
 
     window, valid = int(resting_window), int(valid_wear_minutes)
-    if window < 1 or valid < 0:
-        raise ExplorerError(f"resting_window must be at least 1 minute and valid_wear_minutes at least 0, "
-                            f"got {resting_window} and {valid_wear_minutes}")
+    _check_options(window, valid)
+    if days is not None and not days:
+        return daily_summary_sql(person_filter="FALSE", days=None, has_sleep=has_sleep,
+                                 valid_wear_minutes=valid, resting_window=window, bucket_column=bucket_column)
     if days:
         first, last = min(days), max(days)
         end = last + timedelta(days=1)
@@ -141,10 +155,17 @@ def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | N
         minutes AS (
             SELECT h.person_id, h.datetime, h.heart_rate_value,
                    coalesce(s.end_datetime > h.datetime, FALSE) AS in_sleep,
-                   CASE WHEN s.end_datetime > h.datetime AND s.asleep_level THEN s.night END AS night
+                   CASE WHEN s.end_datetime > h.datetime AND s.asleep_level
+                             AND h.datetime >= s.night - INTERVAL 1 DAY THEN s.night END AS night
             FROM (SELECT person_id, date_trunc('minute', datetime) AS datetime, heart_rate_value FROM heart_rate_minute
-                  WHERE {person_filter} AND {heart_range} AND heart_rate_value IS NOT NULL) h
-            ASOF LEFT JOIN segments s ON h.person_id = s.person_id AND h.datetime >= s.start_datetime),
+                  WHERE {person_filter} AND {heart_range} AND heart_rate_value IS NOT NULL
+                        AND datetime IS NOT NULL) h
+            ASOF LEFT JOIN (
+                -- segments starting together: the longest is in force (then main sleep, then asleep)
+                SELECT * FROM segments QUALIFY row_number() OVER (
+                    PARTITION BY person_id, start_datetime
+                    ORDER BY end_datetime DESC, is_main_sleep DESC, asleep_level DESC) = 1
+            ) s ON h.person_id = s.person_id AND h.datetime >= s.start_datetime),
         sleep_heart AS (
             SELECT person_id, night AS date, avg(heart_rate_value) AS sleep_hr FROM minutes
             WHERE night IS NOT NULL GROUP BY ALL)"""
@@ -156,7 +177,8 @@ def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | N
         sleep_ctes = ""
         heart_source = (f"(SELECT person_id, date_trunc('minute', datetime) AS datetime, heart_rate_value, "
                         f"FALSE AS in_sleep FROM heart_rate_minute "
-                        f"WHERE {person_filter} AND {day_range} AND heart_rate_value IS NOT NULL)")
+                        f"WHERE {person_filter} AND {day_range} AND heart_rate_value IS NOT NULL "
+                        f"AND datetime IS NOT NULL)")
         sleep_joins = ""
         sleep_columns = ("CAST(NULL AS DOUBLE) AS sleep_minutes, CAST(NULL AS DOUBLE) AS sleep_efficiency, "
                          "CAST(NULL AS DOUBLE) AS sleep_hr")
@@ -169,7 +191,8 @@ def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | N
                        PARTITION BY person_id ORDER BY datetime
                        ROWS BETWEEN {window} PRECEDING AND 1 PRECEDING) AS not_quiet_before
             FROM (SELECT person_id, date_trunc('minute', datetime) AS datetime, count(*) AS readings, sum(steps) AS steps
-                  FROM steps_minute WHERE {person_filter} AND {steps_range} AND steps IS NOT NULL GROUP BY ALL)),
+                  FROM steps_minute WHERE {person_filter} AND {steps_range} AND steps IS NOT NULL
+                        AND datetime IS NOT NULL GROUP BY ALL)),
         resting AS (
             SELECT person_id, datetime FROM steps
             WHERE kth_before = datetime - INTERVAL {window} MINUTE AND not_quiet_before = 0){sleep_ctes},
@@ -197,7 +220,6 @@ def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | N
 PERSONS_PER_QUERY = 50
 #: person x minute cells held at once by :func:`daily_summary` (about 80 bytes each at the peak)
 CELLS_PER_CHUNK = 4_000_000
-_MINUTES_PER_DAY = 1440
 _MICROSECONDS_PER_MINUTE = 60_000_000
 
 
@@ -224,16 +246,24 @@ def daily_summary(con, *, person_filter: str = "TRUE", days: tuple[date, ...] | 
     from explorer.errors import ExplorerError
 
     window, valid = int(resting_window), int(valid_wear_minutes)
-    if window < 1 or valid < 0:
-        raise ExplorerError(f"resting_window must be at least 1 minute and valid_wear_minutes at least 0, "
-                            f"got {resting_window} and {valid_wear_minutes}")
+    _check_options(window, valid)
     empty = con.execute(daily_summary_sql(person_filter="FALSE", days=days, has_sleep=has_sleep,
                                           bucket_column=bucket_column)).df()
-    persons = [row[0] for row in con.execute(f"""
-        SELECT DISTINCT person_id FROM (SELECT person_id FROM heart_rate_minute WHERE {person_filter}
-                                        UNION SELECT person_id FROM steps_minute WHERE {person_filter})
-        ORDER BY person_id""").fetchall()]
+    if days is not None and not days:
+        return empty
     wanted = None if days is None else np.array(sorted({_epoch_day(d) for d in days}), dtype=np.int64)
+    near, sleep_near = "TRUE", "TRUE"
+    if wanted is not None:  # an incremental refresh of a few days visits only those who have data then
+        near = (f"datetime >= DATE '1970-01-01' + INTERVAL {int(wanted.min()) - 1} DAY "
+                f"AND datetime < DATE '1970-01-01' + INTERVAL {int(wanted.max()) + 1} DAY")
+        sleep_near = (f"start_datetime >= DATE '1970-01-01' + INTERVAL {int(wanted.min()) - 2} DAY "
+                      f"AND start_datetime < DATE '1970-01-01' + INTERVAL {int(wanted.max()) + 2} DAY")
+    sleepers = f" UNION SELECT person_id FROM sleep_level WHERE {person_filter} AND {sleep_near}" if has_sleep else ""
+    persons = [row[0] for row in con.execute(f"""
+        SELECT DISTINCT person_id FROM (SELECT person_id FROM heart_rate_minute WHERE {person_filter} AND {near}
+                                        UNION SELECT person_id FROM steps_minute WHERE {person_filter} AND {near}
+                                        {sleepers})
+        WHERE person_id IS NOT NULL ORDER BY person_id""").fetchall()]
     per_block = max(1, int(persons_per_query))
     frames = []
     for low in range(0, len(persons), per_block):
@@ -274,21 +304,17 @@ def _summarise_block(con, block: list[str], person_filter: str, wanted, has_slee
     params = {"persons": block, "first": block[0], "last": block[-1]}
     in_block = f"person_id BETWEEN $first AND $last AND ({person_filter})"
     segments = _block_segments(con, in_block, params, wanted) if has_sleep else None
-    if wanted is None:
-        span = con.execute(f"""
-            SELECT min(d), max(d) FROM (
-                SELECT min(datetime)::DATE AS d FROM heart_rate_minute WHERE {in_block} AND heart_rate_value IS NOT NULL
-                UNION ALL SELECT max(datetime)::DATE FROM heart_rate_minute WHERE {in_block} AND heart_rate_value IS NOT NULL
-                UNION ALL SELECT min(datetime)::DATE FROM steps_minute WHERE {in_block} AND steps IS NOT NULL
-                UNION ALL SELECT max(datetime)::DATE FROM steps_minute WHERE {in_block} AND steps IS NOT NULL)""",
-                           {"first": block[0], "last": block[-1]}).fetchall()[0]
-        if span[0] is None:
-            return pd.DataFrame()
-        first, last = _epoch_day(span[0]), _epoch_day(span[1])
-        if segments is not None and segments["night"].notna().any():
-            nights = segments["night"].dropna()
-            first, last = min(first, int(nights.min())), max(last, int(nights.max()))
-        day_runs = [(first, last)]
+    if wanted is None:  # the days with data (and nights): a stray reading years away adds one day, not years
+        found = con.execute(f"""
+            SELECT DISTINCT CAST(datetime AS DATE) - DATE '1970-01-01' AS day FROM heart_rate_minute
+            WHERE {in_block} AND heart_rate_value IS NOT NULL AND datetime IS NOT NULL
+            UNION SELECT DISTINCT CAST(datetime AS DATE) - DATE '1970-01-01' FROM steps_minute
+            WHERE {in_block} AND steps IS NOT NULL AND datetime IS NOT NULL""",
+                            {"first": block[0], "last": block[-1]}).fetchall()
+        days_found = {int(row[0]) for row in found}
+        if segments is not None:
+            days_found |= {int(night) for night in segments["night"].dropna()}
+        day_runs = _runs(sorted(days_found))
     else:
         day_runs = _runs(wanted)
     days_per_chunk = max(1, int(cells_per_chunk) // (len(block) * _MINUTES_PER_DAY) - 1)
@@ -340,7 +366,7 @@ def _block_segments(con, in_block: str, params: dict, wanted):
                asleep_level AND night IS NOT NULL AS asleep, night - DATE '1970-01-01' AS night,
                duration_minutes, asleep_level
         FROM segments JOIN block b USING (person_id)
-        ORDER BY b.person_index, start_datetime, end_datetime""", params).df()
+        ORDER BY b.person_index, start_datetime, end_datetime, is_main_sleep, asleep_level""", params).df()
 
 
 def _minute_cells(con, table: str, column: str, in_block: str, params: dict, base: int, width: int,
@@ -351,7 +377,8 @@ def _minute_cells(con, table: str, column: str, in_block: str, params: dict, bas
 
     found = con.sql(f"""
         WITH {_block_cte()}
-        SELECT b.person_index * {width} + epoch_us(t.datetime) // {_MICROSECONDS_PER_MINUTE} - {base} AS cell,
+        SELECT b.person_index * {width} + epoch_us(date_trunc('minute', t.datetime)) // {_MICROSECONDS_PER_MINUTE}
+               - {base} AS cell,
                CAST(t.{column} AS DOUBLE) AS value
         FROM {table} t JOIN block b USING (person_id)
         WHERE {in_block} AND t.{column} IS NOT NULL
@@ -401,8 +428,11 @@ def _summarise_chunk(con, block, in_block, params, segments, first_day: int, las
         asleep = in_sleep & segments["asleep"].to_numpy()[numbered]
         night = np.where(asleep, segments["night"].fillna(-1).to_numpy(dtype=np.int64)[numbered], -1)
         del segment, numbered, in_sleep, asleep
-        # nights ending on the chunk's days only: a later night is the next chunk's
-        keep = (night >= first_day) & (night <= last_day) & (heart_count.reshape(persons, width) > 0)
+        # nights ending on the chunk's days only (a later night is the next chunk's), and their
+        # minutes from the day before the night on (a longer episode is cut there, as in the SQL)
+        minute_day = (np.arange(width) + base) // _MINUTES_PER_DAY
+        keep = ((night >= first_day) & (night <= last_day) & (minute_day >= night - 1)
+                & (heart_count.reshape(persons, width) > 0))
         at = np.flatnonzero(keep)
         key = (at // width) * days + night.ravel()[at] - first_day
         sleep_sum = np.bincount(key, weights=heart_sum[at], minlength=persons * days).reshape(persons, days)
@@ -420,7 +450,7 @@ def _summarise_chunk(con, block, in_block, params, segments, first_day: int, las
         frame = pd.DataFrame({
             "person_index": np.repeat(np.arange(persons), days),
             "day": np.tile(np.arange(first_day, last_day + 1, dtype=np.int64), persons),
-            "steps": steps_total.ravel().astype(np.int64),
+            "steps": np.rint(steps_total.ravel()).astype(np.int64),
             "wear_minutes": wear.ravel().astype(np.int32),
             "mean_hr": (heart_total / wear).ravel(),
             "resting_hr": (rest_total / rest_count).ravel(),
