@@ -302,6 +302,20 @@ def cmd_exposure(args) -> int:
         lake.sql("SELECT 1 FROM exposure_daily LIMIT 0")
         print(resting_hr_on_anomaly(lake.connection()))
         return 0
+    if args.action == "view":
+        import panel as pn
+
+        from explorer.views import ExposureMap, ExposureResponse, HeatWaveCalendar
+
+        date = pd.Timestamp(args.date).to_pydatetime() if args.date else None
+        parts = [ExposureMap(lake=lake, variable=args.variable, date=date).panel(),
+                 HeatWaveCalendar(lake=lake).panel()]
+        if lake.has_table("wearable_daily"):
+            parts.append(ExposureResponse(lake=lake).panel())
+        out = args.out or "exposure.html"
+        pn.panel(pn.Column(*parts, sizing_mode="stretch_width")).save(out, embed=False, resources="inline")
+        print(f"wrote {out}: open it in a browser")
+        return 0
     # heat-waves: xclim's indices at a place, from the lake's grids
     from explorer.exposure import heat_waves, location_series, open_grids
 
@@ -518,19 +532,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="HTML file to write (view; default person.html or cohort.html)")
     p.set_defaults(func=cmd_wearables)
 
-    p = commands.add_parser("exposure", help="exposure metrics, heat waves at a place, the worked association",
+    p = commands.add_parser("exposure", help="exposure metrics, heat waves at a place, the worked association, views",
                             formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
         metrics:     the exposure registry (identifier, units, reference, where it is stored).
         heat-waves:  heat-wave frequency, longest and total days per period at a place, computed
                      by xclim from the lake's tasmax and tasmin grids (nearest cell).
         association: the worked example, daily resting heart rate on the temperature anomaly at
                      home with a random intercept per person (REML); needs `explorer refresh`.
+        view:        save the exposure map of a day (--variable, --date), the heat-wave calendar
+                     and the exposure-outcome relation as a standalone HTML page.
 
         examples:
           explorer exposure metrics
           explorer exposure heat-waves --lat 31.2 --lon -100.4 --tasmax 32
-          explorer exposure association"""))
-    p.add_argument("action", choices=["metrics", "heat-waves", "association"])
+          explorer exposure association
+          explorer exposure view --variable pm25 --date 2024-06-15 --out exposure.html"""))
+    p.add_argument("action", choices=["metrics", "heat-waves", "association", "view"])
+    p.add_argument("--variable", default="tasmax", choices=["tasmax", "tasmin", "pm25"], help="map variable (view)")
+    p.add_argument("--date", default=None, help="map day, YYYY-MM-DD (view; default the grid's last day)")
+    p.add_argument("--out", default=None, help="HTML file to write (view; default exposure.html)")
     p.add_argument("--lat", type=float, default=None, help="latitude, degrees north (heat-waves)")
     p.add_argument("--lon", type=float, default=None, help="longitude, degrees east (heat-waves)")
     p.add_argument("--tasmin", type=float, default=22.0, help="tasmin threshold, degC (default 22)")

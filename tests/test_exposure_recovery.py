@@ -81,3 +81,30 @@ def test_event_windows_equal_a_recount_from_exposure_daily(cohort):
     np.testing.assert_allclose(merged.loc[known, "tasmax_mean"], merged.loc[known, "tasmax_mean_recount"], rtol=1e-9)
     assert (merged.loc[known, "heat_wave_days"] == merged.loc[known, "heat_wave_days_recount"]).all()
     assert (merged.loc[known, "days_with_value"] == merged.loc[known, "days_with_value_recount"]).all()
+
+
+def test_views_show_what_the_tables_hold(cohort):
+    from explorer.errors import ExplorerError
+    from explorer.exposure import open_grids
+    from explorer.views import ExposureMap, ExposureResponse, HeatWaveCalendar
+
+    lake, _ = cohort
+    calendar = HeatWaveCalendar(lake=lake).data()
+    expected = lake.sql("""SELECT date, count(*) FILTER (WHERE heat_wave) AS hot FROM exposure_daily
+                           WHERE residence_status = 'ok' GROUP BY date ORDER BY date""")
+    assert calendar["in_heat_wave"].tolist() == expected["hot"].tolist()
+    assert calendar["share"].between(0, 1).all() and calendar["in_heat_wave"].sum() > 0
+    day = pd.Timestamp(CONFIG.start) + pd.Timedelta(days=5)
+    field = ExposureMap(lake=lake, variable="pm25", date=day.to_pydatetime()).data()
+    grid = open_grids(lake.sql("SELECT * FROM array_store"), lake.root, ("pm25",))["pm25"]
+    np.testing.assert_array_equal(field.values, grid.sel(time=day).values)
+    with pytest.raises(ExplorerError, match="pm25 has no day 1999-01-01; the grid covers"):
+        ExposureMap(lake=lake, variable="pm25", date=pd.Timestamp("1999-01-01").to_pydatetime()).data()
+    response = ExposureResponse(lake=lake).data()
+    assert response["bins"]["n"].sum() == response["fit"].n_obs
+    assert response["fit"].slope == pytest.approx(resting_hr_on_anomaly(lake.connection()).slope)
+    # the bins rise with the anomaly, as planted
+    bins = response["bins"][response["bins"]["n"] >= 20]
+    assert np.corrcoef(bins["anomaly"], bins["mean"])[0, 1] > 0.8
+    for view in (ExposureMap(lake=lake), HeatWaveCalendar(lake=lake), ExposureResponse(lake=lake)):
+        assert view.panel() is not None

@@ -7,6 +7,8 @@ Person-level views (one person's minutes, the actogram) are researcher-tier; the
 decides who may build them.
 """
 
+from explorer.views.exposure import ExposureMap, ExposureResponse, HeatWaveCalendar
 from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, downsample
 
-__all__ = ["Actogram", "CohortWearableDistributions", "PersonMinutes", "downsample"]
+__all__ = ["Actogram", "CohortWearableDistributions", "ExposureMap", "ExposureResponse", "HeatWaveCalendar",
+           "PersonMinutes", "downsample"]
