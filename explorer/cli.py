@@ -326,8 +326,13 @@ def cmd_exposure(args) -> int:
     grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.root, ("tasmax", "tasmin"))
     if set(grids) != {"tasmax", "tasmin"}:
         raise ExplorerError(f"heat waves need tasmax and tasmin grids; the lake has {', '.join(grids) or 'neither'}")
-    series = {name: location_series(grid, [args.lat], [args.lon]).isel(location=0).dropna("time")
-              for name, grid in grids.items()}
+    # missing days stay in (xclim counts them as not hot): dropping them would join runs across them
+    series = {name: location_series(grid, [args.lat], [args.lon]).isel(location=0) for name, grid in grids.items()}
+    if any(bool(s.isnull().all()) for s in series.values()):
+        grid = grids["tasmax"]
+        raise ExplorerError(f"no temperature at {args.lat}, {args.lon}: the grid covers latitudes "
+                            f"{float(grid.lat.min()):g} to {float(grid.lat.max()):g} and longitudes "
+                            f"{float(grid.lon.min()):g} to {float(grid.lon.max()):g}")
     found = heat_waves(series["tasmin"].assign_attrs(units="degC"), series["tasmax"].assign_attrs(units="degC"),
                        thresh_tasmin=f"{args.tasmin} degC", thresh_tasmax=f"{args.tasmax} degC", window=args.window,
                        freq=args.freq)

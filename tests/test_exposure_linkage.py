@@ -197,7 +197,11 @@ def test_event_windows_and_lags_equal_a_loop_over_events(seed):
         values = inside["tasmax"].dropna()
         assert row.days_with_value == len(values)
         np.testing.assert_allclose(row.tasmax_mean, values.mean() if len(values) else np.nan, rtol=1e-12, equal_nan=True)
-        assert row.heat_wave_days == int(inside["heat_wave"].fillna(False).astype(bool).sum())
+        flags = inside["heat_wave"].dropna()
+        if len(flags):
+            assert row.heat_wave_days == int(flags.astype(bool).sum())
+        else:
+            assert pd.isna(row.heat_wave_days)
     for event in events.itertuples():
         for lag in range(11):
             key = (event.person_id, event.event_date - pd.Timedelta(days=lag))
@@ -216,3 +220,76 @@ def test_area_linkage_takes_the_longest_held_area_and_the_latest_value_at_or_bef
     assert linked.loc[2024, "area_id"] == "T2" and linked.loc[2024, "value"] == 8.0 and linked.loc[2024, "value_year"] == 2021
     with pytest.raises(ExplorerError, match="no variable 'pm25'"):
         area_linkage(days, areas, variable="pm25")
+
+
+def small_grids(times, value=30.0):
+    lat, lon = np.array([31.0, 31.5]), np.array([-100.5, -100.0])
+    shape = (len(times), 2, 2)
+
+    def grid(name, v, units):
+        return xr.DataArray(np.full(shape, v, dtype=float) + np.arange(len(times))[:, None, None], dims=("time", "lat", "lon"),
+                            coords={"time": pd.DatetimeIndex(times), "lat": lat, "lon": lon}, name=name,
+                            attrs={"units": units})
+    return {"tasmax": grid("tasmax", value, "degC"), "tasmin": grid("tasmin", value - 10, "degC")}
+
+
+def one_home(start=date(2024, 7, 1), end=None, lat=31.1, lon=-100.4):
+    return pd.DataFrame({"person_id": ["a"], "start_date": [start], "end_date": [end], "latitude": [lat],
+                         "longitude": [lon], "zip3": ["790"], "tract_geoid": ["48001000100"]})
+
+
+def test_a_day_no_grid_holds_has_no_value_and_noon_stamps_are_days():
+    from explorer.exposure import exposure_daily
+
+    noon = pd.to_datetime(["2024-07-01 12:00", "2024-07-02 12:00", "2024-07-04 12:00"])
+    found = exposure_daily(one_home(), small_grids(noon), baseline=(2024, 2024)).set_index("date")
+    assert found.loc[date(2024, 7, 1), "tasmax"] == 30.0 and found.loc[date(2024, 7, 4), "tasmax"] == 32.0
+    assert np.isnan(found.loc[date(2024, 7, 3), "tasmax"]) and pd.isna(found.loc[date(2024, 7, 3), "heat_wave"])
+
+
+def test_a_home_taken_after_the_grids_end_and_one_without_coordinates():
+    from explorer.exposure import exposure_daily
+
+    days = pd.date_range("2024-07-01", periods=3)
+    later = exposure_daily(one_home(start=date(2025, 3, 1)), small_grids(days), baseline=(2024, 2024))
+    assert (later["residence_status"] == "gap").all() and later["tasmax"].isna().all()
+    unplaced = exposure_daily(one_home(lat=None, lon=None), small_grids(days), baseline=(2024, 2024))
+    assert (unplaced["residence_status"] == "no_location").all() and unplaced["tasmax"].isna().all()
+
+
+def test_grids_in_other_units_are_refused_and_0_360_longitudes_are_understood():
+    from explorer.exposure import exposure_daily
+
+    days = pd.date_range("2024-07-01", periods=3)
+    grids = small_grids(days)
+    kelvin = {**grids, "tasmax": grids["tasmax"].assign_attrs(units="K")}
+    with pytest.raises(ExplorerError, match="the tasmax grid is in 'K'; exposure_daily expects degC"):
+        exposure_daily(one_home(), kelvin)
+    east = grids["tasmax"].assign_coords(lon=grids["tasmax"].lon % 360)
+    np.testing.assert_array_equal(grid_values(east, days, [31.1] * 3, [-100.4] * 3),
+                                  grid_values(grids["tasmax"], days, [31.1] * 3, [-100.4] * 3))
+
+
+def test_station_tables_with_several_variables_are_refused_and_no_station_gives_nan():
+    stations = stations_frame(1)
+    both = pd.concat([stations.assign(element="TMAX"), stations.assign(element="TMIN", value=stations["value"] - 10)])
+    with pytest.raises(ExplorerError, match="more than one value on .*element = 'TMAX'"):
+        station_values(both, ["2024-07-01"], [31.0], [-100.0])
+    assert np.isnan(station_values(stations.iloc[:0], ["2024-07-01"], [31.0], [-100.0])).all()
+
+
+def test_area_values_with_and_without_a_year_together():
+    days = pd.DataFrame({"person_id": "a", "date": pd.date_range("2023-01-01", "2024-12-31").date, "tract_geoid": "T1",
+                         "zip3": "790"})
+    areas = pd.DataFrame({"area_type": "tract", "area_id": "T1", "year": [2024, None], "variable": "deprivation",
+                          "value": [7.0, 5.0], "unit": "1"})
+    linked = area_linkage(days, areas).set_index("year")
+    assert linked.loc[2023, "value"] == 5.0 and linked.loc[2024, "value"] == 7.0
+
+
+def test_windows_with_no_flag_known_say_so():
+    exposure = pd.DataFrame({"person_id": "a", "date": pd.date_range("2024-01-01", periods=3),
+                             "tasmax": [30.0, 31.0, 32.0], "heat_wave": [True, True, False]})
+    events = pd.DataFrame({"person_id": ["a", "b"], "event_date": pd.to_datetime(["2024-01-03", "2024-01-03"])})
+    found = event_windows(events, exposure, windows=(7,), variables=("tasmax",))
+    assert found["heat_wave_days"].iloc[0] == 2 and pd.isna(found["heat_wave_days"].iloc[1])

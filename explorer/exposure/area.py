@@ -46,7 +46,7 @@ def area_linkage(person_days: pd.DataFrame, area_exposure: pd.DataFrame, *, area
         wanted = held.assign(variable=name).sort_values("year")
         wanted["year_key"] = wanted["year"].astype(np.int64)
         # a value without a year holds for every year
-        values = values.assign(year_key=values["value_year"].fillna(-1).astype(np.int64))
+        values = values.assign(year_key=values["value_year"].fillna(-1).astype(np.int64)).sort_values("year_key")
         # latest value at or before the year, per area: an as-of join
         joined = pd.merge_asof(wanted, values[["area_id", "year_key", "value_year", "value", "unit"]],
                                on="year_key", by="area_id", direction="backward")

@@ -28,8 +28,12 @@ COLUMNS = ["person_id", "date", "tasmax", "tasmin", "pm25", "tas_anomaly", "heat
 
 def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -> dict:
     """The lake's grids as lazy xarray DataArrays (Dask over Zarr), one per variable: the stores
-    ``array_store`` lists, joined along time (a day written twice keeps the store listed last)."""
+    ``array_store`` lists, joined along time, each day at midnight. A day two stores hold keeps
+    the value of the store whose time range starts later (a re-issued file that starts earlier
+    than the one it replaces should be re-ingested alone)."""
     import xarray as xr
+
+    from explorer.exposure.linkage import daily_time
 
     grids = {}
     for variable in variables:
@@ -42,7 +46,7 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
             if not path.exists():
                 raise ExplorerError(f"array_store lists {store} for {variable}, but {path} does not exist: "
                                     "run `explorer verify` and re-ingest the grid file")
-            parts.append(xr.open_zarr(path, consolidated=False)[variable])
+            parts.append(daily_time(xr.open_zarr(path, consolidated=False)[variable]))
         grid = xr.concat(parts, dim="time") if len(parts) > 1 else parts[0]
         grids[variable] = grid.drop_duplicates("time", keep="last").sortby("time")
     return grids
@@ -60,7 +64,14 @@ def exposure_daily(residence: pd.DataFrame, grids: dict, *, method: str = "neare
     """
     if not grids:
         raise ExplorerError("no grid to link: ingest gridded tasmax, tasmin or pm25 (NetCDF or Zarr) first")
-    times = pd.DatetimeIndex(sorted(set().union(*(pd.DatetimeIndex(g["time"].values).normalize() for g in grids.values()))))
+    for name, grid in grids.items():
+        expected = "ug/m3" if name == "pm25" else "degC"
+        if grid.attrs.get("units", expected) != expected:
+            raise ExplorerError(f"the {name} grid is in {grid.attrs['units']!r}; exposure_daily expects {expected} "
+                                f"(ingest converts; for a grid of your own, e.g. xclim.core.units.convert_units_to)")
+    stamped = [pd.DatetimeIndex(g["time"].values).normalize() for g in grids.values()]
+    # every day from the first to the last: a day no grid holds has no value, not a neighbour's
+    times = pd.date_range(min(t.min() for t in stamped), max(t.max() for t in stamped), freq="D")
     rows = residence_days(residence, times[0].date(), times[-1].date(), persons=persons)
     ok = (rows["residence_status"] == OK).to_numpy()
     places, location = np.unique(rows.loc[ok, ["latitude", "longitude"]].to_numpy(dtype=float), axis=0,

@@ -38,8 +38,10 @@ class _PersonDays:
         self.n_days = int(days.max()) - self.first + 1 if len(days) else 1
         self.matrices = {}
         for variable in variables:
-            matrix = np.full((len(self.persons), self.n_days), np.nan)
-            matrix[person, days - self.first] = exposure[variable].to_numpy(dtype=float)
+            # one row at least: with no exposure at all every event still gets its (empty) row
+            matrix = np.full((max(len(self.persons), 1), self.n_days), np.nan)
+            values = pd.Series(exposure[variable]).astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            matrix[person, days - self.first] = values
             self.matrices[variable] = matrix
 
     def locate(self, events: pd.DataFrame):
@@ -63,7 +65,7 @@ def event_windows(events: pd.DataFrame, exposure: pd.DataFrame, *, windows=DEFAU
     date and the ``variables`` (and ``flag``, a boolean such as heat_wave) per person-day.
     Returns one row per event and window: the event's columns, window_days, ``<variable>_mean``
     for each variable, ``days_with_value`` (days of the window with a value of the first variable)
-    and ``<flag>_days`` (days of the window flagged).
+    and ``<flag>_days`` (days of the window flagged; empty where no day of the window has a flag).
     """
     windows = tuple(int(w) for w in windows)
     if any(w < 0 for w in windows) or not windows:
@@ -79,8 +81,9 @@ def event_windows(events: pd.DataFrame, exposure: pd.DataFrame, *, windows=DEFAU
         for k, variable in enumerate(columns):
             values = table.matrices[variable]
             total, count = _window_sums(values, row, start, end, known)
-            if variable == flag:
-                out[f"{flag}_days"] = total.astype(np.int32)
+            if variable == flag:  # no flag known in the window: unknown, not zero days
+                out[f"{flag}_days"] = pd.array(np.where(count > 0, total, 0).astype(np.int32), dtype="Int32")
+                out.loc[count == 0, f"{flag}_days"] = pd.NA
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[f"{variable}_mean"] = np.where(count > 0, total / count, np.nan)

@@ -5,7 +5,9 @@ bilinear interpolation of the four cell centres around it. The work is one point
 (xarray vectorised indexing, ``isel`` with indexers along a shared ``location`` dimension) of the
 distinct cells people live in, over every time step at once, then a numpy gather of each
 person-day from that small (time x location) block: never a loop of ``.sel`` calls. On a Dask
-chunked Zarr grid only the chunks holding those cells are read.
+chunked Zarr grid only the chunks holding those cells are read (ingest writes a chunk per 366
+days of the whole map, so there every chunk is). Daily grids stamped at noon are put at
+midnight; a grid on 0..360 degrees of longitude takes points in -180..180.
 
 Station values: the nearest station with a value that day within ``max_distance_km``, or the
 inverse-distance weighted mean of the stations within it (weights 1/d^power; a station at the
@@ -54,8 +56,14 @@ def location_series(grid, latitude, longitude, *, method: str = "nearest"):
     missing = [d for d in ("time", "lat", "lon") if d not in grid.dims]
     if missing:
         raise ExplorerError(f"the grid has no {', '.join(missing)} dimension; expected dims time, lat, lon")
+    extra = [d for d in grid.dims if d not in ("time", "lat", "lon")]
+    if extra:
+        raise ExplorerError(f"the grid has dimension(s) {', '.join(extra)} besides time, lat, lon: select one level "
+                            f"first, e.g. grid.isel({extra[0]}=0)")
     latitude, longitude = np.asarray(latitude, dtype=float), np.asarray(longitude, dtype=float)
-    grid = grid.sortby("lat").sortby("lon")
+    grid = daily_time(grid).sortby("lat").sortby("lon")
+    if float(grid["lon"].max()) > 180:  # a 0..360 grid: points in -180..180 are moved to its convention
+        longitude = np.mod(longitude, 360.0)
     if method == "nearest":
         i, wi = _nearest(grid["lat"].values, latitude)
         j, wj = _nearest(grid["lon"].values, longitude)
@@ -82,6 +90,16 @@ def location_series(grid, latitude, longitude, *, method: str = "nearest"):
     result[:, ~inside] = np.nan
     return xr.DataArray(result, dims=("time", "location"), coords={"time": grid["time"].values},
                         attrs=dict(grid.attrs), name=grid.name)
+
+
+def daily_time(grid):
+    """The grid with its time axis at midnight (daily files often stamp 12:00), one step a day:
+    where two steps fall on one day, the later one is kept."""
+    times = pd.DatetimeIndex(grid["time"].values)
+    if (times == times.normalize()).all() and times.is_unique:
+        return grid
+    grid = grid.assign_coords(time=times.normalize())
+    return grid.isel(time=~grid.get_index("time").duplicated(keep="last"))
 
 
 def _nearest(axis: np.ndarray, points: np.ndarray):
@@ -132,6 +150,14 @@ def station_values(stations: pd.DataFrame, date, latitude, longitude, *, method:
         raise ExplorerError("max_distance_km and power must be positive")
     dates = pd.DatetimeIndex(pd.to_datetime(np.asarray(date))).normalize()
     latitude, longitude = np.asarray(latitude, dtype=float), np.asarray(longitude, dtype=float)
+    if stations.empty:
+        return np.full(len(dates), np.nan)
+    day_of = pd.to_datetime(stations["date"]).dt.normalize()
+    twice = stations.assign(day=day_of).duplicated(["station_id", "day"])
+    if twice.any():
+        row = stations[twice.to_numpy()].iloc[0]
+        raise ExplorerError(f"stations: station {row['station_id']} has more than one value on {pd.Timestamp(row['date']).date()}; "
+                            "pass one variable, e.g. weather_station_daily filtered to element = 'TMAX'")
     where = stations.groupby("station_id")[["latitude", "longitude"]].first()
     table = stations.assign(date=pd.to_datetime(stations["date"]).dt.normalize()).pivot_table(
         index="date", columns="station_id", values="value", aggfunc="mean").reindex(columns=where.index)

@@ -37,6 +37,12 @@ METRICS: dict[str, ExposureMetric] = {m.identifier: m for m in (
                    events.event_windows, "lags 0..window_days", "event_exposure", "tasmax_mean"),
     ExposureMetric("pm25_mean", "Mean PM2.5 over the window before an event", "ug/m3", events.event_windows,
                    "lags 0..window_days", "event_exposure", "pm25_mean"),
+    ExposureMetric("tasmin_mean", "Mean daily minimum temperature over the window before an event", "degC",
+                   events.event_windows, "lags 0..window_days", "event_exposure", "tasmin_mean"),
+    ExposureMetric("tas_anomaly_mean", "Mean temperature anomaly over the window before an event", "K",
+                   events.event_windows, "lags 0..window_days; " + _PARKS, "event_exposure", "tas_anomaly_mean"),
+    ExposureMetric("days_with_value", "Days of the window with a tasmax value", "d", events.event_windows,
+                   "lags 0..window_days", "event_exposure", "days_with_value"),
     ExposureMetric("heat_wave_days", "Heat-wave days in the window before an event", "d", events.event_windows,
                    _XCLIM, "event_exposure", "heat_wave_days"),
 )}

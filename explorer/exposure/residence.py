@@ -3,9 +3,11 @@
 A period runs from ``start_date`` to ``end_date`` inclusive (an empty end: still there). A person
 who moves mid-period has one period ending the day before the move and the next starting on it,
 so each day takes the address of the period that holds it. Days no period holds are gaps, and
-days two periods at different places hold are overlaps: both are flagged (``residence_status``
-"gap" or "overlap") with no location, never guessed from a neighbouring period. Two periods
-holding the same place on a day (a repeated row) are not a conflict.
+days two periods at different places (coordinates, ZIP3 or tract) hold are overlaps: both are
+flagged (``residence_status`` "gap" or "overlap") with no location, never guessed from a
+neighbouring period. Two periods holding the same place on a day (a repeated row) are not a
+conflict. A period without coordinates gives "no_location" days: no grid value, though its
+ZIP3 and tract still link area-level exposures.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 from explorer.errors import ExplorerError
 
 #: residence_status values
-OK, GAP, OVERLAP = "ok", "gap", "overlap"
+OK, GAP, OVERLAP, NO_LOCATION = "ok", "gap", "overlap", "no_location"
 PLACE_COLUMNS = ("latitude", "longitude", "zip3", "tract_geoid")
 _REQUIRED = ("person_id", "start_date", "end_date", "latitude", "longitude")
 
@@ -43,12 +45,13 @@ def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
         if column not in periods:
             periods[column] = None
     start = pd.to_datetime(periods["start_date"])
-    end = pd.to_datetime(periods["end_date"]).fillna(last)
-    bad = periods.index[start.isna() | (end < start)]
+    stated_end = pd.to_datetime(periods["end_date"])
+    bad = periods.index[start.isna() | (stated_end.notna() & (stated_end < start))]
     if len(bad):
         row = periods.loc[bad[0]]
         raise ExplorerError(f"residence row for person {row['person_id']}: start_date {row['start_date']} and "
                             f"end_date {row['end_date']} do not make a period (start missing or after the end)")
+    end = stated_end.fillna(last)  # an open period runs to the last day asked, whenever it started
     start, end = start.clip(lower=first), end.clip(upper=last)
     kept = (start <= end).to_numpy()
     periods, start, end = periods[kept], start[kept], end[kept]
@@ -56,9 +59,10 @@ def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
     expanded = periods[["person_id", *PLACE_COLUMNS]].iloc[np.repeat(np.arange(len(periods)), lengths)].reset_index(drop=True)
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     expanded["date"] = np.repeat(start.to_numpy(), lengths) + offsets.astype("timedelta64[D]")
-    expanded = expanded.drop_duplicates(["person_id", "date", "latitude", "longitude"])
-    places = expanded.groupby(["person_id", "date"], sort=False)["latitude"].transform("size")
-    expanded["residence_status"] = np.where(places.to_numpy() > 1, OVERLAP, OK)
+    expanded = expanded.drop_duplicates(["person_id", "date", *PLACE_COLUMNS])
+    places = expanded.groupby(["person_id", "date"], sort=False)["person_id"].transform("size")
+    located = expanded["latitude"].notna() & expanded["longitude"].notna()
+    expanded["residence_status"] = np.where(places.to_numpy() > 1, OVERLAP, np.where(located, OK, NO_LOCATION))
     conflicted = expanded["residence_status"] == OVERLAP
     expanded.loc[conflicted, list(PLACE_COLUMNS)] = None
     expanded = expanded.drop_duplicates(["person_id", "date"])

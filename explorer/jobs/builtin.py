@@ -173,6 +173,10 @@ class ExposureDaily(RefreshStep):
     partition = "person_bucket"
     #: nearest cell or bilinear; a site wanting the other registers a subclass that sets it
     method = "nearest"
+    #: anomaly baseline (first year, last year); None: every complete calendar year of the grids
+    baseline = None
+    #: heat-wave definition for the daily flag (degC, days, ">" or ">="), as heat_wave_days takes it
+    heat_wave = {"thresh_tasmin": 22.0, "thresh_tasmax": 30.0, "window": 3, "op": ">"}
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
         from explorer.exposure.daily import COLUMNS, exposure_daily, open_grids
@@ -181,7 +185,7 @@ class ExposureDaily(RefreshStep):
         grids = open_grids(con.execute("SELECT * FROM array_store").df(), self.lake_root)
         if residence.empty or not grids:
             return pd.DataFrame({c: [] for c in [*COLUMNS, "person_bucket"]})
-        found = exposure_daily(residence, grids, method=self.method)
+        found = exposure_daily(residence, grids, method=self.method, baseline=self.baseline, heat_wave=self.heat_wave)
         return found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})
 
 
@@ -199,7 +203,7 @@ class EventExposure(RefreshStep):
 
     #: table -> (date expression, code expression)
     EVENT_SOURCES = {"measurement": ("CAST(measurement_datetime AS DATE)", "loinc_code"),
-                     "condition_occurrence": ("condition_start_date", "code"),
+                     "condition_occurrence": ("condition_start_date", "concat_ws(':', code_system, code)"),
                      "visit_occurrence": ("CAST(visit_start_datetime AS DATE)", "visit_class")}
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
@@ -219,8 +223,9 @@ class EventExposure(RefreshStep):
             FROM ({' UNION ALL '.join(selects)}) ORDER BY person_id, event_date""").df()
         exposure = con.execute(f"""SELECT person_id, date, tasmax, tasmin, pm25, tas_anomaly, heat_wave
                                    FROM exposure_daily WHERE {where}""").df()
-        if events.empty or exposure.empty:
+        if events.empty:
             return pd.DataFrame({c: [] for c in columns})
+        # a bucket without exposure still lists its events, with no value, as any other bucket would
         found = event_windows(events, exposure, windows=self.windows,
                               variables=("tasmax", "tasmin", "pm25", "tas_anomaly"), flag="heat_wave")
         found = found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})

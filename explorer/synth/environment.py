@@ -4,9 +4,10 @@ Daily mean temperature at a cell is ``climatology(lat, day of year) + anomaly``;
 spatially smooth weather noise (AR(1) in time) plus planted heat waves. ``tasmax``/``tasmin``
 add and subtract half a diurnal range. The planted exposure that raises resting heart rate is
 the temperature anomaly as Parks et al. 2020 define it: the day's mean temperature, (tasmax +
-tasmin) / 2, minus the mean of that calendar month at the same cell over the baseline, the
-complete calendar year before the wearable window (the grid's first year). It is written to the
-truth as well.
+tasmin) / 2, minus the mean of that calendar month at the same cell over the baseline: every
+complete calendar year of the grid (the year before the wearable window, and the window's own
+year if the grid covers all of it), the default of ``exposure_daily``. It is written to the truth
+as well.
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def make_environment(config: SynthConfig) -> Environment:
     tasmin = tas - diurnal_range / 2 + rng.normal(0, 0.5, tas.shape)
 
     daily_mean = (tasmax + tasmin) / 2
-    baseline = time.year == time[0].year
+    # the baseline: every complete calendar year of the grid (the year before the window, and the
+    # window's own year if the grid reaches its 31 December), as exposure_daily's default
+    per_year = pd.Series(1, index=time).groupby(time.year).size()
+    complete = [y for y, n in per_year.items() if n == (366 if pd.Timestamp(year=y, month=1, day=1).is_leap_year else 365)]
+    baseline = np.isin(time.year, complete)
     monthly = {m: daily_mean[baseline & (time.month == m)].mean(axis=0) for m in range(1, 13)}
     parks_anomaly = daily_mean - np.stack([monthly[m] for m in time.month])
 
