@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     header = f"{'benchmark':12} {'case':28} {'value':>11}  {'ratio':>7}  {'target':>7}  ok   note"
     print(header + "\n" + "-" * len(header))
     for r in results:
-        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
-        target = f"<={r.target_ratio:.1f}x" if r.target_ratio else (f"<={r.limit:g}{r.unit}" if r.limit is not None else "")
+        ratio = (f"{r.ratio:.2f}x" if r.ratio >= 0.1 else f"{r.ratio:.2g}x") if r.ratio is not None else ""
+        target = f"<={r.target_ratio:.2g}x" if r.target_ratio else (f"<={r.limit:g}{r.unit}" if r.limit is not None else "")
         ok = {True: "yes", False: "NO", None: ""}[r.meets_target]
         print(f"{r.benchmark:12} {r.case:28} {r.value:9.3f}{r.unit:2}  {ratio:>7}  {target:>7}  {ok:4} {r.note}")
     out = args.json or Path(__file__).resolve().parent / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
