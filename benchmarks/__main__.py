@@ -15,7 +15,8 @@ from benchmarks.harness import REGISTRY
 from explorer.progress import Progress
 
 MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.bench_ingest", "benchmarks.bench_refresh",
-           "benchmarks.bench_wearables", "benchmarks.bench_exposure"]
+           "benchmarks.bench_wearables", "benchmarks.bench_exposure",
+           "benchmarks.bench_ageing"]
 
 
 def main(argv=None) -> int:

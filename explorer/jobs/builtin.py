@@ -230,3 +230,71 @@ class EventExposure(RefreshStep):
                               variables=("tasmax", "tasmin", "pm25", "tas_anomaly"), flag="heat_wave")
         found = found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})
         return found[columns]
+
+
+def _ageing_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from explorer.ageing import marker_pathways
+
+    codes = ", ".join(f"'{code}'" for code in marker_pathways().index)
+    measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_si FROM measurement
+                                   WHERE loinc_code IN ({codes}) AND value_si IS NOT NULL""").df()
+    persons = con.execute("SELECT person_id, year_of_birth FROM person").df()
+    return measurements, persons
+
+
+class MarkerAgeing(RefreshStep):
+    """Per lab marker: the change per year of age, from value ~ age + (1 + age | person) by
+    REML, with its standard error, p-value and Benjamini-Hochberg q-value across markers
+    (explorer.ageing.markers). The whole cohort at once: every person informs every slope."""
+
+    name = "marker_ageing"
+    description = "per lab marker: change per year of age (mixed model), p- and q-values, variance components"
+    inputs = ("measurement", "person")
+    output = "marker_ageing"
+    partition = "whole"
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        from explorer.ageing import marker_ageing
+
+        markers, _ = marker_ageing(*_ageing_inputs(con))
+        return markers
+
+
+class PersonAgeingRate(RefreshStep):
+    """Per person and marker: the person's own slope and intercept (fixed plus random effects
+    of the marker's mixed model), for persons with two results or more."""
+
+    name = "person_ageing_rate"
+    description = "per person and marker: personal change per year (best linear unbiased prediction)"
+    inputs = ("measurement", "person")
+    output = "person_ageing_rate"
+    partition = "whole"
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        from explorer.ageing import marker_ageing
+
+        _, rates = marker_ageing(*_ageing_inputs(con))
+        return rates
+
+
+class Ageotype(RefreshStep):
+    """Per person: fast, typical or slow ageing along each pathway (metabolic, immune, hepatic,
+    nephrotic), the dominant pathway and a k-means cluster (explorer.ageing.markers)."""
+
+    name = "ageotype"
+    description = "per person: fast/typical/slow per pathway, dominant pathway, cluster of pathway scores"
+    inputs = ("marker_ageing", "person_ageing_rate")
+    output = "ageotype"
+    partition = "whole"
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        from explorer.ageing import ageotypes, pathway_scores
+
+        markers = con.execute("SELECT * FROM marker_ageing").df()
+        rates = con.execute("SELECT * FROM person_ageing_rate").df()
+        columns = ["person_id", "metabolic", "immune", "hepatic", "nephrotic", "ageotype", "fast_pathways", "cluster"]
+        scores = pathway_scores(rates, markers) if len(rates) else pd.DataFrame()
+        if len(scores.dropna()) < 2:
+            return pd.DataFrame({c: pd.Series([], dtype=str) for c in columns})
+        found = ageotypes(scores).rename_axis("person_id").reset_index()
+        return found.reindex(columns=columns)

@@ -1,0 +1,66 @@
+"""The ageing aggregates recover what ``explorer synth`` planted: the ageotype of each person
+(adjusted Rand index at least 0.8 for persons with 5 visits or more), and markers that change
+with age in the planted direction."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+import explorer
+from explorer.ingest.pseudonym import Pseudonymizer
+from explorer.jobs import refresh
+from explorer.synth import SynthConfig, generate
+from explorer.synth.cohort import MARKERS
+
+KEY = "an-example-key-for-tests-only-0123456789"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ageing")
+    generate(root / "cohort", SynthConfig(participants=80, days=7, seed=4, start=date(2024, 6, 3), faults=False, workers=1))
+    previous = os.environ.get("EXPLORER_PSEUDONYM_KEY")
+    os.environ["EXPLORER_PSEUDONYM_KEY"] = KEY
+    try:
+        lake = explorer.open(root / "lake")
+        lake.ingest(root / "cohort", quality=False)
+        report = refresh(lake, workers=1, steps=["marker_ageing", "person_ageing_rate", "ageotype"])
+        assert not report.failed, str(report)
+    finally:
+        if previous is None:
+            os.environ.pop("EXPLORER_PSEUDONYM_KEY")
+        else:
+            os.environ["EXPLORER_PSEUDONYM_KEY"] = previous
+    truth = pd.read_parquet(root / "cohort" / "truth" / "truth.parquet")
+    truth["person_id"] = Pseudonymizer(KEY.encode()).many(truth["source_id"].astype(str))
+    return lake, truth
+
+
+def test_planted_ageotypes_recovered(cohort):
+    lake, truth = cohort
+    visits = lake.sql("""SELECT person_id, count(DISTINCT CAST(measurement_datetime AS DATE)) AS visits
+                         FROM measurement GROUP BY person_id""")
+    found = lake.sql("SELECT * FROM ageotype").merge(visits, on="person_id").merge(
+        truth[["person_id", "ageotype"]].rename(columns={"ageotype": "planted"}), on="person_id")
+    eligible = found[found["visits"] >= 5]
+    assert len(eligible) >= 60
+    assert adjusted_rand_score(eligible["planted"], eligible["ageotype"]) >= 0.8
+    assert set(found["metabolic"]) <= {"fast", "typical", "slow"}
+
+
+def test_markers_change_in_the_planted_direction(cohort):
+    lake, _ = cohort
+    markers = lake.sql("SELECT * FROM marker_ageing").set_index("marker")
+    assert len(markers) == len(MARKERS) and markers["converged"].all()
+    for loinc, _, _, _, _, _, slope, _, group_slope, _ in MARKERS:
+        planted = slope if group_slope is None else (3 * slope + group_slope) / 4  # a quarter in each ageotype
+        if abs(planted) >= 0.05 * markers.loc[loinc, "residual_sd"]:  # changes we can see in a decade
+            assert np.sign(markers.loc[loinc, "slope"]) == np.sign(planted), loinc
+            assert markers.loc[loinc, "q_value"] < 0.05, loinc
