@@ -56,7 +56,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
 
     sizes = [max(100, int(n * scale)) for n in (1_000, 5_000, 100_000)]
     timed = max(1, min(repeats, 5))
-    ours, theirs = {}, {}
+    ours, theirs, differ = {}, {}, {}
     for k, n in enumerate(sizes):
         progress(k, len(sizes) + 1, f"{n:,} persons x 10 visits")
         frame = design(n)
@@ -70,7 +70,10 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
             start = time.perf_counter()
             reference = statsmodels_fit(frame)
             theirs[n] = time.perf_counter() - start
-            np.testing.assert_allclose(fit.fixed.to_numpy(), reference.fe_params.to_numpy(), rtol=1e-3)
+            # statsmodels' default fit on age in years stops short of the optimum (about 1e-3 away
+            # here); tests/test_ageing_mixed.py compares with a tightly converged fit to 1e-4
+            differ[n] = float(np.max(np.abs(fit.fixed.to_numpy() / reference.fe_params.to_numpy() - 1)))
+            assert differ[n] < 1e-2, f"fixed effects differ from statsmodels by {differ[n]:.1e}"
     progress(len(sizes), len(sizes) + 1, f"peak memory of the {sizes[-1]:,}-person fit")
     root = str(DATA.parent.parent)
     seconds, peak_gb, _ = run_measured([sys.executable, "-c", MEMORY_SCRIPT.format(root=root, n=sizes[-1])])
@@ -79,7 +82,8 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     results = []
     for n in (small, middle):
         results.append(Result("ageing", f"mixed model, {n:,} persons", ours[n], "s", f"statsmodels MixedLM, {n:,} persons",
-                              theirs[n], None, f"10 visits each, REML; same fixed effects; {machine}"))
+                              theirs[n], None, f"10 visits each, REML; fixed effects within {differ[n]:.0e} of "
+                                               f"statsmodels' default fit; {machine}"))
     results += [
         Result("ageing", f"mixed model, {large:,} persons", ours[large], "s", limit=3.0,
                note=f"10 visits each ({large * 10:,} rows), REML, {machine}"),
