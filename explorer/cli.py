@@ -344,6 +344,39 @@ def cmd_exposure(args) -> int:
     return 0
 
 
+def cmd_ageing(args) -> int:
+    lake = _lake(args)
+    needs = {"markers": ("marker_ageing",), "performance": ("biological_age", "person"),
+             "view": ("marker_ageing", "person_ageing_rate", "ageotype", "biological_age")}[args.action]
+    for table in needs:
+        if not lake.has_table(table):
+            raise ExplorerError(f"table {table} is not there yet: ingest lab results and run `explorer refresh` first")
+        lake.sql(f"SELECT 1 FROM {table} LIMIT 0")
+    if args.action == "markers":
+        table = lake.sql("""SELECT marker, name, scale, n_persons, n_obs, slope, slope_se, p_value, q_value, slope_sd
+                            FROM marker_ageing ORDER BY q_value""")
+        print(_table_text(table))
+        print("\nslope: change per year of age (per year of the log for a log-scale marker), from value ~ age + "
+              "(1 + age | person) by REML; q: Benjamini-Hochberg across markers. Personal rates: person_ageing_rate.")
+        return 0
+    if args.action == "performance":
+        from explorer.ageing import biological_age_performance
+
+        print(_table_text(biological_age_performance(lake.connection()).round(3)))
+        return 0
+    import panel as pn
+
+    from explorer.views import AgeingRateDistribution, AgeotypeMembership, MarkerTrajectories, PhenoAgeVsAge
+
+    view = pn.Column(MarkerTrajectories(lake=lake, marker=args.marker).panel(),
+                     AgeingRateDistribution(lake=lake, marker=args.marker).panel(),
+                     AgeotypeMembership(lake=lake).panel(), PhenoAgeVsAge(lake=lake).panel(), sizing_mode="stretch_width")
+    out = args.out or "ageing.html"
+    pn.panel(view).save(out, embed=False, resources="inline")
+    print(f"wrote {out}: open it in a browser")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from explorer.demo import run_demo
 
@@ -563,6 +596,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=3, help="minimum heat-wave length, days (default 3)")
     p.add_argument("--freq", default="YS", help="period: YS (years, default), MS (months), QS-DEC (seasons)")
     p.set_defaults(func=cmd_exposure)
+
+    p = commands.add_parser("ageing", help="ageing markers, biological-age performance by subgroup, views",
+                            formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        markers:     which lab markers change with age (marker_ageing): slope per year, its SE,
+                     p- and q-values, the spread of personal slopes.
+        performance: PhenoAge and Klemera-Doubal age against chronological age, by sex at birth,
+                     race, ethnicity and age band (n, correlation, bias, mean absolute difference).
+        view:        save a marker's trajectories and personal rates (--marker LOINC), ageotype
+                     membership and PhenoAge against age as a standalone HTML page.
+        All need `explorer refresh` after lab results were ingested.
+
+        examples:
+          explorer ageing markers
+          explorer ageing performance
+          explorer ageing view --marker 2160-0 --out ageing.html"""))
+    p.add_argument("action", choices=["markers", "performance", "view"])
+    p.add_argument("--marker", default="2160-0", help="LOINC code of the marker to draw (view; default creatinine)")
+    p.add_argument("--out", default=None, help="HTML file to write (view; default ageing.html)")
+    p.set_defaults(func=cmd_ageing)
 
     p = commands.add_parser("demo", help="build a small demo lake and show what it keeps", formatter_class=fmt,
                             description=textwrap.dedent("""\

@@ -31,7 +31,7 @@ def cohort(tmp_path_factory):
     try:
         lake = explorer.open(root / "lake")
         lake.ingest(root / "cohort", quality=False)
-        report = refresh(lake, workers=1, steps=["marker_ageing", "person_ageing_rate", "ageotype"])
+        report = refresh(lake, workers=1, steps=["marker_ageing", "person_ageing_rate", "ageotype", "biological_age"])
         assert not report.failed, str(report)
     finally:
         if previous is None:
@@ -64,3 +64,39 @@ def test_markers_change_in_the_planted_direction(cohort):
         if abs(planted) >= 0.05 * markers.loc[loinc, "residual_sd"]:  # changes we can see in a decade
             assert np.sign(markers.loc[loinc, "slope"]) == np.sign(planted), loinc
             assert markers.loc[loinc, "q_value"] < 0.05, loinc
+
+
+def test_biological_age_follows_age_and_reports_its_subgroups(cohort):
+    from explorer.ageing import biological_age_performance
+
+    lake, _ = cohort
+    ages = lake.sql("SELECT * FROM biological_age")
+    complete = ages[ages["missing"] == ""]
+    assert len(complete) > 200 and (ages["phenoage_constant"] == 0.090165).all()
+    assert complete["phenoage"].corr(complete["chronological_age"]) > 0.9
+    assert complete["kdm_age"].corr(complete["chronological_age"]) > 0.8
+    assert abs(complete["phenoage_accel"].mean()) < 1e-6  # a residual on age
+    assert ages.loc[ages["missing"] != "", "phenoage"].isna().all()
+    lake.sql("SELECT 1 FROM person LIMIT 0")
+    table = biological_age_performance(lake.connection())
+    assert set(table["grouping"]) == {"all", "sex at birth", "race", "ethnicity", "age band"}
+    overall = table[(table["model"] == "phenoage") & (table["grouping"] == "all")].iloc[0]
+    by_sex = table[(table["model"] == "phenoage") & (table["grouping"] == "sex at birth")]
+    assert by_sex["n"].sum() == overall["n"]
+
+
+def test_ageing_views_show_the_tables(cohort):
+    from explorer.views import AgeingRateDistribution, AgeotypeMembership, MarkerTrajectories, PhenoAgeVsAge
+
+    lake, _ = cohort
+    trajectories = MarkerTrajectories(lake=lake, marker="2160-0", persons=10).data()
+    assert trajectories["results"]["person_id"].nunique() == 10
+    assert trajectories["line"]["slope"] == lake.sql("SELECT slope FROM marker_ageing WHERE marker = '2160-0'")["slope"].item()
+    rates = AgeingRateDistribution(lake=lake, marker="2160-0").data()
+    assert rates["counts"].sum() == len(lake.sql("SELECT 1 FROM person_ageing_rate WHERE marker = '2160-0'"))
+    membership = AgeotypeMembership(lake=lake).data()
+    assert membership["dominant"]["persons"].sum() == len(lake.sql("SELECT 1 FROM ageotype"))
+    assert len(PhenoAgeVsAge(lake=lake).data()) == len(lake.sql("SELECT 1 FROM biological_age WHERE phenoage IS NOT NULL"))
+    for view in (MarkerTrajectories(lake=lake), AgeingRateDistribution(lake=lake), AgeotypeMembership(lake=lake),
+                 PhenoAgeVsAge(lake=lake, model="kdm_age")):
+        assert view.panel() is not None

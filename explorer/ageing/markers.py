@@ -71,7 +71,8 @@ def marker_ageing(measurements: pd.DataFrame, persons: pd.DataFrame, *, reml: bo
     (person_id, measurement_datetime, loinc_code, value_si) and ``person`` (person_id,
     year_of_birth). Returns (markers, persons):
 
-    - markers: marker, name, scale, n_persons, n_obs, slope (per year, on the marker's scale),
+    - markers: marker, name, scale, n_persons, n_obs, intercept (at age 0), slope (per year, on
+      the marker's scale),
       slope_se, p_value, q_value, intercept_sd, slope_sd, corr, residual_sd, converged;
     - persons: person_id, marker, slope, intercept (at age 0, fixed plus random), n_obs, for
       persons with at least :data:`MIN_VISITS` results of the marker.
@@ -98,7 +99,8 @@ def marker_ageing(measurements: pd.DataFrame, persons: pd.DataFrame, *, reml: bo
         fit = ageing_rates(data, "value", "age", "person_id", reml=reml)
         marker_rows.append({
             "marker": code, "name": reference.loc[code, "name"], "scale": scale, "n_persons": fit.n_groups,
-            "n_obs": fit.n_obs, "slope": fit.fixed["slope"], "slope_se": fit.fixed_se["slope"],
+            "n_obs": fit.n_obs, "intercept": fit.fixed["intercept"], "slope": fit.fixed["slope"],
+            "slope_se": fit.fixed_se["slope"],
             "p_value": fit.slope_p_value, "intercept_sd": np.sqrt(fit.variance["intercept"]),
             "slope_sd": np.sqrt(fit.variance["slope"]), "corr": fit.variance["corr"],
             "residual_sd": np.sqrt(fit.variance["residual"]), "converged": fit.converged})
@@ -106,7 +108,7 @@ def marker_ageing(measurements: pd.DataFrame, persons: pd.DataFrame, *, reml: bo
         person_rows.append(pd.DataFrame({"person_id": own.index.astype(str), "marker": code,
                                          "slope": own["slope"].to_numpy(), "intercept": own["intercept"].to_numpy(),
                                          "n_obs": own["n_obs"].to_numpy()}))
-    columns = ["marker", "name", "scale", "n_persons", "n_obs", "slope", "slope_se", "p_value", "q_value",
+    columns = ["marker", "name", "scale", "n_persons", "n_obs", "intercept", "slope", "slope_se", "p_value", "q_value",
                "intercept_sd", "slope_sd", "corr", "residual_sd", "converged"]
     marker_table = pd.DataFrame(marker_rows, columns=[c for c in columns if c != "q_value"])
     if len(marker_table):

@@ -298,3 +298,44 @@ class Ageotype(RefreshStep):
             return pd.DataFrame({c: pd.Series([], dtype=str) for c in columns})
         found = ageotypes(scores).rename_axis("person_id").reset_index()
         return found.reindex(columns=columns)
+
+
+class BiologicalAge(RefreshStep):
+    """Per person and visit date with the nine PhenoAge markers: chronological age, PhenoAge
+    (Levine 2018; the constant is recorded), its acceleration (residual on age across the cohort)
+    and Klemera-Doubal age trained on the reference subset (explorer.ageing.biological_age)."""
+
+    name = "biological_age"
+    description = "per person and visit: PhenoAge, its acceleration, Klemera-Doubal age"
+    inputs = ("measurement", "person")
+    output = "biological_age"
+    partition = "whole"
+    #: PhenoAge's final constant: the published 0.090165 (a site may register a subclass with 0.09165)
+    phenoage_constant = 0.090165
+    #: the reference subset Klemera-Doubal is trained on: complete visits at these ages (years)
+    reference_ages = (30.0, 75.0)
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        import numpy as np
+
+        from explorer.ageing.biological_age import PHENOAGE_INPUTS, acceleration, kdm_age, kdm_train, phenoage
+
+        codes = ", ".join(f"'{code}'" for code, _, _ in PHENOAGE_INPUTS.values())
+        measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_as_number, unit
+                                       FROM measurement WHERE loinc_code IN ({codes})""").df()
+        persons = con.execute("SELECT person_id, year_of_birth FROM person").df()
+        columns = ["person_id", "date", "chronological_age", "phenoage", "phenoage_accel", "kdm_age",
+                   "phenoage_constant", "missing"]
+        found = phenoage(measurements, persons, constant=self.phenoage_constant)
+        if found.empty:
+            return pd.DataFrame({c: [] for c in columns})
+        found["phenoage_accel"] = acceleration(found)
+        markers = [*(name for name in PHENOAGE_INPUTS if name != "crp"), "ln_crp"]
+        low, high = self.reference_ages
+        reference = found[found["chronological_age"].between(low, high) & (found["missing"] == "")]
+        found["kdm_age"] = np.nan
+        if len(reference) >= len(markers) + 3:
+            trained = kdm_train(reference, markers)
+            complete = found["missing"] == ""
+            found.loc[complete, "kdm_age"] = kdm_age(found[complete], trained)
+        return found.rename(columns={"constant": "phenoage_constant"})[columns]

@@ -7,8 +7,9 @@ Person-level views (one person's minutes, the actogram) are researcher-tier; the
 decides who may build them.
 """
 
+from explorer.views.ageing import AgeingRateDistribution, AgeotypeMembership, MarkerTrajectories, PhenoAgeVsAge
 from explorer.views.exposure import ExposureMap, ExposureResponse, HeatWaveCalendar
 from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, downsample
 
-__all__ = ["Actogram", "CohortWearableDistributions", "ExposureMap", "ExposureResponse", "HeatWaveCalendar",
-           "PersonMinutes", "downsample"]
+__all__ = ["Actogram", "AgeingRateDistribution", "AgeotypeMembership", "CohortWearableDistributions", "ExposureMap",
+           "ExposureResponse", "HeatWaveCalendar", "MarkerTrajectories", "PersonMinutes", "PhenoAgeVsAge", "downsample"]
