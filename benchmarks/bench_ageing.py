@@ -73,7 +73,9 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
             # statsmodels' default fit on age in years stops short of the optimum (about 1e-3 away
             # here); tests/test_ageing_mixed.py compares with a tightly converged fit to 1e-4
             differ[n] = float(np.max(np.abs(fit.fixed.to_numpy() / reference.fe_params.to_numpy() - 1)))
-            assert differ[n] < 1e-2, f"fixed effects differ from statsmodels by {differ[n]:.1e}"
+            # where they differ more, ours must be the better optimum of the same likelihood
+            assert differ[n] < 1e-2 or fit.log_likelihood >= reference.llf - 1e-6, \
+                f"fixed effects differ from statsmodels by {differ[n]:.1e} at a lower likelihood"
     progress(len(sizes), len(sizes) + 1, f"peak memory of the {sizes[-1]:,}-person fit")
     root = str(DATA.parent.parent)
     seconds, peak_gb, _ = run_measured([sys.executable, "-c", MEMORY_SCRIPT.format(root=root, n=sizes[-1])])

@@ -96,3 +96,32 @@ def test_bad_input_says_what_is_wrong():
     with_gaps = frame.copy()
     with_gaps.loc[:4, "value"] = np.nan
     assert ageing_rates(with_gaps, "value", "age", "person").n_obs == len(frame) - 5
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_a_large_level_and_the_likelihood_of_the_data_as_given(reml):
+    import statsmodels.api as sm
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
+    frame = design(150, 6, seed=3)
+    shifted = frame.assign(value=frame["value"] * 7 + 1e5)  # a level far above its noise
+    base, moved = ageing_rates(frame, "value", "age", "person", reml=reml), ageing_rates(shifted, "value", "age", "person", reml=reml)
+    assert moved.converged
+    assert moved.fixed["slope"] == pytest.approx(7 * base.fixed["slope"], rel=1e-6)
+    assert moved.variance["slope"] == pytest.approx(49 * base.variance["slope"], rel=1e-5)
+    np.testing.assert_allclose(moved.fixed_se, 7 * base.fixed_se, rtol=1e-4)
+    # the log-likelihood is statsmodels' loglike of the data as given, at these estimates
+    exog = np.column_stack([np.ones(len(shifted)), shifted["age"].to_numpy()])
+    model = sm.MixedLM(shifted["value"].to_numpy(), exog, groups=shifted["person"].to_numpy(), exog_re=exog)
+    model.reml, model.cov_pen, model.fe_pen = reml, None, None
+    v = moved.variance
+    cov = np.array([[v["intercept"], v["corr"] * np.sqrt(v["intercept"] * v["slope"])],
+                    [v["corr"] * np.sqrt(v["intercept"] * v["slope"]), v["slope"]]])
+    params = MixedLMParams.from_components(moved.fixed.to_numpy(), cov_re=cov / v["residual"])
+    assert moved.log_likelihood == pytest.approx(model.loglike(params, profile_fe=False), rel=1e-9)
+
+
+def test_cross_sectional_data_is_refused():
+    frame = design(30, 3, seed=2).groupby("person").head(1)
+    with pytest.raises(ExplorerError, match="at least 2 persons with two visits or more"):
+        ageing_rates(frame, "value", "age", "person")

@@ -29,7 +29,7 @@ Trained on a reference subset: each marker ``j`` regressed on age gives intercep
                \\frac{(CA_{max} - CA_{min})^2}{12 m},\\quad
     BA = \\frac{\\sum_j (x_j - q_j) k_j / s_j^2 + CA / s_{BA}^2}{\\sum_j (k_j / s_j)^2 + 1 / s_{BA}^2}
 
-where :math:`r_{char} = \\sum_j \\frac{r_j^2}{\\sqrt{1 - r_j^2}} / \\sum_j \\frac{r_j}{\\sqrt{1 - r_j^2}}`
+where :math:`r_{char} = \\sum_j \\frac{r_j^2}{\\sqrt{1 - r_j^2}} / \\sum_j \\frac{|r_j|}{\\sqrt{1 - r_j^2}}`
 and ``m`` is the number of markers (Klemera & Doubal 2006; the form of Levine 2013 and of the
 BioAge package, Kwon & Belsky 2021).
 
@@ -171,7 +171,12 @@ def _ba_e(frame: pd.DataFrame, params: pd.DataFrame) -> np.ndarray:
 
 def kdm_age(frame: pd.DataFrame, trained: dict) -> pd.Series:
     """Klemera-Doubal biological age (with the chronological-age term) of each row."""
+    import warnings
+
     params, s2_ba = trained["markers"], trained["s2_ba"]
+    if s2_ba <= 0:
+        warnings.warn(f"Klemera-Doubal: s2_BA = {s2_ba:.3g} <= 0 (markers correlated with each other, or too few): "
+                      "the chronological-age term is left out, so kdm_age is BA_E", stacklevel=2)
     numerator = sum((frame[m].to_numpy() - p.q) * p.k / p.s ** 2 for m, p in params.iterrows())
     denominator = ((params["k"] / params["s"]) ** 2).sum()
     if s2_ba > 0:

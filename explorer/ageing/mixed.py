@@ -22,8 +22,9 @@ and likewise for :math:`X'V^{-1}y` and :math:`y'V^{-1}y`. :math:`\\sigma^2` and 
 are profiled out, so one evaluation of the profile (restricted) log-likelihood in the three
 parameters of :math:`\\Psi = LL'` is a handful of array operations over the groups, whatever
 their sizes: no per-group loop, no N x N matrix. The optimum is found by BFGS and polished by
-Newton steps on a numerical Hessian. Time is centred for the fit (the likelihood does not
-change under a shift of time) and the results are transformed back exactly.
+Newton steps on a numerical Hessian. Time and the outcome are centred and scaled for the fit
+(the optimum does not move; a level large against its noise would otherwise cancel in the
+quadratic forms) and the results, the log-likelihood included, are transformed back exactly.
 
 Reference: Laird NM, Ware JH. Random-effects models for longitudinal data. Biometrics.
 1982;38:963-974. Lindstrom MJ, Bates DM. Newton-Raphson and EM algorithms for linear
@@ -162,22 +163,25 @@ def _loglik_free_beta(params, groups: _Groups, reml: bool) -> float:
 
 
 def _numerical_hessian(function, x, step=1e-4):
+    """Central differences, a step per parameter scaled to its size."""
     k = len(x)
+    steps = step * np.maximum(1.0, np.abs(x))
     hessian = np.zeros((k, k))
     f0 = function(x)
     for i in range(k):
         for j in range(i, k):
-            ei, ej = np.eye(k)[i] * step, np.eye(k)[j] * step
+            ei, ej = np.eye(k)[i] * steps[i], np.eye(k)[j] * steps[j]
             if i == j:
-                hessian[i, i] = (function(x + ei) - 2 * f0 + function(x - ei)) / step ** 2
+                hessian[i, i] = (function(x + ei) - 2 * f0 + function(x - ei)) / steps[i] ** 2
             else:
                 hessian[i, j] = hessian[j, i] = (function(x + ei + ej) - function(x + ei - ej)
-                                                 - function(x - ei + ej) + function(x - ei - ej)) / (4 * step ** 2)
+                                                 - function(x - ei + ej) + function(x - ei - ej)) / (4 * steps[i] * steps[j])
     return hessian
 
 
-def _gradient(function, x, step=1e-6):
-    return np.array([(function(x + e) - function(x - e)) / (2 * step) for e in np.eye(len(x)) * step])
+def _gradient(function, x, step=1e-5):
+    steps = step * np.maximum(1.0, np.abs(x))
+    return np.array([(function(x + e) - function(x - e)) / (2 * h) for e, h in zip(np.diag(steps), steps)])
 
 
 def ageing_rates(frame: pd.DataFrame, value: str, time: str, group: str, reml: bool = True) -> MixedFit:
@@ -206,8 +210,15 @@ def ageing_rates(frame: pd.DataFrame, value: str, time: str, group: str, reml: b
                             "intercept and slope need at least 2 groups and 4 observations")
     if np.ptp(t_raw) == 0:
         raise ExplorerError(f"ageing_rates: {time!r} never changes, so no slope can be fitted")
+    repeated = pd.Series(t_raw).groupby(codes).nunique()
+    if (repeated >= 2).sum() < 2:
+        raise ExplorerError(f"ageing_rates: {int((repeated >= 2).sum())} group(s) of {value!r} measured at two "
+                            "times or more: a random slope needs at least 2 persons with two visits or more")
     centre, scale = float(t_raw.mean()), float(t_raw.std())
     t = (t_raw - centre) / scale  # centred and scaled for the fit; transformed back below
+    # the outcome too: a level large against its noise would cancel in y'y - c'Wc otherwise
+    y_centre, y_scale = float(y.mean()), float(y.std()) or 1.0
+    y = (y - y_centre) / y_scale
     groups = _Groups(codes, t, y, n_groups)
 
     def objective(theta):
@@ -216,22 +227,27 @@ def ageing_rates(frame: pd.DataFrame, value: str, time: str, group: str, reml: b
     start = _start(groups, codes, t, y, n_groups)
     found = minimize(objective, start, method="BFGS", options={"gtol": 1e-9, "maxiter": 500})
     theta, iterations = found.x, found.nit
+    decrement = np.inf
     for _ in range(20):  # Newton polish: BFGS stops when the gradient is small, not the step
         gradient = _gradient(objective, theta)
-        if np.max(np.abs(gradient)) < 1e-10 * max(1.0, abs(found.fun)):
-            break
         hessian = _numerical_hessian(objective, theta)
         try:
             step = np.linalg.solve(hessian, gradient)
         except np.linalg.LinAlgError:
+            break
+        decrement = float(gradient @ step)  # the Newton decrement: how much a full step would gain
+        if not np.isfinite(decrement) or abs(decrement) < 1e-12:
             break
         candidate = theta - step
         if not np.isfinite(objective(candidate)) or objective(candidate) > objective(theta):
             break
         theta = candidate
         iterations += 1
-    converged = bool(found.success or np.max(np.abs(_gradient(objective, theta))) < 1e-6 * max(1.0, abs(found.fun)))
-    return _results(theta, groups, codes, labels, t, y, reml, centre, scale, objective(theta), converged, iterations)
+    # converged: what a Newton step could still gain is negligible (the Hessian positive: a minimum)
+    converged = bool(np.isfinite(decrement) and abs(decrement) < 1e-8
+                     and np.all(np.linalg.eigvalsh(_numerical_hessian(objective, theta)) > 0))
+    return _results(theta, groups, codes, labels, reml, (centre, scale), (y_centre, y_scale), objective(theta),
+                    converged, iterations)
 
 
 def _start(groups: _Groups, codes, t, y, n_groups) -> np.ndarray:
@@ -244,7 +260,9 @@ def _start(groups: _Groups, codes, t, y, n_groups) -> np.ndarray:
     return np.array([np.sqrt(spread / noise), 0.0, 0.1])
 
 
-def _results(theta, groups: _Groups, codes, labels, t, y, reml, centre, scale, minus_loglik, converged, iterations):
+def _results(theta, groups: _Groups, codes, labels, reml, time_shift, value_shift, minus_loglik, converged, iterations):
+    centre, scale = time_shift
+    y_centre, y_scale = value_shift
     psi = _psi(theta)
     det, sxx, sxy, syy, (w11, w12, w22) = groups.pieces(psi)
     beta = np.linalg.solve(sxx, sxy)
@@ -253,8 +271,7 @@ def _results(theta, groups: _Groups, codes, labels, t, y, reml, centre, scale, m
     # standard errors from the Hessian in (beta, theta), as statsmodels: the beta block of its
     # inverse (whatever parametrisation theta has, at the optimum)
     full = np.r_[beta, theta]
-    hessian = _numerical_hessian(lambda x: _loglik_free_beta(x, groups, reml), full,
-                                 step=1e-4 * max(1.0, float(np.max(np.abs(full)))))
+    hessian = _numerical_hessian(lambda x: _loglik_free_beta(x, groups, reml), full)
     try:
         cov_beta = np.linalg.inv(-hessian)[:2, :2]
     except np.linalg.LinAlgError:  # a variance on its boundary: the GLS covariance
@@ -269,15 +286,24 @@ def _results(theta, groups: _Groups, codes, labels, t, y, reml, centre, scale, m
     r2 = e2 - (groups.a12 * we1 + groups.a22 * we2)
     b0 = psi[0, 0] * r1 + psi[0, 1] * r2
     b1 = psi[0, 1] * r1 + psi[1, 1] * r2
-    # back to the original time: t = centre + scale * u, so on t the line is
-    # (beta0 - beta1 centre / scale) + (beta1 / scale) t, and the same for each group's effects
+    # back to the original time and value: t = centre + scale * u and y = y_centre + y_scale * v,
+    # so on t the line is y_centre + y_scale ((beta0 - beta1 centre / scale) + (beta1 / scale) t),
+    # and the same for each group's effects
     back = np.array([[1.0, -centre / scale], [0.0, 1.0 / scale]])
-    fixed = back @ beta
-    fixed_cov = back @ cov_beta @ back.T
-    d_centred = sigma2 * psi
-    d = back @ d_centred @ back.T
-    intercepts = fixed[0] + b0 - b1 * centre / scale
-    slopes = fixed[1] + b1 / scale
+    fixed = y_scale * (back @ beta) + np.array([y_centre, 0.0])
+    fixed_cov = y_scale ** 2 * (back @ cov_beta @ back.T)
+    d = y_scale ** 2 * (back @ (sigma2 * psi) @ back.T)
+    intercepts = y_centre + y_scale * (back[0] @ beta + b0 - b1 * centre / scale)
+    slopes = y_scale * (back[1] @ beta + b1 / scale)
+    sigma2 = y_scale ** 2 * sigma2
+    # the likelihood of the data as given (statsmodels' loglike to 1e-12): the density of y scales
+    # by 1 / y_scale per observation, per error contrast for REML, whose log|X'V^-1 X| term also
+    # moves with the scale of time
+    n = groups.N
+    if reml:
+        log_likelihood = -minus_loglik - (n - 2) * np.log(y_scale) - np.log(scale)
+    else:
+        log_likelihood = -minus_loglik - n * np.log(y_scale)
     index = pd.Index(labels, name="group")
     names = ["intercept", "slope"]
     return MixedFit(
@@ -286,6 +312,6 @@ def _results(theta, groups: _Groups, codes, labels, t, y, reml, centre, scale, m
                             "corr": d[0, 1] / np.sqrt(d[0, 0] * d[1, 1]) if d[0, 0] > 0 and d[1, 1] > 0 else np.nan,
                             "residual": sigma2}),
         per_group=pd.DataFrame({"intercept": intercepts, "slope": slopes, "n_obs": groups.n.astype(int)}, index=index),
-        log_likelihood=float(-minus_loglik), reml=reml, n_obs=int(groups.N),
+        log_likelihood=float(log_likelihood), reml=reml, n_obs=int(groups.N),
         n_groups=len(labels), converged=converged, iterations=int(iterations),
         fixed_cov=pd.DataFrame(fixed_cov, index=names, columns=names))
