@@ -4,7 +4,6 @@ with age in the planted direction."""
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import numpy as np
@@ -12,43 +11,27 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-import explorer
-from explorer.ingest.pseudonym import Pseudonymizer
-from explorer.jobs import refresh
-from explorer.synth import SynthConfig, generate
+from explorer.synth import SynthConfig
 from explorer.synth.cohort import MARKERS
+from explorer.testing.cohorts import synthetic_lake, truth
 
-KEY = "an-example-key-for-tests-only-0123456789"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("ageing")
-    generate(root / "cohort", SynthConfig(participants=80, days=7, seed=4, start=date(2024, 6, 3), faults=False, workers=1))
-    previous = os.environ.get("EXPLORER_PSEUDONYM_KEY")
-    os.environ["EXPLORER_PSEUDONYM_KEY"] = KEY
-    try:
-        lake = explorer.open(root / "lake")
-        lake.ingest(root / "cohort", quality=False)
-        report = refresh(lake, workers=1, steps=["marker_ageing", "person_ageing_rate", "ageotype", "biological_age"])
-        assert not report.failed, str(report)
-    finally:
-        if previous is None:
-            os.environ.pop("EXPLORER_PSEUDONYM_KEY")
-        else:
-            os.environ["EXPLORER_PSEUDONYM_KEY"] = previous
-    truth = pd.read_parquet(root / "cohort" / "truth" / "truth.parquet")
-    truth["person_id"] = Pseudonymizer(KEY.encode()).many(truth["source_id"].astype(str))
-    return lake, truth
+    config = SynthConfig(participants=80, days=7, seed=4, start=date(2024, 6, 3), faults=False, workers=1)
+    lake = synthetic_lake(root, config, ["marker_ageing", "person_ageing_rate", "ageotype", "biological_age"])
+    return lake, truth(root, "truth")
 
 
 def test_planted_ageotypes_recovered(cohort):
-    lake, truth = cohort
+    lake, planted = cohort
     visits = lake.sql("""SELECT person_id, count(DISTINCT CAST(measurement_datetime AS DATE)) AS visits
                          FROM measurement GROUP BY person_id""")
     found = lake.sql("SELECT * FROM ageotype").merge(visits, on="person_id").merge(
-        truth[["person_id", "ageotype"]].rename(columns={"ageotype": "planted"}), on="person_id")
+        planted[["person_id", "ageotype"]].rename(columns={"ageotype": "planted"}), on="person_id")
     eligible = found[found["visits"] >= 5]
     assert len(eligible) >= 60
     assert adjusted_rand_score(eligible["planted"], eligible["ageotype"]) >= 0.8

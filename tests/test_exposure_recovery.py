@@ -5,20 +5,16 @@ exposure_daily."""
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import explorer
 from explorer.exposure import resting_hr_on_anomaly
-from explorer.ingest.pseudonym import Pseudonymizer
-from explorer.jobs import refresh
-from explorer.synth import SynthConfig, generate
+from explorer.synth import SynthConfig
+from explorer.testing.cohorts import synthetic_lake, truth
 
-KEY = "an-example-key-for-tests-only-0123456789"
 CONFIG = SynthConfig(participants=30, days=28, seed=11, start=date(2024, 6, 3), faults=False, workers=1)
 pytestmark = pytest.mark.slow
 
@@ -26,23 +22,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("exposure")
-    generate(root / "cohort", CONFIG)
-    previous = os.environ.get("EXPLORER_PSEUDONYM_KEY")
-    os.environ["EXPLORER_PSEUDONYM_KEY"] = KEY
-    try:
-        lake = explorer.open(root / "lake")
-        lake.ingest(root / "cohort", quality=False)
-        report = refresh(lake, workers=2, steps=["wearable_daily", "exposure_daily", "event_exposure"])
-        assert not report.failed, str(report)
-    finally:
-        if previous is None:
-            os.environ.pop("EXPLORER_PSEUDONYM_KEY")
-        else:
-            os.environ["EXPLORER_PSEUDONYM_KEY"] = previous
-    truth = pd.read_parquet(root / "cohort" / "truth" / "truth_daily.parquet")
-    truth["person_id"] = Pseudonymizer(KEY.encode()).many(truth["source_id"].astype(str))
-    truth["date"] = pd.to_datetime(truth["date"])
-    return lake, truth
+    lake = synthetic_lake(root, CONFIG, ["wearable_daily", "exposure_daily", "event_exposure"], workers=2)
+    planted = truth(root, "truth_daily")
+    planted["date"] = pd.to_datetime(planted["date"])
+    return lake, planted
 
 
 def test_planted_anomaly_at_home_recovered_for_every_person_day(cohort):

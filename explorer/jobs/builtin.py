@@ -252,29 +252,23 @@ class MarkerAgeing(RefreshStep):
     inputs = ("measurement", "person")
     output = "marker_ageing"
     partition = "whole"
+    #: which table of explorer.ageing.marker_ageing's (markers, persons) this step writes
+    part = 0
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
         from explorer.ageing import marker_ageing
 
-        markers, _ = marker_ageing(*_ageing_inputs(con))
-        return markers
+        return marker_ageing(*_ageing_inputs(con))[self.part]
 
 
-class PersonAgeingRate(RefreshStep):
+class PersonAgeingRate(MarkerAgeing):
     """Per person and marker: the person's own slope and intercept (fixed plus random effects
     of the marker's mixed model), for persons with two results or more."""
 
     name = "person_ageing_rate"
     description = "per person and marker: personal change per year (best linear unbiased prediction)"
-    inputs = ("measurement", "person")
     output = "person_ageing_rate"
-    partition = "whole"
-
-    def compute(self, con, partition: Partition) -> pd.DataFrame:
-        from explorer.ageing import marker_ageing
-
-        _, rates = marker_ageing(*_ageing_inputs(con))
-        return rates
+    part = 1
 
 
 class Ageotype(RefreshStep):
