@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import sys
 import textwrap
 
@@ -111,6 +111,25 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_audit(args) -> int:
+    from explorer.privacy import AuditLog
+
+    log = AuditLog(_lake(args).root)
+    check = log.verify()
+    if not args.verify:
+        entries = log.entries(limit=args.limit)
+        if entries.empty:
+            print(f"the audit log is empty ({log.path})")
+        else:
+            shown = entries.drop(columns=["prev_hash"]).assign(hash=entries["hash"].str[:12],
+                                                               parameters=entries["parameters"].map(json.dumps))
+            print(_table_text(shown))
+    print(check)
+    if not check.ok:
+        print(f"Keep a copy of {log.path} as evidence; entries from line {check.bad_line} on cannot be trusted.")
+    return 0 if check.ok else 1
+
+
 def cmd_versions(args) -> int:
     history = _lake(args).versions(args.name)
     history["inputs"] = history["inputs"].map(lambda refs: ", ".join(refs))
@@ -124,6 +143,15 @@ def cmd_lineage(args) -> int:
     return 0
 
 
+def _audit(lake, role: str, action: str, **details) -> None:
+    """One audit entry for a command line user (roles are checked with the privacy layer's
+    login; on the command line the user is the account that runs it)."""
+    from explorer.lake.lake import _user
+    from explorer.privacy import AuditLog
+
+    AuditLog(lake.root).record(user=_user(), role=role, action=action, **details)
+
+
 def cmd_sql(args) -> int:
     lake = _lake(args)
     versions = {}
@@ -134,6 +162,8 @@ def cmd_sql(args) -> int:
         versions[name] = int(number)
     params = list(args.param or [])  # bound as text: DuckDB casts to the column's type itself
     frame = lake.sql(args.query, params or None, versions=versions or None)
+    _audit(lake, "researcher", "query", parameters={"sql": args.query, "params": params, "versions": versions},
+           rows=len(frame))
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":
@@ -152,6 +182,8 @@ def cmd_ingest(args) -> int:
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
                          retry_quarantined=args.retry_quarantined)
+    _audit(lake, "steward", "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
+                                                  "versions": report.versions}, rows=len(report.files))
     print(report)
     print("Per-file outcomes: `explorer sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
           "and original values: table quarantine_row (steward tier); data-quality report: `explorer quality`.")
@@ -615,6 +647,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marker", default="2160-0", help="LOINC code of the marker to draw (view; default creatinine)")
     p.add_argument("--out", default=None, help="HTML file to write (view; default ageing.html)")
     p.set_defaults(func=cmd_ageing)
+
+    p = commands.add_parser("audit", help="show the audit log and verify its hash chain", formatter_class=fmt,
+                            epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        The audit log (<lake>/audit/audit.jsonl) is append-only: each entry (who, role, action,
+        dataset and version, parameters, rows returned, time) carries the hash of the entry
+        before. This shows the latest entries and verifies the whole chain; an edited, removed,
+        inserted or moved entry is named and the command exits with status 1.
+
+        examples:
+          explorer audit
+          explorer audit --limit 50
+          explorer audit --verify"""))
+    p.add_argument("--limit", type=int, default=20, help="entries to show, newest last (default 20)")
+    p.add_argument("--verify", action="store_true", help="only verify the chain (no listing)")
+    p.set_defaults(func=cmd_audit)
 
     p = commands.add_parser("demo", help="build a small demo lake and show what it keeps", formatter_class=fmt,
                             description=textwrap.dedent("""\
