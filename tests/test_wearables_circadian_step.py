@@ -79,3 +79,28 @@ def test_sleep_regularity_from_sleep_level_on_calendar_days(lake):
     assert june.sleep_regularity_index == pytest.approx(200 * 1320 / 1440 - 100, abs=1e-9)
     others = rows[(rows.person_id != sleeper) & (rows.valid_days >= 7)]
     assert len(others) and others.sleep_regularity_index.isna().all()  # no sleep logged: no index, not 100
+
+
+def test_a_new_day_or_a_late_correction_recomputes_its_month_and_equals_a_full_refresh(lake, tmp_path):
+    import shutil
+
+    rows, steps, sleep = lake
+    source = explorer.open(tmp_path / "lake")
+    source.write("steps_minute", steps)
+    source.write("sleep_level", sleep)
+    refresh(source, workers=1, steps=["wearable_circadian"])
+    first = sorted(steps.person_id.unique())[0]
+    # a new day in July, and a correction on the last day of May (its sleep counts for June too)
+    new_day = steps[(steps.person_id == first) & (steps.datetime.dt.date == pd.Timestamp("2024-06-20").date())].copy()
+    new_day["datetime"] = new_day["datetime"] + pd.Timedelta(days=11)  # 1 July
+    correction = pd.DataFrame({"person_id": first, "datetime": [pd.Timestamp("2024-05-31 12:00")], "steps": [999]})
+    source.write("steps_minute", pd.concat([new_day, correction]))
+    report = refresh(source, workers=1, steps=["wearable_circadian"])
+    step = report.steps[0]
+    assert step.status == "succeeded" and "2024-05-01" in step.partitions and "2024-07-01" in step.partitions
+    incremental = source.sql("SELECT * FROM wearable_circadian ORDER BY person_id, period_start")
+    shutil.copytree(source.root, tmp_path / "copy")
+    full = explorer.open(tmp_path / "copy")
+    refresh(full, workers=1, steps=["wearable_circadian"], full=True)
+    pd.testing.assert_frame_equal(incremental, full.sql("SELECT * FROM wearable_circadian ORDER BY person_id, period_start"))
+    assert len(incremental) == len(rows) + 1  # July is new

@@ -141,15 +141,21 @@ class WearableDaily(RefreshStep):
 class WearableCircadian(RefreshStep):
     """Non-parametric circadian metrics (IS, IV, RA, L5, M10 with their onsets) and the sleep
     regularity index per person and calendar month, from minute steps
-    (explorer.wearables.periods). Partitioned by person bucket: a person's months are
-    recomputed when any of their minutes change."""
+    (explorer.wearables.periods). Partitioned by person bucket and month: a changed minute
+    recomputes its person's month (and the next, for a sleep crossing the month's end)."""
 
     name = "wearable_circadian"
     description = "per person and month: interdaily stability, intradaily variability, RA, L5, M10, sleep regularity"
     inputs = ("steps_minute", "sleep_level")
     optional_inputs = ("sleep_level",)
     output = "wearable_circadian"
-    partition = "person_bucket"
+    # a new day recomputes its month only (a segment starting late on a month's last day counts
+    # for the next month's sleep regularity too)
+    partition = "person_bucket_day"
+    time_columns = {"steps_minute": "datetime", "sleep_level": "start_datetime"}
+    days_affected_after = 1
+    period = "month"
+    output_day_column = "period_start"
     #: recorded step minutes of a valid day, as wearable_daily's rule
     valid_wear_minutes = WearableDaily.valid_wear_minutes
 
@@ -157,7 +163,7 @@ class WearableCircadian(RefreshStep):
         from explorer.wearables.periods import circadian_by_month
 
         found = circadian_by_month(con, partition.where(None), has_sleep=self.available(con, "sleep_level"),
-                                   valid_minutes=self.valid_wear_minutes)
+                                   valid_minutes=self.valid_wear_minutes, months=partition.days)
         return found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})
 
 

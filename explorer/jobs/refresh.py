@@ -322,6 +322,8 @@ def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, i
         return None, None, ""
     if step.partition == "person_bucket_day" and step.days_affected_after:
         days |= {d + timedelta(days=k) for d in days for k in range(1, step.days_affected_after + 1)}
+    if step.partition == "person_bucket_day" and step.period == "month":
+        days = {d.replace(day=1) for d in days}  # a changed day recomputes its whole month
     if step.partition == "person_bucket_day":
         # the share of the output being recomputed sets how many tasks are worth their start-up:
         # one new day out of ninety is one task, not one per worker
@@ -336,7 +338,8 @@ def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, i
         partitions = [Partition(buckets=tuple(g), days=ordered_days) for g in groups]
         described = Partition(buckets=tuple(sorted(buckets)), days=ordered_days).describe()
         day_list = ", ".join(f"DATE '{d.isoformat()}'" for d in ordered_days)
-        return partitions, f"person_bucket IN ({', '.join(map(str, sorted(buckets)))}) AND date IN ({day_list})", described
+        return partitions, (f"person_bucket IN ({', '.join(map(str, sorted(buckets)))}) "
+                            f"AND {step.output_day_column} IN ({day_list})"), described
     partitions = [Partition(buckets=tuple(g)) for g in groups]
     return partitions, f"person_bucket IN ({', '.join(map(str, sorted(buckets)))})", Partition(buckets=tuple(sorted(buckets))).describe()
 

@@ -127,6 +127,11 @@ class RefreshStep:
     #: for person_bucket_day: how many following days a changed day's rows can change too
     #: (a window that looks back across midnight, a night counted for the morning it ends)
     days_affected_after: ClassVar[int] = 0
+    #: for person_bucket_day: "month" when the output has one row per calendar month (the changed
+    #: days become their months, passed to compute as the months' first days), and the output
+    #: column that holds a row's day or month
+    period: ClassVar[str | None] = None
+    output_day_column: ClassVar[str] = "date"
     #: the lake's root, set by the runner before compute: where a step finds arrays (Zarr grids)
     lake_root: str | None = None
 

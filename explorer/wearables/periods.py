@@ -46,13 +46,22 @@ COLUMNS = ["person_id", "period_start", "period_end", "days_recorded", "valid_da
 
 def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = True, min_days: int = MIN_DAYS,
                        valid_minutes: int = VALID_WEAR_MINUTES, threshold: float = ACTIVE_STEPS,
-                       bin_minutes: int = 60) -> pd.DataFrame:
+                       bin_minutes: int = 60, months=None) -> pd.DataFrame:
     """One row per person and calendar month with any recorded step minute (columns
     :data:`COLUMNS`); the metrics are empty for a month with fewer than ``min_days`` valid
     days. ``con`` is a DuckDB connection with the views ``steps_minute`` (and ``sleep_level``
-    if ``has_sleep``); ``person_filter`` is SQL on ``person_id``."""
+    if ``has_sleep``); ``person_filter`` is SQL on ``person_id``; ``months`` (first days of
+    calendar months) limits the rows to those months (None: every month)."""
+    month_filter = "TRUE"
+    if months:
+        starts = sorted(pd.Timestamp(m).replace(day=1) for m in months)
+        listed = ", ".join(f"DATE '{m.date()}'" for m in starts)
+        end = starts[-1] + pd.offsets.MonthBegin(1)
+        # the range first: DuckDB skips row groups by it
+        month_filter = (f"datetime >= DATE '{starts[0].date()}' AND datetime < DATE '{end.date()}' "
+                        f"AND CAST(date_trunc('month', datetime) AS DATE) IN ({listed})")
     persons = [row[0] for row in con.execute(
-        f"SELECT DISTINCT person_id FROM steps_minute WHERE {person_filter} ORDER BY person_id").fetchall()]
+        f"SELECT DISTINCT person_id FROM steps_minute WHERE {person_filter} AND {month_filter} ORDER BY person_id").fetchall()]
     rows = []
     for low in range(0, len(persons), PERSONS_PER_READ):
         block = persons[low:low + PERSONS_PER_READ]
@@ -64,7 +73,7 @@ def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = Tr
             SELECT person_id, CAST(date_trunc('month', datetime) AS DATE) AS period_start,
                    list(CAST(epoch(datetime) // 60 AS BIGINT) * {1 << STEP_BITS}
                         + least(CAST(round(steps) AS BIGINT), {(1 << STEP_BITS) - 1})) AS packed
-            FROM steps_minute WHERE {where} AND datetime IS NOT NULL AND steps >= 0
+            FROM steps_minute WHERE {where} AND {month_filter} AND datetime IS NOT NULL AND steps >= 0
             GROUP BY ALL ORDER BY person_id, period_start""", params=bounds).to_arrow_table()
         segments = _asleep_segments(con, where, bounds) if has_sleep else {}
         ends = pc.list_value_length(minutes["packed"]).to_numpy(zero_copy_only=False).cumsum()
