@@ -83,16 +83,19 @@ def _formula_inputs(measurements: pd.DataFrame) -> pd.DataFrame:
                             "table's person_id, measurement_datetime, loinc_code, value_as_number, unit")
     by_code = {code: name for name, (code, _, _) in PHENOAGE_INPUTS.items()}
     rows = measurements[measurements["loinc_code"].isin(by_code) & measurements["value_as_number"].notna()]
-    converted = []
-    for index, row in zip(rows.index, rows.itertuples(index=False)):
-        value, _, problem = to_si(row.loinc_code, float(row.value_as_number), row.unit)
+    # one conversion factor per (marker, unit) pair, not a Python call per row
+    factor = pd.Series(np.nan, index=rows.index)
+    for (code, unit), group in rows.groupby(["loinc_code", rows["unit"].astype(object)], dropna=False, sort=False):
+        to_unit, _, problem = to_si(code, 1.0, None if pd.isna(unit) else unit)
         if problem:
-            raise ExplorerError(f"phenoage: measurement row {index} (person {row.person_id}, "
-                                f"{pd.Timestamp(row.measurement_datetime).date()}): {problem}")
-        converted.append(value * _FROM_SI.get(by_code[row.loinc_code], 1.0))
+            row = rows.loc[group.index[0]]
+            raise ExplorerError(f"phenoage: measurement row {group.index[0]} (person {row['person_id']}, "
+                                f"{pd.Timestamp(row['measurement_datetime']).date()}): {problem}")
+        factor[group.index] = to_unit * _FROM_SI.get(by_code[code], 1.0)
+    converted = rows["value_as_number"].astype(float) * factor
     return pd.DataFrame({"person_id": rows["person_id"].to_numpy(),
                          "date": pd.to_datetime(rows["measurement_datetime"]).dt.normalize().to_numpy(),
-                         "input": rows["loinc_code"].map(by_code).to_numpy(), "value": converted})
+                         "input": rows["loinc_code"].map(by_code).to_numpy(), "value": converted.to_numpy()})
 
 
 def phenoage(measurements: pd.DataFrame, persons: pd.DataFrame, constant: float = PHENOAGE_CONSTANT) -> pd.DataFrame:

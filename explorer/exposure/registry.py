@@ -4,21 +4,11 @@ pattern: a pure function plus a registry entry). Views and jobs look metrics up 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from explorer.catalog.metrics import Metric
 from explorer.exposure import climate, events, linkage
 
-
-@dataclass(frozen=True)
-class ExposureMetric:
-    identifier: str
-    long_name: str
-    units: str
-    function: object
-    reference: str
-    table: str
-    column: str
-
+#: an exposure registry entry: the shared :class:`explorer.catalog.metrics.Metric`
+ExposureMetric = Metric
 
 _PARKS = "Parks et al. 2020, Nat Med 26:65"
 _XCLIM = "xclim heat_wave_total_length: tasmin > 22 degC and tasmax > 30 degC for >= 3 days"

@@ -4,25 +4,12 @@ metrics up here instead of hard-coding names, labels or units."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from explorer.catalog.metrics import Metric
 from explorer.wearables import circadian
 from explorer.wearables.daily import daily_summary_sql
 
-
-@dataclass(frozen=True)
-class WearableMetric:
-    """A registry entry (xclim style): identifier, long name, units, defining function,
-    reference, and where the refresh steps store it (``table.column``)."""
-
-    identifier: str
-    long_name: str
-    units: str
-    function: object
-    reference: str
-    table: str
-    column: str
-
+#: a wearable registry entry: the shared :class:`explorer.catalog.metrics.Metric`
+WearableMetric = Metric
 
 _DAILY = "wearable_daily"
 _MISHRA = "Mishra et al. 2020, awake minutes only"
