@@ -1,10 +1,11 @@
-"""The ageing aggregates recover what ``explorer synth`` planted: the ageotype of each person
-(adjusted Rand index at least 0.8 for persons with 5 visits or more), and markers that change
-with age in the planted direction."""
+"""The ageing aggregates recover what ``explorer synth`` planted: each person's slope of each
+marker (correlation at least 0.9) and their ageotype (adjusted Rand index at least 0.8), both
+for persons with 5 visits or more, and markers that change with age in the planted direction."""
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,14 +39,35 @@ def test_planted_ageotypes_recovered(cohort):
     assert set(found["metabolic"]) <= {"fast", "typical", "slow"}
 
 
+def test_planted_personal_slopes_recovered(cohort):
+    lake, _ = cohort
+    root = Path(lake.root).parent
+    planted = truth(root, "truth_markers")[["person_id", "loinc_code", "slope_per_year"]]
+    visits = lake.sql("""SELECT person_id, loinc_code,
+                                count(DISTINCT CAST(measurement_datetime AS DATE)) AS visits
+                         FROM measurement GROUP BY ALL""")
+    found = lake.sql("SELECT person_id, marker AS loinc_code, slope FROM person_ageing_rate") \
+        .merge(planted, on=["person_id", "loinc_code"]).merge(visits, on=["person_id", "loinc_code"])
+    eligible = found[found["visits"] >= 5]
+    assert set(eligible["loinc_code"]) == {m[0] for m in MARKERS}
+    for code, rows in eligible.groupby("loinc_code"):
+        assert len(rows) >= 60, code
+        assert np.corrcoef(rows["slope"], rows["slope_per_year"])[0, 1] >= 0.9, code
+
+
 def test_markers_change_in_the_planted_direction(cohort):
     lake, _ = cohort
     markers = lake.sql("SELECT * FROM marker_ageing").set_index("marker")
     assert len(markers) == len(MARKERS) and markers["converged"].all()
     for loinc, _, _, _, _, _, slope, _, group_slope, _ in MARKERS:
         planted = slope if group_slope is None else (3 * slope + group_slope) / 4  # a quarter in each ageotype
-        if abs(planted) >= 0.05 * markers.loc[loinc, "residual_sd"]:  # changes we can see in a decade
-            assert np.sign(markers.loc[loinc, "slope"]) == np.sign(planted), loinc
+        fitted, se = markers.loc[loinc, ["slope", "slope_se"]]
+        assert abs(fitted - planted) < 3 * se, loinc
+        # what 80 persons can show: a mean slope 2 standard errors from zero has its sign,
+        # one 4 standard errors away is significant after the correction across markers
+        if abs(planted) >= 2 * se:
+            assert np.sign(fitted) == np.sign(planted), loinc
+        if abs(planted) >= 4 * se:
             assert markers.loc[loinc, "q_value"] < 0.05, loinc
 
 

@@ -14,19 +14,30 @@ AGEOTYPES = ("metabolic", "immune", "hepatic", "nephrotic")
 
 #: The nine PhenoAge markers (Levine 2018): LOINC, name, SI unit, population mean and SD at
 #: age 50, within-person SD between visits, typical slope per year, slope per year in the
-#: ageotype group whose marker it is (None: no group), scale ("log" for CRP).
+#: ageotype group whose marker it is (None: no group), scale ("log" for CRP). The ageotype
+#: slopes are steep on purpose: a fast ager's marker must climb well clear of the spread of
+#: personal slopes (SLOPE_SPREAD) for the ageotype to be recoverable from ten yearly visits.
 MARKERS = (
-    ("1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/L", 43.0, 2.5, 1.2, -0.08, "hepatic", -0.45, "linear"),
-    ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "umol/L", 80.0, 12.0, 5.0, 0.6, "nephrotic", 3.2, "linear"),
-    ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mmol/L", 5.3, 0.5, 0.35, 0.02, "metabolic", 0.16, "linear"),
-    ("1988-5", "C reactive protein [Mass/volume] in Serum or Plasma", "mg/L", 2.0, 0.7, 0.45, 0.01, "immune", 0.09, "log"),
-    ("736-9", "Lymphocytes/100 leukocytes in Blood by Automated count", "%", 30.0, 6.0, 3.0, -0.1, "immune", -0.6, "linear"),
+    ("1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/L", 43.0, 2.5, 1.2, -0.08, "hepatic", -1.4, "linear"),
+    ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "umol/L", 80.0, 12.0, 5.0, 0.6, "nephrotic", 9.7, "linear"),
+    ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mmol/L", 5.3, 0.5, 0.35, 0.02, "metabolic", 0.5, "linear"),
+    ("1988-5", "C reactive protein [Mass/volume] in Serum or Plasma", "mg/L", 2.0, 0.7, 0.45, 0.01, "immune", 0.29, "log"),
+    ("736-9", "Lymphocytes/100 leukocytes in Blood by Automated count", "%", 30.0, 6.0, 3.0, -0.1, "immune", -1.2, "linear"),
     ("787-2", "MCV [Entitic volume] by Automated count", "fL", 90.0, 4.0, 1.5, 0.05, None, None, "linear"),
     ("788-0", "Erythrocyte distribution width [Ratio] by Automated count", "%", 13.2, 0.8, 0.3, 0.03, None, None, "linear"),
-    ("6768-6", "Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 70.0, 15.0, 6.0, 0.4, "hepatic", 2.6, "linear"),
-    ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", 6.5, 1.3, 0.7, 0.0, "immune", 0.12, "linear"),
+    ("6768-6", "Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 70.0, 15.0, 6.0, 0.4, "hepatic", 8.1, "linear"),
+    ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", 6.5, 1.3, 0.7, 0.0, "immune", 0.42, "linear"),
 )
 MARKER_COLUMNS = ("loinc", "name", "unit", "mean", "sd", "within_sd", "slope", "group", "group_slope", "scale")
+
+#: SD of the personal slopes around their ageotype's slope, as a fraction of the marker's
+#: within-person SD per year. Ten yearly visits (about nine kept) estimate a slope with an SD
+#: of about within_sd / 8.5, so 0.3 within_sd makes the planted slopes recoverable (reliability
+#: about 0.87) and stays in the range of published personal slope SDs (creatinine 1.5 umol/L,
+#: albumin 0.4 g/L a year), while the ageotype slopes stand 3 to 4 spreads clear of it. A
+#: marker outside every pathway has no ageotype contrast to blur, so its spread is wider.
+SLOPE_SPREAD = 0.3
+SLOPE_SPREAD_OUTSIDE_PATHWAYS = 0.5
 
 TIME_ZONES = ("America/Phoenix", "America/Denver", "America/Chicago")
 STATE_FIPS = {"America/Phoenix": "04", "America/Denver": "08", "America/Chicago": "48"}
@@ -55,7 +66,7 @@ def place_codes(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarra
 class Cohort:
     persons: pd.DataFrame  # one row per person, planted parameters included
     residences: pd.DataFrame  # person, start_date, end_date, latitude, longitude, zip3, tract_geoid, time_zone
-    markers: pd.DataFrame  # person x marker: intercept (at age 50), slope per year, planted
+    markers: pd.DataFrame  # person x marker: level at the reference age, slope per year, planted
 
 
 def make_cohort(config: SynthConfig) -> Cohort:
@@ -94,7 +105,7 @@ def make_cohort(config: SynthConfig) -> Cohort:
     })
     residences = _residences(config, persons, rng)
     persons = persons.merge(residences.groupby("source_id").size().rename("n_residences"), on="source_id")
-    return Cohort(persons, residences, _marker_parameters(persons, rng))
+    return Cohort(persons, residences, _marker_parameters(persons, config, rng))
 
 
 def _residences(config: SynthConfig, persons: pd.DataFrame, rng) -> pd.DataFrame:
@@ -120,16 +131,24 @@ def _residences(config: SynthConfig, persons: pd.DataFrame, rng) -> pd.DataFrame
     return frame
 
 
-def _marker_parameters(persons: pd.DataFrame, rng) -> pd.DataFrame:
+def _marker_parameters(persons: pd.DataFrame, config: SynthConfig, rng) -> pd.DataFrame:
+    """Each person's planted trajectory of each marker: ``level_at_reference`` at
+    ``reference_age`` (their age when the lab history starts), drawn around the population's
+    cross-sectional curve (mean at 50 plus the typical slope times the distance from 50), then
+    ``slope_per_year`` from there on. Anchoring the personal slope at the start of the history
+    keeps a fast ager's levels plausible: the slope acts over the years observed, not over
+    decades extrapolated back to age 50."""
+    history_start = pd.Timestamp(config.start) - pd.DateOffset(years=config.lab_years)
     rows = []
-    for pid, group in zip(persons["source_id"], persons["ageotype"]):
+    for pid, group, birth in zip(persons["source_id"], persons["ageotype"], persons["birth_date"]):
+        reference_age = (history_start - pd.Timestamp(birth)).days / 365.25
         for loinc, name, unit, mean, sd, within, slope, marker_group, group_slope, scale in MARKERS:
             planted = group_slope if marker_group == group else slope
-            spread = abs(slope) * 0.25 + abs(mean) * (0.01 if scale == "linear" else 0.02) * 0.1
-            centre = np.log(mean) if scale == "log" else mean
+            spread = SLOPE_SPREAD if marker_group else SLOPE_SPREAD_OUTSIDE_PATHWAYS
+            centre = (np.log(mean) if scale == "log" else mean) + slope * (reference_age - 50)
             rows.append({"source_id": pid, "loinc_code": loinc, "unit_si": unit, "scale": scale,
-                         "intercept_at_50": float(rng.normal(centre, sd)),
-                         "slope_per_year": float(planted + rng.normal(0.0, spread)),
+                         "reference_age": reference_age, "level_at_reference": float(rng.normal(centre, sd)),
+                         "slope_per_year": float(planted + rng.normal(0.0, spread * within)),
                          "fast_group": marker_group == group, "within_sd": within})
     return pd.DataFrame(rows)
 

@@ -32,7 +32,7 @@ class SynthConfig:
     start: date = date(2024, 8, 15)
     json_fraction: float = 0.05  # share of people whose wearable data arrives as Fitbit personal exports
     lab_csv_fraction: float = 0.3  # share of people with extra visits at an outside lab (CSV)
-    lab_years: int = 8  # years of yearly lab visits before the wearable window
+    lab_years: int = 10  # years of yearly lab visits before the wearable window
     artefact_rate: float = 0.001  # share of worn heart-rate minutes turned into device artefacts
     faults: bool = False
     shard_size: int = 25  # participants per part file of the All of Us-style tables

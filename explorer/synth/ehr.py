@@ -63,9 +63,9 @@ def lab_visits(person, markers: pd.DataFrame, residences: pd.DataFrame, config, 
             if rng.random() < 0.04:  # a test not run at this visit
                 continue
             p = own.loc[loinc]
-            level = p.intercept_at_50 + p.slope_per_year * (age - 50) + rng.normal(0, p.within_sd)
-            # physiological floor: a steep personal slope extrapolated to young ages must not
-            # produce impossible levels (an alkaline phosphatase of 2 U/L)
+            level = p.level_at_reference + p.slope_per_year * (age - p.reference_age) + rng.normal(0, p.within_sd)
+            # physiological floor: a steep slope or a low draw must not produce an impossible
+            # level (an alkaline phosphatase of 2 U/L)
             value = float(np.exp(level)) if scale == "log" else max(float(level), 0.35 * _rest[0])
             rows.append({"datetime": when, "loinc_code": loinc, "name": name, "value_si": value, "unit_si": unit, "age": age})
     frame = pd.DataFrame(rows, columns=["datetime", "loinc_code", "name", "value_si", "unit_si", "age"])

@@ -228,7 +228,7 @@ def _write_truth(out: Path, config, cohort, env, results, faults) -> None:
         },
         "tables": {
             "truth.parquet": "one row per participant: demographics and every planted parameter",
-            "truth_markers.parquet": "participant x marker: planted intercept at age 50 and slope per year (log scale for CRP)",
+            "truth_markers.parquet": "participant x marker: planted level at the reference age (the start of the lab history) and slope per year from then (log scale for CRP)",
             "truth_daily.parquet": "participant x day: time zone, planted temperature anomaly (K), true resting heart rate, worn minutes",
             "truth_artefacts.parquet": "every artefact record: stream, local datetime, kind (hr_zero, hr_255, duplicate_minute), value written, true value",
             "truth_lab_values.parquet": "every lab value in SI units as generated, with its route (fhir or lab_csv)",
