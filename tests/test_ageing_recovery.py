@@ -98,10 +98,34 @@ def test_ageing_views_show_the_tables(cohort):
     assert trajectories["results"]["person_id"].nunique() == 10
     assert trajectories["line"]["slope"] == lake.sql("SELECT slope FROM marker_ageing WHERE marker = '2160-0'")["slope"].item()
     rates = AgeingRateDistribution(lake=lake, marker="2160-0").data()
-    assert rates["counts"].sum() == len(lake.sql("SELECT 1 FROM person_ageing_rate WHERE marker = '2160-0'"))
+    assert rates["bins"]["count"].sum() == rates["n"] == len(lake.sql("SELECT 1 FROM person_ageing_rate WHERE marker = '2160-0'"))
     membership = AgeotypeMembership(lake=lake).data()
     assert membership["dominant"]["persons"].sum() == len(lake.sql("SELECT 1 FROM ageotype"))
     assert len(PhenoAgeVsAge(lake=lake).data()) == len(lake.sql("SELECT 1 FROM biological_age WHERE phenoage IS NOT NULL"))
     for view in (MarkerTrajectories(lake=lake), AgeingRateDistribution(lake=lake), AgeotypeMembership(lake=lake),
                  PhenoAgeVsAge(lake=lake, model="kdm_age")):
+        assert view.panel() is not None
+
+
+def test_ageing_views_for_the_public_role(cohort):
+    from explorer.privacy import DisclosureControl, PermissionDenied
+    from explorer.views import AgeingRateDistribution, AgeotypeMembership, MarkerTrajectories, PhenoAgeVsAge
+
+    lake, _ = cohort
+    with pytest.raises(PermissionDenied, match="researcher role"):
+        MarkerTrajectories(lake=lake, role="public").data()
+    cms = DisclosureControl(profile="cms")
+    rates = AgeingRateDistribution(lake=lake, role="public", disclosure=cms).data()["bins"]
+    exact = AgeingRateDistribution(lake=lake).data()["bins"]
+    assert ((rates["count"] == exact["count"]) | rates["count"].isna()).all()
+    assert exact.loc[rates["status"] == "primary", "count"].between(1, 10).all()
+    assert (rates["count"].dropna().isin([0]) | (rates["count"].dropna() > 10)).all()
+    membership = AgeotypeMembership(lake=lake, role="public", disclosure=cms).data()
+    assert set(membership["speeds"]["status"]) <= {"shown", "primary", "complementary"}
+    assert (membership["speeds"]["persons"].dropna().isin([0]) | (membership["speeds"]["persons"].dropna() > 10)).all()
+    bands = PhenoAgeVsAge(lake=lake, role="public", disclosure=cms).data()
+    assert {"chronological_age", "biological_age", "count", "shown", "status"} <= set(bands.columns)
+    assert "person_id" not in bands and (bands["status"] != "shown").any()  # 80 persons in 10-year bands
+    for view in (AgeingRateDistribution(lake=lake, role="public"), AgeotypeMembership(lake=lake, role="public"),
+                 PhenoAgeVsAge(lake=lake, role="public")):
         assert view.panel() is not None

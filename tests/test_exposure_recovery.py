@@ -91,3 +91,21 @@ def test_views_show_what_the_tables_hold(cohort):
     assert np.corrcoef(bins["anomaly"], bins["mean"])[0, 1] > 0.8
     for view in (ExposureMap(lake=lake), HeatWaveCalendar(lake=lake), ExposureResponse(lake=lake)):
         assert view.panel() is not None
+
+
+def test_exposure_views_for_the_public_role(cohort):
+    from explorer.privacy import DisclosureControl
+    from explorer.views import ExposureResponse, HeatWaveCalendar
+
+    lake, _ = cohort
+    aou = DisclosureControl(profile="aou")
+    exact = HeatWaveCalendar(lake=lake).data()
+    public = HeatWaveCalendar(lake=lake, role="public", disclosure=aou).data()
+    assert len(public) == len(exact)
+    hidden = public["in_heat_wave"].isna()
+    assert hidden.any() and (exact.loc[hidden, "in_heat_wave"].between(1, 20) | (exact.loc[hidden, "persons"]
+                                                                                   - exact.loc[hidden, "in_heat_wave"]).between(1, 20)).all()
+    assert public["share"][hidden].isna().all() and (public["in_heat_wave"].dropna().eq(0) | public["in_heat_wave"].dropna().gt(20)).all()
+    bins = ExposureResponse(lake=lake, role="public", disclosure=aou).data()["bins"]
+    assert bins["mean"].isna().any() and (bins.loc[bins["mean"].notna(), "persons"] > 20).all()
+    assert ExposureResponse(lake=lake, role="public").panel() is not None

@@ -99,3 +99,21 @@ def test_cohort_distributions_count_every_value_once(lake):
     assert data["daily_steps"].right.iloc[-1] == 30_000 and len(data["resting_hr"]) == 30
     assert "(/min)" in data["resting_hr"].attrs["label"] and "Interdaily stability" in data["interdaily_stability"].attrs["label"]
     assert hv.render(CohortWearableDistributions(lake=lake).panel(), backend="bokeh") is not None
+
+
+def test_public_role_gets_no_person_rows_and_protected_bins(lake):
+    from explorer.privacy import DisclosureControl, PermissionDenied
+
+    lake, person, _, _ = lake
+    for view in (PersonMinutes(lake=lake, person_id=person, role="public"), Actogram(lake=lake, person_id=person, role="public")):
+        with pytest.raises(PermissionDenied, match="needs the researcher role"):
+            view.data()
+    ukb = DisclosureControl(profile="ukbiobank")
+    public = CohortWearableDistributions(lake=lake, role="public", disclosure=ukb).data()
+    exact = CohortWearableDistributions(lake=lake).data()
+    resting = public["resting_hr"]  # 2 persons: every bin and the total are small
+    assert resting["count"].fillna(0).eq(0).all() and resting.attrs["n"] != resting.attrs["n"]  # NaN: hidden
+    assert (resting.loc[exact["resting_hr"]["count"] > 0, "shown"] == "<5").all()
+    steps = public["daily_steps"]
+    assert ((steps["count"] == exact["daily_steps"]["count"]) | steps["count"].isna()).all()
+    assert hv.render(CohortWearableDistributions(lake=lake, role="public").panel(), backend="bokeh") is not None

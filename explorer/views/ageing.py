@@ -2,8 +2,9 @@
 line), the distribution of personal ageing rates, ageotype membership, and PhenoAge against
 chronological age (rasterised by datashader when there are many points).
 
-Person-level trajectories are researcher-tier. Counts are exact until the privacy layer applies
-disclosure control to what leaves that tier.
+Person-level trajectories are researcher-tier. Built for ``public``, the other views pass their
+counts through disclosure control: histogram bins with their total, ageotype membership as one
+page, and PhenoAge against age as protected counts in 5-year bands instead of points.
 """
 
 from __future__ import annotations
@@ -13,22 +14,17 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.wearables import _holoviews, _LakeView
+from explorer.views.base import LakeView, _holoviews, nice_edges
 
 #: points above which the PhenoAge scatter is rasterised on the server
 RASTERISE_ABOVE = 50_000
 
 
-class _AgeingView(_LakeView):
-    def _require(self, *tables):
-        for table in tables:
-            if not self.lake.has_table(table):
-                raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
-
-
-class MarkerTrajectories(_AgeingView):
+class MarkerTrajectories(LakeView):
     """One marker's results per person against age (a line per person, at most ``persons`` of
-    them, chosen at random), and the population line of ``marker_ageing``."""
+    them, chosen at random), and the population line of ``marker_ageing``. Researcher-tier."""
+
+    access = "person_rows"
 
     marker = param.String(default="2160-0", doc="LOINC code of the marker.")
     persons = param.Integer(default=100, bounds=(1, 5000), doc="Persons drawn (a line each).")
@@ -70,12 +66,13 @@ class MarkerTrajectories(_AgeingView):
                   f"{len(paths)} persons drawn")
 
 
-class AgeingRateDistribution(_AgeingView):
+class AgeingRateDistribution(LakeView):
     """Histogram of the personal slopes of one marker (``person_ageing_rate``), with the
     cohort's fixed slope marked."""
 
     marker = param.String(default="2160-0", doc="LOINC code of the marker.")
-    bins = param.Integer(default=30, bounds=(5, 200), doc="Histogram bins.")
+    bins = param.Integer(default=30, bounds=(5, 200),
+                         doc="Histogram bins, over the 1st to 99th percentile (the rest in the end bins).")
 
     def data(self) -> dict:
         self._require("person_ageing_rate", "marker_ageing")
@@ -83,30 +80,36 @@ class AgeingRateDistribution(_AgeingView):
         if not len(slopes):
             raise ExplorerError(f"no personal slopes of marker {self.marker!r}: check the LOINC code "
                                 "(`explorer ageing markers`)")
-        counts, edges = np.histogram(slopes, bins=self.bins)
+        bins = self._histogram(slopes, nice_edges(slopes, self.bins))
         line = self._sql("SELECT name, slope FROM marker_ageing WHERE marker = ?", [self.marker]).iloc[0]
-        return {"edges": edges, "counts": counts, "cohort_slope": float(line["slope"]), "name": line["name"],
-                "n": len(slopes)}
+        return {"bins": bins, "cohort_slope": float(line["slope"]), "name": line["name"], "n": bins.attrs["total"]}
 
     def panel(self):
         hv = _holoviews()
         found = self.data()
-        histogram = hv.Histogram((found["edges"], found["counts"]), kdims=["slope per year"], vdims=["persons"])
+        bins = found["bins"]
+        edges = np.r_[bins["left"].to_numpy(), bins["right"].to_numpy()[-1:]]
+        histogram = hv.Histogram((edges, bins["count"].to_numpy()), kdims=["slope per year"], vdims=["persons"])
+        n = "hidden" if found["n"] != found["n"] else f"{int(found['n']):,}"
         return (histogram * hv.VLine(found["cohort_slope"]).opts(color="firebrick")).opts(
-            responsive=True, height=280, title=f"{found['name']}: personal ageing rates (n = {found['n']:,})")
+            responsive=True, height=280, title=f"{found['name']}: personal ageing rates (n = {n})")
 
 
-class AgeotypeMembership(_AgeingView):
+class AgeotypeMembership(LakeView):
     """Persons per dominant ageotype, and per pathway how many age fast, typically or slowly."""
 
     def data(self) -> dict:
+        """``dominant`` (ageotype, persons) and ``speeds`` (pathway, speed, persons): one page,
+        so under disclosure control a count hidden in one cannot be solved from the other."""
         self._require("ageotype")
-        dominant = self._sql("SELECT ageotype, count(*) AS persons FROM ageotype GROUP BY 1 ORDER BY 1")
-        speeds = self._sql("""
-            UNPIVOT (SELECT metabolic, immune, hepatic, nephrotic FROM ageotype)
-            ON metabolic, immune, hepatic, nephrotic INTO NAME pathway VALUE speed""")
-        table = speeds.groupby(["pathway", "speed"]).size().rename("persons").reset_index()
-        return {"dominant": dominant, "speeds": table}
+        rows = self._sql("SELECT ageotype, metabolic, immune, hepatic, nephrotic FROM ageotype")
+        pathways = ["metabolic", "immune", "hepatic", "nephrotic"]
+        tables = self._counts(rows, [("ageotype",)] + [(p,) for p in pathways] + [()])
+        dominant = tables[0].rename(columns={"count": "persons"})
+        speeds = pd.concat([t.rename(columns={p: "speed", "count": "persons"}).assign(pathway=p)
+                            for p, t in zip(pathways, tables[1:-1])], ignore_index=True)
+        columns = ["pathway", "speed", "persons"] + [c for c in ("shown", "status") if c in speeds]
+        return {"dominant": dominant, "speeds": speeds[columns], "persons": tables[-1]["count"].iloc[0]}
 
     def panel(self):
         hv = _holoviews()
@@ -119,20 +122,44 @@ class AgeotypeMembership(_AgeingView):
         return (dominant + speeds).cols(2)
 
 
-class PhenoAgeVsAge(_AgeingView):
+class PhenoAgeVsAge(LakeView):
     """PhenoAge (or Klemera-Doubal age) against chronological age, with the identity line;
     rasterised on the server (datashader) above :data:`RASTERISE_ABOVE` points."""
 
     model = param.Selector(default="phenoage", objects=["phenoage", "kdm_age"], doc="Biological age shown.")
 
+    band_years = param.Integer(default=10, bounds=(1, 30),
+                               doc="Width of the age bands a public view counts persons in (years).")
+
     def data(self) -> pd.DataFrame:
+        """Researcher: one row per person and visit (chronological_age, biological_age). Public:
+        persons (at their latest visit) per band of chronological age and band of biological
+        age, under disclosure control with the margins on the same page."""
         self._require("biological_age")
-        return self._sql(f"""SELECT chronological_age, {self.model} AS biological_age FROM biological_age
-                             WHERE {self.model} IS NOT NULL AND chronological_age IS NOT NULL""")
+        if not self.public:
+            return self._sql(f"""SELECT chronological_age, {self.model} AS biological_age FROM biological_age
+                                 WHERE {self.model} IS NOT NULL AND chronological_age IS NOT NULL""")
+        latest = self._sql(f"""SELECT arg_max(chronological_age, date) AS chronological_age,
+                                      arg_max({self.model}, date) AS biological_age
+                               FROM biological_age WHERE {self.model} IS NOT NULL AND chronological_age IS NOT NULL
+                               GROUP BY person_id""")
+        width = self.band_years
+        for column in ("chronological_age", "biological_age"):
+            start = (np.floor(latest[column] / width) * width).astype(int)
+            latest[column] = start.map(lambda a: f"{a}-{a + width - 1}")
+        tables = self._counts(latest, [("chronological_age", "biological_age"), ("chronological_age",),
+                                       ("biological_age",), ()])
+        return tables[0]
 
     def panel(self):
         hv = _holoviews()
         frame = self.data()
+        label = {"phenoage": "PhenoAge", "kdm_age": "Klemera-Doubal age"}[self.model]
+        if self.public:
+            return hv.HeatMap(frame, kdims=["chronological_age", "biological_age"], vdims=["count", "shown"]).opts(
+                cmap="Blues", colorbar=True, responsive=True, height=360, tools=["hover"],
+                xlabel="chronological age band (years)", ylabel=f"{label} band (years)",
+                title=f"Persons by {label} band and age band, latest visit (small counts hidden)")
         points = hv.Points(frame, kdims=["chronological_age", "biological_age"])
         if len(frame) > RASTERISE_ABOVE:
             from holoviews.operation.datashader import rasterize
@@ -141,7 +168,6 @@ class PhenoAgeVsAge(_AgeingView):
         else:
             points = points.opts(alpha=0.4, size=4)
         span = [float(frame.min().min()), float(frame.max().max())] if len(frame) else [0, 1]
-        label = {"phenoage": "PhenoAge", "kdm_age": "Klemera-Doubal age"}[self.model]
         return (points * hv.Curve((span, span)).opts(color="gray", line_dash="dashed")).opts(
             responsive=True, height=360, xlabel="chronological age (years)", ylabel=f"{label} (years)",
             title=f"{label} against age ({len(frame):,} visits)")

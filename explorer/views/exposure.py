@@ -1,8 +1,9 @@
 """Environment views: the exposure map of a day, the heat-wave calendar of the cohort, and the
 exposure-outcome relation (resting heart rate against the temperature anomaly at home).
 
-The map shows the grid only, never where people live. Counts are exact: these views are
-researcher-tier until the privacy layer applies disclosure control to what leaves that tier.
+The map shows the grid only, never where people live. Built for ``public``, the calendar's daily
+counts and the response's bins pass disclosure control: a day or a bin with few persons shows
+no share and no mean.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.wearables import _holoviews, _LakeView
+from explorer.views.base import LakeView, _holoviews
 
 
-class ExposureMap(_LakeView):
+class ExposureMap(LakeView):
     """One day of a gridded variable (tasmax, tasmin or pm25) over the whole grid."""
 
     variable = param.Selector(default="tasmax", objects=["tasmax", "tasmin", "pm25"], doc="Gridded variable.")
@@ -48,7 +49,7 @@ class ExposureMap(_LakeView):
             tools=["hover"], clabel=units, title=f"{self.variable} ({units}) on {day}")
 
 
-class HeatWaveCalendar(_LakeView):
+class HeatWaveCalendar(LakeView):
     """Per day: the share of the cohort (persons with a known home that day) in a heat wave."""
 
     def data(self) -> pd.DataFrame:
@@ -58,8 +59,23 @@ class HeatWaveCalendar(_LakeView):
         frame = self._sql("""
             SELECT date, count(heat_wave) AS persons, count(*) FILTER (WHERE heat_wave) AS in_heat_wave
             FROM exposure_daily WHERE residence_status = 'ok' GROUP BY date ORDER BY date""")
+        if self.public:
+            frame = self._protect_days(frame)
         frame["share"] = frame["in_heat_wave"] / frame["persons"].where(frame["persons"] > 0)
         return frame
+
+    def _protect_days(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Each day is its own page (persons in and out of a heat wave, and the day's total):
+        no total across days is shown, so days do not constrain each other."""
+        out = []
+        for day in frame.itertuples(index=False):
+            finest = pd.DataFrame({"heat_wave": [True, False], "n": [day.in_heat_wave, day.persons - day.in_heat_wave]})
+            page = self.disclosure.counts(finest, [("heat_wave",), ()], weight="n")
+            in_wave = page.table("heat_wave").set_index("heat_wave").loc[True]
+            total = page.table().iloc[0]
+            out.append({"date": day.date, "persons": total["count"], "in_heat_wave": in_wave["count"],
+                        "persons_shown": total["shown"], "in_heat_wave_shown": in_wave["shown"]})
+        return pd.DataFrame(out, columns=["date", "persons", "in_heat_wave", "persons_shown", "in_heat_wave_shown"])
 
     def panel(self):
         hv = _holoviews()
@@ -72,7 +88,7 @@ class HeatWaveCalendar(_LakeView):
             tools=["hover"], invert_yaxis=True, title="Share of the cohort in a heat wave, per day")
 
 
-class ExposureResponse(_LakeView):
+class ExposureResponse(LakeView):
     """Resting heart rate against the temperature anomaly at home: each person's deviation from
     their own mean, averaged in 1 K bins of the anomaly, with the mixed-model slope
     (explorer.exposure.association) drawn through it."""
@@ -96,6 +112,12 @@ class ExposureResponse(_LakeView):
         frame["deviation"] = frame["resting_hr"] - frame.groupby("person_id")["resting_hr"].transform("mean")
         centre = np.floor(frame["tas_anomaly"] / self.bin_width) * self.bin_width + self.bin_width / 2
         bins = frame.groupby(centre.rename("anomaly"))["deviation"].agg(mean="mean", n="size").reset_index()
+        if self.public:  # a bin's mean is shown only where enough persons (not person-days) are in it
+            persons = frame.assign(anomaly=centre).groupby("anomaly")["person_id"].nunique().rename("persons")
+            page = self.disclosure.counts(persons.reset_index(), [("anomaly",)], weight="persons").table("anomaly")
+            bins = bins.merge(page[["anomaly", "count", "status"]].rename(columns={"count": "persons"}), on="anomaly")
+            bins.loc[~bins["status"].isin(["shown", "rounded"]), ["mean", "n"]] = np.nan
+            bins = bins.drop(columns="status")
         return {"bins": bins, "fit": fit}
 
     def panel(self):

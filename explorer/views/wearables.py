@@ -8,6 +8,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
+from explorer.views.base import LakeView, _holoviews
 
 #: points per line sent to the browser: a screen is about this many pixels wide
 MAX_POINTS = 2000
@@ -30,17 +31,6 @@ def downsample(x: np.ndarray, y: np.ndarray, n_out: int = MAX_POINTS) -> np.ndar
     return keep[np.asarray(chosen, dtype=np.int64)]
 
 
-def _holoviews():
-    """HoloViews with its Bokeh backend loaded: options are backend-specific, and a served
-    dashboard or a plain script has not run ``hv.extension`` the way a notebook does."""
-    import holoviews as hv
-    import holoviews.plotting.bokeh  # noqa: F401  (registers the backend)
-
-    if hv.Store.current_backend != "bokeh":
-        hv.Store.set_current_backend("bokeh")
-    return hv
-
-
 def _break_at_gaps(frame: pd.DataFrame, chosen: np.ndarray, column: str, gap_minutes: int) -> pd.DataFrame:
     """The ``chosen`` rows of ``frame``, with a missing value inserted wherever the original data
     had a gap of more than ``gap_minutes`` between two chosen points, so the line breaks there."""
@@ -57,13 +47,10 @@ def _break_at_gaps(frame: pd.DataFrame, chosen: np.ndarray, column: str, gap_min
     return pd.concat([kept, breaks]).sort_values("datetime", kind="stable", ignore_index=True)
 
 
-class _LakeView(param.Parameterized):
-    lake = param.Parameter(doc="An explorer Lake (explorer.open()).")
+class _PersonView(LakeView):
+    """A view of one person's rows: researcher-tier."""
 
-    def _sql(self, query: str, params=None) -> pd.DataFrame:
-        if self.lake is None:
-            raise ExplorerError(f"{type(self).__name__} needs a lake: {type(self).__name__}(lake=explorer.open(), ...)")
-        return self.lake.sql(query, params)
+    access = "person_rows"
 
     def _person_day(self, table: str, which: str) -> pd.Timestamp:
         """Midnight of the person's first (``which="min"``) or last (``"max"``) day in ``table``."""
@@ -75,7 +62,7 @@ class _LakeView(param.Parameterized):
         return pd.Timestamp(found).normalize()
 
 
-class PersonMinutes(_LakeView):
+class PersonMinutes(_PersonView):
     """One person's minute-level heart rate and steps over a span of days, each line downsampled
     on the server to at most ``max_points`` points (the extremes kept)."""
 
@@ -123,7 +110,7 @@ class PersonMinutes(_LakeView):
         return (hr + st).cols(1).opts(shared_axes=True)
 
 
-class Actogram(_LakeView):
+class Actogram(_PersonView):
     """Double-plotted actogram: row ``d`` shows day ``d`` and day ``d + 1`` side by side (48 h),
     so a rhythm drifting later or a shifted night reads as a slanted band. Activity is steps per
     ``bin_minutes``; unworn time is blank, not zero."""
@@ -164,13 +151,13 @@ class Actogram(_LakeView):
             xlabel="hours from the row's midnight (0-48)")
 
 
-class CohortWearableDistributions(_LakeView):
+class CohortWearableDistributions(LakeView):
     """Cohort distributions from the aggregates: daily steps on valid days, each person's median
     resting heart rate, and interdaily stability and intradaily variability per person-month.
 
     Bins are fixed per metric (its plausible range; values beyond fall in the end bins), so no
-    bin edge is any person's value. Counts are exact: this view is researcher-tier until the
-    privacy layer applies disclosure control to what leaves that tier.
+    bin edge is any person's value. Built for ``public``, each histogram's bins pass disclosure
+    control (with the total on the same page), and ``n`` is the protected total.
     """
 
     #: metric -> (table, column, SQL of one value per row, bin edges); labels and units come from
@@ -201,9 +188,8 @@ class CohortWearableDistributions(_LakeView):
         out = {}
         for key, (table, column, query, edges) in self.METRICS.items():
             values = self._sql(query)["value"].dropna().to_numpy(float)
-            counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
-            frame = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
-            frame.attrs.update(label=self._label(key, column), n=len(values))
+            frame = self._histogram(values, edges)
+            frame.attrs.update(label=self._label(key, column), n=frame.attrs["total"])
             out[key] = frame
         return out
 
@@ -212,6 +198,11 @@ class CohortWearableDistributions(_LakeView):
 
         plots = [hv.Histogram((np.r_[f["left"].to_numpy(), f["right"].to_numpy()[-1:]], f["count"].to_numpy()),
                               kdims=[f.attrs["label"]], vdims=["count"])
-                 .opts(title=f"{f.attrs['label']} (n = {f.attrs['n']:,})", responsive=True, height=220, tools=["hover"])
+                 .opts(title=f"{f.attrs['label']} (n = {_count_text(f.attrs['n'])})", responsive=True, height=220,
+                       tools=["hover"])
                  for f in self.data().values()]
         return hv.Layout(plots).cols(2)
+
+
+def _count_text(n) -> str:
+    return "hidden" if n != n else f"{int(n):,}"

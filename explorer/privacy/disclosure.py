@@ -1,0 +1,351 @@
+"""Disclosure control: what a ``public`` user may see of a count, a mean or a histogram.
+
+One :class:`DisclosureControl` object, with a selectable :class:`Profile`, protects everything
+that leaves the researcher tier. It works on a *page*: every count table shown together (a
+cross-tabulation, its margins, a neighbouring panel of the same groups), because a cell hidden in
+one table can be solved for from the totals of another.
+
+How a page is protected
+-----------------------
+1. **Primary suppression** (or redaction): each published count in the profile's small range is
+   hidden: All of Us 1-20 (shown "<=20"), CMS 1-10, UK Biobank 1-4; OpenSAFELY redacts 0-7, then
+   rounds every other count to the nearest 5.
+2. **Audit**: every published count is a sum of the finest cells (the cross of every grouping on
+   the page). What a reader learns is a set of linear constraints on those cells: a shown count is
+   exact (or, rounded, within 2 of its value), a suppressed small count lies in the small range, a
+   complementary one above it, and no cell is negative. For each hidden count a linear programme
+   finds the least and greatest value it can take; if only one whole number fits, it can be
+   solved for.
+3. **Complementary suppression**: while some hidden count can be solved for, the smallest shown
+   non-zero count that shares an equation with it (a cell of the same row or column, else the
+   total itself) is hidden too, and the page is audited again.
+
+Means, percentiles and histogram bins of a group whose count is hidden are hidden with it;
+percentages are computed from shown counts only, so they reveal nothing the counts do not.
+
+References
+----------
+All of Us Research Program, Data and Statistics Dissemination Policy (counts 1-20).
+CMS, Cell Size Suppression Policy (cells 1-10). OpenSAFELY, Output checking: redact <= 7, round to
+the nearest 5. UK Biobank, Data Access Guide (minimum cell size 5). Hundepool et al. (2012),
+Statistical Disclosure Control, Wiley, ch. 4 (cell suppression, audit by linear programming).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import param
+from scipy import optimize, sparse
+
+from explorer.errors import ExplorerError, did_you_mean
+
+COMPLEMENTARY_LABEL = "suppressed"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A disclosure-control policy: which counts are hidden and how shown ones are rounded."""
+
+    name: str
+    title: str
+    smallest_hidden: int  # counts from here ...
+    largest_hidden: int  # ... to here are hidden (primary suppression or redaction)
+    label: str  # what a hidden small count shows
+    rounding: int = 1  # shown counts are rounded to a multiple of this
+    reference: str = ""
+
+    def hides(self, count: float) -> bool:
+        return self.smallest_hidden <= count <= self.largest_hidden
+
+    def round(self, count: float) -> float:
+        """Round half up to the profile's multiple (OpenSAFELY: 12 -> 10, 13 -> 15)."""
+        return float(math.floor(count / self.rounding + 0.5) * self.rounding) if self.rounding > 1 else float(count)
+
+    @property
+    def minimum_shown(self) -> int:
+        """The smallest count a group must have for its statistics to be shown."""
+        return self.largest_hidden + 1
+
+
+PROFILES = {
+    "aou": Profile("aou", "All of Us", 1, 20, "<=20", reference="All of Us Data and Statistics Dissemination Policy"),
+    "cms": Profile("cms", "CMS", 1, 10, "<11", reference="CMS Cell Size Suppression Policy"),
+    "opensafely": Profile("opensafely", "OpenSAFELY", 0, 7, "[REDACTED]", rounding=5,
+                          reference="OpenSAFELY output checking: redact <= 7, round to the nearest 5"),
+    "ukbiobank": Profile("ukbiobank", "UK Biobank", 1, 4, "<5", reference="UK Biobank minimum cell size 5"),
+}
+
+
+def profile(name: str | Profile) -> Profile:
+    """The profile called ``name`` (one of :data:`PROFILES`)."""
+    if isinstance(name, Profile):
+        return name
+    if name not in PROFILES:
+        raise ExplorerError(f"disclosure profile {name!r} is unknown; use one of {', '.join(PROFILES)}"
+                            f"{did_you_mean(name, PROFILES)}")
+    return PROFILES[name]
+
+
+@dataclass
+class Release:
+    """A protected page: one frame per requested grouping, in the order asked for.
+
+    Each frame has the grouping columns, then ``count`` (the value shown, NaN when hidden),
+    ``shown`` (the text a reader sees) and ``status`` (``shown``, ``rounded``, ``primary`` or
+    ``complementary``)."""
+
+    profile: Profile
+    tables: list[pd.DataFrame]
+    groupings: list[tuple[str, ...]] = field(default_factory=list)
+
+    def table(self, *grouping: str) -> pd.DataFrame:
+        """The frame of ``grouping`` (no argument: the total)."""
+        try:
+            return self.tables[self.groupings.index(tuple(grouping))]
+        except ValueError:
+            raise ExplorerError(f"this release has no table grouped by {grouping!r}; it has "
+                                f"{', '.join(map(str, self.groupings))}") from None
+
+    @property
+    def hidden(self) -> int:
+        """How many published counts are hidden."""
+        return int(sum(t["status"].isin(["primary", "complementary"]).sum() for t in self.tables))
+
+
+class DisclosureControl(param.Parameterized):
+    """The one policy object every public count passes.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"sex": ["f"] * 30 + ["m"] * 25 + ["x"] * 3})
+    >>> page = DisclosureControl(profile="ukbiobank").counts(rows, [("sex",), ()])
+    >>> page.table("sex")["shown"].tolist()  # with the total shown, m would give x away
+    ['30', 'suppressed', '<5']
+    >>> page.table()["shown"].tolist()
+    ['58']
+    """
+
+    profile = param.Selector(default="aou", objects=list(PROFILES),
+                             doc="Disclosure-control rules: aou (All of Us, no count 1-20), cms (no cell 1-10), "
+                                 "opensafely (redact <= 7, round to 5), ukbiobank (minimum 5).")
+
+    def __init__(self, **params):
+        if "profile" in params and params["profile"] not in PROFILES:
+            profile(params["profile"])  # the clear message, not param's
+        super().__init__(**params)
+
+    @property
+    def rules(self) -> Profile:
+        return PROFILES[self.profile]
+
+    # ------------------------------------------------------------------ counts
+    def counts(self, rows: pd.DataFrame, groupings, *, weight: str | None = None) -> Release:
+        """Protected counts of ``rows`` for each grouping in ``groupings`` (tuples of column
+        names; ``()`` is the total), all shown on one page.
+
+        ``rows`` is one row per unit counted (persons, say), or finest counts with their number in
+        the ``weight`` column (what a SQL ``GROUP BY`` returns)."""
+        groupings = [tuple(g) for g in groupings]
+        dims = list(dict.fromkeys(d for g in groupings for d in g))
+        missing = [d for d in dims if d not in rows.columns]
+        if missing:
+            raise ExplorerError(f"cannot count by {', '.join(missing)}: the rows have columns {', '.join(map(str, rows.columns))}")
+        levels = [pd.Index(pd.unique(rows[d].dropna())).sort_values() for d in dims]
+        if rows[dims].isna().any().any():
+            bad = [d for d in dims if rows[d].isna().any()]
+            raise ExplorerError(f"cannot count rows whose {', '.join(bad)} is missing: label them (say 'unknown') first, "
+                                "so that they are counted and protected like any group")
+        finest = self._finest(rows, dims, levels, weight)
+        entries, tables = [], []
+        for grouping in groupings:
+            frame, members = _marginal(finest, dims, levels, grouping)
+            entries.extend(members)
+            tables.append(frame)
+        values = np.concatenate([t["_true"].to_numpy(float) for t in tables]) if tables else np.zeros(0)
+        status = self._protect(values, entries, finest.size)
+        return Release(self.rules, self._present(tables, status), groupings)
+
+    def crosstab(self, rows: pd.DataFrame, index: str, columns: str, *, weight: str | None = None) -> pd.DataFrame:
+        """A protected two-way table of counts with its margins ("Total"), as the text shown.
+
+        Margins are part of the page (so a hidden cell cannot be solved from them); under a
+        rounding profile they are the sums of the rounded cells shown, as OpenSAFELY asks."""
+        page = self.counts(rows, [(index, columns), (index,), (columns,), ()], weight=weight)
+        cells = page.table(index, columns)
+        out = cells.pivot(index=index, columns=columns, values="shown")
+        if self.rules.rounding > 1:
+            shown = cells.pivot(index=index, columns=columns, values="count")
+            label = self.rules.label  # a line with nothing shown has no total to recompute
+            out["Total"] = shown.sum(axis=1, min_count=1).map(_text).replace("", label)
+            total_row = shown.sum(axis=0, min_count=1).map(_text).replace("", label)
+            total_row["Total"] = _text(np.nansum(shown.to_numpy())) if shown.notna().any().any() else label
+        else:
+            out["Total"] = page.table(index).set_index(index)["shown"]
+            total_row = page.table(columns).set_index(columns)["shown"]
+            total_row["Total"] = page.table()["shown"].iloc[0]
+        out.loc["Total"] = total_row
+        return out
+
+    def percentages(self, table: pd.DataFrame, of: tuple[str, ...] | list[str] = ()) -> pd.Series:
+        """Percent of each count in ``table`` (a frame of a :class:`Release`) within its group
+        ``of`` (default: the whole table), from the counts shown only: a hidden count has no
+        percentage, and a group with a hidden count gives none for any of its members."""
+        of = list(of)
+        shown = table["count"]
+        if of:
+            total = shown.groupby([table[c] for c in of]).transform(lambda s: s.sum() if s.notna().all() else np.nan)
+        else:
+            total = pd.Series(shown.sum() if shown.notna().all() else np.nan, index=table.index)
+        return (100.0 * shown / total.where(total > 0)).rename("percent")
+
+    # ------------------------------------------------------------- statistics
+    def statistics(self, rows: pd.DataFrame, by: str | list[str], value: str,
+                   quantiles=(0.25, 0.5, 0.75)) -> pd.DataFrame:
+        """Per group of ``by``: the protected number of rows with a value, and the mean and
+        ``quantiles`` of ``value``, hidden (NaN) for a group in the profile's small range.
+        Rows without a value are not counted (they tell nothing of it)."""
+        by = [by] if isinstance(by, str) else list(by)
+        valued = rows.dropna(subset=[value])
+        page = self.counts(valued, [tuple(by), ()])
+        stats = valued.groupby(by, observed=True)[value].agg(["mean"])
+        for q in quantiles:
+            stats[f"p{round(q * 100):g}"] = valued.groupby(by, observed=True)[value].quantile(q)
+        out = page.table(*by).merge(stats.reset_index(), on=by, how="left")
+        # a shown count is 0 or above the hidden range, and a complementary one above it too
+        # (hidden only to protect another), so only a primary hidden group loses its statistics
+        out.loc[out["status"] == "primary", stats.columns] = np.nan
+        return out
+
+    def histogram(self, values, bins) -> pd.DataFrame:
+        """Protected counts of ``values`` in ``bins`` (edges, as ``numpy.histogram`` takes them),
+        with the total on the same page (``attrs["total"]``, NaN when hidden): a hidden bin
+        cannot be recovered from the total."""
+        values = np.asarray(values, dtype=float)
+        values = values[np.isfinite(values)]
+        counts, edges = np.histogram(values, bins=bins)
+        finest = pd.DataFrame({"bin": np.arange(len(counts)), "n": counts})
+        page = self.counts(finest, [("bin",), ()], weight="n")
+        out = page.table("bin")
+        out.insert(1, "left", edges[:-1][out["bin"].to_numpy()])
+        out.insert(2, "right", edges[1:][out["bin"].to_numpy()])
+        out.attrs["total"] = page.table()["count"].iloc[0]  # as the page shows it: NaN when hidden
+        return out
+
+    # -------------------------------------------------------------- internals
+    def _finest(self, rows, dims, levels, weight) -> np.ndarray:
+        """Counts of every combination of levels (zeros included), as a flat array."""
+        shape = tuple(len(level) for level in levels)
+        if not dims:
+            return np.array([rows[weight].sum() if weight else len(rows)], dtype=float)
+        codes = [level.get_indexer(rows[d]) for d, level in zip(dims, levels)]
+        flat = np.ravel_multi_index(codes, shape) if len(rows) else np.zeros(0, dtype=int)
+        weights = rows[weight].to_numpy(float) if weight else None
+        if weights is not None and (np.any(weights < 0) or np.any(weights != np.round(weights))):
+            raise ExplorerError(f"column {weight!r} must hold whole, non-negative counts")
+        return np.bincount(flat, weights=weights, minlength=int(np.prod(shape))).astype(float).reshape(shape)
+
+    def _protect(self, values: np.ndarray, entries: list[np.ndarray], n_cells: int) -> np.ndarray:
+        rules = self.rules
+        status = np.where([rules.hides(v) for v in values], "primary", "rounded" if rules.rounding > 1 else "shown").astype(object)
+        if not len(values) or not n_cells:  # nothing counted: no cell to solve for
+            return status
+        matrix = sparse.csr_matrix((np.ones(sum(len(e) for e in entries)),
+                                    (np.repeat(np.arange(len(entries)), [len(e) for e in entries]),
+                                     np.concatenate(entries))), shape=(len(entries), n_cells))
+        overlap = (matrix @ matrix.T).tocsr()  # entries sharing a cell: they appear in one equation
+        while True:
+            solvable = [k for k in np.flatnonzero(np.isin(status, ["primary", "complementary"]))
+                        if _pinned(*_bounds(k, values, status, matrix, rules))]
+            if not solvable:
+                return status
+            for k in solvable:
+                if status[k] in ("primary", "complementary") and _pinned(*_bounds(k, values, status, matrix, rules)):
+                    status[_complement(k, values, status, matrix, overlap)] = "complementary"
+
+    def _present(self, tables, status) -> list[pd.DataFrame]:
+        rules, out, start = self.rules, [], 0
+        for frame in tables:
+            own = status[start:start + len(frame)]
+            start += len(frame)
+            true = frame.pop("_true").to_numpy(float)
+            shown = np.array([rules.round(v) if s in ("shown", "rounded") else np.nan for v, s in zip(true, own)])
+            frame["count"] = shown
+            frame["shown"] = [_text(v) if s in ("shown", "rounded") else rules.label if s == "primary" else COMPLEMENTARY_LABEL
+                              for v, s in zip(shown, own)]
+            frame["status"] = own
+            out.append(frame)
+        return out
+
+
+def _marginal(finest: np.ndarray, dims, levels, grouping):
+    """The counts of one grouping, and the flat indices of the finest cells each one sums."""
+    keep = [dims.index(d) for d in grouping]
+    drop = tuple(i for i in range(len(dims)) if i not in keep)
+    summed = finest.sum(axis=drop) if drop else finest
+    if len(keep) > 1:  # the sum keeps axes in the order of dims; put them in the grouping's order
+        summed = np.transpose(summed, [sorted(keep).index(axis) for axis in keep])
+    index = pd.MultiIndex.from_product([levels[i] for i in keep], names=list(grouping)) if grouping else None
+    frame = (pd.DataFrame({"_true": np.ravel(summed)}, index=index).reset_index() if grouping
+             else pd.DataFrame({"_true": [float(np.sum(finest))]}))
+    cell_codes = np.indices(finest.shape).reshape(len(dims), -1) if dims else np.zeros((0, 1), dtype=int)
+    members = []
+    for combo in (np.ndindex(*[len(levels[i]) for i in keep]) if grouping else [()]):
+        match = np.ones(cell_codes.shape[1], dtype=bool)
+        for axis, code in zip(keep, combo):
+            match &= cell_codes[axis] == code
+        members.append(np.flatnonzero(match))
+    return frame, members
+
+
+def _bounds(k, values, status, matrix, rules) -> tuple[float, float]:
+    """Least and greatest value hidden count ``k`` can take, given what the page shows."""
+    lower, upper = [], []
+    for v, s in zip(values, status):
+        if s == "shown":
+            lower.append(v), upper.append(v)
+        elif s == "rounded":
+            shown = rules.round(v)
+            half = (rules.rounding - 1) // 2
+            lower.append(max(shown - half, 0)), upper.append(shown + half)
+        elif s == "primary":
+            lower.append(rules.smallest_hidden), upper.append(rules.largest_hidden)
+        else:  # complementary: a count that would have been shown, so above the hidden range
+            lower.append(rules.largest_hidden + 1), upper.append(np.inf)
+    lower, upper = np.array(lower, dtype=float), np.array(upper, dtype=float)
+    finite = np.isfinite(upper)
+    a_ub = sparse.vstack([matrix[finite], -matrix]).tocsr()
+    b_ub = np.concatenate([upper[finite], -lower])
+    objective = np.asarray(matrix[k].todense()).ravel()
+    low = optimize.linprog(objective, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+    high = optimize.linprog(-objective, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+    if low.status != 0:
+        raise ExplorerError(f"disclosure audit failed ({low.message}); this is a bug, please report it")
+    return low.fun, (-high.fun if high.status == 0 else np.inf)
+
+
+def _pinned(low: float, high: float) -> bool:
+    """Whether at most one whole number lies in [low, high]."""
+    return bool(np.isfinite(high)) and math.floor(high + 1e-7) - math.ceil(low - 1e-7) < 1
+
+
+def _complement(k, values, status, matrix, overlap) -> int:
+    """The entry to hide next so that hidden count ``k`` stops being solvable: the smallest
+    shown non-zero count in an equation with it, preferring a cell to a total of ``k``."""
+    cells_k = set(matrix[k].indices)
+    containing = [j for j in overlap[k].indices if cells_k <= set(matrix[j].indices) and j != k]
+    partners = set()
+    for j in containing + [k]:
+        partners.update(overlap[j].indices)
+    candidates = [j for j in partners if status[j] in ("shown", "rounded") and values[j] > 0]
+    if not candidates:
+        raise ExplorerError("disclosure control found no count left to hide; this is a bug, please report it")
+    is_total = {j: cells_k <= set(matrix[j].indices) for j in candidates}
+    return min(candidates, key=lambda j: (is_total[j], values[j], matrix[j].nnz, j))
+
+
+def _text(value: float) -> str:
+    return "" if value != value else f"{int(value):d}"

@@ -1,0 +1,82 @@
+"""Roles: who may see what, checked where the data is read.
+
+Three roles, each allowed everything the one before it is:
+
+- ``public``: aggregates only, every count under disclosure control;
+- ``researcher``: pseudonymised person-level rows (no direct identifiers), SQL, exports under
+  Safe Harbor;
+- ``steward``: ingest, erasure, the audit log.
+
+A view, an export or a query asks :func:`require` before it reads anything, so hiding a widget is
+never the only thing standing between a public page and a person's rows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from explorer.errors import ExplorerError, did_you_mean
+from explorer.lake.lake import _user
+
+#: Roles in order of trust: each may do everything the ones before it may.
+ROLES = ("public", "researcher", "steward")
+
+#: The least role each kind of access needs.
+ACCESS = {
+    "aggregates": "public",
+    "person_rows": "researcher",
+    "sql": "researcher",
+    "export": "researcher",
+    "ingest": "steward",
+    "erase": "steward",
+    "audit": "steward",
+}
+
+
+class PermissionDenied(ExplorerError, PermissionError):
+    """A role asked for something only a more trusted role may have."""
+
+
+def check_role(role: str) -> str:
+    """``role`` if it is one of :data:`ROLES`, else an error that lists them."""
+    if role not in ROLES:
+        raise ExplorerError(f"role {role!r} is not a role; use one of {', '.join(ROLES)}{did_you_mean(role, ROLES)}")
+    return role
+
+
+def allows(role: str, access: str) -> bool:
+    """Whether ``role`` may have ``access`` (a key of :data:`ACCESS`)."""
+    if access not in ACCESS:
+        raise ExplorerError(f"access {access!r} is unknown; use one of {', '.join(ACCESS)}{did_you_mean(access, ACCESS)}")
+    return ROLES.index(check_role(role)) >= ROLES.index(ACCESS[access])
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user name and the role they act in."""
+
+    user: str
+    role: str
+
+    def __post_init__(self):
+        check_role(self.role)
+
+    @classmethod
+    def current(cls, role: str | None = None) -> Principal:
+        """The person at this terminal, in ``role`` (default ``$EXPLORER_ROLE``, else researcher:
+        someone with a shell on the lake's machine can read its files anyway)."""
+        return cls(_user(), role or os.environ.get("EXPLORER_ROLE", "researcher"))
+
+
+def require(principal: Principal | str, access: str, what: str) -> None:
+    """Raise :class:`PermissionDenied` unless ``principal`` may have ``access``; ``what`` names
+    the thing asked for in the message."""
+    role = principal.role if isinstance(principal, Principal) else principal
+    if not allows(role, access):
+        needed = ACCESS[access]
+        raise PermissionDenied(
+            f"{what} needs the {needed} role ({access.replace('_', '-')}); the {role} role sees "
+            + ("aggregates under disclosure control only" if role == "public" else "less than that")
+            + f". Ask a data steward for {needed} access, or use an aggregate view.")
+

@@ -1,0 +1,97 @@
+"""What every view shares: the lake it reads, the role it serves, and the disclosure control
+that every count leaving the researcher tier passes.
+
+The role is checked where the data is read (:meth:`LakeView._sql`), not by hiding a widget: a
+person-level view built for ``public`` refuses before it runs a query, and an aggregate view
+built for ``public`` hands its counts, means and histogram bins to
+:class:`explorer.privacy.DisclosureControl` before they leave ``data()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import param
+
+from explorer.errors import ExplorerError
+from explorer.privacy import ROLES, DisclosureControl, require
+
+
+def _holoviews():
+    """HoloViews with its Bokeh backend loaded: options are backend-specific, and a served
+    dashboard or a plain script has not run ``hv.extension`` the way a notebook does."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401  (registers the backend)
+
+    if hv.Store.current_backend != "bokeh":
+        hv.Store.set_current_backend("bokeh")
+    return hv
+
+
+class LakeView(param.Parameterized):
+    """A view of the lake, built for one role."""
+
+    lake = param.Parameter(doc="An explorer Lake (explorer.open()).")
+    role = param.Selector(default="researcher", objects=list(ROLES),
+                          doc="Who the view is for: public (aggregates under disclosure control), researcher, steward.")
+    disclosure = param.ClassSelector(class_=DisclosureControl, default=DisclosureControl(profile="aou"),
+                                     instantiate=False, doc="Disclosure control applied to what a public view shows.")
+
+    #: the access this view needs (explorer.privacy.ACCESS): person-level views say person_rows
+    access = "aggregates"
+
+    @property
+    def public(self) -> bool:
+        return self.role == "public"
+
+    def _sql(self, query: str, params=None) -> pd.DataFrame:
+        if self.lake is None:
+            raise ExplorerError(f"{type(self).__name__} needs a lake: {type(self).__name__}(lake=explorer.open(), ...)")
+        require(self.role, self.access, f"the {type(self).__name__} view")
+        return self.lake.sql(query, params)
+
+    def _require(self, *tables):
+        for table in tables:
+            if not self.lake.has_table(table):
+                raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
+
+    def _histogram(self, values, edges) -> pd.DataFrame:
+        """Counts of ``values`` between ``edges`` (values beyond fall in the end bins): left,
+        right, count, and for a public view the text shown and each bin's status; the total in
+        ``attrs["total"]`` (for a public view, as the same page shows it)."""
+        values = np.asarray(values, dtype=float)
+        values = np.clip(values[np.isfinite(values)], edges[0], edges[-1])
+        if self.public:
+            return self.disclosure.histogram(values, edges).drop(columns="bin")
+        counts, _ = np.histogram(values, bins=edges)
+        out = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
+        out.attrs["total"] = len(values)
+        return out
+
+    def _counts(self, rows: pd.DataFrame, groupings) -> list[pd.DataFrame]:
+        """Counts of ``rows`` per grouping, as one page: protected for a public view, exact
+        (``count`` column) otherwise."""
+        if self.public:
+            return self.disclosure.counts(rows, groupings).tables
+        out = []
+        for grouping in groupings:
+            grouping = list(grouping)
+            frame = (rows.groupby(grouping, observed=True).size().rename("count").reset_index() if grouping
+                     else pd.DataFrame({"count": [len(rows)]}))
+            out.append(frame)
+        return out
+
+
+def nice_edges(values, bins: int) -> np.ndarray:
+    """Bin edges over the 1st to 99th percentile of ``values``, rounded outward to two
+    significant digits, so that no edge is any one person's value (np.histogram's own edges
+    are the smallest and largest value)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return np.linspace(0, 1, bins + 1)
+    low, high = np.percentile(values, [1, 99])
+    span = high - low or max(abs(high), 1.0)
+    step = 10.0 ** (np.floor(np.log10(span)) - 1)
+    low, high = np.floor(low / step) * step, np.ceil(high / step) * step
+    return np.linspace(low, high if high > low else low + step, bins + 1)
