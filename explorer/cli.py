@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 
@@ -152,6 +153,16 @@ def _audit(lake, role: str, action: str, **details) -> None:
     AuditLog(lake.root).record(user=_user(), role=role, action=action, **details)
 
 
+def _role(args, access: str, what: str) -> str:
+    """The role a command acts in: --role, else $EXPLORER_ROLE, else the least role the command
+    needs (someone with a shell on the lake's files has that anyway); refused if too little."""
+    from explorer.privacy import ACCESS, require
+
+    role = getattr(args, "role", None) or os.environ.get("EXPLORER_ROLE") or ACCESS[access]
+    require(role, access, what)
+    return role
+
+
 def cmd_sql(args) -> int:
     lake = _lake(args)
     versions = {}
@@ -161,8 +172,9 @@ def cmd_sql(args) -> int:
             raise ExplorerError(f"--version {pin!r}: expected TABLE=NUMBER, e.g. measurement=3")
         versions[name] = int(number)
     params = list(args.param or [])  # bound as text: DuckDB casts to the column's type itself
+    role = _role(args, "sql", "`explorer sql`")
     frame = lake.sql(args.query, params or None, versions=versions or None)
-    _audit(lake, "researcher", "query", parameters={"sql": args.query, "params": params, "versions": versions},
+    _audit(lake, role, "query", parameters={"sql": args.query, "params": params, "versions": versions},
            rows=len(frame))
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
@@ -177,17 +189,50 @@ def cmd_ingest(args) -> int:
     from explorer.progress import Progress
 
     lake = _lake(args)
+    role = _role(args, "ingest", "`explorer ingest`")
     if args.fhir_server:
         os.environ["EXPLORER_FHIR_SERVER"] = args.fhir_server  # read by the readers, in this process and its workers
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
                          retry_quarantined=args.retry_quarantined)
-    _audit(lake, "steward", "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
+    _audit(lake, role, "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
                                                   "versions": report.versions}, rows=len(report.files))
     print(report)
     print("Per-file outcomes: `explorer sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
           "and original values: table quarantine_row (steward tier); data-quality report: `explorer quality`.")
     return 1 if report.errors else 0  # bad data is reported, not an error; a failed reader is
+
+
+def cmd_export(args) -> int:
+    from explorer.privacy.safe_harbor import safe_harbor
+
+    lake = _lake(args)
+    role = _role(args, "export", "`explorer export`")
+    if bool(args.table) == bool(args.query):
+        raise ExplorerError("give a TABLE to export, or --sql QUERY (not both)")
+    if args.table:
+        if not lake.has_table(args.table):
+            raise lake._missing(args.table)
+        version = lake.version(args.table) if args.version is None else args.version
+        frame = lake.table(args.table, version=version).df()
+        dataset, parameters = args.table, {"table": args.table}
+    else:
+        frame = lake.sql(args.query, list(args.param or []) or None)
+        dataset, version, parameters = None, None, {"sql": args.query, "params": list(args.param or [])}
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ExplorerError(f"--out {out}: name a .csv or .parquet file")
+    exported = safe_harbor(frame, dates=args.dates)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    exported.to_csv(out, index=False) if out.suffix == ".csv" else exported.to_parquet(out, index=False)
+    report = exported.attrs["safe_harbor"]
+    _audit(lake, role, "export", dataset=dataset, version=version, rows=len(exported),
+           parameters={**parameters, "dates": args.dates, "out": str(out), "removed": report["removed"]})
+    print(f"wrote {len(exported):,} rows to {out} ({report['method']})")
+    print("removed: " + (", ".join(report["removed"]) or "nothing"))
+    for change in report["changed"]:
+        print(f"changed: {change}")
+    return 0
 
 
 def cmd_quality(args) -> int:
@@ -429,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_LAKE + " Run `explorer COMMAND --help` for each command.",
     )
     parser.add_argument("--lake", metavar="PATH", default=None, help="lake folder (default: $EXPLORER_HOME or ./explorer-data)")
+    parser.add_argument("--role", choices=["public", "researcher", "steward"], default=None,
+                        help="role to act in (default: $EXPLORER_ROLE, else the least role the command needs); "
+                             "recorded in the audit log")
     from explorer import __version__
 
     parser.add_argument("--version", action="version", version=f"cohort-explorer {__version__}")
@@ -647,6 +695,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marker", default="2160-0", help="LOINC code of the marker to draw (view; default creatinine)")
     p.add_argument("--out", default=None, help="HTML file to write (view; default ageing.html)")
     p.set_defaults(func=cmd_ageing)
+
+    p = commands.add_parser("export", help="a researcher download, de-identified by HIPAA Safe Harbor", formatter_class=fmt,
+                            epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        Write a table (or a query's rows) to CSV or Parquet under the Safe Harbor method
+        (45 CFR 164.514(b)(2)): direct identifiers and places smaller than a state removed,
+        person_id replaced by a code made for this file, dates kept to the year (or shifted per
+        person with --dates shift), ages of 90 and over as "90+", ZIP3 of areas of 20,000 people
+        or fewer as "000" (data_catalog/reference/zip3_population.csv). The export is recorded
+        in the audit log. Needs the researcher role.
+
+        examples:
+          explorer export person --out person.csv
+          explorer export --sql "SELECT * FROM measurement WHERE loinc_code = ?" -p 2345-7 --out glucose.parquet
+          explorer export wearable_daily --dates shift --out daily.parquet"""))
+    p.add_argument("table", nargs="?", help="table to export (or use --sql)")
+    p.add_argument("--sql", dest="query", help="export the rows of this query instead (parameters bound)")
+    p.add_argument("-p", "--param", action="append", help="value for the next ? placeholder (repeatable)")
+    p.add_argument("--version", type=int, default=None, help="table version to export (default: current)")
+    p.add_argument("--dates", choices=["year", "shift"], default="year",
+                   help="keep the year of each date (default), or shift each person's dates by up to 180 days")
+    p.add_argument("--out", required=True, help="file to write: .csv or .parquet")
+    p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("audit", help="show the audit log and verify its hash chain", formatter_class=fmt,
                             epilog=EPILOG_LAKE, description=textwrap.dedent("""\

@@ -55,7 +55,7 @@ def place_codes(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarra
     zones = time_zone_at(lat, lon)
     i = np.floor((lat - 30.0) / 0.1).astype(int)
     j = np.floor((lon + 115.0) / 0.1).astype(int)
-    zip3 = np.char.zfill((800 + (i // 10) * 19 + j // 10).astype(str), 3)
+    zip3 = np.char.zfill((800 + ((i // 10) * 19 + j // 10) % 200).astype(str), 3)  # 800-999: three digits
     county = np.char.zfill((1 + 2 * ((i // 5) * 37 + j // 5) % 999).astype(str), 3)
     tract = np.char.zfill((100 + (i % 5) * 5 + j % 5).astype(str), 4)
     state = np.array([STATE_FIPS[z] for z in zones])
