@@ -235,6 +235,65 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_count(args) -> int:
+    from explorer.lake.lake import _user
+    from explorer.privacy import DisclosureControl
+    from explorer.privacy.counts import person_counts
+    from explorer.privacy.dp import PrivacyBudget, dp_counts
+
+    lake = _lake(args)
+    role = _role(args, "aggregates", "`explorer count`")
+    by = [c.strip() for c in (args.by or "").split(",") if c.strip()]
+    finest = person_counts(lake, args.table, by)
+    version = lake.version(args.table)
+    if args.dp:
+        if not args.release or args.epsilon is None:
+            raise ExplorerError("--dp needs --epsilon (privacy loss of this release) and --release (the budget it is charged to)")
+        if len(by) != 1:
+            raise ExplorerError("--dp counts one grouping at a time: give exactly one column in --by")
+        counts = finest.set_index(by[0])["n"].rename_axis(by[0])
+        shown = dp_counts(counts, epsilon=args.epsilon, budget=PrivacyBudget(lake.root), dataset=args.table,
+                          release=args.release, user=_user())
+        left = PrivacyBudget(lake.root).remaining(args.table, args.release)
+        print(_table_text(shown))
+        print(f"differentially private (discrete Laplace, epsilon {args.epsilon:g}); 95% of counts are within "
+              f"{shown['accuracy'].iloc[0]:g} of the truth; budget {args.table}/{args.release}: {left:g} left")
+        parameters = {"by": by, "dp": True, "epsilon": args.epsilon, "release": args.release}
+    else:
+        control = DisclosureControl(profile=args.profile)
+        groupings = [tuple(by), ()] if by else [()]
+        if len(by) == 2:
+            groupings = [tuple(by), (by[0],), (by[1],), ()]
+        page = control.counts(finest, groupings, weight="n")
+        shown = page.table(*by)
+        print(_table_text(shown.drop(columns=["count"])))
+        if by:
+            print(f"total: {page.table()['shown'].iloc[0]}")
+        print(f"disclosure control: {control.rules.title} ({control.rules.reference}); {page.hidden} count(s) hidden")
+        parameters = {"by": by, "profile": args.profile}
+    _audit(lake, role, "count", dataset=args.table, version=version, parameters=parameters, rows=len(shown))
+    return 0
+
+
+def cmd_budget(args) -> int:
+    from explorer.lake.lake import _user
+    from explorer.privacy.dp import PrivacyBudget
+
+    lake = _lake(args)
+    budget = PrivacyBudget(lake.root)
+    if args.action == "set":
+        role = _role(args, "erase", "setting a privacy budget")  # a steward's decision
+        if not (args.dataset and args.release and args.epsilon):
+            raise ExplorerError("`explorer budget set` needs --dataset, --release and --epsilon")
+        budget.set(args.dataset, args.release, args.epsilon, user=_user())
+        _audit(lake, role, "budget_set", dataset=args.dataset,
+               parameters={"release": args.release, "epsilon": args.epsilon})
+    frame = budget.frame()
+    print(_table_text(frame) if len(frame) else "no privacy budget set yet: `explorer budget set --dataset person "
+                                                "--release 2026-q4 --epsilon 1`")
+    return 0
+
+
 def cmd_quality(args) -> int:
     from explorer.ingest.quality import run_quality, summary
 
@@ -717,6 +776,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the year of each date (default), or shift each person's dates by up to 180 days")
     p.add_argument("--out", required=True, help="file to write: .csv or .parquet")
     p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("count", help="persons per group, under disclosure control or differential privacy",
+                            formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        Count persons in a table of one row per person (person, ageotype, ...) by one or two of
+        its columns, as a public user may see them: under a disclosure-control profile (small
+        counts hidden, and complementary ones so that no hidden count can be solved from the
+        totals shown), or with --dp as differentially private counts (OpenDP's discrete Laplace
+        noise), charged to a privacy budget that a steward sets with `explorer budget set`.
+        Table and columns are checked against the catalog; the count is recorded in the audit log.
+
+        examples:
+          explorer --role public count person --by sex_at_birth,race
+          explorer --role public count person --by zip3 --profile opensafely
+          explorer --role public count person --by race --dp --epsilon 0.5 --release 2026-q4"""))
+    p.add_argument("table", nargs="?", default="person", help="table of one row per person (default person)")
+    p.add_argument("--by", default="", help="column(s) to count by, comma-separated (at most two)")
+    p.add_argument("--profile", choices=["aou", "cms", "opensafely", "ukbiobank"], default="aou",
+                   help="disclosure-control profile (default aou: All of Us, no count 1-20)")
+    p.add_argument("--dp", action="store_true", help="differentially private counts instead (needs --epsilon, --release)")
+    p.add_argument("--epsilon", type=float, default=None, help="privacy loss of this release (with --dp)")
+    p.add_argument("--release", default=None, help="the release whose budget pays for it (with --dp)")
+    p.set_defaults(func=cmd_count)
+
+    p = commands.add_parser("budget", help="privacy budgets for differentially private releases", formatter_class=fmt,
+                            epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        Show the privacy-loss budgets (epsilon per dataset and release, what is spent and left),
+        or, as a steward, set one. A differentially private count is refused when it would spend
+        more than its budget has left.
+
+        examples:
+          explorer budget show
+          explorer --role steward budget set --dataset person --release 2026-q4 --epsilon 1"""))
+    p.add_argument("action", choices=["show", "set"])
+    p.add_argument("--dataset", help="table the budget protects (set)")
+    p.add_argument("--release", help="name of the release, e.g. 2026-q4 (set)")
+    p.add_argument("--epsilon", type=float, help="total privacy loss allowed (set)")
+    p.set_defaults(func=cmd_budget)
 
     p = commands.add_parser("audit", help="show the audit log and verify its hash chain", formatter_class=fmt,
                             epilog=EPILOG_LAKE, description=textwrap.dedent("""\

@@ -95,8 +95,9 @@ class Release:
     """A protected page: one frame per requested grouping, in the order asked for.
 
     Each frame has the grouping columns, then ``count`` (the value shown, NaN when hidden),
-    ``shown`` (the text a reader sees) and ``status`` (``shown``, ``rounded``, ``primary`` or
-    ``complementary``)."""
+    ``shown`` (the text a reader sees) and ``status`` (``shown``, ``rounded``, ``primary``,
+    ``complementary``, or ``recomputed``: under a rounding profile, a total summed from the
+    rounded counts of a finer table on the page)."""
 
     profile: Profile
     tables: list[pd.DataFrame]
@@ -167,7 +168,10 @@ class DisclosureControl(param.Parameterized):
             tables.append(frame)
         values = np.concatenate([t["_true"].to_numpy(float) for t in tables]) if tables else np.zeros(0)
         status = self._protect(values, entries, finest.size)
-        return Release(self.rules, self._present(tables, status), groupings)
+        tables = self._present(tables, status)
+        if self.rules.rounding > 1:
+            _recompute_totals(tables, groupings, self.rules)
+        return Release(self.rules, tables, groupings)
 
     def crosstab(self, rows: pd.DataFrame, index: str, columns: str, *, weight: str | None = None) -> pd.DataFrame:
         """A protected two-way table of counts with its margins ("Total"), as the text shown.
@@ -175,18 +179,10 @@ class DisclosureControl(param.Parameterized):
         Margins are part of the page (so a hidden cell cannot be solved from them); under a
         rounding profile they are the sums of the rounded cells shown, as OpenSAFELY asks."""
         page = self.counts(rows, [(index, columns), (index,), (columns,), ()], weight=weight)
-        cells = page.table(index, columns)
-        out = cells.pivot(index=index, columns=columns, values="shown")
-        if self.rules.rounding > 1:
-            shown = cells.pivot(index=index, columns=columns, values="count")
-            label = self.rules.label  # a line with nothing shown has no total to recompute
-            out["Total"] = shown.sum(axis=1, min_count=1).map(_text).replace("", label)
-            total_row = shown.sum(axis=0, min_count=1).map(_text).replace("", label)
-            total_row["Total"] = _text(np.nansum(shown.to_numpy())) if shown.notna().any().any() else label
-        else:
-            out["Total"] = page.table(index).set_index(index)["shown"]
-            total_row = page.table(columns).set_index(columns)["shown"]
-            total_row["Total"] = page.table()["shown"].iloc[0]
+        out = page.table(index, columns).pivot(index=index, columns=columns, values="shown")
+        out["Total"] = page.table(index).set_index(index)["shown"]
+        total_row = page.table(columns).set_index(columns)["shown"]
+        total_row["Total"] = page.table()["shown"].iloc[0]
         out.loc["Total"] = total_row
         return out
 
@@ -279,6 +275,26 @@ class DisclosureControl(param.Parameterized):
             frame["status"] = own
             out.append(frame)
         return out
+
+
+def _recompute_totals(tables, groupings, rules) -> None:
+    """Under a rounding profile, a table that totals a finer one on the page shows the sums of
+    that table's rounded counts (OpenSAFELY: totals are recomputed from the rounded values, so
+    they carry nothing the cells do not); a total of nothing shown shows the label."""
+    for k, grouping in enumerate(groupings):
+        finer = next((j for j, g in enumerate(groupings) if set(grouping) < set(g)), None)
+        if finer is None:
+            continue
+        cells = tables[finer]
+        if grouping:
+            sums = cells.groupby(list(grouping))["count"].sum(min_count=1)
+            recomputed = pd.MultiIndex.from_frame(tables[k][list(grouping)]) if len(grouping) > 1 else tables[k][grouping[0]]
+            values = sums.reindex(recomputed).to_numpy()
+        else:
+            values = np.array([cells["count"].sum(min_count=1)])
+        tables[k]["count"] = values
+        tables[k]["shown"] = [rules.label if v != v else _text(v) for v in values]
+        tables[k]["status"] = "recomputed"
 
 
 def _marginal(finest: np.ndarray, dims, levels, grouping):

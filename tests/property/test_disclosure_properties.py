@@ -44,6 +44,8 @@ def attacker_bounds(rows, page, release, rules):
     rows_a, low, high, hidden = [], [], [], []
     for grouping in page:
         for record in release.table(*grouping).to_dict("records"):
+            if record["status"] == "recomputed":  # a sum of rounded counts shown elsewhere: no news
+                continue
             member = np.array([all(cell[dims.index(d)] == record[d] for d in grouping) for cell in cells], dtype=float)
             text = record["shown"]
             if text == rules.label:
@@ -87,7 +89,9 @@ def test_no_hidden_count_can_be_solved_for(case):
         for record in table.to_dict("records"):
             n = true.get(tuple(record[d] for d in grouping) if len(grouping) > 1 else record[grouping[0]], 0) \
                 if grouping else len(rows)
-            if record["status"] in ("shown", "rounded"):
+            if record["status"] == "recomputed":
+                assert record["shown"] == rules.label or int(record["shown"]) % rules.rounding == 0
+            elif record["status"] in ("shown", "rounded"):
                 value = int(record["shown"])
                 assert not rules.hides(n)
                 assert value == 0 or value > rules.largest_hidden

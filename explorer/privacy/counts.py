@@ -1,0 +1,45 @@
+"""Counts of persons by their attributes, for the public tier: the one query a public user can
+ask by name, with every table and column checked against the catalog before any SQL is built.
+
+Values never reach this SQL at all, and names reach it only after they are found in the
+catalog entry of a table the lake holds, quoted as identifiers.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from explorer.errors import ExplorerError, did_you_mean
+from explorer.privacy.safe_harbor import IDENTIFIER_PATTERN
+
+UNKNOWN = "unknown"
+
+
+def person_counts(lake, table: str, by: list[str]) -> pd.DataFrame:
+    """Number of persons (column ``n``) per combination of ``by`` in ``table``, a table of one
+    row per person (its catalog primary key is ``person_id``). A missing value is the group
+    "unknown", so it is counted and protected like any other."""
+    entry = lake.catalog.get(table)
+    if entry is None or not lake.has_table(table):
+        per_person = [e.name for e in lake.catalog if tuple(e.primary_key) == ("person_id",) and lake.has_table(e.name)]
+        raise ExplorerError(f"cannot count persons in {table!r}: it is not a table of this lake; tables of one row per "
+                            f"person are {', '.join(per_person) or 'none yet'}{did_you_mean(table, per_person)}")
+    if tuple(entry.primary_key) != ("person_id",):
+        raise ExplorerError(f"cannot count persons by the rows of {table}: a person has several rows there "
+                            f"(its key is {', '.join(entry.primary_key) or 'none'}); count a table of one row per person, "
+                            "such as person or ageotype")
+    by = list(dict.fromkeys(by))
+    for column in by:
+        if column not in entry.column_names:
+            raise ExplorerError(f"{table} has no column {column!r}{did_you_mean(column, entry.column_names)}; "
+                                f"its columns are {', '.join(entry.column_names)}")
+        if column == "person_id" or IDENTIFIER_PATTERN.search(column):
+            raise ExplorerError(f"cannot count by {column}: it identifies or locates a person; group by an attribute "
+                                "such as sex_at_birth, race or zip3")
+    names = ", ".join(f'"{c}"' for c in by)
+    query = (f"SELECT {names}, count(DISTINCT person_id) AS n FROM \"{table}\" GROUP BY ALL" if by
+             else f"SELECT count(DISTINCT person_id) AS n FROM \"{table}\"")
+    frame = lake.sql(query)
+    for column in by:
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), UNKNOWN).astype(str)
+    return frame

@@ -1,0 +1,172 @@
+"""Differentially private counts for public releases, with a privacy budget per dataset and release.
+
+A steward gives each (dataset, release) a total privacy-loss budget epsilon
+(:meth:`PrivacyBudget.set`, ``explorer budget set``). Every differentially private count charges
+its epsilon to that budget *before* anything is released, and a query that would spend more than
+is left is refused. The ledger is ``<lake>/privacy/budget.json``, changed under an exclusive file
+lock, so concurrent dashboards and jobs cannot overspend it together; every charge is listed
+with who asked for what.
+
+The noise is OpenDP's: the discrete Laplace (geometric) mechanism on the vector of group counts
+(``opendp.measurements.make_laplace`` over integers with the L1 distance). With each person
+counted in one group, adding or removing a person changes that vector by 1 in L1, so a scale of
+``1 / epsilon`` gives epsilon-differential privacy; OpenDP's own privacy map confirms the epsilon
+charged. Sequential composition: the epsilons of the releases of one budget add up.
+
+References
+----------
+Dwork, McSherry, Nissim & Smith (2006), Calibrating noise to sensitivity in private data analysis.
+Ghosh, Roughgarden & Sundararajan (2012), Universally utility-maximizing privacy mechanisms
+(the geometric mechanism). OpenDP Library, https://docs.opendp.org.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from explorer.errors import ExplorerError
+from explorer.privacy.roles import PermissionDenied
+
+
+class BudgetExceeded(PermissionDenied):
+    """A differentially private query would spend more privacy-loss budget than is left."""
+
+
+class PrivacyBudget:
+    """The lake's privacy-loss ledger (see the module notes)."""
+
+    def __init__(self, lake_root):
+        self.path = Path(lake_root) / "privacy" / "budget.json"
+
+    def set(self, dataset: str, release: str, epsilon: float, *, user: str) -> dict:
+        """Give (``dataset``, ``release``) a total budget of ``epsilon``; what was spent stays spent."""
+        epsilon = _positive(epsilon, "the budget's epsilon")
+        with self._locked() as ledger:
+            entry = ledger.setdefault(dataset, {}).setdefault(release, {"epsilon": epsilon, "charges": []})
+            spent = _spent(entry)
+            if epsilon < spent - 1e-12:
+                raise ExplorerError(f"{dataset}/{release} has already spent epsilon {spent:g}; a budget of {epsilon:g} "
+                                    "would be overspent. Set at least what is spent, or open a new release.")
+            entry.update(epsilon=epsilon, set_by=user, set_at=_now())
+            return dict(entry)
+
+    def remaining(self, dataset: str, release: str) -> float:
+        entry = self._read().get(dataset, {}).get(release)
+        return float("nan") if entry is None else entry["epsilon"] - _spent(entry)
+
+    def charge(self, dataset: str, release: str, epsilon: float, *, user: str, what: str) -> float:
+        """Spend ``epsilon`` of the budget, or raise :class:`BudgetExceeded`; returns what is left."""
+        epsilon = _positive(epsilon, "epsilon")
+        with self._locked() as ledger:
+            entry = ledger.get(dataset, {}).get(release)
+            if entry is None:
+                raise BudgetExceeded(f"no privacy budget for dataset {dataset!r}, release {release!r}: a steward sets one "
+                                     f"with `explorer budget set --dataset {dataset} --release {release} --epsilon 1`")
+            left = entry["epsilon"] - _spent(entry)
+            if epsilon > left + 1e-12:
+                raise BudgetExceeded(f"{what} would spend epsilon {epsilon:g} of dataset {dataset!r}, release {release!r}, "
+                                     f"which has {max(left, 0):g} of {entry['epsilon']:g} left; nothing was released. "
+                                     "Ask for less (a larger epsilon is less noise, so it costs more) or for a new release.")
+            entry["charges"].append({"time": _now(), "user": user, "what": what, "epsilon": epsilon})
+            return left - epsilon
+
+    def frame(self) -> pd.DataFrame:
+        """One row per budget: dataset, release, epsilon, spent, remaining, charges."""
+        rows = [{"dataset": d, "release": r, "epsilon": e["epsilon"], "spent": _spent(e),
+                 "remaining": e["epsilon"] - _spent(e), "charges": len(e["charges"])}
+                for d, releases in sorted(self._read().items()) for r, e in sorted(releases.items())]
+        return pd.DataFrame(rows, columns=["dataset", "release", "epsilon", "spent", "remaining", "charges"])
+
+    def _read(self) -> dict:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return {}
+        try:
+            return json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ExplorerError(f"{self.path}: the privacy budget ledger is damaged ({exc}); restore it from a backup "
+                                "before releasing anything") from None
+
+    class _Lock:
+        def __init__(self, budget):
+            self.budget = budget
+
+        def __enter__(self):
+            self.budget.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.budget.path, "a+")
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+            self.ledger = self.budget._read()
+            return self.ledger
+
+        def __exit__(self, kind, value, traceback):
+            try:
+                if kind is None:
+                    temporary = self.budget.path.with_suffix(".tmp")
+                    temporary.write_text(json.dumps(self.ledger, indent=1, sort_keys=True))
+                    temporary.replace(self.budget.path)  # atomic: a crash leaves the old ledger whole
+            finally:
+                self.handle.close()
+            return False
+
+    def _locked(self):
+        return PrivacyBudget._Lock(self)
+
+
+def dp_counts(counts: pd.Series, *, epsilon: float, budget: PrivacyBudget, dataset: str, release: str,
+              user: str, groups=None, alpha: float = 0.05) -> pd.DataFrame:
+    """Differentially private counts of persons per group, charged to a budget.
+
+    Parameters
+    ----------
+    counts
+        True counts of persons per group (each person in one group), indexed by group.
+    epsilon
+        Privacy loss of this release, charged to (``dataset``, ``release``) first.
+    groups
+        The groups to release, fixed before looking at the data (a group missing from
+        ``counts`` has 0). Default: the index of ``counts``; then which groups exist is not
+        protected, so pass the list of possible values where that matters.
+    alpha
+        The ``accuracy`` column is the distance the noise exceeds with probability ``alpha``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        group, count (noisy, at least 0), epsilon, accuracy.
+    """
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    epsilon = _positive(epsilon, "epsilon")
+    groups = list(counts.index if groups is None else groups)
+    true = counts.reindex(groups, fill_value=0).astype(int)
+    scale = 1.0 / epsilon
+    measurement = dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int), scale=scale)
+    spent = measurement.map(1)  # OpenDP's own accounting for one person added or removed
+    if spent > epsilon * (1 + 1e-9):
+        raise ExplorerError(f"OpenDP accounts epsilon {spent} for scale {scale}, more than {epsilon}; this is a bug")
+    budget.charge(dataset, release, spent, user=user, what=f"counts of {counts.index.name or 'groups'}")
+    noisy = measurement(true.tolist())
+    accuracy = dp.discrete_laplacian_scale_to_accuracy(scale, alpha)
+    return pd.DataFrame({counts.index.name or "group": groups, "count": [max(int(v), 0) for v in noisy],
+                         "epsilon": spent, "accuracy": accuracy})
+
+
+def _spent(entry: dict) -> float:
+    return math.fsum(c["epsilon"] for c in entry["charges"])
+
+
+def _positive(value, what: str) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ExplorerError(f"{what} must be a positive number, not {value!r}")
+    return value
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
