@@ -294,6 +294,22 @@ def cmd_budget(args) -> int:
     return 0
 
 
+def cmd_erase(args) -> int:
+    from explorer.ingest.pseudonym import Pseudonymizer
+    from explorer.lake.lake import _user
+    from explorer.privacy.erasure import erase
+    from explorer.progress import Progress
+
+    lake = _lake(args)
+    role = _role(args, "erase", "`explorer erase`")
+    pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file=args.key_file)
+    receipt = erase(lake, args.person, pseudonymizer=pseudonymizer, user=_user(), role=role,
+                    workers=args.workers, progress=Progress("erase"))
+    print(receipt)
+    print("The receipt is in the audit log (`explorer audit`); it names the person only by a keyed digest.")
+    return 0
+
+
 def cmd_quality(args) -> int:
     from explorer.ingest.quality import run_quality, summary
 
@@ -813,6 +829,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", help="name of the release, e.g. 2026-q4 (set)")
     p.add_argument("--epsilon", type=float, help="total privacy loss allowed (set)")
     p.set_defaults(func=cmd_budget)
+
+    p = commands.add_parser("erase", help="remove a person from everything (right to erasure); steward only",
+                            formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        Remove the person with this source identifier (the one in the files received) from the
+        lake: raw files holding only them are deleted and shared ones rewritten without them;
+        their rows leave every table; every aggregate is recomputed without them; the history of
+        every table that held them is purged (earlier versions can no longer be read); caches
+        are deleted; audit entries naming them are redacted. A receipt, naming them only by a
+        keyed digest, goes to the audit log, with a final scan of every byte under the lake root.
+        Needs the pseudonym key (as for ingest) and the steward role.
+
+        examples:
+          explorer erase --person 1000007
+          explorer erase --person 1000007 --key-file /secure/pseudonym.key"""))
+    p.add_argument("--person", required=True, metavar="SOURCE_ID", help="the person's source identifier")
+    p.add_argument("--key-file", default=None, help="pseudonym key file (default: $EXPLORER_PSEUDONYM_KEY[_FILE])")
+    p.add_argument("--workers", type=int, default=None, help="Dask workers for recomputing the aggregates")
+    p.set_defaults(func=cmd_erase)
 
     p = commands.add_parser("audit", help="show the audit log and verify its hash chain", formatter_class=fmt,
                             epilog=EPILOG_LAKE, description=textwrap.dedent("""\

@@ -60,9 +60,31 @@ def record(lake, table: str, version: int) -> None:
     os.replace(tmp, directory / f"{version:020d}.json")
 
 
+def purged_before(lake, table: str) -> int:
+    """The first version of ``table`` whose commit file still exists (0 unless its history was
+    purged, as an erasure does)."""
+    marker = _records_dir(lake, table) / "purged.json"
+    return json.loads(marker.read_text(encoding="utf-8"))["before"] if marker.exists() else 0
+
+
+def forget_before(lake, table: str, version: int) -> None:
+    """Drop the checksum records of versions before ``version`` (their files were purged), and
+    remember that the history starts there."""
+    directory = _records_dir(lake, table)
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.glob("*.json"):
+        if path.stem.isdigit() and int(path.stem) < version:
+            path.unlink()
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump({"table": table, "before": version}, out)
+    os.replace(tmp, directory / "purged.json")
+    record(lake, table, version)  # the checkpoint that now stands in for the history
+
+
 def _recorded_versions(lake, table: str) -> set[int]:
     directory = _records_dir(lake, table)
-    return {int(p.stem) for p in directory.glob("*.json")} if directory.is_dir() else set()
+    return {int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit()} if directory.is_dir() else set()
 
 
 def recorded(lake, table: str) -> dict[str, dict]:
@@ -72,6 +94,8 @@ def recorded(lake, table: str) -> dict[str, dict]:
     if not directory.is_dir():
         return out
     for path in sorted(directory.glob("*.json")):
+        if not path.stem.isdigit():
+            continue
         document = json.loads(path.read_text(encoding="utf-8"))
         for relative, entry in document["files"].items():
             out[relative] = {**entry, "version": document["version"]}
@@ -155,7 +179,7 @@ def verify(lake, *, all_versions: bool = False, progress=None) -> VerifyReport:
             wanted = {rel: f"{table}@{r['version']}" for rel, r in records.items()}
         else:
             wanted = {os.path.relpath(path, table_dir): f"{table}@{latest}" for path in data_files(dt)}
-        for v in range(latest + 1):  # the commit log decides what every version contains: check it too
+        for v in range(purged_before(lake, table), latest + 1):  # the commit log decides what every version holds
             wanted.setdefault(f"_delta_log/{v:020d}.json", f"{table}@{v}")
         for checkpoint in table_dir.glob("_delta_log/*.checkpoint.parquet"):
             wanted.setdefault(f"_delta_log/{checkpoint.name}", f"{table}@{int(checkpoint.name.split('.')[0])}")

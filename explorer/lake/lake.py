@@ -276,6 +276,33 @@ class Lake:
             raise
         return self._landed(name, commit_id)
 
+    def purge_history(self, name: str) -> int:
+        """Keep only the current version of table ``name``: every data file that only earlier
+        versions used, and their commit files, are deleted from disk, and a checkpoint of the
+        current version stands in for the log. What an erasure does to each table that held the
+        person, so that no old version can be read back with them in it. Returns the version kept.
+
+        Earlier versions can no longer be read (``version=`` raises); lineage that names them
+        stays recorded in later commits."""
+        dt = self.delta(name)
+        latest = dt.version()
+        dt.create_checkpoint()
+        root = self.table_path(name)
+        live = {path.resolve() for path in data_files(dt)}
+        for path in root.rglob("*"):
+            if path.is_file() and "_delta_log" not in path.parts and path.resolve() not in live:
+                path.unlink()
+        for path in (root / "_delta_log").iterdir():
+            head = path.name.split(".")[0]
+            if head.isdigit() and int(head) < latest:
+                path.unlink()
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir() and "_delta_log" not in p.parts),
+                             key=lambda p: len(p.parts), reverse=True):
+            if not any(folder.iterdir()):
+                folder.rmdir()  # an emptied partition folder still names its value
+        integrity.forget_before(self, name, latest)
+        return latest
+
     def _landed(self, name: str, commit_id: str) -> int:
         """The version a commit landed as, with its files' checksums recorded."""
         version = self._find_commit(name, commit_id)

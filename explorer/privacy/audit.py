@@ -3,10 +3,16 @@
 Each entry is one line of JSON in ``<lake>/audit/audit.jsonl``: ``seq`` (1, 2, ...), ``time``
 (UTC), ``user``, ``role``, ``action``, ``dataset``, ``version``, ``parameters``, ``rows``,
 ``prev_hash`` and ``hash``. ``hash`` is the SHA-256 of the entry's canonical JSON (sorted keys,
-no spaces, ``hash`` left out), which includes ``prev_hash``, the hash of the entry before
-(64 zeros for the first). Editing, deleting, inserting or reordering any entry breaks the chain
-at that entry, and :meth:`AuditLog.verify` names it. Appends hold an exclusive lock on the file,
-so entries written by concurrent processes still form one chain.
+no spaces, ``hash`` left out, and ``parameters`` replaced by their own SHA-256), which includes
+``prev_hash``, the hash of the entry before (64 zeros for the first). Editing, deleting, inserting
+or reordering any entry breaks the chain at that entry, and :meth:`AuditLog.verify` names it.
+Appends hold an exclusive lock on the file, so entries written by concurrent processes still form
+one chain.
+
+One change is allowed, and only one: an erasure *redacts* the parameters of entries that name the
+person (:meth:`AuditLog.redact`). The entry keeps the digest of what it said
+(``parameters_sha256``), so its hash and the chain still verify, and the erasure's receipt, a later
+entry, lists every entry it redacted; a redaction no receipt lists fails verification.
 
 The log lives outside the Delta tables on purpose: erasing a person purges table history, and
 the receipt of that erasure must outlive it. It records no direct identifier beyond what the
@@ -30,10 +36,24 @@ GENESIS = "0" * 64
 FIELDS = ("seq", "time", "user", "role", "action", "dataset", "version", "parameters", "rows", "prev_hash", "hash")
 
 
+def _canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def parameters_digest(entry: dict) -> str:
+    """SHA-256 of an entry's parameters (kept in ``parameters_sha256`` once they are redacted)."""
+    return entry.get("parameters_sha256") or hashlib.sha256(_canonical(entry.get("parameters") or {})).hexdigest()
+
+
 def entry_hash(entry: dict) -> str:
-    """SHA-256 of the entry's canonical JSON without its ``hash``."""
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    """SHA-256 of the entry's canonical JSON without its ``hash``, its parameters by digest
+    (``format`` 2; entries of format 1, written before redaction existed, hash their parameters
+    in full and cannot be redacted)."""
+    if entry.get("format", 1) < 2:
+        return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+    body = {k: v for k, v in entry.items() if k not in ("hash", "parameters", "parameters_sha256")}
+    body["parameters_sha256"] = parameters_digest(entry)
+    return hashlib.sha256(_canonical(body)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -74,12 +94,39 @@ class AuditLog:
                      "user": str(user), "role": str(role), "action": str(action), "dataset": dataset,
                      "version": None if version is None else int(version), "parameters": parameters or {},
                      "rows": None if rows is None else int(rows),
-                     "prev_hash": previous["hash"] if previous else GENESIS}
+                     "prev_hash": previous["hash"] if previous else GENESIS, "format": 2}
             entry["hash"] = entry_hash(entry)
             handle.seek(0, 2)
             handle.write((json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode("utf-8"))
             handle.flush()
         return entry
+
+    def redact(self, names_person, *, note: str) -> list[int]:
+        """Replace the parameters of every entry where ``names_person(text)`` is true by a note,
+        keeping their digest; returns the redacted entries' seq. Only an erasure does this, and
+        its receipt must list them (see the module notes)."""
+        if not self.path.exists():
+            return []
+        redacted = []
+        with open(self.path, "r+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            lines = handle.read().decode("utf-8").splitlines()
+            out = []
+            for line in lines:
+                entry = json.loads(line)
+                redactable = entry.get("format", 1) >= 2 and "parameters_sha256" not in entry
+                text = json.dumps(entry.get("parameters") or {}) if redactable else ""
+                if text and names_person(text):
+                    entry["parameters_sha256"] = parameters_digest(entry)
+                    entry["parameters"] = {"redacted": note}
+                    redacted.append(entry["seq"])
+                    line = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+                out.append(line)
+            if redacted:
+                temporary = self.path.with_suffix(".tmp")
+                temporary.write_text("\n".join(out) + "\n", encoding="utf-8")
+                temporary.replace(self.path)  # the lock is on the old inode: appenders wait for this one
+        return redacted
 
     def entries(self, limit: int | None = None) -> pd.DataFrame:
         """The entries, oldest first (the last ``limit`` if given)."""
@@ -102,6 +149,7 @@ class AuditLog:
         if not self.path.exists():
             return AuditCheck(True, 0)
         previous_hash, expected_seq, count = GENESIS, 1, 0
+        redacted, receipted = {}, set()
         for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 return AuditCheck(False, count, None, number, "an empty line (an entry was removed)")
@@ -117,7 +165,15 @@ class AuditLog:
                 return AuditCheck(False, count, seq, number, "prev_hash is not the hash of the entry before")
             if entry_hash(entry) != entry.get("hash"):
                 return AuditCheck(False, count, seq, number, "its content does not match its hash (it was edited)")
+            if "parameters_sha256" in entry:
+                redacted[seq] = number
+            if entry.get("action") == "erase":
+                receipted.update((entry.get("parameters") or {}).get("audit_entries_redacted", []))
             previous_hash, expected_seq, count = entry["hash"], expected_seq + 1, count + 1
+        for seq, number in redacted.items():
+            if seq not in receipted:
+                return AuditCheck(False, count, seq, number, "its parameters were redacted, but no erasure receipt "
+                                                             "lists it (a redaction outside an erasure)")
         return AuditCheck(True, count)
 
 
