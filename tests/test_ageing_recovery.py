@@ -129,3 +129,16 @@ def test_ageing_views_for_the_public_role(cohort):
     for view in (AgeingRateDistribution(lake=lake, role="public"), AgeotypeMembership(lake=lake, role="public"),
                  PhenoAgeVsAge(lake=lake, role="public")):
         assert view.panel() is not None
+
+
+@pytest.mark.parametrize("value", ["1 OR 1=1; DROP TABLE person", "' OR '1'='1", "2160-0' --"])
+def test_hostile_marker_filters_are_data(cohort, value):
+    from explorer.errors import ExplorerError
+    from explorer.views import AgeingRateDistribution, MarkerTrajectories
+
+    lake, _ = cohort
+    with pytest.raises(ExplorerError, match="no marker"):
+        MarkerTrajectories(lake=lake, marker=value).data()
+    with pytest.raises(ExplorerError, match="no personal slopes"):
+        AgeingRateDistribution(lake=lake, marker=value).data()
+    assert lake.sql("SELECT count(*) AS n FROM person")["n"].item() == 80

@@ -42,7 +42,10 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
             continue
         parts = []
         for store in rows.sort_values("time_start")["store"]:
-            path = Path(lake_root) / store
+            path = (Path(lake_root) / store).resolve()
+            if not path.is_relative_to(Path(lake_root).resolve()):
+                raise ExplorerError(f"array_store lists {store!r} for {variable}, which is outside the lake: refused "
+                                    "(a store must live under the lake's arrays/ folder)")
             if not path.exists():
                 raise ExplorerError(f"array_store lists {store} for {variable}, but {path} does not exist: "
                                     "run `explorer verify` and re-ingest the grid file")

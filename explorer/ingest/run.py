@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 import tempfile
 import traceback
@@ -129,9 +130,28 @@ def _is_zarr_folder(path: Path) -> bool:
     return path.is_dir() and any((path / marker).is_file() for marker in ("zarr.json", ".zgroup"))
 
 
-def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
+#: limits on what one zip archive may expand to (a small zip must not become gigabytes in memory
+#: or on disk): total bytes, bytes per compressed byte, and the longest line of a text member
+MAX_UNZIPPED_BYTES = int(os.environ.get("EXPLORER_MAX_UNZIPPED_BYTES", 8 << 30))
+MAX_COMPRESSION_RATIO = 200
+MAX_LINE_BYTES = 16 << 20
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".ndjson", ".jsonl")
+
+
+def _refused(scratch: Path, k: int, reason: str) -> Path:
+    """A stand-in kept in the raw zone for something not read (a link, a member too large):
+    the record of what arrived and why it was refused."""
+    stand_in = scratch / f"refused-{k}"
+    stand_in.write_text(f"not read by explorer ingest: {reason}\n", encoding="utf-8")
+    return stand_in
+
+
+def _walk(path: Path, scratch: Path | None = None, refused: dict | None = None) -> tuple[list[tuple[Path, str]], int]:
     """Files under ``path`` as (path on disk, name as received), honouring ``.explorerignore``.
-    A Zarr store folder is one item (packed into one file later), not its many chunk files."""
+    A Zarr store folder is one item (packed into one file later), not its many chunk files.
+    A symbolic link that leads out of ``path`` (or to a folder) is not followed: it is listed
+    with a stand-in file and its reason in ``refused``, so it is quarantined, not lost."""
+    refused = {} if refused is None else refused
     if path.is_file() or _is_zarr_folder(path):
         return [(path, str(path))], 0
     if not path.is_dir():
@@ -141,8 +161,24 @@ def _walk(path: Path) -> tuple[list[tuple[Path, str]], int]:
     if ignore.is_file():
         patterns = [line.strip().rstrip("/") for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
     files, ignored = [], 0
-    stores = sorted(p for p in path.rglob("*") if _is_zarr_folder(p))
-    for file in sorted([p for p in path.rglob("*") if p.is_file()] + stores):
+    root = path.resolve()
+    links = sorted(p for p in path.rglob("*") if p.is_symlink())
+    stores = sorted(p for p in path.rglob("*") if _is_zarr_folder(p) and not p.is_symlink())
+    for link in links:
+        target = link.resolve()
+        relative = link.relative_to(path).as_posix()
+        if link.is_dir():
+            reason = f"symbolic link to a folder ({target}): not followed; copy the files in instead"
+        elif not target.is_relative_to(root):
+            reason = f"symbolic link leading out of the folder being ingested (to {target}): not followed"
+        else:
+            continue  # a link to a file inside the folder is read like the file
+        if scratch is None:
+            raise ExplorerError(f"{link}: {reason}")
+        refused[relative] = reason
+        files.append((_refused(scratch, len(refused), reason), relative))
+    outside = {link for link in links if link.is_dir() or not link.resolve().is_relative_to(root)}
+    for file in sorted([p for p in path.rglob("*") if p.is_file() and p not in outside] + stores):
         relative = file.relative_to(path).as_posix()
         if any(store in file.parents for store in stores):
             continue  # a chunk of a store, travels with it
@@ -163,13 +199,19 @@ def _pack_folder(folder: Path, target: Path) -> Path:
     return target
 
 
-def _expand_zips(files, scratch: Path):
+def _expand_zips(files, scratch: Path, refused: dict | None = None):
     """Members of each .zip become files named ``archive.zip!member``; the archive itself is
     listed too (kept, and recorded as unpacked), and a damaged archive is left whole for the
     readers to refuse, so it is quarantined with a reason instead of stopping the ingest. A Zarr
-    folder is packed into one file, and a zipped Zarr store stays whole: both are grids."""
+    folder is packed into one file, and a zipped Zarr store stays whole: both are grids.
+
+    A member whose name would land outside the archive's folder (``../``, an absolute path:
+    "zip slip"), one that expands beyond :data:`MAX_COMPRESSION_RATIO` or past the archive's
+    :data:`MAX_UNZIPPED_BYTES`, and a text member with a line over :data:`MAX_LINE_BYTES` are
+    not unpacked: each is listed in ``refused`` with its reason (quarantined), with a stand-in."""
     from explorer.ingest.readers.grids import is_zarr_zip
 
+    refused = {} if refused is None else refused
     out, containers = [], {}
     for path, name in files:
         if path.is_dir():
@@ -181,11 +223,15 @@ def _expand_zips(files, scratch: Path):
         members = []
         try:
             with zipfile.ZipFile(path) as archive:
+                budget = [MAX_UNZIPPED_BYTES]
                 for k, member in enumerate(m for m in archive.infolist() if not m.is_dir()):
                     target = scratch / f"{len(out)}-{k}"
-                    with archive.open(member) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    members.append((target, f"{name}!{member.filename}"))
+                    member_name = f"{name}!{member.filename}"
+                    reason = _unsafe_member(member) or _unpack(archive, member, target, budget)
+                    if reason:
+                        refused[member_name] = reason
+                        target = _refused(scratch, len(refused), reason)
+                    members.append((target, member_name))
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
             out.append((path, name))
             containers[name] = f"damaged zip archive: {exc}"
@@ -194,6 +240,53 @@ def _expand_zips(files, scratch: Path):
         out.append((path, name))
         containers[name] = f"zip archive unpacked: {len(members)} member(s) ingested as {name}!<member>"
     return out, containers
+
+
+def _unsafe_member(member: zipfile.ZipInfo) -> str | None:
+    """Why a member's name is unsafe to unpack (it would land outside its folder), or None."""
+    name = member.filename.replace("\\", "/")
+    parts = name.split("/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        return (f"zip member {member.filename!r} would land outside the archive's folder (zip slip): not unpacked; "
+                "ask the sender for an archive with relative member names")
+    if (member.external_attr >> 16) & 0o170000 == 0o120000:
+        return f"zip member {member.filename!r} is a symbolic link: not followed"
+    return None
+
+
+def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, budget: list) -> str | None:
+    """Copy one member to ``target`` within the limits; the reason it was stopped, or None."""
+    ratio_cap = max(member.compress_size, 1) * MAX_COMPRESSION_RATIO
+    text = member.filename.lower().endswith(TEXT_SUFFIXES)
+    written, line = 0, 0
+    with archive.open(member) as src, open(target, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > budget[0]:
+                reason = (f"zip member {member.filename!r} expands past the archive's limit of {MAX_UNZIPPED_BYTES:,} "
+                          "bytes: not unpacked (set EXPLORER_MAX_UNZIPPED_BYTES to allow more)")
+            elif written > ratio_cap and written > (1 << 20):
+                reason = (f"zip member {member.filename!r} expands more than {MAX_COMPRESSION_RATIO} times its "
+                          "compressed size (a zip bomb?): not unpacked")
+            else:
+                reason = None
+            if text and reason is None:
+                pieces = chunk.split(b"\n")
+                longest = line + len(pieces[0])  # the line carried over from the chunk before
+                if len(pieces) > 1:
+                    longest = max([longest] + [len(piece) for piece in pieces[1:-1]])
+                    line = len(pieces[-1])
+                else:
+                    line = longest
+                if max(longest, line) > MAX_LINE_BYTES:
+                    reason = f"zip member {member.filename!r} has a line longer than {MAX_LINE_BYTES:,} bytes: not unpacked"
+            if reason:
+                dst.close()
+                target.unlink()
+                return reason
+            dst.write(chunk)
+    budget[0] -= written
+    return None
 
 
 #: tables that later files of the same ingest look things up in; the readers that fill them
@@ -310,8 +403,9 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
     staging.mkdir(parents=True)
     scratch = Path(tempfile.mkdtemp(prefix="explorer-ingest-"))
     try:
-        files, ignored = _walk(path)
-        files, containers = _expand_zips(files, scratch)
+        refused: dict[str, str] = {}
+        files, ignored = _walk(path, scratch, refused)
+        files, containers = _expand_zips(files, scratch, refused)
         done_before = _already_ingested(lake, retry_quarantined)
         earlier = _earlier_deliveries(lake)
         recorded = _recorded_shas(lake)
@@ -334,7 +428,9 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
             # new content at a path delivered before is a correction, even if it is an older
             # version coming back (A, then B, then A again: A is what the source says now)
             correction = latest is not None and latest != raw.sha256
-            if name in containers and not containers[name].startswith("damaged"):
+            if name in refused:
+                outcomes.append(FileOutcome(name, raw.sha256, "quarantined", reason=refused[name]))
+            elif name in containers and not containers[name].startswith("damaged"):
                 outcomes.append(FileOutcome(name, raw.sha256, "unpacked", "zip", containers[name]))
             elif identity in done_before and not correction:
                 outcomes.append(FileOutcome(name, raw.sha256, "skipped", reason=f"already ingested ({done_before[identity]})"))

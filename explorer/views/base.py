@@ -51,6 +51,7 @@ class LakeView(param.Parameterized):
         return self.lake.sql(query, params)
 
     def _require(self, *tables):
+        require(self.role, self.access, f"the {type(self).__name__} view")  # before saying what exists
         for table in tables:
             if not self.lake.has_table(table):
                 raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")

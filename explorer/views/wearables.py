@@ -54,6 +54,7 @@ class _PersonView(LakeView):
 
     def _person_day(self, table: str, which: str) -> pd.Timestamp:
         """Midnight of the person's first (``which="min"``) or last (``"max"``) day in ``table``."""
+        self._require(table)
         found = self._sql(f"SELECT {which}(datetime) AS day FROM {table} WHERE person_id = ?", [self.person_id])["day"].iloc[0]
         if pd.isna(found):
             what = {"heart_rate_minute": "heart-rate minutes", "steps_minute": "step minutes"}.get(table, f"rows in {table}")
