@@ -120,6 +120,11 @@ def test_ageing_views_for_the_public_role(cohort):
     assert ((rates["count"] == exact["count"]) | rates["count"].isna()).all()
     assert exact.loc[rates["status"] == "primary", "count"].between(1, 10).all()
     assert (rates["count"].dropna().isin([0]) | (rates["count"].dropna() > 10)).all()
+    # a public page cannot be re-binned: nested binnings would give hidden bins away
+    coarse = AgeingRateDistribution(lake=lake, role="public", disclosure=cms, bins=5).data()["bins"]
+    pd.testing.assert_frame_equal(coarse, rates)
+    wide = PhenoAgeVsAge(lake=lake, role="public", disclosure=cms, band_years=1).data()
+    pd.testing.assert_frame_equal(wide, PhenoAgeVsAge(lake=lake, role="public", disclosure=cms).data())
     membership = AgeotypeMembership(lake=lake, role="public", disclosure=cms).data()
     assert set(membership["speeds"]["status"]) <= {"shown", "primary", "complementary"}
     assert (membership["speeds"]["persons"].dropna().isin([0]) | (membership["speeds"]["persons"].dropna() > 10)).all()

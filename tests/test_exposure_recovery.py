@@ -108,4 +108,7 @@ def test_exposure_views_for_the_public_role(cohort):
     assert public["share"][hidden].isna().all() and (public["in_heat_wave"].dropna().eq(0) | public["in_heat_wave"].dropna().gt(20)).all()
     bins = ExposureResponse(lake=lake, role="public", disclosure=aou).data()["bins"]
     assert bins["mean"].isna().any() and (bins.loc[bins["mean"].notna(), "persons"] > 20).all()
+    assert "n" not in bins  # person-days would be a finer count beside the protected persons
+    finer = ExposureResponse(lake=lake, role="public", disclosure=aou, bin_width=0.5).data()["bins"]
+    pd.testing.assert_frame_equal(finer, bins)
     assert ExposureResponse(lake=lake, role="public").panel() is not None

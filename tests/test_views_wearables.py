@@ -114,6 +114,9 @@ def test_public_role_gets_no_person_rows_and_protected_bins(lake):
     resting = public["resting_hr"]  # 2 persons: every bin and the total are small
     assert resting["count"].fillna(0).eq(0).all() and resting.attrs["n"] != resting.attrs["n"]  # NaN: hidden
     assert (resting.loc[exact["resting_hr"]["count"] > 0, "shown"] == "<5").all()
-    steps = public["daily_steps"]
-    assert ((steps["count"] == exact["daily_steps"]["count"]) | steps["count"].isna()).all()
+    steps = public["daily_steps"]  # persons by their median daily steps, not person-days
+    medians = lake.sql("SELECT median(steps) AS m FROM wearable_daily WHERE valid_day GROUP BY person_id")["m"]
+    per_person, _ = np.histogram(np.clip(medians, 0, 30_000), bins=np.arange(0, 30_001, 1000))
+    assert ((steps["count"] == per_person) | steps["count"].isna()).all() and "per-person median" in steps.attrs["label"]
+    assert exact["daily_steps"]["count"].sum() > len(medians)
     assert hv.render(CohortWearableDistributions(lake=lake, role="public").panel(), backend="bokeh") is not None

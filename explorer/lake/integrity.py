@@ -38,14 +38,18 @@ def _added_files(lake, table: str, version: int) -> list[str]:
     return added
 
 
-def record(lake, table: str, version: int) -> None:
-    """Hash the commit file and the data files that ``table@version`` added, and keep the hashes."""
+def record(lake, table: str, version: int, *, every_live_file: bool = False) -> None:
+    """Hash the commit file and the data files that ``table@version`` added (or, with
+    ``every_live_file``, every data file of that version), and keep the hashes."""
     table_dir = lake.table_path(table)
     files = {f"_delta_log/{version:020d}.json": None}
     checkpoint = f"_delta_log/{version:020d}.checkpoint.parquet"
     if (table_dir / checkpoint).exists():  # written by the commit's post-commit hook
         files[checkpoint] = None
-    files.update({path: None for path in _added_files(lake, table, version)})
+    if every_live_file:
+        files.update({os.path.relpath(path, table_dir): None for path in data_files(lake.delta(table, version))})
+    else:
+        files.update({path: None for path in _added_files(lake, table, version)})
     entries = {}
     for relative in files:
         path = table_dir / relative
@@ -79,7 +83,9 @@ def forget_before(lake, table: str, version: int) -> None:
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump({"table": table, "before": version}, out)
     os.replace(tmp, directory / "purged.json")
-    record(lake, table, version)  # the checkpoint that now stands in for the history
+    # the checkpoint stands in for the history, and the files earlier commits added and this
+    # version still uses are recorded again, since their own records went with those commits
+    record(lake, table, version, every_live_file=True)
 
 
 def _recorded_versions(lake, table: str) -> set[int]:

@@ -66,10 +66,13 @@ class AuditCheck:
     bad_seq: int | None = None
     bad_line: int | None = None
     reason: str = ""
+    head: str = GENESIS  # hash of the last entry: kept elsewhere, it shows a log cut short
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit log intact: {self.entries} entr{'y' if self.entries == 1 else 'ies'}, hash chain verified"
+            return (f"audit log intact: {self.entries} entr{'y' if self.entries == 1 else 'ies'}, hash chain verified; "
+                    f"head {self.head[:16]} (a chain cut short still verifies: compare the head with a copy kept "
+                    "outside the lake)")
         return f"audit log BROKEN at line {self.bad_line} (entry seq {self.bad_seq}): {self.reason}"
 
 
@@ -85,8 +88,7 @@ class AuditLog:
         if not user or not role or not action:
             raise ExplorerError("an audit entry needs a user, a role and an action")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        with self._lock(), open(self.path, "a+b") as handle:
             last = _last_line(handle)
             previous = json.loads(last) if last else None
             entry = {"seq": (previous["seq"] + 1) if previous else 1,
@@ -108,8 +110,7 @@ class AuditLog:
         if not self.path.exists():
             return []
         redacted = []
-        with open(self.path, "r+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with self._lock(), open(self.path, "rb") as handle:
             lines = handle.read().decode("utf-8").splitlines()
             out = []
             for line in lines:
@@ -125,8 +126,20 @@ class AuditLog:
             if redacted:
                 temporary = self.path.with_suffix(".tmp")
                 temporary.write_text("\n".join(out) + "\n", encoding="utf-8")
-                temporary.replace(self.path)  # the lock is on the old inode: appenders wait for this one
+                temporary.replace(self.path)
         return redacted
+
+    def _lock(self):
+        """An exclusive lock on a file that is never replaced (a redaction replaces the log, and
+        a lock on the log's old inode would let an appender write into the replaced file)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def held():
+            with open(self.path.with_suffix(".lock"), "a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+                yield
+        return held()
 
     def entries(self, limit: int | None = None) -> pd.DataFrame:
         """The entries, oldest first (the last ``limit`` if given)."""
@@ -166,6 +179,8 @@ class AuditLog:
             if entry_hash(entry) != entry.get("hash"):
                 return AuditCheck(False, count, seq, number, "its content does not match its hash (it was edited)")
             if "parameters_sha256" in entry:
+                if set(entry.get("parameters") or {}) != {"redacted"}:
+                    return AuditCheck(False, count, seq, number, "a redacted entry carries parameters again (edited)")
                 redacted[seq] = number
             if entry.get("action") == "erase":
                 receipted.update((entry.get("parameters") or {}).get("audit_entries_redacted", []))
@@ -174,7 +189,7 @@ class AuditLog:
             if seq not in receipted:
                 return AuditCheck(False, count, seq, number, "its parameters were redacted, but no erasure receipt "
                                                              "lists it (a redaction outside an erasure)")
-        return AuditCheck(True, count)
+        return AuditCheck(True, count, head=previous_hash)
 
 
 def _last_line(handle) -> str:

@@ -98,7 +98,9 @@ class PrivacyBudget:
 
         def __enter__(self):
             self.budget.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(self.budget.path, "a+")
+            # the lock lives on a file that is never replaced: a lock on the ledger itself would
+            # stay on the old inode after the atomic replace, letting a waiter in beside a newcomer
+            self.handle = open(self.budget.path.with_suffix(".lock"), "a+")
             fcntl.flock(self.handle, fcntl.LOCK_EX)
             self.ledger = self.budget._read()
             return self.ledger

@@ -72,7 +72,8 @@ class AgeingRateDistribution(LakeView):
 
     marker = param.String(default="2160-0", doc="LOINC code of the marker.")
     bins = param.Integer(default=30, bounds=(5, 200),
-                         doc="Histogram bins, over the 1st to 99th percentile (the rest in the end bins).")
+                         doc="Histogram bins, over the 1st to 99th percentile (the rest in the end bins); "
+                             "a public view keeps the default.")
 
     def data(self) -> dict:
         self._require("person_ageing_rate", "marker_ageing")
@@ -80,9 +81,13 @@ class AgeingRateDistribution(LakeView):
         if not len(slopes):
             raise ExplorerError(f"no personal slopes of marker {self.marker!r}: check the LOINC code "
                                 "(`explorer ageing markers`)")
-        bins = self._histogram(slopes, nice_edges(slopes, self.bins))
+        bins = self._histogram(slopes, nice_edges(slopes, self._setting("bins")))
         line = self._sql("SELECT name, slope FROM marker_ageing WHERE marker = ?", [self.marker]).iloc[0]
-        return {"bins": bins, "cohort_slope": float(line["slope"]), "name": line["name"], "n": bins.attrs["total"]}
+        cohort_slope = float(line["slope"])
+        if self.public and bins.attrs["total"] != bins.attrs["total"]:  # too few persons: nothing of them shows
+            bins = bins.iloc[:0]
+            cohort_slope = float("nan")
+        return {"bins": bins, "cohort_slope": cohort_slope, "name": line["name"], "n": bins.attrs.get("total", np.nan)}
 
     def panel(self):
         hv = _holoviews()
@@ -129,7 +134,8 @@ class PhenoAgeVsAge(LakeView):
     model = param.Selector(default="phenoage", objects=["phenoage", "kdm_age"], doc="Biological age shown.")
 
     band_years = param.Integer(default=10, bounds=(1, 30),
-                               doc="Width of the age bands a public view counts persons in (years).")
+                               doc="Width of the age bands a public view counts persons in (years); a public view "
+                                   "keeps the default.")
 
     def data(self) -> pd.DataFrame:
         """Researcher: one row per person and visit (chronological_age, biological_age). Public:
@@ -143,7 +149,7 @@ class PhenoAgeVsAge(LakeView):
                                       arg_max({self.model}, date) AS biological_age
                                FROM biological_age WHERE {self.model} IS NOT NULL AND chronological_age IS NOT NULL
                                GROUP BY person_id""")
-        width = self.band_years
+        width = self._setting("band_years")
         for column in ("chronological_age", "biological_age"):
             start = (np.floor(latest[column] / width) * width).astype(int)
             latest[column] = start.map(lambda a: f"{a}-{a + width - 1}")

@@ -32,10 +32,13 @@ class LakeView(param.Parameterized):
     """A view of the lake, built for one role."""
 
     lake = param.Parameter(doc="An explorer Lake (explorer.open()).")
-    role = param.Selector(default="researcher", objects=list(ROLES),
+    # Set once, when the view is built (a served page takes it from the login), never from a
+    # widget: constant, and hidden from the widgets Panel would make of the view's parameters.
+    role = param.Selector(default="researcher", objects=list(ROLES), constant=True, precedence=-1,
                           doc="Who the view is for: public (aggregates under disclosure control), researcher, steward.")
     disclosure = param.ClassSelector(class_=DisclosureControl, default=DisclosureControl(profile="aou"),
-                                     instantiate=False, doc="Disclosure control applied to what a public view shows.")
+                                     instantiate=True, constant=True, precedence=-1,
+                                     doc="Disclosure control applied to what a public view shows (each view its own).")
 
     #: the access this view needs (explorer.privacy.ACCESS): person-level views say person_rows
     access = "aggregates"
@@ -55,6 +58,12 @@ class LakeView(param.Parameterized):
         for table in tables:
             if not self.lake.has_table(table):
                 raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
+
+    def _setting(self, name: str):
+        """A display setting (bin count, band width) as this view may use it: a public view uses
+        the fixed default, since pages of nested binnings of the same values would give a
+        hidden bin away as a shown parent bin less its shown siblings."""
+        return self.param[name].default if self.public else getattr(self, name)
 
     def _histogram(self, values, edges) -> pd.DataFrame:
         """Counts of ``values`` between ``edges`` (values beyond fall in the end bins): left,

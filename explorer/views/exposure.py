@@ -93,7 +93,7 @@ class ExposureResponse(LakeView):
     their own mean, averaged in 1 K bins of the anomaly, with the mixed-model slope
     (explorer.exposure.association) drawn through it."""
 
-    bin_width = param.Number(default=1.0, bounds=(0.1, 5), doc="Width of the anomaly bins (K).")
+    bin_width = param.Number(default=1.0, bounds=(0.1, 5), doc="Width of the anomaly bins (K); a public view keeps the default.")
 
     def data(self) -> dict:
         """``bins`` (anomaly bin centre, mean deviation, n person-days) and ``fit`` (the
@@ -110,26 +110,37 @@ class ExposureResponse(LakeView):
                   AND e.tas_anomaly IS NOT NULL""")
         fit = association(frame, "resting_hr", "tas_anomaly")
         frame["deviation"] = frame["resting_hr"] - frame.groupby("person_id")["resting_hr"].transform("mean")
-        centre = np.floor(frame["tas_anomaly"] / self.bin_width) * self.bin_width + self.bin_width / 2
+        width = self._setting("bin_width")
+        centre = np.floor(frame["tas_anomaly"] / width) * width + width / 2
         bins = frame.groupby(centre.rename("anomaly"))["deviation"].agg(mean="mean", n="size").reset_index()
         if self.public:  # a bin's mean is shown only where enough persons (not person-days) are in it
             persons = frame.assign(anomaly=centre).groupby("anomaly")["person_id"].nunique().rename("persons")
             page = self.disclosure.counts(persons.reset_index(), [("anomaly",)], weight="persons").table("anomaly")
             bins = bins.merge(page[["anomaly", "count", "status"]].rename(columns={"count": "persons"}), on="anomaly")
-            bins.loc[~bins["status"].isin(["shown", "rounded"]), ["mean", "n"]] = np.nan
-            bins = bins.drop(columns="status")
+            bins.loc[~bins["status"].isin(["shown", "rounded"]), "mean"] = np.nan
+            # person-days are not persons: a count of them would be a finer count beside the
+            # protected one, so none leaves; the fit shows only over enough persons
+            bins = bins.drop(columns=["status", "n"])
+            if fit.n_persons < self.disclosure.rules.minimum_shown:
+                fit = None
         return {"bins": bins, "fit": fit}
 
     def panel(self):
         hv = _holoviews()
         found = self.data()
         bins, fit = found["bins"], found["fit"]
-        x = np.array([bins["anomaly"].min(), bins["anomaly"].max()])
-        points = hv.Scatter(bins, kdims=["anomaly"], vdims=["mean", "n"]).opts(size=8, tools=["hover"])
-        line = hv.Curve((x, fit.slope * (x - x.mean()) + np.average(bins["mean"], weights=bins["n"])),
+        weight = "n" if "n" in bins else "persons"
+        shown = bins.dropna(subset=["mean", weight])
+        points = hv.Scatter(bins, kdims=["anomaly"], vdims=["mean", weight]).opts(size=8, tools=["hover"])
+        if fit is None or shown.empty:
+            return points.opts(responsive=True, height=320, xlabel="temperature anomaly at home (K)",
+                               ylabel="resting heart rate, deviation from own mean (/min)",
+                               title="Resting heart rate against the temperature anomaly (too few persons for a fit)")
+        x = np.array([shown["anomaly"].min(), shown["anomaly"].max()])
+        line = hv.Curve((x, fit.slope * (x - x.mean()) + np.average(shown["mean"], weights=shown[weight])),
                         "anomaly", "mean").opts(color="firebrick")
+        size = "" if self.public else f", {fit.n_obs:,} person-days"
         return (points * line).opts(
             responsive=True, height=320, xlabel="temperature anomaly at home (K)",
             ylabel="resting heart rate, deviation from own mean (/min)",
-            title=f"{fit.slope:+.2f} /min per K (95% CI {fit.ci_low:+.2f} to {fit.ci_high:+.2f}), "
-                  f"{fit.n_obs:,} person-days")
+            title=f"{fit.slope:+.2f} /min per K (95% CI {fit.ci_low:+.2f} to {fit.ci_high:+.2f}){size}")

@@ -183,14 +183,28 @@ class CohortWearableDistributions(LakeView):
         scope = {"daily_steps": "valid days", "resting_hr": "per-person median"}.get(key, "per person-month")
         return f"{metric.long_name}, {scope}{unit}"
 
+    #: for a public view, one value per person (their median), so that every count is persons:
+    #: one person's many days must not fill a bin that then shows as if it were many people
+    PER_PERSON = {
+        "daily_steps": "SELECT median(steps) AS value FROM wearable_daily WHERE valid_day GROUP BY person_id",
+        "interdaily_stability": "SELECT median(interdaily_stability) AS value FROM wearable_circadian GROUP BY person_id",
+        "intradaily_variability": "SELECT median(intradaily_variability) AS value FROM wearable_circadian GROUP BY person_id",
+    }
+
     def data(self) -> dict[str, pd.DataFrame]:
         """Per metric: bin edges (left, right) and counts, ``attrs`` with its label and the number
-        of values. Only binned counts leave here, never the values themselves."""
+        of values. Only binned counts leave here, never the values themselves; a public view
+        counts persons (each person's median), under disclosure control."""
         out = {}
         for key, (table, column, query, edges) in self.METRICS.items():
+            if self.public:
+                query = self.PER_PERSON.get(key, query)
             values = self._sql(query)["value"].dropna().to_numpy(float)
             frame = self._histogram(values, edges)
-            frame.attrs.update(label=self._label(key, column), n=frame.attrs["total"])
+            label = self._label(key, column)
+            if self.public and key in self.PER_PERSON:
+                label = label.split(",")[0] + ", per-person median" + ("" if "(" not in label else " (" + label.rsplit("(", 1)[1])
+            frame.attrs.update(label=label, n=frame.attrs["total"])
             out[key] = frame
         return out
 
