@@ -163,6 +163,18 @@ def _role(args, access: str, what: str) -> str:
     return role
 
 
+def _query(lake, role: str, query: str, params, versions, what: str) -> pd.DataFrame:
+    """A query as ``role`` may run it: a steward on the lake's own connection; anyone else on a
+    sandboxed one that holds only the tables of their catalog tier and can open no file (so
+    ``read_csv('<lake>/raw/...')`` finds nothing)."""
+    from explorer.privacy import readable_tables
+
+    if role == "steward":
+        return lake.sql(query, params or None, versions=versions or None)
+    with lake.sandbox(tables=readable_tables(lake, role), memory_limit="8GB", threads=os.cpu_count() or 2) as con:
+        return con.sql(query, params or None, versions=versions or None)
+
+
 def cmd_sql(args) -> int:
     lake = _lake(args)
     versions = {}
@@ -173,7 +185,7 @@ def cmd_sql(args) -> int:
         versions[name] = int(number)
     params = list(args.param or [])  # bound as text: DuckDB casts to the column's type itself
     role = _role(args, "sql", "`explorer sql`")
-    frame = lake.sql(args.query, params or None, versions=versions or None)
+    frame = _query(lake, role, args.query, params, versions, "`explorer sql`")
     _audit(lake, role, "query", parameters={"sql": args.query, "params": params, "versions": versions},
            rows=len(frame))
     if args.format == "csv":
@@ -198,7 +210,7 @@ def cmd_ingest(args) -> int:
     _audit(lake, role, "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
                                                   "versions": report.versions}, rows=len(report.files))
     print(report)
-    print("Per-file outcomes: `explorer sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
+    print("Per-file outcomes: `explorer --role steward sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
           "and original values: table quarantine_row (steward tier); data-quality report: `explorer quality`.")
     return 1 if report.errors else 0  # bad data is reported, not an error; a failed reader is
 
@@ -213,16 +225,20 @@ def cmd_export(args) -> int:
     if args.table:
         if not lake.has_table(args.table):
             raise lake._missing(args.table)
+        from explorer.privacy import require_tables
+
+        require_tables(lake, role, [args.table], "`explorer export`")
         version = lake.version(args.table) if args.version is None else args.version
         frame = lake.table(args.table, version=version).df()
         dataset, parameters = args.table, {"table": args.table}
     else:
-        frame = lake.sql(args.query, list(args.param or []) or None)
+        frame = _query(lake, role, args.query, list(args.param or []), None, "`explorer export`")
         dataset, version, parameters = None, None, {"sql": args.query, "params": list(args.param or [])}
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
         raise ExplorerError(f"--out {out}: name a .csv or .parquet file")
-    exported = safe_harbor(frame, dates=args.dates)
+    keys = lake.sql("SELECT person_id FROM person")["person_id"] if lake.has_table("person") else []
+    exported = safe_harbor(frame, dates=args.dates, person_keys=set(keys))
     out.parent.mkdir(parents=True, exist_ok=True)
     exported.to_csv(out, index=False) if out.suffix == ".csv" else exported.to_parquet(out, index=False)
     report = exported.attrs["safe_harbor"]
@@ -232,6 +248,8 @@ def cmd_export(args) -> int:
     print("removed: " + (", ".join(report["removed"]) or "nothing"))
     for change in report["changed"]:
         print(f"changed: {change}")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -251,9 +269,13 @@ def cmd_count(args) -> int:
             raise ExplorerError("--dp needs --epsilon (privacy loss of this release) and --release (the budget it is charged to)")
         if len(by) != 1:
             raise ExplorerError("--dp counts one grouping at a time: give exactly one column in --by")
+        if not args.groups:
+            raise ExplorerError(f"--dp needs --groups: the values of {by[0]} to release, fixed before looking at the data "
+                                "(taken from the data, the list itself would tell which values exist); persons in "
+                                "other values are counted together as (other)")
         counts = finest.set_index(by[0])["n"].rename_axis(by[0])
         shown = dp_counts(counts, epsilon=args.epsilon, budget=PrivacyBudget(lake.root), dataset=args.table,
-                          release=args.release, user=_user())
+                          release=args.release, user=_user(), groups=[g.strip() for g in args.groups.split(",")])
         left = PrivacyBudget(lake.root).remaining(args.table, args.release)
         print(_table_text(shown))
         print(f"differentially private (discrete Laplace, epsilon {args.epsilon:g}); 95% of counts are within "
@@ -805,7 +827,8 @@ def build_parser() -> argparse.ArgumentParser:
         examples:
           explorer --role public count person --by sex_at_birth,race
           explorer --role public count person --by zip3 --profile opensafely
-          explorer --role public count person --by race --dp --epsilon 0.5 --release 2026-q4"""))
+          explorer --role public count person --by sex_at_birth --dp --epsilon 0.5 --release 2026-q4 \\
+              --groups female,male"""))
     p.add_argument("table", nargs="?", default="person", help="table of one row per person (default person)")
     p.add_argument("--by", default="", help="column(s) to count by, comma-separated (at most two)")
     p.add_argument("--profile", choices=["aou", "cms", "opensafely", "ukbiobank"], default="aou",
@@ -813,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dp", action="store_true", help="differentially private counts instead (needs --epsilon, --release)")
     p.add_argument("--epsilon", type=float, default=None, help="privacy loss of this release (with --dp)")
     p.add_argument("--release", default=None, help="the release whose budget pays for it (with --dp)")
+    p.add_argument("--groups", default=None, help="with --dp: the values to release, comma-separated, fixed in advance")
     p.set_defaults(func=cmd_count)
 
     p = commands.add_parser("budget", help="privacy budgets for differentially private releases", formatter_class=fmt,

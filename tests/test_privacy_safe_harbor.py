@@ -61,6 +61,22 @@ def test_shifted_dates_keep_each_persons_intervals():
         safe_harbor(source, dates="month")
 
 
+def test_birth_dates_text_dates_other_key_columns_and_derived_ages():
+    source = pd.DataFrame({
+        "person_id": ["p1", "p2"], "mother_person": ["p2", None], "Full Name": ["A B", "C D"], "e-mail": ["a@b", "c@d"],
+        "birth_date": pd.to_datetime(["1931-04-02", "1980-07-01"]), "month_of_birth": [4, 7], "birth_year": [1931, 1980],
+        "visit": ["2020-05-06", "2021-01-02T08:00:00"], "age": ["94", "40"], "phenoage_accel": [1.5, -2.0],
+        "zip3_home": ["036", "850"], "record": ['{"person_id": "1000001"}', "{}"],
+    })
+    out = safe_harbor(source, population=POPULATION, reference_date=date(2025, 1, 1), person_keys={"p1", "p2"})
+    assert {"Full Name", "e-mail", "month_of_birth", "record"} <= set(out.attrs["safe_harbor"]["removed"])
+    assert out["birth_date"].tolist() == ["90+", "1980"] and out["birth_year"].tolist() == ["90+", "1980"]
+    assert out["visit"].tolist() == [2020, 2021] and out["age"].tolist() == ["90+", "40"]
+    assert out["phenoage_accel"].isna().iloc[0] and out["phenoage_accel"].iloc[1] == -2.0
+    assert out["mother_person"].iloc[0] == out["person_id"].iloc[1] and out["mother_person"].iloc[0].startswith("X")
+    assert out["zip3_home"].tolist() == ["000", "850"]
+
+
 def test_the_shipped_population_table_masks_the_hhs_list():
     table = zip3_population()
     masked = safe_harbor(pd.DataFrame({"zip3": ["036", "893", "059"]}))["zip3"]
@@ -107,3 +123,14 @@ def test_export_command_writes_a_safe_harbor_file_and_records_it(lake, tmp_path)
     assert refused.returncode == 2 and "needs the researcher role" in refused.stderr and not (tmp_path / "x.csv").exists()
     wrong = run_cli("export", "person", "--out", tmp_path / "x.xlsx", lake_root=lake.root)
     assert wrong.returncode == 2 and "name a .csv or .parquet file" in wrong.stderr
+    # a researcher reads only the tables of their catalog tier, and no file at all
+    lake.write("quarantine_row", pd.DataFrame({"ingest_id": ["i"], "source_file": ["f"], "source_name": ["n"], "format": ["csv"],
+                                               "target_table": ["person"], "row_number": [1], "reason": ["r"],
+                                               "record": ['{"person_id": "1000001"}']}))
+    for attempt in (["export", "quarantine_row", "--out", tmp_path / "q.csv"],
+                    ["export", "--sql", "SELECT * FROM quarantine_row", "--out", tmp_path / "q.csv"],
+                    ["sql", "SELECT * FROM quarantine_row"],
+                    ["sql", f"SELECT * FROM read_text('{lake.root}/raw/*/*')"]):
+        denied = run_cli(*attempt, lake_root=lake.root)
+        assert denied.returncode == 2 and "error:" in denied.stderr, attempt
+    assert run_cli("--role", "steward", "sql", "SELECT count(*) FROM quarantine_row", lake_root=lake.root).returncode == 0

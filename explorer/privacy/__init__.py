@@ -4,7 +4,9 @@ count, and the tamper-evident audit log."""
 
 from explorer.privacy.audit import AuditCheck, AuditLog, entry_hash
 from explorer.privacy.disclosure import PROFILES, DisclosureControl, Profile, Release
-from explorer.privacy.roles import ACCESS, ROLES, PermissionDenied, Principal, allows, check_role, require
+from explorer.privacy.roles import (ACCESS, ROLES, PermissionDenied, Principal, allows, check_role, readable_tables,
+                                   require, require_tables)
 
 __all__ = ["ACCESS", "PROFILES", "ROLES", "AuditCheck", "AuditLog", "DisclosureControl", "PermissionDenied", "Principal",
-           "Profile", "Release", "allows", "check_role", "entry_hash", "require"]
+           "Profile", "Release", "allows", "check_role", "entry_hash", "readable_tables", "require",
+           "require_tables"]

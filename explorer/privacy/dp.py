@@ -119,8 +119,11 @@ class PrivacyBudget:
         return PrivacyBudget._Lock(self)
 
 
+OTHER = "(other)"
+
+
 def dp_counts(counts: pd.Series, *, epsilon: float, budget: PrivacyBudget, dataset: str, release: str,
-              user: str, groups=None, alpha: float = 0.05) -> pd.DataFrame:
+              user: str, groups, alpha: float = 0.05) -> pd.DataFrame:
     """Differentially private counts of persons per group, charged to a budget.
 
     Parameters
@@ -130,9 +133,10 @@ def dp_counts(counts: pd.Series, *, epsilon: float, budget: PrivacyBudget, datas
     epsilon
         Privacy loss of this release, charged to (``dataset``, ``release``) first.
     groups
-        The groups to release, fixed before looking at the data (a group missing from
-        ``counts`` has 0). Default: the index of ``counts``; then which groups exist is not
-        protected, so pass the list of possible values where that matters.
+        The groups to release, fixed before looking at the data: a group missing from
+        ``counts`` has 0, and persons in groups not listed are counted in one more group,
+        "(other)". Taking the groups from the data would release which values exist (a rare
+        birth date, say) whatever the epsilon, so they are a required argument.
     alpha
         The ``accuracy`` column is the distance the noise exceeds with probability ``alpha``.
 
@@ -145,8 +149,14 @@ def dp_counts(counts: pd.Series, *, epsilon: float, budget: PrivacyBudget, datas
 
     dp.enable_features("contrib")
     epsilon = _positive(epsilon, "epsilon")
-    groups = list(counts.index if groups is None else groups)
+    groups = list(dict.fromkeys(groups))
+    if not groups:
+        raise ExplorerError("give the groups to release (the possible values, fixed before looking at the data)")
+    listed = counts.index.isin(groups)
     true = counts.reindex(groups, fill_value=0).astype(int)
+    if (~listed).any():
+        groups.append(OTHER)
+        true = pd.concat([true, pd.Series([int(counts[~listed].sum())], index=[OTHER])])
     scale = 1.0 / epsilon
     measurement = dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int), scale=scale)
     spent = measurement.map(1)  # OpenDP's own accounting for one person added or removed

@@ -80,3 +80,25 @@ def require(principal: Principal | str, access: str, what: str) -> None:
             + ("aggregates under disclosure control only" if role == "public" else "less than that")
             + f". Ask a data steward for {needed} access, or use an aggregate view.")
 
+
+
+def readable_tables(lake, role: str) -> list[str]:
+    """Tables of ``lake`` that ``role`` may read: those whose catalog ``sensitivity`` tier is at
+    or below the role (a table without a catalog entry is steward-only)."""
+    rank = ROLES.index(check_role(role))
+    out = []
+    for name in lake.tables():
+        entry = lake.catalog.get(name)
+        tier = entry.sensitivity if entry is not None and entry.sensitivity in ROLES else "steward"
+        if ROLES.index(tier) <= rank:
+            out.append(name)
+    return out
+
+
+def require_tables(lake, role: str, tables, what: str) -> None:
+    """Raise :class:`PermissionDenied` if ``role`` may not read every one of ``tables``."""
+    allowed = set(readable_tables(lake, role))
+    denied = sorted(set(tables) & set(lake.tables()) - allowed)
+    if denied:
+        raise PermissionDenied(f"{what} reads {', '.join(denied)}, which the {role} role may not read (catalog "
+                               "sensitivity tier); ask a data steward, or use a table of your tier")

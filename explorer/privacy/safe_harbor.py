@@ -33,12 +33,20 @@ import pandas as pd
 from explorer.errors import ExplorerError
 
 #: columns that name or locate a person, or a file about them: removed from every export
+#: (matched against the column name in lower_snake_case; free text and raw records go too,
+#: since they can hold anything, a source identifier included)
 IDENTIFIER_PATTERN = re.compile(
-    r"(^|_)(name|names|given|family|address|street|city|zip|zip5|zipcode|postal|phone|fax|email|ssn|mrn|"
+    r"(^|_)(name|names|given|family|surname|address|street|city|zip|zip5|zipcode|postal|phone|fax|e_?mail|ssn|mrn|"
     r"medical_record|account|license|licence|certificate|vehicle|device_id|serial|url|ip|ip_address|"
     r"biometric|photo|latitude|longitude|lat|lon|tract|tract_geoid|geoid|block|county|source_id|"
-    r"source_value|source_file|patient_ref|identifier|file|path)($|_)")
-AGE_PATTERN = re.compile(r"(^|_)age($|_)|^chronological_age$")
+    r"source_value|source_file|source_name|source_path|patient|patient_ref|participant|subject|member|"
+    r"identifier|file|path|record|reason|comment|comments|note|notes|text|free_text)($|_)")
+#: parts of a date of birth finer than the year: removed
+BIRTH_PART_PATTERN = re.compile(r"(month|day|week)_of_birth|birth_(month|day|week)")
+AGE_PATTERN = re.compile(r"(^|_)age($|_|s)")
+#: values computed from the exact age, blanked where the age is shown as '90+'
+DERIVED_FROM_AGE = re.compile(r"accel|residual")
+DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?([+-]\d{2}:?\d{2}|Z)?$")
 OLDEST_SHOWN = 89
 ZIP3_POPULATION_LIMIT = 20_000
 MASKED_ZIP3 = "000"
@@ -63,7 +71,7 @@ def zip3_population(path: str | Path | None = None) -> pd.DataFrame:
 
 def safe_harbor(frame: pd.DataFrame, *, dates: str = "year", person: str = "person_id",
                 reference_date: date | None = None, population: pd.DataFrame | None = None,
-                shift_days: int = 180, shift_key: bytes | None = None) -> pd.DataFrame:
+                shift_days: int = 180, shift_key: bytes | None = None, person_keys=None) -> pd.DataFrame:
     """``frame`` de-identified by the Safe Harbor method.
 
     Parameters
@@ -83,6 +91,9 @@ def safe_harbor(frame: pd.DataFrame, *, dates: str = "year", person: str = "pers
         is masked too: no one has shown that more than 20,000 people live there.
     shift_key
         Key of the date shifts (default: random, not kept, so shifts cannot be undone).
+    person_keys
+        Every person key of the lake: a column holding any of them (however it is named) is
+        recoded with the person column.
 
     Returns
     -------
@@ -92,59 +103,96 @@ def safe_harbor(frame: pd.DataFrame, *, dates: str = "year", person: str = "pers
     if dates not in ("year", "shift"):
         raise ExplorerError(f"dates={dates!r}: use 'year' (keep the year only) or 'shift' (move each person's dates)")
     out = frame.copy()
-    report = {"method": "HIPAA Safe Harbor, 45 CFR 164.514(b)(2)", "dates": dates, "removed": [], "changed": []}
-    removed = [c for c in out.columns if c != person and IDENTIFIER_PATTERN.search(str(c).lower())]
+    report = {"method": "HIPAA Safe Harbor, 45 CFR 164.514(b)(2)", "dates": dates, "removed": [], "changed": [],
+              "warnings": []}
+    names = {c: _normalised(c) for c in out.columns}
+    removed = [c for c in out.columns if c != person and (IDENTIFIER_PATTERN.search(names[c])
+                                                          or BIRTH_PART_PATTERN.search(names[c]))]
     out = out.drop(columns=removed)
     report["removed"] = removed
-    codes = None
-    if person in out.columns:
-        persons = pd.unique(out[person].dropna())
+    # the person key, and any other column holding the same keys (a self-join, `person_id AS p`)
+    known = set(person_keys or ()) | (set(out[person].dropna()) if person in out.columns else set())
+    carriers = [c for c in out.columns if c == person or (known and not pd.api.types.is_numeric_dtype(out[c])
+                                                          and out[c].isin(known).any())]
+    codes, keys = None, out[person] if person in out.columns else None
+    if carriers:
+        persons = pd.unique(pd.concat([out[c] for c in carriers]).dropna())
         order = np.random.default_rng(secrets.randbits(64)).permutation(len(persons))
         codes = dict(zip(persons, [f"X{k + 1:07d}" for k in order]))
-        keys = out[person]
-        out[person] = keys.map(codes)
-        report["changed"].append(f"{person}: replaced by a code made for this export (not derived from the person)")
-    key = shift_key or secrets.token_bytes(32)
+        for column in carriers:
+            out[column] = out[column].map(codes)
+            report["changed"].append(f"{column}: person keys replaced by a code made for this export "
+                                     "(not derived from the person)")
+    reference = reference_date or date.today()
+    oldest = pd.Series(False, index=out.index)  # rows of persons aged 90 or over
+    shift_key = shift_key or secrets.token_bytes(32)
     for column in list(out.columns):
-        series = out[column]
-        if _is_date(series):
+        series, name = out[column], names[column]
+        if "birth" in name and (_is_date(series) or _is_year(series)):
+            years = _as_datetime(series).dt.year if _is_date(series) else pd.to_numeric(series, errors="coerce")
+            old = reference.year - years > OLDEST_SHOWN
+            oldest |= old.fillna(False)
+            out[column] = years.astype("Int64").astype(str).where(~old, "90+").where(years.notna(), None)
+            report["changed"].append(f"{column}: year of birth only, '90+' for ages of 90 and over at {reference}")
+        elif _is_date(series):
             if dates == "year":
-                out[column] = pd.to_datetime(series).dt.year.astype("Int64")
+                out[column] = _as_datetime(series).dt.year.astype("Int64")
                 report["changed"].append(f"{column}: year only")
             else:
-                if codes is None:
+                if keys is None:
                     raise ExplorerError(f"cannot shift {column} by person: the rows have no {person} column; "
                                         "use dates='year' or include the person key")
-                shift = keys.map(lambda pid: _shift(key, pid, shift_days))
-                out[column] = pd.to_datetime(series) + pd.to_timedelta(shift, unit="D")
+                shift = keys.map(lambda pid: _shift(shift_key, pid, shift_days))
+                out[column] = _as_datetime(series) + pd.to_timedelta(shift, unit="D")
                 report["changed"].append(f"{column}: shifted per person by up to {shift_days} days")
-    reference = reference_date or date.today()
-    for column in list(out.columns):
-        if column == "year_of_birth":
-            years = pd.to_numeric(out[column], errors="coerce")
-            old = reference.year - years > OLDEST_SHOWN
-            out[column] = years.astype("Int64").astype(str).where(~old, "90+").where(years.notna(), None)
-            report["changed"].append(f"year_of_birth: '90+' for ages of 90 and over at {reference}")
-        elif AGE_PATTERN.search(str(column).lower()) and pd.api.types.is_numeric_dtype(out[column]):
-            ages = out[column]
+        elif AGE_PATTERN.search(name):
+            ages = pd.to_numeric(series, errors="coerce")
+            oldest |= (ages >= OLDEST_SHOWN + 1).fillna(False)
             out[column] = np.floor(ages).astype("Int64").astype(str).where(ages < OLDEST_SHOWN + 1, "90+").where(ages.notna(), None)
             report["changed"].append(f"{column}: whole years, '90+' from 90")
-    if "zip3" in out.columns:
+    if oldest.any():  # a value derived from the exact age (an acceleration is age less a fit) would undo '90+'
+        for column in [c for c in out.columns if DERIVED_FROM_AGE.search(names[c])]:
+            out[column] = out[column].astype(object).where(~oldest, None)
+            report["changed"].append(f"{column}: blank for ages of 90 and over (it would give the exact age back)")
+    zip_columns = [c for c in out.columns if names[c].startswith("zip3")]
+    if zip_columns:
         table = zip3_population() if population is None else population
+        if "source" in table and (table["source"] == "synthetic").any():
+            report["warnings"].append("the ZIP3 population table has invented rows (source 'synthetic'); a site replaces "
+                                      "data_catalog/reference/zip3_population.csv with Census figures")
         large = set(table.loc[pd.to_numeric(table["population"], errors="coerce") > ZIP3_POPULATION_LIMIT, "zip3"])
-        zip3 = out["zip3"].astype("string")
-        out["zip3"] = zip3.where(zip3.isin(large) | zip3.isna(), MASKED_ZIP3)
-        report["changed"].append(f"zip3: '{MASKED_ZIP3}' where 20,000 people or fewer live (or the population is unknown)")
+        for column in zip_columns:
+            zip3 = out[column].astype("string")
+            out[column] = zip3.where(zip3.isin(large) | zip3.isna(), MASKED_ZIP3)
+            report["changed"].append(f"{column}: '{MASKED_ZIP3}' where 20,000 people or fewer live "
+                                     "(or the population is unknown)")
     out.attrs["safe_harbor"] = report
     return out
 
 
+def _normalised(column) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(column).lower()).strip("_")
+
+
+def _is_year(series: pd.Series) -> bool:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return len(values) > 0 and bool(values.between(1800, 2200).all())
+
+
+def _as_datetime(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    return pd.to_datetime(series.astype(object), errors="coerce", format="mixed")
+
+
 def _is_date(series: pd.Series) -> bool:
+    """Datetimes, dates, or text that reads as dates ('2020-05-06', '2020-05-06T08:00')."""
     if pd.api.types.is_datetime64_any_dtype(series):
         return True
-    if series.dtype == object:
-        sample = series.dropna().head(20)
-        return len(sample) > 0 and all(isinstance(v, (date, pd.Timestamp)) for v in sample)
+    if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        sample = series.dropna().head(50)
+        return len(sample) > 0 and all(isinstance(v, (date, pd.Timestamp)) or
+                                       (isinstance(v, str) and DATE_TEXT.match(v.strip())) for v in sample)
     return False
 
 
