@@ -146,6 +146,10 @@ class Lake:
                     cached.update_incremental()
                 return cached
             key = (name, int(version))
+            purged = integrity.purged_before(self, name)
+            if int(version) < purged:  # delta-rs would rebuild it from the checkpoint, over files now gone
+                raise VersionNotFoundError(f"{name}@{version} was purged by an erasure (`explorer erase`): versions before "
+                                           f"{purged} no longer exist; read {name}@{purged} or later")
             pinned = self._pinned.get(key)
             if pinned is None:  # a version never changes: its snapshot is loaded once per Lake
                 pinned = DeltaTable(str(path), version=int(version))
@@ -155,6 +159,8 @@ class Lake:
             return pinned
         except DeltaTableNotFound:
             raise self._missing(name) from None
+        except VersionNotFoundError:
+            raise
         except Exception as exc:  # deltalake raises generic errors for an unknown version
             if version is None:
                 raise
@@ -301,6 +307,7 @@ class Lake:
             if not any(folder.iterdir()):
                 folder.rmdir()  # an emptied partition folder still names its value
         integrity.forget_before(self, name, latest)
+        self._pinned = {key: table for key, table in self._pinned.items() if key[0] != name}
         return latest
 
     def _landed(self, name: str, commit_id: str) -> int:

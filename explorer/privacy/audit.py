@@ -141,6 +141,18 @@ class AuditLog:
                 yield
         return held()
 
+    def unredactable(self, names_person) -> list[int]:
+        """Seq of the entries that name someone (``names_person(text)``) but cannot be redacted:
+        format 1, whose hash covers the parameters themselves."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            if entry.get("format", 1) < 2 and names_person(json.dumps(entry.get("parameters") or {})):
+                out.append(entry["seq"])
+        return out
+
     def entries(self, limit: int | None = None) -> pd.DataFrame:
         """The entries, oldest first (the last ``limit`` if given)."""
         if not self.path.exists():

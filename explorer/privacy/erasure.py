@@ -72,19 +72,94 @@ class ErasureReceipt:
         ])
 
 
+#: column and key names that hold a person's identifier in the files people send
+ID_NAME = re.compile(r"^(person|participant|patient|subject|member)(_?(id|identifier|source_value))?$|^(source_)?id$")
+#: a source identifier this long is unlikely to occur by chance as a whole token elsewhere
+LONG_ID = 6
+
+
 class _Marks:
-    """What names the person in bytes: source id (as a whole token), pseudonym, patient refs."""
+    """What names the person, matched where it can only mean them.
+
+    The pseudonym (64 hex digits) and FHIR patient references (UUIDs) are unique: matched as
+    whole tokens anywhere. The source identifier can be short ('4711') and occur in others' data
+    as a value or inside a code ('4711-1'), so it is matched only where it is an identifier:
+    a CSV field under a person column, a FHIR resource's identifier, a path component or file
+    stem, a JSON record's person key; and, when at least :data:`LONG_ID` characters, as a whole
+    token anywhere."""
 
     def __init__(self, source_id: str, pseudonym: str, refs: list[str]):
+        self.source_id = source_id
         self.tokens = [source_id, pseudonym, *refs]
-        words = b"|".join(re.escape(t.encode()) for t in self.tokens)
+        strong = [pseudonym, *refs] + ([source_id] if len(source_id) >= LONG_ID else [])
+        words = b"|".join(re.escape(t.encode()) for t in strong)
         self.pattern = re.compile(rb"(?<![0-9A-Za-z])(?:" + words + rb")(?![0-9A-Za-z])")
+        self.token = re.compile(rb"(?<![0-9A-Za-z])" + re.escape(source_id.encode()) + rb"(?![0-9A-Za-z])")
 
     def in_bytes(self, data: bytes) -> bool:
         return self.pattern.search(data) is not None
 
+    def in_entry(self, entry: dict) -> bool:
+        """A FHIR Bundle entry about them: it names their references, or is a resource whose
+        identifier is their source identifier."""
+        resource = entry.get("resource") or {}
+        identifiers = resource.get("identifier") or []
+        return self.in_text(json.dumps(entry)) or any(
+            isinstance(i, dict) and str(i.get("value")) == self.source_id for i in identifiers)
+
     def in_text(self, text: str) -> bool:
         return self.in_bytes(text.encode("utf-8", "surrogateescape"))
+
+    def in_record(self, text: str) -> bool:
+        """A quarantined record (JSON of the row as received) or a path that names them."""
+        if self.in_text(text):
+            return True
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            return any(ID_NAME.match(_key(k)) and str(v) == self.source_id for k, v in record.items())
+        parts = re.split(r"[/\\!]", text)
+        return any(part == self.source_id or part.rsplit(".", 1)[0] == self.source_id for part in parts)
+
+    def csv_rows(self, data: bytes) -> bytes | None:
+        """``data`` as CSV without the person's rows (a person column equal to their id), or None
+        when it has no person column in its header."""
+        import csv
+
+        lines = data.splitlines(keepends=True)
+        if not lines:
+            return None
+        try:
+            header = next(csv.reader([lines[0].decode("utf-8-sig")]))
+        except (UnicodeDecodeError, csv.Error):
+            return None
+        columns = [k for k, name in enumerate(header) if ID_NAME.match(_key(name))]
+        if not columns:
+            return None
+        kept = [lines[0]]
+        for line in lines[1:]:
+            if self.token.search(line) or self.pattern.search(line):  # cheap test first: most lines are others'
+                try:
+                    fields = next(csv.reader([line.decode("utf-8", "replace")]), [])
+                except csv.Error:
+                    fields = []
+                if self.pattern.search(line) or any(k < len(fields) and fields[k].strip() == self.source_id for k in columns):
+                    continue
+            kept.append(line)
+        return b"".join(kept)
+
+
+def _missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array is a value
+        return False
+
+
+def _key(name) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
 def person_digest(key: bytes, source_id: str) -> str:
@@ -111,7 +186,13 @@ def erase(lake, source_id: str, *, pseudonymizer, user: str, role: str = "stewar
     step = _stepper(progress, 6)
 
     step("finding the person's files")
-    own, shared = _files_with_rows(lake, pseudonym)
+    log = AuditLog(lake.root)
+    old_entries = log.unredactable(marks.in_text)
+    if old_entries:
+        raise ExplorerError(f"audit entries {', '.join(map(str, old_entries[:10]))} name the person but were written "
+                            "before entries could be redacted (format 1); nothing was changed. Archive the audit log "
+                            "outside the lake, start a new one, and erase again.")
+    own, shared = _files_with_rows(lake, pseudonym, marks)
     plan = {}
     for path in lake.raw.files():
         sha = path.name
@@ -150,6 +231,9 @@ def erase(lake, source_id: str, *, pseudonymizer, user: str, role: str = "stewar
 
     report = refresh(lake, full=True, workers=workers, wait=True)
     if report.failed:
+        receipt.seconds = time.perf_counter() - started
+        log.record(user=user, role=role, action="erase_incomplete", rows=sum(receipt.rows_removed.values()),
+                   parameters={k: v for k, v in asdict(receipt).items() if k != "seconds"})
         raise ExplorerError(f"the person's rows are gone, but recomputing the aggregates failed:\n{report}\n"
                             "Fix the failing step and run `explorer refresh --full`, then `explorer erase` again to purge.")
     written = {step_output(s.step) for s in report.steps if s.status in ("succeeded", "up_to_date")}
@@ -171,7 +255,6 @@ def erase(lake, source_id: str, *, pseudonymizer, user: str, role: str = "stewar
             receipt.caches_removed.append(str(cache.relative_to(lake.root)))
 
     step("recording the receipt")
-    log = AuditLog(lake.root)
     receipt.audit_entries_redacted = log.redact(marks.in_text, note="erasure")
     found = scan(lake.root, marks)
     receipt.scan_clean = not found
@@ -220,16 +303,27 @@ def _patient_refs(lake, pseudonym: str) -> list[str]:
     return sorted(r for r in refs if len(r) >= 6)  # a short ref would match by chance
 
 
-def _files_with_rows(lake, pseudonym: str) -> tuple[set[str], set[str]]:
-    """Raw files with rows of the person, and raw files with rows of anyone else."""
+def _files_with_rows(lake, pseudonym: str, marks) -> tuple[set[str], set[str]]:
+    """Raw files with rows of the person, and raw files with rows of anyone (or anything) else:
+    a quarantined row or a reference row (a lab's column map) of a file counts as someone else's
+    unless it names the person, so that deleting the file never loses it."""
     own, shared = set(), set()
     for name in lake.tables():
         columns = _columns(lake, name)
-        if "person_id" in columns and "source_file" in columns:
+        if "source_file" not in columns or name in ("raw_manifest", "ingest_file"):
+            continue
+        if "person_id" in columns:
             rows = lake.sql(f'SELECT DISTINCT source_file, person_id = ? AS own FROM "{name}" '
                             "WHERE source_file IS NOT NULL", [pseudonym])
             own.update(rows.loc[rows["own"] == True, "source_file"])  # noqa: E712 (NULL person_id is not own)
             shared.update(rows.loc[rows["own"] != True, "source_file"])  # noqa: E712
+        else:
+            frame = lake.sql(f'SELECT * FROM "{name}" WHERE source_file IS NOT NULL')
+            values = frame.drop(columns="source_file")
+            names_them = pd.Series([any(not _missing(v) and marks.in_record(str(v)) for v in row)
+                                    for row in values.itertuples(index=False)], index=frame.index, dtype=bool)
+            own.update(frame.loc[names_them, "source_file"])
+            shared.update(frame.loc[~names_them, "source_file"])
     return own, shared
 
 
@@ -249,22 +343,37 @@ def _aggregate_tables(lake) -> set[str]:
 
 
 def _mentions(path: Path, marks: _Marks) -> bool:
-    data = path.read_bytes()
+    return _mentions_bytes(path.read_bytes(), marks)
+
+
+def _mentions_bytes(data: bytes, marks: _Marks) -> bool:
+    """Whether a file's bytes name the person: their unique tokens anywhere; inside a zip's
+    members or a Parquet file's values; or their source identifier where it is an identifier
+    (a CSV person column, a FHIR resource identifier)."""
     if marks.in_bytes(data):
         return True
     if data[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                return any(_mentions_bytes(archive.read(m), marks) for m in archive.infolist() if not m.is_dir())
+                return any(marks.in_record(m.filename) or _mentions_bytes(archive.read(m), marks)
+                           for m in archive.infolist() if not m.is_dir())
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError):
             return False
     if data[:4] == b"PAR1":
         return _parquet_mentions(data, marks)
-    return False
-
-
-def _mentions_bytes(data: bytes, marks: _Marks) -> bool:
-    return marks.in_bytes(data) or (data[:4] == b"PAR1" and _parquet_mentions(data, marks))
+    if not marks.token.search(data):
+        return False
+    rows = marks.csv_rows(data)
+    if rows is not None:
+        return rows != data
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return any(marks.in_record(line.decode("utf-8", "replace")) for line in data.splitlines())
+    entries = document.get("entry") if isinstance(document, dict) else None
+    if isinstance(entries, list):
+        return any(isinstance(e, dict) and marks.in_entry(e) for e in entries)
+    return marks.in_record(json.dumps(document)) if isinstance(document, dict) else False
 
 
 def _parquet_mentions(data: bytes, marks: _Marks) -> bool:
@@ -272,8 +381,8 @@ def _parquet_mentions(data: bytes, marks: _Marks) -> bool:
         table = pq.read_table(io.BytesIO(data))
     except Exception:  # not Parquet after all, or damaged: the byte search has spoken
         return False
-    return any(marks.in_text(str(v)) for column in table.columns
-               if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type)
+    return any(marks.in_text(str(v)) or (ID_NAME.match(_key(name)) and str(v) == marks.source_id)
+               for name, column in zip(table.column_names, table.columns)
                for v in column.to_pylist() if v is not None)
 
 
@@ -325,14 +434,15 @@ def _without(data: bytes, marks: _Marks, name: str) -> bytes:
                 content = archive.read(member)
                 if member.is_dir() or not _mentions_bytes(content, marks):
                     rebuilt.writestr(member, content)
-                elif not marks.in_text(member.filename):
+                elif not marks.in_record(member.filename):
                     kept = _without(content, marks, member.filename)
                     if kept.strip():
                         rebuilt.writestr(member, kept)
         return out.getvalue()
     if data[:4] == b"PAR1":
         table = pq.read_table(io.BytesIO(data))
-        keep = [not any(marks.in_text(str(v)) for v in row.values() if v is not None) for row in table.to_pylist()]
+        keep = [not any(marks.in_text(str(v)) or (ID_NAME.match(_key(k)) and str(v) == marks.source_id)
+                        for k, v in row.items() if v is not None) for row in table.to_pylist()]
         out = io.BytesIO()
         pq.write_table(table.filter(pa.array(keep)), out)
         return out.getvalue()
@@ -346,11 +456,14 @@ def _without(data: bytes, marks: _Marks, name: str) -> bytes:
         except ValueError:
             document = None
         if isinstance(document, dict) and isinstance(document.get("entry"), list):  # a FHIR Bundle
-            document["entry"] = [e for e in document["entry"] if not marks.in_text(json.dumps(e))]
+            document["entry"] = [e for e in document["entry"] if not (isinstance(e, dict) and marks.in_entry(e))]
             return json.dumps(document, indent=1).encode()
         if document is not None:
             raise ValueError("it is one JSON document that is not a FHIR Bundle, so there are no rows to drop")
-    # line-oriented text (CSV, NDJSON, a log): every line that names the person goes
+    rows = marks.csv_rows(data)  # a CSV with a person column: their rows go, by that column
+    if rows is not None:
+        return rows
+    # other line-oriented text (NDJSON, a log): every line that names the person goes
     lines = data.splitlines(keepends=True)
     return b"".join(line for line in lines if not marks.in_bytes(line))
 
@@ -373,7 +486,7 @@ def _rewrite_table(lake, name: str, pseudonym: str, marks: _Marks, receipt: Eras
         values = frame[column]
         if values.dtype == object or isinstance(values.dtype, (pd.StringDtype, pd.CategoricalDtype)):
             text = values.astype(object).where(values.notna(), None)
-            drop |= text.map(lambda v: v is not None and marks.in_text(str(v)))
+            drop |= text.map(lambda v: v is not None and marks.in_record(str(v)))
     changed = bool(drop.any())
     kept = frame[~drop].copy()
     for column in ("source_file", "sha256"):
