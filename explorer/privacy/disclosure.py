@@ -14,9 +14,10 @@ How a page is protected
    the page). What a reader learns is a set of linear constraints on those cells: a shown count is
    exact (or, rounded, within 2 of its value), a suppressed small count lies in the small range, a
    complementary one above it, and no cell is negative. For each hidden count a linear programme
-   finds the least and greatest value it can take; if only one whole number fits, it can be
-   solved for.
-3. **Complementary suppression**: while some hidden count can be solved for, the smallest shown
+   finds the least and greatest value it can take. A small count is exposed when that range is
+   narrower than half the hidden range (All of Us: 10 of 1-20, so "<=20" never reads as "2 or
+   3"); a complementary one when a single whole number fits.
+3. **Complementary suppression**: while some hidden count is exposed, the smallest shown
    non-zero count that shares an equation with it (a cell of the same row or column, else the
    total itself) is hidden too, and the page is audited again.
 
@@ -253,14 +254,28 @@ class DisclosureControl(param.Parameterized):
                                     (np.repeat(np.arange(len(entries)), [len(e) for e in entries]),
                                      np.concatenate(entries))), shape=(len(entries), n_cells))
         overlap = (matrix @ matrix.T).tocsr()  # entries sharing a cell: they appear in one equation
+        # Hiding more only relaxes what a reader knows, so a count found safe stays safe: each
+        # round audits only the counts exposed last round and the ones newly hidden.
+        candidates = None
         while True:
-            solvable = [k for k in np.flatnonzero(np.isin(status, ["primary", "complementary"]))
-                        if _pinned(*_bounds(k, values, status, matrix, rules))]
-            if not solvable:
+            exposed = _exposed(values, status, matrix, rules, candidates)
+            if not exposed:
                 return status
-            for k in solvable:
-                if status[k] in ("primary", "complementary") and _pinned(*_bounds(k, values, status, matrix, rules)):
-                    status[_complement(k, values, status, matrix, overlap)] = "complementary"
+            before = set(np.flatnonzero(np.isin(status, ["primary", "complementary"])))
+            touched = set()
+            for k in exposed:  # one complement per equation each round; the next audit rechecks the rest
+                if k in touched:
+                    continue
+                added = _complement(k, values, status, matrix, overlap)
+                if added is None:
+                    continue
+                status[added] = "complementary"
+                touched.update(overlap[added].indices)
+            if set(np.flatnonzero(np.isin(status, ["primary", "complementary"]))) == before:
+                # nothing left to hide beside them: what remains is what the labels themselves say
+                # ("<5" three times under a total of "<5"), and no release could say less
+                return status
+            candidates = sorted(set(exposed) | (set(np.flatnonzero(np.isin(status, ["primary", "complementary"]))) - before))
 
     def _present(self, tables, status) -> list[pd.DataFrame]:
         rules, out, start = self.rules, [], 0
@@ -317,35 +332,43 @@ def _marginal(finest: np.ndarray, dims, levels, grouping):
     return frame, members
 
 
-def _bounds(k, values, status, matrix, rules) -> tuple[float, float]:
-    """Least and greatest value hidden count ``k`` can take, given what the page shows."""
-    lower, upper = [], []
-    for v, s in zip(values, status):
+def _exposed(values, status, matrix, rules, candidates=None) -> list[int]:
+    """Hidden counts a reader of the page can pin down, or narrow too far: for each, a linear
+    programme gives the least and greatest value it can take given everything shown. A count
+    hidden because it is small must keep a range at least half the hidden range wide (All of
+    Us: 10 of 1-20), so "<=20" never reads as "2 or 3"; one hidden to protect another must
+    keep at least two whole values."""
+    hidden = np.flatnonzero(np.isin(status, ["primary", "complementary"])) if candidates is None else candidates
+    if not len(hidden):
+        return []
+    lower = np.zeros(len(values))
+    upper = np.full(len(values), np.inf)
+    for j, (v, s) in enumerate(zip(values, status)):
         if s == "shown":
-            lower.append(v), upper.append(v)
+            lower[j] = upper[j] = v
         elif s == "rounded":
-            shown = rules.round(v)
-            half = (rules.rounding - 1) // 2
-            lower.append(max(shown - half, 0)), upper.append(shown + half)
+            value, half = rules.round(v), (rules.rounding - 1) // 2
+            lower[j], upper[j] = max(value - half, 0), value + half
         elif s == "primary":
-            lower.append(rules.smallest_hidden), upper.append(rules.largest_hidden)
+            lower[j], upper[j] = rules.smallest_hidden, rules.largest_hidden
         else:  # complementary: a count that would have been shown, so above the hidden range
-            lower.append(rules.largest_hidden + 1), upper.append(np.inf)
-    lower, upper = np.array(lower, dtype=float), np.array(upper, dtype=float)
+            lower[j] = rules.largest_hidden + 1
     finite = np.isfinite(upper)
     a_ub = sparse.vstack([matrix[finite], -matrix]).tocsr()
     b_ub = np.concatenate([upper[finite], -lower])
-    objective = np.asarray(matrix[k].todense()).ravel()
-    low = optimize.linprog(objective, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
-    high = optimize.linprog(-objective, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
-    if low.status != 0:
-        raise ExplorerError(f"disclosure audit failed ({low.message}); this is a bug, please report it")
-    return low.fun, (-high.fun if high.status == 0 else np.inf)
-
-
-def _pinned(low: float, high: float) -> bool:
-    """Whether at most one whole number lies in [low, high]."""
-    return bool(np.isfinite(high)) and math.floor(high + 1e-7) - math.ceil(low - 1e-7) < 1
+    wide = max(1, math.ceil((rules.largest_hidden - rules.smallest_hidden) / 2))
+    out = []
+    for k in hidden:
+        objective = np.asarray(matrix[k].todense()).ravel()
+        low = optimize.linprog(objective, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+        if low.status != 0:
+            raise ExplorerError(f"disclosure audit failed ({low.message}); this is a bug, please report it")
+        high = optimize.linprog(-objective, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+        greatest = -high.fun if high.status == 0 else np.inf
+        span = math.floor(greatest + 1e-7) - math.ceil(low.fun - 1e-7) if np.isfinite(greatest) else np.inf
+        if span < (wide if status[k] == "primary" else 1):
+            out.append(int(k))
+    return out
 
 
 def _complement(k, values, status, matrix, overlap) -> int:
@@ -358,7 +381,7 @@ def _complement(k, values, status, matrix, overlap) -> int:
         partners.update(overlap[j].indices)
     candidates = [j for j in partners if status[j] in ("shown", "rounded") and values[j] > 0]
     if not candidates:
-        raise ExplorerError("disclosure control found no count left to hide; this is a bug, please report it")
+        return None
     is_total = {j: cells_k <= set(matrix[j].indices) for j in candidates}
     return min(candidates, key=lambda j: (is_total[j], values[j], matrix[j].nnz, j))
 
