@@ -380,6 +380,8 @@ def _complement(k, values, status, matrix, overlap) -> int:
     for j in containing + [k]:
         partners.update(overlap[j].indices)
     candidates = [j for j in partners if status[j] in ("shown", "rounded") and values[j] > 0]
+    if not candidates:  # reached through a longer chain of equations: any shown count may be it
+        candidates = [j for j in range(len(values)) if status[j] in ("shown", "rounded") and values[j] > 0]
     if not candidates:
         return None
     is_total = {j: cells_k <= set(matrix[j].indices) for j in candidates}
