@@ -4,7 +4,6 @@ or treated as data."""
 
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 
@@ -12,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import explorer
 import explorer.ingest.run as ingest_run
 from explorer.errors import ExplorerError
 from explorer.testing.cohorts import pseudonym_key
