@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,16 +131,7 @@ class AuditLog:
         return redacted
 
     def _lock(self):
-        """An exclusive lock on a file that is never replaced (a redaction replaces the log, and
-        a lock on the log's old inode would let an appender write into the replaced file)."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def held():
-            with open(self.path.with_suffix(".lock"), "a+") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-                yield
-        return held()
+        return sidecar_lock(self.path)
 
     def unredactable(self, names_person) -> list[int]:
         """Seq of the entries that name someone (``names_person(text)``) but cannot be redacted:
@@ -202,6 +194,18 @@ class AuditLog:
                 return AuditCheck(False, count, seq, number, "its parameters were redacted, but no erasure receipt "
                                                              "lists it (a redaction outside an erasure)")
         return AuditCheck(True, count, head=previous_hash)
+
+
+@contextmanager
+def sidecar_lock(path: Path):
+    """Hold an exclusive lock on ``<path>.lock``, a file that is never replaced. A file that is
+    rewritten by an atomic replace (the audit log on redaction, the budget ledger on every
+    charge) cannot carry its own lock: a waiter would hold it on the old inode and get in beside
+    a newcomer locking the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _last_line(handle) -> str:

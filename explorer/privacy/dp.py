@@ -22,15 +22,16 @@ Ghosh, Roughgarden & Sundararajan (2012), Universally utility-maximizing privacy
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from explorer.errors import ExplorerError
+from explorer.privacy.audit import sidecar_lock
 from explorer.privacy.roles import PermissionDenied
 
 
@@ -92,31 +93,16 @@ class PrivacyBudget:
             raise ExplorerError(f"{self.path}: the privacy budget ledger is damaged ({exc}); restore it from a backup "
                                 "before releasing anything") from None
 
-    class _Lock:
-        def __init__(self, budget):
-            self.budget = budget
-
-        def __enter__(self):
-            self.budget.path.parent.mkdir(parents=True, exist_ok=True)
-            # the lock lives on a file that is never replaced: a lock on the ledger itself would
-            # stay on the old inode after the atomic replace, letting a waiter in beside a newcomer
-            self.handle = open(self.budget.path.with_suffix(".lock"), "a+")
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
-            self.ledger = self.budget._read()
-            return self.ledger
-
-        def __exit__(self, kind, value, traceback):
-            try:
-                if kind is None:
-                    temporary = self.budget.path.with_suffix(".tmp")
-                    temporary.write_text(json.dumps(self.ledger, indent=1, sort_keys=True))
-                    temporary.replace(self.budget.path)  # atomic: a crash leaves the old ledger whole
-            finally:
-                self.handle.close()
-            return False
-
+    @contextmanager
     def _locked(self):
-        return PrivacyBudget._Lock(self)
+        """The ledger, read and then written back (atomically) under the lock; not written when
+        the block raises."""
+        with sidecar_lock(self.path):
+            ledger = self._read()
+            yield ledger
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(ledger, indent=1, sort_keys=True))
+            temporary.replace(self.path)  # a crash leaves the old ledger whole
 
 
 OTHER = "(other)"

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from explorer.errors import ExplorerError
+from explorer.privacy.safe_harbor import column_key
 
 
 @dataclass
@@ -119,7 +120,7 @@ class _Marks:
         except ValueError:
             record = None
         if isinstance(record, dict):
-            return any(ID_NAME.match(_key(k)) and str(v) == self.source_id for k, v in record.items())
+            return any(ID_NAME.match(column_key(k)) and str(v) == self.source_id for k, v in record.items())
         parts = re.split(r"[/\\!]", text)
         return any(part == self.source_id or part.rsplit(".", 1)[0] == self.source_id for part in parts)
 
@@ -135,7 +136,7 @@ class _Marks:
             header = next(csv.reader([lines[0].decode("utf-8-sig")]))
         except (UnicodeDecodeError, csv.Error):
             return None
-        columns = [k for k, name in enumerate(header) if ID_NAME.match(_key(name))]
+        columns = [k for k, name in enumerate(header) if ID_NAME.match(column_key(name))]
         if not columns:
             return None
         kept = [lines[0]]
@@ -156,10 +157,6 @@ def _missing(value) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):  # a list or an array is a value
         return False
-
-
-def _key(name) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
 def person_digest(key: bytes, source_id: str) -> str:
@@ -381,7 +378,7 @@ def _parquet_mentions(data: bytes, marks: _Marks) -> bool:
         table = pq.read_table(io.BytesIO(data))
     except Exception:  # not Parquet after all, or damaged: the byte search has spoken
         return False
-    return any(marks.in_text(str(v)) or (ID_NAME.match(_key(name)) and str(v) == marks.source_id)
+    return any(marks.in_text(str(v)) or (ID_NAME.match(column_key(name)) and str(v) == marks.source_id)
                for name, column in zip(table.column_names, table.columns)
                for v in column.to_pylist() if v is not None)
 
@@ -441,7 +438,7 @@ def _without(data: bytes, marks: _Marks, name: str) -> bytes:
         return out.getvalue()
     if data[:4] == b"PAR1":
         table = pq.read_table(io.BytesIO(data))
-        keep = [not any(marks.in_text(str(v)) or (ID_NAME.match(_key(k)) and str(v) == marks.source_id)
+        keep = [not any(marks.in_text(str(v)) or (ID_NAME.match(column_key(k)) and str(v) == marks.source_id)
                         for k, v in row.items() if v is not None) for row in table.to_pylist()]
         out = io.BytesIO()
         pq.write_table(table.filter(pa.array(keep)), out)

@@ -105,7 +105,7 @@ def safe_harbor(frame: pd.DataFrame, *, dates: str = "year", person: str = "pers
     out = frame.copy()
     report = {"method": "HIPAA Safe Harbor, 45 CFR 164.514(b)(2)", "dates": dates, "removed": [], "changed": [],
               "warnings": []}
-    names = {c: _normalised(c) for c in out.columns}
+    names = {c: column_key(c) for c in out.columns}
     removed = [c for c in out.columns if c != person and (IDENTIFIER_PATTERN.search(names[c])
                                                           or BIRTH_PART_PATTERN.search(names[c]))]
     out = out.drop(columns=removed)
@@ -170,7 +170,8 @@ def safe_harbor(frame: pd.DataFrame, *, dates: str = "year", person: str = "pers
     return out
 
 
-def _normalised(column) -> str:
+def column_key(column) -> str:
+    """A column or key name in lower_snake_case ('Full Name' -> 'full_name'), as the patterns expect."""
     return re.sub(r"[^a-z0-9]+", "_", str(column).lower()).strip("_")
 
 
