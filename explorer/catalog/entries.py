@@ -61,7 +61,7 @@ ENTRY_SCHEMA: dict = {
         "sensitivity": {"enum": list(SENSITIVITY_TIERS)},
         "entity": {"type": "string", "description": "column that identifies the unit of analysis"},
         "time": {"type": "string", "description": "column that places a row in time"},
-        "layer": {"enum": ["raw", "unified", "aggregate", "array"]},
+        "layer": {"enum": ["raw", "unified", "aggregate", "array", "cohort"]},
         "primary_key": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "schema": {"type": "array", "items": _COLUMN, "minItems": 1},
         "references": {"type": "array", "items": {"type": "string"}},

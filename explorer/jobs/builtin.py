@@ -10,6 +10,7 @@ from datetime import date
 
 import pandas as pd
 
+from explorer.cohorts.store import COHORT_INPUTS, compute_members
 from explorer.jobs.steps import Partition, RefreshStep, bucket_sql, person_bucket
 from explorer.wearables.daily import VALID_WEAR_MINUTES
 
@@ -339,3 +340,18 @@ class BiologicalAge(RefreshStep):
             complete = found["missing"] == ""
             found.loc[complete, "kdm_age"] = kdm_age(found[complete], trained)
         return found.rename(columns={"constant": "phenoage_constant"})[columns]
+
+
+class CohortMember(RefreshStep):
+    """Members and index dates of every saved cohort definition (explorer.cohorts), recomputed
+    whenever a table the cohorts read has a new version, or a definition is saved."""
+
+    name = "cohort_member"
+    description = "per saved cohort: its members and their index dates"
+    inputs = COHORT_INPUTS
+    optional_inputs = tuple(t for t in COHORT_INPUTS if t not in ("cohort_definition", "person"))
+    output = "cohort_member"
+    partition = "whole"
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+        return compute_members(con)

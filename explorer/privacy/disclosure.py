@@ -199,6 +199,50 @@ class DisclosureControl(param.Parameterized):
             total = pd.Series(shown.sum() if shown.notna().all() else np.nan, index=table.index)
         return (100.0 * shown / total.where(total > 0)).rename("percent")
 
+    def attrition(self, remaining) -> pd.DataFrame:
+        """A protected attrition table: ``remaining[k]`` persons left after step ``k``
+        (non-increasing; ``remaining[0]`` is everyone).
+
+        The page shows each remaining count and each step's removed count (``remaining[k-1] -
+        remaining[k]``, itself a count of persons with a characteristic), so both are published
+        counts over the same finest cells, the persons removed at each step and those kept. A
+        small number removed is hidden, and so is a remaining count next to it when the two
+        neighbours would give it away.
+
+        Returns one row per step: ``persons``, ``persons_shown``, ``persons_status``, ``removed``,
+        ``removed_shown``, ``removed_status`` (step 0 removes nothing: its removed is NaN).
+        """
+        remaining = np.asarray(remaining, dtype=float)
+        if remaining.ndim != 1 or not len(remaining) or np.any(np.diff(remaining) > 0) or np.any(remaining < 0):
+            raise ExplorerError(f"attrition counts must be non-negative and never grow from step to step, got {remaining.tolist()}")
+        n = len(remaining)
+        entries = [np.arange(k, n) for k in range(n)] + [np.array([k - 1]) for k in range(1, n)]
+        values = np.concatenate([remaining, -np.diff(remaining)])
+
+        def neighbour(k, values, status, matrix, overlap):
+            # the counts in the two equations of a step (before = removed + after): hiding the
+            # smaller shown neighbour keeps the rest of the chain readable; the total comes last
+            if k < n:
+                near = [n + k - 1, k - 1, n + k, k + 1] if k else [n, 1]
+            else:
+                near = [k - n, k - n + 1]
+            near = [j for j in near if 0 <= j < len(values) and status[j] in ("shown", "rounded") and values[j] > 0]
+            if not near:
+                return _complement(k, values, status, matrix, overlap)
+            return min(near, key=lambda j: (j == 0, values[j], j))
+
+        status = self._protect(values, entries, n, complement=neighbour)
+        rules = self.rules
+        shown = np.array([rules.round(v) if s in ("shown", "rounded") else np.nan for v, s in zip(values, status)])
+        text = [_text(v) if s in ("shown", "rounded") else rules.label if s == "primary" else COMPLEMENTARY_LABEL
+                for v, s in zip(shown, status)]
+        nan = [np.nan]
+        return pd.DataFrame({
+            "persons": shown[:n], "persons_shown": text[:n], "persons_status": status[:n],
+            "removed": np.concatenate([nan, shown[n:]]), "removed_shown": [""] + text[n:],
+            "removed_status": ["", *status[n:]],
+        })
+
     # ------------------------------------------------------------- statistics
     def statistics(self, rows: pd.DataFrame, by: str | list[str], value: str,
                    quantiles=(0.25, 0.5, 0.75)) -> pd.DataFrame:
@@ -245,8 +289,9 @@ class DisclosureControl(param.Parameterized):
             raise ExplorerError(f"column {weight!r} must hold whole, non-negative counts")
         return np.bincount(flat, weights=weights, minlength=int(np.prod(shape))).astype(float).reshape(shape)
 
-    def _protect(self, values: np.ndarray, entries: list[np.ndarray], n_cells: int) -> np.ndarray:
+    def _protect(self, values: np.ndarray, entries: list[np.ndarray], n_cells: int, complement=None) -> np.ndarray:
         rules = self.rules
+        complement = complement or _complement
         status = np.where([rules.hides(v) for v in values], "primary", "rounded" if rules.rounding > 1 else "shown").astype(object)
         if not len(values) or not n_cells:  # nothing counted: no cell to solve for
             return status
@@ -266,7 +311,7 @@ class DisclosureControl(param.Parameterized):
             for k in exposed:  # one complement per equation each round; the next audit rechecks the rest
                 if k in touched:
                     continue
-                added = _complement(k, values, status, matrix, overlap)
+                added = complement(k, values, status, matrix, overlap)
                 if added is None:
                     continue
                 status[added] = "complementary"

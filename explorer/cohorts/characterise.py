@@ -1,0 +1,192 @@
+"""Characterisation of a cohort against the whole lake or another cohort, as OHDSI's
+characterisation tables do: demographics, data available per modality, wearable and exposure
+summaries and marker ageing, each with the standardised mean difference between the two groups.
+
+Per person, features are read in one DuckDB query over the tables present; the summary is
+computed from those rows. Every feature is measured the same way in both groups: at the index
+date for a cohort, and for the whole lake at the target cohort's median index date.
+
+References
+----------
+Austin PC. Balance diagnostics for comparing the distribution of baseline covariates between
+treatment groups in propensity-score matched samples. Stat Med 2009;28:3083-3107 (the SMD).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from explorer.errors import ExplorerError
+
+CATEGORICAL = ["sex_at_birth", "race", "ethnicity", "ageotype"]
+#: feature -> (domain, description, tables it needs)
+FEATURES = {
+    "age": ("demographics", "age at index (years)", {"person"}),
+    "sex_at_birth": ("demographics", "sex at birth", {"person"}),
+    "race": ("demographics", "race", {"person"}),
+    "ethnicity": ("demographics", "ethnicity", {"person"}),
+    "has_wearable": ("data availability", "any wearable day", {"wearable_daily"}),
+    "valid_days_60": ("data availability", "60+ valid wear days", {"wearable_daily"}),
+    "has_lab": ("data availability", "any lab result", {"measurement"}),
+    "has_condition": ("data availability", "any condition", {"condition_occurrence"}),
+    "has_exposure": ("data availability", "exposure at home linked", {"exposure_daily"}),
+    "median_steps": ("wearables", "median daily steps (valid days)", {"wearable_daily"}),
+    "median_resting_hr": ("wearables", "median resting heart rate (bpm)", {"wearable_daily"}),
+    "median_sleep_minutes": ("wearables", "median sleep (min/day)", {"wearable_daily"}),
+    "heat_wave_days_per_year": ("exposure", "heat-wave days per year at home", {"exposure_daily"}),
+    "mean_tasmax": ("exposure", "mean daily maximum temperature (degC)", {"exposure_daily"}),
+    "mean_pm25": ("exposure", "mean PM2.5 (ug/m3)", {"exposure_daily"}),
+    "phenoage_accel": ("ageing", "PhenoAge acceleration, latest (years)", {"biological_age"}),
+    "ageotype": ("ageing", "ageotype (dominant fast pathway)", {"ageotype"}),
+}
+
+
+def person_features(lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
+    """One row per person of ``groups`` (person_id, index_date, group) with every feature whose
+    tables the lake holds, measured at the person's index date."""
+    present = set(lake.tables())
+    needed = {"person", "wearable_daily", "measurement", "condition_occurrence", "exposure_daily", "biological_age",
+              "ageotype", "person_ageing_rate"} & present
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        con.execute("SET enable_progress_bar = false")
+        lake.pinned_views(con, sorted(needed), dict(versions or {}))
+        con.register("grp", groups[["person_id", "index_date", "group"]])
+        select, joins = ["g.person_id", "g.group", "year(g.index_date) - p.year_of_birth AS age", "p.sex_at_birth",
+                         "p.race", "p.ethnicity"], ["JOIN person p ON p.person_id = g.person_id"]
+        if "wearable_daily" in present:
+            joins.append("""LEFT JOIN (SELECT person_id, true AS has_wearable, count(*) FILTER (WHERE valid_day) >= 60 AS valid_days_60,
+                               median(steps) FILTER (WHERE valid_day) AS median_steps,
+                               median(resting_hr) FILTER (WHERE valid_day) AS median_resting_hr,
+                               median(sleep_minutes) FILTER (WHERE valid_day) AS median_sleep_minutes
+                               FROM wearable_daily GROUP BY person_id) w ON w.person_id = g.person_id""")
+            select += ["coalesce(w.has_wearable, false) AS has_wearable", "coalesce(w.valid_days_60, false) AS valid_days_60",
+                       "w.median_steps", "w.median_resting_hr", "w.median_sleep_minutes"]
+        if "measurement" in present:
+            joins.append("LEFT JOIN (SELECT DISTINCT person_id, true AS has_lab FROM measurement) m ON m.person_id = g.person_id")
+            select.append("coalesce(m.has_lab, false) AS has_lab")
+        if "condition_occurrence" in present:
+            joins.append("LEFT JOIN (SELECT DISTINCT person_id, true AS has_condition FROM condition_occurrence) c "
+                         "ON c.person_id = g.person_id")
+            select.append("coalesce(c.has_condition, false) AS has_condition")
+        if "exposure_daily" in present:
+            joins.append("""LEFT JOIN (SELECT person_id, true AS has_exposure,
+                               365.25 * count(*) FILTER (WHERE heat_wave) / count(*) AS heat_wave_days_per_year,
+                               avg(tasmax) AS mean_tasmax, avg(pm25) AS mean_pm25
+                               FROM exposure_daily GROUP BY person_id) e ON e.person_id = g.person_id""")
+            select += ["coalesce(e.has_exposure, false) AS has_exposure", "e.heat_wave_days_per_year", "e.mean_tasmax",
+                       "e.mean_pm25"]
+        if "biological_age" in present:
+            joins.append("""LEFT JOIN (SELECT b.person_id, arg_max(b.phenoage_accel, b.date) AS phenoage_accel
+                               FROM biological_age b JOIN grp ON grp.person_id = b.person_id
+                               WHERE b.date <= grp.index_date AND b.phenoage_accel IS NOT NULL GROUP BY b.person_id) b
+                               ON b.person_id = g.person_id""")
+            select.append("b.phenoage_accel")
+        if "ageotype" in present:
+            joins.append("LEFT JOIN ageotype a ON a.person_id = g.person_id")
+            select.append("coalesce(nullif(a.fast_pathways, ''), CASE WHEN a.person_id IS NULL THEN NULL ELSE 'none fast' END) AS ageotype")
+        query = f"SELECT {', '.join(select)} FROM grp g {' '.join(joins)}"
+        rows = con.execute(query).df()
+        if "person_ageing_rate" in present:
+            rates = con.execute("""SELECT r.person_id, r.marker, r.slope FROM person_ageing_rate r
+                                   WHERE r.person_id IN (SELECT person_id FROM grp)""").df()
+            if len(rates):
+                wide = rates.pivot_table(index="person_id", columns="marker", values="slope").add_prefix("slope_")
+                rows = rows.merge(wide, left_on="person_id", right_index=True, how="left")
+    finally:
+        con.close()
+    return rows
+
+
+def characterise(lake, target, comparator=None, *, versions=None, target_label: str | None = None,
+                 comparator_label: str | None = None) -> pd.DataFrame:
+    """A characterisation table of ``target`` against ``comparator`` (default: everyone in the lake).
+
+    ``target`` and ``comparator`` are saved cohort names, definitions, or frames of person_id and
+    index_date. Rows: one per continuous feature and per level of a categorical one; columns
+    ``domain``, ``feature``, ``level``, then per group ``n`` (persons with a value), ``value``
+    (mean, or percent of persons with a value), ``sd``, and ``smd``, the standardised mean
+    difference: for a mean, ``(m1 - m2) / sqrt((s1^2 + s2^2) / 2)``; for a proportion,
+    ``(p1 - p2) / sqrt((p1 (1 - p1) + p2 (1 - p2)) / 2)`` (Austin 2009). |SMD| > 0.1 is the usual
+    mark of an imbalance worth a look.
+    """
+    target_members, target_name = _members(lake, target, versions)
+    if target_members.empty:
+        raise ExplorerError(f"cohort {target_name!r} has no members: there is nothing to characterise")
+    as_of = pd.to_datetime(target_members["index_date"]).sort_values().iloc[len(target_members) // 2]
+    if comparator is None:
+        everyone = lake.sql("SELECT DISTINCT person_id FROM person", versions=versions)
+        comparator_members, comparator_name = everyone.assign(index_date=as_of.date()), "whole lake"
+    else:
+        comparator_members, comparator_name = _members(lake, comparator, versions)
+    labels = [target_label or target_name, comparator_label or comparator_name]
+    if labels[0] == labels[1]:
+        labels = [f"{labels[0]} (target)", f"{labels[1]} (comparator)"]
+    groups = pd.concat([target_members.assign(group=labels[0]), comparator_members.assign(group=labels[1])],
+                       ignore_index=True)
+    groups["index_date"] = pd.to_datetime(groups["index_date"])
+    rows = person_features(lake, groups, versions)
+    table = summarise(rows, labels)
+    table.attrs.update(groups=labels, as_of=str(as_of.date()))
+    return table
+
+
+def summarise(rows: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The characterisation table of per-person ``rows`` (a ``group`` column holding ``labels``)."""
+    out = []
+    first, second = (rows[rows["group"] == label] for label in labels)
+    features = [c for c in rows.columns if c not in ("person_id", "group")]
+    for feature in features:
+        domain, text, _ = FEATURES.get(feature, ("ageing", f"personal ageing rate, LOINC {feature[6:]} (per year)", set()))
+        if feature in CATEGORICAL:
+            levels = sorted(rows[feature].dropna().astype(str).unique())
+            for level in levels:
+                out.append(_proportion_row(domain, text, level, [g[feature].dropna().astype(str) == level for g in (first, second)]))
+        elif pd.api.types.is_bool_dtype(rows[feature]) or set(rows[feature].dropna().unique()) <= {True, False}:
+            out.append(_proportion_row(domain, text, "yes", [g[feature].dropna().astype(bool) for g in (first, second)]))
+        else:
+            values = [pd.to_numeric(g[feature], errors="coerce").dropna() for g in (first, second)]
+            stats = [(len(v), v.mean() if len(v) else np.nan, v.std(ddof=1) if len(v) > 1 else np.nan) for v in values]
+            pooled = np.sqrt((stats[0][2] ** 2 + stats[1][2] ** 2) / 2)
+            smd = (stats[0][1] - stats[1][1]) / pooled if pooled and np.isfinite(pooled) and pooled > 0 else np.nan
+            out.append({"domain": domain, "feature": text, "level": "mean", "kind": "continuous",
+                        "n_1": stats[0][0], "value_1": stats[0][1], "sd_1": stats[0][2], "count_1": np.nan,
+                        "n_2": stats[1][0], "value_2": stats[1][1], "sd_2": stats[1][2], "count_2": np.nan, "smd": smd})
+    table = pd.DataFrame(out)
+    return table
+
+
+def _proportion_row(domain, text, level, flags) -> dict:
+    counts = [int(f.sum()) for f in flags]
+    ns = [len(f) for f in flags]
+    p = [c / n if n else np.nan for c, n in zip(counts, ns)]
+    spread = np.sqrt((p[0] * (1 - p[0]) + p[1] * (1 - p[1])) / 2)
+    smd = (p[0] - p[1]) / spread if spread and np.isfinite(spread) and spread > 0 else (0.0 if p[0] == p[1] else np.nan)
+    return {"domain": domain, "feature": text, "level": level, "kind": "proportion",
+            "n_1": ns[0], "value_1": 100 * p[0], "sd_1": np.nan, "count_1": counts[0],
+            "n_2": ns[1], "value_2": 100 * p[1], "sd_2": np.nan, "count_2": counts[1], "smd": smd}
+
+
+def standardised_mean_difference(first, second) -> float:
+    """SMD of two samples of a continuous variable: ``(m1 - m2) / sqrt((s1^2 + s2^2) / 2)``."""
+    first, second = np.asarray(first, float), np.asarray(second, float)
+    pooled = np.sqrt((first.var(ddof=1) + second.var(ddof=1)) / 2)
+    return float((first.mean() - second.mean()) / pooled)
+
+
+def _members(lake, cohort, versions) -> tuple[pd.DataFrame, str]:
+    from explorer.cohorts.definition import Definition
+    from explorer.cohorts.run import as_definition, members
+    from explorer.cohorts.store import members_of
+
+    if isinstance(cohort, pd.DataFrame):
+        missing = {"person_id", "index_date"} - set(cohort.columns)
+        if missing:
+            raise ExplorerError(f"a cohort frame needs columns person_id and index_date; it lacks {', '.join(sorted(missing))}")
+        return cohort[["person_id", "index_date"]], cohort.attrs.get("cohort", "cohort")
+    if isinstance(cohort, str) and "\n" not in cohort and not cohort.lower().endswith((".yaml", ".yml", ".json")):
+        return members_of(lake, cohort, version=(versions or {}).get("cohort_member")), cohort
+    definition = cohort if isinstance(cohort, Definition) else as_definition(cohort)
+    return members(lake, definition, versions=versions), definition.name

@@ -1,0 +1,150 @@
+"""Saved cohorts: definitions in ``cohort_definition``, members in ``cohort_member``.
+
+Saving a definition upserts its row in ``cohort_definition`` (earlier revisions stay readable as
+earlier versions of that table) and materialises every saved cohort into ``cohort_member`` in
+one commit, computed from the tables pinned at the versions that commit records as its inputs.
+``explorer refresh`` recomputes them (step ``cohort_member``) whenever one of those tables has a
+new version, and ``members_of(lake, name, version=v)`` reads exactly the people an analysis saw.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import datetime, timezone
+
+import duckdb
+import pandas as pd
+
+from explorer.cohorts.compile import compile_definition
+from explorer.cohorts.definition import Definition, from_dict
+from explorer.cohorts.run import as_definition, check_tables
+from explorer.errors import ExplorerError, did_you_mean
+
+#: what cohorts are computed from; ``cohort_definition`` and ``person`` must be there, the rest
+#: only when a saved definition reads them
+COHORT_INPUTS = ("cohort_definition", "person", "condition_occurrence", "measurement", "wearable_daily",
+                 "wearable_circadian", "exposure_daily")
+MEMBER_COLUMNS = ["cohort", "definition_sha256", "person_id", "index_date"]
+
+
+def save(lake, definition, *, materialise: bool = True) -> int:
+    """Save ``definition`` under its name (replacing an earlier revision of it) and, unless
+    ``materialise=False``, bring ``cohort_member`` up to date. Returns the cohort_member version
+    holding its members (or the cohort_definition version when not materialised)."""
+    definition = as_definition(definition)
+    check_tables(lake, definition)
+    row = {
+        "cohort": definition.name, "revision": definition.version, "definition_sha256": definition.sha256,
+        "author": definition.author, "description": definition.description,
+        "document": json.dumps(definition.to_dict(), sort_keys=True),
+        "saved_at": pd.Timestamp(datetime.now(timezone.utc)), "saved_by": _user(),
+    }
+    version = lake.write("cohort_definition", pd.DataFrame([row]), mode="upsert", operation=f"cohort:save:{definition.name}")
+    return materialise_all(lake) if materialise else version
+
+
+def delete(lake, name: str) -> int:
+    """Remove a saved cohort and its members (earlier versions of both tables keep them)."""
+    _require_saved(lake, name)
+    remaining = lake.sql("SELECT * FROM cohort_definition WHERE cohort <> ?", [name])
+    lake.write("cohort_definition", remaining, mode="overwrite", operation=f"cohort:delete:{name}")
+    return materialise_all(lake)
+
+
+def saved(lake, version: int | None = None) -> pd.DataFrame:
+    """The saved definitions: cohort, revision, digest, author, description, saved_at, saved_by."""
+    if not lake.has_table("cohort_definition"):
+        return pd.DataFrame(columns=["cohort", "revision", "definition_sha256", "author", "description", "saved_at",
+                                     "saved_by"])
+    versions = {"cohort_definition": version} if version is not None else None
+    return lake.sql("SELECT * EXCLUDE (document) FROM cohort_definition ORDER BY cohort", versions=versions)
+
+
+def get(lake, name: str, version: int | None = None) -> Definition:
+    """The saved definition called ``name`` (at a ``cohort_definition`` version)."""
+    _require_saved(lake, name, version)
+    versions = {"cohort_definition": version} if version is not None else None
+    document = lake.sql("SELECT document FROM cohort_definition WHERE cohort = ?", [name], versions=versions)["document"].iloc[0]
+    return from_dict(json.loads(document), f"saved cohort {name!r}")
+
+
+def members_of(lake, name: str, version: int | None = None) -> pd.DataFrame:
+    """person_id and index_date of the saved cohort ``name``, as ``cohort_member`` held them at
+    ``version`` (default: the latest); ``attrs`` has the version and the inputs it was made from."""
+    if not lake.has_table("cohort_member"):
+        raise ExplorerError("no cohort has been materialised in this lake yet: save one first "
+                            "(`explorer cohort save FILE` or explorer.cohorts.save(lake, definition))")
+    version = lake.version("cohort_member") if version is None else version
+    frame = lake.sql("SELECT person_id, index_date FROM cohort_member WHERE cohort = ? ORDER BY person_id", [name],
+                     versions={"cohort_member": version})
+    if frame.empty:
+        names = saved(lake)["cohort"].tolist()
+        if name not in names:
+            raise ExplorerError(f"no saved cohort {name!r} in cohort_member@{version}{did_you_mean(name, names)}; "
+                                f"saved cohorts: {', '.join(names) or 'none'}")
+    history = lake.versions("cohort_member")
+    frame.attrs.update(cohort=name, version=version,
+                       inputs=history.loc[history["version"] == version, "inputs"].iloc[0] if (history["version"] == version).any() else [])
+    return frame
+
+
+def materialise_all(lake) -> int:
+    """Recompute every saved cohort from the current versions of its inputs, in one commit of
+    ``cohort_member`` that records those versions; returns the new version."""
+    present = [t for t in COHORT_INPUTS if lake.has_table(t)]
+    versions = {t: lake.version(t) for t in present}
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        con.execute("SET enable_progress_bar = false")
+        lake.pinned_views(con, present, versions)
+        rows = compute_members(con)
+    finally:
+        con.close()
+    return lake.write("cohort_member", rows, mode="overwrite", inputs=[f"{t}@{v}" for t, v in sorted(versions.items())],
+                      operation="cohort:materialise")
+
+
+def compute_members(con) -> pd.DataFrame:
+    """Members of every definition in the ``cohort_definition`` view of ``con``, whose other
+    views are the lake tables pinned at the versions being read (the refresh step's compute)."""
+    present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    if "cohort_definition" not in present:
+        return _empty()
+    frames = []
+    for name, document in con.execute("SELECT cohort, document FROM cohort_definition ORDER BY cohort").fetchall():
+        definition = from_dict(json.loads(document), f"saved cohort {name!r}")
+        missing = sorted(definition.tables() - present)
+        if missing:
+            raise ExplorerError(f"saved cohort {name!r} reads {', '.join(missing)}, not in the lake; ingest and refresh "
+                                f"it, or `explorer cohort delete {name}`")
+        compiled = compile_definition(definition)
+        found = con.execute(compiled.members_sql(), compiled.params).df()
+        found.insert(0, "cohort", name)
+        found.insert(1, "definition_sha256", definition.sha256)
+        frames.append(found)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _empty()
+    out = pd.concat(frames, ignore_index=True)
+    out["index_date"] = pd.to_datetime(out["index_date"]).dt.date
+    return out[MEMBER_COLUMNS]
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"cohort": pd.Series([], dtype=str), "definition_sha256": pd.Series([], dtype=str),
+                         "person_id": pd.Series([], dtype=str), "index_date": pd.Series([], dtype="datetime64[s]").dt.date})
+
+
+def _require_saved(lake, name: str, version: int | None = None) -> None:
+    names = saved(lake, version)["cohort"].tolist()
+    if name not in names:
+        raise ExplorerError(f"no saved cohort {name!r}{did_you_mean(name, names)}; saved cohorts: {', '.join(names) or 'none'} "
+                            "(`explorer cohort list`)")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a container: say so rather than fail the save
+        return "unknown"
