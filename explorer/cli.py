@@ -551,6 +551,120 @@ def cmd_ageing(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- cohorts
+def _cohort_argument(lake, text: str):
+    """A definition from a file, or a saved cohort's name."""
+    from explorer import cohorts
+
+    if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
+        return cohorts.load(text)
+    return cohorts.get(lake, text)
+
+
+def cmd_cohort(args) -> int:
+    from explorer import cohorts
+
+    if args.action != "list" and not args.cohort:
+        raise ExplorerError(f"`explorer cohort {args.action}` needs a definition file or a saved cohort's name")
+    if args.action == "validate":
+        definition = cohorts.load(args.cohort)
+        print(f"{args.cohort}: valid cohort definition {definition.name!r} version {definition.version} "
+              f"(sha256 {definition.sha256[:12]}); reads {', '.join(sorted(definition.tables()))}")
+        print(f"  index date: {definition.index_date.describe()}")
+        for label, _, _ in definition.steps():
+            print(f"  {label}")
+        return 0
+    lake = _lake(args)
+    if args.action == "sql":
+        definition = _cohort_argument(lake, args.cohort)
+        compiled = cohorts.compile_definition(definition)
+        print(compiled.counts_sql() + ";")
+        print("-- parameters: " + json.dumps(compiled.params, default=str))
+        return 0
+    if args.action == "count":
+        from explorer.privacy import DisclosureControl
+
+        role = _role(args, "aggregates", "`explorer cohort count`")
+        definition = _cohort_argument(lake, args.cohort)
+        control = DisclosureControl(profile=args.profile) if role == "public" else None
+        frame = cohorts.count(lake, definition, disclosure=control)
+        if control is not None:
+            shown = frame[["step", "label", "persons_shown", "removed_shown"]].rename(
+                columns={"persons_shown": "persons", "removed_shown": "removed"})
+        else:
+            shown = frame.astype({"removed": "object"}).fillna("")
+        print(_table_text(shown))
+        note = (f"disclosure control: {control.rules.title}; {int(frame['persons_status'].isin(['primary', 'complementary']).sum() + frame['removed_status'].isin(['primary', 'complementary']).sum())} count(s) hidden"
+                if control is not None else "exact counts (researcher tier)")
+        print(f"{definition.name} v{definition.version}: one query in {frame.attrs['seconds'] * 1000:.0f} ms; {note}")
+        _audit(lake, role, "cohort_count", parameters={"cohort": definition.name, "sha256": definition.sha256,
+                                                      "profile": args.profile if control is not None else None})
+        return 0
+    if args.action == "list":
+        role = _role(args, "person_rows", "`explorer cohort list`")
+        frame = cohorts.saved(lake)
+        if frame.empty:
+            print("no saved cohort yet: `explorer cohort save FILE.yaml`")
+            return 0
+        if lake.has_table("cohort_member"):
+            sizes = lake.sql("SELECT cohort, count(*) AS members FROM cohort_member GROUP BY cohort")
+            frame = frame.merge(sizes, on="cohort", how="left").fillna({"members": 0})
+        frame["definition_sha256"] = frame["definition_sha256"].str[:12]
+        print(_table_text(frame))
+        return 0
+    if args.action == "show":
+        _role(args, "person_rows", "`explorer cohort show`")
+        definition = cohorts.get(lake, args.cohort, version=args.version)
+        print(definition.to_json() if args.format == "json" else definition.to_yaml(), end="")
+        return 0
+    if args.action == "save":
+        role = _role(args, "person_rows", "`explorer cohort save`")
+        definition = cohorts.load(args.cohort)
+        version = cohorts.save(lake, definition)
+        size = len(cohorts.members_of(lake, definition.name, version))
+        print(f"saved {definition.name!r} v{definition.version}: {size} members in cohort_member@{version} "
+              f"(`explorer lineage cohort_member@{version}` shows the table versions they were computed from)")
+        _audit(lake, role, "cohort_save", dataset="cohort_member", version=version,
+               parameters={"cohort": definition.name, "sha256": definition.sha256})
+        return 0
+    if args.action == "delete":
+        role = _role(args, "person_rows", "`explorer cohort delete`")
+        version = cohorts.delete(lake, args.cohort)
+        print(f"deleted {args.cohort!r}; cohort_member@{version} no longer holds it (earlier versions still do)")
+        _audit(lake, role, "cohort_delete", parameters={"cohort": args.cohort})
+        return 0
+    if args.action == "members":
+        role = _role(args, "person_rows", "`explorer cohort members`")
+        frame = cohorts.members_of(lake, args.cohort, version=args.version)
+        if args.out:
+            frame.to_csv(args.out, index=False) if args.out.endswith(".csv") else frame.to_parquet(args.out, index=False)
+            print(f"wrote {len(frame)} members of {args.cohort!r} (cohort_member@{frame.attrs['version']}) to {args.out}")
+        else:
+            print(_table_text(frame))
+            print(f"{len(frame)} members, cohort_member@{frame.attrs['version']}, computed from "
+                  f"{', '.join(frame.attrs['inputs'])}")
+        _audit(lake, role, "cohort_members", dataset="cohort_member", version=frame.attrs["version"],
+               parameters={"cohort": args.cohort}, rows=len(frame))
+        return 0
+    if args.action == "characterise":
+        from explorer.views import CohortCharacterisation
+
+        role = _role(args, "aggregates", "`explorer cohort characterise`")
+        view = CohortCharacterisation(lake=lake, role=role, cohort=args.cohort, against=args.against or "")
+        table = view.data()
+        print(_table_text(view.display_table(table)))
+        print(f"as of {table.attrs.get('as_of')} for the whole lake; smd: standardised mean difference (|smd| > 0.1: "
+              "imbalance worth a look)")
+        if args.out:
+            import panel as pn
+
+            pn.panel(view.panel()).save(args.out, embed=False, resources="inline")
+            print(f"wrote {args.out}: open it in a browser")
+        _audit(lake, role, "cohort_characterise", parameters={"cohort": args.cohort, "against": args.against})
+        return 0
+    raise ExplorerError(f"unknown action {args.action!r}")
+
+
 def cmd_demo(args) -> int:
     from explorer.demo import run_demo
 
@@ -886,6 +1000,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, help="entries to show, newest last (default 20)")
     p.add_argument("--verify", action="store_true", help="only verify the chain (no listing)")
     p.set_defaults(func=cmd_audit)
+
+    p = commands.add_parser("cohort", help="cohort definitions: validate, count (attrition), save, characterise",
+                            formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        A cohort is a YAML or JSON document: an index date rule, inclusion and exclusion criteria
+        over demographics, conditions (code sets), lab values (LOINC, units, bounds), wearable
+        compliance and metrics, and exposures at home, combined with all/any/not, with time
+        windows in days relative to the index date (README, "Cohorts", has the full format).
+
+        validate FILE        check a definition; every problem is listed with where it is
+        sql FILE|NAME        the one DuckDB query it compiles to, with its bound parameters
+        count FILE|NAME      attrition: persons left after each criterion, from one query
+                             (a public user sees it under disclosure control, --profile)
+        save FILE            save it in the lake and materialise its members (cohort_member),
+                             recorded with the table versions they came from; `explorer
+                             refresh` keeps them up to date
+        list | show NAME     saved cohorts; one saved definition (--format yaml|json)
+        members NAME         its members (--version V: as an earlier cohort_member version held them)
+        characterise NAME    against the whole lake (or --against NAME): demographics, data per
+                             modality, wearables, exposure, ageing, with standardised differences
+        delete NAME          remove a saved cohort
+
+        examples:
+          explorer cohort validate t2d.yaml
+          explorer cohort count t2d.yaml
+          explorer --role public cohort count t2d.yaml --profile cms
+          explorer cohort save t2d.yaml && explorer cohort characterise t2d --out t2d.html
+          explorer cohort members t2d --version 3 --out t2d.csv"""))
+    p.add_argument("action", choices=["validate", "sql", "count", "save", "list", "show", "members", "characterise",
+                                      "delete"])
+    p.add_argument("cohort", nargs="?", help="definition file (.yaml, .yml, .json) or saved cohort name")
+    p.add_argument("--profile", choices=["aou", "cms", "opensafely", "ukbiobank"], default="aou",
+                   help="disclosure-control profile for a public user (default aou)")
+    p.add_argument("--against", default=None, help="characterise against this saved cohort (default: the whole lake)")
+    p.add_argument("--version", type=int, default=None, help="table version to read (members: cohort_member; show: cohort_definition)")
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="show: document format")
+    p.add_argument("--out", default=None, help="members: .csv or .parquet file; characterise: .html page")
+    p.set_defaults(func=cmd_cohort)
 
     p = commands.add_parser("demo", help="build a small demo lake and show what it keeps", formatter_class=fmt,
                             description=textwrap.dedent("""\

@@ -30,3 +30,23 @@ def run_cli(*args, lake_root=None, timeout=300, env=None) -> subprocess.Complete
         command += ["--lake", str(lake_root)]
     return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+#: the synthetic cohort the cohort-builder tests share: every modality a definition can read
+COHORT_STEPS = ["wearable_daily", "wearable_circadian", "exposure_daily", "marker_ageing", "person_ageing_rate",
+                "ageotype", "biological_age"]
+
+
+@pytest.fixture(scope="session")
+def cohort_lake(tmp_path_factory):
+    """A refreshed synthetic lake (60 persons, 35 days of wearables, 10 years of labs), built once."""
+    from datetime import date
+
+    from explorer.synth import SynthConfig
+    from explorer.testing.cohorts import synthetic_lake
+
+    root = tmp_path_factory.mktemp("cohort-lake")
+    config = SynthConfig(participants=60, days=35, seed=7, start=date(2024, 6, 3), faults=False, workers=1)
+    lake = synthetic_lake(root, config, COHORT_STEPS, workers=2)
+    lake.synth_root = root
+    return lake

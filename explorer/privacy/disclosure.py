@@ -217,19 +217,31 @@ class DisclosureControl(param.Parameterized):
             raise ExplorerError(f"attrition counts must be non-negative and never grow from step to step, got {remaining.tolist()}")
         n = len(remaining)
         entries = [np.arange(k, n) for k in range(n)] + [np.array([k - 1]) for k in range(1, n)]
-        values = np.concatenate([remaining, -np.diff(remaining)])
+        values = np.concatenate([remaining, remaining[:-1] - remaining[1:]])
 
         def neighbour(k, values, status, matrix, overlap):
             # the counts in the two equations of a step (before = removed + after): hiding the
             # smaller shown neighbour keeps the rest of the chain readable; the total comes last
+            def remaining_at(step):
+                return step if 0 <= step < n else None
+
+            def removed_at(step):  # the entry of the count removed by step ``step`` (1..n-1)
+                return n + step - 1 if 1 <= step < n else None
+
             if k < n:
-                near = [n + k - 1, k - 1, n + k, k + 1] if k else [n, 1]
+                near = [removed_at(k), remaining_at(k - 1), removed_at(k + 1), remaining_at(k + 1)]
             else:
-                near = [k - n, k - n + 1]
-            near = [j for j in near if 0 <= j < len(values) and status[j] in ("shown", "rounded") and values[j] > 0]
-            if not near:
-                return _complement(k, values, status, matrix, overlap)
-            return min(near, key=lambda j: (j == 0, values[j], j))
+                near = [remaining_at(k - n), remaining_at(k - n + 1)]
+            near = [j for j in near if j is not None]
+            candidates = [j for j in near if status[j] in ("shown", "rounded") and values[j] > 0]
+            if candidates:
+                return min(candidates, key=lambda j: (j == 0, values[j], j))
+            if k not in waited and any(status[j] in ("primary", "complementary") for j in near):
+                waited.add(k)  # a neighbour hidden this round may be enough: the next audit tells
+                return None
+            return _complement(k, values, status, matrix, overlap)
+
+        waited: set[int] = set()
 
         status = self._protect(values, entries, n, complement=neighbour)
         rules = self.rules
