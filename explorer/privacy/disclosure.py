@@ -234,12 +234,12 @@ class DisclosureControl(param.Parameterized):
                 near = [remaining_at(k - n), remaining_at(k - n + 1)]
             near = [j for j in near if j is not None]
             candidates = [j for j in near if status[j] in ("shown", "rounded") and values[j] > 0]
-            if candidates:
-                return min(candidates, key=lambda j: (j == 0, values[j], j))
+            if any(j != 0 for j in candidates):
+                return min((j for j in candidates if j != 0), key=lambda j: (values[j], j))
             if k not in waited and any(status[j] in ("primary", "complementary") for j in near):
                 waited.add(k)  # a neighbour hidden this round may be enough: the next audit tells
                 return None
-            return _complement(k, values, status, matrix, overlap)
+            return 0 if candidates else _complement(k, values, status, matrix, overlap)
 
         waited: set[int] = set()
 
@@ -314,6 +314,7 @@ class DisclosureControl(param.Parameterized):
         # Hiding more only relaxes what a reader knows, so a count found safe stays safe: each
         # round audits only the counts exposed last round and the ones newly hidden.
         candidates = None
+        stalled = False
         while True:
             exposed = _exposed(values, status, matrix, rules, candidates)
             if not exposed:
@@ -329,9 +330,14 @@ class DisclosureControl(param.Parameterized):
                 status[added] = "complementary"
                 touched.update(overlap[added].indices)
             if set(np.flatnonzero(np.isin(status, ["primary", "complementary"]))) == before:
+                if not stalled:  # a complement chooser may have waited for this audit: ask it once more
+                    stalled = True
+                    candidates = sorted(exposed)
+                    continue
                 # nothing left to hide beside them: what remains is what the labels themselves say
                 # ("<5" three times under a total of "<5"), and no release could say less
                 return status
+            stalled = False
             candidates = sorted(set(exposed) | (set(np.flatnonzero(np.isin(status, ["primary", "complementary"]))) - before))
 
     def _present(self, tables, status) -> list[pd.DataFrame]:

@@ -176,16 +176,16 @@ def _widget(spec, label, value):
 
     kind = spec
     if isinstance(kind, list):
-        return pn.widgets.Select(name=label, options=kind, value=value if value in kind else kind[0], width=170)
+        return pn.widgets.Select(label=label, options=kind, value=value if value in kind else kind[0], width=170)
     if kind == "bool":
-        return pn.widgets.Checkbox(name=label, value=bool(value) if value is not None else True, width=150)
+        return pn.widgets.Checkbox(label=label, value=bool(value) if value is not None else True, width=150)
     if kind == "int":
-        return pn.widgets.IntInput(name=label, value=value, width=110)
+        return pn.widgets.IntInput(label=label, value=value, width=110)
     if kind == "float":
-        return pn.widgets.FloatInput(name=label, value=value, width=120)
+        return pn.widgets.FloatInput(label=label, value=value, width=120)
     if kind == "list":
-        return pn.widgets.TextInput(name=label + " (comma-separated)", value=", ".join(value or []), width=220)
-    return pn.widgets.TextInput(name=label, value=value or "", width=140)
+        return pn.widgets.TextInput(label=label + " (comma-separated)", value=", ".join(value or []), width=220)
+    return pn.widgets.TextInput(label=label, value=value or "", width=140)
 
 
 class CriterionEditor:
@@ -197,17 +197,17 @@ class CriterionEditor:
         self.section = section
         self.kind = document.get("kind") if "kind" in document else None
         self.widgets = {}
-        self.remove = pn.widgets.Button(name="remove", button_type="light", width=80)
+        self.remove = pn.widgets.Button(label="remove", color="light", width=80)
         if self.kind in FIELDS and set(_flatten(document)) - {"kind", "label"} <= set(FIELDS[self.kind]):
             flat = {**DEFAULTS.get(self.kind, {}), **_flatten(document)}
             for key, (spec, label) in FIELDS[self.kind].items():
                 self.widgets[key] = _widget(spec, label, flat.get(key))
-            self.widgets["label"] = pn.widgets.TextInput(name="label (optional)", value=document.get("label", ""), width=200)
+            self.widgets["label"] = pn.widgets.TextInput(label="label (optional)", value=document.get("label", ""), width=200)
         else:  # a combination, or keys the widgets do not show: edited as YAML, nothing lost
             import yaml
 
             self.kind = None
-            self.widgets["yaml"] = pn.widgets.TextAreaInput(name="criterion (YAML)", value=yaml.safe_dump(document, sort_keys=False),
+            self.widgets["yaml"] = pn.widgets.TextAreaInput(label="criterion (YAML)", value=yaml.safe_dump(document, sort_keys=False),
                                                             height=140, width=520)
         for widget in self.widgets.values():
             widget.param.watch(lambda event: on_change(), "value")
@@ -257,29 +257,29 @@ class CohortBuilder(LakeView):
 
         super().__init__(**params)
         self._header = {
-            "name": pn.widgets.TextInput(name="name", value="my-cohort", width=200),
-            "version": pn.widgets.IntInput(name="version", value=1, start=1, width=90),
-            "author": pn.widgets.TextInput(name="author", value="", width=160),
-            "description": pn.widgets.TextInput(name="description", value="", width=380),
+            "name": pn.widgets.TextInput(label="name", value="my-cohort", width=200),
+            "version": pn.widgets.IntInput(label="version", value=1, start=1, width=90),
+            "author": pn.widgets.TextInput(label="author", value="", width=160),
+            "description": pn.widgets.TextInput(label="description", value="", width=380),
         }
         self._index = {
-            "rule": pn.widgets.Select(name="index date", options=INDEX_RULES, value="first_condition", width=180),
-            "codes": pn.widgets.TextInput(name="codes (first_condition)", value="", width=180),
-            "code_system": pn.widgets.Select(name="code system", options=list(CODE_SYSTEMS), value="ICD10CM", width=120),
-            "loinc": pn.widgets.TextInput(name="LOINC (first_lab)", value="", width=120),
-            "date": pn.widgets.TextInput(name="date (fixed, YYYY-MM-DD)", value="", width=170),
+            "rule": pn.widgets.Select(label="index date", options=INDEX_RULES, value="first_condition", width=180),
+            "codes": pn.widgets.TextInput(label="codes (first_condition)", value="", width=180),
+            "code_system": pn.widgets.Select(label="code system", options=list(CODE_SYSTEMS), value="ICD10CM", width=120),
+            "loinc": pn.widgets.TextInput(label="LOINC (first_lab)", value="", width=120),
+            "date": pn.widgets.TextInput(label="date (fixed, YYYY-MM-DD)", value="", width=170),
         }
         self._editors: list[CriterionEditor] = []
         self._rows = pn.Column(sizing_mode="stretch_width")
-        self._add_kind = pn.widgets.Select(name="criterion kind", options=list(FIELDS), value="demographics", width=160)
+        self._add_kind = pn.widgets.Select(label="criterion kind", options=list(FIELDS), value="demographics", width=160)
         self._add_section = pn.widgets.RadioButtonGroup(options=["inclusion", "exclusion"], value="inclusion", width=200)
-        self._add = pn.widgets.Button(name="add criterion", button_type="primary", width=130)
+        self._add = pn.widgets.Button(label="add criterion", color="primary", width=130)
         self._add.on_click(lambda event: self.add(self._add_section.value, self._add_kind.value))
         self._attrition = pn.Column(sizing_mode="stretch_width")
         self._message = pn.pane.Alert("", alert_type="danger", visible=False)
         self._upload = pn.widgets.FileInput(accept=".yaml,.yml,.json", width=220)
         self._upload.param.watch(lambda event: self.load(event.new.decode("utf-8")) if event.new else None, "value")
-        self._save = pn.widgets.Button(name="save to lake", button_type="success", width=120,
+        self._save = pn.widgets.Button(label="save to lake", color="success", width=120,
                                        disabled=self.role == "public")
         self._save.on_click(lambda event: self.save())
         self._updating = False
@@ -404,7 +404,7 @@ class CohortBuilder(LakeView):
         import panel as pn
 
         download = pn.widgets.FileDownload(callback=lambda: io.StringIO(self.document), filename="cohort.yaml",
-                                           label="download YAML", button_type="default", width=150)
+                                           label="download YAML", color="default", width=150)
         return pn.Column(
             pn.pane.Markdown("### Cohort builder"),
             pn.FlexBox(*self._header.values()),

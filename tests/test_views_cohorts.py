@@ -1,0 +1,113 @@
+"""The cohort views: the builder writes the same document a notebook does and loads one back,
+its attrition follows every widget change, and public views show protected counts only."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from explorer import cohorts
+from explorer.privacy import PermissionDenied
+from explorer.views import CohortAttrition, CohortBuilder, CohortCharacterisation
+
+DOCUMENT = """
+name: built
+version: 2
+author: tests
+index_date: {rule: first_valid_wear_day}
+inclusion:
+  - {kind: demographics, age: {gte: 30}}
+  - {kind: wearable, min_valid_days: 20, metric: steps, statistic: median, value: {lt: 12000}, window: {start: 0, end: 34}}
+  - any:
+      - {kind: condition, codes: [E11]}
+      - {kind: lab, loinc: 2345-7, unit: mmol/L, value: {gte: 5.6}, which: last}
+exclusion:
+  - {kind: exposure, variable: heat_wave, statistic: days, value: {gte: 80}, window: {start: -365, end: -1}}
+"""
+
+
+def test_widgets_write_the_document_a_notebook_would(cohort_lake):
+    builder = CohortBuilder(lake=cohort_lake)
+    assert builder.problems and "index_date.codes" in builder.problems[0]  # an empty builder says what is missing
+    builder._header["name"].value = "by-hand"
+    builder._index["rule"].value = "first_valid_wear_day"
+    assert builder.problems == []
+    editor = builder.add("inclusion", "lab")
+    assert any("loinc" in p for p in builder.problems)
+    editor.widgets["loinc"].value = "2345-7"
+    editor.widgets["unit"].value = "mg/dL"
+    editor.widgets["value.gte"].value = 100.0
+    editor.widgets["window.start"].value = -3650
+    editor.widgets["window.end"].value = 0
+    exclusion = builder.add("exclusion", "condition")
+    exclusion.widgets["codes"].value = "K76, N18"
+    expected = cohorts.loads("""
+        name: by-hand
+        index_date: {rule: first_valid_wear_day}
+        inclusion: [{kind: lab, loinc: 2345-7, unit: mg/dL, value: {gte: 100}, window: {start: -3650, end: 0}}]
+        exclusion: [{kind: condition, codes: [K76, N18]}]
+    """)
+    assert builder.problems == []
+    assert builder.document == expected.to_yaml()
+    live = builder.attrition()
+    assert live["persons"].tolist() == cohorts.count(cohort_lake, expected)["persons"].tolist()
+    builder.remove(exclusion)
+    assert "exclusion" not in builder.document
+
+
+def test_loading_a_document_shows_it_and_gives_it_back_unchanged(cohort_lake):
+    definition = cohorts.loads(DOCUMENT)
+    builder = CohortBuilder(lake=cohort_lake, definition=definition)
+    assert builder.definition() == definition
+    assert builder.document == definition.to_yaml()
+    kinds = [e.kind for e in builder.editors]
+    assert kinds == ["demographics", "wearable", None, "exposure"]  # the any-combination is edited as YAML
+    builder.editors[0].widgets["age.gte"].value = 50
+    assert builder.definition().inclusion[0].age.gte == 50
+    builder.load(DOCUMENT)  # YAML text loads too, replacing what was there
+    assert builder.definition() == definition
+    builder.panel()
+
+
+def test_attrition_view_and_public_protection(cohort_lake):
+    definition = cohorts.loads(DOCUMENT)
+    exact = CohortAttrition(lake=cohort_lake, definition=definition).data()
+    public = CohortAttrition(lake=cohort_lake, definition=definition, role="public").data()
+    assert exact["persons"].tolist() == cohorts.count(cohort_lake, definition)["persons"].tolist()
+    small = exact["persons"].between(1, 20)
+    assert small.any()
+    assert public.loc[small, "persons"].isna().all() and (public.loc[small, "persons_shown"] == "<=20").all()
+    shown = public["persons"].notna()
+    assert (public.loc[shown, "persons"] == exact.loc[shown, "persons"]).all()
+    CohortAttrition(lake=cohort_lake, definition=definition).panel()
+    builder = CohortBuilder(lake=cohort_lake, role="public", definition=definition)
+    pd.testing.assert_frame_equal(builder.attrition(), public, check_dtype=False)
+    with pytest.raises(PermissionDenied):
+        builder.save()
+
+
+def test_characterisation_view_public_hides_small_groups(cohort_lake, tmp_path):
+    import shutil
+
+    import explorer
+
+    shutil.copytree(cohort_lake.root, tmp_path / "lake")
+    lake = explorer.open(tmp_path / "lake")
+    cohorts.save(lake, cohorts.loads("name: t2d\nindex_date: {rule: first_condition, codes: [E11]}\n"))
+    exact = CohortCharacterisation(lake=lake, cohort="t2d")
+    public = CohortCharacterisation(lake=lake, cohort="t2d", role="public")
+    researcher_table, public_table = exact.data(), public.data()
+    size = len(cohorts.members_of(lake, "t2d"))
+    assert 0 < size <= 20
+    shown = public.display_table(public_table)
+    for level in ("female", "male"):
+        row = shown[(shown["feature"] == "sex at birth") & (shown["level"] == level)]
+        if len(row):
+            count = researcher_table.loc[row.index[0], "count_1"]
+            assert row["t2d"].iloc[0] in ("<=20", "suppressed") or count == 0
+    # every count a public reader gets is 0 or above the hidden range
+    texts = pd.concat([public_table["count_1_shown"], public_table["count_2_shown"]])
+    numbers = pd.to_numeric(texts, errors="coerce").dropna()
+    assert ((numbers == 0) | (numbers > 20)).all()
+    assert public_table["smd"].isna().sum() > researcher_table["smd"].isna().sum()
+    exact.panel()
