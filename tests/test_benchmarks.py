@@ -28,3 +28,5 @@ def test_quick_benchmark_run_writes_results(tmp_path):
     incremental = cases["one new day, incremental"]
     assert incremental["baseline_case"].startswith("full refresh") and incremental["target_ratio"] == 0.1
     assert cases["speed-up 1 -> 2 workers"]["value"] > 0
+    attrition = cases["cohorts.count, 5 criteria"]
+    assert attrition["baseline_case"] == "hand-written DuckDB attrition" and attrition["target_ratio"] == 1.5

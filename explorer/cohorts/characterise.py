@@ -95,6 +95,10 @@ def person_features(lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
             if len(rates):
                 wide = rates.pivot_table(index="person_id", columns="marker", values="slope").add_prefix("slope_")
                 rows = rows.merge(wide, left_on="person_id", right_index=True, how="left")
+                if "marker_ageing" in present:
+                    lake.pinned_views(con, ["marker_ageing"], dict(versions or {}))
+                    names = dict(con.execute("SELECT marker, name FROM marker_ageing").fetchall())
+                    rows.attrs["marker_names"] = {f"slope_{k}": v for k, v in names.items()}
     finally:
         con.close()
     return rows
@@ -138,8 +142,10 @@ def summarise(rows: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     out = []
     first, second = (rows[rows["group"] == label] for label in labels)
     features = [c for c in rows.columns if c not in ("person_id", "group")]
+    names = rows.attrs.get("marker_names", {})
     for feature in features:
-        domain, text, _ = FEATURES.get(feature, ("ageing", f"personal ageing rate, LOINC {feature[6:]} (per year)", set()))
+        marker = f"{names[feature]} (LOINC {feature[6:]})" if feature in names else f"LOINC {feature[6:]}"
+        domain, text, _ = FEATURES.get(feature, ("ageing", f"personal ageing rate, {marker}, per year", set()))
         if feature in CATEGORICAL:
             levels = sorted(rows[feature].dropna().astype(str).unique())
             for level in levels:
