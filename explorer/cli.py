@@ -576,6 +576,8 @@ def cmd_cohort(args) -> int:
         return 0
     lake = _lake(args)
     if args.action == "sql":
+        if not Path(args.cohort).exists():  # a saved definition is read as a researcher reads it
+            _role(args, "person_rows", "reading a saved cohort definition")
         definition = _cohort_argument(lake, args.cohort)
         compiled = cohorts.compile_definition(definition)
         print(compiled.counts_sql() + ";")

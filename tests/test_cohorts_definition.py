@@ -49,6 +49,13 @@ def test_the_digest_ignores_how_the_document_is_written():
     verbose = cohorts.loads("schema: explorer.cohort/1\nname: x\nversion: 1\nindex_date:\n  rule: first_condition\n"
                             "  code_system: ICD10CM\n  codes: E11\n  descendants: true\n")
     assert compact.sha256 == verbose.sha256
+    one = cohorts.loads("""{name: a, index_date: {rule: first_condition, codes: [E11.9, K76]},
+        inclusion: [{kind: lab, loinc: 2345-7, unit: mmol/L, value: {gte: 7}},
+                    {any: [{kind: demographics, sex_at_birth: [male, female]}, {kind: demographics, zip3: ['850']}]}]}""")
+    other = cohorts.loads("""{name: b, version: 4, author: me, index_date: {rule: first_condition, codes: [k76, e119]},
+        inclusion: [{kind: lab, loinc: 2345-7, unit: mmol/l, value: {gte: 7}, window: {}, label: glucose},
+                    {any: [{kind: demographics, zip3: ['850']}, {kind: demographics, sex_at_birth: [female, male]}]}]}""")
+    assert one.sha256 == other.sha256
     changed = cohorts.loads("{name: x, index_date: {rule: first_condition, codes: [E10]}}")
     assert changed.sha256 != compact.sha256
 
@@ -112,6 +119,32 @@ BAD = [
     ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\nschema: explorer.cohort/9", "schema: 'explorer.cohort/9' is not a schema"),
     ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\nauthr: me", "authr: unknown key for a cohort definition (did you mean 'author'?)"),
     ("{name: x, index_date: [", "not YAML or JSON at line 1"),
+    ("name: x\nindex_date: null", "index_date: missing"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: [lab]}]", "inclusion[0].kind: ['lab'] is not a kind"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: demographics, age: {gte: .nan}}]",
+     "inclusion[0].age.gte: nan is not a finite number"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: demographics, age: {gte: 1e400}}]",
+     "inclusion[0].age.gte: expected a number"),
+    ("name: x\nversion: 99999999999999999999\nindex_date: {rule: fixed, date: 2024-01-01}", "version: 99999999999999999999 is out of range"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: condition, codes: [E11], window: {start: -10000000000}}]",
+     "inclusion[0].window.start: -10000000000 is out of range"),
+    ("name: x\nindex_date: {rule: first_condition, code_system: ICD9CM, codes: [042]}", "index_date.codes[0]: 34 read as a number"),
+    ("name: x\nindex_date: {rule: first_condition, codes: ['']}", "index_date.codes[0]: '' is not a valid ICD10CM code"),
+    ("name: x\nindex_date: {rule: first_condition, codes: 'E11, K76'}", "'E11, K76' is not a valid ICD10CM code"),
+    ("name: x\nindex_date: {rule: first_condition, code_system: SNOMED, codes: ['E11'], descendants: false}",
+     "'E11' is not a valid SNOMED code"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: demographics, zip3: ['８５０']}]",
+     "is not a 3-digit ZIP code"),
+    ("a: &x {kind: demographics, race: [a]}\nname: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [*x, *x]",
+     "YAML aliases (*name) are not allowed"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: exposure, day_value: {gte: 1}, value: {gte: 1}}]",
+     "inclusion[0].day_value: heat-wave days are flagged already"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: lab, loinc: 2345-7, which: last}]",
+     "inclusion[0].which: only with value bounds"),
+    ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: wearable, min_valid_days: 3, statistic: mean}]",
+     "inclusion[0].statistic: only with a metric"),
+    ("name: x\ndescription: \"a\\x85b\"\nindex_date: {rule: fixed, date: 2024-01-01}", "description: holds a control character"),
+    ("{1: 2}", "keys must be text"),
     ("- just\n- a list", "expected a mapping with name, index_date and criteria"),
 ]
 
@@ -139,3 +172,14 @@ def test_a_missing_file_and_a_non_utf8_file_are_named(tmp_path):
     (tmp_path / "latin.yaml").write_bytes(b"name: caf\xe9\n")
     with pytest.raises(cohorts.DefinitionError, match="(?s)latin.yaml is not valid.*not UTF-8"):
         cohorts.load(tmp_path / "latin.yaml")
+
+
+def test_nesting_and_size_are_bounded():
+    deep = {"kind": "demographics", "race": ["a"]}
+    for _ in range(50):
+        deep = {"not": deep}
+    with pytest.raises(cohorts.DefinitionError, match="nested more than 6 deep"):
+        cohorts.from_dict({"name": "x", "index_date": {"rule": "fixed", "date": "2024-01-01"}, "inclusion": [deep]})
+    many = [{"kind": "demographics", "race": [f"r{k}"]} for k in range(65)]
+    with pytest.raises(cohorts.DefinitionError, match="more than 64 criteria"):
+        cohorts.from_dict({"name": "x", "index_date": {"rule": "fixed", "date": "2024-01-01"}, "inclusion": many})

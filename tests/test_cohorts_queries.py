@@ -232,3 +232,38 @@ def test_values_are_bound_never_formatted(cohort_lake):
     assert hostile in compiled.params.values() or [hostile] in compiled.params.values()
     assert cohorts.count(cohort_lake, definition)["persons"].iloc[-1] == 0
     assert cohort_lake.row_count("person") > 0
+
+
+def test_first_and_last_break_ties_the_same_way_every_run(cohort_lake, tmp_path):
+    import shutil
+
+    import explorer
+
+    shutil.copytree(cohort_lake.root, tmp_path / "lake")
+    lake = explorer.open(tmp_path / "lake")
+    last = lake.sql("""SELECT * FROM measurement WHERE loinc_code = '2345-7'
+                       QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY measurement_datetime DESC) = 1""")
+    person = last.sort_values("person_id").iloc[0]
+    twin = last[last["person_id"] == person["person_id"]].assign(value_si=40.0, value_as_number=40.0, unit="mmol/L")
+    lake.write("measurement", twin)  # a second result at the very same moment, far higher
+    high_last = defn("{kind: lab, loinc: 2345-7, unit: mmol/L, value: {gte: 30}, which: last}")
+    high_first = defn("{kind: lab, loinc: 2345-7, unit: mmol/L, value: {gte: 30}, which: first}")
+    for _ in range(5):  # the higher of simultaneous results is the last, never the first
+        assert person["person_id"] in ids(cohorts.members(lake, high_last))
+    single = lake.sql("SELECT person_id FROM measurement WHERE loinc_code = '2345-7' GROUP BY person_id "
+                      "HAVING count(DISTINCT measurement_datetime) = 1")
+    assert person["person_id"] not in set(single["person_id"])
+    assert person["person_id"] not in ids(cohorts.members(lake, high_first))
+
+
+def test_not_and_exclusion_keep_persons_without_data(cohort_lake):
+    """Documented: a person with no row in a criterion's window does not meet it, so its
+    negation keeps them (exclude those with a high result, not those without one)."""
+    high = "{kind: lab, loinc: 2345-7, unit: mmol/L, value: {gte: 6}, window: {start: -30, end: 0}}"
+    everyone = ids(cohorts.members(cohort_lake, defn()))
+    meets = ids(cohorts.members(cohort_lake, defn(high)))
+    tested = ids(cohort_lake.sql("""SELECT DISTINCT m.person_id FROM measurement m JOIN (SELECT person_id, min(date) AS d
+        FROM wearable_daily WHERE valid_day GROUP BY person_id) i USING (person_id)
+        WHERE m.loinc_code = '2345-7' AND CAST(m.measurement_datetime AS DATE) BETWEEN i.d - 30 AND i.d"""))
+    kept = ids(cohorts.members(cohort_lake, defn(exclusion=high)))
+    assert kept == everyone - meets and (everyone - tested) <= kept

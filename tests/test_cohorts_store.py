@@ -86,9 +86,20 @@ def test_the_refresh_step_recomputes_saved_cohorts_when_an_input_changes(own_lak
 def test_delete_and_unknown_names(own_lake):
     lake = own_lake
     cohorts.save(lake, cohorts.loads(T2D))
+    unrunnable = cohorts.loads("name: later\nindex_date: {rule: first_condition, codes: [E11]}\n")
+    lake_tables = set(lake.tables())
+    shutil.rmtree(lake.table_path("condition_occurrence"))  # the table it reads is gone: refused before saving
+    lake = explorer.open(lake.root)
+    with pytest.raises(ExplorerError, match="reads condition_occurrence, which the lake does not hold"):
+        cohorts.save(lake, unrunnable)
+    assert set(cohorts.saved(lake)["cohort"]) == {"t2d"} and set(lake.tables()) == lake_tables - {"condition_occurrence"}
+    with pytest.raises(ExplorerError, match="cohort 'later' is not in cohort_member"):
+        cohorts.members_of(lake, "later")
     with pytest.raises(ExplorerError, match="did you mean 't2d'"):
         cohorts.members_of(lake, "t2e")
-    version = cohorts.delete(lake, "t2d")
+    before = lake.version("cohort_member")
+    version = cohorts.delete(lake, "t2d")  # nothing saved reads condition_occurrence any more: it runs without it
+    assert version > before
     assert cohorts.saved(lake).empty
     assert lake.sql("SELECT count(*) AS n FROM cohort_member", versions={"cohort_member": version})["n"].iloc[0] == 0
     assert len(cohorts.members_of(lake, "t2d", version=version - 1)) > 0  # history keeps it

@@ -77,6 +77,11 @@ def test_attrition_view_and_public_protection(cohort_lake):
     small = exact["persons"].between(1, 20)
     assert small.any()
     assert public.loc[small, "persons"].isna().all() and (public.loc[small, "persons_shown"] == "<=20").all()
+    removed_small = exact["removed"].between(1, 20).fillna(False).astype(bool)
+    assert removed_small.any() and public.loc[removed_small, "removed"].isna().all()
+    for column in ("persons_shown", "removed_shown"):
+        numbers = pd.to_numeric(public[column], errors="coerce").dropna()
+        assert ((numbers == 0) | (numbers > 20)).all()
     shown = public["persons"].notna()
     assert (public.loc[shown, "persons"] == exact.loc[shown, "persons"]).all()
     CohortAttrition(lake=cohort_lake, definition=definition).panel()
@@ -106,8 +111,40 @@ def test_characterisation_view_public_hides_small_groups(cohort_lake, tmp_path):
             count = researcher_table.loc[row.index[0], "count_1"]
             assert row["t2d"].iloc[0] in ("<=20", "suppressed") or count == 0
     # every count a public reader gets is 0 or above the hidden range
-    texts = pd.concat([public_table["count_1_shown"], public_table["count_2_shown"]])
+    texts = pd.concat([public_table[f"{kind}_{k}_shown"] for kind in ("count", "n") for k in (1, 2)])
     numbers = pd.to_numeric(texts, errors="coerce").dropna()
     assert ((numbers == 0) | (numbers > 20)).all()
     assert public_table["smd"].isna().sum() > researcher_table["smd"].isna().sum()
+    # a small cohort's size is hidden, so is everything that would tell it
+    assert (public_table["n_1_shown"] == "<=20").all()
+    assert public_table[["value_1", "sd_1", "count_1"]].isna().all().all()
     exact.panel()
+
+
+def test_characterisation_pages_hide_what_the_group_size_would_give_away(cohort_lake, tmp_path):
+    import shutil
+
+    import explorer
+
+    shutil.copytree(cohort_lake.root, tmp_path / "lake")
+    lake = explorer.open(tmp_path / "lake")
+    cohorts.save(lake, cohorts.loads("name: adults\nindex_date: {rule: first_valid_wear_day}\n"
+                                     "inclusion: [{kind: demographics, age: {gte: 35}}]\n"))
+    size = len(cohorts.members_of(lake, "adults"))
+    assert size > 20
+    table = CohortCharacterisation(lake=lake, cohort="adults", role="public").data()
+    exact = CohortCharacterisation(lake=lake, cohort="adults").data()
+    for feature, rows in table.groupby("feature"):
+        truth = exact.loc[rows.index]
+        if rows["kind"].iloc[0] == "proportion":
+            shown = pd.to_numeric(rows["count_1_shown"], errors="coerce")
+            known = shown.notna()
+            # the shown levels never pin the hidden ones through the group size: with one level
+            # hidden, at least one more is hidden (or the missing are), so no subtraction gives it
+            if (~known).sum() == 1:
+                missing = size - truth["n_1"].iloc[0]
+                assert missing > 20 or rows["n_1_shown"].iloc[0] in ("suppressed", "<=20"), feature
+        else:
+            n = truth["n_1"].iloc[0]
+            text = rows["n_1_shown"].iloc[0]
+            assert text in ("<=20", "suppressed") or (int(text) == n and (size - n == 0 or size - n > 20)), feature

@@ -104,11 +104,11 @@ def person_features(lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
     return rows
 
 
-def characterise(lake, target, comparator=None, *, versions=None, target_label: str | None = None,
-                 comparator_label: str | None = None) -> pd.DataFrame:
-    """A characterisation table of ``target`` against ``comparator`` (default: everyone in the lake).
+def characterise(lake, target, against=None, *, versions=None, target_label: str | None = None,
+                 against_label: str | None = None) -> pd.DataFrame:
+    """A characterisation table of ``target`` against ``against`` (default: everyone in the lake).
 
-    ``target`` and ``comparator`` are saved cohort names, definitions, or frames of person_id and
+    ``target`` and ``against`` are saved cohort names, definitions, or frames of person_id and
     index_date. Rows: one per continuous feature and per level of a categorical one; columns
     ``domain``, ``feature``, ``level``, then per group ``n`` (persons with a value), ``value``
     (mean, or percent of persons with a value), ``sd``, and ``smd``, the standardised mean
@@ -120,12 +120,12 @@ def characterise(lake, target, comparator=None, *, versions=None, target_label: 
     if target_members.empty:
         raise ExplorerError(f"cohort {target_name!r} has no members: there is nothing to characterise")
     as_of = pd.to_datetime(target_members["index_date"]).sort_values().iloc[len(target_members) // 2]
-    if comparator is None:
+    if against is None:
         everyone = lake.sql("SELECT DISTINCT person_id FROM person", versions=versions)
         comparator_members, comparator_name = everyone.assign(index_date=as_of.date()), "whole lake"
     else:
-        comparator_members, comparator_name = _members(lake, comparator, versions)
-    labels = [target_label or target_name, comparator_label or comparator_name]
+        comparator_members, comparator_name = _members(lake, against, versions)
+    labels = [target_label or target_name, against_label or comparator_name]
     if labels[0] == labels[1]:
         labels = [f"{labels[0]} (target)", f"{labels[1]} (comparator)"]
     groups = pd.concat([target_members.assign(group=labels[0]), comparator_members.assign(group=labels[1])],
@@ -133,7 +133,8 @@ def characterise(lake, target, comparator=None, *, versions=None, target_label: 
     groups["index_date"] = pd.to_datetime(groups["index_date"])
     rows = person_features(lake, groups, versions)
     table = summarise(rows, labels)
-    table.attrs.update(groups=labels, as_of=str(as_of.date()))
+    table.attrs.update(groups=labels, as_of=str(as_of.date()),
+                       sizes=[int((rows["group"] == label).sum()) for label in labels])
     return table
 
 

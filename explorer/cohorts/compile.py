@@ -9,10 +9,14 @@ definition at once and plans the joins itself; nothing loops over persons in Pyt
 Semantics a reader can check against the SQL:
 
 - a window is ``index_date + start <= day <= index_date + end`` (timestamps by their date);
-- a person with no row in a criterion's window does not meet it (no data never counts as a pass);
+- a person with no row in a criterion's window does not meet it (no data never counts as a pass),
+  so ``not`` of a criterion, and an exclusion, keep persons with no data;
+- ``which: first`` / ``last``: of results at the same moment the lower counts as first and the
+  higher as last, so a tie gives the same answer on every run;
 - age is the year of the index date minus the year of birth (the lake keeps the year only);
 - lab bounds are converted to the marker's SI unit and compared with ``value_si`` (for a LOINC code
-  without a known SI unit, results reported in the criterion's unit are compared as they are);
+  without a known SI unit, results reported in the criterion's unit, letter case aside, are
+  compared as they are);
 - wearable statistics are over valid days only (``wearable_daily.valid_day``); circadian metrics
   over the months (``wearable_circadian.period_start``) that start in the window;
 - ICD codes match with and without their dot, and with ``descendants`` every code they prefix.
@@ -107,7 +111,7 @@ class _Builder:
                 column, scale = _lab_value(rule.loinc, rule.unit)
                 where.append(self.range(column, rule.value, scale))
                 if column == "value_as_number":
-                    where.append(f"unit = {self.bind(rule.unit)}")
+                    where.append(f"lower(unit) = lower({self.bind(rule.unit)})")
             body = (f"SELECT person_id, min(CAST(measurement_datetime AS DATE)) AS index_date FROM measurement "
                     f"WHERE {' AND '.join(where)} GROUP BY person_id")
         elif rule.rule == "first_valid_wear_day":
@@ -151,11 +155,12 @@ class _Builder:
         if c.value is not None:
             column, scale = _lab_value(c.loinc, c.unit)
             if column == "value_as_number":
-                where.append(f"m.unit = {self.bind(c.unit)}")
+                where.append(f"lower(m.unit) = lower({self.bind(c.unit)})")
             within = f"coalesce({self.range('m.' + column, c.value, scale)}, false)"
             having.append({"any": f"bool_or({within})", "all": f"bool_and({within})",
-                           "first": f"arg_min({within}, m.measurement_datetime)",
-                           "last": f"arg_max({within}, m.measurement_datetime)"}[c.which])
+                           # results at the same moment: the lower counts as first, the higher as last
+                           "first": f"arg_min({within}, (m.measurement_datetime, m.{column}))",
+                           "last": f"arg_max({within}, (m.measurement_datetime, m.{column}))"}[c.which])
         return (f"SELECT m.person_id FROM measurement m JOIN idx i ON m.person_id = i.person_id "
                 f"WHERE {' AND '.join(where)} GROUP BY m.person_id HAVING {' AND '.join(having)}")
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -41,8 +42,21 @@ import param
 from explorer.errors import ExplorerError, did_you_mean
 
 SCHEMA = "explorer.cohort/1"
+#: limits that keep a document a description of a cohort, not a load on the server
+MAX_DEPTH = 6  # all/any/not nested at most this deep
+MAX_LEAVES = 64  # criteria in one definition
+MAX_DAYS = 36_525  # a window end at most 100 years from the index date
+MAX_COUNT = 1_000_000  # min_count, min_valid_days, version
+MAX_BOUND = 1e9  # value bounds
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LOINC_PATTERN = re.compile(r"^(\d{1,7})-(\d)$")
+LOINC_PATTERN = re.compile(r"^([0-9]{1,7})-([0-9])$")
+#: what a code of each system looks like (ICD codes compared without their dot, upper case)
+CODE_PATTERNS = {
+    "ICD10CM": re.compile(r"^[A-Z][0-9][0-9A-Z]\.?[0-9A-Z]{0,4}$"),
+    "ICD9CM": re.compile(r"^([0-9]{3}|V[0-9]{2}|E[0-9]{3})\.?[0-9]{0,2}$"),
+    "SNOMED": re.compile(r"^[1-9][0-9]{5,17}$"),
+}
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 #: short names of code systems -> the system URI the lake stores (FHIR's canonical URIs)
 CODE_SYSTEMS = {
     "ICD10CM": "http://hl7.org/fhir/sid/icd-10-cm",
@@ -195,7 +209,7 @@ class Demographics(Criterion):
         problems = []
         if self.age is None and not (self.sex_at_birth or self.race or self.ethnicity or self.zip3):
             problems.append(f"{where}: give at least one of age, sex_at_birth, race, ethnicity, zip3")
-        problems += [f"{where}.zip3: {z!r} is not a 3-digit ZIP code" for z in self.zip3 if not re.fullmatch(r"\d{3}", z)]
+        problems += [f"{where}.zip3: {z!r} is not a 3-digit ZIP code" for z in self.zip3 if not re.fullmatch(r"[0-9]{3}", z)]
         return problems
 
     def _describe(self):
@@ -218,6 +232,7 @@ class Condition(Criterion):
 
     def check(self, where):
         problems = [] if self.codes else [f"{where}.codes: give at least one code"]
+        problems += _code_problems(self.code_system, self.codes, f"{where}.codes")
         if self.descendants and self.code_system == "SNOMED":
             problems.append(f"{where}.descendants: SNOMED CT hierarchy is not in the lake; list the codes and set "
                             "descendants: false")
@@ -250,6 +265,8 @@ class Lab(Criterion):
         elif loinc_check_digit(match.group(1)) != int(match.group(2)):
             problems.append(f"{where}.loinc: {self.loinc!r} has a wrong check digit (expected "
                             f"{match.group(1)}-{loinc_check_digit(match.group(1))}); check the code")
+        if self.value is None and self.which != "any":
+            problems.append(f"{where}.which: only with value bounds (which results must be within them)")
         if self.value is not None:
             if not self.unit:
                 problems.append(f"{where}.unit: give the unit of the bounds (e.g. mmol/L); bounds without a unit "
@@ -298,6 +315,8 @@ class Wearable(Criterion):
             problems.append(f"{where}.metric: value bounds need a metric ({', '.join(WEARABLE_METRICS)})")
         if self.metric is not None and self.value is None:
             problems.append(f"{where}.value: give bounds on the {self.statistic} {self.metric}, e.g. {{lt: 5000}}")
+        if self.metric is None and self.statistic != "median":
+            problems.append(f"{where}.statistic: only with a metric")
         if self.metric is None and self.min_valid_days == 0:
             problems.append(f"{where}: give min_valid_days, or a metric with value bounds")
         return problems
@@ -337,6 +356,9 @@ class Exposure(Criterion):
         if self.day_value is not None:
             if self.statistic != "days":
                 problems.append(f"{where}.day_value: only with statistic: days")
+            elif self.variable == "heat_wave":
+                problems.append(f"{where}.day_value: heat-wave days are flagged already; day_value is for tasmax, "
+                                "tasmin, pm25 or tas_anomaly")
         return problems
 
     def _describe(self):
@@ -429,6 +451,8 @@ class IndexDate(Part):
                 problems.append(f"{where}.{key}: not used by rule {self.rule} (it uses {', '.join(sorted(own)) or 'nothing more'})")
         if self.rule == "first_condition" and not self.codes:
             problems.append(f"{where}.codes: rule first_condition needs the code set")
+        if self.rule == "first_condition":
+            problems += _code_problems(self.code_system, self.codes, f"{where}.codes")
         if self.rule == "first_lab":
             probe = Lab(loinc=self.loinc, unit=self.unit, value=self.value)
             problems += [p.replace("lab.", f"{where}.") for p in probe.check("lab")]
@@ -488,8 +512,13 @@ class Definition(Part):
 
     @property
     def sha256(self) -> str:
-        """Digest of the canonical document: the same criteria give the same digest, however written."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """Digest of what decides membership and attrition: the index date rule and the criteria
+        in canonical form (code sets and value lists sorted, ICD codes without dots in upper
+        case, units in UCUM, labels left out, members of all/any in a fixed order), so the same
+        criteria give the same digest however they are written. Name, version, author and
+        description are not part of it."""
+        document = {key: self.to_dict()[key] for key in ("index_date", "inclusion", "exclusion") if key in self.to_dict()}
+        return hashlib.sha256(json.dumps(_canonical(document), sort_keys=True).encode()).hexdigest()
 
     def steps(self) -> list[tuple[str, Criterion, bool]]:
         """Attrition steps: (label, criterion, is_exclusion), inclusion first."""
@@ -527,11 +556,16 @@ def loads(text: str, source: str = "the cohort definition") -> Definition:
     import yaml
 
     try:
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise DefinitionError(["YAML aliases (*name) are not allowed in a cohort definition: write each "
+                                   "criterion out"], source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise DefinitionError([f"not YAML or JSON{where}: {getattr(exc, 'problem', exc)}"], source) from None
+    except DefinitionError:
+        raise
     except ValueError as exc:  # a scalar YAML reads as a date but cannot be one (2024-13-01)
         raise DefinitionError([f"a value reads as a date but is not one ({exc}); write dates as YYYY-MM-DD"], source) from None
     return from_dict(data, source)
@@ -554,23 +588,36 @@ def from_dict(data, source: str = "the cohort definition") -> Definition:
     problems: list[str] = []
     if not isinstance(data, dict):
         raise DefinitionError([f"expected a mapping with name, index_date and criteria, got {type(data).__name__}"], source)
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise DefinitionError([f"keys must be text, got {bad_keys[0]!r}"], source)
     data = dict(data)
     schema = data.pop("schema", SCHEMA)
     if schema != SCHEMA:
         problems.append(f"schema: {schema!r} is not a schema this version reads (expected {SCHEMA!r})")
-    if "index_date" not in data:
+    if data.get("index_date") is None:
+        data.pop("index_date", None)
         problems.append("index_date: missing; say when follow-up starts, e.g. {rule: first_condition, codes: [E11]}")
     name = data.get("name", Definition.param["name"].default)
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         problems.append(f"name: {name!r} must be lowercase letters, digits, - or _ (starting with a letter, at most "
                         "63), e.g. t2d-heat-exposed")
+    for key in ("author", "description", "name"):
+        if isinstance(data.get(key), str) and CONTROL.search(data[key]):
+            problems.append(f"{key}: holds a control character; use plain text (new lines are fine in description)"
+                            if key != "description" or CONTROL.search(data[key].replace("\n", "")) else "")
+    problems[:] = [p for p in problems if p]
     definition = _build(Definition, data, "", problems, special={"inclusion": "criteria", "exclusion": "criteria"})
     if problems:
         raise DefinitionError(problems, source)
     return definition
 
 
-def _criterion(data, where: str, problems: list[str]) -> Criterion | None:
+def _criterion(data, where: str, problems: list[str], depth: int = 0, budget: list | None = None) -> Criterion | None:
+    budget = budget if budget is not None else [MAX_LEAVES]
+    if depth > MAX_DEPTH:
+        problems.append(f"{where}: all/any/not nested more than {MAX_DEPTH} deep; flatten the definition")
+        return None
     if not isinstance(data, dict):
         problems.append(f"{where}: expected a criterion (a mapping with kind, or all/any/not), got {data!r}")
         return None
@@ -594,7 +641,7 @@ def _criterion(data, where: str, problems: list[str]) -> Criterion | None:
                 problems.append(f"{where}.{operator}: expected a list of criteria")
                 return None
             paths = [f"{where}.{operator}[{k}]" for k in range(len(children))]
-        built = [_criterion(child, path, problems) for child, path in zip(children, paths)]
+        built = [_criterion(child, path, problems, depth + 1, budget) for child, path in zip(children, paths)]
         if any(b is None for b in built):
             return None
         label = data.get("label", "")
@@ -605,7 +652,12 @@ def _criterion(data, where: str, problems: list[str]) -> Criterion | None:
         problems.extend(combined.check(where))
         return combined
     kind = data.get("kind")
-    if kind not in CRITERIA:
+    budget[0] -= 1
+    if budget[0] < 0:
+        if budget[0] == -1:
+            problems.append(f"{where}: more than {MAX_LEAVES} criteria in one definition")
+        return None
+    if not isinstance(kind, str) or kind not in CRITERIA:
         problems.append(f"{where}.kind: {kind!r} is not a kind of criterion{did_you_mean(str(kind), CRITERIA)}; "
                         f"kinds are {', '.join(CRITERIA)}, or combine with all/any/not" if kind is not None else
                         f"{where}: missing kind (one of {', '.join(CRITERIA)}), or all/any/not")
@@ -631,7 +683,8 @@ def _build(cls, data: dict, where: str, problems: list[str], special=None):
                 problems.append(f"{path}: expected a list of criteria")
                 ok = False
                 continue
-            built = [_criterion(item, f"{path}[{k}]", problems) for k, item in enumerate(raw)]
+            budget = [MAX_LEAVES - sum(len(list(c.leaves())) for c in values.get("inclusion", []))]
+            built = [_criterion(item, f"{path}[{k}]", problems, 0, budget) for k, item in enumerate(raw)]
             if any(b is None for b in built):
                 ok = False
                 continue
@@ -666,6 +719,8 @@ def _coerce(parameter, raw, path: str, part_class=None):
             return None, f"{path}: expected a mapping like {example}, got {raw!r}"
         problems: list[str] = []
         built = _build(target, raw, path, problems)
+        if target is Window and built is not None and built.start is None and built.end is None:
+            built = None  # {} is "any time", the same as no window
         return (built, None) if not problems else (None, "\n  - ".join(problems))
     if isinstance(parameter, param.Date):
         if isinstance(raw, dt.datetime):
@@ -684,10 +739,16 @@ def _coerce(parameter, raw, path: str, part_class=None):
         low = parameter.bounds[0] if parameter.bounds else None
         if low is not None and raw < low:
             return None, f"{path}: must be at least {low}, got {raw}"
+        limit = MAX_DAYS if path.split(".")[-1] in ("start", "end") else MAX_COUNT
+        if abs(raw) > limit:
+            return None, f"{path}: {raw} is out of range (at most {limit:,} in size)"
         return raw, None
     if isinstance(parameter, param.Number):
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             return None, f"{path}: expected a number, got {raw!r}"
+        if isinstance(raw, int) and abs(raw) > MAX_BOUND or isinstance(raw, float) and not math.isfinite(raw) \
+                or abs(float(raw)) > MAX_BOUND:
+            return None, f"{path}: {raw!r} is not a finite number of at most {MAX_BOUND:g} in size"
         return float(raw), None
     if isinstance(parameter, param.Selector):
         objects = [o for o in parameter.objects if o is not None]
@@ -698,9 +759,9 @@ def _coerce(parameter, raw, path: str, part_class=None):
         items = raw if isinstance(raw, list) else [raw]
         out = []
         for k, item in enumerate(items):
-            if isinstance(item, bool) or isinstance(item, float):
+            if isinstance(item, (bool, float)) or isinstance(item, int) and path.endswith("codes"):
                 return None, (f"{path}[{k}]: {item!r} read as a number; quote codes and values "
-                              f"('{item}') so that e.g. 250.00 keeps its zeros")
+                              f"('{item}') so that leading and trailing zeros survive (YAML reads 042 as 34)")
             if not isinstance(item, (str, int)):
                 return None, f"{path}[{k}]: expected text, got {item!r}"
             out.append(str(item).strip())
@@ -742,6 +803,43 @@ def _number(value: float) -> str:
 
 def _window(window: Window | None) -> str:
     return window.describe() if window is not None else "any time"
+
+
+SORTED_LISTS = ("sex_at_birth", "race", "ethnicity", "zip3")
+
+
+def _canonical(node, system: str = "ICD10CM"):
+    """``node`` of a document with every choice that does not change its meaning made one way."""
+    if isinstance(node, list):
+        return [_canonical(item, system) for item in node]
+    if not isinstance(node, dict):
+        return node
+    system = node.get("code_system", system)
+    out = {}
+    for key, value in node.items():
+        if key == "label":
+            continue
+        if key == "codes":
+            value = sorted({c.upper().replace(".", "") if system.startswith("ICD") else c for c in value})
+        elif key in SORTED_LISTS:
+            value = sorted(set(value))
+        elif key == "unit":
+            from explorer.ingest.units import canonical_unit
+
+            value = canonical_unit(value)
+        elif key in ("all", "any"):
+            value = sorted((_canonical(item, system) for item in value), key=lambda item: json.dumps(item, sort_keys=True))
+        else:
+            value = _canonical(value, system)
+        out[key] = value
+    return out
+
+
+def _code_problems(system: str, codes: list[str], where: str) -> list[str]:
+    pattern = CODE_PATTERNS[system]
+    return [f"{where}[{k}]: {code!r} is not a valid {system} code (e.g. "
+            f"{ {'ICD10CM': 'E11 or E11.9', 'ICD9CM': '250 or 250.00', 'SNOMED': '38341003'}[system]})"
+            for k, code in enumerate(codes) if not pattern.fullmatch(code.upper())]
 
 
 def _unit_problems(loinc: str, unit: str) -> list[str]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from explorer.cohorts.compile import compile_definition
 from explorer.cohorts.definition import Definition, from_dict
-from explorer.cohorts.run import as_definition, check_tables
+from explorer.cohorts.run import as_definition, members
 from explorer.errors import ExplorerError, did_you_mean
 
 #: what cohorts are computed from; ``cohort_definition`` and ``person`` must be there, the rest
@@ -33,7 +33,7 @@ def save(lake, definition, *, materialise: bool = True) -> int:
     ``materialise=False``, bring ``cohort_member`` up to date. Returns the cohort_member version
     holding its members (or the cohort_definition version when not materialised)."""
     definition = as_definition(definition)
-    check_tables(lake, definition)
+    members(lake, definition)  # it must run on this lake before it is saved, or every later refresh would fail
     row = {
         "cohort": definition.name, "revision": definition.version, "definition_sha256": definition.sha256,
         "author": definition.author, "description": definition.description,
@@ -76,16 +76,19 @@ def members_of(lake, name: str, version: int | None = None) -> pd.DataFrame:
         raise ExplorerError("no cohort has been materialised in this lake yet: save one first "
                             "(`explorer cohort save FILE` or explorer.cohorts.save(lake, definition))")
     version = lake.version("cohort_member") if version is None else version
+    history = lake.versions("cohort_member")
+    if not (history["version"] == version).any():
+        raise ExplorerError(f"cohort_member has no version {version}; it has {', '.join(map(str, history['version']))}")
+    inputs = history.loc[history["version"] == version, "inputs"].iloc[0]
+    # the definitions that version was computed from: a name missing there was not materialised
+    made_from = next((int(ref.rpartition("@")[2]) for ref in inputs if ref.startswith("cohort_definition@")), None)
+    names = saved(lake, made_from)["cohort"].tolist() if made_from is not None else []
+    if name not in names:
+        raise ExplorerError(f"cohort {name!r} is not in cohort_member@{version}{did_you_mean(name, names)}; "
+                            f"it holds {', '.join(names) or 'no cohort'}")
     frame = lake.sql("SELECT person_id, index_date FROM cohort_member WHERE cohort = ? ORDER BY person_id", [name],
                      versions={"cohort_member": version})
-    if frame.empty:
-        names = saved(lake)["cohort"].tolist()
-        if name not in names:
-            raise ExplorerError(f"no saved cohort {name!r} in cohort_member@{version}{did_you_mean(name, names)}; "
-                                f"saved cohorts: {', '.join(names) or 'none'}")
-    history = lake.versions("cohort_member")
-    frame.attrs.update(cohort=name, version=version,
-                       inputs=history.loc[history["version"] == version, "inputs"].iloc[0] if (history["version"] == version).any() else [])
+    frame.attrs.update(cohort=name, version=version, inputs=inputs)
     return frame
 
 

@@ -349,7 +349,7 @@ class CohortMember(RefreshStep):
     name = "cohort_member"
     description = "per saved cohort: its members and their index dates"
     inputs = COHORT_INPUTS
-    optional_inputs = tuple(t for t in COHORT_INPUTS if t not in ("cohort_definition", "person"))
+    optional_inputs = tuple(t for t in COHORT_INPUTS if t != "person")  # no saved cohort yet: an empty table
     output = "cohort_member"
     partition = "whole"
 

@@ -200,7 +200,9 @@ def _run(lake, plan, client, where, run_id, full, say, tasks_per_worker, started
     n_workers = max(1, len(client.nthreads()))
     for step in plan:
         begun, when = time.perf_counter(), datetime.now(timezone.utc)
-        blocked = [t for t in step.inputs if t in broken]
+        # an optional input whose step was skipped and that the lake does not hold blocks nothing:
+        # the step runs without it, as it would had that step never existed
+        blocked = [t for t in step.inputs if t in broken and not (t in step.optional_inputs and not lake.has_table(t))]
         missing = [t for t in step.inputs if not lake.has_table(t) and t not in step.optional_inputs]
         if blocked or missing or not any(lake.has_table(t) for t in step.inputs):
             reason = (f"its input {', '.join(blocked)} failed in this run" if blocked else

@@ -104,43 +104,72 @@ class CohortCharacterisation(LakeView):
 
 
 def protect_characterisation(table: pd.DataFrame, disclosure) -> pd.DataFrame:
-    """The characterisation table as a public user may see it (see CohortCharacterisation.data)."""
+    """The characterisation table as a public user may see it (see CohortCharacterisation.data).
+
+    Per group, its size is one protected count (hidden: the whole column is). Per feature, one
+    page: its levels, the persons without a value ("(missing)") and the group's size as the
+    total, so that neither a level nor the missing can be solved from the size shown elsewhere;
+    a page that would need the size itself hidden is hidden whole. Percentages and SMDs are
+    recomputed from the counts shown."""
     out = table.copy()
+    sizes = table.attrs.get("sizes") or [int(table["n_1"].max()), int(table["n_2"].max())]
+    hidden_text = {"primary": disclosure.rules.label, "complementary": COMPLEMENTARY}
     for k in (1, 2):
         out[f"count_{k}_shown"], out[f"n_{k}_shown"] = "", ""
+        size_page = disclosure.counts(pd.DataFrame({"n": [sizes[k - 1]]}), [()], weight="n").table()
+        if size_page["status"].iloc[0] in HIDDEN:  # the group is small: nothing of it is shown
+            out[f"n_{k}_shown"] = size_page["shown"].iloc[0]
+            out[f"count_{k}_shown"] = np.where(table["kind"] == "proportion", size_page["shown"].iloc[0], "")
+            out[[f"value_{k}", f"sd_{k}", f"count_{k}", "smd"]] = np.nan
+            continue
         for feature, rows in table.groupby("feature", sort=False):
             index = rows.index
             n = int(rows[f"n_{k}"].iloc[0])
-            if rows["kind"].iloc[0] == "continuous":
-                page = disclosure.counts(pd.DataFrame({"n": [n]}), [()], weight="n").table()
-                hidden = page["status"].iloc[0] in HIDDEN
-                out.loc[index, f"n_{k}_shown"] = page["shown"].iloc[0]
-                if hidden:
-                    out.loc[index, [f"value_{k}", f"sd_{k}", "smd"]] = np.nan
-                continue
-            levels = rows[["level", f"count_{k}"]].rename(columns={f"count_{k}": "n"})
-            if list(rows["level"]) == ["yes"]:
-                levels = pd.concat([levels, pd.DataFrame({"level": ["no"], "n": [n - int(rows[f"count_{k}"].iloc[0])]})])
-            elif n - levels["n"].sum() > 0:  # persons without a value are a group of their own on the page
-                levels = pd.concat([levels, pd.DataFrame({"level": ["(missing)"], "n": [n - levels["n"].sum()]})])
+            continuous = rows["kind"].iloc[0] == "continuous"
+            if continuous:
+                levels = pd.DataFrame({"level": ["with a value"], "n": [n]})
+            else:
+                levels = rows[["level", f"count_{k}"]].rename(columns={f"count_{k}": "n"})
+                if list(rows["level"]) == ["yes"]:
+                    levels = pd.concat([levels, pd.DataFrame({"level": ["no"], "n": [n - int(rows[f"count_{k}"].iloc[0])]})])
+            missing = sizes[k - 1] - n
+            levels = pd.concat([levels, pd.DataFrame({"level": ["(missing)"], "n": [missing]})], ignore_index=True)
             page = disclosure.counts(levels.assign(n=levels["n"].astype(int)), [("level",), ()], weight="n")
             cells = page.table("level").set_index("level")
-            total = page.table()
-            shown_total = total["count"].iloc[0]
-            # the group's size is shown on other rows: a page that needs its total hidden is
-            # hidden whole, since that total cannot stay secret
-            whole = total["status"].iloc[0] in HIDDEN
+            whole = page.table()["status"].iloc[0] in HIDDEN  # the size is shown elsewhere: hide the page
+            with_value = n if not (whole or cells.loc["(missing)", "status"] in HIDDEN) else None
+            if continuous:
+                cell = cells.loc["with a value"]
+                hidden = whole or cell["status"] in HIDDEN
+                out.loc[index, f"n_{k}_shown"] = COMPLEMENTARY if whole else cell["shown"]
+                if hidden:
+                    out.loc[index, [f"value_{k}", f"sd_{k}"]] = np.nan
+                continue
+            denominator = cells.loc["(missing)", "count"] if with_value is not None else np.nan
+            denominator = sizes[k - 1] - denominator if with_value is not None else np.nan
             for i, level in zip(index, rows["level"]):
                 cell = cells.loc[level]
-                out.at[i, f"count_{k}_shown"] = COMPLEMENTARY if whole and cell["status"] not in HIDDEN else cell["shown"]
-                out.at[i, f"n_{k}_shown"] = _integer(n) if whole else total["shown"].iloc[0]
                 hidden = whole or cell["status"] in HIDDEN
-                out.at[i, f"value_{k}"] = np.nan if hidden or not shown_total else 100 * cell["count"] / shown_total
-                if hidden:
-                    out.at[i, "smd"] = np.nan
-            out.loc[index, f"count_{k}"] = np.nan if whole else cells.loc[list(rows["level"]), "count"].to_numpy()
+                out.at[i, f"count_{k}_shown"] = COMPLEMENTARY if whole and not cell["status"] in HIDDEN else (
+                    hidden_text.get(cell["status"], cell["shown"]))
+                out.at[i, f"n_{k}_shown"] = COMPLEMENTARY if with_value is None else _integer(denominator)
+                out.at[i, f"count_{k}"] = np.nan if hidden else cell["count"]
+                out.at[i, f"value_{k}"] = (np.nan if hidden or with_value is None or not denominator
+                                           else 100 * cell["count"] / denominator)
         out[f"n_{k}"] = np.nan  # the text column is what a public reader gets
+    out["smd"] = [_public_smd(row) for row in out.to_dict("records")]
     return out
+
+
+def _public_smd(row: dict) -> float:
+    """The SMD from what the page shows (so it tells nothing the shown values do not)."""
+    if row["kind"] == "continuous":
+        m1, m2, s1, s2 = row["value_1"], row["value_2"], row["sd_1"], row["sd_2"]
+        pooled = np.sqrt((s1 ** 2 + s2 ** 2) / 2)
+        return (m1 - m2) / pooled if np.isfinite(pooled) and pooled > 0 else np.nan
+    p1, p2 = row["value_1"] / 100, row["value_2"] / 100
+    spread = np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 2)
+    return (p1 - p2) / spread if np.isfinite(spread) and spread > 0 else (0.0 if p1 == p2 else np.nan)
 
 
 def _integer(value) -> str:
