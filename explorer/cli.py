@@ -599,6 +599,13 @@ def cmd_cohort(args) -> int:
         note = (f"disclosure control: {control.rules.title}; {int(frame['persons_status'].isin(['primary', 'complementary']).sum() + frame['removed_status'].isin(['primary', 'complementary']).sum())} count(s) hidden"
                 if control is not None else "exact counts (researcher tier)")
         print(f"{definition.name} v{definition.version}: one query in {frame.attrs['seconds'] * 1000:.0f} ms; {note}")
+        if args.out:
+            import panel as pn
+
+            from explorer.views.cohorts import attrition_panel
+
+            pn.panel(attrition_panel(frame, control is not None)).save(args.out, embed=False, resources="inline")
+            print(f"wrote {args.out}: open it in a browser")
         _audit(lake, role, "cohort_count", parameters={"cohort": definition.name, "sha256": definition.sha256,
                                                       "profile": args.profile if control is not None else None})
         return 0
@@ -1026,7 +1033,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples:
           explorer cohort validate t2d.yaml
           explorer cohort count t2d.yaml
-          explorer --role public cohort count t2d.yaml --profile cms
+          explorer --role public cohort count t2d.yaml --profile cms --out attrition.html
           explorer cohort save t2d.yaml && explorer cohort characterise t2d --out t2d.html
           explorer cohort members t2d --version 3 --out t2d.csv"""))
     p.add_argument("action", choices=["validate", "sql", "count", "save", "list", "show", "members", "characterise",
@@ -1037,7 +1044,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", default=None, help="characterise against this saved cohort (default: the whole lake)")
     p.add_argument("--version", type=int, default=None, help="table version to read (members: cohort_member; show: cohort_definition)")
     p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="show: document format")
-    p.add_argument("--out", default=None, help="members: .csv or .parquet file; characterise: .html page")
+    p.add_argument("--out", default=None, help="members: .csv or .parquet file; count, characterise: .html page")
     p.set_defaults(func=cmd_cohort)
 
     p = commands.add_parser("demo", help="build a small demo lake and show what it keeps", formatter_class=fmt,

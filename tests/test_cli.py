@@ -44,8 +44,8 @@ def small_lake(tmp_path_factory):
 
 def test_demo_runs_synth_ingest_refresh_query_lineage_verify(demo_lake):
     root, out = demo_lake
-    assert "[1/6] synth" in out and "[2/6] ingest" in out and "quarantined" in out
-    assert "[3/6] refresh" in out and "data_availability" in out and "modality_coverage" in out
+    assert "[1/7] synth" in out and "[2/7] ingest" in out and "quarantined" in out
+    assert "[3/7] refresh" in out and "[5/7] a cohort" in out and "data_availability" in out and "modality_coverage" in out
     assert "heart_rate_minute@0" in out and "made from:" in out and "all match what was recorded" in out
     key = root.parent / f"{root.name}.pseudonym.key"
     assert key.exists() and root not in key.parents  # the demo's key lives beside the lake, not in it
