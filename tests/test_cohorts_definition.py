@@ -118,7 +118,7 @@ BAD = [
     ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\nversion: 0", "version: must be at least 1, got 0"),
     ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\nschema: explorer.cohort/9", "schema: 'explorer.cohort/9' is not a schema"),
     ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\nauthr: me", "authr: unknown key for a cohort definition (did you mean 'author'?)"),
-    ("{name: x, index_date: [", "not YAML or JSON at line 1"),
+    ("{name: x, index_date: [", "not YAML or JSON at line "),
     ("name: x\nindex_date: null", "index_date: missing"),
     ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: [lab]}]", "inclusion[0].kind: ['lab'] is not a kind"),
     ("name: x\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion: [{kind: demographics, age: {gte: .nan}}]",
