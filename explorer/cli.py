@@ -674,6 +674,35 @@ def cmd_cohort(args) -> int:
     raise ExplorerError(f"unknown action {args.action!r}")
 
 
+# ---------------------------------------------------------------------------------------- serving
+def cmd_serve(args) -> int:
+    from explorer.serve import dashboard_files, serve
+
+    lake = _lake(args)
+    if not args.auth:
+        raise ExplorerError("`explorer serve` needs --auth FILE, the users and their roles (make one with "
+                            "`explorer users add FILE NAME --role public`); dashboards are never served without a login")
+    pages = ", ".join(f"/{name}" for name in dashboard_files())
+    print(f"serving {pages} of {lake.root} at http://{args.address}:{args.port}/ (log in; Ctrl-C stops)", flush=True)
+    serve(lake.root, args.auth, port=args.port, address=args.address, origins=args.allow_websocket_origin or (),
+          num_procs=args.num_procs, cookie_secret=args.cookie_secret, show=args.show, oauth_provider=args.oauth_provider)
+    return 0
+
+
+def cmd_users(args) -> int:
+    import getpass
+
+    from explorer.serve import Credentials
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+    Credentials.add(args.file, args.name, args.role, password)
+    print(f"{args.file}: {args.name} can log in as {args.role} (password stored as an scrypt hash)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from explorer.demo import run_demo
 
@@ -1046,6 +1075,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="show: document format")
     p.add_argument("--out", default=None, help="members: .csv or .parquet file; count, characterise: .html page")
     p.set_defaults(func=cmd_cohort)
+
+    p = commands.add_parser("serve", help="serve the dashboards behind a login (roles per user)", formatter_class=fmt,
+                            epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        Serve the dashboards in dashboards/ (landing page, cohort overview, wearables,
+        environment, ageing, cohorts) with Panel. Every page asks for a login: users, their
+        scrypt-hashed passwords and roles are in the --auth file (`explorer users add`). A public
+        user sees counts under disclosure control only; person-level views need researcher.
+        Filters are kept in the URL, so a link reproduces a view.
+
+        examples:
+          explorer users add users.json ana --role researcher
+          explorer serve --auth users.json --port 5006
+          explorer serve --auth users.json --address 0.0.0.0 --allow-websocket-origin dash.example.org \\
+              --cookie-secret "$(cat /secure/cookie-secret)" --num-procs 2"""))
+    p.add_argument("--auth", default=None, help="credentials file (JSON): users, roles, scrypt password hashes")
+    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--allow-websocket-origin", action="append", metavar="HOST[:PORT]",
+                   help="origins allowed to open the dashboards' websocket (default: localhost and 127.0.0.1 at --port)")
+    p.add_argument("--num-procs", type=int, default=1, help="server processes (default 1)")
+    p.add_argument("--cookie-secret", default=None, help="signs the login cookie (default $EXPLORER_COOKIE_SECRET, else random)")
+    p.add_argument("--oauth-provider", default=None, help="log in through Panel's OAuth provider instead (PANEL_OAUTH_* settings); "
+                                                          "--auth then maps user names to roles")
+    p.add_argument("--show", action="store_true", help="open a browser")
+    p.set_defaults(func=cmd_serve)
+
+    p = commands.add_parser("users", help="add a dashboard user (name, role, scrypt-hashed password)", formatter_class=fmt,
+                            description=textwrap.dedent("""\
+        Add or replace a user of `explorer serve --auth FILE`. The password is asked for (or read
+        from standard input with --password-stdin) and stored only as an scrypt hash.
+
+        examples:
+          explorer users add users.json ana --role researcher
+          echo "$PASSWORD" | explorer users add users.json pat --role public --password-stdin"""))
+    p.add_argument("action", choices=["add"])
+    p.add_argument("file", help="credentials file (created if missing)")
+    p.add_argument("name", help="user name")
+    p.add_argument("--role", choices=["public", "researcher", "steward"], required=True)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_users)
 
     p = commands.add_parser("demo", help="build a small demo lake and show what it keeps", formatter_class=fmt,
                             description=textwrap.dedent("""\

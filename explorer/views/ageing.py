@@ -162,6 +162,7 @@ class PhenoAgeVsAge(LakeView):
         frame = self.data()
         label = {"phenoage": "PhenoAge", "kdm_age": "Klemera-Doubal age"}[self.model]
         if self.public:
+            frame = frame.astype({"shown": object})  # HoloViews reshapes vdims: no Arrow-backed strings
             return hv.HeatMap(frame, kdims=["chronological_age", "biological_age"], vdims=["count", "shown"]).opts(
                 cmap="Blues", colorbar=True, responsive=True, height=360, tools=["hover"],
                 xlabel="chronological age band (years)", ylabel=f"{label} band (years)",

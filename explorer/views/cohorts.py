@@ -396,7 +396,7 @@ class CohortBuilder(LakeView):
         except DefinitionError as exc:
             self.problems = list(exc.problems)
             self._message.object = "**The definition is not complete yet:**\n\n" + "\n".join(f"- {p}" for p in exc.problems)
-            self._message.visible = True
+            self._message.alert_type, self._message.visible = "warning", True
             return
         self.problems = []
         self._message.visible = False
@@ -405,7 +405,7 @@ class CohortBuilder(LakeView):
             frame = self.attrition(definition)
         except ExplorerError as exc:
             self._message.object = str(exc)
-            self._message.visible = True
+            self._message.alert_type, self._message.visible = "danger", True
             return
         self._attrition.objects = [attrition_panel(frame, self.public)]
 

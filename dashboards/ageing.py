@@ -1,0 +1,11 @@
+"""Ageing: ageotype membership and PhenoAge against age."""
+
+from explorer.serve import guarded, page
+from explorer.views import AgeotypeMembership, PhenoAgeVsAge
+
+
+def build(lake, role):
+    return [guarded(lambda: AgeotypeMembership(lake=lake, role=role)), guarded(lambda: PhenoAgeVsAge(lake=lake, role=role))]
+
+
+page("Ageing", build).servable(title="Ageing")

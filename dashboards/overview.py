@@ -1,0 +1,15 @@
+"""Cohort overview: persons by age band, sex, race, ethnicity and ZIP3."""
+
+import panel as pn
+
+from explorer.serve import csv_download, guarded, page, url_synced
+from explorer.views import DemographicCounts
+
+
+def build(lake, role):
+    counts = DemographicCounts(lake=lake, role=role)
+    return [url_synced(counts, ["by", "sex_at_birth"]), guarded(lambda: counts), pn.panel(counts.table),
+            csv_download(counts, "persons.csv")]
+
+
+page("Cohort overview", build).servable(title="Cohort overview")

@@ -1,0 +1,68 @@
+"""Who is in the lake: persons by age band, sex at birth, race, ethnicity and 3-digit ZIP code."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import param
+
+from explorer.views.base import LakeView, _holoviews
+
+GROUPINGS = ["age_band", "sex_at_birth", "race", "ethnicity", "zip3"]
+AGE_BANDS = [(0, "0-17"), (18, "18-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60-69"), (70, "70-79"), (80, "80+")]
+
+
+class DemographicCounts(LakeView):
+    """Persons per group of one characteristic, among those of a chosen sex at birth.
+
+    Built for ``public``, the counts and their total are one page under disclosure control, and
+    the filter is a fixed list, so a page never narrows to a group smaller than the profile allows
+    without the count being hidden."""
+
+    by = param.Selector(default="age_band", objects=GROUPINGS, doc="Characteristic the persons are counted by.")
+    sex_at_birth = param.Selector(default="all", objects=["all", "female", "male"], doc="Only persons of this sex at birth.")
+
+    def data(self) -> pd.DataFrame:
+        """One row per group: ``count`` (NaN where hidden), and for a public view ``shown`` and
+        ``status``; the total in ``attrs["total"]`` (as the page shows it)."""
+        self._require("person")
+        rows = self._sql("SELECT year_of_birth, sex_at_birth, race, ethnicity, zip3 FROM person")
+        if self.sex_at_birth != "all":
+            rows = rows[rows["sex_at_birth"] == self.sex_at_birth]
+        age = date.today().year - rows["year_of_birth"]
+        edges = [low for low, _ in AGE_BANDS]
+        bands = np.array([label for _, label in AGE_BANDS], dtype=object)
+        rows = rows.assign(age_band=np.where(age.notna(), bands[np.clip(np.searchsorted(edges, age.fillna(0), side="right") - 1, 0, None)],
+                                             "unknown"))
+        rows[self.by] = rows[self.by].astype(object).where(rows[self.by].notna(), "unknown").astype(str)
+        groups, total = self._counts(rows[[self.by]], [(self.by,), ()])
+        groups.attrs["total"] = total["count"].iloc[0]
+        groups.attrs["total_shown"] = total["shown"].iloc[0] if "shown" in total else str(int(total["count"].iloc[0]))
+        return groups
+
+    def panel(self):
+        hv = _holoviews()
+        frame = self.data()
+        vdims = ["count"] + (["shown"] if "shown" in frame else [])
+        where = "" if self.sex_at_birth == "all" else f", {self.sex_at_birth}"
+        frame = frame.astype({c: object for c in frame.columns if c not in ("count",)})
+        text = frame["shown"] if "shown" in frame else frame["count"].map(lambda v: f"{int(v)}")
+        bars = hv.Bars(frame, kdims=[self.by], vdims=vdims).opts(
+            responsive=True, height=320, tools=["hover"], xrotation=30 if self.by in ("race", "ethnicity") else 0,
+            title=f"Persons by {self.by.replace('_', ' ')}{where} (total {frame.attrs['total_shown']}"
+                  + ("; small counts hidden)" if self.public else ")"))
+        labels = hv.Labels(pd.DataFrame({self.by: frame[self.by], "y": frame["count"].fillna(0), "text": text.astype(object)}),
+                           kdims=[self.by, "y"], vdims=["text"]).opts(text_baseline="bottom", text_font_size="10pt")
+        return bars * labels
+
+    def table(self):
+        """The counts on screen as a table (the text a reader gets: "<=20" where hidden)."""
+        import panel as pn
+
+        frame = self.data()
+        shown = frame[[self.by, "shown"]].rename(columns={"shown": "persons"}) if "shown" in frame else \
+            frame[[self.by, "count"]].rename(columns={"count": "persons"})
+        return pn.widgets.Tabulator(shown.astype(object), show_index=False, disabled=True, sizing_mode="stretch_width",
+                                    height=40 + 32 * len(shown), css_classes=["counts-table"])

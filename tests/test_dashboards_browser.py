@@ -1,0 +1,249 @@
+"""The served dashboards in a real browser: Debian's Chromium driven by Playwright, against a
+real `explorer serve` process with a credentials file, on a refreshed synthetic lake.
+
+Screenshots of every page are kept under test-artifacts/screenshots/. Without Chromium the
+tests are skipped, except in CI (``CI`` set), where a missing browser fails the run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+from explorer import cohorts
+from explorer.serve import Credentials
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+PASSWORDS = {"public": "public-pass-123", "researcher": "researcher-pass-123"}
+PAGES = ["index", "overview", "wearables", "environment", "ageing", "cohorts"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(cohort_lake, tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    shutil.copytree(cohort_lake.root, root / "lake")
+    users = root / "users.json"
+    for role, password in PASSWORDS.items():
+        Credentials.add(users, role, role, password)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(root / "lake"), "serve", "--auth",
+                                str(users), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "EXPLORER_COOKIE_SECRET": "test-cookie-secret-0123456789"})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urlopen(base + "/login", timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None:
+                raise AssertionError(process.stdout.read())
+            time.sleep(0.5)
+    else:
+        process.kill()
+        raise AssertionError("explorer serve did not start in 90 s")
+    yield base, root / "lake"
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium for the browser tests (.ci/run installs it)")
+        pytest.skip("no chromium: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def logged_in(browser, base, role):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.errors = []
+    page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(base + "/index")
+    page.fill("input[name=username]", role)
+    page.fill("input[name=password]", PASSWORDS[role])
+    page.click("button[type=submit]")
+    page.locator("text=signed in as").wait_for(timeout=30_000)
+    return page
+
+
+def open_page(page, url):
+    page.goto(url)
+    page.locator("text=signed in as").wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+
+
+def test_a_page_without_login_goes_to_the_login(server, browser):
+    base, _ = server
+    page = browser.new_page()
+    page.goto(base + "/wearables")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "public")
+    page.fill("input[name=password]", "not-the-password")
+    page.click("button[type=submit]")
+    assert page.locator("#error").inner_text() == "Invalid username or password!"
+    page.close()
+
+
+def test_public_sees_small_groups_hidden_and_no_person_drill_down(server, browser):
+    base, lake_root = server
+    page = logged_in(browser, base, "public")
+    open_page(page, base + "/overview?by=race")
+    table = page.locator(".counts-table")
+    table.locator("text=<=20").first.wait_for(timeout=30_000)
+    assert table.locator("text=<=20").count() >= 1
+    import explorer
+
+    person = explorer.open(lake_root).sql("SELECT min(person_id) AS p FROM wearable_daily")["p"].iloc[0]
+    open_page(page, f"{base}/wearables?person_id={person}")
+    page.locator("text=Not available to you").wait_for(timeout=30_000)
+    assert page.locator("text=needs the researcher role").count() >= 1
+    assert page.locator("text=Person id").count() == 0
+    page.screenshot(path=str(SHOTS / "public-person-refused.png"), full_page=True)
+    page.close()
+
+
+def test_a_researcher_opens_one_persons_minutes(server, browser):
+    base, _ = server
+    page = logged_in(browser, base, "researcher")
+    open_page(page, base + "/wearables")
+    page.locator("text=Person id").first.wait_for(timeout=30_000)  # the drill-down's own widget
+    page.wait_for_timeout(1000)
+    assert page.locator("text=Not available").count() == 0
+    # the figure itself is drawn on canvases: the cohort histograms and the person's two streams
+    assert page.locator("canvas").count() >= public_canvases(browser, base) + 1
+    page.screenshot(path=str(SHOTS / "researcher-person-minutes.png"), full_page=True)
+    page.close()
+
+
+def public_canvases(browser, base) -> int:
+    page = logged_in(browser, base, "public")
+    open_page(page, base + "/wearables")
+    page.wait_for_timeout(1000)
+    count = page.locator("canvas").count()
+    page.close()
+    return count
+
+
+def test_changing_a_filter_changes_the_figure_and_the_url(server, browser):
+    base, _ = server
+    page = logged_in(browser, base, "researcher")
+    open_page(page, base + "/overview")
+    table = page.locator(".counts-table")
+    table.locator("text=40-49").first.wait_for(timeout=30_000)
+    page.locator("select").first.select_option("sex_at_birth")
+    table.locator("text=female").first.wait_for(timeout=30_000)
+    assert table.locator("text=40-49").count() == 0
+    assert "by=sex_at_birth" in page.url
+    open_page(page, page.url)  # the link reproduces the view
+    page.locator(".counts-table").locator("text=female").first.wait_for(timeout=30_000)
+    page.close()
+
+
+@pytest.mark.parametrize("role", ["public", "researcher"])
+def test_every_dashboard_renders_without_a_console_error(server, browser, role):
+    base, _ = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = logged_in(browser, base, role)
+    for name in PAGES:
+        open_page(page, f"{base}/{name}")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / f"{role}-{name}.png"), full_page=True)
+        assert page.locator(".bk-alert-danger, .alert-danger").count() == 0, name
+    assert page.errors == []
+    page.close()
+
+
+def test_a_websocket_from_a_foreign_origin_is_refused(server):
+    """A logged-in user's cookie and session token open the page's websocket from the served
+    origin; the same request from another origin (including one that merely starts with the
+    allowed host, CVE-2026-21883) is refused."""
+    import asyncio
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    base, _ = server
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(base + "/login", urllib.parse.urlencode({"username": "public", "password": PASSWORDS["public"]}).encode())
+    token = re.search(r'"token":\s*"([^"]+)"', opener.open(base + "/overview").read().decode()).group(1)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+
+    async def connect(origin):
+        request = HTTPRequest(base.replace("http", "ws") + "/overview/ws", headers={"Origin": origin, "Cookie": cookie})
+        try:
+            connection = await websocket_connect(request, subprotocols=["bokeh", token])
+        except HTTPClientError as error:
+            return error.code
+        connection.close()
+        return "open"
+
+    def attempt(origin):  # its own thread: Playwright's loop runs in this one
+        return asyncio.run(connect(origin))
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(attempt, base).result() == "open"
+        assert pool.submit(attempt, "http://evil.example").result() == 403
+        assert pool.submit(attempt, base + ".attacker.example").result() == 403
+
+
+def test_a_cached_result_is_never_served_to_another_role():
+    from explorer.serve import cached
+
+    exact = cached(("counts", "person"), lambda: "exact counts", role="researcher")
+    protected = cached(("counts", "person"), lambda: "protected counts", role="public")
+    assert (exact, protected) == ("exact counts", "protected counts")
+    assert cached(("counts", "person"), lambda: "recomputed", role="public") == "protected counts"
+
+
+def test_passwords_are_kept_only_as_hashes(tmp_path):
+    users = tmp_path / "users.json"
+    Credentials.add(users, "ana", "researcher", "a-long-password")
+    assert "a-long-password" not in users.read_text()
+    credentials = Credentials(users)
+    assert credentials.check("ana", "a-long-password") and not credentials.check("ana", "a-long-passwore")
+    assert credentials.role("ana") == "researcher"
+    users.write_text('{"users": {"bob": {"role": "public", "password": "plain"}}}')
+    with pytest.raises(Exception, match="plain-text passwords are refused"):
+        Credentials(users)
+
+
+def test_serve_without_a_credentials_file_is_refused(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("serve", lake_root=tmp_path / "lake")
+    assert result.returncode == 2 and "needs --auth FILE" in result.stderr
+    assert cohorts  # the cohorts page is among the dashboards
