@@ -1,11 +1,13 @@
-"""Environment: heat-wave calendar and the exposure-outcome relation."""
+"""Environment: the exposure map by date, the heat-wave calendar, the exposure-outcome relation."""
 
-from explorer.serve import guarded, page
-from explorer.views import ExposureResponse, HeatWaveCalendar
+from explorer.serve import guarded, page, url_synced
+from explorer.views import ExposureMap, ExposureResponse, HeatWaveCalendar
 
 
 def build(lake, role):
-    return [guarded(lambda: HeatWaveCalendar(lake=lake, role=role)), guarded(lambda: ExposureResponse(lake=lake, role=role))]
+    exposure_map = ExposureMap(lake=lake, role=role)
+    return [url_synced(exposure_map, ["variable", "date"]), guarded(lambda: exposure_map),
+            guarded(lambda: HeatWaveCalendar(lake=lake, role=role)), guarded(lambda: ExposureResponse(lake=lake, role=role))]
 
 
 page("Environment", build).servable(title="Environment")

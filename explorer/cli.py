@@ -709,9 +709,25 @@ def cmd_demo(args) -> int:
     lake = _lake(args)
     print(f"Demo lake: {lake.root}")
     figures = run_demo(lake, participants=args.participants, days=args.days, seed=args.seed)
+    ok = figures["verified"] and not figures["ingest"].errors and not figures["refresh"].failed
     print("\nNext: `explorer catalog` lists every dataset; `explorer catalog heart_rate_minute` shows one;"
           " `explorer sql \"SELECT ...\"` queries them.")
-    return 0 if figures["verified"] and not figures["ingest"].errors and not figures["refresh"].failed else 1
+    if args.no_serve or not ok:
+        return 0 if ok else 1
+    import secrets
+
+    from explorer.serve import Credentials, serve
+
+    users = lake.root.parent / f"{lake.root.name}.users.json"
+    logins = {role: secrets.token_urlsafe(9) for role in ("public", "researcher", "steward")}
+    for role, password in logins.items():
+        Credentials.add(users, role, role, password)
+    print(f"\nDashboards: http://{args.address}:{args.port}/  (users in {users}; Ctrl-C stops)")
+    for role, password in logins.items():
+        print(f"  log in as {role:10s} password {password}")
+    sys.stdout.flush()
+    serve(lake.root, users, port=args.port, address=args.address)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------- parser
@@ -1122,10 +1138,14 @@ def build_parser() -> argparse.ArgumentParser:
         (originals kept, formats detected, rows validated, identifiers pseudonymised with a demo
         key kept beside the lake, bad rows and files quarantined with reasons), refresh the
         aggregate tables on a local Dask cluster, run a person-day query with a bound parameter,
-        trace lineage and verify every checksum."""))
+        count and save a cohort, trace lineage and verify every checksum; then serve the
+        dashboards and print a demo login for each role (--no-serve to stop before)."""))
     p.add_argument("--participants", type=int, default=20, help="participants (default 20)")
     p.add_argument("--days", type=int, default=7, help="days of minute-level data (default 7)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-serve", action="store_true", help="build the lake and stop, without serving the dashboards")
+    p.add_argument("--port", type=int, default=5006, help="port of the dashboards (default 5006)")
+    p.add_argument("--address", default="127.0.0.1", help="address of the dashboards (default 127.0.0.1)")
     p.set_defaults(func=cmd_demo)
     return parser
 

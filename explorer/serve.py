@@ -187,7 +187,7 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
 
 # ---------------------------------------------------------------------------------- pages
 PAGES = [("index", "Home"), ("overview", "Cohort overview"), ("wearables", "Wearables"), ("environment", "Environment"),
-         ("ageing", "Ageing"), ("cohorts", "Cohorts")]
+         ("ageing", "Ageing"), ("cohorts", "Cohorts"), ("catalog", "Catalog and jobs")]
 
 
 def page(title: str, build):

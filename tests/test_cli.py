@@ -25,7 +25,7 @@ def test_top_level_help_lists_commands():
 @pytest.fixture(scope="module")
 def demo_lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "lake"
-    result = run_cli("demo", "--participants", 4, "--days", 2, lake_root=root)
+    result = run_cli("demo", "--participants", 4, "--days", 2, "--no-serve", lake_root=root)
     assert result.returncode == 0, result.stderr
     return root, result.stdout
 

@@ -247,3 +247,44 @@ def test_serve_without_a_credentials_file_is_refused(tmp_path):
     result = run_cli("serve", lake_root=tmp_path / "lake")
     assert result.returncode == 2 and "needs --auth FILE" in result.stderr
     assert cohorts  # the cohorts page is among the dashboards
+
+
+def test_demo_builds_a_lake_and_serves_it_with_a_login_per_role(tmp_path):
+    import re
+    import urllib.parse
+    import urllib.request
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(tmp_path / "lake"), "demo",
+                                "--participants", "4", "--days", "2", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, logins = [], {}
+        deadline = time.time() + 300
+        while len(logins) < 3 and time.time() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.match(r"\s+log in as (\w+)\s+password (\S+)", line)
+            if found:
+                logins[found.group(1)] = found.group(2)
+        assert set(logins) == {"public", "researcher", "steward"}, "".join(lines[-30:])
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base + "/login", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        import http.cookiejar
+
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        landed = opener.open(base + "/login", urllib.parse.urlencode({"username": "researcher",
+                                                                      "password": logins["researcher"]}).encode())
+        assert landed.status == 200 and "/login" not in landed.url
+        home = opener.open(base + "/index").read().decode()
+        assert "<title>Cohort Explorer</title>" in home and 'name="password"' not in home  # the page, not the login
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -58,7 +58,7 @@ class CohortCharacterisation(LakeView):
     """A cohort against the whole lake or another cohort: one row per feature (and level), with
     the standardised mean difference; a Love plot of the differences."""
 
-    cohort = param.String(default="", doc="Saved cohort name (explorer cohort list).")
+    cohort = param.Selector(default="", objects=[""], check_on_set=False, doc="Saved cohort name (explorer cohort list).")
     against = param.String(default="", doc="Saved cohort to compare with (empty: the whole lake).")
 
     def data(self) -> pd.DataFrame:

@@ -1,0 +1,73 @@
+"""What the lake holds: datasets with their versions and lineage, refresh runs, and what changed
+in an aggregate between two versions (what changed between releases)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import param
+
+from explorer.errors import ExplorerError
+from explorer.views.base import LakeView
+
+
+class CatalogOverview(LakeView):
+    """Datasets, the refresh job history, and one aggregate compared between two versions."""
+
+    table = param.String(default="wearable_daily", doc="Aggregate table to compare between versions.")
+    before = param.Integer(default=None, allow_None=True, doc="Earlier version (default: the one before the latest).")
+    after = param.Integer(default=None, allow_None=True, doc="Later version (default: the latest).")
+
+    def datasets(self) -> pd.DataFrame:
+        """One row per table of the lake: tier, version, last commit, what it was made from."""
+        self._require()
+        rows = []
+        for name in self.lake.tables():
+            entry = self.lake.catalog.get(name)
+            last = self.lake.versions(name, limit=1).iloc[-1]
+            made_from = sorted({ref.split("@")[0] for ref in last["inputs"] if not ref.startswith("raw:")})
+            raw = sum(ref.startswith("raw:") for ref in last["inputs"])
+            rows.append({"dataset": name, "tier": entry.sensitivity if entry else "?", "version": int(last["version"]),
+                         "last commit": f"{last['timestamp']:%Y-%m-%d %H:%M}", "operation": last["operation"],
+                         "made from": ", ".join(made_from + ([f"{raw} raw file(s)"] if raw else []))})
+        return pd.DataFrame(rows)
+
+    def runs(self) -> pd.DataFrame:
+        """The latest refresh runs (job_run), newest first."""
+        from explorer.jobs.refresh import runs
+
+        self._require()
+        return runs(self.lake, limit=20)
+
+    def compare(self) -> pd.DataFrame:
+        """``table`` at two versions: rows, and the mean of each numeric column, with the change.
+        Researchers only: the means of a small aggregate are not under disclosure control."""
+        from explorer.privacy import require
+
+        require(self.role, "person_rows", "comparing table versions")
+        if not self.lake.has_table(self.table):
+            raise ExplorerError(f"no table {self.table!r} in the lake")
+        latest = self.lake.version(self.table)
+        after = latest if self.after is None else self.after
+        before = max(after - 1, 0) if self.before is None else self.before
+        schema = self.lake.sql(f'DESCRIBE "{self.table}"')
+        numeric = [c for c, t in zip(schema["column_name"], schema["column_type"])
+                   if t in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "HUGEINT", "SMALLINT") and c != "person_bucket"]
+        select = ", ".join(["count(*) AS rows", *(f'avg("{c}") AS "{c}"' for c in numeric)])
+        values = {v: self.lake.sql(f'SELECT {select} FROM "{self.table}"', versions={self.table: v}).iloc[0]
+                  for v in (before, after)}
+        frame = pd.DataFrame({"measure": ["rows", *(f"mean {c}" for c in numeric)],
+                              f"v{before}": values[before].to_numpy(), f"v{after}": values[after].to_numpy()})
+        frame["change"] = frame[f"v{after}"] - frame[f"v{before}"]
+        return frame
+
+    def panel(self):
+        import panel as pn
+
+        parts = [pn.pane.Markdown("### Datasets"), pn.widgets.Tabulator(self.datasets(), show_index=False, disabled=True,
+                                                                        sizing_mode="stretch_width", height=360),
+                 pn.pane.Markdown("### Refresh runs"), pn.widgets.Tabulator(self.runs(), show_index=False, disabled=True,
+                                                                            sizing_mode="stretch_width", height=220)]
+        if not self.public:
+            parts += [pn.pane.Markdown(f"### {self.table}: what changed between versions"),
+                      pn.widgets.Tabulator(self.compare(), show_index=False, disabled=True, sizing_mode="stretch_width")]
+        return pn.Column(*parts, sizing_mode="stretch_width")
