@@ -112,11 +112,19 @@ class Credentials:
 
 
 # ---------------------------------------------------------------------------------- sessions
+_LOADED: dict = {}
+
+
 def credentials() -> Credentials:
+    """The served credentials file, read again only when it changed (a user added or removed
+    while serving counts from the next request)."""
     path = os.environ.get(AUTH_FILE_ENV)
     if not path:
         raise PermissionDenied("the dashboards run without a credentials file: start them with `explorer serve --auth FILE`")
-    return Credentials(path)
+    stamp = os.stat(path).st_mtime_ns
+    if _LOADED.get(path, (None,))[0] != stamp:
+        _LOADED[path] = (stamp, Credentials(path))
+    return _LOADED[path][1]
 
 
 def session_role() -> str:
@@ -176,7 +184,13 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
     secret = cookie_secret or os.environ.get("EXPLORER_COOKIE_SECRET") or secrets.token_hex(32)
     origins = list(origins) or [f"localhost:{port}", f"127.0.0.1:{port}"]
     options = dict(port=port, address=address, websocket_origin=origins, show=show, num_procs=num_procs,
-                   cookie_secret=secret, title="Cohort Explorer", index=str(DASHBOARDS / "_root.html"))
+                   cookie_secret=secret, title="Cohort Explorer", index=str(DASHBOARDS / "_root.html"),
+                   # one process runs each page once at start; several (forked) get the libraries loaded
+                   # before the fork instead, since Bokeh refuses to fork after running a page
+                   warm=num_procs == 1)
+    from explorer.views.base import _holoviews
+
+    _holoviews()  # HoloViews with its Bokeh backend: seconds of imports the first user would wait for
     if oauth_provider:
         options["oauth_provider"] = oauth_provider
     else:

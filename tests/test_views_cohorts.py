@@ -148,3 +148,14 @@ def test_characterisation_pages_hide_what_the_group_size_would_give_away(cohort_
             n = truth["n_1"].iloc[0]
             text = rows["n_1_shown"].iloc[0]
             assert text in ("<=20", "suppressed") or (int(text) == n and (size - n == 0 or size - n > 20)), feature
+
+
+def test_a_shared_result_is_kept_per_role(cohort_lake):
+    from explorer.views import DemographicCounts
+
+    exact = DemographicCounts(lake=cohort_lake, by="race").data()
+    public = DemographicCounts(lake=cohort_lake, by="race", role="public").data()
+    assert "shown" not in exact and "shown" in public  # the researcher's exact page never reaches the public view
+    again = DemographicCounts(lake=cohort_lake, by="race", role="public").data()
+    pd.testing.assert_frame_equal(again, public)
+    assert exact["count"].sum() == cohort_lake.row_count("person")

@@ -9,6 +9,9 @@ built for ``public`` hands its counts, means and histogram bins to
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 import param
@@ -26,6 +29,11 @@ def _holoviews():
     if hv.Store.current_backend != "bokeh":
         hv.Store.set_current_backend("bokeh")
     return hv
+
+
+_SHARED: OrderedDict = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_ENTRIES = 256
 
 
 class LakeView(param.Parameterized):
@@ -58,6 +66,23 @@ class LakeView(param.Parameterized):
         for table in tables:
             if not self.lake.has_table(table):
                 raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
+
+    def _shared(self, key: tuple, compute):
+        """``compute()``, shared by every view of this class on this lake for the same role and
+        disclosure profile (a served page's sessions load an aggregate once): the role is part
+        of the key, so an exact result made for a researcher is never handed to a public view.
+        Put the versions of the tables read in ``key``, so a new version is computed afresh."""
+        full = (type(self).__name__, str(self.lake.root), self.role, self.disclosure.profile, *key)
+        with _SHARED_LOCK:
+            if full in _SHARED:
+                _SHARED.move_to_end(full)
+                return _SHARED[full].copy()
+        value = compute()
+        with _SHARED_LOCK:
+            _SHARED[full] = value
+            while len(_SHARED) > SHARED_ENTRIES:
+                _SHARED.popitem(last=False)
+        return value.copy()
 
     def _setting(self, name: str):
         """A display setting (bin count, band width) as this view may use it: a public view uses

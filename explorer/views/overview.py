@@ -26,8 +26,12 @@ class DemographicCounts(LakeView):
 
     def data(self) -> pd.DataFrame:
         """One row per group: ``count`` (NaN where hidden), and for a public view ``shown`` and
-        ``status``; the total in ``attrs["total"]`` (as the page shows it)."""
+        ``status``; the total in ``attrs["total"]`` (as the page shows it). Computed once per
+        filter state, role and person-table version, and shared across sessions."""
         self._require("person")
+        return self._shared((self.by, self.sex_at_birth, self.lake.version("person")), self._compute)
+
+    def _compute(self) -> pd.DataFrame:
         rows = self._sql("SELECT year_of_birth, sex_at_birth, race, ethnicity, zip3 FROM person")
         if self.sex_at_birth != "all":
             rows = rows[rows["sex_at_birth"] == self.sex_at_birth]
@@ -48,14 +52,11 @@ class DemographicCounts(LakeView):
         vdims = ["count"] + (["shown"] if "shown" in frame else [])
         where = "" if self.sex_at_birth == "all" else f", {self.sex_at_birth}"
         frame = frame.astype({c: object for c in frame.columns if c not in ("count",)})
-        text = frame["shown"] if "shown" in frame else frame["count"].map(lambda v: f"{int(v)}")
-        bars = hv.Bars(frame, kdims=[self.by], vdims=vdims).opts(
+        # the text of each count (<=20 where hidden) is in the hover and in the table beside it
+        return hv.Bars(frame, kdims=[self.by], vdims=vdims).opts(
             responsive=True, height=320, tools=["hover"], xrotation=30 if self.by in ("race", "ethnicity") else 0,
             title=f"Persons by {self.by.replace('_', ' ')}{where} (total {frame.attrs['total_shown']}"
                   + ("; small counts hidden)" if self.public else ")"))
-        labels = hv.Labels(pd.DataFrame({self.by: frame[self.by], "y": frame["count"].fillna(0), "text": text.astype(object)}),
-                           kdims=[self.by, "y"], vdims=["text"]).opts(text_baseline="bottom", text_font_size="10pt")
-        return bars * labels
 
     def table(self):
         """The counts on screen as a table (the text a reader gets: "<=20" where hidden)."""
