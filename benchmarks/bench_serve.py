@@ -114,6 +114,46 @@ def _concurrent_sessions(base, logins, n: int) -> list[float]:
         return list(pool.map(one, openers))
 
 
+def _memory_after_sessions(root, logins, n: int) -> tuple[float, float, int]:
+    """Server resident memory (MB) after 10 warm-up sessions were discarded, and after ``n``
+    more were opened and discarded (sessions nobody keeps open live 2 s here)."""
+    import psutil
+
+    port = _port()
+    code = ("import sys; from explorer.serve import serve; "
+            f"serve({str(root / 'lake')!r}, {str(root / 'lake.users.json')!r}, port={port}, session_lifetime_ms=2000)")
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "EXPLORER_COOKIE_SECRET": "benchmark-cookie-secret-0123456789"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        from urllib.request import urlopen
+
+        for _ in range(240):
+            try:
+                urlopen(base + "/login", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.25)
+        process = psutil.Process(server.pid)
+
+        def settled() -> float:
+            time.sleep(6)  # past the session lifetime and a check of unused sessions
+            import gc
+
+            gc.collect()
+            return process.memory_info().rss / 1e6
+
+        for _ in range(2):
+            _concurrent_sessions(base, logins, 5)
+        baseline = settled()
+        for _ in range(n // 10):
+            _concurrent_sessions(base, logins, 10)
+        return baseline, settled(), n
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @benchmark("serve")
 def run(scale: float, repeats: int, progress) -> list[Result]:
     if shutil.which("chromium") is None:
@@ -179,6 +219,8 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    progress(4, 4, "memory after 100 sessions opened and closed")
+    baseline, after, sessions = _memory_after_sessions(root, logins, 100)
     progress(4, 4, "done")
     median = statistics.median
     note = f"demo lake {participants} x {days}"
@@ -195,6 +237,8 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
         Result("serve", "10 sessions, --num-procs 2, p95", _p95(concurrent), "s",
                note=f"10 logged-in sessions opened at once (server builds each page); median {median(concurrent):.2f} s",
                limit=1.5),
+        Result("serve", "memory after 100 sessions", after, "MB", "memory after 10 warm-up sessions", baseline, 1.1,
+               f"server resident memory once the {sessions} sessions were discarded"),
         Result("serve", "10 sessions in Chromium, p95", _p95(in_browser), "s",
                note=f"10 browser tabs on the same 2 cores as the server; median {median(in_browser):.2f} s"),
     ]

@@ -174,7 +174,8 @@ def dashboard_files() -> dict[str, Path]:
 
 
 def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1", origins=(), num_procs: int = 1,
-          cookie_secret: str | None = None, show: bool = False, oauth_provider: str | None = None):
+          cookie_secret: str | None = None, show: bool = False, oauth_provider: str | None = None,
+          session_lifetime_ms: int | None = None):
     """Serve every dashboard (blocks). See the module notes for login and roles."""
     import panel as pn
 
@@ -191,6 +192,9 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
     from explorer.views.base import _holoviews
 
     _holoviews()  # HoloViews with its Bokeh backend: seconds of imports the first user would wait for
+    if session_lifetime_ms:  # how long a session nobody connected to is kept (Bokeh's default: 15 s)
+        options.update(unused_session_lifetime_milliseconds=session_lifetime_ms,
+                       check_unused_sessions_milliseconds=max(500, session_lifetime_ms // 2))
     if oauth_provider:
         options["oauth_provider"] = oauth_provider
     else:
