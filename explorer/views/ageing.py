@@ -178,3 +178,27 @@ class PhenoAgeVsAge(LakeView):
         return (points * hv.Curve((span, span)).opts(color="gray", line_dash="dashed")).opts(
             responsive=True, height=360, xlabel="chronological age (years)", ylabel=f"{label} (years)",
             title=f"{label} against age ({len(frame):,} visits)")
+
+
+class MarkerAgeingTable(LakeView):
+    """Which lab markers change with age (marker_ageing): change per year, its SE, q-value."""
+
+    def data(self) -> pd.DataFrame:
+        """One row per marker; for a public view a marker fitted on few persons (in the profile's
+        hidden range) shows neither its count nor its estimates."""
+        self._require("marker_ageing")
+        frame = self._sql("""SELECT marker, name, scale, n_persons, n_obs, slope, slope_se, q_value
+                             FROM marker_ageing ORDER BY q_value""")
+        if self.public:
+            small = frame["n_persons"].map(self.disclosure.rules.hides)
+            frame = frame.astype({"n_persons": object, "n_obs": object})
+            frame.loc[small, ["n_persons", "n_obs"]] = self.disclosure.rules.label
+            frame.loc[small, ["slope", "slope_se", "q_value"]] = np.nan
+        return frame
+
+    def panel(self):
+        import panel as pn
+
+        return pn.Column(pn.pane.Markdown("### Markers that change with age (change per year of age, REML)"),
+                         pn.widgets.Tabulator(self.data().astype(object), show_index=False, disabled=True,
+                                              sizing_mode="stretch_width", height=320), sizing_mode="stretch_width")

@@ -67,3 +67,37 @@ class DemographicCounts(LakeView):
             frame[[self.by, "count"]].rename(columns={"count": "persons"})
         return pn.widgets.Tabulator(shown.astype(object), show_index=False, disabled=True, sizing_mode="stretch_width",
                                     height=40 + 32 * len(shown), css_classes=["counts-table"])
+
+
+class ModalityCoverage(LakeView):
+    """Per modality: persons with data, person-days, the median days per person, and the span of
+    days covered (the refresh step modality_coverage)."""
+
+    def data(self) -> pd.DataFrame:
+        """One row per modality. For a public view the persons count of each modality is its own
+        protected page (modalities overlap, so they do not sum to a total), and the days of a
+        modality whose persons are hidden are hidden with it."""
+        self._require("modality_coverage")
+        frame = self._sql("""SELECT modality, persons_with_data, person_days, median_days_per_person, first_day, last_day
+                             FROM modality_coverage ORDER BY modality""")
+        if not self.public:
+            return frame
+        shown = []
+        for persons in frame["persons_with_data"]:
+            page = self.disclosure.counts(pd.DataFrame({"n": [int(persons)]}), [()], weight="n").table()
+            shown.append((page["count"].iloc[0], page["shown"].iloc[0], page["status"].iloc[0]))
+        frame["persons_with_data"] = [s[0] for s in shown]
+        frame["persons_shown"] = [s[1] for s in shown]
+        hidden = frame["persons_with_data"].isna()
+        frame = frame.astype({"first_day": object, "last_day": object})
+        frame.loc[hidden, ["person_days", "median_days_per_person", "first_day", "last_day"]] = None
+        return frame
+
+    def panel(self):
+        import panel as pn
+
+        frame = self.data()
+        if self.public:
+            frame = frame.assign(persons_with_data=frame.pop("persons_shown"))
+        return pn.widgets.Tabulator(frame.astype(object), show_index=False, disabled=True, sizing_mode="stretch_width",
+                                    height=60 + 32 * len(frame))
