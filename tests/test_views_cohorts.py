@@ -159,3 +159,25 @@ def test_a_shared_result_is_kept_per_role(cohort_lake):
     again = DemographicCounts(lake=cohort_lake, by="race", role="public").data()
     pd.testing.assert_frame_equal(again, public)
     assert exact["count"].sum() == cohort_lake.row_count("person")
+
+
+def test_modality_coverage_and_marker_table_hide_small_groups_for_public(lake):
+    from datetime import date
+
+    from explorer.views import MarkerAgeingTable, ModalityCoverage
+
+    lake.write("modality_coverage", pd.DataFrame({
+        "modality": ["labs", "steps"], "persons_with_data": [250, 7], "person_days": [900, 40],
+        "median_days_per_person": [3.0, 5.0], "first_day": [date(2024, 1, 1)] * 2, "last_day": [date(2024, 3, 1)] * 2}))
+    exact = ModalityCoverage(lake=lake).data().set_index("modality")
+    public = ModalityCoverage(lake=lake, role="public").data().set_index("modality")
+    assert exact.loc["steps", "persons_with_data"] == 7 and public.loc["steps", "persons_shown"] == "<=20"
+    assert pd.isna(public.loc["steps", "person_days"]) and public.loc["steps", "first_day"] is None
+    assert public.loc["labs", "persons_with_data"] == 250 and public.loc["labs", "person_days"] == 900
+    lake.write("marker_ageing", pd.DataFrame({
+        "marker": ["2345-7", "2160-0"], "name": ["Glucose", "Creatinine"], "scale": ["linear", "log"],
+        "n_persons": [400, 12], "n_obs": [4000, 60], "slope": [0.02, 0.01], "slope_se": [0.005, 0.004],
+        "p_value": [0.001, 0.02], "q_value": [0.002, 0.02]}))
+    table = MarkerAgeingTable(lake=lake, role="public").data().set_index("marker")
+    assert table.loc["2160-0", "n_persons"] == "<=20" and pd.isna(table.loc["2160-0", "slope"])
+    assert table.loc["2345-7", "slope"] == pytest.approx(0.02)
