@@ -1,16 +1,16 @@
-"""Cohort overview: persons by age band, sex, race, ethnicity and ZIP3; data per modality."""
+"""Cohort overview: persons by age band, sex, race, ethnicity and ZIP3; data per modality; data quality."""
 
 import panel as pn
 
 from explorer.serve import csv_download, guarded, page, url_synced
-from explorer.views import DemographicCounts, ModalityCoverage
+from explorer.views import DataQualityReport, DemographicCounts, ModalityCoverage
 
 
 def build(lake, role):
     counts = DemographicCounts(lake=lake, role=role)
     return [url_synced(counts, ["by", "sex_at_birth"]), guarded(lambda: counts), pn.panel(counts.table),
             csv_download(counts, "persons.csv"), pn.pane.Markdown("### Data per modality"),
-            guarded(lambda: ModalityCoverage(lake=lake, role=role))]
+            guarded(lambda: ModalityCoverage(lake=lake, role=role)), guarded(lambda: DataQualityReport(lake=lake, role=role))]
 
 
 page("Cohort overview", build).servable(title="Cohort overview")

@@ -1,13 +1,14 @@
-"""Wearables: cohort distributions; for researchers, one person's minutes (downsampled on the server)."""
+"""Wearables: cohort trends and distributions; for researchers, one person's minutes (downsampled on the server)."""
 
 import panel as pn
 
 from explorer.serve import guarded, page, url_synced
-from explorer.views import CohortWearableDistributions, PersonMinutes
+from explorer.views import CohortWearableDistributions, PersonMinutes, WearableTrends
 
 
 def build(lake, role):
-    content = [guarded(lambda: CohortWearableDistributions(lake=lake, role=role))]
+    content = [guarded(lambda: WearableTrends(lake=lake, role=role)),
+               guarded(lambda: CohortWearableDistributions(lake=lake, role=role))]
     asked = (pn.state.session_args or {}).get("person_id", [b""])[0].decode()
     if role == "public" and not asked:
         return content + [pn.pane.Markdown("One person's minute-level data is for the researcher role.")]

@@ -181,3 +181,15 @@ def test_modality_coverage_and_marker_table_hide_small_groups_for_public(lake):
     table = MarkerAgeingTable(lake=lake, role="public").data().set_index("marker")
     assert table.loc["2160-0", "n_persons"] == "<=20" and pd.isna(table.loc["2160-0", "slope"])
     assert table.loc["2345-7", "slope"] == pytest.approx(0.02)
+
+
+def test_trends_and_data_quality_hide_small_groups_for_public(cohort_lake):
+    from explorer.views import WearableTrends
+
+    exact = WearableTrends(lake=cohort_lake).data()
+    public = WearableTrends(lake=cohort_lake, role="public").data()
+    assert (exact["persons"] > 20).any()
+    small = exact["persons"].between(1, 20)
+    assert public.loc[small, ["steps", "resting_hr"]].isna().all().all()
+    assert (public.loc[~small, "steps"] == exact.loc[~small, "steps"]).all()
+    assert set(public.loc[small, "persons_shown"]) <= {"<=20"}

@@ -12,9 +12,10 @@ from explorer.views.ageing import (AgeingRateDistribution, AgeotypeMembership, M
 from explorer.views.catalog import CatalogOverview
 from explorer.views.cohorts import CohortAttrition, CohortBuilder, CohortCharacterisation
 from explorer.views.exposure import ExposureMap, ExposureResponse, HeatWaveCalendar
-from explorer.views.overview import DemographicCounts, ModalityCoverage
-from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, downsample
+from explorer.views.overview import DataQualityReport, DemographicCounts, ModalityCoverage
+from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, WearableTrends, downsample
 
 __all__ = ["Actogram", "AgeingRateDistribution", "AgeotypeMembership", "CatalogOverview", "CohortAttrition", "CohortBuilder",
-           "CohortCharacterisation", "DemographicCounts", "MarkerAgeingTable", "ModalityCoverage", "CohortWearableDistributions", "ExposureMap",
+           "CohortCharacterisation", "DataQualityReport", "DemographicCounts", "MarkerAgeingTable", "ModalityCoverage",
+           "WearableTrends", "CohortWearableDistributions", "ExposureMap",
            "ExposureResponse", "HeatWaveCalendar", "MarkerTrajectories", "PersonMinutes", "PhenoAgeVsAge", "downsample"]

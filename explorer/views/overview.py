@@ -101,3 +101,32 @@ class ModalityCoverage(LakeView):
             frame = frame.assign(persons_with_data=frame.pop("persons_shown"))
         return pn.widgets.Tabulator(frame.astype(object), show_index=False, disabled=True, sizing_mode="stretch_width",
                                     height=60 + 32 * len(frame))
+
+
+class DataQualityReport(LakeView):
+    """The data-quality checks of the latest ingest (OHDSI DQD style): numerator, denominator,
+    percent failing and whether it passed its threshold."""
+
+    def data(self) -> pd.DataFrame:
+        """One row per check of the latest ingest; for a public view a numerator in the hidden
+        range shows the profile's label and no percent (it may count a few persons' records)."""
+        self._require("dq_result")
+        frame = self._sql("""SELECT check_id, category, table_name, description, numerator, denominator, pct, threshold_pct,
+                                    passed FROM dq_result
+                             WHERE ingest_id = (SELECT max(ingest_id) FROM dq_result) ORDER BY passed, category, check_id""")
+        if self.public:
+            small = frame["numerator"].map(self.disclosure.rules.hides)
+            frame = frame.astype({"numerator": object, "passed": object})
+            frame.loc[small, "numerator"] = self.disclosure.rules.label
+            frame.loc[small, "pct"] = np.nan
+            frame.loc[small, "passed"] = None  # with the threshold it would bound the hidden numerator
+        return frame
+
+    def panel(self):
+        import panel as pn
+
+        frame = self.data()
+        failing = int((frame["passed"] == False).sum())  # noqa: E712  (None: hidden for a public reader)
+        return pn.Column(pn.pane.Markdown(f"### Data quality of the latest ingest: {failing} of {len(frame)} checks fail"),
+                         pn.widgets.Tabulator(frame.astype(object), show_index=False, disabled=True,
+                                              sizing_mode="stretch_width", height=300), sizing_mode="stretch_width")

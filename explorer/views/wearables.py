@@ -221,3 +221,31 @@ class CohortWearableDistributions(LakeView):
 
 def _count_text(n) -> str:
     return "hidden" if n != n else f"{int(n):,}"
+
+
+class WearableTrends(LakeView):
+    """Cohort trends by day: median daily steps, median resting heart rate and median sleep of the
+    persons with a valid day, with how many persons that is."""
+
+    def data(self) -> pd.DataFrame:
+        """One row per day: persons (with a valid day), and the medians. For a public view a day
+        whose persons are in the hidden range shows no medians (and its count as the label)."""
+        self._require("wearable_daily")
+        frame = self._sql("""SELECT date, count(*) AS persons, median(steps) AS steps, median(resting_hr) AS resting_hr,
+                                    median(sleep_minutes) AS sleep_minutes
+                             FROM wearable_daily WHERE valid_day GROUP BY date ORDER BY date""")
+        if self.public:
+            small = frame["persons"].map(self.disclosure.rules.hides)
+            frame.loc[small, ["steps", "resting_hr", "sleep_minutes"]] = np.nan
+            frame["persons_shown"] = [self.disclosure.rules.label if s else str(int(n)) for s, n in zip(small, frame["persons"])]
+            frame.loc[small, "persons"] = np.nan
+        return frame
+
+    def panel(self):
+        hv = _holoviews()
+        frame = self.data()
+        curves = [hv.Curve(frame, "date", column, label=label).opts(responsive=True, height=200, tools=["hover"],
+                                                                    title=f"{label} by day (median of persons with a valid day)")
+                  for column, label in (("steps", "Daily steps"), ("resting_hr", "Resting heart rate (/min)"),
+                                        ("sleep_minutes", "Sleep (min)"))]
+        return hv.Layout(curves).cols(1)
