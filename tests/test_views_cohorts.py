@@ -193,3 +193,18 @@ def test_trends_and_data_quality_hide_small_groups_for_public(cohort_lake):
     assert public.loc[small, ["steps", "resting_hr"]].isna().all().all()
     assert (public.loc[~small, "steps"] == exact.loc[~small, "steps"]).all()
     assert set(public.loc[small, "persons_shown"]) <= {"<=20"}
+
+
+def test_data_quality_report_hides_small_numerators_for_public(lake):
+    from explorer.views import DataQualityReport
+
+    lake.write("dq_result", pd.DataFrame({
+        "ingest_id": ["a", "a", "b"], "check_id": ["hr_sync_gap", "lab_si_missing", "old"], "category": ["completeness"] * 3,
+        "table_name": ["heart_rate_minute", "measurement", "x"], "description": ["gaps", "no SI", "earlier ingest"],
+        "numerator": [3, 400, 1], "denominator": [130, 2000, 10], "threshold_pct": [5.0, 5.0, 5.0],
+        "pct": [2.3, 20.0, 10.0], "passed": [True, False, False]}))
+    exact = DataQualityReport(lake=lake).data().set_index("check_id")
+    public = DataQualityReport(lake=lake, role="public").data().set_index("check_id")
+    assert list(exact.index) == ["old"]  # the latest ingest only
+    assert public.loc["old", "numerator"] == "<=20" and pd.isna(public.loc["old", "pct"]) and public.loc["old", "passed"] is None
+    assert exact.loc["old", "numerator"] == 1
