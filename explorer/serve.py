@@ -33,7 +33,7 @@ import os
 import secrets
 from pathlib import Path
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, TableNotFoundError
 from explorer.privacy import ROLES, PermissionDenied
 
 AUTH_FILE_ENV = "EXPLORER_AUTH_FILE"
@@ -242,6 +242,8 @@ def guarded(view_factory):
         return pn.panel(view.panel)
     except PermissionDenied as exc:
         return pn.pane.Alert(f"**Not available to you.** {exc}", alert_type="warning", css_classes=["refused"])
+    except TableNotFoundError as exc:  # this lake has not got that aggregate (yet): not a fault of the page
+        return pn.pane.Alert(f"**Not in this lake yet.** {exc}", alert_type="info")
     except ExplorerError as exc:
         return pn.pane.Alert(str(exc), alert_type="danger")
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, TableNotFoundError
 from explorer.privacy import ROLES, DisclosureControl, require
 
 
@@ -65,7 +65,7 @@ class LakeView(param.Parameterized):
         require(self.role, self.access, f"the {type(self).__name__} view")  # before saying what exists
         for table in tables:
             if not self.lake.has_table(table):
-                raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
+                raise TableNotFoundError(f"table {table} is not there yet: run `explorer refresh` first")
 
     def _shared(self, key: tuple, compute):
         """``compute()``, shared by every view of this class on this lake for the same role and

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, TableNotFoundError
 from explorer.views.base import LakeView, _holoviews
 
 
@@ -55,7 +55,7 @@ class HeatWaveCalendar(LakeView):
     def data(self) -> pd.DataFrame:
         """date, persons (with a known home and both temperatures), in_heat_wave, share."""
         if not self.lake.has_table("exposure_daily"):
-            raise ExplorerError("table exposure_daily is not there yet: run `explorer refresh` first")
+            raise TableNotFoundError("table exposure_daily is not there yet: run `explorer refresh` first")
         frame = self._sql("""
             SELECT date, count(heat_wave) AS persons, count(*) FILTER (WHERE heat_wave) AS in_heat_wave
             FROM exposure_daily WHERE residence_status = 'ok' GROUP BY date ORDER BY date""")
@@ -102,7 +102,7 @@ class ExposureResponse(LakeView):
 
         for table in ("wearable_daily", "exposure_daily"):
             if not self.lake.has_table(table):
-                raise ExplorerError(f"table {table} is not there yet: run `explorer refresh` first")
+                raise TableNotFoundError(f"table {table} is not there yet: run `explorer refresh` first")
         frame = self._sql("""
             SELECT w.person_id, w.resting_hr, e.tas_anomaly
             FROM wearable_daily w JOIN exposure_daily e USING (person_id, date)
