@@ -262,20 +262,12 @@ def csv_download(view, filename: str):
     view is already the protected page (hidden counts are blank, their text says why)."""
     import io
 
+    import pandas as pd
     import panel as pn
 
     def table():
         frame = view.data()
-        frame = frame if isinstance(frame, pd_frame()) else next(iter(frame.values()))
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False)
-        buffer.seek(0)
-        return buffer
+        frame = frame if isinstance(frame, pd.DataFrame) else next(iter(frame.values()))
+        return io.StringIO(frame.to_csv(index=False))
 
     return pn.widgets.FileDownload(callback=table, filename=filename, label="download CSV", width=150)
-
-
-def pd_frame():
-    import pandas as pd
-
-    return pd.DataFrame
