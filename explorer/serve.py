@@ -63,6 +63,9 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(found, base64.b64decode(digest))
 
 
+_DUMMY_HASH = hash_password("no such user")
+
+
 class Credentials:
     """The users of a credentials file: name -> role and password hash."""
 
@@ -93,7 +96,7 @@ class Credentials:
     def check(self, user: str, password: str) -> bool:
         entry = self.users.get(user)
         if entry is None:
-            verify_password(password, hash_password("timing"))  # the same work whether or not the user exists
+            verify_password(password, _DUMMY_HASH)  # the same work whether or not the user exists
             return False
         return verify_password(password, entry["password"])
 

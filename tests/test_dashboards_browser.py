@@ -288,3 +288,9 @@ def test_demo_builds_a_lake_and_serves_it_with_a_login_per_role(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_login_page_escapes_what_the_url_says(server):
+    base, _ = server
+    body = urlopen(base + "/login?error=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E").read().decode()
+    assert "<img src=x" not in body and "&lt;img src=x" in body

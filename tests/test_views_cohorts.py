@@ -208,3 +208,17 @@ def test_data_quality_report_hides_small_numerators_for_public(lake):
     assert list(exact.index) == ["old"]  # the latest ingest only
     assert public.loc["old", "numerator"] == "<=20" and pd.isna(public.loc["old", "pct"]) and public.loc["old", "passed"] is None
     assert exact.loc["old", "numerator"] == 1
+
+
+def test_characterisation_takes_saved_names_only(cohort_lake, tmp_path):
+    import shutil
+
+    import explorer
+    from explorer.errors import ExplorerError
+
+    shutil.copytree(cohort_lake.root, tmp_path / "lake")
+    lake = explorer.open(tmp_path / "lake")
+    cohorts.save(lake, cohorts.loads("name: wearers\nindex_date: {rule: first_valid_wear_day}\n"))
+    for against in ("/etc/hostname.yaml", "name: x\nindex_date: {rule: first_valid_wear_day}\n"):
+        with pytest.raises(ExplorerError, match="no saved cohort"):  # never a server path or a document from a URL
+            CohortCharacterisation(lake=lake, cohort="wearers", against=against, role="public").data()

@@ -34,8 +34,9 @@ class CatalogOverview(LakeView):
     def runs(self) -> pd.DataFrame:
         """The latest refresh runs (job_run), newest first."""
         from explorer.jobs.refresh import runs
+        from explorer.privacy import require
 
-        self._require()
+        require(self.role, "person_rows", "the refresh history (job_run)")
         return runs(self.lake, limit=20)
 
     def compare(self) -> pd.DataFrame:
@@ -64,10 +65,9 @@ class CatalogOverview(LakeView):
         import panel as pn
 
         parts = [pn.pane.Markdown("### Datasets"), pn.widgets.Tabulator(self.datasets(), show_index=False, disabled=True,
-                                                                        sizing_mode="stretch_width", height=360),
-                 pn.pane.Markdown("### Refresh runs"), pn.widgets.Tabulator(self.runs(), show_index=False, disabled=True,
-                                                                            sizing_mode="stretch_width", height=220)]
+                                                                        sizing_mode="stretch_width", height=360)]
         if not self.public:
-            parts += [pn.pane.Markdown(f"### {self.table}: what changed between versions"),
+            parts += [pn.pane.Markdown("### Refresh runs"), pn.widgets.Tabulator(self.runs(), show_index=False, disabled=True,
+                                                                                  sizing_mode="stretch_width", height=220),pn.pane.Markdown(f"### {self.table}: what changed between versions"),
                       pn.widgets.Tabulator(self.compare(), show_index=False, disabled=True, sizing_mode="stretch_width")]
         return pn.Column(*parts, sizing_mode="stretch_width")

@@ -68,6 +68,10 @@ class CohortCharacterisation(LakeView):
         self._require("cohort_member")
         if not self.cohort:
             raise ExplorerError("CohortCharacterisation needs cohort=NAME, a saved cohort (explorer cohort list)")
+        saved = cohorts.saved(self.lake)["cohort"].tolist()
+        for name in (self.cohort, self.against):  # saved names only: never a path or a document from a URL
+            if name and name not in saved:
+                raise ExplorerError(f"no saved cohort {name!r}; saved cohorts: {', '.join(saved) or 'none'}")
         table = cohorts.characterise(self.lake, self.cohort, self.against or None)
         return protect_characterisation(table, self.disclosure) if self.public else table
 
@@ -245,8 +249,11 @@ class CriterionEditor:
         if self.kind is None:
             import yaml
 
+            text = self.widgets["yaml"].value
             try:
-                return yaml.safe_load(self.widgets["yaml"].value) or {}
+                if "*" in text and any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+                    raise DefinitionError([f"{self.section}: YAML aliases (*name) are not allowed; write the criterion out"])
+                return yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:
                 raise DefinitionError([f"{self.section}: the YAML of a criterion does not parse: {exc}"]) from None
         out: dict = {"kind": self.kind}
@@ -307,7 +314,9 @@ class CohortBuilder(LakeView):
         self._attrition = pn.Column(sizing_mode="stretch_width")
         self._message = pn.pane.Alert("", alert_type="danger", visible=False)
         self._upload = pn.widgets.FileInput(accept=".yaml,.yml,.json", width=220)
-        self._upload.param.watch(lambda event: self.load(event.new.decode("utf-8")) if event.new else None, "value")
+        # an upload is document text, never a path on the server
+        self._upload.param.watch(lambda event: self.load(cohorts.loads(event.new.decode("utf-8", "replace"), "the uploaded file"))
+                                 if event.new else None, "value")
         self._save = pn.widgets.Button(label="save to lake", color="success", width=120,
                                        disabled=self.role == "public")
         self._save.on_click(lambda event: self.save())
