@@ -163,18 +163,6 @@ def _role(args, access: str, what: str) -> str:
     return role
 
 
-def _query(lake, role: str, query: str, params, versions, what: str) -> pd.DataFrame:
-    """A query as ``role`` may run it: a steward on the lake's own connection; anyone else on a
-    sandboxed one that holds only the tables of their catalog tier and can open no file (so
-    ``read_csv('<lake>/raw/...')`` finds nothing)."""
-    from explorer.privacy import readable_tables
-
-    if role == "steward":
-        return lake.sql(query, params or None, versions=versions or None)
-    with lake.sandbox(tables=readable_tables(lake, role), memory_limit="8GB", threads=os.cpu_count() or 2) as con:
-        return con.sql(query, params or None, versions=versions or None)
-
-
 def cmd_sql(args) -> int:
     lake = _lake(args)
     versions = {}
@@ -185,7 +173,9 @@ def cmd_sql(args) -> int:
         versions[name] = int(number)
     params = list(args.param or [])  # bound as text: DuckDB casts to the column's type itself
     role = _role(args, "sql", "`explorer sql`")
-    frame = _query(lake, role, args.query, params, versions, "`explorer sql`")
+    from explorer.privacy.roles import query_as
+
+    frame = query_as(lake, role, args.query, params, versions)
     _audit(lake, role, "query", parameters={"sql": args.query, "params": params, "versions": versions},
            rows=len(frame))
     if args.format == "csv":
@@ -216,35 +206,16 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from explorer.privacy.safe_harbor import safe_harbor
+    from explorer.privacy.safe_harbor import export
 
     lake = _lake(args)
     role = _role(args, "export", "`explorer export`")
     if bool(args.table) == bool(args.query):
         raise ExplorerError("give a TABLE to export, or --sql QUERY (not both)")
-    if args.table:
-        if not lake.has_table(args.table):
-            raise lake._missing(args.table)
-        from explorer.privacy import require_tables
-
-        require_tables(lake, role, [args.table], "`explorer export`")
-        version = lake.version(args.table) if args.version is None else args.version
-        frame = lake.table(args.table, version=version).df()
-        dataset, parameters = args.table, {"table": args.table}
-    else:
-        frame = _query(lake, role, args.query, list(args.param or []), None, "`explorer export`")
-        dataset, version, parameters = None, None, {"sql": args.query, "params": list(args.param or [])}
-    out = Path(args.out)
-    if out.suffix not in (".csv", ".parquet"):
-        raise ExplorerError(f"--out {out}: name a .csv or .parquet file")
-    keys = lake.sql("SELECT person_id FROM person")["person_id"] if lake.has_table("person") else []
-    exported = safe_harbor(frame, dates=args.dates, person_keys=set(keys))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    exported.to_csv(out, index=False) if out.suffix == ".csv" else exported.to_parquet(out, index=False)
+    exported = export(lake, args.out, table=args.table or None, query=args.query or None, params=list(args.param or []),
+                      version=args.version, dates=args.dates, role=role)
     report = exported.attrs["safe_harbor"]
-    _audit(lake, role, "export", dataset=dataset, version=version, rows=len(exported),
-           parameters={**parameters, "dates": args.dates, "out": str(out), "removed": report["removed"]})
-    print(f"wrote {len(exported):,} rows to {out} ({report['method']})")
+    print(f"wrote {len(exported):,} rows to {args.out} ({report['method']})")
     print("removed: " + (", ".join(report["removed"]) or "nothing"))
     for change in report["changed"]:
         print(f"changed: {change}")
@@ -418,12 +389,14 @@ def cmd_wearables(args) -> int:
     from explorer.progress import Progress
 
     if args.action == "metrics":
-        from explorer.wearables import METRICS, RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES
+        from explorer.catalog.metrics import registry_frame
+        from explorer.wearables import (
+            METRICS,
+            RESTING_WINDOW_MINUTES,
+            VALID_WEAR_MINUTES,
+        )
 
-        rows = [{"metric": m.identifier, "name": m.long_name, "units": m.units, "reference": m.reference,
-                 "stored in": f"{m.table}.{m.column}"}
-                for m in METRICS.values()]
-        print(_table_text(pd.DataFrame(rows)))
+        print(_table_text(registry_frame(METRICS)))
         print(f"\nDaily summary (table wearable_daily): valid day >= {VALID_WEAR_MINUTES} wear minutes; resting heart "
               f"rate over awake minutes after {RESTING_WINDOW_MINUTES} zero-step minutes (Mishra et al. 2020). "
               "Per person and month: table wearable_circadian. Both are filled by `explorer refresh`.")
@@ -457,11 +430,10 @@ def cmd_wearables(args) -> int:
 
 def cmd_exposure(args) -> int:
     if args.action == "metrics":
+        from explorer.catalog.metrics import registry_frame
         from explorer.exposure import METRICS
 
-        rows = [{"metric": m.identifier, "name": m.long_name, "units": m.units, "reference": m.reference,
-                 "stored in": f"{m.table}.{m.column}"} for m in METRICS.values()]
-        print(_table_text(pd.DataFrame(rows)))
+        print(_table_text(registry_frame(METRICS)))
         print("\nPer person and day: table exposure_daily; per event and window (0-7, 0-30, 0-365 days): "
               "table event_exposure. Both are filled by `explorer refresh`.")
         return 0
@@ -540,7 +512,12 @@ def cmd_ageing(args) -> int:
         return 0
     import panel as pn
 
-    from explorer.views import AgeingRateDistribution, AgeotypeMembership, MarkerTrajectories, PhenoAgeVsAge
+    from explorer.views import (
+        AgeingRateDistribution,
+        AgeotypeMembership,
+        MarkerTrajectories,
+        PhenoAgeVsAge,
+    )
 
     view = pn.Column(MarkerTrajectories(lake=lake, marker=args.marker).panel(),
                      AgeingRateDistribution(lake=lake, marker=args.marker).panel(),
@@ -728,6 +705,13 @@ def cmd_demo(args) -> int:
     sys.stdout.flush()
     serve(lake.root, users, port=args.port, address=args.address)
     return 0
+
+
+def cmd_lab(args) -> int:
+    from explorer.lab import run_lab
+
+    extra = [a for a in (args.jupyter_args or []) if a != "--"]
+    return run_lab(_lake(args), args.dir, port=args.port, address=args.address, browser=args.browser, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------- parser
@@ -1147,6 +1131,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5006, help="port of the dashboards (default 5006)")
     p.add_argument("--address", default="127.0.0.1", help="address of the dashboards (default 127.0.0.1)")
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser("lab", help="JupyterLab on the researcher notebooks, with the lake configured", formatter_class=fmt,
+                            epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+        Start JupyterLab on the notebooks folder (the checkout's notebooks/, or a working copy of
+        the notebooks an installed wheel carries, made once in ./explorer-notebooks) with
+        EXPLORER_HOME set to the lake, so `explorer.open()` in every notebook opens it. The
+        notebooks are the researcher workflows: quick start, wearables, environment, ageing,
+        cohorts and scale-out; they run top to bottom on the demo lake.
+
+        Jupyter prints the address with its login token. Anything after -- goes to JupyterLab
+        (as root, Jupyter asks for -- --allow-root).
+
+        examples:
+          explorer demo --no-serve && explorer lab
+          explorer --lake /data/lake lab --port 8890
+          explorer lab --address 0.0.0.0 -- --ServerApp.allow_remote_access=True"""))
+    p.add_argument("--dir", default=None, help="folder of notebooks to open (default: the suite's own)")
+    p.add_argument("--port", type=int, default=8888, help="port (default 8888; refused if taken)")
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--browser", action="store_true", help="open a browser too")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="after --: options for JupyterLab itself")
+    p.set_defaults(func=cmd_lab)
     return parser
 
 

@@ -17,3 +17,12 @@ class Metric:
     reference: str
     table: str
     column: str
+
+
+def registry_frame(registry: dict):
+    """A registry (``wearables.METRICS``, ``exposure.METRICS``) as a table: metric, name, units,
+    reference and the ``table.column`` the refresh stores it in."""
+    import pandas as pd
+
+    return pd.DataFrame([{"metric": m.identifier, "name": m.long_name, "units": m.units, "reference": m.reference,
+                          "stored in": f"{m.table}.{m.column}"} for m in registry.values()])

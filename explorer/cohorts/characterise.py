@@ -14,11 +14,11 @@ treatment groups in propensity-score matched samples. Stat Med 2009;28:3083-3107
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from explorer.errors import ExplorerError
+from explorer.lake.lake import new_connection
 
 CATEGORICAL = ["sex_at_birth", "race", "ethnicity", "ageotype"]
 #: feature -> (domain, description, tables it needs)
@@ -49,9 +49,8 @@ def person_features(lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
     present = set(lake.tables())
     needed = {"person", "wearable_daily", "measurement", "condition_occurrence", "exposure_daily", "biological_age",
               "ageotype", "person_ageing_rate"} & present
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = new_connection()
     try:
-        con.execute("SET enable_progress_bar = false")
         lake.pinned_views(con, sorted(needed), dict(versions or {}))
         con.register("grp", groups[["person_id", "index_date", "group"]])
         select, joins = ["g.person_id", "g.group", "year(g.index_date) - p.year_of_birth AS age", "p.sex_at_birth",

@@ -13,13 +13,13 @@ import getpass
 import json
 from datetime import datetime, timezone
 
-import duckdb
 import pandas as pd
 
 from explorer.cohorts.compile import compile_definition
 from explorer.cohorts.definition import Definition, from_dict
 from explorer.cohorts.run import as_definition, members
 from explorer.errors import ExplorerError, did_you_mean
+from explorer.lake.lake import new_connection
 
 #: what cohorts are computed from; ``cohort_definition`` and ``person`` must be there, the rest
 #: only when a saved definition reads them
@@ -97,9 +97,8 @@ def materialise_all(lake) -> int:
     ``cohort_member`` that records those versions; returns the new version."""
     present = [t for t in COHORT_INPUTS if lake.has_table(t)]
     versions = {t: lake.version(t) for t in present}
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = new_connection()
     try:
-        con.execute("SET enable_progress_bar = false")
         lake.pinned_views(con, present, versions)
         rows = compute_members(con)
     finally:

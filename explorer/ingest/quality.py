@@ -20,10 +20,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from explorer.errors import ExplorerError, did_you_mean
+from explorer.lake.lake import new_connection
 
 DQ_TABLE = "dq_result"
 
@@ -124,10 +124,8 @@ def quality_report(lake, ingest_id: str, source_files: list[str], accounting: pd
     checks = [c for c in WEARABLE_CHECKS if c.table in present and _tables_of(c) <= present]
     versions = {t: lake.version(t) for t in sorted({t for c in checks for t in _tables_of(c)})}
     if checks:
-        con = duckdb.connect(config={"memory_limit": memory_limit, "autoinstall_known_extensions": False,
-                                     "autoload_known_extensions": False})
+        con = new_connection(memory_limit=memory_limit)
         try:
-            con.execute("SET enable_progress_bar = false")
             con.execute("SET preserve_insertion_order = false")
             con.execute("SET temp_directory = ?", [str(Path(tempfile.gettempdir()) / f"explorer-dq-{ingest_id}")])
             lake.pinned_views(con, list(versions), versions)

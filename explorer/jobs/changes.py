@@ -21,9 +21,8 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import unquote
 
-import duckdb
-
 from explorer.jobs.steps import bucket_sql
+from explorer.lake.lake import new_connection
 
 
 @dataclass
@@ -107,9 +106,8 @@ def changes(table_path: Path, old: int, new: int, *, time_column: str | None = N
         return None
     if not files:
         return out
-    con = duckdb.connect()
+    con = new_connection()
     try:
-        con.execute("SET enable_progress_bar = false")
         paths = [str(f) for f in files]
         names = {r[0] for r in con.execute("SELECT name FROM parquet_schema(?)", [paths]).fetchall()}
         if person_column not in names:

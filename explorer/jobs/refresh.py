@@ -31,7 +31,6 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -138,10 +137,9 @@ _LAKES: dict[str, object] = {}
 
 def compute_partition(root: str, step_name: str, versions: dict[str, int], partition: Partition) -> pd.DataFrame:
     """One task: the step's rows for one partition, read from the inputs pinned at ``versions``."""
-    import duckdb
-
     import explorer
     from explorer.jobs.steps import step
+    from explorer.lake.lake import new_connection
 
     lake = _LAKES.get(root)
     if lake is None:  # a worker lives for many tasks and runs: open the lake (and its pinned snapshots) once
@@ -153,10 +151,8 @@ def compute_partition(root: str, step_name: str, versions: dict[str, int], parti
         threads = get_worker().state.nthreads
     except (ImportError, ValueError):
         pass
-    con = duckdb.connect(config={"threads": threads, "autoinstall_known_extensions": False,
-                                 "autoload_known_extensions": False})
+    con = new_connection(threads=threads)
     try:
-        con.execute("SET enable_progress_bar = false")
         lake.pinned_views(con, list(versions), versions)
         instance = step(step_name)
         instance.lake_root = str(lake.root)

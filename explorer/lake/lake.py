@@ -125,6 +125,24 @@ class Lake:
     def has_table(self, name: str) -> bool:
         return name in self.tables()
 
+    def require(self, *names: str) -> None:
+        """Raise :class:`TableNotFoundError` naming every table of ``names`` this lake has not got,
+        and how to make them: a notebook's first cell says so instead of failing halfway down.
+
+        >>> import explorer, tempfile
+        >>> explorer.open(tempfile.mkdtemp()).require("person")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        explorer.errors.TableNotFoundError: the lake at ... has not got person: ...
+        """
+        present = set(self.tables())
+        missing = [name for name in names if name not in present]
+        if missing:
+            raise TableNotFoundError(
+                f"the lake at {self.root} has not got {', '.join(missing)}: build the demo lake with `explorer demo "
+                "--no-serve`, or ingest raw files (`explorer ingest PATH`) and run `explorer refresh`; "
+                "`explorer --lake PATH lab` opens notebooks on another lake")
+
     def _missing(self, name: str) -> TableNotFoundError:
         known = self.tables()
         hint = did_you_mean(name, known + self.catalog.names())
@@ -639,11 +657,22 @@ def arrow_relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
     return con.from_arrow(dt.to_pyarrow_dataset())
 
 
-def _plain_connection() -> duckdb.DuckDBPyConnection:
-    # no progress bar: long queries would draw it on the caller's terminal, in logs and in tests
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    con.execute("SET enable_progress_bar = false")
+def new_connection(**config) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with ``config``, that installs and loads no extension by
+    itself and draws no progress bar (long queries would draw it on the caller's terminal, in
+    logs and in tests)."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, **config})
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        # In a Jupyter kernel without ipywidgets DuckDB refuses to touch the setting at all, and
+        # the bar is off there already (it could not be drawn).
+        pass
     return con
+
+
+def _plain_connection() -> duckdb.DuckDBPyConnection:
+    return new_connection()
 
 
 _PARSER = threading.local()

@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from explorer.errors import SandboxViolation
-from explorer.lake.lake import arrow_relation, referenced_tables
+from explorer.lake.lake import arrow_relation, new_connection, referenced_tables
 
 
 def public_tables(lake) -> list[str]:
@@ -31,14 +31,7 @@ def public_tables(lake) -> list[str]:
 
 
 def _locked_connection(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={
-        "memory_limit": memory_limit,
-        "threads": int(threads),
-        "temp_directory": "",
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-    })
-    con.execute("SET enable_progress_bar = false")
+    con = new_connection(memory_limit=memory_limit, threads=int(threads), temp_directory="")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con

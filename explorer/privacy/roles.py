@@ -95,6 +95,16 @@ def readable_tables(lake, role: str) -> list[str]:
     return out
 
 
+def query_as(lake, role: str, query: str, params=None, versions=None):
+    """``query`` run as ``role`` may run it: a steward on the lake's own connection; anyone else
+    on a sandboxed one that holds only the tables of their catalog tier and can open no file (so
+    ``read_csv('<lake>/raw/...')`` finds nothing). Returns a pandas DataFrame."""
+    if role == "steward":
+        return lake.sql(query, params or None, versions=versions or None)
+    with lake.sandbox(tables=readable_tables(lake, role), memory_limit="8GB", threads=os.cpu_count() or 2) as con:
+        return con.sql(query, params or None, versions=versions or None)
+
+
 def require_tables(lake, role: str, tables, what: str) -> None:
     """Raise :class:`PermissionDenied` if ``role`` may not read every one of ``tables``."""
     allowed = set(readable_tables(lake, role))

@@ -170,6 +170,58 @@ def safe_harbor(frame: pd.DataFrame, *, dates: str = "year", person: str = "pers
     return out
 
 
+def export(lake, out, *, table: str | None = None, query: str | None = None, params=(), version: int | None = None,
+           dates: str = "year", role: str = "researcher") -> pd.DataFrame:
+    """Write a researcher download of ``table`` (at ``version``) or of ``query``'s rows to ``out``
+    (.csv or .parquet), de-identified by :func:`safe_harbor`, and record it in the audit log.
+
+    The role is checked first (exports need ``researcher``), and for a table against its catalog
+    tier; a query runs on a connection holding only the role's tables. ``explorer export`` and
+    notebooks call this, so both leave the same audit entry.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows written; ``attrs["safe_harbor"]`` says what was removed and changed, and
+        ``attrs["out"]`` where they went.
+
+    Examples
+    --------
+    >>> rows = export(lake, "exports/daily.csv", table="wearable_daily")   # doctest: +SKIP
+    >>> rows.attrs["safe_harbor"]["removed"]                                # doctest: +SKIP
+    """
+    from explorer.lake.lake import _user
+    from explorer.privacy.audit import AuditLog
+    from explorer.privacy.roles import query_as, require, require_tables
+
+    require(role, "export", "an export")
+    if (table is None) == (query is None):
+        raise ExplorerError("give a table to export, or a query (not both)")
+    out = Path(out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ExplorerError(f"export to {out}: name a .csv or .parquet file")
+    if table is not None:
+        if not lake.has_table(table):
+            raise lake._missing(table)
+        require_tables(lake, role, [table], "an export")
+        version = lake.version(table) if version is None else version
+        frame = lake.table(table, version=version).df()
+        dataset, parameters = table, {"table": table}
+    else:
+        frame = query_as(lake, role, query, list(params))
+        dataset, version, parameters = None, None, {"sql": query, "params": list(params)}
+    keys = lake.sql("SELECT person_id FROM person")["person_id"] if lake.has_table("person") else []
+    exported = safe_harbor(frame, dates=dates, person_keys=set(keys))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    exported.to_csv(out, index=False) if out.suffix == ".csv" else exported.to_parquet(out, index=False)
+    report = exported.attrs["safe_harbor"]
+    AuditLog(lake.root).record(user=_user(), role=role, action="export", dataset=dataset, version=version,
+                               rows=len(exported), parameters={**parameters, "dates": dates, "out": str(out),
+                                                               "removed": report["removed"]})
+    exported.attrs["out"] = str(out)
+    return exported
+
+
 def column_key(column) -> str:
     """A column or key name in lower_snake_case ('Full Name' -> 'full_name'), as the patterns expect."""
     return re.sub(r"[^a-z0-9]+", "_", str(column).lower()).strip("_")
