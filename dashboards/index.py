@@ -10,6 +10,7 @@ TEXT = {
     "environment": "heat-wave calendar and the exposure-outcome relation",
     "ageing": "ageotype membership and PhenoAge against age",
     "cohorts": "build a cohort definition and see its attrition as you go",
+    "catalog": "datasets, their versions and lineage, refresh runs, and what changed between two versions",
 }
 
 

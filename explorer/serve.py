@@ -16,9 +16,10 @@ sign-on, Panel's OAuth providers (``--oauth-provider github|azure|okta|...`` wit
 return to roles (a user not in the file is refused).
 
 Roles are enforced on the server: every page asks :func:`session_role` before it builds a view,
-and every view checks its role again where it reads (``explorer.views.base.LakeView``). Shared
-caches are keyed by role as well as by the request (:func:`cached`), so a result computed for a
-researcher is never served to a public session. Websocket connections are accepted only from the
+and every view checks its role again where it reads (``explorer.views.base.LakeView``). Aggregates
+shared across sessions are keyed by role as well as by the request
+(``explorer.views.base.shared_data``), so a result computed for a researcher is never served to a
+public session. Websocket connections are accepted only from the
 allow-listed origins (``--allow-websocket-origin``; Bokeh >= 3.8.2 checks them exactly, the fix
 of CVE-2026-21883).
 """
@@ -137,14 +138,6 @@ def session_role() -> str:
     return credentials().role(pn.state.user)
 
 
-def cached(key: tuple, compute, role: str):
-    """``compute()`` shared across sessions of the same ``role`` only: the role is part of the
-    cache key, so an exact result made for a researcher never reaches a public session."""
-    import panel as pn
-
-    return pn.state.as_cached(repr(("explorer", role, *key)), compute)
-
-
 def login_handler_class():
     """Panel's login page, checking passwords against the credentials file's hashes."""
     from panel.auth import BasicLoginHandler
@@ -202,8 +195,26 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
         options["oauth_provider"] = oauth_provider
     else:
         options["auth_provider"] = auth_provider()
+    if num_procs > 1:
+        _accept_one_connection_at_a_time()
     files = dashboard_files()
     pn.serve({name: str(path) for name, path in files.items()}, **options)
+
+
+def _accept_one_connection_at_a_time():
+    """Let each forked server process take one waiting connection per wake-up instead of up to
+    128, so a burst of sessions is shared between the processes.
+
+    The processes share one listening socket. Tornado's accept handler takes every connection
+    waiting when it wakes (up to its listen backlog), and a page is built synchronously, so the
+    first process awake took most of a burst and built its pages one after another while the
+    other sat idle (measured: 10 sessions at once on 2 processes, one did 3-4 s of work, the
+    other 0.3-0.8 s). Taken one at a time, a process busy building a page leaves the next
+    connection to an idle one. The listen backlog itself is unchanged (it was bound with 128)."""
+    import tornado.netutil
+
+    if isinstance(getattr(tornado.netutil, "_DEFAULT_BACKLOG", None), int):
+        tornado.netutil._DEFAULT_BACKLOG = 1
 
 
 # ---------------------------------------------------------------------------------- pages

@@ -25,7 +25,7 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORDS = {"public": "public-pass-123", "researcher": "researcher-pass-123"}
-PAGES = ["index", "overview", "wearables", "environment", "ageing", "cohorts"]
+PAGES = ["index", "overview", "wearables", "environment", "ageing", "cohorts", "catalog"]
 
 
 def free_port() -> int:
@@ -158,9 +158,16 @@ def test_changing_a_filter_changes_the_figure_and_the_url(server, browser):
     open_page(page, base + "/overview")
     table = page.locator(".counts-table")
     table.locator("text=40-49").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # the bar chart is drawn after the table's text arrives
+    figure = page.locator("canvas").first
+    before = figure.screenshot()
     page.locator("select").first.select_option("sex_at_birth")
     table.locator("text=female").first.wait_for(timeout=30_000)
     assert table.locator("text=40-49").count() == 0
+    page.wait_for_timeout(500)
+    after = figure.screenshot()
+    assert after != before, "the bar chart did not change with the filter"
+    (SHOTS / "researcher-overview-by-sex.png").write_bytes(after)
     assert "by=sex_at_birth" in page.url
     open_page(page, page.url)  # the link reproduces the view
     page.locator(".counts-table").locator("text=female").first.wait_for(timeout=30_000)
@@ -220,13 +227,62 @@ def test_a_websocket_from_a_foreign_origin_is_refused(server):
         assert pool.submit(attempt, base + ".attacker.example").result() == 403
 
 
-def test_a_cached_result_is_never_served_to_another_role():
-    from explorer.serve import cached
+def test_a_cached_result_is_never_served_to_another_role(cohort_lake):
+    """Aggregates are shared across sessions (views' data() through shared_data), keyed by role:
+    what was computed for a researcher is never handed to a public view, and a new version of
+    a table read is computed afresh."""
+    import pandas as pd
 
-    exact = cached(("counts", "person"), lambda: "exact counts", role="researcher")
-    protected = cached(("counts", "person"), lambda: "protected counts", role="public")
-    assert (exact, protected) == ("exact counts", "protected counts")
-    assert cached(("counts", "person"), lambda: "recomputed", role="public") == "protected counts"
+    from explorer.views.base import LakeView, shared_data
+
+    computed = []
+
+    class Probe(LakeView):
+        @shared_data("person")
+        def data(self):
+            computed.append(self.role)
+            return pd.DataFrame({"made_for": [self.role]})
+
+    assert Probe(lake=cohort_lake, role="researcher").data()["made_for"].tolist() == ["researcher"]
+    assert Probe(lake=cohort_lake, role="public").data()["made_for"].tolist() == ["public"]
+    shared = Probe(lake=cohort_lake, role="public").data()
+    shared.loc[0, "made_for"] = "changed by one session"  # a session changing its copy changes no other
+    assert Probe(lake=cohort_lake, role="public").data()["made_for"].tolist() == ["public"]
+    assert computed == ["researcher", "public"]
+
+
+def test_a_burst_of_connections_is_taken_one_at_a_time(monkeypatch):
+    """With --num-procs N the processes share one listening socket; each takes one waiting
+    connection per wake-up (not the 128 Tornado would), so a burst is shared between them."""
+    import socket as sockets
+
+    import tornado.ioloop
+    import tornado.netutil
+
+    from explorer.serve import _accept_one_connection_at_a_time
+
+    def accepted_per_wake_up() -> int:
+        listener = tornado.netutil.bind_sockets(0, "127.0.0.1")[0]
+        clients = [sockets.create_connection(listener.getsockname()[:2]) for _ in range(3)]
+        time.sleep(0.2)  # all three wait in the listen queue
+        handlers, accepted = [], []
+
+        class Loop:  # stands for the IOLoop: keeps the accept handler for this test to call once
+            def add_handler(self, fd, handler, events):
+                handlers.append(handler)
+
+        monkeypatch.setattr(tornado.ioloop.IOLoop, "current", staticmethod(lambda *args, **kwargs: Loop()))
+        tornado.netutil.add_accept_handler(listener, lambda connection, address: accepted.append(connection))
+        handlers[0](listener, tornado.ioloop.IOLoop.READ)
+        for connection in accepted + clients:
+            connection.close()
+        listener.close()
+        return len(accepted)
+
+    monkeypatch.setattr(tornado.netutil, "_DEFAULT_BACKLOG", tornado.netutil._DEFAULT_BACKLOG)  # restored after
+    assert accepted_per_wake_up() == 3  # Tornado's own: every waiting connection at once
+    _accept_one_connection_at_a_time()
+    assert accepted_per_wake_up() == 1
 
 
 def test_passwords_are_kept_only_as_hashes(tmp_path):

@@ -14,7 +14,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, _holoviews, nice_edges
+from explorer.views.base import LakeView, _holoviews, nice_edges, shared_data
 
 #: points above which the PhenoAge scatter is rasterised on the server
 RASTERISE_ABOVE = 50_000
@@ -75,8 +75,8 @@ class AgeingRateDistribution(LakeView):
                          doc="Histogram bins, over the 1st to 99th percentile (the rest in the end bins); "
                              "a public view keeps the default.")
 
+    @shared_data("person_ageing_rate", "marker_ageing")
     def data(self) -> dict:
-        self._require("person_ageing_rate", "marker_ageing")
         slopes = self._sql("SELECT slope FROM person_ageing_rate WHERE marker = ?", [self.marker])["slope"].to_numpy()
         if not len(slopes):
             raise ExplorerError(f"no personal slopes of marker {self.marker!r}: check the LOINC code "
@@ -103,10 +103,10 @@ class AgeingRateDistribution(LakeView):
 class AgeotypeMembership(LakeView):
     """Persons per dominant ageotype, and per pathway how many age fast, typically or slowly."""
 
+    @shared_data("ageotype")
     def data(self) -> dict:
         """``dominant`` (ageotype, persons) and ``speeds`` (pathway, speed, persons): one page,
         so under disclosure control a count hidden in one cannot be solved from the other."""
-        self._require("ageotype")
         rows = self._sql("SELECT ageotype, metabolic, immune, hepatic, nephrotic FROM ageotype")
         pathways = ["metabolic", "immune", "hepatic", "nephrotic"]
         tables = self._counts(rows, [("ageotype",)] + [(p,) for p in pathways] + [()])
@@ -137,11 +137,11 @@ class PhenoAgeVsAge(LakeView):
                                doc="Width of the age bands a public view counts persons in (years); a public view "
                                    "keeps the default.")
 
+    @shared_data("biological_age")
     def data(self) -> pd.DataFrame:
         """Researcher: one row per person and visit (chronological_age, biological_age). Public:
         persons (at their latest visit) per band of chronological age and band of biological
         age, under disclosure control with the margins on the same page."""
-        self._require("biological_age")
         if not self.public:
             return self._sql(f"""SELECT chronological_age, {self.model} AS biological_age FROM biological_age
                                  WHERE {self.model} IS NOT NULL AND chronological_age IS NOT NULL""")
@@ -183,10 +183,10 @@ class PhenoAgeVsAge(LakeView):
 class MarkerAgeingTable(LakeView):
     """Which lab markers change with age (marker_ageing): change per year, its SE, q-value."""
 
+    @shared_data("marker_ageing")
     def data(self) -> pd.DataFrame:
         """One row per marker; for a public view a marker fitted on few persons (in the profile's
         hidden range) shows neither its count nor its estimates."""
-        self._require("marker_ageing")
         frame = self._sql("""SELECT marker, name, scale, n_persons, n_obs, slope, slope_se, q_value
                              FROM marker_ageing ORDER BY q_value""")
         if self.public:

@@ -9,6 +9,7 @@ built for ``public`` hands its counts, means and histogram bins to
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 
@@ -76,13 +77,18 @@ class LakeView(param.Parameterized):
         with _SHARED_LOCK:
             if full in _SHARED:
                 _SHARED.move_to_end(full)
-                return _SHARED[full].copy()
+                return _copy(_SHARED[full])
         value = compute()
         with _SHARED_LOCK:
             _SHARED[full] = value
             while len(_SHARED) > SHARED_ENTRIES:
                 _SHARED.popitem(last=False)
-        return value.copy()
+        return _copy(value)
+
+    def _settings_key(self) -> tuple:
+        """The view's own settings (every parameter but the lake, role and disclosure), as a key."""
+        skip = {"name", "lake", "role", "disclosure"}
+        return tuple((name, repr(value)) for name, value in sorted(self.param.values().items()) if name not in skip)
 
     def _setting(self, name: str):
         """A display setting (bin count, band width) as this view may use it: a public view uses
@@ -115,6 +121,38 @@ class LakeView(param.Parameterized):
                      else pd.DataFrame({"count": [len(rows)]}))
             out.append(frame)
         return out
+
+
+def _copy(value):
+    """A copy a caller may change without changing the shared value (a frame, or a dict of them)."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    return value.copy() if hasattr(value, "copy") else value
+
+
+def static_table(frame: pd.DataFrame, max_height: int | None = None, **options):
+    """A small read-only table as plain HTML (Panel's DataFrame pane): a tenth of what a Tabulator
+    widget costs the server per session, for tables nobody sorts or edits. Missing values show
+    as blanks; ``max_height`` (px) scrolls a longer one."""
+    import panel as pn
+
+    styles = {"overflow-y": "auto", "max-height": f"{max_height}px"} if max_height else {}
+    return pn.pane.DataFrame(frame, index=False, na_rep="", styles=styles, float_format="{:,.4g}".format, **options)
+
+
+def shared_data(*tables: str):
+    """Decorate a view's ``data()``: check the role and that ``tables`` exist, then compute the
+    result once per role, disclosure profile, view settings and version of ``tables``, and share
+    it across sessions (:meth:`LakeView._shared`). A served page's sessions then load an
+    aggregate once, and a new version of a table read is computed afresh."""
+    def decorate(method):
+        @functools.wraps(method)
+        def data(self):
+            self._require(*tables)
+            key = (method.__name__, *self._settings_key(), *((table, self.lake.version(table)) for table in tables))
+            return self._shared(key, lambda: method(self))
+        return data
+    return decorate
 
 
 def nice_edges(values, bins: int) -> np.ndarray:

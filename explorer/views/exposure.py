@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import param
 
-from explorer.errors import ExplorerError, TableNotFoundError
-from explorer.views.base import LakeView, _holoviews
+from explorer.errors import ExplorerError
+from explorer.views.base import LakeView, _holoviews, shared_data
 
 
 class ExposureMap(LakeView):
@@ -52,10 +52,9 @@ class ExposureMap(LakeView):
 class HeatWaveCalendar(LakeView):
     """Per day: the share of the cohort (persons with a known home that day) in a heat wave."""
 
+    @shared_data("exposure_daily")
     def data(self) -> pd.DataFrame:
         """date, persons (with a known home and both temperatures), in_heat_wave, share."""
-        if not self.lake.has_table("exposure_daily"):
-            raise TableNotFoundError("table exposure_daily is not there yet: run `explorer refresh` first")
         frame = self._sql("""
             SELECT date, count(heat_wave) AS persons, count(*) FILTER (WHERE heat_wave) AS in_heat_wave
             FROM exposure_daily WHERE residence_status = 'ok' GROUP BY date ORDER BY date""")
@@ -95,14 +94,12 @@ class ExposureResponse(LakeView):
 
     bin_width = param.Number(default=1.0, bounds=(0.1, 5), doc="Width of the anomaly bins (K); a public view keeps the default.")
 
+    @shared_data("wearable_daily", "exposure_daily")
     def data(self) -> dict:
         """``bins`` (anomaly bin centre, mean deviation, n person-days) and ``fit`` (the
         Association)."""
         from explorer.exposure import association
 
-        for table in ("wearable_daily", "exposure_daily"):
-            if not self.lake.has_table(table):
-                raise TableNotFoundError(f"table {table} is not there yet: run `explorer refresh` first")
         frame = self._sql("""
             SELECT w.person_id, w.resting_hr, e.tas_anomaly
             FROM wearable_daily w JOIN exposure_daily e USING (person_id, date)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from explorer.views.base import LakeView, _holoviews
+from explorer.views.base import LakeView, _holoviews, shared_data, static_table
 
 GROUPINGS = ["age_band", "sex_at_birth", "race", "ethnicity", "zip3"]
 AGE_BANDS = [(0, "0-17"), (18, "18-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60-69"), (70, "70-79"), (80, "80+")]
@@ -24,14 +24,11 @@ class DemographicCounts(LakeView):
     by = param.Selector(default="age_band", objects=GROUPINGS, doc="Characteristic the persons are counted by.")
     sex_at_birth = param.Selector(default="all", objects=["all", "female", "male"], doc="Only persons of this sex at birth.")
 
+    @shared_data("person")
     def data(self) -> pd.DataFrame:
         """One row per group: ``count`` (NaN where hidden), and for a public view ``shown`` and
         ``status``; the total in ``attrs["total"]`` (as the page shows it). Computed once per
         filter state, role and person-table version, and shared across sessions."""
-        self._require("person")
-        return self._shared((self.by, self.sex_at_birth, self.lake.version("person")), self._compute)
-
-    def _compute(self) -> pd.DataFrame:
         rows = self._sql("SELECT year_of_birth, sex_at_birth, race, ethnicity, zip3 FROM person")
         if self.sex_at_birth != "all":
             rows = rows[rows["sex_at_birth"] == self.sex_at_birth]
@@ -60,24 +57,22 @@ class DemographicCounts(LakeView):
 
     def table(self):
         """The counts on screen as a table (the text a reader gets: "<=20" where hidden)."""
-        import panel as pn
 
         frame = self.data()
         shown = frame[[self.by, "shown"]].rename(columns={"shown": "persons"}) if "shown" in frame else \
             frame[[self.by, "count"]].rename(columns={"count": "persons"})
-        return pn.widgets.Tabulator(shown.astype(object), show_index=False, disabled=True, sizing_mode="stretch_width",
-                                    height=40 + 32 * len(shown), css_classes=["counts-table"])
+        return static_table(shown, css_classes=["counts-table"])
 
 
 class ModalityCoverage(LakeView):
     """Per modality: persons with data, person-days, the median days per person, and the span of
     days covered (the refresh step modality_coverage)."""
 
+    @shared_data("modality_coverage")
     def data(self) -> pd.DataFrame:
         """One row per modality. For a public view the persons count of each modality is its own
         protected page (modalities overlap, so they do not sum to a total), and the days of a
         modality whose persons are hidden are hidden with it."""
-        self._require("modality_coverage")
         frame = self._sql("""SELECT modality, persons_with_data, person_days, median_days_per_person, first_day, last_day
                              FROM modality_coverage ORDER BY modality""")
         if not self.public:
@@ -94,23 +89,21 @@ class ModalityCoverage(LakeView):
         return frame
 
     def panel(self):
-        import panel as pn
 
         frame = self.data()
         if self.public:
             frame = frame.assign(persons_with_data=frame.pop("persons_shown"))
-        return pn.widgets.Tabulator(frame.astype(object), show_index=False, disabled=True, sizing_mode="stretch_width",
-                                    height=60 + 32 * len(frame))
+        return static_table(frame)
 
 
 class DataQualityReport(LakeView):
     """The data-quality checks of the latest ingest (OHDSI DQD style): numerator, denominator,
     percent failing and whether it passed its threshold."""
 
+    @shared_data("dq_result")
     def data(self) -> pd.DataFrame:
         """One row per check of the latest ingest; for a public view a numerator in the hidden
         range shows the profile's label and no percent (it may count a few persons' records)."""
-        self._require("dq_result")
         frame = self._sql("""SELECT check_id, category, table_name, description, numerator, denominator, pct, threshold_pct,
                                     passed FROM dq_result
                              WHERE ingest_id = (SELECT max(ingest_id) FROM dq_result) ORDER BY passed, category, check_id""")
@@ -128,5 +121,4 @@ class DataQualityReport(LakeView):
         frame = self.data()
         failing = int((frame["passed"] == False).sum())  # noqa: E712  (None: hidden for a public reader)
         return pn.Column(pn.pane.Markdown(f"### Data quality of the latest ingest: {failing} of {len(frame)} checks fail"),
-                         pn.widgets.Tabulator(frame.astype(object), show_index=False, disabled=True,
-                                              sizing_mode="stretch_width", height=300), sizing_mode="stretch_width")
+                         static_table(frame, max_height=320), sizing_mode="stretch_width")

@@ -8,7 +8,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, _holoviews
+from explorer.views.base import LakeView, _holoviews, shared_data
 
 #: points per line sent to the browser: a screen is about this many pixels wide
 MAX_POINTS = 2000
@@ -191,6 +191,7 @@ class CohortWearableDistributions(LakeView):
         "intradaily_variability": "SELECT median(intradaily_variability) AS value FROM wearable_circadian GROUP BY person_id",
     }
 
+    @shared_data("wearable_daily", "wearable_circadian")
     def data(self) -> dict[str, pd.DataFrame]:
         """Per metric: bin edges (left, right) and counts, ``attrs`` with its label and the number
         of values. Only binned counts leave here, never the values themselves; a public view
@@ -227,10 +228,10 @@ class WearableTrends(LakeView):
     """Cohort trends by day: median daily steps, median resting heart rate and median sleep of the
     persons with a valid day, with how many persons that is."""
 
+    @shared_data("wearable_daily")
     def data(self) -> pd.DataFrame:
         """One row per day: persons (with a valid day), and the medians. For a public view a day
         whose persons are in the hidden range shows no medians (and its count as the label)."""
-        self._require("wearable_daily")
         frame = self._sql("""SELECT date, count(*) AS persons, median(steps) AS steps, median(resting_hr) AS resting_hr,
                                     median(sleep_minutes) AS sleep_minutes
                              FROM wearable_daily WHERE valid_day GROUP BY date ORDER BY date""")
