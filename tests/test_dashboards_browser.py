@@ -26,6 +26,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORDS = {"public": "public-pass-123", "researcher": "researcher-pass-123"}
 PAGES = ["index", "overview", "wearables", "environment", "ageing", "cohorts", "catalog"]
+SAVED_COHORT = "name: adults-wearing\nindex_date: {rule: first_valid_wear_day}\ninclusion:\n  - {kind: demographics, age: {gte: 18}}\n"
 
 
 def free_port() -> int:
@@ -38,6 +39,9 @@ def free_port() -> int:
 def server(cohort_lake, tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     shutil.copytree(cohort_lake.root, root / "lake")
+    import explorer
+
+    cohorts.save(explorer.open(root / "lake"), cohorts.loads(SAVED_COHORT))
     users = root / "users.json"
     for role, password in PASSWORDS.items():
         Credentials.add(users, role, role, password)
@@ -171,6 +175,20 @@ def test_changing_a_filter_changes_the_figure_and_the_url(server, browser):
     assert "by=sex_at_birth" in page.url
     open_page(page, page.url)  # the link reproduces the view
     page.locator(".counts-table").locator("text=female").first.wait_for(timeout=30_000)
+    page.close()
+
+
+def test_public_sees_saved_cohorts_only_and_a_researcher_the_builder(server, browser):
+    base, _ = server
+    page = logged_in(browser, base, "public")
+    open_page(page, base + "/cohorts")
+    page.locator("text=persons in the lake").first.wait_for(timeout=30_000)  # the saved cohort's attrition
+    assert page.locator("text=Saved cohorts").count() == 1
+    assert page.locator("text=Cohort builder").count() == 0  # a definition of one's own could be subtracted
+    page.close()
+    page = logged_in(browser, base, "researcher")
+    open_page(page, base + "/cohorts")
+    page.locator("text=Cohort builder").first.wait_for(timeout=30_000)
     page.close()
 
 

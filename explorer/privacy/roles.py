@@ -28,6 +28,10 @@ ACCESS = {
     "person_rows": "researcher",
     "sql": "researcher",
     "export": "researcher",
+    # counting persons under a definition of one's own: a public user could ask two definitions
+    # that differ by one criterion and subtract the counts (differencing), so public users see
+    # the attrition of saved definitions only, which a researcher wrote and reviewed
+    "define_cohorts": "researcher",
     "ingest": "steward",
     "erase": "steward",
     "audit": "steward",

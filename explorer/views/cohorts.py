@@ -32,14 +32,22 @@ COMPLEMENTARY = "suppressed"
 class CohortAttrition(LakeView):
     """Persons left after each criterion of a definition, as a table and a bar chart."""
 
-    definition = param.ClassSelector(class_=Definition, doc="The cohort definition (explorer.cohorts.load(...)).")
+    definition = param.ClassSelector(class_=Definition, doc="The cohort definition (explorer.cohorts.load(...)); "
+                                                            "for a public view, a saved one (cohorts.get(lake, name)).")
 
     def data(self) -> pd.DataFrame:
         """step, label, persons, removed (protected for a public view: NaN where hidden, with
-        ``persons_shown``/``removed_shown`` text)."""
+        ``persons_shown``/``removed_shown`` text). A public view counts saved definitions only:
+        counts of two definitions of one's own that differ by one criterion would give the
+        persons the criterion removes by subtraction, whatever each page hides."""
         self._require()
         if self.definition is None:
             raise ExplorerError("CohortAttrition needs a definition: CohortAttrition(lake=..., definition=cohorts.load(...))")
+        if self.public and self.definition.sha256 not in set(cohorts.saved(self.lake)["definition_sha256"]):
+            from explorer.privacy import PermissionDenied
+
+            raise PermissionDenied("a public view shows the attrition of saved cohorts only (a researcher saves and so "
+                                   "reviews them); counting a definition of one's own needs the researcher role")
         return cohorts.count(self.lake, self.definition, disclosure=self.disclosure if self.public else None)
 
     def panel(self):
@@ -291,6 +299,9 @@ class CohortBuilder(LakeView):
     ``document`` always holds the definition as YAML, the same text a notebook would write with
     ``definition.to_yaml()``; ``load()`` takes one back. A researcher can save it to the lake.
     """
+
+    #: counting persons under any definition a user writes: researchers (see ACCESS["define_cohorts"])
+    access = "define_cohorts"
 
     document = param.String(default="", doc="The definition as YAML (read-only mirror of the widgets).")
     problems = param.List(default=[], doc="Why the current widgets do not make a valid definition (empty when valid).")
