@@ -30,3 +30,5 @@ def test_quick_benchmark_run_writes_results(tmp_path):
     assert cases["speed-up 1 -> 2 workers"]["value"] > 0
     attrition = cases["cohorts.count, 5 criteria"]
     assert attrition["baseline_case"] == "hand-written DuckDB attrition" and attrition["target_ratio"] == 1.5
+    quick_start = cases["01-quick-start"]
+    assert quick_start["baseline_case"] == "kernel start + import explorer" and quick_start["ratio"] > 1
