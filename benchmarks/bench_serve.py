@@ -24,6 +24,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+BURSTS = 5
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -214,7 +217,10 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
                 break
             except OSError:
                 time.sleep(0.25)
-        concurrent = _concurrent_sessions(f"http://127.0.0.1:{port2}", logins, 10)
+        # bursts of 10 sessions opened at once, the first on the freshly started server: the 95th
+        # percentile of one burst would be its slowest session only
+        bursts = [_concurrent_sessions(f"http://127.0.0.1:{port2}", logins, 10) for _ in range(BURSTS)]
+        concurrent = [seconds for burst in bursts for seconds in burst]
         in_browser = asyncio.run(_page_loads(f"http://127.0.0.1:{port2}", logins, 10, "/overview"))
     finally:
         server.terminate()
@@ -235,7 +241,8 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
         Result("serve", "page load in Chromium", median(single), "s", "login page (static HTML)", median(static), None,
                f"overview until its table shows, median of {len(single)}", limit=3.0),
         Result("serve", "10 sessions, --num-procs 2, p95", _p95(concurrent), "s",
-               note=f"10 logged-in sessions opened at once (server builds each page); median {median(concurrent):.2f} s",
+               note=f"{BURSTS} bursts of 10 logged-in sessions opened at once (server builds each page); median "
+                    f"{median(concurrent):.2f} s; slowest of the first burst (cold server) {max(bursts[0]):.2f} s",
                limit=1.5),
         Result("serve", "memory after 100 sessions", after, "MB", "memory after 10 warm-up sessions", baseline, 1.1,
                f"server resident memory once the {sessions} sessions were discarded"),

@@ -269,6 +269,37 @@ def test_a_cached_result_is_never_served_to_another_role(cohort_lake):
     assert computed == ["researcher", "public"]
 
 
+@pytest.mark.slow
+def test_stopping_a_server_of_several_processes_stops_them_all(server, tmp_path):
+    """`explorer serve --num-procs 2` forks; a SIGTERM to the server (what a service manager or
+    Ctrl-C sends) must end the forked processes too, not leave them serving the port."""
+    import psutil
+
+    _, lake_root = server
+    users = tmp_path / "users.json"
+    Credentials.add(users, "public", "public", PASSWORDS["public"])
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(lake_root), "serve", "--auth", str(users),
+                                "--port", str(port), "--num-procs", "2"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while True:
+        try:
+            urlopen(f"http://127.0.0.1:{port}/login", timeout=2)
+            break
+        except OSError:
+            assert time.time() < deadline and process.poll() is None, "explorer serve --num-procs 2 did not start"
+            time.sleep(0.5)
+    children = psutil.Process(process.pid).children()
+    assert len(children) == 2
+    process.terminate()
+    process.wait(timeout=30)
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"forked server processes left serving: {[p.pid for p in alive]}"
+    with pytest.raises(OSError):
+        urlopen(f"http://127.0.0.1:{port}/login", timeout=2)
+
+
 def test_a_burst_of_connections_is_taken_one_at_a_time(monkeypatch):
     """With --num-procs N the processes share one listening socket; each takes one waiting
     connection per wake-up (not the 128 Tornado would), so a burst is shared between them."""
