@@ -711,7 +711,8 @@ def cmd_lab(args) -> int:
     from explorer.lab import run_lab
 
     extra = [a for a in (args.jupyter_args or []) if a != "--"]
-    return run_lab(_lake(args), args.dir, port=args.port, address=args.address, browser=args.browser, extra=extra)
+    run_lab(_lake(args), args.dir, port=args.port, address=args.address, browser=args.browser, extra=extra)
+    return 0  # not reached: the process has become JupyterLab
 
 
 # ---------------------------------------------------------------------------------------- parser

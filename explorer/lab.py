@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -53,8 +52,9 @@ def lab_command(lake_root, directory: Path, *, port: int = 8888, address: str = 
 
 
 def run_lab(lake, directory=None, *, port: int = 8888, address: str = "127.0.0.1", browser: bool = False,
-            extra=(), say=print) -> int:
-    """Start JupyterLab (blocks until it stops); returns its exit status."""
+            extra=(), say=print):
+    """Become JupyterLab (this process is replaced, so a signal that stops it stops Jupyter, and
+    no server is left running behind a stopped command)."""
     folder = notebooks_dir(directory)
     if not lake.tables():
         say(f"note: the lake at {lake.root} is empty; the notebooks need the demo lake: run "
@@ -63,7 +63,4 @@ def run_lab(lake, directory=None, *, port: int = 8888, address: str = "127.0.0.1
     say(f"JupyterLab on {folder.resolve()} with EXPLORER_HOME={env['EXPLORER_HOME']} "
         f"(open the address with its token that Jupyter prints below; Ctrl-C stops)")
     sys.stdout.flush()
-    try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
-        return 0
+    os.execve(argv[0], argv, env)

@@ -170,11 +170,14 @@ def test_explorer_lab_serves_a_kernel_that_runs_the_quick_start(demo_lake, tmp_p
             ws.close()
             urlopen(Request(f"{base}/api/kernels/{kernel['id']}", headers=headers, method="DELETE"))
     finally:
-        server.terminate()
+        server.terminate()  # explorer lab became Jupyter: stopping it leaves no server behind
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+            raise
+    with pytest.raises(OSError):
+        urlopen(Request(base + "/api/status", headers=headers), timeout=2)
 
 
 def test_explorer_lab_refuses_a_missing_notebooks_folder(tmp_path):
