@@ -66,12 +66,14 @@ class HeatWaveCalendar(LakeView):
     def _protect_days(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Each day is its own page (persons in and out of a heat wave, and the day's total):
         no total across days is shown, so days do not constrain each other."""
-        out = []
+        out, pages = [], {}
         for day in frame.itertuples(index=False):
-            finest = pd.DataFrame({"heat_wave": [True, False], "n": [day.in_heat_wave, day.persons - day.in_heat_wave]})
-            page = self.disclosure.counts(finest, [("heat_wave",), ()], weight="n")
-            in_wave = page.table("heat_wave").set_index("heat_wave").loc[True]
-            total = page.table().iloc[0]
+            counts = (int(day.in_heat_wave), int(day.persons - day.in_heat_wave))
+            if counts not in pages:  # a page depends on its counts only: days alike are protected once
+                finest = pd.DataFrame({"heat_wave": [True, False], "n": list(counts)})
+                page = self.disclosure.counts(finest, [("heat_wave",), ()], weight="n")
+                pages[counts] = (page.table("heat_wave").set_index("heat_wave").loc[True], page.table().iloc[0])
+            in_wave, total = pages[counts]
             out.append({"date": day.date, "persons": total["count"], "in_heat_wave": in_wave["count"],
                         "persons_shown": total["shown"], "in_heat_wave_shown": in_wave["shown"]})
         return pd.DataFrame(out, columns=["date", "persons", "in_heat_wave", "persons_shown", "in_heat_wave_shown"])
