@@ -89,8 +89,7 @@ def test_a_notebook_view_is_the_dashboard_object(demo_lake, tmp_path, monkeypatc
     cell = next(c for c in notebook.cells if c.cell_type == "code" and 'DemographicCounts(lake=lake, by="age_band")' in c.source)
     rendered = json.dumps([output.get("data", {}) for output in cell.outputs])
     served = DemographicCounts(lake=demo_lake, by="age_band")
-    title = served.panel().opts.get().kwargs["title"]
-    assert json.dumps(title)[1:-1] in rendered
+    assert json.dumps(served.title())[1:-1] in rendered
     for band, count in zip(served.data()["age_band"], served.data()["count"]):
         assert band in rendered and count > 0
 
