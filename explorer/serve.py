@@ -200,8 +200,14 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
         # each forked process ends with the parent (else a stopped server leaves its processes
         # serving), then warms itself before it takes its first connection (the parent must
         # not: DuckDB and deltalake keep threads that a fork does not copy)
-        parent = os.getpid()
-        os.register_at_fork(after_in_child=lambda: (_end_with_parent(parent), warm_shared_views()))
+        server, forker = os.getpid(), []
+
+        def after_fork():
+            if forker[-1] == server:  # a server process, not something a server process forks later
+                _end_with_parent(server)
+                warm_shared_views()
+
+        os.register_at_fork(before=lambda: forker.append(os.getpid()), after_in_child=after_fork)
     else:
         warm_shared_views()
     files = dashboard_files()
