@@ -40,7 +40,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     root.mkdir(parents=True)
     progress(0, len(NOTEBOOKS) + 1, "explorer demo --no-serve")
     demo = explorer.open(root / "demo" / "explorer-data")
-    participants, days = (20, 7) if scale >= 1 else (6, 3)
+    participants, days = (20, 7) if scale >= 1 else (6, 7)  # a week: the circadian metrics need 7 days
     run_demo(demo, participants=participants, days=days, say=lambda *args, **kwargs: None)
     previous = os.environ.get("EXPLORER_HOME")
     try:
