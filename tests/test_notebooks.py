@@ -38,6 +38,34 @@ def demo_lake(tmp_path_factory):
     return lake
 
 
+@pytest.fixture(scope="module")
+def executed(demo_lake, tmp_path_factory):
+    """Each notebook executed once by a real kernel (nbclient) on its own fresh copy of the demo
+    lake; any error in any cell raises CellExecutionError, naming the cell and the traceback."""
+    from nbclient import NotebookClient
+
+    done = {}
+
+    def run(path: Path):
+        if path not in done:
+            folder = tmp_path_factory.mktemp(path.stem)
+            previous = os.environ.get("EXPLORER_HOME")
+            os.environ["EXPLORER_HOME"] = str(fresh_copy(demo_lake, folder))  # the kernel inherits it
+            try:
+                notebook = nbformat.read(path, as_version=4)
+                NotebookClient(notebook, timeout=600, kernel_name="python3",
+                               resources={"metadata": {"path": str(folder)}}).execute()
+            finally:
+                if previous is None:
+                    del os.environ["EXPLORER_HOME"]
+                else:
+                    os.environ["EXPLORER_HOME"] = previous
+            done[path] = notebook
+        return done[path]
+
+    return run
+
+
 def fresh_copy(lake, folder: Path) -> Path:
     root = folder / "explorer-data"
     shutil.copytree(lake.root, root)
@@ -60,13 +88,8 @@ def test_notebooks_are_committed_without_outputs(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_a_notebook_runs_top_to_bottom_on_a_fresh_demo_lake(path, demo_lake, tmp_path, monkeypatch):
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("EXPLORER_HOME", str(fresh_copy(demo_lake, tmp_path)))
-    notebook = nbformat.read(path, as_version=4)
-    # any error in any cell raises CellExecutionError, naming the cell and the traceback
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+def test_a_notebook_runs_top_to_bottom_on_a_fresh_demo_lake(path, executed):
+    notebook = executed(path)
     view_cells = [cell for cell in notebook.cells if cell.cell_type == "code" and ".panel()" in cell.source]
     assert view_cells, f"{path.name} shows no view"
     for cell in view_cells:  # each view rendered as a live Panel/HoloViews object, not as text
@@ -74,18 +97,14 @@ def test_a_notebook_runs_top_to_bottom_on_a_fresh_demo_lake(path, demo_lake, tmp
 
 
 @pytest.mark.slow
-def test_a_notebook_view_is_the_dashboard_object(demo_lake, tmp_path, monkeypatch):
+def test_a_notebook_view_is_the_dashboard_object(demo_lake, executed):
     """The quick start's figure is the overview dashboard's: the same class, rendering the same
     title and counts in the kernel as on the server."""
-    from nbclient import NotebookClient
-
     from explorer.views import DemographicCounts
 
     dashboard = (ROOT / "dashboards" / "overview.py").read_text()
     assert "DemographicCounts" in dashboard
-    monkeypatch.setenv("EXPLORER_HOME", str(fresh_copy(demo_lake, tmp_path)))
-    notebook = nbformat.read(ROOT / "notebooks" / "01-quick-start.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+    notebook = executed(ROOT / "notebooks" / "01-quick-start.ipynb")
     cell = next(c for c in notebook.cells if c.cell_type == "code" and 'DemographicCounts(lake=lake, by="age_band")' in c.source)
     rendered = json.dumps([output.get("data", {}) for output in cell.outputs])
     served = DemographicCounts(lake=demo_lake, by="age_band")
