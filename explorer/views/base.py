@@ -137,7 +137,12 @@ def static_table(frame: pd.DataFrame, max_height: int | None = None, **options):
     import panel as pn
 
     styles = {"overflow-y": "auto", "max-height": f"{max_height}px"} if max_height else {}
-    return pn.pane.DataFrame(frame, index=False, na_rep="", styles=styles, float_format="{:,.4g}".format, **options)
+    return pn.pane.DataFrame(frame, index=False, na_rep="", styles=styles, float_format=_number_text, **options)
+
+
+def _number_text(value: float) -> str:
+    """Four significant digits, and whole numbers from 10,000 on ('12,345', never '1.234e+04')."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
 
 
 def shared_data(*tables: str):
