@@ -241,7 +241,7 @@ def warm_shared_views(roles=("public", "researcher")) -> int:
         lake = explorer.open()
         for name in views.__all__:
             view_class = getattr(views, name)
-            if not hasattr(getattr(view_class, "data", None), "__wrapped__"):  # shared_data views only
+            if not hasattr(getattr(view_class, "data", None), "shared_tables"):  # shared_data views only
                 continue
             for role in roles:
                 try:

@@ -499,7 +499,7 @@ class Lake:
         """
         with self._lock:
             if self._con is None:
-                self._con = _plain_connection()
+                self._con = new_connection()
             return self._con
 
     def is_current(self, name: str, version: int) -> bool:
@@ -549,7 +549,7 @@ class Lake:
         """
         names = self._referenced(query, versions)
         if versions:
-            con = _plain_connection()
+            con = new_connection()
             try:
                 self.pinned_views(con, names, versions)
                 return con.execute(query, params).df()
@@ -669,10 +669,6 @@ def new_connection(**config) -> duckdb.DuckDBPyConnection:
         # the bar is off there already (it could not be drawn).
         pass
     return con
-
-
-def _plain_connection() -> duckdb.DuckDBPyConnection:
-    return new_connection()
 
 
 _PARSER = threading.local()

@@ -7,32 +7,13 @@ Person-level views (one person's minutes, the actogram) are researcher-tier; the
 decides who may build them.
 """
 
-from explorer.views.ageing import (
-                                   AgeingRateDistribution,
-                                   AgeotypeMembership,
-                                   MarkerAgeingTable,
-                                   MarkerTrajectories,
-                                   PhenoAgeVsAge,
-)
+from explorer.views.ageing import (AgeingRateDistribution, AgeotypeMembership, MarkerAgeingTable, MarkerTrajectories,
+                                   PhenoAgeVsAge)
 from explorer.views.catalog import CatalogOverview
-from explorer.views.cohorts import (
-                                   CohortAttrition,
-                                   CohortBuilder,
-                                   CohortCharacterisation,
-)
+from explorer.views.cohorts import CohortAttrition, CohortBuilder, CohortCharacterisation
 from explorer.views.exposure import ExposureMap, ExposureResponse, HeatWaveCalendar
-from explorer.views.overview import (
-                                   DataQualityReport,
-                                   DemographicCounts,
-                                   ModalityCoverage,
-)
-from explorer.views.wearables import (
-                                   Actogram,
-                                   CohortWearableDistributions,
-                                   PersonMinutes,
-                                   WearableTrends,
-                                   downsample,
-)
+from explorer.views.overview import DataQualityReport, DemographicCounts, ModalityCoverage
+from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, WearableTrends, downsample
 
 __all__ = ["Actogram", "AgeingRateDistribution", "AgeotypeMembership", "CatalogOverview", "CohortAttrition", "CohortBuilder",
            "CohortCharacterisation", "DataQualityReport", "DemographicCounts", "MarkerAgeingTable", "ModalityCoverage",

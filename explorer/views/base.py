@@ -156,6 +156,7 @@ def shared_data(*tables: str):
             self._require(*tables)
             key = (method.__name__, *self._settings_key(), *((table, self.lake.version(table)) for table in tables))
             return self._shared(key, lambda: method(self))
+        data.shared_tables = tables  # what serve.warm_shared_views looks for
         return data
     return decorate
 

@@ -14,14 +14,7 @@ import param
 
 from explorer import cohorts
 from explorer.cohorts.definition import (
-    CODE_SYSTEMS,
-    EXPOSURE_VARIABLES,
-    INDEX_RULES,
-    STATISTICS,
-    WEARABLE_METRICS,
-    Definition,
-    DefinitionError,
-)
+    CODE_SYSTEMS, EXPOSURE_VARIABLES, INDEX_RULES, STATISTICS, WEARABLE_METRICS, Definition, DefinitionError)
 from explorer.errors import ExplorerError
 from explorer.views.base import LakeView, _holoviews
 
