@@ -118,7 +118,7 @@ def characterise(lake, target, against=None, *, versions=None, target_label: str
     target_members, target_name = _members(lake, target, versions)
     if target_members.empty:
         raise ExplorerError(f"cohort {target_name!r} has no members: there is nothing to characterise")
-    as_of = pd.to_datetime(target_members["index_date"]).sort_values().iloc[len(target_members) // 2]
+    as_of = median_index_date(target_members)
     if against is None:
         everyone = lake.sql("SELECT DISTINCT person_id FROM person", versions=versions)
         comparator_members, comparator_name = everyone.assign(index_date=as_of.date()), "whole lake"
@@ -137,20 +137,101 @@ def characterise(lake, target, against=None, *, versions=None, target_label: str
     return table
 
 
+def characterise_saved(rows: pd.DataFrame, as_of: dict, target: str, against: str | None = None) -> pd.DataFrame:
+    """:func:`characterise` of saved cohort ``target`` against saved cohort ``against`` (None:
+    the whole lake), from the rows :func:`saved_cohort_rows` read (no query): the same table."""
+    first = rows[rows["group"] == f"cohort:{target}"]
+    if first.empty:
+        raise ExplorerError(f"cohort {target!r} has no members: there is nothing to characterise")
+    second = rows[rows["group"] == (f"cohort:{against}" if against else f"lake:{as_of[target]}")]
+    labels = [target, against or "whole lake"]
+    if labels[0] == labels[1]:
+        labels = [f"{labels[0]} (target)", f"{labels[1]} (comparator)"]
+    both = pd.concat([first.assign(group=labels[0]), second.assign(group=labels[1])], ignore_index=True)
+    # person_features reads the ageing rates of the persons it is given only
+    both = both.drop(columns=[c for c in both.columns if c.startswith("slope_") and both[c].isna().all()])
+    both.attrs = dict(rows.attrs)
+    table = summarise(both, labels)
+    table.attrs.update(groups=labels, as_of=as_of[target], sizes=[len(first), len(second)])
+    return table
+
+
+#: the level of a person without a value of a feature, and of one with a value of a continuous one
+MISSING, WITH_VALUE = "(missing)", "with a value"
+#: features whose presence depends on the date they are measured at (the latest value before it)
+DATED = {"phenoage_accel"}
+
+
+def describe_features(rows: pd.DataFrame) -> list[dict]:
+    """The features of per-person ``rows`` as a characterisation table shows them: per column,
+    ``domain``, ``text``, ``kind`` (categorical, binary or continuous) and, for a categorical
+    one, its ``levels`` (the values seen, as text)."""
+    out = []
+    names = rows.attrs.get("marker_names", {})
+    for feature in [c for c in rows.columns if c not in ("person_id", "group")]:
+        marker = f"{names[feature]} (LOINC {feature[6:]})" if feature in names else f"LOINC {feature[6:]}"
+        domain, text, _ = FEATURES.get(feature, ("ageing", f"personal ageing rate, {marker}, per year", set()))
+        if feature in CATEGORICAL:
+            kind, levels = "categorical", sorted(rows[feature].dropna().astype(str).unique())
+        elif pd.api.types.is_bool_dtype(rows[feature]) or set(rows[feature].dropna().unique()) <= {True, False}:
+            kind, levels = "binary", ["yes"]
+        else:
+            kind, levels = "continuous", []
+        out.append({"column": feature, "domain": domain, "text": text, "kind": kind, "levels": levels})
+    return out
+
+
+def person_levels(values: pd.Series, kind: str) -> pd.Series:
+    """Each person's level of a feature of ``kind`` (:func:`describe_features`): the value as
+    text, "yes"/"no", or "with a value"; :data:`MISSING` without one."""
+    present = values.notna()
+    if kind == "categorical":
+        level = values.astype(object).where(~present, values.astype(str))
+    elif kind == "binary":
+        level = values.astype(object).where(~present, values.map(lambda v: "yes" if bool(v) else "no"))
+    else:
+        level = pd.Series(WITH_VALUE, index=values.index, dtype=object)
+    return level.where(present, MISSING).astype(str)
+
+
+def median_index_date(members: pd.DataFrame) -> pd.Timestamp:
+    """The date the whole lake is measured at beside a cohort: its members' median index date
+    (the lower middle one of an even number)."""
+    return pd.to_datetime(members["index_date"]).sort_values().iloc[len(members) // 2]
+
+
+def saved_cohort_rows(lake, members: pd.DataFrame, versions=None) -> tuple[pd.DataFrame, dict]:
+    """Per-person features of every group a public characterisation can show, in one query:
+    each cohort's members at their own index dates (``members``: cohort, person_id, index_date;
+    group ``cohort:NAME``) and everyone in the lake at each cohort's median index date (group
+    ``lake:YYYY-MM-DD``). Returns the rows and each cohort's date for the lake."""
+    everyone = lake.sql("SELECT DISTINCT person_id FROM person", versions=versions)
+    frames, as_of = [], {}
+    for name, group in members.groupby("cohort", sort=True):
+        if group.empty:
+            continue
+        as_of[name] = str(median_index_date(group).date())
+        frames.append(group[["person_id", "index_date"]].assign(group=f"cohort:{name}"))
+    for day in sorted(set(as_of.values())) or [None]:
+        if day is not None:
+            frames.append(everyone.assign(index_date=pd.Timestamp(day).date(), group=f"lake:{day}"))
+    if not frames:
+        return pd.DataFrame(columns=["person_id", "group"]), as_of
+    groups = pd.concat(frames, ignore_index=True)
+    groups["index_date"] = pd.to_datetime(groups["index_date"])
+    return person_features(lake, groups, versions), as_of
+
+
 def summarise(rows: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """The characterisation table of per-person ``rows`` (a ``group`` column holding ``labels``)."""
     out = []
     first, second = (rows[rows["group"] == label] for label in labels)
-    features = [c for c in rows.columns if c not in ("person_id", "group")]
-    names = rows.attrs.get("marker_names", {})
-    for feature in features:
-        marker = f"{names[feature]} (LOINC {feature[6:]})" if feature in names else f"LOINC {feature[6:]}"
-        domain, text, _ = FEATURES.get(feature, ("ageing", f"personal ageing rate, {marker}, per year", set()))
-        if feature in CATEGORICAL:
-            levels = sorted(rows[feature].dropna().astype(str).unique())
-            for level in levels:
+    for described in describe_features(rows):
+        feature, domain, text, kind = described["column"], described["domain"], described["text"], described["kind"]
+        if kind == "categorical":
+            for level in described["levels"]:
                 out.append(_proportion_row(domain, text, level, [g[feature].dropna().astype(str) == level for g in (first, second)]))
-        elif pd.api.types.is_bool_dtype(rows[feature]) or set(rows[feature].dropna().unique()) <= {True, False}:
+        elif kind == "binary":
             out.append(_proportion_row(domain, text, "yes", [g[feature].dropna().astype(bool) for g in (first, second)]))
         else:
             values = [pd.to_numeric(g[feature], errors="coerce").dropna() for g in (first, second)]

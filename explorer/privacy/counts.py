@@ -1,11 +1,14 @@
 """Counts of persons by their attributes, for the public tier: the one query a public user can
-ask by name, with every table and column checked against the catalog before any SQL is built.
+ask by name, with every table and column checked against the catalog before any SQL is built;
+and the lake's total, the one count every public page shows.
 
 Values never reach this SQL at all, and names reach it only after they are found in the
 catalog entry of a table the lake holds, quoted as identifiers.
 """
 
 from __future__ import annotations
+
+import threading
 
 import pandas as pd
 
@@ -43,3 +46,48 @@ def person_counts(lake, table: str, by: list[str]) -> pd.DataFrame:
     for column in by:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), UNKNOWN).astype(str)
     return frame
+
+
+def lake_persons(lake) -> int | None:
+    """Persons in the lake (distinct ``person_id`` of ``person``), None without a person table."""
+    if not lake.has_table("person"):
+        return None
+    return int(lake.sql("SELECT count(DISTINCT person_id) AS n FROM person")["n"].iloc[0])
+
+
+def published_total(lake, disclosure):
+    """The lake's total of persons as every public page publishes it: one protected count (shown
+    when clear of the profile's hidden range, rounded as the profile rounds, else its label),
+    returned as a :class:`~explorer.privacy.disclosure.Fact` (None without a person table).
+
+    Notes
+    -----
+    The overview's total, the first row of every attrition table (everyone in the lake), the
+    whole lake's size beside a cohort and the data-quality report's count of persons are one
+    count. Were each protected on its own page, one page could show it while another hides it
+    as a complement of a small cell, and the first page would give the second's hidden cell away.
+    So it is published once, on its own, and every page that shows it takes this :class:`Fact`:
+    the same text everywhere, never hidden anew, and audited as known (Hundepool et al. 2012,
+    sec. 4.6, linked tables: a count common to several tables gets one suppression decision).
+
+    References
+    ----------
+    Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
+    2012.
+    """
+    if not lake.has_table("person"):
+        return None
+    key = (str(lake.root), lake.version("person"), disclosure.profile)
+    with _LOCK:
+        if key in _TOTALS:
+            return _TOTALS[key]
+    fact = disclosure.lone(lake_persons(lake))
+    with _LOCK:
+        _TOTALS[key] = fact
+        while len(_TOTALS) > 64:
+            _TOTALS.pop(next(iter(_TOTALS)))
+    return fact
+
+
+_TOTALS: dict = {}  # (lake, person version, profile) -> Fact: one decision, computed once
+_LOCK = threading.Lock()

@@ -8,6 +8,8 @@ combination with all/any/not) is edited as YAML in its row.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import param
@@ -41,7 +43,9 @@ class CohortAttrition(LakeView):
 
             raise PermissionDenied("a public view shows the attrition of saved cohorts only (a researcher saves and so "
                                    "reviews them); counting a definition of one's own needs the researcher role")
-        return cohorts.count(self.lake, self.definition, disclosure=self.disclosure if self.public else None)
+        if not self.public:
+            return cohorts.count(self.lake, self.definition)
+        return public_attrition(self.lake, self.disclosure, self.definition)
 
     def panel(self):
         return attrition_panel(self.data(), self.public)
@@ -71,8 +75,9 @@ class CohortCharacterisation(LakeView):
 
     def data(self) -> pd.DataFrame:
         """The characterisation table (:func:`explorer.cohorts.characterise`); for a public view
-        every count passes disclosure control (one page per feature and group, levels and
-        total together) and a value, SD or SMD resting on a hidden count is hidden with it."""
+        every count passes disclosure control, on the one page of every saved cohort and the lake
+        (:func:`cohorts_page`), and a value, SD or SMD resting on a hidden count is hidden with
+        it."""
         self._require("cohort_member")
         if not self.cohort:
             raise ExplorerError("CohortCharacterisation needs cohort=NAME, a saved cohort (explorer cohort list)")
@@ -80,13 +85,20 @@ class CohortCharacterisation(LakeView):
         for name in (self.cohort, self.against):  # saved names only: never a path or a document from a URL
             if name and name not in saved:
                 raise ExplorerError(f"no saved cohort {name!r}; saved cohorts: {', '.join(saved) or 'none'}")
-        table = cohorts.characterise(self.lake, self.cohort, self.against or None)
-        return protect_characterisation(table, self.disclosure) if self.public else table
+        if not self.public:
+            return cohorts.characterise(self.lake, self.cohort, self.against or None)
+        from explorer.cohorts.characterise import characterise_saved
+
+        page = cohorts_page(self.lake, self.disclosure)  # it read every saved cohort's rows: the table is theirs
+        table = characterise_saved(page.rows, page.as_of, self.cohort, self.against or None)
+        return protect_characterisation(table, page, self.cohort, self.against or None)
 
     def display_table(self, table: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The table as a reader sees it: one column per group (``n``, value), and the SMD."""
+        """The table as a reader sees it: one column per group (``n``, value), and the SMD; the
+        first row is each group's size (for a public view, as every public page shows it)."""
         table = self.data() if table is None else table
         first, second = table.attrs.get("groups", ["cohort", "comparator"])
+        sizes = table.attrs.get("sizes_shown") or [_integer(n) for n in table.attrs.get("sizes", ["", ""])]
         out = table[["domain", "feature", "level"]].copy()
         for k, name in ((1, first), (2, second)):
             counts = table.get(f"count_{k}_shown", table[f"count_{k}"].map(_integer))
@@ -97,7 +109,9 @@ class CohortCharacterisation(LakeView):
                               for c, v, u, s, kind in zip(counts, value, unit, sd, table["kind"])]
             out[f"{name}: n"] = table.get(f"n_{k}_shown", table[f"n_{k}"].map(_integer))
         out["smd"] = table["smd"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
-        return out
+        persons = pd.DataFrame([{"domain": "", "feature": "persons in the group", "level": "", first: sizes[0],
+                                 f"{first}: n": sizes[0], second: sizes[1], f"{second}: n": sizes[1], "smd": ""}])
+        return pd.concat([persons, out], ignore_index=True)
 
     def panel(self):
         import panel as pn
@@ -115,62 +129,306 @@ class CohortCharacterisation(LakeView):
                          sizing_mode="stretch_width")
 
 
-def protect_characterisation(table: pd.DataFrame, disclosure) -> pd.DataFrame:
-    """The characterisation table as a public user may see it (see CohortCharacterisation.data).
+@dataclass
+class CohortsPageRelease:
+    """The protected public cohorts page (:func:`cohorts_page`): per count, its index in
+    ``release`` (a :class:`~explorer.privacy.disclosure.PageRelease`).
 
-    Per group, its size is one protected count (hidden: the whole column is). Per feature, one
-    page: its levels, the persons without a value ("(missing)") and the group's size as the
-    total, so that neither a level nor the missing can be solved from the size shown elsewhere;
-    a page that would need the size itself hidden is hidden whole. Percentages and SMDs are
-    recomputed from the counts shown."""
-    out = table.copy()
-    sizes = table.attrs.get("sizes") or [int(table["n_1"].max()), int(table["n_2"].max())]
-    hidden_text = {"primary": disclosure.rules.label, "complementary": COMPLEMENTARY}
-    for k in (1, 2):
-        out[f"count_{k}_shown"], out[f"n_{k}_shown"] = "", ""
-        size_page = disclosure.counts(pd.DataFrame({"n": [sizes[k - 1]]}), [()], weight="n").table()
-        if size_page["status"].iloc[0] in HIDDEN:  # the group is small: nothing of it is shown
-            out[f"n_{k}_shown"] = size_page["shown"].iloc[0]
-            out[f"count_{k}_shown"] = np.where(table["kind"] == "proportion", size_page["shown"].iloc[0], "")
-            out[[f"value_{k}", f"sd_{k}", f"count_{k}", "smd"]] = np.nan
-            continue
-        for feature, rows in table.groupby("feature", sort=False):
-            index = rows.index
-            n = int(rows[f"n_{k}"].iloc[0])
-            continuous = rows["kind"].iloc[0] == "continuous"
-            if continuous:
-                levels = pd.DataFrame({"level": ["with a value"], "n": [n]})
+    ``entries[(group, column, level)]``: a group's count of persons with a level of a feature
+    (level "with a value": those with any); groups are ``"lake"``, ``"lake:DATE"`` (a feature
+    measured at a date, the lake at a cohort's median index date) and ``"cohort:NAME"``.
+    ``sizes[group]``: the group's size. ``chains[name]``: a saved cohort's attrition (``sha``,
+    ``steps`` (step and label), ``persons`` and ``removed`` entries). ``columns``: feature
+    text to column; ``dated``: the columns measured at a date; ``as_of``: each cohort's date
+    for the lake; ``rows``: the per-person features read (server side only), from which each
+    characterisation table is made (:func:`explorer.cohorts.characterise.characterise_saved`).
+    An index of None is a count of nobody (0)."""
+
+    release: object
+    entries: dict
+    sizes: dict
+    chains: dict
+    columns: dict
+    dated: set
+    as_of: dict
+    rows: pd.DataFrame = None  # the per-person rows read (server side only): the exact tables of the page
+
+
+class CohortsPage(LakeView):
+    """Every count the public cohorts page can show, protected as one page (see
+    :func:`cohorts_page`)."""
+
+    #: what the page reads: the saved cohorts, what their definitions read, and the features
+    TABLES = tuple(sorted({*cohorts.COHORT_INPUTS, "cohort_member", "biological_age", "ageotype", "person_ageing_rate",
+                           "marker_ageing"}))
+
+    def release(self) -> CohortsPageRelease:
+        self._require("person")
+        present = set(self.lake.tables())
+        key = ("release", *((t, self.lake.version(t)) for t in self.TABLES if t in present))
+        return self._shared(key, lambda: build_cohorts_page(self.lake, self.disclosure))
+
+
+def cohorts_page(lake, disclosure) -> CohortsPageRelease:
+    """The public cohorts page of ``lake``, built once per version of the lake and disclosure
+    profile and shared (:func:`build_cohorts_page`)."""
+    return CohortsPage(lake=lake, role="public", disclosure=disclosure).release()
+
+
+def build_cohorts_page(lake, disclosure) -> CohortsPageRelease:
+    """Protect, as one page, every count a public reader can see on the cohorts page: the
+    attrition of every saved cohort and the characterisation of every saved cohort and of the
+    whole lake, whichever two are put side by side.
+
+    Returns
+    -------
+    CohortsPageRelease
+
+    Notes
+    -----
+    A cohort is some of the lake's persons, so its counts and the lake's, each protected on its
+    own, give by subtraction the counts of the persons outside it: 12 persons outside a cohort
+    of 138 in a lake of 150, or the one person outside a cohort of 149, described level by
+    level. Every saved cohort can be shown beside the lake or beside any other, and its
+    attrition beside its characterisation, so the page a reader assembles is all of them; each
+    count is therefore decided once, on one page of linked tables (Hundepool et al. 2012,
+    sec. 4.6), and shown the same everywhere.
+
+    The finest cells are the lake's persons split by which saved cohorts they belong to (one
+    *atom* per pattern of memberships: members of a cohort, those outside it, of both of two
+    cohorts, ...) and, per feature, by level (a missing value is a level). A group's count of a
+    level is the sum of its atoms' cells, and the lake's is the sum of all of them: inside plus
+    outside equals the lake. Each atom's levels sum to its size, for every feature (the links
+    between features). What a reader derives without seeing it is audited as a count: each
+    atom's cells and size (the persons outside a cohort with a level), the persons of a nested
+    group outside a smaller one, the persons without a value, the "no" of a yes/no feature. A
+    feature measured at a date (the latest PhenoAge before it) has its own cells for each
+    measurement, tied to the atoms' sizes.
+
+    An attrition chain adds the persons removed at each step (cells): its last row is the
+    cohort (the same cells as the cohort's size, so the same count), its first is everyone,
+    and the persons removed by several steps together are audited too.
+
+    Counts published elsewhere are taken as known facts: the lake's total
+    (:func:`explorer.privacy.counts.published_total`), and the lake's persons by sex at birth,
+    race, ethnicity and unknown age as the overview publishes them.
+
+    A small count the page derives (persons outside a cohort with a level) is kept open to at
+    least half the hidden range, as a small count shown would be: with the lake's count shown,
+    the cohort's count beside it is hidden, with a complement so it cannot be solved either.
+    Zeros are shown, as everywhere (a known limit: a level nobody outside a cohort has is seen
+    to be so).
+
+    References
+    ----------
+    Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
+    2012 (sec. 4.6, linked tables).
+    """
+    from explorer.cohorts.characterise import DATED, MISSING, WITH_VALUE, describe_features, person_levels, saved_cohort_rows
+    from explorer.privacy.counts import published_total
+    from explorer.privacy.disclosure import LinkedPage
+
+    saved = cohorts.saved(lake)
+    names = saved["cohort"].tolist()
+    everyone = lake.sql("SELECT DISTINCT person_id FROM person")["person_id"].astype(str)
+    total = published_total(lake, disclosure)
+    total = total if total is not None and total.value == len(everyone) else None
+    members = (lake.sql("SELECT cohort, person_id, index_date FROM cohort_member") if lake.has_table("cohort_member")
+               else pd.DataFrame(columns=["cohort", "person_id", "index_date"]))
+    members["person_id"] = members["person_id"].astype(str)
+    members = members[members["cohort"].isin(names) & members["person_id"].isin(set(everyone))]
+    page = LinkedPage()
+
+    # atoms: the lake's persons by the saved cohorts they belong to
+    belongs = np.zeros((len(everyone), len(names)), dtype=bool)
+    position = pd.Series(np.arange(len(everyone)), index=everyone.to_numpy())
+    for c, name in enumerate(names):
+        belongs[position[members.loc[members["cohort"] == name, "person_id"].unique()].to_numpy(), c] = True
+    patterns, atom_of = np.unique(belongs, axis=0, return_inverse=True) if len(everyone) else (np.zeros((0, len(names))), [])
+    atom_of = pd.Series(np.asarray(atom_of).ravel(), index=everyone.to_numpy())
+    size_cells = page.cells(np.bincount(atom_of.to_numpy(), minlength=len(patterns)))
+    atoms_of = {"lake": list(range(len(patterns)))}
+    for c, name in enumerate(names):
+        atoms_of[f"cohort:{name}"] = [a for a in range(len(patterns)) if patterns[a, c]]
+    sizes = {group: page.count(size_cells[atoms], fact=total if group == "lake" else None) for group, atoms in atoms_of.items()}
+    for cell in size_cells:
+        page.count([cell], published=False)
+    nested = [(set(atoms_of[outer]) - set(atoms_of[inner])) for outer in atoms_of for inner in atoms_of
+              if outer != inner and set(atoms_of[inner]) < set(atoms_of[outer])]
+    nested = [sorted(rest) for rest in nested if len(rest) > 1]  # one atom: its own cells
+    for rest in nested:
+        page.count(size_cells[rest], published=False)
+
+    # features
+    rows, as_of = saved_cohort_rows(lake, members)
+    entries, columns, dated = {}, {}, set()
+    if len(rows):
+        rows["person_id"] = rows["person_id"].astype(str)
+        lake_groups = sorted(g for g in rows["group"].unique() if g.startswith("lake:"))
+        for group in lake_groups:
+            atoms_of[group] = atoms_of["lake"]
+        first = rows[rows["group"] == lake_groups[0]].set_index("person_id")
+        known = _overview_facts(lake, disclosure)
+        for described in describe_features(rows):
+            column, kind = described["column"], described["kind"]
+            columns[described["text"]] = column
+            levels = {"categorical": described["levels"], "binary": ["yes", "no"], "continuous": [WITH_VALUE]}[kind]
+            shown = {"categorical": described["levels"], "binary": ["yes"], "continuous": [WITH_VALUE]}[kind]
+            levels = levels + [MISSING]
+            if column in DATED:
+                dated.add(column)
+                measures = [(g, rows[rows["group"] == g].set_index("person_id"), [g]) for g in sorted(rows["group"].unique())]
             else:
-                levels = rows[["level", f"count_{k}"]].rename(columns={f"count_{k}": "n"})
-                if list(rows["level"]) == ["yes"]:
-                    levels = pd.concat([levels, pd.DataFrame({"level": ["no"], "n": [n - int(rows[f"count_{k}"].iloc[0])]})])
-            missing = sizes[k - 1] - n
-            levels = pd.concat([levels, pd.DataFrame({"level": ["(missing)"], "n": [missing]})], ignore_index=True)
-            page = disclosure.counts(levels.assign(n=levels["n"].astype(int)), [("level",), ()], weight="n")
-            cells = page.table("level").set_index("level")
-            whole = page.table()["status"].iloc[0] in HIDDEN  # the size is shown elsewhere: hide the page
-            with_value = n if not (whole or cells.loc["(missing)", "status"] in HIDDEN) else None
-            if continuous:
-                cell = cells.loc["with a value"]
-                hidden = whole or cell["status"] in HIDDEN
-                out.loc[index, f"n_{k}_shown"] = COMPLEMENTARY if whole else cell["shown"]
-                if hidden:
-                    out.loc[index, [f"value_{k}", f"sd_{k}"]] = np.nan
-                continue
-            denominator = cells.loc["(missing)", "count"] if with_value is not None else np.nan
-            denominator = sizes[k - 1] - denominator if with_value is not None else np.nan
-            for i, level in zip(index, rows["level"]):
-                cell = cells.loc[level]
-                hidden = whole or cell["status"] in HIDDEN
-                out.at[i, f"count_{k}_shown"] = COMPLEMENTARY if whole and not cell["status"] in HIDDEN else (
-                    hidden_text.get(cell["status"], cell["shown"]))
-                out.at[i, f"n_{k}_shown"] = COMPLEMENTARY if with_value is None else _integer(denominator)
-                out.at[i, f"count_{k}"] = np.nan if hidden else cell["count"]
-                out.at[i, f"value_{k}"] = (np.nan if hidden or with_value is None or not denominator
-                                           else 100 * cell["count"] / denominator)
+                measures = [("lake", first, [g for g in atoms_of if not g.startswith("lake:")])]
+            for measure, measured, groups in measures:
+                level = person_levels(measured[column], kind)
+                codes = pd.Categorical(level.to_numpy(), categories=levels).codes
+                table = np.bincount(atom_of[level.index].to_numpy() * len(levels) + codes,
+                                    minlength=len(patterns) * len(levels)).reshape(len(patterns), len(levels))
+                cells = {}
+                for a in atoms_of[measure]:
+                    for i, lv in enumerate(levels):
+                        cells[a, lv] = page.cell(table[a, i])
+                        page.count([cells[a, lv]], published=False)
+                    page.link([cells[a, lv] for lv in levels], [size_cells[a]])
+                for group in groups:
+                    for lv in levels:
+                        cells_of = [cells[a, lv] for a in atoms_of[group]]
+                        fact = known.get(column, {}).get(lv) if group == "lake" else None
+                        if fact is not None and fact.value != sum(page.truth[c] for c in cells_of):
+                            fact = None  # not the same count after all (a value spelt "unknown"): protected here
+                        entries[group, column, lv] = page.count(cells_of, published=lv in shown, fact=fact)
+                    entries[group, column, WITH_VALUE] = page.count(
+                        [cells[a, lv] for a in atoms_of[group] for lv in levels if lv != MISSING])
+                if measure == "lake":
+                    for rest in nested:
+                        for lv in levels:
+                            page.count([cells[a, lv] for a in rest], published=False)
+
+    # attrition chains
+    chains = {}
+    for name in names:
+        definition = cohorts.get(lake, name)
+        try:
+            exact = cohorts.count(lake, definition)
+        except ExplorerError:  # a table it reads is gone: its attrition view says so
+            continue
+        remaining = [int(v) for v in exact["persons"]]
+        removed_cells = page.cells([remaining[k - 1] - remaining[k] for k in range(1, len(remaining))])
+        group = f"cohort:{name}"
+        whole = remaining[0] == len(everyone)
+        if remaining[-1] == sum(page.truth[c] for c in size_cells[atoms_of[group]]) and whole:
+            kept = list(size_cells[atoms_of[group]])
+            page.link(removed_cells, size_cells[[a for a in atoms_of["lake"] if a not in atoms_of[group]]])
+        else:  # the saved members are older than the lake: the chain stands apart from them
+            kept = [page.cell(remaining[-1])]
+            if whole:
+                page.link(list(removed_cells) + kept, size_cells)
+        persons = [page.count(list(removed_cells[k:]) + kept, fact=total if k == 0 and whole else None)
+                   for k in range(len(remaining))]
+        removed = [page.count([cell]) for cell in removed_cells]
+        for j in range(len(removed_cells)):
+            for k in range(j + 2, len(removed_cells) + 1):
+                page.count(removed_cells[j:k], published=False)
+        chains[name] = {"sha": definition.sha256, "steps": exact[["step", "label"]].copy(), "persons": persons,
+                        "removed": removed}
+    release = disclosure.protect(page)
+    return CohortsPageRelease(release, entries, sizes, chains, columns, dated, as_of, rows)
+
+
+def _overview_facts(lake, disclosure) -> dict:
+    """The lake's persons by sex at birth, race and ethnicity, and those of unknown age, as the
+    overview publishes them: ``{column: {level: Fact}}`` (its "unknown" is a missing value)."""
+    from explorer.cohorts.characterise import MISSING
+    from explorer.privacy.disclosure import Fact
+    from explorer.views.overview import demographic_page
+
+    zero = Fact(0.0, "shown", "0", 0.0, 0.0, 0.0)  # no row "unknown": a reader sees there are none
+    out = {}
+    for column, by in (("sex_at_birth", "sex_at_birth"), ("race", "race"), ("ethnicity", "ethnicity"), ("age", "age_band")):
+        facts = demographic_page(lake, disclosure, by).facts(by)
+        missing = facts.pop("unknown", zero)
+        out[column] = {MISSING: missing} if column == "age" else {**facts, MISSING: missing}
+    return out
+
+
+def public_attrition(lake, disclosure, definition) -> pd.DataFrame:
+    """The attrition of a saved cohort as a public reader sees it: its chain on the cohorts page
+    (:func:`cohorts_page`), so the lake's total, the cohort's size and every count beside them
+    are as the characterisation shows them."""
+    page = cohorts_page(lake, disclosure)
+    chain = page.chains.get(definition.name)
+    if chain is None or chain["sha"] != definition.sha256:
+        from explorer.privacy.counts import published_total
+
+        exact = cohorts.count(lake, definition)
+        total = published_total(lake, disclosure)
+        known = {0: total} if total is not None and total.value == exact["persons"].iloc[0] else None
+        frame = pd.concat([exact[["step", "label"]], disclosure.attrition(exact["persons"].astype(float), known=known)], axis=1)
+    else:
+        release = page.release
+        persons, removed = chain["persons"], [None, *chain["removed"]]
+        status = [("shown" if k is None else release.status[k]) for k in persons]
+        frame = chain["steps"].assign(
+            persons=[release.value(k) for k in persons], persons_shown=[release.text(k) for k in persons],
+            persons_status=status,
+            removed=[np.nan] + [release.value(k) for k in removed[1:]],
+            removed_shown=[""] + [release.text(k) for k in removed[1:]],
+            removed_status=[""] + [("shown" if k is None else release.status[k]) for k in removed[1:]])
+    frame.attrs.update(cohort=definition.name, definition_sha256=definition.sha256, protected=True)
+    return frame
+
+
+def protect_characterisation(table: pd.DataFrame, page: CohortsPageRelease, target: str, against: str | None = None
+                             ) -> pd.DataFrame:
+    """The characterisation table of ``target`` against ``against`` (None: the whole lake) as a
+    public user may see it, with every count as the cohorts page publishes it (see
+    :func:`build_cohorts_page`).
+
+    A group whose size is small (hidden as such) shows nothing but that. A proportion's percent is
+    computed from the counts shown, and a mean and SD are shown only where the number of persons
+    with a value is: where it is hidden, another group's mean and size would otherwise give the
+    mean of the few persons between them. SMDs are recomputed from what is shown."""
+    from explorer.cohorts.characterise import WITH_VALUE
+
+    release = page.release
+    rules = release.profile
+    out = table.copy()
+    groups = [f"cohort:{target}", f"cohort:{against}" if against else "lake"]
+    sizes = [page.sizes.get(group, _NOT_ON_PAGE) for group in groups]
+    out.attrs["sizes_shown"] = [COMPLEMENTARY if k is _NOT_ON_PAGE else release.text(k) for k in sizes]
+    for k, group in enumerate(groups, 1):
+        small = sizes[k - 1] is not _NOT_ON_PAGE and sizes[k - 1] is not None and release.status[sizes[k - 1]] == "primary"
+        counts, ns, values, sds, count_texts, n_texts = [], [], [], [], [], []
+        for row in table.to_dict("records"):
+            column = page.columns.get(row["feature"])
+            measured = f"lake:{page.as_of.get(target)}" if group == "lake" and column in page.dated else group
+            level = WITH_VALUE if row["kind"] == "continuous" else row["level"]
+            n = page.entries.get((measured, column, WITH_VALUE), _NOT_ON_PAGE)
+            count = page.entries.get((measured, column, level), _NOT_ON_PAGE) if row["kind"] == "proportion" else None
+            n_hidden = small or n is _NOT_ON_PAGE or release.hides(n)
+            count_hidden = small or count is _NOT_ON_PAGE or release.hides(count)
+            n_value = np.nan if n_hidden else release.value(n)
+            n_texts.append(rules.label if small else COMPLEMENTARY if n is _NOT_ON_PAGE else release.text(n))
+            if row["kind"] == "proportion":
+                value = np.nan if count_hidden else release.value(count)
+                counts.append(value)
+                count_texts.append(rules.label if small else COMPLEMENTARY if count is _NOT_ON_PAGE else release.text(count))
+                values.append(100 * value / n_value if n_value == n_value and n_value > 0 and value == value else np.nan)
+                sds.append(np.nan)
+            else:
+                counts.append(np.nan)
+                count_texts.append("")
+                values.append(np.nan if n_hidden else row[f"value_{k}"])
+                sds.append(np.nan if n_hidden else row[f"sd_{k}"])
+        out[f"count_{k}"], out[f"value_{k}"], out[f"sd_{k}"] = counts, values, sds
+        out[f"count_{k}_shown"], out[f"n_{k}_shown"] = count_texts, n_texts
         out[f"n_{k}"] = np.nan  # the text column is what a public reader gets
     out["smd"] = [_public_smd(row) for row in out.to_dict("records")]
     return out
+
+
+_NOT_ON_PAGE = object()  # a count the cohorts page does not hold: shown as suppressed
 
 
 def _public_smd(row: dict) -> float:

@@ -64,19 +64,12 @@ class HeatWaveCalendar(LakeView):
         return frame
 
     def _protect_days(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Each day is its own page (persons in and out of a heat wave, and the day's total):
-        no total across days is shown, so days do not constrain each other."""
-        out, pages = [], {}
-        for day in frame.itertuples(index=False):
-            counts = (int(day.in_heat_wave), int(day.persons - day.in_heat_wave))
-            if counts not in pages:  # a page depends on its counts only: days alike are protected once
-                finest = pd.DataFrame({"heat_wave": [True, False], "n": list(counts)})
-                page = self.disclosure.counts(finest, [("heat_wave",), ()], weight="n")
-                pages[counts] = (page.table("heat_wave").set_index("heat_wave").loc[True], page.table().iloc[0])
-            in_wave, total = pages[counts]
-            out.append({"date": day.date, "persons": total["count"], "in_heat_wave": in_wave["count"],
-                        "persons_shown": total["shown"], "in_heat_wave_shown": in_wave["shown"]})
-        return pd.DataFrame(out, columns=["date", "persons", "in_heat_wave", "persons_shown", "in_heat_wave_shown"])
+        """The calendar as one page whose days are linked (see :func:`calendar_page`)."""
+        rows = self._sql("""SELECT person_id, date, heat_wave FROM exposure_daily
+                            WHERE residence_status = 'ok' AND heat_wave IS NOT NULL""")
+        from explorer.privacy.counts import published_total
+
+        return protect_calendar(frame, rows, self.disclosure, published_total(self.lake, self.disclosure))
 
     def panel(self):
         hv = _holoviews()
@@ -87,6 +80,122 @@ class HeatWaveCalendar(LakeView):
         return hv.HeatMap(cells, kdims=["day", "month"], vdims=["share", "in heat wave", "persons"]).opts(
             cmap="Reds", colorbar=True, clim=(0, 1), responsive=True, height=max(200, 22 * cells["month"].nunique()),
             tools=["hover"], invert_yaxis=True, title="Share of the cohort in a heat wave, per day")
+
+
+#: a person's state on a day of the calendar
+IN_WAVE, OUT_OF_WAVE, ABSENT = 0, 1, 2
+
+
+def day_states(frame: pd.DataFrame, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's state on each day of ``frame`` (in a heat wave, not, or not counted that
+    day), as a persons x days array, and the persons (from ``rows``: person_id, date, heat_wave,
+    one row per person counted on a day)."""
+    dates = pd.to_datetime(frame["date"]).to_numpy()
+    persons, person = np.unique(rows["person_id"].astype(str).to_numpy(), return_inverse=True)
+    day = pd.Index(dates).get_indexer(pd.to_datetime(rows["date"]).to_numpy())
+    states = np.full((len(persons), len(dates)), ABSENT, dtype=np.int8)
+    keep = day >= 0
+    states[person[keep], day[keep]] = np.where(rows["heat_wave"].to_numpy(bool)[keep], IN_WAVE, OUT_OF_WAVE)
+    return states, persons
+
+
+def protect_calendar(frame: pd.DataFrame, rows: pd.DataFrame, disclosure, total=None) -> pd.DataFrame:
+    """The heat-wave calendar (``frame``: date, persons, in_heat_wave) as a public reader may see
+    it: one page whose days are linked by the persons who move between them.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The exact calendar, one row per day.
+    rows : DataFrame
+        person_id, date, heat_wave: one row per person counted on a day (what the calendar counts).
+    disclosure : DisclosureControl
+    total : Fact, optional
+        The lake's published total of persons (:func:`explorer.privacy.counts.published_total`):
+        the persons not counted on a day are the total less those counted.
+
+    Returns
+    -------
+    DataFrame
+        date, persons, in_heat_wave (the values shown, NaN when hidden), persons_shown,
+        in_heat_wave_shown (the text).
+
+    Notes
+    -----
+    Adjacent days count almost the same persons, so two shown days give their difference: the
+    persons who entered a heat wave less those who left it (and those who came or went). Heat
+    waves are weather, which anyone can look up per area, so a reader often knows that nobody
+    left on a day when one area entered a heat wave, and the difference is then the persons of
+    that area: one person, say. Days protected one at a time miss this.
+
+    Here each person is in one of three states on each day (in a heat wave, counted but not in
+    one, not counted), and the calendar is a chain of linked tables (Hundepool et al. 2012,
+    sec. 4.6): the cells are the persons in each state on each day and, between two days, the
+    persons moving from each state to each other (``stock(d+1) = stock(d) + entered - left``,
+    per state). Days between which nobody moves have the same counts and one status. A move
+    that never happened is taken as known to be zero (the weather, and where nobody moved, are
+    public), so the audit is the reader who knows most. Shown per day: persons counted and
+    persons in a heat wave; derivable, and audited as counts a reader can solve for: the persons
+    out of a heat wave that day, each kind of move between two days, and those who entered, left,
+    came or went. A small move stays open to at least half the hidden range, by hiding the day
+    before or after it (complementary suppression); the audit splits the chain into blocks at
+    days shown exactly, so a long calendar costs little more than its busy days.
+
+    References
+    ----------
+    Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
+    2012 (ch. 4: tables, linked tables, audit by linear programming).
+    """
+    from explorer.privacy.disclosure import LinkedPage
+
+    columns = ["date", "persons", "in_heat_wave", "persons_shown", "in_heat_wave_shown"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    states, persons = day_states(frame, rows)
+    n_days = states.shape[1]
+    # days between which nobody moves have the same counts: one segment, one status
+    moved = (states[:, 1:] != states[:, :-1]).any(axis=0) if states.size else np.zeros(max(n_days - 1, 0), dtype=bool)
+    segment = np.concatenate([[0], np.cumsum(moved)])
+    starts = np.flatnonzero(np.concatenate([[True], moved]))
+    everyone = len(persons) if total is None or total.value < len(persons) else int(total.value)
+    page = LinkedPage()
+    stocks = []
+    for day in starts:
+        counts = np.bincount(states[:, day], minlength=3).astype(float)
+        counts[ABSENT] += everyone - len(persons)  # persons of the lake never counted
+        stocks.append(page.cells(counts))
+    shown = []
+    for s, day in enumerate(starts):
+        stock = stocks[s]
+        shown.append((page.count([stock[IN_WAVE], stock[OUT_OF_WAVE]]), page.count([stock[IN_WAVE]])))
+        page.count([stock[OUT_OF_WAVE]], published=False)
+        if total is not None and total.value >= len(persons):
+            page.count(stock, fact=total)
+    for s in range(len(starts) - 1):
+        day = starts[s + 1]
+        moves = np.bincount(3 * states[:, day - 1] + states[:, day], minlength=9).reshape(3, 3).astype(float)
+        cell = {}
+        for i in range(3):
+            for j in range(3):
+                if i == j or moves[i, j] > 0:  # a move that never happened is known not to have
+                    cell[i, j] = page.cell(moves[i, j] + (everyone - len(persons) if i == j == ABSENT else 0))
+        for i in range(3):
+            page.link([cell[i, j] for j in range(3) if (i, j) in cell], [stocks[s][i]])
+            page.link([cell[j, i] for j in range(3) if (j, i) in cell], [stocks[s + 1][i]])
+        for (i, j), c in cell.items():
+            if i != j:
+                page.count([c], published=False)
+        for state in range(3):  # entered, left, came, went (and their like): counts of persons too
+            page.count([c for (i, j), c in cell.items() if j == state and i != state], published=False)
+            page.count([c for (i, j), c in cell.items() if i == state and j != state], published=False)
+    release = disclosure.protect(page)
+    out = pd.DataFrame({"date": frame["date"].to_numpy()})
+    counted, in_wave = (np.array([entries[k] for entries in shown]) for k in (0, 1))
+    out["persons"] = [release.value(k) for k in counted[segment]]
+    out["in_heat_wave"] = [release.value(k) for k in in_wave[segment]]
+    out["persons_shown"] = [release.text(k) for k in counted[segment]]
+    out["in_heat_wave_shown"] = [release.text(k) for k in in_wave[segment]]
+    return out[columns]
 
 
 class ExposureResponse(LakeView):

@@ -14,12 +14,32 @@ GROUPINGS = ["age_band", "sex_at_birth", "race", "ethnicity", "zip3"]
 AGE_BANDS = [(0, "0-17"), (18, "18-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60-69"), (70, "70-79"), (80, "80+")]
 
 
+def person_groups(rows: pd.DataFrame) -> pd.DataFrame:
+    """Persons' rows (year_of_birth, sex_at_birth, race, ethnicity, zip3) with their age band, and
+    every missing value as the group "unknown"."""
+    age = date.today().year - rows["year_of_birth"]
+    edges = [low for low, _ in AGE_BANDS]
+    bands = np.array([label for _, label in AGE_BANDS], dtype=object)
+    rows = rows.assign(age_band=np.where(age.notna(), bands[np.clip(np.searchsorted(edges, age.fillna(0), side="right") - 1, 0, None)],
+                                         "unknown"))
+    for column in GROUPINGS:
+        rows[column] = rows[column].astype(object).where(rows[column].notna(), "unknown").astype(str)
+    return rows
+
+
+def demographic_page(lake, disclosure, by: str):
+    """The public overview's protected page of ``by`` (see :meth:`DemographicCounts.page`),
+    computed once per person-table version and disclosure profile and shared."""
+    return DemographicCounts(lake=lake, role="public", disclosure=disclosure, by=by).page()
+
+
 class DemographicCounts(LakeView):
     """Persons per group of one characteristic, among those of a chosen sex at birth.
 
     Built for ``public``, the counts and their total are one page under disclosure control, and
     the filter is a fixed list, so a page never narrows to a group smaller than the profile allows
-    without the count being hidden."""
+    without the count being hidden. Every filter state of one characteristic is one page (see
+    :meth:`page`), and the total is the lake's published total, the same on every public page."""
 
     by = param.Selector(default="age_band", objects=GROUPINGS, doc="Characteristic the persons are counted by.")
     sex_at_birth = param.Selector(default="all", objects=["all", "female", "male"], doc="Only persons of this sex at birth.")
@@ -28,20 +48,70 @@ class DemographicCounts(LakeView):
     def data(self) -> pd.DataFrame:
         """One row per group: ``count`` (NaN where hidden), and for a public view ``shown`` and
         ``status``; the total in ``attrs["total"]`` (as the page shows it). Computed once per
-        filter state, role and person-table version, and shared across sessions."""
-        rows = self._sql("SELECT year_of_birth, sex_at_birth, race, ethnicity, zip3 FROM person")
+        filter state, role and person-table version, and shared across sessions.
+
+        A public view takes its counts from :meth:`page`, the one protected page of every
+        filter state of ``by``."""
+        if self.public:
+            page = demographic_page(self.lake, self.disclosure, self.by)
+            if self.sex_at_birth == "all":
+                groups, total = page.table(self.by), page.table().iloc[0]
+            else:
+                groups = page.table(self.by) if self.by == "sex_at_birth" else page.table(self.by, "sex_at_birth")
+                groups = groups[groups["sex_at_birth"] == self.sex_at_birth]
+                if self.by != "sex_at_birth":
+                    groups = groups.drop(columns="sex_at_birth")
+                sexes = page.table("sex_at_birth").set_index("sex_at_birth")
+                total = sexes.loc[self.sex_at_birth] if self.sex_at_birth in sexes.index else \
+                    pd.Series({"count": 0.0, "shown": "0", "status": "shown"})
+            groups = groups.reset_index(drop=True)
+            groups.attrs["total"] = total["count"]
+            groups.attrs["total_shown"] = total["shown"]
+            return groups
+        rows = person_groups(self._sql("SELECT year_of_birth, sex_at_birth, race, ethnicity, zip3 FROM person"))
         if self.sex_at_birth != "all":
             rows = rows[rows["sex_at_birth"] == self.sex_at_birth]
-        age = date.today().year - rows["year_of_birth"]
-        edges = [low for low, _ in AGE_BANDS]
-        bands = np.array([label for _, label in AGE_BANDS], dtype=object)
-        rows = rows.assign(age_band=np.where(age.notna(), bands[np.clip(np.searchsorted(edges, age.fillna(0), side="right") - 1, 0, None)],
-                                             "unknown"))
-        rows[self.by] = rows[self.by].astype(object).where(rows[self.by].notna(), "unknown").astype(str)
         groups, total = self._counts(rows[[self.by]], [(self.by,), ()])
         groups.attrs["total"] = total["count"].iloc[0]
         groups.attrs["total_shown"] = total["shown"].iloc[0] if "shown" in total else str(int(total["count"].iloc[0]))
         return groups
+
+    @shared_data("person")
+    def page(self):
+        """The protected page of ``by`` for every filter state at once (a public view): persons
+        by ``by`` and sex at birth, with both margins and the total, as one
+        :class:`~explorer.privacy.Release`. Use :func:`demographic_page`, which shares it.
+
+        Notes
+        -----
+        The filter's states are nested groups: the persons of one sex are some of everyone, so
+        each group's count over everyone less its counts over the sexes a reader can choose is
+        the count of the sexes they cannot (few persons with an unknown or another sex at
+        birth). Protected one state at a time, such a difference escapes every audit; here the
+        finest cells are (group, sex at birth), the states a reader can choose are published
+        counts over them and the cells of the other sexes are counts a reader derives, audited
+        with the rest (Hundepool et al. 2012, sec. 4.6). The total is the lake's published total
+        and the counts per sex are the page of ``by="sex_at_birth"``, taken as known, so every
+        view of the overview shows them alike.
+
+        References
+        ----------
+        Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
+        2012.
+        """
+        from explorer.privacy.counts import published_total
+
+        rows = person_groups(self._sql("SELECT year_of_birth, sex_at_birth, race, ethnicity, zip3 FROM person"))
+        total = published_total(self.lake, self.disclosure)
+        known = {(): {(): total}}
+        if self.by == "sex_at_birth":
+            return self.disclosure.counts(rows[["sex_at_birth"]], [("sex_at_birth",), ()], known=known)
+        sexes = demographic_page(self.lake, self.disclosure, "sex_at_birth").facts("sex_at_birth")
+        choosable = [s for s in self.param.sex_at_birth.objects if s != "all"]
+        return self.disclosure.counts(
+            rows[[self.by, "sex_at_birth"]], [(self.by, "sex_at_birth"), (self.by,), ("sex_at_birth",), ()],
+            known={**known, ("sex_at_birth",): sexes},
+            unpublished={(self.by, "sex_at_birth"): lambda frame: ~frame["sex_at_birth"].isin(choosable)})
 
     def title(self, frame: pd.DataFrame | None = None) -> str:
         """The chart's title, with the total as the page shows it (``frame``: ``data()``, if at hand)."""
@@ -88,16 +158,28 @@ class ModalityCoverage(LakeView):
     @shared_data("modality_coverage")
     def data(self) -> pd.DataFrame:
         """One row per modality. For a public view the persons count of each modality is its own
-        protected page (modalities overlap, so they do not sum to a total), and the days of a
+        protected page (modalities overlap, so they do not sum to a total) with the lake's
+        published total: the persons without the modality (the total less those with it) are a
+        count a reader derives, so a small one hides the count with data; and the days of a
         modality whose persons are hidden are hidden with it."""
         frame = self._sql("""SELECT modality, persons_with_data, person_days, median_days_per_person, first_day, last_day
                              FROM modality_coverage ORDER BY modality""")
         if not self.public:
             return frame
+        from explorer.privacy.counts import lake_persons, published_total
+
+        everyone, total = lake_persons(self.lake), published_total(self.lake, self.disclosure)
         shown = []
         for persons in frame["persons_with_data"]:
-            page = self.disclosure.counts(pd.DataFrame({"n": [int(persons)]}), [()], weight="n").table()
-            shown.append((page["count"].iloc[0], page["shown"].iloc[0], page["status"].iloc[0]))
+            persons = int(persons)
+            if total is not None and persons <= everyone:  # the persons with data are some of the lake's
+                finest = pd.DataFrame({"data": ["with", "without"], "n": [persons, everyone - persons]})
+                page = self.disclosure.counts(finest, [("data",), ()], weight="n", known={(): {(): total}},
+                                              unpublished={("data",): lambda f: f["data"] == "without"})
+                page = page.table("data").set_index("data").loc["with"]
+            else:
+                page = self.disclosure.counts(pd.DataFrame({"n": [persons]}), [()], weight="n").table().iloc[0]
+            shown.append((page["count"], page["shown"], page["status"]))
         frame["persons_with_data"] = [s[0] for s in shown]
         frame["persons_shown"] = [s[1] for s in shown]
         hidden = frame["persons_with_data"].isna()
@@ -119,17 +201,50 @@ class DataQualityReport(LakeView):
     @shared_data("dq_result")
     def data(self) -> pd.DataFrame:
         """One row per check of the latest ingest; for a public view a numerator in the hidden
-        range shows the profile's label and no percent (it may count a few persons' records)."""
+        range shows the profile's label and no percent (it may count a few persons' records).
+
+        A check of the person table counts persons in both numerator and denominator, so both
+        are counts under disclosure control, on one page (failing, passing and all): the
+        denominator, when it is everyone in the lake, is the lake's published total (the same
+        text as the overview's), and the persons passing (the total less those failing) are a
+        count a reader derives and the audit protects. A check of the year of birth counts the
+        persons the overview shows in the age band "unknown", and takes that count as published
+        there. A hidden numerator or denominator shows no percent and no pass or fail."""
         frame = self._sql("""SELECT check_id, category, table_name, description, numerator, denominator, pct, threshold_pct,
                                     passed FROM dq_result
                              WHERE ingest_id = (SELECT max(ingest_id) FROM dq_result) ORDER BY passed, category, check_id""")
         if self.public:
-            small = frame["numerator"].map(self.disclosure.rules.hides)
-            frame = frame.astype({"numerator": object, "passed": object})
-            frame.loc[small, "numerator"] = self.disclosure.rules.label
+            rules = self.disclosure.rules
+            numerators = frame["numerator"].copy()
+            small = frame["numerator"].map(rules.hides)
+            frame = frame.astype({"numerator": object, "denominator": object, "passed": object})
+            frame.loc[small, "numerator"] = rules.label
             frame.loc[small, "pct"] = np.nan
             frame.loc[small, "passed"] = None  # with the threshold it would bound the hidden numerator
+            for i in frame.index[frame["table_name"] == "person"]:
+                numerator, denominator = self._persons_page(frame.at[i, "check_id"], int(numerators[i]),
+                                                            int(frame.at[i, "denominator"]))
+                frame.at[i, "numerator"], frame.at[i, "denominator"] = numerator["shown"], denominator["shown"]
+                if numerator["status"] not in ("shown", "rounded") or denominator["status"] not in ("shown", "rounded"):
+                    frame.at[i, "pct"], frame.at[i, "passed"] = np.nan, None
         return frame
+
+    def _persons_page(self, check_id: str, failing: int, checked: int):
+        """The protected numerator and denominator of a check that counts persons."""
+        from explorer.privacy.counts import lake_persons, published_total
+
+        known = {}
+        if lake_persons(self.lake) == checked and failing <= checked:
+            known[()] = {(): published_total(self.lake, self.disclosure)}
+            if check_id == "person_birth_missing":  # the overview's age band "unknown"
+                ages = demographic_page(self.lake, self.disclosure, "age_band").facts("age_band")
+                unknown = ages.get("unknown")
+                if (unknown.value if unknown is not None else 0) == failing:
+                    known[("result",)] = {"fail": unknown} if unknown is not None else {}
+        finest = pd.DataFrame({"result": ["fail", "pass"], "n": [failing, checked - failing]})
+        page = self.disclosure.counts(finest, [("result",), ()], weight="n", known=known,
+                                      unpublished={("result",): lambda f: f["result"] == "pass"})
+        return page.table("result").set_index("result").loc["fail"], page.table().iloc[0]
 
     def panel(self):
         import panel as pn
