@@ -26,142 +26,48 @@ of CVE-2026-21883).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
+import html
 import os
+import re
 import secrets
 from pathlib import Path
 
 from explorer.errors import ExplorerError, TableNotFoundError
-from explorer.privacy import ROLES, PermissionDenied
+from explorer.login import AUTH_FILE_ENV, SECURE_COOKIES_ENV, Credentials, auth_provider, credentials, current_user
+from explorer.privacy import PermissionDenied
 
-AUTH_FILE_ENV = "EXPLORER_AUTH_FILE"
-SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+OAUTH_ENV = "EXPLORER_OAUTH_PROVIDER"
+COOKIE_SECRET_ENV = "EXPLORER_COOKIE_SECRET"
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
 
 
-# ---------------------------------------------------------------------------------- passwords
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """``scrypt$n$r$p$salt$hash`` of ``password`` (salt and hash in base64)."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT["n"], r=SCRYPT["r"], p=SCRYPT["p"], dklen=32)
-    return "$".join(["scrypt", str(SCRYPT["n"]), str(SCRYPT["r"]), str(SCRYPT["p"]),
-                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` matches the stored hash (constant-time comparison)."""
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        found = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                               dklen=len(base64.b64decode(digest)))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(found, base64.b64decode(digest))
-
-
-_DUMMY_HASH = hash_password("no such user")
-
-
-class Credentials:
-    """The users of a credentials file: name -> role and password hash."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ExplorerError(f"{self.path}: no such credentials file; make one with "
-                                f"`explorer users add {self.path} NAME --role public`") from None
-        except json.JSONDecodeError as exc:
-            raise ExplorerError(f"{self.path}: not JSON ({exc}); expected {{\"users\": {{NAME: {{\"role\": ..., "
-                                "\"password\": ...}}}}}}") from None
-        users = document.get("users") if isinstance(document, dict) else None
-        if not isinstance(users, dict):
-            raise ExplorerError(f"{self.path}: expected a \"users\" mapping of name to role and password hash")
-        for name, entry in users.items():
-            if not isinstance(entry, dict) or entry.get("role") not in ROLES or not str(entry.get("password", "")).startswith("scrypt$"):
-                raise ExplorerError(f"{self.path}: user {name!r} needs a role ({', '.join(ROLES)}) and a scrypt password "
-                                    "hash (`explorer users add` makes both); plain-text passwords are refused")
-        self.users = users
-
-    def role(self, user: str | None) -> str:
-        if not user or user not in self.users:
-            raise PermissionDenied(f"user {user!r} is not in {self.path}: ask a steward for an account")
-        return self.users[user]["role"]
-
-    def check(self, user: str, password: str) -> bool:
-        entry = self.users.get(user)
-        if entry is None:
-            verify_password(password, _DUMMY_HASH)  # the same work whether or not the user exists
-            return False
-        return verify_password(password, entry["password"])
-
-    @staticmethod
-    def add(path, user: str, role: str, password: str) -> None:
-        """Add or replace ``user`` in the credentials file at ``path`` (created if missing)."""
-        if role not in ROLES:
-            raise ExplorerError(f"role {role!r}: expected one of {', '.join(ROLES)}")
-        if len(password) < 8:
-            raise ExplorerError("a password needs at least 8 characters")
-        path = Path(path)
-        document = json.loads(path.read_text()) if path.exists() else {"users": {}}
-        document["users"][user] = {"role": role, "password": hash_password(password)}
-        path.write_text(json.dumps(document, indent=1) + "\n")
-        os.chmod(path, 0o600)
-
-
 # ---------------------------------------------------------------------------------- sessions
-_LOADED: dict = {}
-
-
-def credentials() -> Credentials:
-    """The served credentials file, read again only when it changed (a user added or removed
-    while serving counts from the next request)."""
-    path = os.environ.get(AUTH_FILE_ENV)
-    if not path:
-        raise PermissionDenied("the dashboards run without a credentials file: start them with `explorer serve --auth FILE`")
-    stamp = os.stat(path).st_mtime_ns
-    if _LOADED.get(path, (None,))[0] != stamp:
-        _LOADED[path] = (stamp, Credentials(path))
-    return _LOADED[path][1]
-
-
 def session_role() -> str:
-    """The role of the user of the current Panel session, from the signed login cookie."""
+    """The role of the user of the current Panel session.
+
+    The user is looked up from the session cookie of the HTTP request that opened this Bokeh
+    session, in the server's session store (a logout or an expiry ends it), never from the
+    cookies copied into the page's session token: that token is readable by the page's
+    scripts, so it carries no cookie at all (``include_cookies=[]`` in :func:`serve`)."""
+    return credentials().role(session_user())
+
+
+def session_user() -> str | None:
+    """The logged-in user of the current Panel session (None outside a served session)."""
     import panel as pn
 
-    return credentials().role(pn.state.user)
+    context = getattr(pn.state.curdoc, "session_context", None)
+    request = getattr(getattr(context, "request", None), "_request", None)  # Tornado's own request
+    if request is None or not hasattr(request, "cookies"):
+        return None
+    if os.environ.get(OAUTH_ENV):  # Panel's OAuth login keeps the user in its signed "user" cookie
+        from tornado.web import decode_signed_value
 
-
-def login_handler_class():
-    """Panel's login page, checking passwords against the credentials file's hashes."""
-    from panel.auth import BasicLoginHandler
-
-    class HashedLoginHandler(BasicLoginHandler):
-        def _validate(self, username, password):
-            return credentials().check(username, password)
-
-    return HashedLoginHandler
-
-
-def auth_provider():
-    from panel.auth import BasicAuthProvider
-
-    class HashedAuthProvider(BasicAuthProvider):
-        @property
-        def login_handler(self):
-            handler = login_handler_class()
-            handler._login_endpoint = self._login_endpoint
-            handler._login_template = self._login_template
-            return handler
-
-    return HashedAuthProvider(login_template=str(DASHBOARDS / "_login.html"),
-                              logout_template=str(DASHBOARDS / "_logout.html"))
+        cookie = request.cookies.get("user")
+        secret = os.environ.get(COOKIE_SECRET_ENV, "")
+        decoded = decode_signed_value(secret, "user", cookie.value) if cookie is not None and secret else None
+        return decoded.decode() if decoded else None
+    return current_user(request)
 
 
 def dashboard_files() -> dict[str, Path]:
@@ -171,20 +77,32 @@ def dashboard_files() -> dict[str, Path]:
 
 def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1", origins=(), num_procs: int = 1,
           cookie_secret: str | None = None, show: bool = False, oauth_provider: str | None = None,
-          session_lifetime_ms: int | None = None):
-    """Serve every dashboard (blocks). See the module notes for login and roles."""
+          session_lifetime_ms: int | None = None, secure_cookies: bool = False):
+    """Serve every dashboard (blocks). See the module notes for login and roles.
+
+    ``secure_cookies``: mark the cookies ``Secure`` (sent over HTTPS only), for a server behind
+    a TLS proxy that reaches it over plain HTTP; a request that arrives over HTTPS gets them
+    anyway."""
     import panel as pn
 
     Credentials(auth_file)  # refuse a bad file before anything starts
     os.environ[AUTH_FILE_ENV] = str(Path(auth_file).resolve())
     os.environ["EXPLORER_HOME"] = str(Path(lake_root).resolve())
-    secret = cookie_secret or os.environ.get("EXPLORER_COOKIE_SECRET") or secrets.token_hex(32)
+    os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else "0"
+    secret = cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or secrets.token_hex(32)
+    os.environ[COOKIE_SECRET_ENV] = secret  # the OAuth login's cookie is decoded with it (session_user)
     origins = list(origins) or [f"localhost:{port}", f"127.0.0.1:{port}"]
     options = dict(port=port, address=address, websocket_origin=origins, show=show, num_procs=num_procs,
                    cookie_secret=secret, title="Cohort Explorer", index=str(DASHBOARDS / "_root.html"),
                    # one process runs each page once at start; several (forked) get the libraries loaded
                    # before the fork instead, since Bokeh refuses to fork after running a page
-                   warm=num_procs == 1)
+                   warm=num_procs == 1, start=False,
+                   # what a browser sends: widget changes and uploads (a cohort definition is at most
+                   # 256 KiB); Bokeh's default of 20 MB let one message hold a process for seconds
+                   websocket_max_message_size=4 * 1024 * 1024,
+                   # the session token is in the page, where any script of the page can read it: it
+                   # carries no cookie (a login cookie in it was readable despite HttpOnly)
+                   include_cookies=[], exclude_headers=["Cookie", "Authorization"])
     from explorer.views.base import _holoviews
 
     _holoviews()  # HoloViews with its Bokeh backend: seconds of imports the first user would wait for
@@ -193,8 +111,10 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
                        check_unused_sessions_milliseconds=max(500, session_lifetime_ms // 2))
     if oauth_provider:
         options["oauth_provider"] = oauth_provider
+        os.environ[OAUTH_ENV] = oauth_provider
     else:
-        options["auth_provider"] = auth_provider()
+        os.environ.pop(OAUTH_ENV, None)
+        options["auth_provider"] = auth_provider(DASHBOARDS / "_login.html", DASHBOARDS / "_logout.html")
     if num_procs > 1:
         _accept_one_connection_at_a_time()
         # each forked process ends with the parent (else a stopped server leaves its processes
@@ -211,7 +131,54 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
     else:
         warm_shared_views()
     files = dashboard_files()
-    pn.serve({name: str(path) for name, path in files.items()}, **options)
+    running = pn.serve({name: str(path) for name, path in files.items()}, **options)
+    running._tornado.add_transform(SecurityHeaders)
+    running.start()
+    running.io_loop.start()
+
+
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'nonce-{nonce}' 'strict-dynamic' 'unsafe-eval'; "
+                           "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+                           "connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
+                           "form-action 'self'")
+
+
+class SecurityHeaders:
+    """A Tornado output transform: every response of the server gets a Content-Security-Policy
+    and the headers that go with it, and the script elements of an HTML page get the nonce the
+    policy names.
+
+    The policy allows scripts only from this server or carrying this response's nonce (and
+    those they load, ``'strict-dynamic'``): an inline event handler (``<img onerror=...>``) or a
+    script element written into the page by markup never runs, even if some text reached the page
+    unescaped (W3C CSP Level 3). ``'unsafe-eval'`` stays because Bokeh and Panel compile some of
+    their own code at run time; it does not let markup run script. Styles may be inline (Panel
+    sets them per component)."""
+
+    _script = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
+
+    def __init__(self, request):
+        self.nonce = secrets.token_urlsafe(18)
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(nonce=self.nonce)
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "same-origin"
+        self.html = headers.get("Content-Type", "").startswith("text/html")
+        if self.html and "Content-Length" in headers:
+            if not finishing:  # a page streamed in parts whose length is declared: left as it is
+                self.html = False
+                return status_code, headers, chunk
+            chunk = self.transform_chunk(chunk, finishing)
+            headers["Content-Length"] = str(len(chunk))
+            return status_code, headers, chunk
+        return status_code, headers, self.transform_chunk(chunk, finishing)
+
+    def transform_chunk(self, chunk, finishing):
+        if self.html and chunk:
+            chunk = self._script.sub(b'<script nonce="' + self.nonce.encode() + b'"', chunk)
+        return chunk
 
 
 def _end_with_parent(parent: int) -> None:
@@ -283,40 +250,60 @@ def page(title: str, build):
     """A served page: the navigation, who is signed in, and ``build(lake, role)``'s content.
 
     The role comes from the login (:func:`session_role`) and is checked before anything is
-    built; a view refused to this role shows why instead of its content."""
+    built; a view refused to this role shows why instead of its content. Every message is shown
+    as text (``explorer.views.base.message``): it may quote a URL parameter."""
     import panel as pn
 
     import explorer
+    from explorer.views.base import message, plain_text
 
     pn.extension("tabulator", loading_indicator=True, notifications=False)
     nav = " · ".join(f"[{label}](./{name})" for name, label in PAGES)
+    heading = f"## {plain_text(title)}\n{nav}"
     try:
         role = session_role()
-        header = pn.pane.Markdown(f"## {title}\n{nav} · signed in as **{pn.state.user}** ({role}) · [log out](./logout)",
-                                  sizing_mode="stretch_width")
+        header = pn.pane.Markdown(f"{heading} · signed in as **{plain_text(session_user())}** ({role}) · "
+                                  "[log out](./logout)", sizing_mode="stretch_width")
         body = build(explorer.open(), role)
     except PermissionDenied as exc:
-        header = pn.pane.Markdown(f"## {title}\n{nav} · [log out](./logout)", sizing_mode="stretch_width")
-        body = [pn.pane.Alert(f"**Not available to you.** {exc}", alert_type="warning", css_classes=["refused"])]
+        header = pn.pane.Markdown(f"{heading} · [log out](./logout)", sizing_mode="stretch_width")
+        body = [message(exc, "warning", "Not available to you.", css_classes=["refused"])]
     except ExplorerError as exc:
-        header = pn.pane.Markdown(f"## {title}\n{nav}", sizing_mode="stretch_width")
-        body = [pn.pane.Alert(str(exc), alert_type="danger")]
+        header = pn.pane.Markdown(heading, sizing_mode="stretch_width")
+        body = [message(exc)]
     return pn.Column(header, *body, sizing_mode="stretch_width")
 
 
 def guarded(view_factory):
-    """A view's content, or why this role may not see it (the view checks its own role)."""
+    """A view's content, or why this role may not see it (the view checks its own role).
+
+    The view is drawn again whenever one of its parameters changes (a widget, or the URL), and
+    each drawing is guarded: a parameter a URL set to something the view refuses shows the
+    refusal, as text, where the view would be."""
     import panel as pn
+
+    from explorer.views.base import message
+
+    def refusal(exc):
+        if isinstance(exc, PermissionDenied):
+            return message(exc, "warning", "Not available to you.", css_classes=["refused"])
+        if isinstance(exc, TableNotFoundError):  # this lake has not got that aggregate (yet): not a fault of the page
+            return message(exc, "info", "Not in this lake yet.")
+        return message(exc)
 
     try:
         view = view_factory()
-        return pn.panel(view.panel)
-    except PermissionDenied as exc:
-        return pn.pane.Alert(f"**Not available to you.** {exc}", alert_type="warning", css_classes=["refused"])
-    except TableNotFoundError as exc:  # this lake has not got that aggregate (yet): not a fault of the page
-        return pn.pane.Alert(f"**Not in this lake yet.** {exc}", alert_type="info")
     except ExplorerError as exc:
-        return pn.pane.Alert(str(exc), alert_type="danger")
+        return refusal(exc)
+    watched = [view.param[name] for name in view.param if name not in ("name", "lake", "role", "disclosure")]
+
+    def drawn(*_):
+        try:
+            return pn.panel(view.panel())
+        except ExplorerError as exc:
+            return refusal(exc)
+
+    return pn.panel(pn.bind(drawn, *watched))
 
 
 def url_synced(view, parameters: list[str]):

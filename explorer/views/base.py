@@ -10,6 +10,8 @@ built for ``public`` hands its counts, means and histogram bins to
 from __future__ import annotations
 
 import functools
+import html
+import re
 import threading
 from collections import OrderedDict
 
@@ -30,6 +32,27 @@ def _holoviews():
     if hv.Store.current_backend != "bokeh":
         hv.Store.set_current_backend("bokeh")
     return hv
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def plain_text(text) -> str:
+    """``text`` made safe to put into Markdown: shown as written, never read as HTML or markup.
+
+    HTML's special characters become entities (``<img onerror=...>`` shows as text) and Markdown's
+    are backslash-escaped (``[x](javascript:...)`` is not a link). Use it for everything that can
+    hold user input: URL parameters, uploaded definitions, names, error messages that quote them."""
+    return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", str(text)), quote=True)  # <, > and & as entities
+
+
+def message(text, kind: str = "danger", lead: str = "", **options):
+    """An alert showing ``text`` as plain text (:func:`plain_text`), after an optional bold
+    ``lead`` the code wrote itself."""
+    import panel as pn
+
+    body = (f"**{lead}** " if lead else "") + plain_text(text)
+    return pn.pane.Alert(body, alert_type=kind, **options)
 
 
 _SHARED: OrderedDict = OrderedDict()

@@ -42,11 +42,13 @@ class CatalogOverview(LakeView):
     def compare(self) -> pd.DataFrame:
         """``table`` at two versions: rows, and the mean of each numeric column, with the change.
         Researchers only: the means of a small aggregate are not under disclosure control."""
-        from explorer.privacy import require
+        from explorer.privacy import require, require_tables
 
         require(self.role, "person_rows", "comparing table versions")
         if not self.lake.has_table(self.table):
-            raise ExplorerError(f"no table {self.table!r} in the lake")
+            raise ExplorerError(f"no table {self.table!r} in the lake; choose one of the datasets listed above")
+        # row counts and means are read from the table itself: only a table of the role's tier
+        require_tables(self.lake, self.role, [self.table], f"comparing versions of {self.table}")
         latest = self.lake.version(self.table)
         after = latest if self.after is None else self.after
         before = max(after - 1, 0) if self.before is None else self.before
@@ -64,10 +66,19 @@ class CatalogOverview(LakeView):
     def panel(self):
         import panel as pn
 
+        from explorer.privacy import PermissionDenied
+        from explorer.views.base import message, plain_text
+
         parts = [pn.pane.Markdown("### Datasets"), pn.widgets.Tabulator(self.datasets(), show_index=False, disabled=True,
                                                                         sizing_mode="stretch_width", height=360)]
         if not self.public:
             parts += [pn.pane.Markdown("### Refresh runs"), pn.widgets.Tabulator(self.runs(), show_index=False, disabled=True,
-                                                                                  sizing_mode="stretch_width", height=220),pn.pane.Markdown(f"### {self.table}: what changed between versions"),
-                      pn.widgets.Tabulator(self.compare(), show_index=False, disabled=True, sizing_mode="stretch_width")]
+                                                                                  sizing_mode="stretch_width", height=220),
+                      pn.pane.Markdown(f"### {plain_text(self.table)}: what changed between versions")]
+            try:  # a table the URL names may not exist or be above the role's tier: the rest still shows
+                parts.append(pn.widgets.Tabulator(self.compare(), show_index=False, disabled=True, sizing_mode="stretch_width"))
+            except PermissionDenied as exc:
+                parts.append(message(exc, "warning", "Not available to you."))
+            except ExplorerError as exc:
+                parts.append(message(exc))
         return pn.Column(*parts, sizing_mode="stretch_width")

@@ -16,7 +16,8 @@ import param
 
 from explorer import cohorts
 from explorer.cohorts.definition import (
-    CODE_SYSTEMS, EXPOSURE_VARIABLES, INDEX_RULES, STATISTICS, WEARABLE_METRICS, Definition, DefinitionError)
+    CODE_SYSTEMS, EXPOSURE_VARIABLES, INDEX_RULES, STATISTICS, WEARABLE_METRICS, Definition,
+    DefinitionError, parse_text)
 from explorer.errors import ExplorerError
 from explorer.views.base import LakeView, _holoviews
 
@@ -513,15 +514,10 @@ class CriterionEditor:
 
     def document(self) -> dict:
         if self.kind is None:
-            import yaml
-
-            text = self.widgets["yaml"].value
             try:
-                if "*" in text and any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
-                    raise DefinitionError([f"{self.section}: YAML aliases (*name) are not allowed; write the criterion out"])
-                return yaml.safe_load(text) or {}
-            except yaml.YAMLError as exc:
-                raise DefinitionError([f"{self.section}: the YAML of a criterion does not parse: {exc}"]) from None
+                return parse_text(self.widgets["yaml"].value, self.section) or {}
+            except DefinitionError as exc:
+                raise DefinitionError([f"{self.section}: {problem}" for problem in exc.problems]) from None
         out: dict = {"kind": self.kind}
         for key, widget in self.widgets.items():
             value = widget.value
@@ -582,10 +578,10 @@ class CohortBuilder(LakeView):
         self._add.on_click(lambda event: self.add(self._add_section.value, self._add_kind.value))
         self._attrition = pn.Column(sizing_mode="stretch_width")
         self._message = pn.pane.Alert("", alert_type="danger", visible=False)
+        # an upload is document text, never a path on the server; a file over MAX_DOCUMENT_BYTES
+        # is refused before it is parsed (cohorts.loads)
         self._upload = pn.widgets.FileInput(accept=".yaml,.yml,.json", width=220)
-        # an upload is document text, never a path on the server
-        self._upload.param.watch(lambda event: self.load(cohorts.loads(event.new.decode("utf-8", "replace"), "the uploaded file"))
-                                 if event.new else None, "value")
+        self._upload.param.watch(lambda event: self.load_upload(event.new), "value")
         self._save = pn.widgets.Button(label="save to lake", color="success", width=120,
                                        disabled=self.role == "public")
         self._save.on_click(lambda event: self.save())
@@ -642,6 +638,28 @@ class CohortBuilder(LakeView):
         self._layout_rows()
         self._changed()
 
+    def load_upload(self, content: bytes | None) -> bool:
+        """Show an uploaded definition (document text, never a path on the server); a file that
+        is not one shows why, in the builder's message, and is neither kept nor logged."""
+        if not content:
+            return False
+        try:
+            self.load(cohorts.loads(content.decode("utf-8", "replace"), "the uploaded file"))
+        except DefinitionError as exc:
+            self._show("The uploaded file is not a cohort definition:", exc.problems, "danger")
+            return False
+        except ExplorerError as exc:
+            self._show("The uploaded file is not a cohort definition:", [str(exc)], "danger")
+            return False
+        return True
+
+    def _show(self, lead: str, lines, kind: str) -> None:
+        """The builder's message: ``lead`` (written here), then ``lines`` shown as text."""
+        from explorer.views.base import plain_text
+
+        self._message.object = f"**{lead}**\n\n" + "\n".join(f"- {plain_text(line)}" for line in lines)
+        self._message.alert_type, self._message.visible = kind, True
+
     def definition(self) -> Definition:
         """The definition the widgets describe; raises DefinitionError when they do not make one."""
         return cohorts.from_dict(self._document(), "the builder's definition")
@@ -673,8 +691,7 @@ class CohortBuilder(LakeView):
             definition = self.definition()
         except DefinitionError as exc:
             self.problems = list(exc.problems)
-            self._message.object = "**The definition is not complete yet:**\n\n" + "\n".join(f"- {p}" for p in exc.problems)
-            self._message.alert_type, self._message.visible = "warning", True
+            self._show("The definition is not complete yet:", exc.problems, "warning")
             return
         self.problems = []
         self._message.visible = False
@@ -682,8 +699,7 @@ class CohortBuilder(LakeView):
         try:
             frame = self.attrition(definition)
         except ExplorerError as exc:
-            self._message.object = str(exc)
-            self._message.alert_type, self._message.visible = "danger", True
+            self._show("The attrition cannot be counted:", [str(exc)], "danger")
             return
         self._attrition.objects = [attrition_panel(frame, self.public)]
 
