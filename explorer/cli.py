@@ -662,14 +662,15 @@ def cmd_serve(args) -> int:
     pages = ", ".join(f"/{name}" for name in dashboard_files())
     print(f"serving {pages} of {lake.root} at http://{args.address}:{args.port}/ (log in; Ctrl-C stops)", flush=True)
     serve(lake.root, args.auth, port=args.port, address=args.address, origins=args.allow_websocket_origin or (),
-          num_procs=args.num_procs, cookie_secret=args.cookie_secret, show=args.show, oauth_provider=args.oauth_provider)
+          num_procs=args.num_procs, cookie_secret=args.cookie_secret, show=args.show, oauth_provider=args.oauth_provider,
+          secure_cookies=args.secure_cookies)
     return 0
 
 
 def cmd_users(args) -> int:
     import getpass
 
-    from explorer.serve import Credentials
+    from explorer.login import Credentials
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -693,7 +694,8 @@ def cmd_demo(args) -> int:
         return 0 if ok else 1
     import secrets
 
-    from explorer.serve import Credentials, serve
+    from explorer.login import Credentials
+    from explorer.serve import serve
 
     users = lake.root.parent / f"{lake.root.name}.users.json"
     logins = {role: secrets.token_urlsafe(9) for role in ("public", "researcher", "steward")}
@@ -1085,6 +1087,11 @@ def build_parser() -> argparse.ArgumentParser:
         user sees counts under disclosure control only; person-level views need researcher.
         Filters are kept in the URL, so a link reproduces a view.
 
+        Sessions are kept on the server (beside the --auth file) and end at logout, after 2 h
+        unused or 12 h after login; 5 wrong passwords per account (20 per address) in 15 min
+        refuse further tries. Serve over TLS: put a TLS proxy in front and pass --secure-cookies
+        (README, "Threat model").
+
         examples:
           explorer users add users.json ana --role researcher
           explorer serve --auth users.json --port 5006
@@ -1099,6 +1106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cookie-secret", default=None, help="signs the login cookie (default $EXPLORER_COOKIE_SECRET, else random)")
     p.add_argument("--oauth-provider", default=None, help="log in through Panel's OAuth provider instead (PANEL_OAUTH_* settings); "
                                                           "--auth then maps user names to roles")
+    p.add_argument("--secure-cookies", action="store_true",
+                   help="send cookies over HTTPS only: for a server behind a TLS proxy that reaches it over HTTP")
     p.add_argument("--show", action="store_true", help="open a browser")
     p.set_defaults(func=cmd_serve)
 
