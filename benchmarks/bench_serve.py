@@ -105,7 +105,9 @@ def _concurrent_sessions(base, logins, n: int) -> list[float]:
     for k in range(n):
         role = "public" if k % 2 else "researcher"
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        opener.open(base + "/login", urllib.parse.urlencode({"username": role, "password": logins[role]}).encode())
+        csrf = re.search(r'name="csrf" value="([^"]+)"', opener.open(base + "/login").read().decode()).group(1)
+        opener.open(base + "/login", urllib.parse.urlencode({"csrf": csrf, "username": role,
+                                                              "password": logins[role]}).encode())
         openers.append(opener)
 
     def one(opener):

@@ -33,7 +33,8 @@ import secrets
 from pathlib import Path
 
 from explorer.errors import ExplorerError, TableNotFoundError
-from explorer.login import AUTH_FILE_ENV, SECURE_COOKIES_ENV, Credentials, auth_provider, credentials, current_user
+from explorer.login import (AUTH_FILE_ENV, SECURE_COOKIES_ENV, SESSION_COOKIE, Credentials, auth_provider, credentials,
+                            current_user, session_store)
 from explorer.privacy import PermissionDenied
 
 OAUTH_ENV = "EXPLORER_OAUTH_PROVIDER"
@@ -52,13 +53,19 @@ def session_role() -> str:
     return credentials().role(session_user())
 
 
-def session_user() -> str | None:
-    """The logged-in user of the current Panel session (None outside a served session)."""
+def _opening_request():
+    """The Tornado request that opened the current Bokeh session (None outside a served one)."""
     import panel as pn
 
     context = getattr(pn.state.curdoc, "session_context", None)
-    request = getattr(getattr(context, "request", None), "_request", None)  # Tornado's own request
-    if request is None or not hasattr(request, "cookies"):
+    request = getattr(getattr(context, "request", None), "_request", None)
+    return request if hasattr(request, "cookies") else None
+
+
+def session_user() -> str | None:
+    """The logged-in user of the current Panel session (None outside a served session)."""
+    request = _opening_request()
+    if request is None:
         return None
     if os.environ.get(OAUTH_ENV):  # Panel's OAuth login keeps the user in its signed "user" cookie
         from tornado.web import decode_signed_value
@@ -271,7 +278,32 @@ def page(title: str, build):
     except ExplorerError as exc:
         header = pn.pane.Markdown(heading, sizing_mode="stretch_width")
         body = [message(exc)]
-    return pn.Column(header, *body, sizing_mode="stretch_width")
+    column = pn.Column(header, *body, sizing_mode="stretch_width")
+    _close_at_logout(column)
+    return column
+
+
+def _close_at_logout(column) -> None:
+    """Empty an open page within a minute (``$EXPLORER_SESSION_CHECK_SECONDS``) of its login
+    session ending (a logout in another tab, or expiry): its websocket would otherwise go on
+    serving the logged-out user."""
+    import panel as pn
+
+    every_ms = int(float(os.environ.get("EXPLORER_SESSION_CHECK_SECONDS", "60")) * 1000)
+    request = _opening_request()
+    cookie = request.cookies.get(SESSION_COOKIE) if request is not None and not os.environ.get(OAUTH_ENV) else None
+    if cookie is None or pn.state.curdoc is None:
+        return
+    token = cookie.value
+
+    def check():
+        if session_store().user(token) is None:
+            from explorer.views.base import message
+
+            column.objects = [message("Log in again to go on.", "warning", "Your session has ended.")]
+            callback.stop()
+
+    callback = pn.state.add_periodic_callback(check, period=every_ms)
 
 
 def guarded(view_factory):
@@ -303,7 +335,7 @@ def guarded(view_factory):
         except ExplorerError as exc:
             return refusal(exc)
 
-    return pn.panel(pn.bind(drawn, *watched))
+    return pn.panel(pn.bind(drawn, *watched)) if watched else drawn()
 
 
 def url_synced(view, parameters: list[str]):

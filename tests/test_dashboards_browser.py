@@ -46,9 +46,13 @@ def server(cohort_lake, tmp_path_factory):
     for role, password in PASSWORDS.items():
         Credentials.add(users, role, role, password)
     port = free_port()
+    # the server's log goes to a file: a pipe nobody reads fills up and stops the server
+    SHOTS.parent.mkdir(parents=True, exist_ok=True)
+    log = (SHOTS.parent / "serve.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(root / "lake"), "serve", "--auth",
-                                str(users), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "EXPLORER_COOKIE_SECRET": "test-cookie-secret-0123456789"})
+                                str(users), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "EXPLORER_COOKIE_SECRET": "test-cookie-secret-0123456789",
+                                                     "EXPLORER_SESSION_CHECK_SECONDS": "2"})
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -57,7 +61,7 @@ def server(cohort_lake, tmp_path_factory):
             break
         except OSError:
             if process.poll() is not None:
-                raise AssertionError(process.stdout.read())
+                raise AssertionError((SHOTS.parent / "serve.log").read_text())
             time.sleep(0.5)
     else:
         process.kill()
@@ -68,6 +72,7 @@ def server(cohort_lake, tmp_path_factory):
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +90,21 @@ def browser():
         chromium.close()
 
 
-def logged_in(browser, base, role):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def http_login(opener, base, user, password):
+    """Log in as a browser would: the login form's CSRF token, then the POST (``opener`` keeps
+    the cookies)."""
+    import re
+    import urllib.parse
+
+    form = opener.open(base + "/login").read().decode()
+    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    return opener.open(base + "/login", urllib.parse.urlencode({"csrf": token, "username": user,
+                                                               "password": password}).encode())
+
+
+def logged_in(browser, base, role, context=None):
+    """A page logged in as ``role`` (in ``context`` if given: tabs of one browser window)."""
+    page = context.new_page() if context else browser.new_page(viewport={"width": 1280, "height": 900})
     page.errors = []
     page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: page.errors.append(str(error)))
@@ -223,7 +241,7 @@ def test_a_websocket_from_a_foreign_origin_is_refused(server):
     base, _ = server
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(base + "/login", urllib.parse.urlencode({"username": "public", "password": PASSWORDS["public"]}).encode())
+    http_login(opener, base, "public", PASSWORDS["public"])
     token = re.search(r'"token":\s*"([^"]+)"', opener.open(base + "/overview").read().decode()).group(1)
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
 
@@ -385,8 +403,7 @@ def test_demo_builds_a_lake_and_serves_it_with_a_login_per_role(tmp_path):
         import http.cookiejar
 
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        landed = opener.open(base + "/login", urllib.parse.urlencode({"username": "researcher",
-                                                                      "password": logins["researcher"]}).encode())
+        landed = http_login(opener, base, "researcher", logins["researcher"])
         assert landed.status == 200 and "/login" not in landed.url
         home = opener.open(base + "/index").read().decode()
         assert "<title>Cohort Explorer</title>" in home and 'name="password"' not in home  # the page, not the login
@@ -398,4 +415,149 @@ def test_demo_builds_a_lake_and_serves_it_with_a_login_per_role(tmp_path):
 def test_the_login_page_escapes_what_the_url_says(server):
     base, _ = server
     body = urlopen(base + "/login?error=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E").read().decode()
-    assert "<img src=x" not in body and "&lt;img src=x" in body
+    assert "<img src=x" not in body and "img src=x" not in body  # an error is never taken from the URL
+    body = urlopen(base + "/login?next=/x%22%3E%3Cimg/src=x/onerror=alert(1)%3E").read().decode()
+    assert "<img/src=x" not in body and 'value="/x&#34;&gt;&lt;img/src=x' in body
+
+
+# ------------------------------------------------------------------------- issue 27, findings 1 and 4
+XSS_PAYLOADS = ["<img src=x onerror=alert(1)>", '"><svg onload=alert(2)>', "<script>alert(3)</script>",
+                "[link](javascript:alert(4))", "x' onmouseover='alert(5)"]
+
+
+def url_parameters() -> dict[str, list[str]]:
+    """Every URL parameter each page reads: those it keeps in sync with its widgets
+    (``url_synced(view, [...])``) and those it reads from the request (``session_args``), found
+    in the pages' source so that a new page or parameter is attacked too."""
+    import re
+
+    found = {}
+    for name in PAGES:
+        source = (ROOT / "dashboards" / f"{name}.py").read_text()
+        synced = [p for group in re.findall(r"url_synced\(\w+,\s*\[([^\]]*)\]", source)
+                  for p in re.findall(r"[\"']([\w]+)[\"']", group)]
+        asked = re.findall(r"session_args[^\n]*?\.get\([\"'](\w+)[\"']", source)
+        found[name] = sorted(set(synced + asked)) + ["unknown_parameter"]
+    return found
+
+
+def test_the_pages_parameters_are_found():
+    parameters = url_parameters()
+    assert {"cohort", "against"} <= set(parameters["cohorts"]) and "person_id" in parameters["wearables"]
+    assert "table" in parameters["catalog"] and "by" in parameters["overview"]
+
+
+@pytest.mark.parametrize("role", ["public", "researcher"])
+def test_no_url_parameter_of_any_page_runs_script(server, browser, role):
+    """Finding 1: `/cohorts?against=<img src=x onerror=...>` (and ?cohort=, /wearables?person_id=,
+    /catalog?table=) ran the attacker's script in a logged-in user's page. Every parameter of
+    every page, with each payload, for both roles: no dialog opens, no element of the payload
+    exists in the page (Playwright's selectors pierce the components' shadow roots), and the
+    payload shows as text where a message quotes it."""
+    import urllib.parse
+
+    base, _ = server
+    page = logged_in(browser, base, role)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    shown = 0
+    for name, parameters in url_parameters().items():
+        for payload in XSS_PAYLOADS:
+            query = urllib.parse.urlencode({parameter: payload for parameter in parameters})
+            open_page(page, f"{base}/{name}?{query}")
+            page.wait_for_timeout(300)
+            assert page.locator("img[src='x'], svg[onload], a[href^='javascript']").count() == 0, (name, payload)
+            shown += page.locator(f"text={payload}").count()
+    assert dialogs == [], f"script ran: {dialogs}"
+    assert shown > 0  # the refusals quote the payload, as text
+    page.screenshot(path=str(SHOTS / f"{role}-xss-refused.png"), full_page=True)
+    page.close()
+
+
+def _token_payloads(html: str) -> list[dict]:
+    import json
+    import re
+
+    from bokeh.util.token import get_token_payload
+
+    tokens = re.findall(r'"token":\s*"([^"]+)"', html)
+    assert tokens, "no session token in the page"
+    return [json.loads(json.dumps(get_token_payload(token))) for token in tokens]
+
+
+def test_every_page_has_a_content_security_policy_and_a_token_without_cookies(server, browser):
+    """Finding 1: the page's Bokeh session token carried every cookie (the HttpOnly login cookie
+    included), so a script in the page could read it. The token now carries no cookie and no
+    Cookie header; every page and the login page send a Content-Security-Policy that allows
+    scripts only from the server or with the response's nonce (no inline event handler)."""
+    base, _ = server
+    page = logged_in(browser, base, "researcher")
+    session = next(c["value"] for c in page.context.cookies() if c["name"] == "explorer_session")
+    for name in PAGES:
+        response = page.goto(f"{base}/{name}")
+        policy = response.headers.get("content-security-policy", "")
+        script_src = next(part for part in policy.split(";") if part.strip().startswith("script-src")).split()
+        assert "'unsafe-inline'" not in script_src and any(s.startswith("'nonce-") for s in script_src), policy
+        assert "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        html = response.text()
+        nonce = next(s for s in script_src if s.startswith("'nonce-"))[7:-1]
+        assert html.count("<script") == html.count(f'<script nonce="{nonce}"'), "an inline script without the nonce"
+        for payload in _token_payloads(html):
+            assert payload.get("cookies") in ({}, None), payload.get("cookies")
+            assert not {k.lower() for k in payload.get("headers", {})} & {"cookie", "authorization"}
+            assert session not in json_text(payload)
+    # the policy is enforced: markup that reached the page anyway runs no inline handler
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    open_page(page, f"{base}/overview")
+    page.evaluate("""document.body.insertAdjacentHTML('beforeend', '<img src=x onerror="alert(9)">')""")
+    page.wait_for_timeout(500)
+    assert dialogs == []
+    assert "content-security-policy" in page.goto(f"{base}/login").headers
+    page.close()
+
+
+def json_text(value) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def test_logout_ends_the_session_and_a_copied_cookie_opens_nothing(server, browser):
+    """Finding 4: logout was a GET that left the (stateless) cookie valid for a day. Logging out
+    now takes a POST from the page's own form, and ends the session on the server."""
+    base, _ = server
+    window = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = logged_in(browser, base, "researcher", window)
+    copied = [c for c in window.cookies() if c["name"] == "explorer_session"]
+    other_tab = window.new_page()
+    open_page(other_tab, f"{base}/overview")
+    page.goto(f"{base}/logout")
+    assert page.locator("text=Log out of Cohort Explorer").count() == 1  # the GET only asks
+    open_page(page, f"{base}/overview")  # still logged in
+    page.goto(f"{base}/logout")
+    page.click("#logout")
+    page.locator("text=You are logged out").wait_for(timeout=10_000)
+    page.screenshot(path=str(SHOTS / "logged-out.png"), full_page=True)
+    page.close()
+    # a tab left open on a page is emptied (the server checks every 2 s here, every minute by default)
+    other_tab.locator("text=Your session has ended").wait_for(timeout=15_000)
+    assert other_tab.locator(".counts-table").count() == 0
+    window.close()
+    thief = browser.new_context()
+    thief.add_cookies(copied)
+    stolen = thief.new_page()
+    stolen.goto(f"{base}/wearables")
+    assert "/login" in stolen.url and stolen.locator("text=signed in as").count() == 0
+    thief.close()
+
+
+def test_the_guest_cookie_changes_nobody_into_a_guest(server, browser):
+    """Finding 4: an unsigned `is_guest=1` cookie made a logged-in user the user named guest."""
+    base, _ = server
+    page = logged_in(browser, base, "public")
+    page.context.add_cookies([{"name": "is_guest", "value": "1", "url": base}])
+    open_page(page, f"{base}/overview")
+    assert page.locator("text=signed in as").first.inner_text().count("public") >= 1
+    assert page.locator("text=guest").count() == 0
+    page.close()
