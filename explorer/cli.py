@@ -216,7 +216,10 @@ def cmd_export(args) -> int:
                       version=args.version, dates=args.dates, role=role)
     report = exported.attrs["safe_harbor"]
     print(f"wrote {len(exported):,} rows to {args.out} ({report['method']})")
-    print("removed: " + (", ".join(report["removed"]) or "nothing"))
+    print("removed: " + (", ".join(map(str, report["removed"])) or "nothing"))
+    for column in report["columns"]:  # why, and where from: an alias must not hide what a column was
+        if column["action"] == "removed":
+            print(f"  {column['column']} (from {', '.join(column['from'])}): {column['rule']}")
     for change in report["changed"]:
         print(f"changed: {change}")
     for warning in report["warnings"]:
@@ -956,6 +959,16 @@ def build_parser() -> argparse.ArgumentParser:
         person with --dates shift), ages of 90 and over as "90+", ZIP3 of areas of 20,000 people
         or fewer as "000" (data_catalog/reference/zip3_population.csv). The export is recorded
         in the audit log. Needs the researcher role.
+
+        With --sql, each column is judged by the lake columns its values come from, never by
+        its name or alias: a lake column selected as it is (renamed, or cast without changing
+        its values) gets that column's rule (person_id AS k becomes the export's code, zip3 AS
+        area is masked, a date keeps its year); year(date) is kept; any other expression over
+        a person key, an identifier (source_file, names, places), a date, an age or a ZIP3
+        (upper(person_id), md5(...), strftime(date, ...), date_part('day', ...), substr(zip3,
+        ...)) is removed and listed with its source. A query whose columns cannot be traced
+        (table functions such as read_csv, recursive CTEs, lambdas, COLUMNS(...), #n) is
+        refused, naming the column: select lake columns, or compute those values in the lake.
 
         examples:
           explorer export person --out person.csv
