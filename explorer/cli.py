@@ -115,7 +115,8 @@ def cmd_verify(args) -> int:
 def cmd_audit(args) -> int:
     from explorer.privacy import AuditLog
 
-    log = AuditLog(_lake(args).root)
+    _role(args, "audit", "`explorer audit` (the whole log: who asked what of which data)")
+    log = AuditLog(_lake(args).root, key_file=args.audit_key_file, head_file=args.head_file)
     check = log.verify()
     if not args.verify:
         entries = log.entries(limit=args.limit)
@@ -127,8 +128,11 @@ def cmd_audit(args) -> int:
             print(_table_text(shown))
     print(check)
     if not check.ok:
-        print(f"Keep a copy of {log.path} as evidence; entries from line {check.bad_line} on cannot be trusted.")
-    return 0 if check.ok else 1
+        print(f"Keep a copy of {log.path} and of its head {log.head_path} as evidence"
+              + (f"; entries from line {check.bad_line} on cannot be trusted." if check.bad_line else "."))
+    # 3, not 0, for a log no key covers: a script that checks for success must not pass a log
+    # that anyone could have rewritten
+    return 1 if not check.ok else 0 if check.proven else 3
 
 
 def cmd_versions(args) -> int:
@@ -1040,19 +1044,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="Dask workers for recomputing the aggregates")
     p.set_defaults(func=cmd_erase)
 
-    p = commands.add_parser("audit", help="show the audit log and verify its hash chain", formatter_class=fmt,
-                            epilog=EPILOG_LAKE, description=textwrap.dedent("""\
+    p = commands.add_parser("audit", help="show the audit log and verify its keyed chain and head; steward only",
+                            formatter_class=fmt, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
         The audit log (<lake>/audit/audit.jsonl) is append-only: each entry (who, role, action,
-        dataset and version, parameters, rows returned, time) carries the hash of the entry
-        before. This shows the latest entries and verifies the whole chain; an edited, removed,
-        inserted or moved entry is named and the command exits with status 1.
+        dataset and version, parameters, rows returned, time) carries an HMAC, under the audit
+        key, that covers the entry before it; after every entry a signed head (entry count and
+        last MAC) is written outside the lake. This shows the latest entries and verifies the
+        whole log: an edited, removed, inserted or moved entry, a log cut short, emptied or
+        deleted, and a head rolled back are named. Needs the steward role.
+
+        The audit key: $EXPLORER_AUDIT_KEY, else the file $EXPLORER_AUDIT_KEY_FILE, else
+        <lake>.audit.key beside the lake directory (made on the first entry). The head:
+        $EXPLORER_AUDIT_HEAD_FILE, else <lake>.audit-head.json beside the lake directory. Keep
+        both outside the lake, readable only by the account the lake runs as, and a copy of the
+        head elsewhere: a log rolled back together with its head shows only against that copy.
+
+        exit status: 0 intact and proven with the key; 1 broken (the reason is printed);
+        3 a log written before keyed entries (format < 3), whose integrity cannot be proved.
 
         examples:
           explorer audit
           explorer audit --limit 50
-          explorer audit --verify"""))
+          explorer audit --verify
+          explorer audit --verify --head-file /backup/lake.audit-head.json"""))
     p.add_argument("--limit", type=int, default=20, help="entries to show, newest last (default 20)")
-    p.add_argument("--verify", action="store_true", help="only verify the chain (no listing)")
+    p.add_argument("--verify", action="store_true", help="only verify the chain and the head (no listing)")
+    p.add_argument("--audit-key-file", default=None,
+                   help="the audit key file (default: $EXPLORER_AUDIT_KEY[_FILE], else <lake>.audit.key)")
+    p.add_argument("--head-file", default=None, help="the head to compare with, e.g. a copy kept elsewhere "
+                                                     "(default: $EXPLORER_AUDIT_HEAD_FILE, else <lake>.audit-head.json)")
     p.set_defaults(func=cmd_audit)
 
     p = commands.add_parser("cohort", help="cohort definitions: validate, count (attrition), save, characterise",

@@ -52,16 +52,18 @@ def test_an_edited_entry_is_named(tmp_path_factory, position, field, value):
     assert not check.ok and check.bad_line == position + 1 and "edited" in check.reason
 
 
-def test_an_edit_that_recomputes_its_own_hash_breaks_the_next_link(tmp_path):
+def test_an_edit_that_recomputes_its_own_hash_without_the_key_fails_at_that_entry(tmp_path):
+    # the chain is keyed (format 3): the unkeyed SHA-256 an editor can compute is not the MAC,
+    # so the edit is named at its own line, not only at the link after it
     log = written(tmp_path)
     content = lines(log)
     entry = json.loads(content[1])
     entry["rows"] = 999_999
-    entry["hash"] = entry_hash(entry)
+    entry["hash"] = entry_hash({**entry, "format": 2})
     content[1] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
     log.path.write_text("\n".join(content) + "\n")
     check = log.verify()
-    assert not check.ok and check.bad_line == 3 and "prev_hash" in check.reason
+    assert not check.ok and check.bad_line == 2 and "edited" in check.reason and check.problem == "edited"
 
 
 @pytest.mark.parametrize("change", ["remove", "swap", "insert"])

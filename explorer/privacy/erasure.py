@@ -16,10 +16,14 @@ planning everything before it changes anything, so a file it cannot rewrite stop
 4. **History and caches.** Every table that held the person, and every aggregate, keeps only its
    current version (:meth:`explorer.lake.Lake.purge_history`); the minute cube and staging
    files, caches rebuilt on demand, are deleted.
-5. **Audit.** Entries whose parameters name the person are redacted (the chain still verifies:
-   an entry's hash covers the digest of its parameters), and a receipt is appended: a keyed
-   digest of the source identifier (neither the identifier nor the pseudonym), what was removed,
-   rewritten, recomputed and purged, and a final scan of every byte under the lake root.
+5. **Audit.** Entries whose parameters name the person, in any spelling the lake writes (the
+   pseudonym and FHIR references in upper or lower case, JSON-escaped or not), are redacted by
+   the holder of the audit key: an entry's MAC covers the keyed digest of its parameters, which
+   the redaction keeps, so the chain and its head still verify and no one without the key could
+   have done it. A receipt is appended (signed, and so recorded in the chain): a keyed digest of
+   the source identifier (neither the identifier nor the pseudonym), what was removed,
+   rewritten, recomputed, purged and redacted, and a final scan of every byte under the lake
+   root, which matches the same spellings.
 """
 
 from __future__ import annotations
@@ -82,19 +86,25 @@ LONG_ID = 6
 class _Marks:
     """What names the person, matched where it can only mean them.
 
-    The pseudonym (64 hex digits) and FHIR patient references (UUIDs) are unique: matched as
-    whole tokens anywhere. The source identifier can be short ('4711') and occur in others' data
-    as a value or inside a code ('4711-1'), so it is matched only where it is an identifier:
-    a CSV field under a person column, a FHIR resource's identifier, a path component or file
-    stem, a JSON record's person key; and, when at least :data:`LONG_ID` characters, as a whole
-    token anywhere."""
+    The pseudonym (hex digits) and FHIR patient references (UUIDs) are unique: matched as whole
+    tokens anywhere, in upper or lower case (hex means the same in either, and a query or a
+    hand-written note may use either). The source identifier can be short ('4711') and occur in
+    others' data as a value or inside a code ('4711-1'), so it is matched only where it is an
+    identifier: a CSV field under a person column, a FHIR resource's identifier, a path component
+    or file stem, a JSON record's person key; and, when at least :data:`LONG_ID` characters, as a
+    whole token anywhere, in its own case (two sources may tell 'ab1234' from 'AB1234'). Every
+    token is matched as written and as JSON writes it inside a string (non-ASCII as ``\\uXXXX``,
+    a slash perhaps as ``\\/``), so the audit log and JSON files cannot hide it."""
 
     def __init__(self, source_id: str, pseudonym: str, refs: list[str]):
         self.source_id = source_id
         self.tokens = [source_id, pseudonym, *refs]
-        strong = [pseudonym, *refs] + ([source_id] if len(source_id) >= LONG_ID else [])
-        words = b"|".join(re.escape(t.encode()) for t in strong)
-        self.pattern = re.compile(rb"(?<![0-9A-Za-z])(?:" + words + rb")(?![0-9A-Za-z])")
+        any_case = _spellings([pseudonym, *refs])
+        own_case = _spellings([source_id] if len(source_id) >= LONG_ID else [])
+        words = [rb"(?i:" + b"|".join(re.escape(t) for t in any_case) + rb")"]
+        if own_case:
+            words.append(b"|".join(re.escape(t) for t in own_case))
+        self.pattern = re.compile(rb"(?<![0-9A-Za-z])(?:" + b"|".join(words) + rb")(?![0-9A-Za-z])")
         self.token = re.compile(rb"(?<![0-9A-Za-z])" + re.escape(source_id.encode()) + rb"(?![0-9A-Za-z])")
 
     def in_bytes(self, data: bytes) -> bool:
@@ -152,6 +162,17 @@ class _Marks:
         return b"".join(kept)
 
 
+def _spellings(tokens: list[str]) -> list[bytes]:
+    """Each token's bytes as written and as a JSON string holds it (``json.dumps`` escapes
+    non-ASCII characters by default; some writers escape ``/`` too), longest first so that the
+    alternation prefers the whole of a reference."""
+    out = set()
+    for token in tokens:
+        escaped = json.dumps(token)[1:-1]
+        out.update(t.encode("utf-8", "surrogateescape") for t in (token, escaped, escaped.replace("/", "\\/")))
+    return sorted(out, key=len, reverse=True)
+
+
 def _missing(value) -> bool:
     try:
         return bool(pd.isna(value))
@@ -184,6 +205,7 @@ def erase(lake, source_id: str, *, pseudonymizer, user: str, role: str = "stewar
 
     step("finding the person's files")
     log = AuditLog(lake.root)
+    log.check_appendable()  # the receipt must be writable before anything is erased
     old_entries = log.unredactable(marks.in_text)
     if old_entries:
         raise ExplorerError(f"audit entries {', '.join(map(str, old_entries[:10]))} name the person but were written "
