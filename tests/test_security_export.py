@@ -253,3 +253,18 @@ def test_alias_names_never_change_what_is_exported(lake, tmp_path, names):
     assert leaks(lake, text) == []
     assert [actions(rows)[name] for name in names] == ["replaced", "removed", "masked", "removed", "removed"]
     assert list(rows.columns) == [names[0], names[2]]
+
+
+def test_no_file_leaves_without_its_audit_entry(tmp_path):
+    """A log that disagrees with its head takes no entry (finding 6), so the export that would be
+    recorded there writes no file either."""
+    from explorer.privacy.audit import AuditLog, AuditTampered
+
+    lake = explorer.open(tmp_path / "lake")
+    lake.write("person", make_persons(4))
+    export(lake, tmp_path / "first.csv", table="person")  # one entry, and its signed head
+    log = AuditLog(lake.root)
+    log.path.write_text("")  # the log emptied behind the head's back
+    with pytest.raises(AuditTampered):
+        export(lake, tmp_path / "second.csv", table="person")
+    assert not (tmp_path / "second.csv").exists()

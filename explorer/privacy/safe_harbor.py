@@ -829,11 +829,17 @@ def export(lake, out, *, table: str | None = None, query: str | None = None, par
     if len(frame.columns) and not len(exported.columns):
         reasons = "; ".join(f"{c['column']}: {c['rule']}" for c in report["columns"])
         raise ExplorerError(f"nothing left to export: every column was removed ({reasons})")
+    audit = AuditLog(lake.root)
+    audit.check_appendable()  # no file leaves without its audit entry (a tampered log takes none)
     out.parent.mkdir(parents=True, exist_ok=True)
     exported.to_csv(out, index=False) if out.suffix == ".csv" else exported.to_parquet(out, index=False)
-    AuditLog(lake.root).record(user=_user(), role=role, action="export", dataset=dataset, version=version,
-                               rows=len(exported), parameters={**parameters, "dates": dates, "out": str(out),
-                                                               "removed": [str(c) for c in report["removed"]]})
+    try:
+        audit.record(user=_user(), role=role, action="export", dataset=dataset, version=version, rows=len(exported),
+                     parameters={**parameters, "dates": dates, "out": str(out),
+                                 "removed": [str(c) for c in report["removed"]]})
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     exported.attrs["out"] = str(out)
     return exported
 
