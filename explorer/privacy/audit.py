@@ -206,7 +206,7 @@ class AuditCheck:
         older = (f"; the first {self.unkeyed} (unkeyed, format < {KEYED_FORMAT}) are anchored by the keyed entry "
                  "after them") if self.unkeyed else ""
         return (f"audit log intact: {plural}, hash chain verified with the audit key{older}; the head "
-                f"({self.head_path}) agrees: {self.entries} entries ending in {self.head[:16]}. A log rolled back "
+                f"({self.head_path}) agrees: {plural} ending in {self.head[:16]}. A log rolled back "
                 "together with its head verifies too: compare with a copy of the head kept elsewhere")
 
 
