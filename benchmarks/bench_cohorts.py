@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 
-from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, run_measured
+from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, remove_lake, run_measured
 
 DEFINITION = """
 name: benchmark-five
@@ -72,7 +72,7 @@ def build_lake(participants: int, progress):
         shutil.rmtree(cohort, ignore_errors=True)
         run_measured([sys.executable, "-m", "explorer.cli", "synth", "--participants", str(participants), "--days", "90",
                       "--seed", "1", "--out", str(cohort)])
-    shutil.rmtree(lake_root, ignore_errors=True)
+    remove_lake(lake_root)
     key = DATA / "cohort.key"
     key.write_text("benchmark-pseudonym-key-0123456789abcdef")
     progress(1, 4, "explorer ingest")

@@ -14,7 +14,7 @@ import time
 
 import pandas as pd
 
-from benchmarks.harness import DATA, Result, benchmark, run_measured
+from benchmarks.harness import DATA, Result, benchmark, remove_lake, run_measured
 
 
 def pandas_floor(cohort) -> tuple[float, int]:
@@ -37,7 +37,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
         run_measured([sys.executable, "-m", "explorer.cli", "synth", "--participants", str(participants), "--days", "90",
                       "--seed", "1", "--out", str(cohort)])
     lake = DATA / "ingest_lake"
-    shutil.rmtree(lake, ignore_errors=True)
+    remove_lake(lake)
     key = DATA / "ingest.key"
     key.write_text("benchmark-pseudonym-key-0123456789abcdef")
     progress(1, 3, "explorer ingest")

@@ -6,14 +6,13 @@ Target: lake.sql within 1.2x of bare DuckDB (median of several runs, same run).
 
 from __future__ import annotations
 
-import shutil
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 import explorer
-from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, median
+from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, median, remove_lake
 from explorer.testing import person_ids
 
 QUERY = """SELECT person_id, CAST(datetime AS DATE) AS day, sum(steps) AS steps, count(*) AS minutes
@@ -27,7 +26,7 @@ def build(rows: int, progress) -> explorer.Lake:
     lake = explorer.open(root)
     if lake.has_table("steps_minute") and lake.row_count("steps_minute") == rows:
         return lake
-    shutil.rmtree(root, ignore_errors=True)
+    remove_lake(root)
     lake = explorer.open(root)
     minutes = rows // PERSONS
     ids = np.asarray(person_ids(PERSONS, seed=1), dtype=object)

@@ -22,7 +22,6 @@ cluster for its lifetime, and a site with a cluster keeps it running.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import time
 
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from benchmarks.harness import DATA, Result, benchmark
+from benchmarks.harness import DATA, Result, benchmark, remove_lake
 
 WORKERS_ENV = "EXPLORER_BENCH_WORKERS"
 START = pd.Timestamp("2024-06-01")
@@ -72,7 +71,7 @@ def write_days(lake, ids, first_day: int, days: int, seed: int) -> int:
 def build_lake(root, persons: int, days: int):
     import explorer
 
-    shutil.rmtree(root, ignore_errors=True)
+    remove_lake(root)
     lake = explorer.open(root)
     ids = person_ids(persons)
     rng = np.random.default_rng(3)
@@ -157,5 +156,5 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     if single is not None and main_workers != 1:
         results.append(Result("refresh", f"speed-up 1 -> {main_workers} workers", single / full, "x",
                               note=f"{single:.1f} s on 1 worker, {full:.1f} s on {main_workers}"))
-    shutil.rmtree(root, ignore_errors=True)
+    remove_lake(root)
     return results

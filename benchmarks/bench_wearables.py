@@ -23,7 +23,6 @@ the lake. Every comparison first checks that both sides give the same rows and v
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, run_measured
+from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, remove_lake, run_measured
 
 START = pd.Timestamp("2024-06-01")
 MEMORY_LIMIT = "2GB"
@@ -74,7 +73,7 @@ def person_batches(ids, days: int, seed: int):
 def build_lake(root, persons: int, days: int, seed: int = 1):
     import explorer
 
-    shutil.rmtree(root, ignore_errors=True)
+    remove_lake(root)
     lake = explorer.open(root)
     ids = person_ids(persons, seed)
     schemas = [pa.schema([("person_id", pa.string()), ("datetime", pa.timestamp("us")), ("heart_rate_value", pa.int32())]),
@@ -324,7 +323,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
                               note=f"one process, DuckDB memory_limit {MEMORY_LIMIT}; {inner:.1f} s"))
     if scale >= 1:
         progress(5, steps_total, "10x the persons")
-        shutil.rmtree(root, ignore_errors=True)
+        remove_lake(root)
         big = DATA / "wearables_lake_10x"
         big_rows = persons * 10 * days * 1440
         if not _has_rows(big, big_rows):  # kept between runs: writing it takes minutes
@@ -341,5 +340,5 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
                                   f"{what} peak memory, {persons} persons", peak_1x, 1.25,
                                   f"{big_rows:,} rows per stream; {inner_10x:.1f} s ({inner_10x / inner_1x:.1f}x the time); "
                                   "target: the same ceiling"))
-    shutil.rmtree(root, ignore_errors=True)
+    remove_lake(root)
     return results

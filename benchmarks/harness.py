@@ -97,3 +97,13 @@ def run_measured(command: list[str], cwd=None, interval: float = 0.1, env=None) 
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def remove_lake(root) -> None:
+    """Delete a benchmark's lake and the audit head kept beside it (``<lake>.audit-head.json``):
+    a lake made again at the same path with the old head would be refused as a deleted log."""
+    import shutil
+
+    root = Path(root)
+    shutil.rmtree(root, ignore_errors=True)
+    root.with_name(root.name + ".audit-head.json").unlink(missing_ok=True)
