@@ -75,11 +75,17 @@ class HeatWaveCalendar(LakeView):
         hv = _holoviews()
         frame = self.data()
         dates = pd.to_datetime(frame["date"])
+        # the hover shows the counts as published ("<=20" where hidden, never NaN); a hidden day is
+        # drawn grey, apart from the white of a day with nobody counted
+        counts = ((frame["in_heat_wave_shown"], frame["persons_shown"]) if self.public
+                  else (frame["in_heat_wave"].map("{:,}".format), frame["persons"].map("{:,}".format)))
         cells = pd.DataFrame({"day": dates.dt.day, "month": dates.dt.strftime("%Y-%m"), "share": frame["share"],
-                              "in heat wave": frame["in_heat_wave"], "persons": frame["persons"]})
+                              "in heat wave": counts[0], "persons": counts[1]})
+        cells = cells.astype({"in heat wave": object, "persons": object})  # HoloViews cannot reshape Arrow strings
+        title = "Share of the cohort in a heat wave, per day" + (" (grey: small counts hidden)" if self.public else "")
         return hv.HeatMap(cells, kdims=["day", "month"], vdims=["share", "in heat wave", "persons"]).opts(
             cmap="Reds", colorbar=True, clim=(0, 1), responsive=True, height=max(200, 22 * cells["month"].nunique()),
-            tools=["hover"], invert_yaxis=True, title="Share of the cohort in a heat wave, per day")
+            tools=["hover"], invert_yaxis=True, clipping_colors={"NaN": "#bdbdbd"}, title=title)
 
 
 #: a person's state on a day of the calendar

@@ -138,6 +138,17 @@ class DemographicCounts(LakeView):
                       tools="hover,save,reset", tooltips=[(self.by.replace("_", " "), "@group"), ("persons", "@shown")],
                       x_axis_label=self.by, y_axis_label="persons")
         plot.vbar(x="group", top="count", width=0.8, source=source, color="#30a2da")
+        hidden = [g for g, n in zip(groups, frame["count"]) if pd.isna(n)]
+        if hidden:  # drawn as an outline up to the largest count the profile hides, and labelled
+            from bokeh.models import LabelSet
+
+            rules = self.disclosure.rules
+            marks = ColumnDataSource({"group": hidden, "top": [rules.largest_hidden] * len(hidden),
+                                      "label": [rules.label] * len(hidden)})
+            plot.vbar(x="group", top="top", width=0.8, source=marks, fill_color=None, line_color="#888888",
+                      line_dash="dashed", hatch_pattern="/", hatch_color="#bbbbbb")
+            plot.add_layout(LabelSet(x="group", y="top", text="label", source=marks, text_align="center",
+                                     text_font_size="11px", text_color="#555555", y_offset=3))
         plot.y_range.start = 0
         plot.xaxis.major_label_orientation = 0.5 if self.by in ("race", "ethnicity") else 0
         plot.xgrid.grid_line_color = None
