@@ -151,10 +151,10 @@ def cmd_lineage(args) -> int:
 def _audit(lake, role: str, action: str, **details) -> None:
     """One audit entry for a command line user (roles are checked with the privacy layer's
     login; on the command line the user is the account that runs it)."""
-    from explorer.lake.lake import _user
+    from explorer.lake.engine import current_user
     from explorer.privacy import AuditLog
 
-    AuditLog(lake.root).record(user=_user(), role=role, action=action, **details)
+    AuditLog(lake.root).record(user=current_user(), role=role, action=action, **details)
 
 
 def _role(args, access: str, what: str) -> str:
@@ -232,7 +232,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_count(args) -> int:
-    from explorer.lake.lake import _user
+    from explorer.lake.engine import current_user
     from explorer.privacy import DisclosureControl
     from explorer.privacy.counts import person_counts
     from explorer.privacy.dp import PrivacyBudget, dp_counts
@@ -253,7 +253,7 @@ def cmd_count(args) -> int:
                                 "other values are counted together as (other)")
         counts = finest.set_index(by[0])["n"].rename_axis(by[0])
         shown = dp_counts(counts, epsilon=args.epsilon, budget=PrivacyBudget(lake.root), dataset=args.table,
-                          release=args.release, user=_user(), groups=[g.strip() for g in args.groups.split(",")])
+                          release=args.release, user=current_user(), groups=[g.strip() for g in args.groups.split(",")])
         left = PrivacyBudget(lake.root).remaining(args.table, args.release)
         print(_table_text(shown))
         print(f"differentially private (discrete Laplace, epsilon {args.epsilon:g}); 95% of counts are within "
@@ -276,7 +276,7 @@ def cmd_count(args) -> int:
 
 
 def cmd_budget(args) -> int:
-    from explorer.lake.lake import _user
+    from explorer.lake.engine import current_user
     from explorer.privacy.dp import PrivacyBudget
 
     lake = _lake(args)
@@ -285,7 +285,7 @@ def cmd_budget(args) -> int:
         role = _role(args, "erase", "setting a privacy budget")  # a steward's decision
         if not (args.dataset and args.release and args.epsilon):
             raise ExplorerError("`explorer budget set` needs --dataset, --release and --epsilon")
-        budget.set(args.dataset, args.release, args.epsilon, user=_user())
+        budget.set(args.dataset, args.release, args.epsilon, user=current_user())
         _audit(lake, role, "budget_set", dataset=args.dataset,
                parameters={"release": args.release, "epsilon": args.epsilon})
     frame = budget.frame()
@@ -296,14 +296,14 @@ def cmd_budget(args) -> int:
 
 def cmd_erase(args) -> int:
     from explorer.ingest.pseudonym import Pseudonymizer
-    from explorer.lake.lake import _user
+    from explorer.lake.engine import current_user
     from explorer.privacy.erasure import erase
     from explorer.progress import Progress
 
     lake = _lake(args)
     role = _role(args, "erase", "`explorer erase`")
     pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file=args.key_file)
-    receipt = erase(lake, args.person, pseudonymizer=pseudonymizer, user=_user(), role=role,
+    receipt = erase(lake, args.person, pseudonymizer=pseudonymizer, user=current_user(), role=role,
                     workers=args.workers, progress=Progress("erase"))
     print(receipt)
     print("The receipt is in the audit log (`explorer audit`); it names the person only by a keyed digest.")

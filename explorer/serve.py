@@ -110,9 +110,9 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
                    # the session token is in the page, where any script of the page can read it: it
                    # carries no cookie (a login cookie in it was readable despite HttpOnly)
                    include_cookies=[], exclude_headers=["Cookie", "Authorization"])
-    from explorer.views.base import _holoviews
+    from explorer.views.base import holoviews_with_bokeh
 
-    _holoviews()  # HoloViews with its Bokeh backend: seconds of imports the first user would wait for
+    holoviews_with_bokeh()  # HoloViews with its Bokeh backend: seconds of imports the first user would wait for
     if session_lifetime_ms:  # how long a session nobody connected to is kept (Bokeh's default: 15 s)
         options.update(unused_session_lifetime_milliseconds=session_lifetime_ms,
                        check_unused_sessions_milliseconds=max(500, session_lifetime_ms // 2))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from explorer.errors import ExplorerError
-from explorer.lake.lake import new_connection
+from explorer.lake.engine import new_connection
 
 CATEGORICAL = ["sex_at_birth", "race", "ethnicity", "ageotype"]
 #: feature -> (domain, description, tables it needs)

@@ -9,7 +9,6 @@ new version, and ``members_of(lake, name, version=v)`` reads exactly the people 
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import datetime, timezone
 
@@ -19,7 +18,7 @@ from explorer.cohorts.compile import compile_definition
 from explorer.cohorts.definition import Definition, from_dict
 from explorer.cohorts.run import as_definition, members
 from explorer.errors import ExplorerError, did_you_mean
-from explorer.lake.lake import new_connection
+from explorer.lake.engine import current_user, new_connection
 
 #: what cohorts are computed from; ``cohort_definition`` and ``person`` must be there, the rest
 #: only when a saved definition reads them
@@ -38,7 +37,7 @@ def save(lake, definition, *, materialise: bool = True) -> int:
         "cohort": definition.name, "revision": definition.version, "definition_sha256": definition.sha256,
         "author": definition.author, "description": definition.description,
         "document": json.dumps(definition.to_dict(), sort_keys=True),
-        "saved_at": pd.Timestamp(datetime.now(timezone.utc)), "saved_by": _user(),
+        "saved_at": pd.Timestamp(datetime.now(timezone.utc)), "saved_by": current_user(),
     }
     version = lake.write("cohort_definition", pd.DataFrame([row]), mode="upsert", operation=f"cohort:save:{definition.name}")
     return materialise_all(lake) if materialise else version
@@ -143,10 +142,3 @@ def _require_saved(lake, name: str, version: int | None = None) -> None:
     if name not in names:
         raise ExplorerError(f"no saved cohort {name!r}{did_you_mean(name, names)}; saved cohorts: {', '.join(names) or 'none'} "
                             "(`explorer cohort list`)")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in a container: say so rather than fail the save
-        return "unknown"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from explorer.errors import ExplorerError, did_you_mean
-from explorer.lake.lake import new_connection
+from explorer.lake.engine import new_connection
 
 DQ_TABLE = "dq_result"
 
@@ -158,7 +158,7 @@ def quality_report(lake, ingest_id: str, source_files: list[str], accounting: pd
 
 
 def _tables_of(check: Check) -> set[str]:
-    from explorer.lake.lake import referenced_tables
+    from explorer.lake.engine import referenced_tables
 
     return referenced_tables(SHARED[check.shared] if check.shared else check.sql) or {check.table}
 

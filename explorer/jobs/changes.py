@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from explorer.jobs.steps import bucket_sql
-from explorer.lake.lake import new_connection
+from explorer.lake.engine import new_connection
 
 
 @dataclass

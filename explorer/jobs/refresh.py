@@ -139,7 +139,7 @@ def compute_partition(root: str, step_name: str, versions: dict[str, int], parti
     """One task: the step's rows for one partition, read from the inputs pinned at ``versions``."""
     import explorer
     from explorer.jobs.steps import step
-    from explorer.lake.lake import new_connection
+    from explorer.lake.engine import new_connection
 
     lake = _LAKES.get(root)
     if lake is None:  # a worker lives for many tasks and runs: open the lake (and its pinned snapshots) once

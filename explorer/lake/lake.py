@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import getpass
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from explorer.errors import (
 )
 from explorer.lake import integrity
 from explorer.lake.delta_files import data_files
+from explorer.lake.engine import current_user, new_connection, referenced_tables
 from explorer.lake.lineage import Lineage, LineageGraph, parse_ref
 from explorer.lake.raw import RawZone
 
@@ -256,7 +256,7 @@ class Lake:
             f"{META_PREFIX}operation": operation,
             f"{META_PREFIX}mode": mode,
             f"{META_PREFIX}inputs": json.dumps(inputs),
-            f"{META_PREFIX}user": _user(),
+            f"{META_PREFIX}user": current_user(),
         }
         first = not (path / "_delta_log").is_dir()
         if mode == "upsert" and first:
@@ -651,57 +651,6 @@ def _relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
 _GLOB_CHARACTERS = "*?[{"
 
 
-def arrow_relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
-    """A DuckDB relation over one Delta version through deltalake's Arrow dataset: DuckDB
-    itself touches no file, so it works on a connection with all file access disabled."""
-    return con.from_arrow(dt.to_pyarrow_dataset())
-
-
-def new_connection(**config) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with ``config``, that installs and loads no extension by
-    itself and draws no progress bar (long queries would draw it on the caller's terminal, in
-    logs and in tests)."""
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, **config})
-    try:
-        con.execute("SET enable_progress_bar = false")
-    except duckdb.InvalidInputException:
-        # In a Jupyter kernel without ipywidgets DuckDB refuses to touch the setting at all, and
-        # the bar is off there already (it could not be drawn).
-        pass
-    return con
-
-
-_PARSER = threading.local()
-
-
-def referenced_tables(query: str) -> set[str] | None:
-    """Base-table names a SELECT reads, from DuckDB's parser (no binding, so ``?`` is fine).
-
-    Returns None for a statement the parser cannot serialise (DESCRIBE, COPY, a syntax error):
-    callers then register every table and let DuckDB report any error itself.
-    """
-    con = getattr(_PARSER, "con", None)
-    if con is None:
-        con = _PARSER.con = duckdb.connect()
-    document = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
-    if document.get("error"):
-        return None
-    names: set[str] = set()
-    common: set[str] = set()  # WITH names: they read like tables but are the query's own
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("type") == "BASE_TABLE" and not node.get("schema_name"):
-                names.add(node["table_name"].lower())  # DuckDB resolves names case-insensitively
-            if isinstance(node.get("cte_map"), dict):
-                common.update(str(item.get("key", "")).lower() for item in node["cte_map"].get("map", []))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return names - common
-
-
 def _to_arrow(data, name: str) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
@@ -746,10 +695,3 @@ def _first_uncastable(array, target):
 def _normalise_ref(ref: str) -> str:
     kind, name, version = parse_ref(ref)
     return f"raw:{name}" if kind == "raw" else f"{name}@{version}"
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"

@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from explorer.errors import SandboxViolation
-from explorer.lake.lake import arrow_relation, new_connection, referenced_tables
+from explorer.lake.engine import arrow_relation, new_connection, referenced_tables
 
 
 def public_tables(lake) -> list[str]:

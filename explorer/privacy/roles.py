@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 
 from explorer.errors import ExplorerError, did_you_mean
-from explorer.lake.lake import _user
+from explorer.lake.engine import current_user
 
 #: Roles in order of trust: each may do everything the ones before it may.
 ROLES = ("public", "researcher", "steward")
@@ -70,7 +70,7 @@ class Principal:
     def current(cls, role: str | None = None) -> Principal:
         """The person at this terminal, in ``role`` (default ``$EXPLORER_ROLE``, else researcher:
         someone with a shell on the lake's machine can read its files anyway)."""
-        return cls(_user(), role or os.environ.get("EXPLORER_ROLE", "researcher"))
+        return cls(current_user(), role or os.environ.get("EXPLORER_ROLE", "researcher"))
 
 
 def require(principal: Principal | str, access: str, what: str) -> None:

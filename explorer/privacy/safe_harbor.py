@@ -787,7 +787,7 @@ def export(lake, out, *, table: str | None = None, query: str | None = None, par
     >>> rows = export(lake, "exports/daily.csv", table="wearable_daily")   # doctest: +SKIP
     >>> rows.attrs["safe_harbor"]["removed"]                                # doctest: +SKIP
     """
-    from explorer.lake.lake import _user
+    from explorer.lake.engine import current_user
     from explorer.privacy.audit import AuditLog
     from explorer.privacy.roles import query_as, require, require_tables
 
@@ -834,7 +834,7 @@ def export(lake, out, *, table: str | None = None, query: str | None = None, par
     out.parent.mkdir(parents=True, exist_ok=True)
     exported.to_csv(out, index=False) if out.suffix == ".csv" else exported.to_parquet(out, index=False)
     try:
-        audit.record(user=_user(), role=role, action="export", dataset=dataset, version=version, rows=len(exported),
+        audit.record(user=current_user(), role=role, action="export", dataset=dataset, version=version, rows=len(exported),
                      parameters={**parameters, "dates": dates, "out": str(out),
                                  "removed": [str(c) for c in report["removed"]]})
     except BaseException:

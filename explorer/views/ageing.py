@@ -14,7 +14,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, _holoviews, nice_edges, shared_data
+from explorer.views.base import LakeView, holoviews_with_bokeh, nice_edges, shared_data
 
 #: points above which the PhenoAge scatter is rasterised on the server
 RASTERISE_ABOVE = 50_000
@@ -52,7 +52,7 @@ class MarkerTrajectories(LakeView):
                 "line": line.iloc[0]}
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         found = self.data()
         results, line = found["results"], found["line"]
         paths = [frame[["age", "value"]].to_numpy() for _, frame in results.groupby("person_id")]
@@ -90,7 +90,7 @@ class AgeingRateDistribution(LakeView):
         return {"bins": bins, "cohort_slope": cohort_slope, "name": line["name"], "n": bins.attrs.get("total", np.nan)}
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         found = self.data()
         bins = found["bins"]
         edges = np.r_[bins["left"].to_numpy(), bins["right"].to_numpy()[-1:]]
@@ -117,7 +117,7 @@ class AgeotypeMembership(LakeView):
         return {"dominant": dominant, "speeds": speeds[columns], "persons": tables[-1]["count"].iloc[0]}
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         found = self.data()
         dominant = hv.Bars(found["dominant"], kdims=["ageotype"], vdims=["persons"]).opts(
             responsive=True, height=260, title="Dominant ageotype", tools=["hover"])
@@ -158,7 +158,7 @@ class PhenoAgeVsAge(LakeView):
         return tables[0]
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         frame = self.data()
         label = {"phenoage": "PhenoAge", "kdm_age": "Klemera-Doubal age"}[self.model]
         if self.public:

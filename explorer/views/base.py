@@ -23,7 +23,7 @@ from explorer.errors import ExplorerError, TableNotFoundError
 from explorer.privacy import ROLES, DisclosureControl, require
 
 
-def _holoviews():
+def holoviews_with_bokeh():
     """HoloViews with its Bokeh backend loaded: options are backend-specific, and a served
     dashboard or a plain script has not run ``hv.extension`` the way a notebook does."""
     import holoviews as hv

@@ -19,7 +19,7 @@ from explorer.cohorts.definition import (
     CODE_SYSTEMS, EXPOSURE_VARIABLES, INDEX_RULES, STATISTICS, WEARABLE_METRICS, Definition,
     DefinitionError, parse_text)
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, _holoviews
+from explorer.views.base import LakeView, holoviews_with_bokeh
 
 HIDDEN = ("primary", "complementary")
 COMPLEMENTARY = "suppressed"
@@ -55,7 +55,7 @@ class CohortAttrition(LakeView):
 def attrition_panel(frame: pd.DataFrame, public: bool):
     import panel as pn
 
-    hv = _holoviews()
+    hv = holoviews_with_bokeh()
     shown = frame.assign(persons_text=frame["persons_shown"] if public else frame["persons"].map(str))
     bars = hv.Bars(shown.assign(step_label=[f"{s}. {label[:60]}" for s, label in zip(shown["step"], shown["label"])]),
                    kdims=["step_label"], vdims=["persons", "persons_text"]).opts(
@@ -117,7 +117,7 @@ class CohortCharacterisation(LakeView):
     def panel(self):
         import panel as pn
 
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         table = self.data()
         plotted = table.dropna(subset=["smd"]).assign(row=lambda t: (t["feature"] + ": " + t["level"]).str.slice(0, 70))
         love = (hv.Points(plotted, kdims=["smd", "row"], vdims=["domain"]).opts(

@@ -13,7 +13,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, _holoviews, shared_data
+from explorer.views.base import LakeView, holoviews_with_bokeh, shared_data
 
 
 class ExposureMap(LakeView):
@@ -40,7 +40,7 @@ class ExposureMap(LakeView):
         return grid.isel(time=times.get_loc(day.normalize())).load()
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         field = self.data()
         units = field.attrs.get("units", "")
         day = pd.Timestamp(field["time"].values).date()
@@ -72,7 +72,7 @@ class HeatWaveCalendar(LakeView):
         return protect_calendar(frame, rows, self.disclosure, published_total(self.lake, self.disclosure))
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         frame = self.data()
         dates = pd.to_datetime(frame["date"])
         # the hover shows the counts as published ("<=20" where hidden, never NaN); a hidden day is
@@ -240,7 +240,7 @@ class ExposureResponse(LakeView):
         return {"bins": bins, "fit": fit}
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         found = self.data()
         bins, fit = found["bins"], found["fit"]
         weight = "n" if "n" in bins else "persons"

@@ -8,7 +8,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, _holoviews, shared_data
+from explorer.views.base import LakeView, holoviews_with_bokeh, shared_data
 
 #: points per line sent to the browser: a screen is about this many pixels wide
 MAX_POINTS = 2000
@@ -97,7 +97,7 @@ class PersonMinutes(_PersonView):
         return out
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
 
         data = self.data()
         heart, steps = data["heart_rate"], data["steps"]
@@ -141,7 +141,7 @@ class Actogram(_PersonView):
         return pd.DataFrame(double, index=pd.date_range(start, periods=self.days, freq="1D"), columns=hours)
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
 
         grid = self.data()
         long = grid.rename_axis("day").reset_index().melt(id_vars="day", var_name="hour", value_name="steps")
@@ -210,7 +210,7 @@ class CohortWearableDistributions(LakeView):
         return out
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
 
         plots = [hv.Histogram((np.r_[f["left"].to_numpy(), f["right"].to_numpy()[-1:]], f["count"].to_numpy()),
                               kdims=[f.attrs["label"]], vdims=["count"])
@@ -243,7 +243,7 @@ class WearableTrends(LakeView):
         return frame
 
     def panel(self):
-        hv = _holoviews()
+        hv = holoviews_with_bokeh()
         frame = self.data()
         curves = [hv.Curve(frame, "date", column, label=label).opts(responsive=True, height=200, tools=["hover"],
                                                                     title=f"{label} by day (median of persons with a valid day)")
