@@ -80,9 +80,12 @@ def test_irregular_series_is_refused_with_what_to_do():
 
 
 def test_registry_lists_every_metric_with_units():
-    assert set(c.METRICS) == {"interdaily_stability", "intradaily_variability", "relative_amplitude", "l5", "m10",
+    from explorer.catalog.metrics import METRICS
+
+    circadian = METRICS.select(table="wearable_circadian")
+    assert set(circadian) == {"interdaily_stability", "intradaily_variability", "relative_amplitude", "l5", "m10",
                               "sleep_regularity_index"}
-    assert all(m.units and m.reference for m in c.METRICS.values())
+    assert all(m.units and m.reference and callable(m.function) for m in circadian.values())
 
 
 @settings(max_examples=40, deadline=None)

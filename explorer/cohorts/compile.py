@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from explorer.catalog.entries import default_catalog
 from explorer.cohorts.definition import (
-    CODE_SYSTEMS, WEARABLE_METRICS, Combination, Condition, Definition, Demographics, Exposure, IndexDate, Lab, Range,
+    CODE_SYSTEMS, EXPOSURE_VARIABLES, WEARABLE_METRICS, Combination, Condition, Definition, Demographics, Exposure, IndexDate, Lab, Range,
     Wearable, Window)
 
 SQL_STATISTICS = {"median": "median", "mean": "avg", "min": "min", "max": "max"}
@@ -166,7 +167,8 @@ class _Builder:
 
     def wearable(self, c: Wearable) -> str:
         parts = []
-        table, column = (WEARABLE_METRICS[c.metric][:2]) if c.metric else ("wearable_daily", None)
+        metric = WEARABLE_METRICS[c.metric] if c.metric else None
+        table, column = (metric.table, metric.column) if metric else ("wearable_daily", None)
         if table == "wearable_daily" or c.min_valid_days:
             having = []
             if c.min_valid_days:
@@ -176,21 +178,33 @@ class _Builder:
             parts.append(f"SELECT w.person_id FROM wearable_daily w JOIN idx i ON w.person_id = i.person_id "
                          f"WHERE {' AND '.join(['w.valid_day', *self.window('w.date', c.window)])} "
                          f"GROUP BY w.person_id HAVING {' AND '.join(having)}")
-        if table == "wearable_circadian":
-            where = [f"w.{column} IS NOT NULL", *self.window("w.period_start", c.window)]
-            parts.append(f"SELECT w.person_id FROM wearable_circadian w JOIN idx i ON w.person_id = i.person_id "
-                         f"WHERE {' AND '.join(where)} GROUP BY w.person_id "
-                         f"HAVING {self.range(f'{SQL_STATISTICS[c.statistic]}(w.{column})', c.value)}")
+        if metric is not None and table != "wearable_daily":
+            # wearable_circadian is per month (its time column is period_start); a plugin's table
+            # is per its own time column: both are read the same way
+            parts.append(self.per_person(metric, c.statistic, c.value, c.window))
         return "\n  INTERSECT\n  ".join(parts)
 
+    def per_person(self, metric, statistic: str, value, window) -> str:
+        """Persons whose ``statistic`` of ``metric`` over the rows of ``window`` is within
+        ``value``; the table's time column is the one its catalog entry names."""
+        time = default_catalog()[metric.table].time
+        where = [f'w."{metric.column}" IS NOT NULL', *self.window(f'w."{time}"', window)]
+        return (f'SELECT w.person_id FROM "{metric.table}" w JOIN idx i ON w.person_id = i.person_id '
+                f"WHERE {' AND '.join(where)} GROUP BY w.person_id "
+                f"HAVING {self.range(f'{SQL_STATISTICS[statistic]}(w.{metric.column})', value)}")
+
     def exposure(self, c: Exposure) -> str:
+        metric = EXPOSURE_VARIABLES[c.variable]
+        if metric.table != "exposure_daily" and c.statistic != "days":
+            return self.per_person(metric, c.statistic, c.value, c.window)
         if c.statistic == "days":
-            which = "e.heat_wave" if c.variable == "heat_wave" else self.range(f"e.{c.variable}", c.day_value)
+            which = "e.heat_wave" if c.variable == "heat_wave" else self.range(f'e."{metric.column}"', c.day_value)
             statistic = f"count(*) FILTER (WHERE {which})"
         else:
-            statistic = f"{SQL_STATISTICS[c.statistic]}(e.{c.variable})"
-        where = self.window("e.date", c.window) or ["TRUE"]
-        return (f"SELECT e.person_id FROM exposure_daily e JOIN idx i ON e.person_id = i.person_id "
+            statistic = f'{SQL_STATISTICS[c.statistic]}(e."{metric.column}")'
+        time = default_catalog()[metric.table].time
+        where = self.window(f'e."{time}"', c.window) or ["TRUE"]
+        return (f'SELECT e.person_id FROM "{metric.table}" e JOIN idx i ON e.person_id = i.person_id '
                 f"WHERE {' AND '.join(where)} GROUP BY e.person_id HAVING {self.range(statistic, c.value)}")
 
     # ------------------------------------------------------------------------ combinations

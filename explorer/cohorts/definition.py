@@ -34,11 +34,14 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
 import param
 
+from explorer.catalog.entries import default_catalog
+from explorer.catalog.metrics import METRICS, Metric
 from explorer.errors import ExplorerError, did_you_mean
 
 SCHEMA = "explorer.cohort/1"
@@ -286,19 +289,65 @@ class Lab(Criterion):
         return f"{count}LOINC {self.loinc}{bounds} ({_window(self.window)})".replace("  ", " ")
 
 
-#: wearable metrics a criterion may use: name -> (table, column, per-row unit)
-WEARABLE_METRICS = {
-    "steps": ("wearable_daily", "steps", "steps/day"),
-    "resting_hr": ("wearable_daily", "resting_hr", "bpm"),
-    "mean_hr": ("wearable_daily", "mean_hr", "bpm"),
-    "sleep_minutes": ("wearable_daily", "sleep_minutes", "min/day"),
-    "sleep_efficiency": ("wearable_daily", "sleep_efficiency", "%"),
-    "wear_minutes": ("wearable_daily", "wear_minutes", "min/day"),
-    "interdaily_stability": ("wearable_circadian", "interdaily_stability", "1"),
-    "intradaily_variability": ("wearable_circadian", "intradaily_variability", "1"),
-    "relative_amplitude": ("wearable_circadian", "relative_amplitude", "1"),
-    "sleep_regularity_index": ("wearable_circadian", "sleep_regularity_index", "1"),
-}
+class MetricChoices(Mapping):
+    """The metrics a criterion may use, read from :data:`explorer.catalog.metrics.METRICS` on
+    every access (a metric a site plugin declares is a criterion at once): the numeric metrics of
+    ``domain`` stored per person in a table whose catalog entry names its time column.
+
+    Maps a metric's identifier to its :class:`~explorer.catalog.metrics.Metric` (table, column,
+    units from the catalog)."""
+
+    def __init__(self, domain: str):
+        self.domain = domain
+
+    def _current(self) -> dict[str, Metric]:
+        catalog = default_catalog()
+        chosen = {}
+        for name, metric in METRICS.select(domain=self.domain).items():
+            entry = catalog.get(metric.table)
+            if not metric.criterion or entry is None or entry.entity != "person_id" or not entry.time \
+                    or metric.column not in entry.column_names:
+                continue
+            if entry.column(metric.column).type in _NUMERIC_TYPES or (self.domain == "exposure" and name == "heat_wave"):
+                chosen[name] = metric
+        return chosen
+
+    def __getitem__(self, name: str) -> Metric:
+        return self._current()[name]
+
+    def __iter__(self):
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
+_NUMERIC_TYPES = {"int8", "int16", "int32", "int64", "float32", "float64"}
+
+#: wearable metrics a criterion may use: name -> Metric (wearable_daily per valid day,
+#: wearable_circadian per month, or a plugin's per-person table)
+WEARABLE_METRICS = MetricChoices("wearables")
+
+
+class RegistryChoice(param.String):
+    """A name that must be one of ``choices()``, read when a value is set: a Selector whose
+    objects come from a registry that plugins extend after this class was defined."""
+
+    __slots__ = ["choices"]
+    _slot_defaults = dict(param.String._slot_defaults, choices=None)
+
+    def __init__(self, default=None, *, choices=None, **params):
+        super().__init__(default=default, **params)
+        self.choices = choices
+
+    def _validate_value(self, val, allow_None):
+        super()._validate_value(val, allow_None)
+        choices = getattr(self, "choices", None)  # unset while the default is checked at class definition
+        if val is not None and choices is not None and val not in choices():
+            options = list(self.choices())
+            raise ValueError(f"{val!r} is not one of {', '.join(options)}{did_you_mean(str(val), options)}")
+
+
 STATISTICS = ["median", "mean", "min", "max"]
 
 
@@ -308,8 +357,9 @@ class Wearable(Criterion):
 
     kind = "wearable"
     min_valid_days = param.Integer(default=0, bounds=(0, None), doc="At least this many valid days (>= 10 h worn) in the window.")
-    metric = param.Selector(default=None, objects=[None, *WEARABLE_METRICS], allow_None=True,
-                            doc="Metric the value bounds apply to: " + ", ".join(WEARABLE_METRICS) + ".")
+    metric = RegistryChoice(default=None, allow_None=True, choices=lambda: list(WEARABLE_METRICS),
+                            doc="Metric the value bounds apply to (a wearable metric of the registry, e.g. steps, "
+                                "resting_hr, interdaily_stability).")
     statistic = param.Selector(default="median", objects=STATISTICS, doc="Statistic of the metric over the window.")
     value = param.ClassSelector(class_=Range, default=None, allow_None=True, doc="Bounds on the statistic.")
     window = param.ClassSelector(class_=Window, default=None, allow_None=True, doc="Days counted.")
@@ -333,15 +383,15 @@ class Wearable(Criterion):
         return f"{'; '.join(parts)} ({_window(self.window)})"
 
 
-#: exposure variables of exposure_daily: name -> unit
-EXPOSURE_VARIABLES = {"heat_wave": "day", "tasmax": "degC", "tasmin": "degC", "pm25": "ug/m3", "tas_anomaly": "degC"}
+#: exposure variables a criterion may use: name -> Metric (exposure_daily, or a plugin's table)
+EXPOSURE_VARIABLES = MetricChoices("exposure")
 
 
 class Exposure(Criterion):
     """Exposure at home in the window (exposure_daily): heat-wave days, or a statistic of a daily value."""
 
     kind = "exposure"
-    variable = param.Selector(default="heat_wave", objects=list(EXPOSURE_VARIABLES),
+    variable = RegistryChoice(default="heat_wave", choices=lambda: list(EXPOSURE_VARIABLES),
                               doc="heat_wave (days in a heat wave), tasmax, tasmin, pm25 or tas_anomaly.")
     statistic = param.Selector(default="days", objects=["days", *STATISTICS],
                                doc="days: number of days (heat-wave days, or days whose value is within day_value); "
@@ -549,9 +599,9 @@ def leaf_tables(leaf: Criterion) -> set[str]:
         return {"measurement"}
     if isinstance(leaf, Wearable):
         tables = {"wearable_daily"} if leaf.min_valid_days or not leaf.metric else set()
-        return tables | ({WEARABLE_METRICS[leaf.metric][0]} if leaf.metric else set())
+        return tables | ({WEARABLE_METRICS[leaf.metric].table} if leaf.metric else set())
     if isinstance(leaf, Exposure):
-        return {"exposure_daily"}
+        return {EXPOSURE_VARIABLES[leaf.variable].table} if leaf.variable in EXPOSURE_VARIABLES else {"exposure_daily"}
     return {"person"}
 
 
@@ -777,8 +827,9 @@ def _coerce(parameter, raw, path: str, part_class=None):
                 or abs(float(raw)) > MAX_BOUND:
             return None, f"{path}: {raw!r} is not a finite number of at most {MAX_BOUND:g} in size"
         return float(raw), None
-    if isinstance(parameter, param.Selector):
-        objects = [o for o in parameter.objects if o is not None]
+    if isinstance(parameter, (param.Selector, RegistryChoice)):
+        objects = list(parameter.choices()) if isinstance(parameter, RegistryChoice) else \
+            [o for o in parameter.objects if o is not None]
         if raw not in objects:
             return None, f"{path}: {raw!r} is not one of {', '.join(map(str, objects))}{did_you_mean(str(raw), map(str, objects))}"
         return raw, None

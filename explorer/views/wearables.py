@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import param
 
+from explorer.catalog.metrics import METRICS
 from explorer.errors import ExplorerError
 from explorer.views.base import LakeView, holoviews_with_bokeh, shared_data
 
@@ -161,26 +162,20 @@ class CohortWearableDistributions(LakeView):
     control (with the total on the same page), and ``n`` is the protected total.
     """
 
-    #: metric -> (table, column, SQL of one value per row, bin edges); labels and units come from
-    #: the metric registry or the catalog
-    METRICS = {
-        "daily_steps": ("wearable_daily", "steps", "SELECT steps AS value FROM wearable_daily WHERE valid_day",
-                        np.arange(0, 30_001, 1000)),
-        "resting_hr": ("wearable_daily", "resting_hr",
-                       "SELECT median(resting_hr) AS value FROM wearable_daily WHERE valid_day GROUP BY person_id",
-                       np.arange(35, 110.1, 2.5)),
-        "interdaily_stability": ("wearable_circadian", "interdaily_stability",
-                                 "SELECT interdaily_stability AS value FROM wearable_circadian", np.linspace(0, 1, 21)),
-        "intradaily_variability": ("wearable_circadian", "intradaily_variability",
-                                   "SELECT intradaily_variability AS value FROM wearable_circadian", np.linspace(0, 2.5, 26)),
+    #: histogram -> (metric of the registry, SQL of one value per row); bins, labels and units come
+    #: from the metric registry (:data:`explorer.catalog.metrics.METRICS`)
+    HISTOGRAMS = {
+        "daily_steps": ("steps", "SELECT steps AS value FROM wearable_daily WHERE valid_day"),
+        "resting_hr": ("resting_hr",
+                       "SELECT median(resting_hr) AS value FROM wearable_daily WHERE valid_day GROUP BY person_id"),
+        "interdaily_stability": ("interdaily_stability", "SELECT interdaily_stability AS value FROM wearable_circadian"),
+        "intradaily_variability": ("intradaily_variability",
+                                   "SELECT intradaily_variability AS value FROM wearable_circadian"),
     }
 
-    def _label(self, key: str, column: str) -> str:
-        from explorer.wearables import METRICS
-
-        metric = METRICS[column]
-        unit = "" if metric.units == "1" else f" ({metric.units.replace('{', '').replace('}', '')})"  # braces: title templates
+    def _label(self, key: str, metric) -> str:
         scope = {"daily_steps": "valid days", "resting_hr": "per-person median"}.get(key, "per person-month")
+        unit = f" ({metric.unit_label})" if metric.unit_label else ""
         return f"{metric.long_name}, {scope}{unit}"
 
     #: for a public view, one value per person (their median), so that every count is persons:
@@ -197,12 +192,13 @@ class CohortWearableDistributions(LakeView):
         of values. Only binned counts leave here, never the values themselves; a public view
         counts persons (each person's median), under disclosure control."""
         out = {}
-        for key, (table, column, query, edges) in self.METRICS.items():
+        for key, (identifier, query) in self.HISTOGRAMS.items():
+            metric = METRICS[identifier]
             if self.public:
                 query = self.PER_PERSON.get(key, query)
             values = self._sql(query)["value"].dropna().to_numpy(float)
-            frame = self._histogram(values, edges)
-            label = self._label(key, column)
+            frame = self._histogram(values, np.asarray(metric.bins, dtype=float))
+            label = self._label(key, metric)
             if self.public and key in self.PER_PERSON:
                 label = label.split(",")[0] + ", per-person median" + ("" if "(" not in label else " (" + label.rsplit("(", 1)[1])
             frame.attrs.update(label=label, n=frame.attrs["total"])
@@ -245,8 +241,8 @@ class WearableTrends(LakeView):
     def panel(self):
         hv = holoviews_with_bokeh()
         frame = self.data()
-        curves = [hv.Curve(frame, "date", column, label=label).opts(responsive=True, height=200, tools=["hover"],
-                                                                    title=f"{label} by day (median of persons with a valid day)")
-                  for column, label in (("steps", "Daily steps"), ("resting_hr", "Resting heart rate (/min)"),
-                                        ("sleep_minutes", "Sleep (min)"))]
+        curves = [hv.Curve(frame, "date", column, label=METRICS[column].label)
+                  .opts(responsive=True, height=200, tools=["hover"],
+                        title=f"{METRICS[column].label} by day (median of persons with a valid day)")
+                  for column in ("steps", "resting_hr", "sleep_minutes")]
         return hv.Layout(curves).cols(1)

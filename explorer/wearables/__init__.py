@@ -15,8 +15,13 @@ from explorer.wearables.circadian import (
     summarize_minutes,
 )
 from explorer.wearables.daily import RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES, daily_summary, daily_summary_sql
-from explorer.wearables.registry import METRICS, WearableMetric
+from explorer.catalog.metrics import METRICS as _ALL_METRICS
+from explorer.catalog.metrics import Metric as WearableMetric
+from explorer.wearables import registry  # noqa: F401  (declares the metrics of this package)
 
 __all__ = ["METRICS", "RESTING_WINDOW_MINUTES", "VALID_WEAR_MINUTES", "ActivityWindow", "CircadianSummary",
            "daily_summary", "daily_summary_sql", "interdaily_stability", "intradaily_variability", "l5", "m10", "relative_amplitude",
            "sleep_regularity_index", "summarize_minutes", "WearableMetric"]
+
+#: this package's metrics: a live view of :data:`explorer.catalog.metrics.METRICS` (units from the catalog)
+METRICS = _ALL_METRICS.domain("wearables")

@@ -1,35 +1,51 @@
-"""The wearable metric registry: every metric the suite computes, with its unit, its reference,
-the function that defines it and the aggregate table column that holds it. Views and jobs look
-metrics up here instead of hard-coding names, labels or units."""
+"""The wearable metrics, declared once in :data:`explorer.catalog.metrics.METRICS`.
+
+Each entry names the pure function (or SQL) that defines the metric, the reference, the aggregate
+column that holds it and, for the metrics public views draw, fixed histogram bins (each metric's
+plausible range, so that no bin edge is any person's value). Units come from the catalog column.
+"""
 
 from __future__ import annotations
 
-from explorer.catalog.metrics import Metric
+import numpy as np
+
+from explorer.catalog.metrics import METRICS, Metric
 from explorer.wearables import circadian
 from explorer.wearables.daily import daily_summary_sql
 
-#: a wearable registry entry: the shared :class:`explorer.catalog.metrics.Metric`
-WearableMetric = Metric
-
 _DAILY = "wearable_daily"
+_CIRCADIAN = "wearable_circadian"
 _MISHRA = "Mishra et al. 2020, awake minutes only"
-_CIRCADIAN_COLUMNS = {"l5": "l5", "m10": "m10"}
 
-METRICS: dict[str, WearableMetric] = {m.identifier: m for m in (
-    WearableMetric("steps", "Daily steps", "{steps}", daily_summary_sql, "sum over the local day", _DAILY, "steps"),
-    WearableMetric("wear_minutes", "Wear minutes", "min", daily_summary_sql, "minutes with a heart-rate reading", _DAILY,
-                   "wear_minutes"),
-    WearableMetric("valid_day", "Valid day (>= 600 wear minutes)", "1", daily_summary_sql, "Master et al. 2022", _DAILY,
-                   "valid_day"),
-    WearableMetric("mean_hr", "Mean heart rate", "/min", daily_summary_sql, "mean over worn minutes", _DAILY, "mean_hr"),
-    WearableMetric("resting_hr", "Resting heart rate", "/min", daily_summary_sql, _MISHRA, _DAILY, "resting_hr"),
-    WearableMetric("sleep_minutes", "Minutes asleep, main sleep", "min", daily_summary_sql, "Fitbit date of sleep",
-                   _DAILY, "sleep_minutes"),
-    WearableMetric("sleep_efficiency", "Sleep efficiency, main sleep", "1", daily_summary_sql,
-                   "minutes asleep / time in bed", _DAILY, "sleep_efficiency"),
-    WearableMetric("sleep_hr", "Heart rate during main sleep", "/min", daily_summary_sql, "mean over minutes asleep",
-                   _DAILY, "sleep_hr"),
-    *(WearableMetric(m.identifier, m.long_name, m.units, m.function, m.reference, "wearable_circadian",
-                     _CIRCADIAN_COLUMNS.get(m.identifier, m.identifier))
-      for m in circadian.METRICS.values()),
-)}
+
+def _daily(identifier, long_name, reference, bins=None) -> Metric:
+    return Metric(identifier, long_name, _DAILY, identifier, daily_summary_sql, reference, "wearables", bins)
+
+
+def _circadian(identifier, long_name, function, reference, bins=None) -> Metric:
+    return Metric(identifier, long_name, _CIRCADIAN, identifier, function, reference, "wearables", bins)
+
+
+def _edges(start, stop, step) -> tuple[float, ...]:
+    return tuple(float(x) for x in np.arange(start, stop + step / 2, step))
+
+
+METRICS.register(
+    _daily("steps", "Daily steps", "sum over the local day", bins=_edges(0, 30_000, 1000)),
+    _daily("wear_minutes", "Wear minutes", "minutes with a heart-rate reading"),
+    _daily("valid_day", "Valid day (>= 600 wear minutes)", "Master et al. 2022"),
+    _daily("mean_hr", "Mean heart rate", "mean over worn minutes"),
+    _daily("resting_hr", "Resting heart rate", _MISHRA, bins=_edges(35, 110, 2.5)),
+    _daily("sleep_minutes", "Minutes asleep, main sleep", "Fitbit date of sleep"),
+    _daily("sleep_efficiency", "Sleep efficiency, main sleep", "minutes asleep / time in bed"),
+    _daily("sleep_hr", "Heart rate during main sleep", "mean over minutes asleep"),
+    _circadian("interdaily_stability", "Interdaily stability (IS)", circadian.interdaily_stability, "Witting et al. 1990",
+               bins=tuple(float(x) for x in np.linspace(0, 1, 21))),
+    _circadian("intradaily_variability", "Intradaily variability (IV)", circadian.intradaily_variability,
+               "Witting et al. 1990", bins=tuple(float(x) for x in np.linspace(0, 2.5, 26))),
+    _circadian("relative_amplitude", "Relative amplitude (RA)", circadian.relative_amplitude, "Van Someren et al. 1999"),
+    _circadian("l5", "Least active 5 hours (L5): share of active minutes", circadian.l5, "Van Someren et al. 1999"),
+    _circadian("m10", "Most active 10 hours (M10): share of active minutes", circadian.m10, "Van Someren et al. 1999"),
+    _circadian("sleep_regularity_index", "Sleep regularity index (SRI)", circadian.sleep_regularity_index,
+               "Phillips et al. 2017"),
+)
