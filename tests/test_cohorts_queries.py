@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from explorer import cohorts
-from explorer.ingest.units import MARKER_UNITS
+from explorer.catalog.units import MARKER_UNITS
 
 WEAR_INDEX = "{rule: first_valid_wear_day}"
 

@@ -15,7 +15,7 @@ import pytest
 import explorer
 from conftest import run_cli
 from explorer.ingest import PseudonymKeyError, Pseudonymizer
-from explorer.ingest.units import to_si
+from explorer.catalog.units import to_si
 from explorer.synth import SynthConfig, generate
 
 KEY = "an-example-key-for-tests-only-0123456789"

@@ -74,7 +74,7 @@ def _formula_inputs(measurements: pd.DataFrame) -> pd.DataFrame:
     """(person_id, date, loinc_code, value in the formula's unit) from values and units as
     labs send them, converted by explorer.ingest.units; a unit that cannot be converted is an
     error naming the row."""
-    from explorer.ingest.units import to_si
+    from explorer.catalog.units import to_si
 
     needed = [c for c in ("person_id", "measurement_datetime", "loinc_code", "value_as_number", "unit")
               if c not in measurements.columns]

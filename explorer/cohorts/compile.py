@@ -238,7 +238,7 @@ def _lab_value(loinc: str, unit: str) -> tuple[str, float]:
     """The measurement column bounds in ``unit`` compare with, and the factor that brings them
     to it: value_si and the unit's factor to SI for a marker with a known SI unit, else
     value_as_number as reported."""
-    from explorer.ingest.units import MARKER_UNITS, canonical_unit
+    from explorer.catalog.units import MARKER_UNITS, canonical_unit
 
     entry = MARKER_UNITS.get(loinc)
     if entry is None:

@@ -902,7 +902,7 @@ def _canonical(node, system: str = "ICD10CM"):
         elif key in SORTED_LISTS:
             value = sorted(set(value))
         elif key == "unit":
-            from explorer.ingest.units import canonical_unit
+            from explorer.catalog.units import canonical_unit
 
             value = canonical_unit(value)
         elif key in ("all", "any"):
@@ -921,7 +921,7 @@ def _code_problems(system: str, codes: list[str], where: str) -> list[str]:
 
 
 def _unit_problems(loinc: str, unit: str) -> list[str]:
-    from explorer.ingest.units import MARKER_UNITS, canonical_unit
+    from explorer.catalog.units import MARKER_UNITS, canonical_unit
 
     entry = MARKER_UNITS.get(loinc)
     if entry is None:

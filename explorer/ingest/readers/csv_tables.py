@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 
 from explorer.errors import shorten
 from explorer.ingest.readers import Reader, ReaderError, ReadResult
-from explorer.ingest.units import to_si
+from explorer.catalog.units import to_si
 
 
 HEAD = 65536
@@ -286,7 +286,7 @@ class LabColumnMapReader(CsvTableReader):
         p.flag(~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")
         unit = frame["unit"].str.strip()
         known = [to_si(code, 1.0, u)[2] is None for code, u in zip(loinc.fillna(""), unit.fillna(""))]
-        p.flag(~np.asarray(known), "unit: not a unit this suite converts for that LOINC code (see explorer.ingest.units)")
+        p.flag(~np.asarray(known), "unit: not a unit this suite converts for that LOINC code (see explorer.catalog.units)")
         p.flag(column.duplicated(keep=False), "column_name: mapped twice in this file")
         rows = pd.DataFrame({"_row": frame["_row"], "column_name": column, "loinc_code": loinc, "unit": unit,
                              "test_name": frame.get("test_name")})

@@ -14,7 +14,7 @@ from typing import ClassVar
 import pandas as pd
 
 from explorer.ingest.readers import Reader, ReaderError, ReadResult
-from explorer.ingest.units import to_si
+from explorer.catalog.units import to_si
 
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
