@@ -96,7 +96,7 @@ def test_data_availability_known_answers(tmp_path, client):
     assert (days["person_bucket"] == person_bucket(pid)).all()
     summary = table(lake, "cohort_summary")
     age = pd.Timestamp.now().year - 1960
-    expected_band = next(label for low, label in reversed(__import__("explorer.jobs.builtin", fromlist=["AGE_BANDS"]).AGE_BANDS) if age >= low)
+    expected_band = next(label for low, label in reversed(__import__("explorer.jobs.steps.overview", fromlist=["AGE_BANDS"]).AGE_BANDS) if age >= low)
     assert summary[["age_band", "sex_at_birth", "zip3", "n_persons"]].values.tolist() == [[expected_band, "female", "021", 1]]
     coverage = table(lake, "modality_coverage").set_index("modality")
     assert coverage.loc["heart_rate", "persons_with_data"] == 1 and coverage.loc["sleep", "person_days"] == 2

@@ -9,7 +9,7 @@ its column cannot disagree.
 
 Cohort criteria (``Wearable``, ``Exposure``), the views, the command line and the refresh steps all
 read :data:`METRICS`. The suite's own metrics are declared by ``explorer.wearables.registry`` and
-``explorer.exposure.registry``; a site package adds its own through the entry-point group
+``explorer.exposure.registry``, found, like a site package's, through the entry-point group
 ``explorer.metrics``::
 
     [project.entry-points."explorer.metrics"]
@@ -29,7 +29,6 @@ explorer.errors.CatalogError: no metric 'sleep_efficency' (did you mean 'sleep_e
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -41,8 +40,9 @@ from explorer.errors import CatalogError, did_you_mean
 #: entry-point group through which packages declare metrics
 ENTRY_POINT_GROUP = "explorer.metrics"
 
-#: the suite's own metric modules, loaded like a plugin's (so the two paths cannot drift apart)
-BUILTIN_MODULES = ("explorer.wearables.registry", "explorer.exposure.registry")
+#: the suite's own entry points (declared in its pyproject.toml like a plugin's): their absence
+#: means the installed metadata is older than the code
+_OWN_ENTRY_POINTS = ("wearables", "exposure")
 
 #: UCUM codes as a person reads them on an axis
 _UNIT_LABELS = {"Cel": "°C", "{steps}": "steps", "/min": "/min", "1": "", "ug/m3": "µg/m³", "d": "days",
@@ -141,14 +141,19 @@ class MetricRegistry(Mapping):
         self._metrics.pop(identifier, None)
 
     def load(self) -> None:
-        """Import the suite's metric modules and every ``explorer.metrics`` entry point, once."""
+        """Load every ``explorer.metrics`` entry point (the suite's own and site plugins'), once."""
         with self._loading:
             if self._loaded:
                 return
             self._loaded = True  # first: a module being imported reads the registry while it registers
-            for module in BUILTIN_MODULES:
-                importlib.import_module(module)
-            for point in entry_points(group=ENTRY_POINT_GROUP):
+            declared = entry_points(group=ENTRY_POINT_GROUP)
+            missing = set(_OWN_ENTRY_POINTS) - {point.name for point in declared}
+            if missing:
+                self._loaded = False
+                raise CatalogError(f"the {ENTRY_POINT_GROUP!r} entry points of cohort-explorer are missing "
+                                   f"({', '.join(sorted(missing))}): its installed metadata is older than the code; "
+                                   "reinstall it (`pip install -e .` in a checkout)")
+            for point in declared:
                 try:
                     declared = point.load()
                 except Exception as exc:

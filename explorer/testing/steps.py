@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from explorer.jobs.builtin import DataAvailability
+from explorer.jobs.steps.overview import DataAvailability
 from explorer.jobs.steps import Partition, RefreshStep
 
 #: seconds each task of the slow step sleeps before computing

@@ -1,7 +1,14 @@
 """Refresh steps: what an aggregate table is made from, and how its work splits into partitions.
 
 A step is a subclass of :class:`RefreshStep` with a name, found in :data:`STEPS` by that name
-(as xclim finds indicators and Lumen finds sources). It declares
+(as xclim finds indicators and Lumen finds sources). The suite's steps live in
+``explorer/jobs/steps/<domain>.py``; they and a site package's steps are found through the
+``explorer.steps`` entry points::
+
+    [project.entry-points."explorer.steps"]
+    my_site = "my_site.steps"     # a module defining RefreshStep subclasses
+
+A step declares
 
 - ``inputs``: the lake tables it reads (unified tables, or the outputs of other steps, which
   orders the steps: a step runs after the steps whose outputs it reads);
@@ -18,8 +25,11 @@ A step is a subclass of :class:`RefreshStep` with a name, found in :data:`STEPS`
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass
 from datetime import date
+from importlib.metadata import entry_points
 from typing import ClassVar
 
 import pandas as pd
@@ -163,17 +173,37 @@ def step(name: str) -> RefreshStep:
         raise ExplorerError(f"no refresh step {name!r}{did_you_mean(name, STEPS)}; steps: {', '.join(sorted(STEPS))}") from None
 
 
-#: comma-separated modules that register more steps (a site's own aggregates); set it where the
-#: client *and* the Dask workers start, since each process finds steps by importing them
+#: entry-point group through which packages declare steps: each entry point names a module that
+#: defines RefreshStep subclasses (the suite's own, ``explorer.jobs.steps.<domain>``, are declared
+#: the same way in its pyproject.toml)
+ENTRY_POINT_GROUP = "explorer.steps"
+
+#: comma-separated modules that register more steps, for a module not packaged with an entry
+#: point (a notebook's experiment); set it where the client *and* the Dask workers start
 STEP_MODULES_ENV = "EXPLORER_STEP_MODULES"
+
+#: the suite's own step modules: their absence means the package's metadata is stale
+_OWN_ENTRY_POINTS = ("overview", "wearables", "exposure", "ageing", "cohorts")
 
 
 def load_steps() -> dict[str, type[RefreshStep]]:
-    import importlib
-    import os
+    """Import every step module declared in the ``explorer.steps`` entry points (the suite's own and
+    site plugins') and in ``$EXPLORER_STEP_MODULES``, and return the steps by name.
 
-    from explorer.jobs import builtin  # noqa: F401  (registers the steps shipped with the suite)
-
+    Each process (client and every Dask worker) finds steps this way, so a site package installed
+    where they run is enough: no variable to set."""
+    declared = entry_points(group=ENTRY_POINT_GROUP)
+    missing = set(_OWN_ENTRY_POINTS) - {point.name for point in declared}
+    if missing:
+        raise ExplorerError(f"the {ENTRY_POINT_GROUP!r} entry points of cohort-explorer are missing ({', '.join(sorted(missing))}): "
+                            "its installed metadata is older than the code; reinstall it (`pip install -e .` in a checkout)")
+    for point in declared:
+        try:
+            importlib.import_module(point.value.split(":")[0])
+        except Exception as exc:
+            raise ExplorerError(f"entry point {point.name} = {point.value!r} (group {ENTRY_POINT_GROUP}) cannot be "
+                                f"imported: {exc}; install the package that declares it where the client and the "
+                                "workers run, or uninstall it") from exc
     for module in filter(None, (m.strip() for m in os.environ.get(STEP_MODULES_ENV, "").split(","))):
         try:
             importlib.import_module(module)
