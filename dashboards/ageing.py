@@ -4,9 +4,13 @@ from explorer.serve import guarded, page
 from explorer.views import AgeotypeMembership, MarkerAgeingTable, PhenoAgeVsAge
 
 
+PAGE = {"title": "Ageing", "order": 40, "roles": ["public", "researcher", "steward"],
+        "summary": "ageotype membership and PhenoAge against age"}
+
+
 def build(lake, role):
     return [guarded(lambda: MarkerAgeingTable(lake=lake, role=role)), guarded(lambda: AgeotypeMembership(lake=lake, role=role)),
             guarded(lambda: PhenoAgeVsAge(lake=lake, role=role))]
 
 
-page("Ageing", build).servable(title="Ageing")
+page(PAGE, build).servable(title=PAGE["title"])

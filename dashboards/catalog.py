@@ -4,10 +4,14 @@ from explorer.serve import guarded, page, url_synced
 from explorer.views import CatalogOverview
 
 
+PAGE = {"title": "Catalog and jobs", "order": 60, "roles": ["public", "researcher", "steward"],
+        "summary": "datasets, their versions and lineage, refresh runs, and what changed between two versions"}
+
+
 def build(lake, role):
     view = CatalogOverview(lake=lake, role=role)
     widgets = [url_synced(view, ["table", "before", "after"])] if role != "public" else []
     return [*widgets, guarded(lambda: view)]
 
 
-page("Catalog and jobs", build).servable(title="Catalog and jobs")
+page(PAGE, build).servable(title=PAGE["title"])

@@ -3,20 +3,23 @@ the characterisation of a saved cohort."""
 
 import panel as pn
 
-from explorer import cohorts
 from explorer.serve import guarded, page, url_synced
 from explorer.views import CohortAttrition, CohortBuilder, CohortCharacterisation
 
 
+PAGE = {"title": "Cohorts", "order": 50, "roles": ["public", "researcher", "steward"],
+        "summary": "build a cohort definition and see its attrition as you go"}
+
+
 def build(lake, role):
-    saved = cohorts.saved(lake)["cohort"].tolist() if lake.has_table("cohort_member") else []
+    saved = CohortAttrition.saved_names(lake)
     if role == "public":  # saved definitions only: counts of one's own could be subtracted (differencing)
         content = [pn.pane.Markdown("### Saved cohorts\nThe attrition of the cohorts researchers have saved; "
                                     "defining a cohort of your own needs the researcher role.")]
         if saved:
             chooser = pn.widgets.Select(label="cohort", options=saved, value=saved[0], width=300)
-            attrition = pn.bind(lambda name: guarded(lambda: CohortAttrition(lake=lake, role=role,
-                                                                             definition=cohorts.get(lake, name))), chooser)
+            attrition = pn.bind(lambda name: guarded(lambda: CohortAttrition.of_saved(lake=lake, role=role, name=name)),
+                               chooser)
             content += [chooser, pn.panel(attrition)]
     else:
         content = [CohortBuilder(lake=lake, role=role).panel()]
@@ -28,4 +31,4 @@ def build(lake, role):
     return content
 
 
-page("Cohorts", build).servable(title="Cohorts")
+page(PAGE, build).servable(title=PAGE["title"])

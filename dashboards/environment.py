@@ -4,10 +4,14 @@ from explorer.serve import guarded, page, url_synced
 from explorer.views import ExposureMap, ExposureResponse, HeatWaveCalendar
 
 
+PAGE = {"title": "Environment", "order": 30, "roles": ["public", "researcher", "steward"],
+        "summary": "heat-wave calendar and the exposure-outcome relation"}
+
+
 def build(lake, role):
     exposure_map = ExposureMap(lake=lake, role=role)
     return [url_synced(exposure_map, ["variable", "date"]), guarded(lambda: exposure_map),
             guarded(lambda: HeatWaveCalendar(lake=lake, role=role)), guarded(lambda: ExposureResponse(lake=lake, role=role))]
 
 
-page("Environment", build).servable(title="Environment")
+page(PAGE, build).servable(title=PAGE["title"])

@@ -6,6 +6,10 @@ from explorer.serve import csv_download, guarded, page, url_synced
 from explorer.views import DataQualityReport, DemographicCounts, ModalityCoverage
 
 
+PAGE = {"title": "Cohort overview", "order": 10, "roles": ["public", "researcher", "steward"],
+        "summary": "who is in the lake: persons by age band, sex, race, ethnicity and ZIP3"}
+
+
 def build(lake, role):
     counts = DemographicCounts(lake=lake, role=role)
     return [url_synced(counts, ["by", "sex_at_birth"]), guarded(lambda: counts), pn.panel(counts.table),
@@ -13,4 +17,4 @@ def build(lake, role):
             guarded(lambda: ModalityCoverage(lake=lake, role=role)), guarded(lambda: DataQualityReport(lake=lake, role=role))]
 
 
-page("Cohort overview", build).servable(title="Cohort overview")
+page(PAGE, build).servable(title=PAGE["title"])

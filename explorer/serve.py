@@ -30,16 +30,24 @@ import html
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from explorer.errors import ExplorerError, TableNotFoundError
 from explorer.login import (AUTH_FILE_ENV, SECURE_COOKIES_ENV, SESSION_COOKIE, Credentials, auth_provider, credentials,
                             current_user, session_store)
 from explorer.privacy import PermissionDenied
+from explorer.privacy.disclosure import PROFILE_ENV
+from explorer.privacy.disclosure import profile as disclosure_profile
 
 OAUTH_ENV = "EXPLORER_OAUTH_PROVIDER"
 COOKIE_SECRET_ENV = "EXPLORER_COOKIE_SECRET"
-DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
+#: the page scripts: beside the package in a checkout, inside it in an installed wheel
+DASHBOARDS = next((folder for folder in (Path(__file__).resolve().parent / "_dashboards",
+                                         Path(__file__).resolve().parent.parent / "dashboards") if folder.is_dir()),
+                  Path(__file__).resolve().parent.parent / "dashboards")
+#: entry-point group through which a site package adds pages (a module that is a page script)
+PAGE_ENTRY_POINT_GROUP = "explorer.pages"
 
 
 # ---------------------------------------------------------------------------------- sessions
@@ -77,15 +85,84 @@ def session_user() -> str | None:
     return current_user(request)
 
 
+@dataclass(frozen=True)
+class Page:
+    """A served page, as its script declares it in a literal ``PAGE = {...}``: read without
+    running the script, so the navigation and the landing page list every page (the suite's and
+    a site package's) from one place."""
+
+    name: str
+    path: Path
+    title: str
+    order: int
+    roles: tuple[str, ...]
+    summary: str
+
+    def shown_to(self, role: str) -> bool:
+        return role in self.roles
+
+
+_PAGE_KEYS = {"title": str, "order": int, "roles": list, "summary": str}
+
+
+def read_page(name: str, path: Path) -> Page:
+    """The ``PAGE`` declaration of the page script at ``path``; a missing or wrong one is named
+    with the file and the keys expected."""
+    import ast
+
+    from explorer.privacy import ROLES
+
+    expected = "PAGE = {'title': str, 'order': int, 'roles': [role, ...], 'summary': str}"
+    try:
+        tree = ast.parse(Path(path).read_text(), filename=str(path))
+        node = next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "PAGE" for t in n.targets))
+        declared = ast.literal_eval(node)
+    except StopIteration:
+        raise ExplorerError(f"page {path}: no PAGE declaration; expected {expected}") from None
+    except (SyntaxError, ValueError, OSError) as exc:
+        raise ExplorerError(f"page {path}: cannot read its PAGE declaration ({exc}); expected {expected}") from None
+    wrong = [key for key, kind in _PAGE_KEYS.items() if not isinstance(declared.get(key), kind)]
+    unknown_roles = [r for r in declared.get("roles") or [] if r not in ROLES]
+    if not isinstance(declared, dict) or wrong or unknown_roles:
+        raise ExplorerError(f"page {path}: PAGE {'keys ' + ', '.join(wrong) + ' missing or of the wrong type' if wrong else ''}"
+                            f"{'unknown roles ' + ', '.join(unknown_roles) + ' (roles: ' + ', '.join(ROLES) + ')' if unknown_roles else ''}"
+                            f"; expected {expected}")
+    return Page(name, Path(path), declared["title"], declared["order"], tuple(declared["roles"]), declared["summary"])
+
+
+def pages() -> dict[str, Page]:
+    """Every served page by name, in their declared order: ``dashboards/*.py`` (``index`` is the
+    landing page) and the modules of the ``explorer.pages`` entry points (a site's own pages)."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    found = {path.stem: read_page(path.stem, path) for path in sorted(DASHBOARDS.glob("*.py"))
+             if not path.stem.startswith("_")}
+    for point in entry_points(group=PAGE_ENTRY_POINT_GROUP):
+        spec = importlib.util.find_spec(point.value.split(":")[0])
+        if spec is None or not spec.origin:
+            raise ExplorerError(f"entry point {point.name} = {point.value!r} (group {PAGE_ENTRY_POINT_GROUP}) names no "
+                                "module that can be found; install the package that declares it, or uninstall it")
+        if point.name in found:
+            raise ExplorerError(f"entry point {point.name} = {point.value!r}: a page called {point.name!r} exists "
+                                f"already ({found[point.name].path}); give the page another name")
+        found[point.name] = read_page(point.name, Path(spec.origin))
+    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+
+
 def dashboard_files() -> dict[str, Path]:
-    """The served pages: ``dashboards/*.py`` by name (``index`` is the landing page)."""
-    return {path.stem: path for path in sorted(DASHBOARDS.glob("*.py")) if not path.stem.startswith("_")}
+    """The served page scripts by name (see :func:`pages`)."""
+    return {name: declared.path for name, declared in pages().items()}
 
 
 def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1", origins=(), num_procs: int = 1,
           cookie_secret: str | None = None, show: bool = False, oauth_provider: str | None = None,
-          session_lifetime_ms: int | None = None, secure_cookies: bool = False):
+          session_lifetime_ms: int | None = None, secure_cookies: bool = False, profile: str | None = None):
     """Serve every dashboard (blocks). See the module notes for login and roles.
+
+    ``profile``: the disclosure-control profile of the public pages (one of
+    ``explorer.privacy.PROFILES``; default ``$EXPLORER_DISCLOSURE_PROFILE``, else ``aou``).
 
     ``secure_cookies``: mark the cookies ``Secure`` (sent over HTTPS only), for a server behind
     a TLS proxy that reaches it over plain HTTP; a request that arrives over HTTPS gets them
@@ -93,6 +170,9 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
     import panel as pn
 
     Credentials(auth_file)  # refuse a bad file before anything starts
+    if profile is not None:
+        os.environ[PROFILE_ENV] = disclosure_profile(profile).name  # an unknown name fails here, with the choices
+    pages()  # a page with a wrong PAGE declaration is named before the server starts
     os.environ[AUTH_FILE_ENV] = str(Path(auth_file).resolve())
     os.environ["EXPLORER_HOME"] = str(Path(lake_root).resolve())
     os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else "0"
@@ -249,28 +329,30 @@ def _accept_one_connection_at_a_time():
 
 
 # ---------------------------------------------------------------------------------- pages
-PAGES = [("index", "Home"), ("overview", "Cohort overview"), ("wearables", "Wearables"), ("environment", "Environment"),
-         ("ageing", "Ageing"), ("cohorts", "Cohorts"), ("catalog", "Catalog and jobs")]
-
-
-def page(title: str, build):
+def page(declared: dict, build):
     """A served page: the navigation, who is signed in, and ``build(lake, role)``'s content.
 
-    The role comes from the login (:func:`session_role`) and is checked before anything is
-    built; a view refused to this role shows why instead of its content. Every message is shown
-    as text (``explorer.views.base.message``): it may quote a URL parameter."""
+    ``declared`` is the script's ``PAGE`` (title, order, roles, summary). The role comes from
+    the login (:func:`session_role`) and is checked before anything is built: a role the page is
+    not declared for, or a view refused to this role, shows why instead of the content. Every
+    message is shown as text (``explorer.views.base.message``): it may quote a URL parameter."""
     import panel as pn
 
     import explorer
     from explorer.views.base import message, plain_text
 
     pn.extension("tabulator", loading_indicator=True, notifications=False)
-    nav = " · ".join(f"[{label}](./{name})" for name, label in PAGES)
-    heading = f"## {plain_text(title)}\n{nav}"
+    title = declared["title"]
+    heading = f"## {plain_text(title)}"
     try:
         role = session_role()
+        nav = " · ".join(f"[{plain_text(p.title)}](./{name})" for name, p in pages().items() if p.shown_to(role))
+        heading += f"\n{nav}"
         header = pn.pane.Markdown(f"{heading} · signed in as **{plain_text(session_user())}** ({role}) · "
                                   "[log out](./logout)", sizing_mode="stretch_width")
+        if role not in declared["roles"]:
+            raise PermissionDenied(f"the page {title!r} is for the {', '.join(declared['roles'])} role(s); "
+                                   f"you are signed in as {role}")
         body = build(explorer.open(), role)
     except PermissionDenied as exc:
         header = pn.pane.Markdown(f"{heading} · [log out](./logout)", sizing_mode="stretch_width")

@@ -18,14 +18,14 @@ from urllib.request import urlopen
 import pytest
 
 from explorer import cohorts
-from explorer.serve import Credentials
+from explorer.serve import Credentials, pages
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORDS = {"public": "public-pass-123", "researcher": "researcher-pass-123"}
-PAGES = ["index", "overview", "wearables", "environment", "ageing", "cohorts", "catalog"]
+PAGES = list(pages())  # every page the server declares, the suite's and any installed plugin's
 SAVED_COHORT = "name: adults-wearing\nindex_date: {rule: first_valid_wear_day}\ninclusion:\n  - {kind: demographics, age: {gte: 18}}\n"
 
 

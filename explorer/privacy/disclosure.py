@@ -103,6 +103,18 @@ PROFILES = {
 }
 
 
+#: names the profile public views use when none is given (``explorer serve --profile`` sets it)
+PROFILE_ENV = "EXPLORER_DISCLOSURE_PROFILE"
+
+
+def default_profile() -> str:
+    """``$EXPLORER_DISCLOSURE_PROFILE`` if set (checked), else ``"aou"``."""
+    import os
+
+    name = os.environ.get(PROFILE_ENV) or "aou"
+    return profile(name).name
+
+
 def profile(name: str | Profile) -> Profile:
     """The profile called ``name`` (one of :data:`PROFILES`)."""
     if isinstance(name, Profile):
@@ -326,7 +338,8 @@ class DisclosureControl(param.Parameterized):
                                  "opensafely (redact <= 7, round to 5), ukbiobank (minimum 5).")
 
     def __init__(self, **params):
-        if "profile" in params and params["profile"] not in PROFILES:
+        params.setdefault("profile", default_profile())
+        if params["profile"] not in PROFILES:
             profile(params["profile"])  # the clear message, not param's
         super().__init__(**params)
 

@@ -68,9 +68,16 @@ class LakeView(param.Parameterized):
     # widget: constant, and hidden from the widgets Panel would make of the view's parameters.
     role = param.Selector(default="researcher", objects=list(ROLES), constant=True, precedence=-1,
                           doc="Who the view is for: public (aggregates under disclosure control), researcher, steward.")
-    disclosure = param.ClassSelector(class_=DisclosureControl, default=DisclosureControl(profile="aou"),
-                                     instantiate=True, constant=True, precedence=-1,
-                                     doc="Disclosure control applied to what a public view shows (each view its own).")
+    disclosure = param.ClassSelector(class_=DisclosureControl, default=None, allow_None=True, constant=True,
+                                     precedence=-1,
+                                     doc="Disclosure control applied to what a public view shows (each view its own); "
+                                         "default: the profile $EXPLORER_DISCLOSURE_PROFILE names (explorer serve "
+                                         "--profile), else aou.")
+
+    def __init__(self, **params):
+        if params.get("disclosure") is None:
+            params["disclosure"] = DisclosureControl()
+        super().__init__(**params)
 
     #: the access this view needs (explorer.privacy.ACCESS): person-level views say person_rows
     access = "aggregates"

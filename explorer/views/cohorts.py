@@ -51,6 +51,17 @@ class CohortAttrition(LakeView):
     def panel(self):
         return attrition_panel(self.data(), self.public)
 
+    @classmethod
+    def of_saved(cls, *, lake, role: str, name: str) -> CohortAttrition:
+        """The attrition of the saved cohort ``name`` (what a public page may show)."""
+        return cls(lake=lake, role=role, definition=cohorts.get(lake, name))
+
+    @staticmethod
+    def saved_names(lake) -> list[str]:
+        """Names of the saved cohorts, oldest first (empty before the first save): names only,
+        which every role may see."""
+        return cohorts.saved(lake)["cohort"].tolist() if lake.has_table("cohort_member") else []
+
 
 def attrition_panel(frame: pd.DataFrame, public: bool):
     import panel as pn

@@ -75,6 +75,10 @@ class PersonMinutes(_PersonView):
     gap = param.Integer(default=15, bounds=(2, None), doc="Minutes without data after which the line breaks "
                                                           "(non-wear is drawn as a gap, not a straight line).")
 
+    def first_person_id(self) -> str:
+        """The first pseudonym with a wearable day: what a researcher's page opens on."""
+        return self._sql("SELECT min(person_id) AS p FROM wearable_daily")["p"].iloc[0]
+
     def _span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         end = pd.Timestamp(self.end) if self.end is not None else self._person_day("heart_rate_minute", "max")
         start = pd.Timestamp(self.start) if self.start is not None else end - pd.Timedelta(days=27)
