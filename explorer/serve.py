@@ -287,12 +287,12 @@ def warm_shared_views(roles=("public", "researcher")) -> int:
     figure: what a process's first sessions would otherwise wait for (a cold process built its
     first overview pages in 0.25 s instead of 0.11 s). Views whose table this lake has not got
     are left out. Returns how many were computed."""
-    import explorer
     from explorer import views
+    from explorer.lake import open as open_lake
 
     done = 0
     try:
-        lake = explorer.open()
+        lake = open_lake()
         for name in views.__all__:
             view_class = getattr(views, name)
             if not hasattr(getattr(view_class, "data", None), "shared_tables"):  # shared_data views only
@@ -338,7 +338,7 @@ def page(declared: dict, build):
     message is shown as text (``explorer.views.base.message``): it may quote a URL parameter."""
     import panel as pn
 
-    import explorer
+    from explorer.lake import open as open_lake
     from explorer.views.base import message, plain_text
 
     pn.extension("tabulator", loading_indicator=True, notifications=False)
@@ -353,7 +353,7 @@ def page(declared: dict, build):
         if role not in declared["roles"]:
             raise PermissionDenied(f"the page {title!r} is for the {', '.join(declared['roles'])} role(s); "
                                    f"you are signed in as {role}")
-        body = build(explorer.open(), role)
+        body = build(open_lake(), role)
     except PermissionDenied as exc:
         header = pn.pane.Markdown(f"{heading} · [log out](./logout)", sizing_mode="stretch_width")
         body = [message(exc, "warning", "Not available to you.", css_classes=["refused"])]

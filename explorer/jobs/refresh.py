@@ -137,13 +137,13 @@ _LAKES: dict[str, object] = {}
 
 def compute_partition(root: str, step_name: str, versions: dict[str, int], partition: Partition) -> pd.DataFrame:
     """One task: the step's rows for one partition, read from the inputs pinned at ``versions``."""
-    import explorer
     from explorer.jobs.steps import step
+    from explorer.lake import open as open_lake
     from explorer.lake.engine import new_connection
 
     lake = _LAKES.get(root)
     if lake is None:  # a worker lives for many tasks and runs: open the lake (and its pinned snapshots) once
-        lake = _LAKES[root] = explorer.open(root)
+        lake = _LAKES[root] = open_lake(root)
     threads = 1
     try:
         from distributed import get_worker
