@@ -16,4 +16,4 @@ def build(lake, role):
     return [pn.pane.Markdown(f"{rows}\n\n{note}")]
 
 
-page(PAGE, build).servable(title=PAGE["title"])
+page(PAGE, build).servable(title="Cohort Explorer")

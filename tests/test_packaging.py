@@ -1,0 +1,124 @@
+"""The wheel a site installs: built from this checkout, installed into a fresh virtual environment
+(not the editable install the tests run in), it serves every page of the suite from there."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from explorer.serve import pages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    # build isolation fetches the build backend (hatchling) from the package index, as pip does for a user
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return next(dist.glob("cohort_explorer-*.whl"))
+
+
+def test_the_wheel_carries_the_pages_the_catalog_and_the_notebooks(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in pages():
+        if (ROOT / "dashboards" / f"{name}.py").is_file():
+            assert f"explorer/_dashboards/{name}.py" in names, name
+    assert {"explorer/_dashboards/_login.html", "explorer/_dashboards/_logout.html", "explorer/_dashboards/_root.html"} <= names
+    assert "explorer/_data_catalog/measurement.yaml" in names
+    assert any(n.startswith("explorer/_notebooks/") and n.endswith(".ipynb") for n in names)
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    declared = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[explorer.steps]" in declared and "[explorer.metrics]" in declared
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_serves_every_page(wheel, tmp_path):
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
+    python = env / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    # The dependencies come from this test environment (appended after the fresh environment's own
+    # packages; a .pth line adds a folder but runs none of its .pth files, so the editable install of
+    # this checkout stays out): the wheel itself is what the fresh environment imports.
+    (site / "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    where = subprocess.run([str(python), "-c", "import explorer, explorer.serve as s; print(explorer.__file__); "
+                                               "print(s.DASHBOARDS); print(sorted(s.pages()))"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert where.returncode == 0, where.stderr[-3000:]
+    module, dashboards, served = where.stdout.splitlines()[-3:]
+    assert module.startswith(str(site)) and dashboards.startswith(str(site)), where.stdout
+    assert eval(served) == sorted(pages())  # noqa: S307  (the list this test's own child printed)
+
+    port = _free_port()
+    environment = {k: v for k, v in os.environ.items() if k not in ("EXPLORER_HOME", "EXPLORER_CATALOG", "PYTHONPATH")}
+    server = subprocess.Popen([str(env / "bin" / "explorer"), "--lake", str(tmp_path / "lake"), "demo", "--participants", "4",
+                               "--days", "2", "--port", str(port)], cwd=tmp_path, env=environment,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        logins, lines = {}, []
+        deadline = time.time() + 400
+        while len(logins) < 3 and time.time() < deadline:
+            line = server.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.match(r"\s+log in as (\w+)\s+password (\S+)", line)
+            if found:
+                logins[found.group(1)] = found.group(2)
+        assert set(logins) == {"public", "researcher", "steward"}, "".join(lines[-30:])
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(base + "/login")
+        for role in ("public", "researcher"):
+            opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+            _log_in(opener, base, role, logins[role])
+            for name, declared in pages().items():
+                response = opener.open(f"{base}/{name}", timeout=120)
+                body = response.read().decode()
+                assert response.status == 200 and 'name="password"' not in body, (role, name)
+                assert "signed in as" in body and declared.title in body, (role, name)  # the page was built
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str) -> None:
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer")
+
+
+def _log_in(opener, base, user, password):
+    import urllib.parse
+
+    form = opener.open(base + "/login").read().decode()
+    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    opener.open(base + "/login", urllib.parse.urlencode({"csrf": token, "username": user, "password": password}).encode())
