@@ -38,7 +38,17 @@ from explorer.errors import ExplorerError
 
 
 class ActivityWindow(NamedTuple):
-    """Onset (time of day of the window's first epoch) and mean activity per epoch of L5 or M10."""
+    """The least (L5) or most (M10) active window of the mean day.
+
+    Attributes
+    ----------
+    onset : pandas.Timedelta
+        Time of day of the window's first epoch (``Timedelta(0)`` is midnight; a window may run
+        across midnight).
+    value : float
+        Mean activity per epoch over the window, in the units of the series (steps per minute),
+        or, when binarised, the share of active epochs (0 to 1).
+    """
 
     onset: pd.Timedelta
     value: float
@@ -57,7 +67,29 @@ def _regular(series: pd.Series) -> pd.Series:
 
 
 def binarized(series: pd.Series, threshold: float = 4) -> pd.Series:
-    """1 where ``series > threshold``, else 0; missing stays missing."""
+    """Active (1) or not (0) per epoch, as pyActigraphy's ``binarized_data``.
+
+    Parameters
+    ----------
+    series : pandas.Series
+        Regular, time-indexed activity counts or steps per epoch; missing epochs as NaN.
+    threshold : float, default 4
+        Counts (steps per epoch) above which an epoch is active.
+
+    Returns
+    -------
+    pandas.Series
+        1.0 where ``series > threshold``, 0.0 elsewhere, NaN where ``series`` is missing
+        (dimensionless).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.wearables.circadian import binarized
+    >>> steps = pd.Series([0, 4, 5, np.nan, 100], index=pd.date_range("2024-01-01", periods=5, freq="1min"))
+    >>> binarized(steps).tolist()
+    [0.0, 0.0, 1.0, nan, 1.0]
+    """
     series = _regular(series)
     return pd.Series(np.where(series > threshold, 1.0, 0.0), index=series.index).where(series.notna())
 
@@ -74,13 +106,68 @@ def _prepared(series: pd.Series, freq: str | None, binarize: bool, threshold: fl
 
 def interdaily_stability(series: pd.Series, freq: str = "1h", binarize: bool = True, threshold: float = 4,
                          ddof: int = 1) -> float:
-    r"""Interdaily stability: how alike the days are.
+    r"""Interdaily stability (IS): how alike the days are.
 
-    .. math:: IS = \frac{\operatorname{var}_p(\bar{x}_h)}{\operatorname{var}_n(x_i)}
+    Parameters
+    ----------
+    series : pandas.Series
+        Regular, time-indexed activity counts or steps per epoch (usually a minute); missing
+        epochs as NaN.
+    freq : str, default "1h"
+        Bin width the epochs are summed to first (a pandas offset); bins start at the first
+        sample. ``None`` or the series' own epoch: no resampling.
+    binarize : bool, default True
+        Count each epoch as active (1) or not (0) first (:func:`binarized`); the parameter keeps
+        pyActigraphy's name.
+    threshold : float, default 4
+        Counts per epoch above which an epoch is active, when ``binarize``.
+    ddof : int, default 1
+        Delta degrees of freedom of both variances: 1 as pyActigraphy (pandas), 0 for the
+        population variances of Witting et al.
 
-    the variance of the mean 24-h profile (:math:`\bar{x}_h`, the mean over days of each of the
-    ``p`` bins of the day) over the variance of all ``n`` bins. Dimensionless, 0 (no daily
-    pattern) to about 1 (every day the same). Witting et al. 1990.
+    Returns
+    -------
+    float
+        IS, dimensionless: about 0 with no daily pattern, 1 when every day is the same (under
+        ``ddof=1`` slightly above 1 for identical days, see Notes); NaN when the series never
+        varies.
+
+    Notes
+    -----
+    With :math:`x_i` the :math:`n` bins, :math:`\bar{x}_h` the mean over days of the
+    :math:`h`-th of the :math:`p` bins of the day (the mean 24-h profile) and :math:`\bar{x}`
+    the overall mean,
+
+    .. math::
+
+        IS = \frac{\frac{1}{p - d}\sum_{h=1}^{p} (\bar{x}_h - \bar{x})^2}
+                  {\frac{1}{n - d}\sum_{i=1}^{n} (x_i - \bar{x})^2}
+
+    with :math:`d` = ``ddof``. Witting et al. (1990) wrote it with :math:`d = 0`, under which a
+    perfectly periodic signal has IS = 1; pyActigraphy uses :math:`d = 1`, which gives
+    :math:`(24 D - 1) / (23 D)` for :math:`D` identical days of hourly bins.
+
+    References
+    ----------
+    Witting W, Kwa IH, Eikelenboom P, Mirmiran M, Swaab DF. Alterations in the circadian
+    rest-activity rhythm in aging and Alzheimer's disease. Biol Psychiatry. 1990;27:563-572.
+    Van Someren EJW, Swaab DF, Colenda CC, et al. Bright light therapy: improved sensitivity to
+    its effects on rest-activity rhythms in Alzheimer patients by application of nonparametric
+    methods. Chronobiol Int. 1999;16:505-518.
+
+    Examples
+    --------
+    Seven identical days:
+
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.wearables import interdaily_stability
+    >>> day = [0] * 8 + [30] * 10 + [0] * 6      # 30 steps a minute from 08:00 to 18:00, then rest
+    >>> steps = pd.Series(np.repeat(day * 7, 60), dtype=float,
+    ...                   index=pd.date_range("2024-01-01", periods=7 * 1440, freq="1min"))
+    >>> round(interdaily_stability(steps, ddof=0), 6)
+    1.0
+    >>> round(interdaily_stability(steps), 4)    # (24 * 7 - 1) / (23 * 7)
+    1.0373
     """
     data = _prepared(series, freq, binarize, threshold)
     with np.errstate(invalid="ignore", divide="ignore"):  # no variance at all: NaN, as in pyActigraphy
@@ -90,13 +177,49 @@ def interdaily_stability(series: pd.Series, freq: str = "1h", binarize: bool = T
 
 def intradaily_variability(series: pd.Series, freq: str = "1h", binarize: bool = True, threshold: float = 4,
                            ddof: int = 1) -> float:
-    r"""Intradaily variability: how fragmented the rhythm is.
+    r"""Intradaily variability (IV): how fragmented the rhythm is.
 
-    .. math:: IV = \frac{\operatorname{mean}\left((x_i - x_{i-1})^2\right)}{\operatorname{var}_n(x_i)}
+    Parameters
+    ----------
+    series, freq, binarize, threshold, ddof
+        As :func:`interdaily_stability`.
 
-    the mean squared difference between successive bins over the variance. Dimensionless, 0 for
-    a smooth profile, about 2 for white noise, higher for alternating rest and activity.
-    Witting et al. 1990.
+    Returns
+    -------
+    float
+        IV, dimensionless: near 0 for a smooth profile, about 2 for white noise, higher for
+        rest and activity alternating from bin to bin; NaN when the series never varies.
+
+    Notes
+    -----
+    With :math:`x_i` the :math:`n` bins and :math:`\bar{x}` their mean,
+
+    .. math::
+
+        IV = \frac{\frac{1}{n - 1}\sum_{i=2}^{n} (x_i - x_{i-1})^2}
+                  {\frac{1}{n - d}\sum_{i=1}^{n} (x_i - \bar{x})^2}
+
+    with :math:`d` = ``ddof``: Witting et al.'s formula with :math:`d = 0`, pyActigraphy's
+    (the ratio of the two sums) with :math:`d = 1`. A missing bin drops the differences it
+    takes part in.
+
+    References
+    ----------
+    Witting W, Kwa IH, Eikelenboom P, Mirmiran M, Swaab DF. Alterations in the circadian
+    rest-activity rhythm in aging and Alzheimer's disease. Biol Psychiatry. 1990;27:563-572.
+    Van Someren EJW, Swaab DF, Colenda CC, et al. Chronobiol Int. 1999;16:505-518.
+
+    Examples
+    --------
+    One change from rest to activity and one back each day of hourly bins:
+
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.wearables import intradaily_variability
+    >>> day = [0] * 8 + [30] * 10 + [0] * 6      # 30 steps a minute from 08:00 to 18:00, then rest
+    >>> steps = pd.Series(np.repeat(day * 7, 60), dtype=float,
+    ...                   index=pd.date_range("2024-01-01", periods=7 * 1440, freq="1min"))
+    >>> round(intradaily_variability(steps), 4)   # 14 jumps between rest and activity in 168 hourly bins
+    0.3429
     """
     data = _prepared(series, freq, binarize, threshold)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -125,21 +248,123 @@ def _window_of_profile(profile: pd.Series, epoch: pd.Timedelta, period: str, low
 
 
 def l5(series: pd.Series, binarize: bool = True, threshold: float = 4) -> ActivityWindow:
-    """The 5 least active hours of the mean day: onset and mean activity per epoch.
-    Van Someren et al. 1999."""
+    """L5: the 5 least active consecutive hours of the mean day.
+
+    Parameters
+    ----------
+    series : pandas.Series
+        Regular, time-indexed activity counts or steps per epoch; missing epochs as NaN.
+    binarize, threshold
+        As :func:`interdaily_stability` (L5 is computed on the epochs, not on hourly bins).
+
+    Returns
+    -------
+    ActivityWindow
+        ``onset``, the time of day the window starts (a :class:`pandas.Timedelta`; the first
+        such window of the day on a tie), and ``value``, the mean activity per epoch in it
+        (steps per minute; binarised, the share of active minutes, 0 to 1).
+
+    Notes
+    -----
+    The mean day is the mean of each epoch of the day over the days with a value there; it is
+    laid twice end to end so a window may run across midnight, and
+
+    .. math:: L5 = \\min_t \\frac{1}{m} \\sum_{k=0}^{m-1} \\bar{x}_{t+k}
+
+    over the :math:`m` epochs of 5 hours starting at each epoch :math:`t` of the day.
+
+    References
+    ----------
+    Van Someren EJW, Swaab DF, Colenda CC, et al. Bright light therapy: improved sensitivity to
+    its effects on rest-activity rhythms in Alzheimer patients by application of nonparametric
+    methods. Chronobiol Int. 1999;16:505-518.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.wearables import l5
+    >>> day = [0] * 8 + [30] * 10 + [0] * 6      # 30 steps a minute from 08:00 to 18:00, then rest
+    >>> steps = pd.Series(np.repeat(day * 7, 60), dtype=float,
+    ...                   index=pd.date_range("2024-01-01", periods=7 * 1440, freq="1min"))
+    >>> l5(steps)
+    ActivityWindow(onset=Timedelta('0 days 00:00:00'), value=0.0)
+    """
     return _extreme_window(series, "5h", binarize, threshold, lowest=True)
 
 
 def m10(series: pd.Series, binarize: bool = True, threshold: float = 4) -> ActivityWindow:
-    """The 10 most active hours of the mean day: onset and mean activity per epoch.
-    Van Someren et al. 1999."""
+    """M10: the 10 most active consecutive hours of the mean day.
+
+    Parameters
+    ----------
+    series, binarize, threshold
+        As :func:`l5`.
+
+    Returns
+    -------
+    ActivityWindow
+        ``onset`` (time of day) and ``value`` (mean activity per epoch, or share of active
+        epochs when binarised) of the window.
+
+    Notes
+    -----
+    As :func:`l5`, the maximum over windows of 10 hours:
+    :math:`M10 = \\max_t \\frac{1}{m} \\sum_{k=0}^{m-1} \\bar{x}_{t+k}`.
+
+    References
+    ----------
+    Van Someren EJW, Swaab DF, Colenda CC, et al. Chronobiol Int. 1999;16:505-518.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.wearables import m10
+    >>> day = [0] * 8 + [30] * 10 + [0] * 6      # 30 steps a minute from 08:00 to 18:00, then rest
+    >>> steps = pd.Series(np.repeat(day * 7, 60), dtype=float,
+    ...                   index=pd.date_range("2024-01-01", periods=7 * 1440, freq="1min"))
+    >>> m10(steps)
+    ActivityWindow(onset=Timedelta('0 days 08:00:00'), value=1.0)
+    """
     return _extreme_window(series, "10h", binarize, threshold, lowest=False)
 
 
 def relative_amplitude(series: pd.Series, binarize: bool = True, threshold: float = 4) -> float:
-    r"""Relative amplitude, :math:`RA = (M10 - L5) / (M10 + L5)`: 0 (no rhythm) to 1 (complete
-    rest in the least active 5 hours). Van Someren et al. 1999. NaN when there is no activity
-    at all (M10 = L5 = 0), as pyActigraphy's numpy division gives."""
+    r"""Relative amplitude (RA) of the rest-activity rhythm.
+
+    Parameters
+    ----------
+    series, binarize, threshold
+        As :func:`l5`.
+
+    Returns
+    -------
+    float
+        RA, dimensionless: 0 (no rhythm) to 1 (complete rest in the least active 5 hours);
+        NaN when there is no activity at all (M10 = L5 = 0), as pyActigraphy's numpy division
+        gives.
+
+    Notes
+    -----
+    .. math:: RA = \frac{M10 - L5}{M10 + L5}
+
+    with the values of :func:`m10` and :func:`l5`.
+
+    References
+    ----------
+    Van Someren EJW, Swaab DF, Colenda CC, et al. Bright light therapy: improved sensitivity to
+    its effects on rest-activity rhythms in Alzheimer patients by application of nonparametric
+    methods. Chronobiol Int. 1999;16:505-518.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.wearables import relative_amplitude
+    >>> day = [0] * 8 + [30] * 10 + [0] * 6      # 30 steps a minute from 08:00 to 18:00, then rest
+    >>> steps = pd.Series(np.repeat(day * 7, 60), dtype=float,
+    ...                   index=pd.date_range("2024-01-01", periods=7 * 1440, freq="1min"))
+    >>> relative_amplitude(steps)
+    1.0
+    """
     return _amplitude(l5(series, binarize, threshold).value, m10(series, binarize, threshold).value)
 
 
@@ -151,13 +376,40 @@ def _amplitude(low: float, high: float) -> float:
 def sleep_regularity_index(asleep: pd.Series) -> float:
     r"""Sleep regularity index (SRI): how often the sleep/wake state is the same 24 h apart.
 
+    Parameters
+    ----------
+    asleep : pandas.Series
+        Regular, time-indexed sleep/wake state per epoch: 1 asleep, 0 awake, NaN where unknown
+        (not worn). The epoch must divide a day.
+
+    Returns
+    -------
+    float
+        SRI, dimensionless, -100 to 100: 100 for identical days, about 0 for random sleep,
+        -100 when each day is the reverse of the one before; NaN with no pair of known epochs.
+
+    Notes
+    -----
     .. math:: SRI = -100 + \frac{200}{K} \sum_{k} \delta\left(s_k, s_{k + 1\,\mathrm{day}}\right)
 
-    over the ``K`` pairs of epochs one day apart where both states are known (``δ`` is 1 when
-    they are equal). ``asleep`` is a regular, time-indexed Series: 1 asleep, 0 awake, missing
-    where unknown (not worn). 100 for identical days, about 0 for random sleep, -100 when each
-    day is the reverse of the one before. Phillips et al. 2017, who write it over ``M`` epochs
-    of ``N`` days, which is the same sum when no epoch is missing. NaN with no pair.
+    over the :math:`K` pairs of epochs one day apart where both states are known
+    (:math:`\delta` is 1 when they are equal, else 0). Phillips et al. write it over :math:`M`
+    epochs of :math:`N` days, which is the same sum when no epoch is missing.
+
+    Examples
+    --------
+    Asleep from midnight to 07:00, then a day that sleeps an hour longer (60 of the 2880 pairs
+    of minutes 24 h apart differ):
+
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.wearables import sleep_regularity_index
+    >>> night = np.r_[np.ones(7 * 60), np.zeros(17 * 60)]
+    >>> later = np.r_[np.ones(8 * 60), np.zeros(16 * 60)]
+    >>> minutes = pd.date_range("2024-01-01", periods=3 * 1440, freq="1min")
+    >>> sleep_regularity_index(pd.Series(np.tile(night, 3), index=minutes))
+    100.0
+    >>> round(sleep_regularity_index(pd.Series(np.r_[night, night, later], index=minutes)), 4)
+    95.8333
 
     References
     ----------
@@ -182,7 +434,8 @@ def _sri(states: np.ndarray, per_day: int) -> float:
 
 
 class CircadianSummary(NamedTuple):
-    """Every circadian metric of one minute series (see :func:`summarize_minutes`)."""
+    """Every circadian metric of one minute series (see :func:`summarize_minutes`): IS and IV
+    (dimensionless), RA (dimensionless, 0 to 1), and the :class:`ActivityWindow` of L5 and M10."""
 
     interdaily_stability: float
     intradaily_variability: float
@@ -193,11 +446,59 @@ class CircadianSummary(NamedTuple):
 
 def summarize_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes: int = 60, binarize: bool = True,
                       threshold: float = 4) -> CircadianSummary:
-    """IS, IV, RA, L5 and M10 of one regular minute series given as an array (``values``, NaN
-    where missing, the first at ``first_minute_of_day`` minutes after midnight): the same
-    numbers as :func:`interdaily_stability` and the others on the equivalent pandas Series
-    (``freq`` of ``bin_minutes``), without building an index, a resampler or a groupby. This is
-    what the ``wearable_circadian`` refresh step runs for every person and period."""
+    """IS, IV, RA, L5 and M10 of one regular minute series given as a plain array.
+
+    The same numbers as :func:`interdaily_stability`, :func:`intradaily_variability`,
+    :func:`relative_amplitude`, :func:`l5` and :func:`m10` (``ddof=1``) on the equivalent pandas
+    Series, computed by counting (``numpy.bincount``) without building an index, a resampler or a
+    groupby: what the ``wearable_circadian`` refresh step runs for every person and period.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Activity counts or steps per minute, one per consecutive minute, NaN where missing.
+    first_minute_of_day : int
+        Minutes after midnight of the first value (0 to 1439).
+    bin_minutes : int, default 60
+        Minutes summed into one bin for IS and IV (the ``freq`` of the pandas functions).
+    binarize : bool, default True
+        Count each minute as active (1) or not (0) first, as :func:`binarized`.
+    threshold : float, default 4
+        Counts per minute above which a minute is active.
+
+    Returns
+    -------
+    CircadianSummary
+        IS, IV, RA (dimensionless) and the L5 and M10 windows (onset as time of day, value in
+        activity per minute or share of active minutes).
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        No recorded minute, or ``bin_minutes``/``first_minute_of_day`` out of range.
+
+    Notes
+    -----
+    The formulas are those of the pandas functions (see their Notes); bins are summed from the
+    first sample and an empty bin sums to 0, as pyActigraphy resamples.
+
+    References
+    ----------
+    Witting W, et al. Biol Psychiatry. 1990;27:563-572 (IS, IV). Van Someren EJW, et al.
+    Chronobiol Int. 1999;16:505-518 (L5, M10, RA). Hammad G, et al. pyActigraphy. PLoS Comput
+    Biol. 2021;17:e1009514 (conventions).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from explorer.wearables import summarize_minutes
+    >>> day = np.repeat([0] * 8 + [30] * 10 + [0] * 6, 60)   # steps a minute, midnight to midnight
+    >>> summary = summarize_minutes(np.tile(day, 7).astype(float), first_minute_of_day=0)
+    >>> round(summary.interdaily_stability, 4), round(summary.intradaily_variability, 4), summary.relative_amplitude
+    (1.0373, 0.3429, 1.0)
+    >>> summary.m10
+    ActivityWindow(onset=Timedelta('0 days 08:00:00'), value=1.0)
+    """
     x = np.asarray(values, dtype="float64")
     if len(x) == 0 or np.isnan(x).all():
         raise ExplorerError("summarize_minutes needs at least one recorded minute")
@@ -241,7 +542,13 @@ def _profile(x: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Metric:
-    """A registry entry: what a metric is called, its unit and where it is defined."""
+    """A registry entry: what a metric is called, its unit and where it is defined.
+
+    Superseded by :class:`explorer.catalog.metrics.Metric`: the metrics are declared once in
+    :data:`explorer.catalog.metrics.METRICS` (``explorer/wearables/registry.py``), and
+    :data:`explorer.wearables.METRICS` is the view of them to use. This module's ``METRICS``
+    dict is not read by the library.
+    """
 
     identifier: str
     long_name: str

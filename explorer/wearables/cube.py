@@ -33,14 +33,63 @@ CHUNK_DAYS = 7
 
 
 def cube_path(lake) -> Path:
-    """Where the cube of the current minute tables lives (it may not be written yet)."""
+    """Where the cube of the lake's current minute tables lives (it may not be written yet).
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake; the path is named by the versions of ``heart_rate_minute`` and ``steps_minute``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<lake>/arrays/wearable_minute_cube/heart_rate_minute@V-steps_minute@W.zarr``.
+
+    Examples
+    --------
+    >>> cube_path(lake).name  # doctest: +SKIP
+    'heart_rate_minute@3-steps_minute@3.zarr'
+    """
     versions = "-".join(f"{table}@{lake.version(table)}" for table, _ in STREAMS.values())
     return Path(lake.root) / "arrays" / "wearable_minute_cube" / f"{versions}.zarr"
 
 
 def write_minute_cube(lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_days: int = CHUNK_DAYS,
                       progress=None) -> Path:
-    """Build the cube of the lake's current minute tables (or return the existing one)."""
+    """Build the cube of the lake's current minute tables (or return the existing one).
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        A lake holding ``heart_rate_minute`` and ``steps_minute``.
+    chunk_persons : int, default :data:`CHUNK_PERSONS`
+        Persons per Zarr chunk (and per block written).
+    chunk_days : int, default :data:`CHUNK_DAYS`
+        Days per Zarr chunk along the minute axis.
+    progress : callable, optional
+        Called as ``progress(done, total, text)`` after each block of persons.
+
+    Returns
+    -------
+    pathlib.Path
+        The Zarr v3 store (:func:`cube_path`): variables ``heart_rate`` (/min, the mean of the
+        minute's readings), ``steps`` (/min, the sum) and ``heart_rate_readings`` (count), dims
+        person x minute, NaN (0 readings) where nothing was recorded.
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        A minute table is missing or empty.
+
+    Notes
+    -----
+    Written to a ``.partial`` store one block of persons at a time and renamed when whole, so
+    a reader never opens half a cube.
+
+    Examples
+    --------
+    >>> path = write_minute_cube(lake)  # doctest: +SKIP
+    """
     for table, _ in STREAMS.values():
         if not lake.has_table(table):
             raise ExplorerError(f"the minute cube needs table {table!r}: ingest wearable data first (`explorer ingest PATH`)")
@@ -103,8 +152,27 @@ def _lazy_full(n_persons: int, n_minutes: int, chunks: dict, value, dtype: str):
 
 
 def open_minute_cube(lake, *, build: bool = True) -> xr.Dataset:
-    """The cube of the current minute tables as a Dask-backed Dataset (nothing is read until a
-    result is computed); built first if ``build`` and it is not there yet."""
+    """The cube of the lake's current minute tables as a lazy, Dask-backed Dataset.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    build : bool, default True
+        Build the cube first (:func:`write_minute_cube`) when it is not there yet; False raises
+        instead.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims person x minute, variables ``heart_rate`` and ``steps`` (/min, float32) and
+        ``heart_rate_readings`` (count, uint8); nothing is read until a result is computed.
+
+    Examples
+    --------
+    >>> cube = open_minute_cube(lake)                 # doctest: +SKIP
+    >>> daily_totals(cube)["steps"].mean().compute()  # doctest: +SKIP
+    """
     path = cube_path(lake)
     if not (path / "zarr.json").exists():
         if not build:
@@ -114,9 +182,54 @@ def open_minute_cube(lake, *, build: bool = True) -> xr.Dataset:
 
 
 def daily_totals(cube: xr.Dataset, valid_wear_minutes: int = 600) -> xr.Dataset:
-    """Per person and local day, lazily (flox groupby over the minute axis): ``steps`` (sum),
-    ``wear_minutes`` (minutes with heart rate), ``mean_hr`` and ``valid_day`` - the daily
-    summary's columns that need no window, in one pass over the cube."""
+    """Per person and local day, the daily summary's columns that need no window, lazily.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        A minute cube (:func:`open_minute_cube`): ``heart_rate``, ``steps`` and
+        ``heart_rate_readings`` over person x minute.
+    valid_wear_minutes : int, default 600
+        Wear minutes that make a day valid.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims person x date: ``steps`` (count, the day's sum), ``wear_minutes`` (minutes with a
+        heart-rate reading, a minute read twice counting twice), ``mean_hr`` (/min, weighted by
+        readings; NaN without any) and ``valid_day`` (``wear_minutes >= valid_wear_minutes``):
+        the values of :func:`explorer.wearables.daily_summary` for those columns.
+
+    Notes
+    -----
+    One pass over the cube, a flox groupby of the minute axis by its local day:
+    ``mean_hr = sum(heart_rate * readings) / sum(readings)``.
+
+    References
+    ----------
+    Master H, et al. Nat Med. 2022;28:2301-2308 (valid day: at least 10 h of wear).
+
+    Examples
+    --------
+    A cube of one person and two days (heart rate from 08:00 to 20:00, then 08:00 to 15:00;
+    100 steps a minute from 10:00 to 11:00 on the first day):
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from explorer.wearables.cube import daily_totals
+    >>> minutes = pd.date_range("2024-01-01", periods=2 * 1440, freq="1min")
+    >>> heart = np.full((1, 2 * 1440), np.nan, dtype="float32")
+    >>> heart[0, 480:1200], heart[0, 1440 + 480:1440 + 900] = 60, 70
+    >>> steps = np.zeros((1, 2 * 1440), dtype="float32")
+    >>> steps[0, 600:660] = 100
+    >>> cube = xr.Dataset({"heart_rate": (("person", "minute"), heart), "steps": (("person", "minute"), steps),
+    ...                    "heart_rate_readings": (("person", "minute"), (~np.isnan(heart)).astype("uint8"))},
+    ...                   coords={"person": ["p1"], "minute": minutes})
+    >>> daily_totals(cube).to_dataframe()
+                      steps  wear_minutes  mean_hr  valid_day
+    person date
+    p1     2024-01-01  6000.0           720     60.0       True
+           2024-01-02     0.0           420     70.0      False
+    """
     from flox.xarray import xarray_reduce
 
     day = cube["minute"].dt.floor("D").rename("date")
@@ -130,8 +243,44 @@ def daily_totals(cube: xr.Dataset, valid_wear_minutes: int = 600) -> xr.Dataset:
 
 
 def mean_day_profile(cube: xr.Dataset, variable: str = "steps", bin_minutes: int = 60) -> xr.DataArray:
-    """Each person's mean day: the mean of ``variable`` per ``bin_minutes`` of the local day over
-    all days (flox groupby on time of day), lazily; dims person x time_of_day (minutes)."""
+    """Each person's mean day: the mean of ``variable`` per time of day, over all days, lazily.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        A minute cube (:func:`open_minute_cube`).
+    variable : str, default "steps"
+        The variable to average (its units are kept: steps or heart rate per minute).
+    bin_minutes : int, default 60
+        Width of a time-of-day bin in minutes; must divide 1440.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims person x time_of_day (the bin's first minute after midnight): the mean of
+        ``variable`` over the recorded minutes of the bin on every day (NaN where none).
+
+    Examples
+    --------
+    A cube of one person and two days (heart rate from 08:00 to 20:00, then 08:00 to 15:00;
+    100 steps a minute from 10:00 to 11:00 on the first day):
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from explorer.wearables.cube import mean_day_profile
+    >>> minutes = pd.date_range("2024-01-01", periods=2 * 1440, freq="1min")
+    >>> heart = np.full((1, 2 * 1440), np.nan, dtype="float32")
+    >>> heart[0, 480:1200], heart[0, 1440 + 480:1440 + 900] = 60, 70
+    >>> steps = np.zeros((1, 2 * 1440), dtype="float32")
+    >>> steps[0, 600:660] = 100
+    >>> cube = xr.Dataset({"heart_rate": (("person", "minute"), heart), "steps": (("person", "minute"), steps),
+    ...                    "heart_rate_readings": (("person", "minute"), (~np.isnan(heart)).astype("uint8"))},
+    ...                   coords={"person": ["p1"], "minute": minutes})
+    >>> profile = mean_day_profile(cube, "steps", bin_minutes=360)
+    >>> profile["time_of_day"].values.tolist()
+    [0, 360, 720, 1080]
+    >>> [round(float(v), 3) for v in profile.sel(person="p1").values]   # 6000 steps / 720 minutes
+    [0.0, 8.333, 0.0, 0.0]
+    """
     from flox.xarray import xarray_reduce
 
     if 1440 % bin_minutes:

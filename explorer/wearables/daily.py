@@ -110,17 +110,74 @@ def _segment_ctes(person_filter: str, segment_range: str) -> str:
 def daily_summary_sql(*, person_filter: str = "TRUE", days: tuple[date, ...] | None = None,
                       has_sleep: bool = True, valid_wear_minutes: int = VALID_WEAR_MINUTES,
                       resting_window: int = RESTING_WINDOW_MINUTES, bucket_column: str | None = None) -> str:
-    """The daily-summary query over views ``heart_rate_minute``, ``steps_minute`` (and
-    ``sleep_level`` if ``has_sleep``), for the persons matching ``person_filter`` (SQL on
-    ``person_id``) and the local ``days`` given (None: every day). Rows: person_id, date, steps,
-    wear_minutes, valid_day, mean_hr, resting_hr, sleep_minutes, sleep_efficiency, sleep_hr (and
-    ``bucket_column`` if given, an SQL expression named person_bucket).
+    """The daily summary as one DuckDB query: the definition of ``wearable_daily``.
 
+    Parameters
+    ----------
+    person_filter : str, default "TRUE"
+        SQL condition on ``person_id`` choosing the persons.
+    days : tuple of datetime.date, optional
+        The local days to summarise; None: every day with data; ``()``: none (no row).
+    has_sleep : bool, default True
+        Whether the view ``sleep_level`` exists; without it the sleep columns are empty and
+        every minute counts as awake.
+    valid_wear_minutes : int, default :data:`VALID_WEAR_MINUTES` (600)
+        Wear minutes (minutes with a heart-rate reading) that make a day valid.
+    resting_window : int, default :data:`RESTING_WINDOW_MINUTES` (12)
+        Minutes of zero steps that must precede a minute for it to count as resting.
+    bucket_column : str, optional
+        An SQL expression on ``person_id`` added as column ``person_bucket``.
+
+    Returns
+    -------
+    str
+        SQL over the views ``heart_rate_minute``, ``steps_minute`` (and ``sleep_level``) giving
+        one row per person and local day: person_id, date, steps (count), wear_minutes
+        (minutes), valid_day (bool), mean_hr and resting_hr (/min), sleep_minutes (minutes),
+        sleep_efficiency (fraction, 0 to 1), sleep_hr (/min), ordered by person and date.
+
+    Notes
+    -----
+    The definitions are the module's (see above). In short, for a local day::
+
+        resting_hr = mean of heart_rate over the minutes m that are awake, have a step count,
+                     and whose k = resting_window (12) preceding minutes m-1 .. m-k each have
+                     exactly one step count, equal to 0
+        valid_day  = wear_minutes >= valid_wear_minutes (600)
+
+    and ``sleep_efficiency`` = minutes asleep / minutes in bed of the main sleep ending that day.
     Only the rows a day needs are read: the day itself, the ``resting_window`` minutes before it
     for the steps window, and for sleep the day before (the night ending on the day began then).
     Rest is found with a ROWS frame (the k-th recorded minute back, and the sum of the k
     before), which DuckDB streams, where a RANGE frame over time costs several times the whole
     aggregate.
+
+    References
+    ----------
+    Mishra T, Wang M, Metwally AA, et al. Pre-symptomatic detection of COVID-19 from smartwatch
+    data. Nat Biomed Eng. 2020;4:1208-1220 (resting heart rate).
+    Master H, Annis J, Huang S, et al. Association of step counts over time with the risk of
+    chronic disease in the All of Us Research Program. Nat Med. 2022;28:2301-2308 (valid day).
+
+    Examples
+    --------
+    One person's day: 300 quiet minutes (no steps, 60 /min), then 400 walking (80 steps, 90 /min).
+    The first walking minute counts as resting too, its 12 predecessors being quiet:
+
+    >>> import duckdb, numpy as np, pandas as pd
+    >>> from explorer.wearables import daily_summary_sql
+    >>> minutes = pd.date_range("2024-01-01 08:00", periods=700, freq="1min")
+    >>> quiet = np.arange(700) < 300
+    >>> con = duckdb.connect()
+    >>> _ = con.register("heart_rate_minute", pd.DataFrame(
+    ...     {"person_id": "p1", "datetime": minutes, "heart_rate_value": np.where(quiet, 60.0, 90.0)}))
+    >>> _ = con.register("steps_minute", pd.DataFrame(
+    ...     {"person_id": "p1", "datetime": minutes, "steps": np.where(quiet, 0.0, 80.0)}))
+    >>> day = con.execute(daily_summary_sql(has_sleep=False)).df().iloc[0]
+    >>> int(day["steps"]), int(day["wear_minutes"]), bool(day["valid_day"])
+    (32000, 700, True)
+    >>> round(float(day["mean_hr"]), 2), round(float(day["resting_hr"]), 2)   # (288 * 60 + 90) / 289
+    (77.14, 60.1)
     """
     from explorer.errors import ExplorerError
 
@@ -227,10 +284,37 @@ def daily_summary(con, *, person_filter: str = "TRUE", days: tuple[date, ...] | 
                   valid_wear_minutes: int = VALID_WEAR_MINUTES, resting_window: int = RESTING_WINDOW_MINUTES,
                   bucket_column: str | None = None, persons_per_query: int = PERSONS_PER_QUERY,
                   cells_per_chunk: int = CELLS_PER_CHUNK, progress=None):
-    """The rows of :func:`daily_summary_sql` (same arguments), computed a block of
-    ``persons_per_query`` persons and at most ``cells_per_chunk`` person-minutes at a time,
-    so memory stays bounded whatever the size of the cohort: the way the ``wearable_daily``
-    refresh step and any out-of-core run use it. Returns a pandas DataFrame.
+    """The daily summary per person and local day: the rows of :func:`daily_summary_sql`,
+    computed out of core.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A connection with the views ``heart_rate_minute`` (person_id, datetime,
+        heart_rate_value), ``steps_minute`` (person_id, datetime, steps) and, if ``has_sleep``,
+        ``sleep_level`` (person_id, start_datetime, level, duration_minutes, is_main_sleep).
+    person_filter, days, has_sleep, valid_wear_minutes, resting_window, bucket_column
+        As :func:`daily_summary_sql`.
+    persons_per_query : int, default :data:`PERSONS_PER_QUERY`
+        Persons read and summarised per block.
+    cells_per_chunk : int, default :data:`CELLS_PER_CHUNK`
+        Person-minute cells held at once (bounds memory, about 80 bytes a cell at the peak).
+    progress : callable, optional
+        Called as ``progress(done, total, text)`` after each block.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows and columns of :func:`daily_summary_sql`, in the same units: steps (count),
+        wear_minutes (minutes), valid_day, mean_hr, resting_hr and sleep_hr (/min),
+        sleep_minutes (minutes), sleep_efficiency (fraction).
+
+    Notes
+    -----
+    The definitions are the module's; the formulas are in :func:`daily_summary_sql`. This is
+    the way the ``wearable_daily`` refresh step and any out-of-core run use them: a block of
+    ``persons_per_query`` persons and at most ``cells_per_chunk`` person-minutes at a time, so
+    memory stays bounded whatever the size of the cohort.
 
     Each chunk of days is one grid of person x minute cells starting the day before its first
     day (that day's minutes only serve the nights ending on the first day and the quiet minutes
@@ -239,6 +323,34 @@ def daily_summary(con, *, person_filter: str = "TRUE", days: tuple[date, ...] | 
     once with zero steps by a cumulative sum along time, and the sleep segment in force at each
     minute by a running maximum of segment numbers (segments numbered in order of start, so the
     maximum is the one that started last), then sums cells per day. No step sorts the minutes.
+
+    References
+    ----------
+    Mishra T, et al. Nat Biomed Eng. 2020;4:1208-1220 (resting heart rate). Master H, et al.
+    Nat Med. 2022;28:2301-2308 (valid day).
+
+    Examples
+    --------
+    One person's day: 300 quiet minutes (no steps, 60 /min), then 400 walking (80 steps, 90 /min).
+    The first walking minute counts as resting too, its 12 predecessors being quiet:
+
+    >>> import duckdb, numpy as np, pandas as pd
+    >>> from explorer.wearables import daily_summary
+    >>> minutes = pd.date_range("2024-01-01 08:00", periods=700, freq="1min")
+    >>> quiet = np.arange(700) < 300
+    >>> con = duckdb.connect()
+    >>> _ = con.register("heart_rate_minute", pd.DataFrame(
+    ...     {"person_id": "p1", "datetime": minutes, "heart_rate_value": np.where(quiet, 60.0, 90.0)}))
+    >>> _ = con.register("steps_minute", pd.DataFrame(
+    ...     {"person_id": "p1", "datetime": minutes, "steps": np.where(quiet, 0.0, 80.0)}))
+    >>> rows = daily_summary(con, has_sleep=False)
+    >>> rows[["person_id", "date", "steps", "wear_minutes", "valid_day"]]
+      person_id       date  steps  wear_minutes  valid_day
+    0        p1 2024-01-01  32000           700       True
+    >>> round(float(rows["resting_hr"].iloc[0]), 2)
+    60.1
+    >>> rows.equals(con.execute(daily_summary_sql(has_sleep=False)).df())
+    True
     """
     import numpy as np
     import pandas as pd

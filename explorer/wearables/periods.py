@@ -47,11 +47,69 @@ COLUMNS = ["person_id", "period_start", "period_end", "days_recorded", "valid_da
 def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = True, min_days: int = MIN_DAYS,
                        valid_minutes: int = VALID_WEAR_MINUTES, threshold: float = ACTIVE_STEPS,
                        bin_minutes: int = 60, months=None) -> pd.DataFrame:
-    """One row per person and calendar month with any recorded step minute (columns
-    :data:`COLUMNS`); the metrics are empty for a month with fewer than ``min_days`` valid
-    days. ``con`` is a DuckDB connection with the views ``steps_minute`` (and ``sleep_level``
-    if ``has_sleep``); ``person_filter`` is SQL on ``person_id``; ``months`` (first days of
-    calendar months) limits the rows to those months (None: every month)."""
+    """Circadian metrics (IS, IV, RA, L5, M10, SRI) per person and calendar month.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A connection with the views ``steps_minute`` (person_id, datetime, steps) and, if
+        ``has_sleep``, ``sleep_level`` (person_id, start_datetime, level, duration_minutes).
+    person_filter : str, default "TRUE"
+        SQL condition on ``person_id`` choosing the persons (a refresh task's share).
+    has_sleep : bool, default True
+        Whether ``sleep_level`` exists; without it the sleep regularity index is empty.
+    min_days : int, default :data:`MIN_DAYS` (7)
+        Valid days a month needs before its metrics are computed.
+    valid_minutes : int, default 600
+        Recorded step minutes that make a day valid (10 h).
+    threshold : float, default 4
+        Steps per minute above which a minute is active (the metrics are computed binarised).
+    bin_minutes : int, default 60
+        Bin width of IS and IV, in minutes.
+    months : iterable of date-like, optional
+        Limit the rows to these calendar months (any day of each); None: every month.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per person and calendar month with any recorded step minute, columns
+        :data:`COLUMNS`: ``period_start``/``period_end`` (dates), ``days_recorded`` and
+        ``valid_days`` (days), ``interdaily_stability``, ``intradaily_variability``,
+        ``relative_amplitude`` (dimensionless), ``l5`` and ``m10`` (share of active minutes,
+        0 to 1), ``l5_onset_hour`` and ``m10_onset_hour`` (hours after midnight, 0 to 24) and
+        ``sleep_regularity_index`` (-100 to 100). The metrics are empty for a month with fewer
+        than ``min_days`` valid days, and the SRI for a month without any asleep minute.
+
+    Notes
+    -----
+    The valid days of the month are put end to end and
+    :func:`explorer.wearables.circadian.summarize_minutes` computes the metrics on them (see the
+    module notes and the Notes of :func:`explorer.wearables.interdaily_stability` and the
+    others for the formulas); the SRI pairs minutes 24 h apart on the calendar grid.
+
+    References
+    ----------
+    Witting W, et al. Biol Psychiatry. 1990;27:563-572 (IS, IV). Van Someren EJW, et al.
+    Chronobiol Int. 1999;16:505-518 (L5, M10, RA). Phillips AJK, et al. Sci Rep. 2017;7:3216
+    (SRI).
+
+    Examples
+    --------
+    One person, seven identical days of steps in March:
+
+    >>> import duckdb, numpy as np, pandas as pd
+    >>> from explorer.wearables.periods import circadian_by_month
+    >>> day = np.repeat([0] * 8 + [30] * 10 + [0] * 6, 60)        # steps a minute
+    >>> con = duckdb.connect()
+    >>> _ = con.register("steps_minute", pd.DataFrame({
+    ...     "person_id": "p1", "datetime": pd.date_range("2024-03-04", periods=7 * 1440, freq="1min"),
+    ...     "steps": np.tile(day, 7).astype(float)}))
+    >>> row = circadian_by_month(con, has_sleep=False).iloc[0]
+    >>> str(row["period_start"]), int(row["valid_days"]), round(float(row["interdaily_stability"]), 4)
+    ('2024-03-01', 7, 1.0373)
+    >>> float(row["m10_onset_hour"]), float(row["relative_amplitude"])
+    (8.0, 1.0)
+    """
     month_filter = "TRUE"
     if months:
         starts = sorted(pd.Timestamp(m).replace(day=1) for m in months)
