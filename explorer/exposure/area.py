@@ -19,11 +19,56 @@ AREA_COLUMNS = {"tract": "tract_geoid", "zip3": "zip3"}
 
 def area_linkage(person_days: pd.DataFrame, area_exposure: pd.DataFrame, *, area_type: str = "tract",
                  variable: str | None = None) -> pd.DataFrame:
-    """Per person, year and variable: area_type, area_id, value, unit, value_year (the year of
-    the value used), days_at_area (days of the year at that area).
+    """Area-level exposure per person and year: the area held longest that year, and its value.
 
-    ``person_days`` is :func:`explorer.exposure.residence_days` output; ``area_exposure`` the
-    table of that name (area_type, area_id, year, variable, value, unit).
+    Parameters
+    ----------
+    person_days : pandas.DataFrame
+        One row per person and day with the area columns, as
+        :func:`explorer.exposure.residence_days` returns (person_id, date, zip3, tract_geoid).
+    area_exposure : pandas.DataFrame
+        The ``area_exposure`` table: area_type, area_id, year, variable, value, unit.
+    area_type : {"tract", "zip3"}, default "tract"
+        Which area a person is linked by.
+    variable : str, optional
+        One variable of ``area_exposure``; default every variable of that area type.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per person, year (with a known area) and variable: person_id, year, area_type,
+        area_id, variable, value (in ``unit``, as the table gives it), unit, value_year (the year
+        of the value used; empty for a value without a year) and days_at_area (days of the year
+        at that area), sorted by person, year and variable.
+
+    Notes
+    -----
+    A person-year takes the area of the address held most days that year (ties: the one held
+    later), and that area's value for the latest year at or before it (an as-of join): an index
+    published every few years holds until the next.
+
+    References
+    ----------
+    Marshall AT, Betts S, Kan EC, et al. Association of lead-exposure risk and family income
+    with childhood brain outcomes. Nat Med. 2020;26:91-97 (a tract-level index linked this way).
+
+    Examples
+    --------
+    A person in ZIP3 191 until March 2024, then 100; an index published for 2022 and 2024:
+
+    >>> from datetime import date
+    >>> import pandas as pd
+    >>> from explorer.exposure import area_linkage, residence_days
+    >>> residence = pd.DataFrame({"person_id": ["p1", "p1"], "start_date": [date(2023, 1, 1), date(2024, 4, 1)],
+    ...                           "end_date": [date(2024, 3, 31), None], "latitude": [40.1, 40.9],
+    ...                           "longitude": [-74.9, -74.1], "zip3": ["191", "100"]})
+    >>> days = residence_days(residence, date(2023, 1, 1), date(2024, 12, 31))
+    >>> index = pd.DataFrame({"area_type": "zip3", "area_id": ["191", "100"], "year": [2022, 2024],
+    ...                       "variable": "adi_rank", "value": [80.0, 30.0], "unit": "1"})
+    >>> area_linkage(days, index, area_type="zip3")[["year", "area_id", "value", "value_year", "days_at_area"]]
+       year area_id  value  value_year  days_at_area
+    0  2023     191   80.0        2022           365
+    1  2024     100   30.0        2024           275
     """
     if area_type not in AREA_COLUMNS:
         raise ExplorerError(f"area_type {area_type!r} is not one of {', '.join(AREA_COLUMNS)}")

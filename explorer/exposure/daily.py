@@ -27,10 +27,36 @@ COLUMNS = ["person_id", "date", "tasmax", "tasmin", "pm25", "tas_anomaly", "heat
 
 
 def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -> dict:
-    """The lake's grids as lazy xarray DataArrays (Dask over Zarr), one per variable: the stores
-    ``array_store`` lists, joined along time, each day at midnight. A day two stores hold keeps
-    the value of the store whose time range starts later (a re-issued file that starts earlier
-    than the one it replaces should be re-ingested alone)."""
+    """The lake's grids as lazy xarray DataArrays (Dask over Zarr), one per variable.
+
+    Parameters
+    ----------
+    array_store : pandas.DataFrame
+        The lake's ``array_store`` table: variable, store (a path under the lake), time_start.
+    lake_root : str or pathlib.Path
+        The lake's root folder.
+    variables : iterable of str, default :data:`GRID_VARIABLES`
+        The variables to open (tasmax, tasmin in degC; pm25 in ug/m3).
+
+    Returns
+    -------
+    dict of str to xarray.DataArray
+        Per variable found: the stores listed for it joined along time, each day at midnight.
+        A day two stores hold keeps the value of the store whose time range starts later (a
+        re-issued file that starts earlier than the one it replaces should be re-ingested
+        alone).
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        A listed store lies outside the lake or does not exist.
+
+    Examples
+    --------
+    >>> grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.root)  # doctest: +SKIP
+    >>> sorted(grids)                                                         # doctest: +SKIP
+    ['pm25', 'tasmax', 'tasmin']
+    """
     import xarray as xr
 
     from explorer.exposure.linkage import daily_time
@@ -58,12 +84,75 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
 def exposure_daily(residence: pd.DataFrame, grids: dict, *, method: str = "nearest",
                    baseline: tuple[int, int] | None = None, heat_wave: dict | None = None,
                    persons=None, days: tuple | None = None) -> pd.DataFrame:
-    """Per person and day: the columns of ``exposure_daily`` (see the module notes).
+    """Per person and day, the environment at home: the rows of ``exposure_daily``.
 
-    ``grids`` maps tasmax, tasmin (degC) and pm25 (ug/m3) to DataArrays (time, lat, lon); a
-    missing one gives an empty column. ``heat_wave`` overrides the thresholds of
-    :func:`heat_wave_days` (degC). ``days`` limits the rows returned (the anomaly and heat
-    waves still see the whole series).
+    Parameters
+    ----------
+    residence : pandas.DataFrame
+        The ``residence`` table (see :func:`explorer.exposure.residence_days`).
+    grids : dict of str to xarray.DataArray
+        ``tasmax``, ``tasmin`` (degC) and ``pm25`` (ug/m3) grids with dims time, lat, lon
+        (:func:`open_grids`); a missing one gives an empty column.
+    method : {"nearest", "bilinear"}, default "nearest"
+        How a home takes a grid value (:func:`explorer.exposure.grid_values`).
+    baseline : tuple of int, optional
+        Years of the anomaly's climatology (default: every complete year of the grids).
+    heat_wave : dict, optional
+        Keyword arguments of :func:`explorer.exposure.heat_wave_days` (thresholds in degC,
+        window, op) overriding its defaults (22 degC, 30 degC, 3 days).
+    persons : iterable of str, optional
+        The persons to cover (default: everyone in ``residence``).
+    days : iterable of datetime.date, optional
+        The rows to return (the anomaly and heat waves still see the whole series).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per person and day of the grids' time range, columns :data:`COLUMNS`: tasmax,
+        tasmin (degC), pm25 (ug/m3), tas_anomaly (K), heat_wave (boolean, empty where tasmin or
+        tasmax is) and residence_status; gap and overlap days keep their row, with no value.
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        No grid, or a grid in another unit than the one expected.
+
+    Notes
+    -----
+    ``tas_anomaly`` is :func:`explorer.exposure.temperature_anomaly` of
+    :math:`(T_{max} + T_{min}) / 2` at each home; ``heat_wave`` is
+    :func:`explorer.exposure.heat_wave_days` on the person's own series, so a run continues
+    across a move if both homes are hot.
+
+    References
+    ----------
+    Parks RM, et al. Nat Med. 2020;26:65-70 (anomaly). Bourgault P, et al. J Open Source Softw.
+    2023;8(85):5415 and Casati B, et al. J Appl Meteorol Climatol. 2013;52:2669-2698 (heat waves).
+
+    Examples
+    --------
+    Three hot July days on a 2 x 2 grid; p2 moves in on the second, so two hot days are no
+    heat wave for them:
+
+    >>> from datetime import date
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from explorer.exposure import exposure_daily
+    >>> days = pd.date_range("2024-07-01", periods=3, freq="D")
+    >>> def grid(values):
+    ...     return xr.DataArray(np.broadcast_to(np.asarray(values, float)[:, None, None], (3, 2, 2)),
+    ...                         dims=("time", "lat", "lon"), attrs={"units": "degC"},
+    ...                         coords={"time": days, "lat": [40.0, 41.0], "lon": [-75.0, -74.0]})
+    >>> residence = pd.DataFrame({"person_id": ["p1", "p2"], "start_date": [date(2020, 1, 1), date(2024, 7, 2)],
+    ...                           "end_date": [None, None], "latitude": [40.2, 40.8], "longitude": [-74.8, -74.2]})
+    >>> rows = exposure_daily(residence, {"tasmax": grid([31, 32, 33]), "tasmin": grid([23, 23, 23])})
+    >>> rows[["person_id", "date", "tasmax", "tas_anomaly", "heat_wave", "residence_status"]]
+      person_id        date  tasmax  tas_anomaly  heat_wave residence_status
+    0        p1  2024-07-01    31.0         -0.5       True               ok
+    1        p1  2024-07-02    32.0          0.0       True               ok
+    2        p1  2024-07-03    33.0          0.5       True               ok
+    3        p2  2024-07-01     NaN          NaN       <NA>              gap
+    4        p2  2024-07-02    32.0          0.0      False               ok
+    5        p2  2024-07-03    33.0          0.5      False               ok
     """
     if not grids:
         raise ExplorerError("no grid to link: ingest gridded tasmax, tasmin or pm25 (NetCDF or Zarr) first")

@@ -61,11 +61,56 @@ def event_windows(events: pd.DataFrame, exposure: pd.DataFrame, *, windows=DEFAU
                   variables=("tasmax", "pm25", "tas_anomaly"), flag: str | None = "heat_wave") -> pd.DataFrame:
     """Mean exposure over the window before each event, for every window.
 
-    ``events``: person_id, event_date (and any other columns, kept). ``exposure``: person_id,
-    date and the ``variables`` (and ``flag``, a boolean such as heat_wave) per person-day.
-    Returns one row per event and window: the event's columns, window_days, ``<variable>_mean``
-    for each variable, ``days_with_value`` (days of the window with a value of the first variable)
-    and ``<flag>_days`` (days of the window flagged; empty where no day of the window has a flag).
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        person_id, event_date, and any other columns (kept).
+    exposure : pandas.DataFrame
+        One row per person-day: person_id, date, the ``variables`` and ``flag`` (the
+        ``exposure_daily`` table, say).
+    windows : iterable of int, default :data:`DEFAULT_WINDOWS` (7, 30, 365)
+        Window lengths ``w`` in days: lags 0 to ``w``.
+    variables : iterable of str, default ("tasmax", "pm25", "tas_anomaly")
+        Exposure columns to average (in their own units: degC, ug/m3, K).
+    flag : str or None, default "heat_wave"
+        A boolean column whose flagged days are counted; None for none.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per event and window: the event's columns, ``window_days`` (days),
+        ``<variable>_mean`` for each variable (its unit), ``days_with_value`` (days of the window
+        with a value of the first variable) and ``<flag>_days`` (days flagged; empty where no
+        day of the window has a flag).
+
+    Notes
+    -----
+    For an event on day :math:`t` and a window :math:`w`,
+
+    .. math:: \\bar{x}_{0-w} = \\frac{1}{|D|} \\sum_{d \\in D} x_{t-d},\\quad
+              D = \\{d \\in 0..w : x_{t-d} \\text{ known}\\}
+
+    the "lag 0-w" moving average of time-series epidemiology, over the days with a value
+    (:math:`|D|` is ``days_with_value``). A person without exposure rows gets empty means.
+
+    References
+    ----------
+    Gasparrini A, Armstrong B, Kenward MG. Distributed lag non-linear models. Stat Med.
+    2010;29:2224-2234.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.exposure import event_windows
+    >>> exposure = pd.DataFrame({"person_id": "p1", "date": pd.date_range("2024-07-01", periods=5, freq="D"),
+    ...                          "tasmax": [30.0, 32.0, np.nan, 34.0, 36.0],
+    ...                          "heat_wave": [False, True, True, True, False]})
+    >>> events = pd.DataFrame({"person_id": ["p1"], "event_date": [pd.Timestamp("2024-07-05")]})
+    >>> windows = event_windows(events, exposure, windows=(0, 2), variables=("tasmax",))
+    >>> windows[["window_days", "tasmax_mean", "days_with_value", "heat_wave_days"]]
+       window_days  tasmax_mean  days_with_value  heat_wave_days
+    0            0         36.0                1               0
+    1            2         35.0                2               2
     """
     windows = tuple(int(w) for w in windows)
     if any(w < 0 for w in windows) or not windows:
@@ -109,8 +154,47 @@ def _window_sums(values: np.ndarray, row, start, end, known):
 
 
 def lag_matrix(events: pd.DataFrame, exposure: pd.DataFrame, variable: str, max_lag: int) -> pd.DataFrame:
-    """The exposure on each of the ``max_lag + 1`` days up to each event: columns ``lag_0`` (the
-    event's day) to ``lag_<max_lag>``, NaN where there is no value, beside the event's columns."""
+    """The exposure on each of the ``max_lag + 1`` days up to each event: a lag matrix.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        person_id, event_date, and any other columns (kept).
+    exposure : pandas.DataFrame
+        One row per person-day: person_id, date and ``variable``.
+    variable : str
+        The exposure column.
+    max_lag : int
+        The largest lag in days (0 or more).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The event's columns, then ``lag_0`` (the event's day) to ``lag_<max_lag>``: the value of
+        ``variable`` (its unit) that many days before the event, NaN where there is none.
+
+    Notes
+    -----
+    Column ``lag_l`` holds :math:`x_{t-l}` for an event on day :math:`t`: the design of a
+    distributed-lag model (e.g. ``dlnm``'s cross-basis or a constrained lag regression).
+
+    References
+    ----------
+    Gasparrini A, Armstrong B, Kenward MG. Distributed lag non-linear models. Stat Med.
+    2010;29:2224-2234.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.exposure import lag_matrix
+    >>> exposure = pd.DataFrame({"person_id": "p1", "date": pd.date_range("2024-07-01", periods=5, freq="D"),
+    ...                          "tasmax": [30.0, 32.0, np.nan, 34.0, 36.0],
+    ...                          "heat_wave": [False, True, True, True, False]})
+    >>> events = pd.DataFrame({"person_id": ["p1"], "event_date": [pd.Timestamp("2024-07-05")]})
+    >>> lag_matrix(events, exposure, "tasmax", max_lag=3)
+      person_id event_date  lag_0  lag_1  lag_2  lag_3
+    0        p1 2024-07-05   36.0   34.0    NaN   32.0
+    """
     if int(max_lag) < 0:
         raise ExplorerError(f"max_lag must be 0 or more, got {max_lag}")
     table = _PersonDays(exposure, [variable])

@@ -31,9 +31,50 @@ EARTH_RADIUS_KM = 6371.0088
 
 
 def grid_values(grid, time, latitude, longitude, *, method: str = "nearest") -> np.ndarray:
-    """Values of ``grid`` (an xarray DataArray with dims time, lat, lon; NumPy or Dask backed) at
-    each point (``time``: dates or datetimes, normalised to the day; ``latitude``, ``longitude``
-    in degrees), as a float64 array of the points' length."""
+    """Values of a grid at points in space and time (a person-day each, say).
+
+    Parameters
+    ----------
+    grid : xarray.DataArray
+        Dims time, lat, lon (degrees north and east; a 0..360 longitude axis works too), NumPy
+        or Dask backed; daily steps, stamped at any time of the day.
+    time : array-like of date or datetime
+        The day of each point (a time of day is dropped).
+    latitude, longitude : array-like of float
+        Each point's coordinates in degrees.
+    method : {"nearest", "bilinear"}, default "nearest"
+        The nearest cell, or the bilinear interpolation of the four cell centres around the
+        point.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one value per point in the grid's unit; NaN outside the grid (beyond half a
+        cell from the outer centres for ``nearest``, outside them for ``bilinear``), on days the
+        grid does not cover, and for bilinear points with a missing corner.
+
+    Notes
+    -----
+    Bilinear, with :math:`f_y, f_x` the fractions of the way from the lower to the upper cell
+    centre: :math:`v = (1-f_y)(1-f_x) v_{00} + f_y (1-f_x) v_{10} + (1-f_y) f_x v_{01} + f_y f_x v_{11}`.
+    One pointwise selection of the distinct cells involved (:func:`location_series`), then a
+    numpy gather: never a loop of ``.sel`` calls.
+
+    Examples
+    --------
+    A 2 x 2 grid of two days, stamped at noon:
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from explorer.exposure import grid_values
+    >>> grid = xr.DataArray(np.array([[[10.0, 20.0], [30.0, 40.0]], [[11.0, 21.0], [31.0, 41.0]]]),
+    ...                     dims=("time", "lat", "lon"), name="tasmax", attrs={"units": "degC"},
+    ...                     coords={"time": pd.date_range("2024-07-01 12:00", periods=2, freq="D"),
+    ...                             "lat": [40.0, 41.0], "lon": [-75.0, -74.0]})
+    >>> grid_values(grid, ["2024-07-01", "2024-07-02", "2024-07-02"], [40.1, 40.9, 45.0], [-74.9, -74.1, -74.5])
+    array([10., 41., nan])
+    >>> grid_values(grid, ["2024-07-01", "2024-07-02"], [40.5, 40.5], [-74.5, -74.5], method="bilinear")
+    array([25., 26.])
+    """
     latitude, longitude = np.asarray(latitude, dtype=float), np.asarray(longitude, dtype=float)
     times = pd.DatetimeIndex(pd.to_datetime(np.asarray(time))).normalize()
     if not (len(times) == len(latitude) == len(longitude)):
@@ -47,8 +88,43 @@ def grid_values(grid, time, latitude, longitude, *, method: str = "nearest") -> 
 
 
 def location_series(grid, latitude, longitude, *, method: str = "nearest"):
-    """The whole time series of ``grid`` at each location: an xarray DataArray (time, location),
-    float64, NaN outside the grid. One pointwise selection of the distinct cells involved."""
+    """The whole time series of a grid at each location.
+
+    Parameters
+    ----------
+    grid : xarray.DataArray
+        Dims time, lat, lon, as :func:`grid_values` takes it.
+    latitude, longitude : array-like of float
+        Each location's coordinates in degrees.
+    method : {"nearest", "bilinear"}, default "nearest"
+        As :func:`grid_values`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (time, location), float64 in the grid's unit (its attributes kept), the time axis
+        at midnight (:func:`daily_time`); NaN for a location outside the grid.
+
+    Notes
+    -----
+    One pointwise selection (xarray vectorised indexing, ``isel`` along a shared ``location``
+    dimension) of the distinct cells involved, over every time step at once; on a Dask chunked
+    grid only the chunks holding those cells are read.
+
+    Examples
+    --------
+    A 2 x 2 grid of two days, stamped at noon:
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from explorer.exposure import location_series
+    >>> grid = xr.DataArray(np.array([[[10.0, 20.0], [30.0, 40.0]], [[11.0, 21.0], [31.0, 41.0]]]),
+    ...                     dims=("time", "lat", "lon"), name="tasmax", attrs={"units": "degC"},
+    ...                     coords={"time": pd.date_range("2024-07-01 12:00", periods=2, freq="D"),
+    ...                             "lat": [40.0, 41.0], "lon": [-75.0, -74.0]})
+    >>> series = location_series(grid, [40.5], [-74.5], method="bilinear")
+    >>> series.dims, series.values.tolist()
+    (('time', 'location'), [[25.0], [26.0]])
+    """
     import xarray as xr
 
     if method not in METHODS:
@@ -93,8 +169,34 @@ def location_series(grid, latitude, longitude, *, method: str = "nearest"):
 
 
 def daily_time(grid):
-    """The grid with its time axis at midnight (daily files often stamp 12:00), one step a day:
-    where two steps fall on one day, the later one is kept."""
+    """The grid with its time axis at midnight, one step a day.
+
+    Parameters
+    ----------
+    grid : xarray.DataArray
+        With a ``time`` coordinate (daily files often stamp 12:00).
+
+    Returns
+    -------
+    xarray.DataArray
+        The same grid, each time normalised to its day; where two steps fall on one day, the
+        later one is kept. Returned as it is when already at midnight and unique.
+
+    Examples
+    --------
+    A 2 x 2 grid of two days, stamped at noon:
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from explorer.exposure import linkage
+    >>> grid = xr.DataArray(np.array([[[10.0, 20.0], [30.0, 40.0]], [[11.0, 21.0], [31.0, 41.0]]]),
+    ...                     dims=("time", "lat", "lon"), name="tasmax", attrs={"units": "degC"},
+    ...                     coords={"time": pd.date_range("2024-07-01 12:00", periods=2, freq="D"),
+    ...                             "lat": [40.0, 41.0], "lon": [-75.0, -74.0]})
+    >>> [str(t)[:10] for t in linkage.daily_time(grid)["time"].values]
+    ['2024-07-01', '2024-07-02']
+    >>> str(linkage.daily_time(grid)["time"].values[0])[11:19]
+    '00:00:00'
+    """
     times = pd.DatetimeIndex(grid["time"].values)
     if (times == times.normalize()).all() and times.is_unique:
         return grid
@@ -138,9 +240,53 @@ def _cells_over_time(grid, cells: np.ndarray, n_lon: int) -> np.ndarray:
 
 def station_values(stations: pd.DataFrame, date, latitude, longitude, *, method: str = "nearest",
                    max_distance_km: float = 50.0, power: float = 2.0) -> np.ndarray:
-    """Station observations at each point: ``stations`` has columns station_id, latitude,
-    longitude, date, value (one variable, one unit). Returns float64 values (NaN where no station
-    with a value that day lies within ``max_distance_km``)."""
+    """Station observations at points in space and time.
+
+    Parameters
+    ----------
+    stations : pandas.DataFrame
+        station_id, latitude, longitude (degrees), date, value: one variable in one unit, at
+        most one value per station and day.
+    date : array-like of date or datetime
+        The day of each point.
+    latitude, longitude : array-like of float
+        Each point's coordinates in degrees.
+    method : {"nearest", "idw"}, default "nearest"
+        The nearest station with a value that day, or the inverse-distance weighted mean of the
+        stations with one within ``max_distance_km``.
+    max_distance_km : float, default 50.0
+        Stations farther than this (km, great circle) are not used.
+    power : float, default 2.0
+        Exponent of the inverse-distance weights.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one value per point in the stations' unit; NaN where no station with a value
+        that day lies within ``max_distance_km``.
+
+    Notes
+    -----
+    Inverse-distance weighting: :math:`v = \\sum_s w_s v_s / \\sum_s w_s` with
+    :math:`w_s = d_s^{-p}` (:math:`p` = ``power``) over the stations within reach; a station
+    at the point itself takes all the weight. Distances by :func:`haversine_km`.
+
+    References
+    ----------
+    Shepard D. A two-dimensional interpolation function for irregularly-spaced data. Proc 23rd
+    ACM Natl Conf. 1968:517-524.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.exposure import station_values
+    >>> stations = pd.DataFrame({"station_id": ["A", "B"], "latitude": [40.0, 40.2], "longitude": [-75.0, -75.0],
+    ...                          "date": ["2024-07-01", "2024-07-01"], "value": [30.0, 34.0]})
+    >>> station_values(stations, ["2024-07-01", "2024-07-01"], [40.0, 40.15], [-75.0, -75.0])
+    array([30., 34.])
+    >>> station_values(stations, ["2024-07-01", "2024-07-02"], [40.1, 40.1], [-75.0, -75.0], method="idw")
+    array([32., nan])
+    """
     if method not in STATION_METHODS:
         raise ExplorerError(f"method {method!r} is not one of {', '.join(STATION_METHODS)}")
     missing = [c for c in ("station_id", "latitude", "longitude", "date", "value") if c not in stations.columns]
@@ -180,7 +326,38 @@ def station_values(stations: pd.DataFrame, date, latitude, longitude, *, method:
 
 
 def haversine_km(lat1, lon1, lat2, lon2):
-    """Great-circle distance in km between points given in degrees."""
+    """Great-circle distance between points given in degrees.
+
+    Parameters
+    ----------
+    lat1, lon1, lat2, lon2 : float or array-like
+        Latitudes and longitudes in degrees (broadcast together).
+
+    Returns
+    -------
+    numpy.ndarray or float
+        Distance in km.
+
+    Notes
+    -----
+    The haversine formula on a sphere of radius :math:`R` = :data:`EARTH_RADIUS_KM`
+    (6371.0088 km, the mean Earth radius):
+
+    .. math:: d = 2R \\arcsin\\sqrt{\\sin^2\\frac{\\varphi_2 - \\varphi_1}{2}
+              + \\cos\\varphi_1 \\cos\\varphi_2 \\sin^2\\frac{\\lambda_2 - \\lambda_1}{2}}
+
+    References
+    ----------
+    Sinnott RW. Virtues of the haversine. Sky and Telescope. 1984;68(2):159.
+
+    Examples
+    --------
+    >>> from explorer.exposure import haversine_km
+    >>> round(float(haversine_km(0, 0, 1, 0)), 2)               # one degree of latitude
+    111.2
+    >>> round(float(haversine_km(51.5074, -0.1278, 48.8566, 2.3522)))   # London to Paris
+    344
+    """
     lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
     a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))

@@ -27,12 +27,50 @@ _REQUIRED = ("person_id", "start_date", "end_date", "latitude", "longitude")
 
 def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
                    persons=None) -> pd.DataFrame:
-    """One row per person and day from ``first_day`` to ``last_day`` (inclusive): person_id, date,
-    latitude, longitude, zip3, tract_geoid, residence_status.
+    """Where each person lived on each day, from residence periods.
 
-    ``persons`` (default: everyone in ``residence``) are the persons to cover; a person without
-    any period gets gaps for every day. Vectorised: periods are expanded to days with
-    ``np.repeat``, conflicts found by counting distinct places per person-day.
+    Parameters
+    ----------
+    residence : pandas.DataFrame
+        The ``residence`` table: person_id, start_date, end_date (inclusive; empty: still
+        there), latitude, longitude (degrees) and optionally zip3, tract_geoid.
+    first_day, last_day : datetime.date
+        The days to cover (inclusive).
+    persons : iterable of str, optional
+        The persons to cover (default: everyone in ``residence``); one without any period gets
+        gaps for every day.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per person and day: person_id, date, latitude, longitude, zip3, tract_geoid and
+        residence_status: "ok", "gap" (no period holds the day), "overlap" (periods at
+        different places hold it) or "no_location" (a period without coordinates, whose ZIP3
+        and tract still link area-level exposures). Gap and overlap days have no place: it is
+        never guessed from a neighbouring period.
+
+    Notes
+    -----
+    Vectorised: periods are expanded to days with ``np.repeat``, conflicts found by counting
+    distinct places per person-day; two periods at the same place on a day are not a conflict.
+
+    Examples
+    --------
+    A move on 3 January; the day before the first period is a gap:
+
+    >>> from datetime import date
+    >>> import pandas as pd
+    >>> from explorer.exposure import residence_days
+    >>> residence = pd.DataFrame({"person_id": ["p1", "p1"], "start_date": [date(2024, 1, 1), date(2024, 1, 3)],
+    ...                           "end_date": [date(2024, 1, 2), None], "latitude": [40.1, 40.9],
+    ...                           "longitude": [-74.9, -74.1], "zip3": ["191", "100"]})
+    >>> residence_days(residence, date(2023, 12, 31), date(2024, 1, 4))[["date", "latitude", "zip3", "residence_status"]]
+             date  latitude zip3 residence_status
+    0  2023-12-31       NaN  NaN              gap
+    1  2024-01-01      40.1  191               ok
+    2  2024-01-02      40.1  191               ok
+    3  2024-01-03      40.9  100               ok
+    4  2024-01-04      40.9  100               ok
     """
     missing = [c for c in _REQUIRED if c not in residence.columns]
     if missing:
