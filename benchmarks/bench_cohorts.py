@@ -70,16 +70,16 @@ def build_lake(participants: int, progress):
     if not truth.exists() or f'"participants": {participants},' not in truth.read_text():
         progress(0, 4, "generating the cohort")
         shutil.rmtree(cohort, ignore_errors=True)
-        run_measured([sys.executable, "-m", "explorer.cli", "synth", "--participants", str(participants), "--days", "90",
+        run_measured([sys.executable, "-m", "explorer.command", "synth", "--participants", str(participants), "--days", "90",
                       "--seed", "1", "--out", str(cohort)])
     remove_lake(lake_root)
     key = DATA / "cohort.key"
     key.write_text("benchmark-pseudonym-key-0123456789abcdef")
     progress(1, 4, "explorer ingest")
-    run_measured([sys.executable, "-m", "explorer.cli", "--lake", str(lake_root), "ingest", str(cohort), "--key-file",
+    run_measured([sys.executable, "-m", "explorer.command", "--lake", str(lake_root), "ingest", str(cohort), "--key-file",
                   str(key), "--no-quality"], env={**os.environ})
     progress(2, 4, "explorer refresh wearable_daily exposure_daily")
-    run_measured([sys.executable, "-m", "explorer.cli", "--lake", str(lake_root), "refresh", "--step", "wearable_daily",
+    run_measured([sys.executable, "-m", "explorer.command", "--lake", str(lake_root), "refresh", "--step", "wearable_daily",
                   "--step", "exposure_daily"], env={**os.environ})
     marker.write_text(str(participants))
     return explorer.open(lake_root)

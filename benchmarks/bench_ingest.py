@@ -34,14 +34,14 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     if not (cohort / "truth" / "truth.json").exists() or f'"participants": {participants},' not in (cohort / "truth" / "truth.json").read_text():
         progress(0, 3, "generating the cohort")
         shutil.rmtree(cohort, ignore_errors=True)
-        run_measured([sys.executable, "-m", "explorer.cli", "synth", "--participants", str(participants), "--days", "90",
+        run_measured([sys.executable, "-m", "explorer.command", "synth", "--participants", str(participants), "--days", "90",
                       "--seed", "1", "--out", str(cohort)])
     lake = DATA / "ingest_lake"
     remove_lake(lake)
     key = DATA / "ingest.key"
     key.write_text("benchmark-pseudonym-key-0123456789abcdef")
     progress(1, 3, "explorer ingest")
-    seconds, peak_gb, stdout = run_measured([sys.executable, "-m", "explorer.cli", "--lake", str(lake), "ingest",
+    seconds, peak_gb, stdout = run_measured([sys.executable, "-m", "explorer.command", "--lake", str(lake), "ingest",
                                              str(cohort), "--key-file", str(key)],
                                             env={**os.environ})
     accepted = int(stdout.split("rows: ")[1].split(" accepted")[0].replace(",", ""))

@@ -43,7 +43,7 @@ def start_demo(root, participants: int, days: int, port: int):
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(root / "lake"), "demo",
+    process = subprocess.Popen([sys.executable, "-m", "explorer.command", "--lake", str(root / "lake"), "demo",
                                 "--participants", str(participants), "--days", str(days), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     logins = {}
@@ -213,7 +213,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     progress(3, 4, "10 concurrent sessions, --num-procs 2")
     users = root / "lake.users.json"
     port2 = _port()
-    server = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(root / "lake"), "serve", "--auth", str(users),
+    server = subprocess.Popen([sys.executable, "-m", "explorer.command", "--lake", str(root / "lake"), "serve", "--auth", str(users),
                                "--port", str(port2), "--num-procs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "EXPLORER_COOKIE_SECRET": "benchmark-cookie-secret-0123456789"})
     try:

@@ -40,7 +40,7 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     participants = max(4, int(400 * scale))
     out = DATA / "synth_cohort"
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "explorer.cli", "synth", "--participants", str(participants), "--days", "90",
+    command = [sys.executable, "-m", "explorer.command", "synth", "--participants", str(participants), "--days", "90",
                "--seed", "1", "--out", str(out), "--workers", "2"]
     progress(0, 2, f"explorer synth --participants {participants} --days 90")
     seconds, peak_gb, stdout = run_measured(command)

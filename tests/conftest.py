@@ -25,7 +25,7 @@ def spawn_python(code: str, *args, **kwargs) -> subprocess.Popen:
 
 
 def run_cli(*args, lake_root=None, timeout=300, env=None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "explorer.cli"]
+    command = [sys.executable, "-m", "explorer.command"]
     if lake_root is not None:
         command += ["--lake", str(lake_root)]
     return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,

@@ -49,7 +49,7 @@ def server(cohort_lake, tmp_path_factory):
     # the server's log goes to a file: a pipe nobody reads fills up and stops the server
     SHOTS.parent.mkdir(parents=True, exist_ok=True)
     log = (SHOTS.parent / "serve.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(root / "lake"), "serve", "--auth",
+    process = subprocess.Popen([sys.executable, "-m", "explorer.command", "--lake", str(root / "lake"), "serve", "--auth",
                                 str(users), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, "EXPLORER_COOKIE_SECRET": "test-cookie-secret-0123456789",
                                                      "EXPLORER_SESSION_CHECK_SECONDS": "2"})
@@ -297,7 +297,7 @@ def test_stopping_a_server_of_several_processes_stops_them_all(server, tmp_path)
     users = tmp_path / "users.json"
     Credentials.add(users, "public", "public", PASSWORDS["public"])
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(lake_root), "serve", "--auth", str(users),
+    process = subprocess.Popen([sys.executable, "-m", "explorer.command", "--lake", str(lake_root), "serve", "--auth", str(users),
                                 "--port", str(port), "--num-procs", "2"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 90
@@ -378,7 +378,7 @@ def test_demo_builds_a_lake_and_serves_it_with_a_login_per_role(tmp_path):
     import urllib.request
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(tmp_path / "lake"), "demo",
+    process = subprocess.Popen([sys.executable, "-m", "explorer.command", "--lake", str(tmp_path / "lake"), "demo",
                                 "--participants", "4", "--days", "2", "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

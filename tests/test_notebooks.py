@@ -151,7 +151,7 @@ def test_explorer_lab_serves_a_kernel_that_runs_the_quick_start(demo_lake, tmp_p
     home = tmp_path / "jupyter"  # no user settings or runtime files from this machine
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "EXPLORER_HOME": "/nonexistent/not-this-lake"}
-    server = subprocess.Popen([sys.executable, "-m", "explorer.cli", "--lake", str(lake_root), "lab", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "explorer.command", "--lake", str(lake_root), "lab", "--port", str(port),
                                "--", f"--IdentityProvider.token={token}", *(["--allow-root"] if os.geteuid() == 0 else [])],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -199,7 +199,7 @@ def test_explorer_lab_serves_a_kernel_that_runs_the_quick_start(demo_lake, tmp_p
 
 
 def test_explorer_lab_refuses_a_missing_notebooks_folder(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "explorer.cli", "--lake", str(tmp_path / "lake"), "lab", "--dir",
+    done = subprocess.run([sys.executable, "-m", "explorer.command", "--lake", str(tmp_path / "lake"), "lab", "--dir",
                            str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert done.returncode == 2
     assert "nowhere: no such folder" in done.stderr

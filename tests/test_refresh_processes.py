@@ -89,7 +89,7 @@ def test_refresh_on_a_real_scheduler_and_two_workers_equals_the_local_cluster(cl
 def test_a_worker_killed_mid_refresh_costs_its_tasks_not_the_result(cluster, lakes):
     address, workers = cluster
     remote, local = lakes
-    refresh = start([sys.executable, "-m", "explorer.cli", "--lake", str(remote.root), "refresh", "--scheduler", address,
+    refresh = start([sys.executable, "-m", "explorer.command", "--lake", str(remote.root), "refresh", "--scheduler", address,
                      "--step", "slow_availability"])
     time.sleep(2.5)  # tasks of 1.5 s each are running on both workers
     assert refresh.poll() is None
@@ -107,7 +107,7 @@ def test_a_client_killed_at_any_moment_leaves_readable_outputs_and_the_next_run_
     remote, local = lakes
     steps = ["--step", "data_availability", "--step", "slow_availability", "--step", "modality_coverage"]
     env = {"EXPLORER_TESTING_STEP_DELAY": "0.7"}
-    victim = start([sys.executable, "-m", "explorer.cli", "--lake", str(remote.root), "refresh", "--workers", "2", *steps], env)
+    victim = start([sys.executable, "-m", "explorer.command", "--lake", str(remote.root), "refresh", "--workers", "2", *steps], env)
     time.sleep(after)
     stop(victim)  # SIGKILL to the client and its local cluster, wherever it was
     lake = explorer.open(remote.root)
@@ -124,7 +124,7 @@ def test_a_client_killed_at_any_moment_leaves_readable_outputs_and_the_next_run_
 
 def test_two_refreshes_started_together_one_exits_with_a_clear_message(lakes):
     lake, _ = lakes
-    command = [sys.executable, "-m", "explorer.cli", "--lake", str(lake.root), "refresh", "--workers", "1",
+    command = [sys.executable, "-m", "explorer.command", "--lake", str(lake.root), "refresh", "--workers", "1",
                "--step", "slow_availability"]
     env = {"EXPLORER_TESTING_STEP_DELAY": "1.0"}
     first, second = start(command, env), start(command, env)
@@ -144,7 +144,7 @@ def test_two_refreshes_started_together_one_exits_with_a_clear_message(lakes):
 
 def test_refresh_every_runs_on_a_schedule_and_stops_on_sigterm(lakes):
     lake, _ = lakes
-    loop = start([sys.executable, "-m", "explorer.cli", "--lake", str(lake.root), "refresh", "--every", "2s",
+    loop = start([sys.executable, "-m", "explorer.command", "--lake", str(lake.root), "refresh", "--every", "2s",
                   "--workers", "1", "--step", "cohort_summary"])
     deadline = time.time() + 90
     while time.time() < deadline:

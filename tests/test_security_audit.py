@@ -25,7 +25,7 @@ from datetime import date
 
 import pytest
 
-from explorer.cli import main as cli
+from explorer.command import main as cli
 from explorer.errors import ExplorerError
 from explorer.privacy import AuditLog, PermissionDenied, entry_hash
 from explorer.privacy.audit import AuditKey, AuditTampered, default_head_path, default_key_path

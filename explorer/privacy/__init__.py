@@ -4,9 +4,10 @@ count, and the tamper-evident audit log."""
 
 from explorer.privacy.audit import AuditCheck, AuditLog, entry_hash
 from explorer.privacy.disclosure import PROFILES, DisclosureControl, Profile, Release
+from explorer.privacy.release import count_groupings, dp_person_counts, protected_person_counts
 from explorer.privacy.roles import (ACCESS, ROLES, PermissionDenied, Principal, allows, check_role, readable_tables,
                                    require, require_tables)
 
 __all__ = ["ACCESS", "PROFILES", "ROLES", "AuditCheck", "AuditLog", "DisclosureControl", "PermissionDenied", "Principal",
-           "Profile", "Release", "allows", "check_role", "entry_hash", "readable_tables", "require",
-           "require_tables"]
+           "Profile", "Release", "allows", "check_role", "count_groupings", "dp_person_counts", "entry_hash",
+           "protected_person_counts", "readable_tables", "require", "require_tables"]

@@ -1,0 +1,92 @@
+"""What the command modules share: the lake named by ``--lake``, the role a command acts in, its
+audit entry, the help layout, and the checks and page saving several commands make alike.
+
+Imports of the privacy layer and of Panel stay inside the functions: both take a good part of a
+second to import, and ``explorer --help`` (which imports every command module) needs neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import explorer
+from explorer.errors import ExplorerError
+from explorer.lake import Lake
+from explorer.lake.engine import current_user
+
+EPILOG_LAKE = "The lake is --lake PATH, else $EXPLORER_HOME, else ./explorer-data."
+
+# The names of explorer.privacy.ROLES and explorer.privacy.PROFILES, the choices of --role and
+# --profile, spelled out here so that building the parser does not import the privacy layer
+# (and SciPy with it).
+ROLES = ["public", "researcher", "steward"]
+DISCLOSURE_PROFILES = ["aou", "cms", "opensafely", "ukbiobank"]
+
+#: keeps the line breaks of a command's description and epilog, where its examples are laid out
+HELP_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def open_lake(args: argparse.Namespace) -> Lake:
+    """The lake of ``--lake`` (else ``$EXPLORER_HOME``, else ``./explorer-data``)."""
+    return explorer.open(args.lake)
+
+
+def acting_role(args: argparse.Namespace, access: str, what: str) -> str:
+    """The role a command acts in: ``--role``, else ``$EXPLORER_ROLE``, else the least role the
+    command needs (someone with a shell on the lake's files has that anyway).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (its ``role``, when the command has one).
+    access : str
+        The kind of access the command needs, a key of :data:`explorer.privacy.ACCESS`.
+    what : str
+        The command, as named in the refusal.
+
+    Returns
+    -------
+    str
+        The role, once checked to allow ``access``.
+
+    Raises
+    ------
+    explorer.privacy.PermissionDenied
+        When the role given allows too little.
+    """
+    from explorer.privacy import ACCESS, require
+
+    role = getattr(args, "role", None) or os.environ.get("EXPLORER_ROLE") or ACCESS[access]
+    require(role, access, what)
+    return role
+
+
+def record_audit(lake: Lake, role: str, action: str, **details) -> None:
+    """One audit-log entry for a command-line user: on the command line the user is the account
+    that runs the command (roles are checked by :func:`acting_role`)."""
+    from explorer.privacy import AuditLog
+
+    AuditLog(lake.root).record(user=current_user(), role=role, action=action, **details)
+
+
+def require_tables(lake: Lake, tables, *, first: str = "run `explorer refresh` first", read: bool = False) -> None:
+    """Refuse, saying what to run ``first``, when a table the command reads is not in the lake yet.
+
+    With ``read``, each table is then read once (a query of no rows), so that one whose files
+    cannot be read fails here, before any work, with the query's own message.
+    """
+    for table in tables:
+        if not lake.has_table(table):
+            raise ExplorerError(f"table {table} is not there yet: {first}")
+    if read:
+        for table in tables:
+            lake.sql(f"SELECT 1 FROM {table} LIMIT 0")
+
+
+def save_page(view, out: str) -> None:
+    """Save a Panel view as a standalone HTML page (resources inline, so it opens offline)."""
+    import panel as pn
+
+    pn.panel(view).save(out, embed=False, resources="inline")
+    print(f"wrote {out}: open it in a browser")

@@ -1,0 +1,134 @@
+"""``explorer ingest``, ``quality`` and ``synth``: files into the lake (kept, detected, validated,
+pseudonymised), the data-quality report of what came in, and a synthetic cohort to try it on."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from datetime import date
+
+from explorer.command.common import HELP_FORMATTER, acting_role, open_lake, record_audit
+from explorer.errors import ExplorerError
+from explorer.progress import Progress
+
+
+def add_parser(commands) -> None:
+    """Declare ``ingest``, ``quality`` and ``synth`` on the ``explorer`` sub-parsers."""
+    p = commands.add_parser("ingest", help="keep, detect, parse, validate and unify files into the lake", formatter_class=HELP_FORMATTER,
+                            description=textwrap.dedent("""\
+        Ingest a file, a folder (recursively) or a .zip. Every file is kept byte for byte in the raw
+        zone under its SHA-256 (a file already ingested is recognised and skipped), its format is
+        detected by content, rows are validated and unified into the lake's tables with source
+        identifiers replaced by keyed pseudonyms. Rows that fail a check go to quarantine_row with
+        the reason; files no reader accepts are quarantined whole. Nothing is dropped silently:
+        for every file, rows read = rows accepted + rows quarantined. Exit status 0 even when
+        data was quarantined; 1 only when a reader failed internally.
+
+        Formats (tried in this order, by content): residence history CSV, wide-lab mapping CSV,
+        FHIR bulk NDJSON Patient files (these reference files are read first), All of Us Fitbit
+        CSV tables, Fitbit personal-export JSON, lab CSV long and wide, FHIR R4 Bundles and
+        bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, weather-station and area-index CSV
+        (`explorer catalog` lists the tables they fill). A file at the same path as one
+        ingested before but with new content is a correction: its rows replace the earlier
+        file's in one new table version; the earlier version stays readable.
+
+        After the commits, the data-quality report of the new rows is stored in dq_result and
+        summarised (see `explorer quality`); --no-quality skips it.
+
+        The pseudonym key comes from --key-file, $EXPLORER_PSEUDONYM_KEY or
+        $EXPLORER_PSEUDONYM_KEY_FILE and must live outside the lake. Files matching patterns in a
+        .explorerignore at the top of the folder are skipped."""),
+                            epilog="examples:\n  EXPLORER_PSEUDONYM_KEY_FILE=~/.cohort.key explorer ingest synth-cohort/\n"
+                                   "  explorer ingest incoming/labs.zip --key-file /secure/pseudonym.key")
+    p.add_argument("path", help="file, folder or .zip")
+    p.add_argument("--key-file", default=None, help="file holding the pseudonym key (outside the lake)")
+    p.add_argument("--default-time-zone", default=None, metavar="ZONE",
+                   help="IANA zone for people without a residence history (e.g. America/Denver)")
+    p.add_argument("--no-quality", action="store_true", help="skip the data-quality report (run `explorer quality` later)")
+    p.add_argument("--fhir-server", default=None, metavar="URL",
+                   help="base URL of the FHIR server a bulk export came from; Patient ids are unique per server "
+                        "(default $EXPLORER_FHIR_SERVER, else one server for the whole lake)")
+    p.add_argument("--retry-quarantined", action="store_true",
+                   help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = commands.add_parser("quality", help="data-quality report of an ingest (OHDSI DQD style)", formatter_class=HELP_FORMATTER,
+                            description=textwrap.dedent("""\
+        Run the data-quality checks on the rows an ingest added (default: the newest ingest)
+        again; ingest runs them itself unless told --no-quality. Conformance (rows quarantined per
+        reader, repeated local minutes, autumn clock changes whose repeated hour was dropped),
+        completeness (wear time, sync gaps, missing SI values or birth years) and plausibility
+        (heart-rate floors, stuck sensors, step cadence, time-zone jumps). Each check is stored in dq_result as a numerator and a
+        denominator with its threshold, so thresholds can change later without re-running."""))
+    p.add_argument("ingest_id", nargs="?", default=None, help="ingest to check (default: the newest)")
+    p.set_defaults(func=cmd_quality)
+
+    p = commands.add_parser("synth", help="write a realistic synthetic cohort (raw files + planted truth)", formatter_class=HELP_FORMATTER,
+                            description=textwrap.dedent("""\
+        Write a synthetic cohort as real sources deliver it: All of Us-style Fitbit tables (CSV),
+        Fitbit personal-export JSON, FHIR R4 bundles, outside-lab CSV with mixed units, residence
+        history, CF NetCDF climate and PM2.5 grids, station and area CSV. truth/ records every
+        planted parameter (heat and age effects on resting heart rate, ageing slopes, ageotypes,
+        heat waves, artefact records). The same settings give byte-identical files."""),
+                            epilog="examples:\n  explorer synth --participants 400 --days 90 --seed 1 --out cohort/\n"
+                                   "  explorer synth --participants 20 --days 7 --out small/ --faults")
+    p.add_argument("--participants", type=int, default=100, help="participants (default 100)")
+    p.add_argument("--days", type=int, default=30, help="days of minute-level wearable data (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", default="synth-cohort", help="output folder, new or empty (default ./synth-cohort)")
+    p.add_argument("--start", default="2024-08-15", help="first local day of wearable data (default 2024-08-15: "
+                   "includes late-summer heat waves and the November daylight-saving change at 90 days)")
+    p.add_argument("--faults", action="store_true", help="also write the documented damaged files (truth.json 'faults')")
+    p.add_argument("--json-fraction", type=float, default=0.05, help="share of people delivered as Fitbit exports (default 0.05)")
+    p.add_argument("--artefact-rate", type=float, default=0.001, help="share of worn minutes with device artefacts (default 0.001)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4); never changes the output")
+    p.add_argument("--overwrite", action="store_true", help="replace a cohort this command wrote before")
+    p.set_defaults(func=cmd_synth)
+
+
+def cmd_ingest(args) -> int:
+    """Ingest a file, folder or .zip; exit status 1 only when a reader failed internally."""
+    lake = open_lake(args)
+    role = acting_role(args, "ingest", "`explorer ingest`")
+    if args.fhir_server:
+        os.environ["EXPLORER_FHIR_SERVER"] = args.fhir_server  # read by the readers, in this process and its workers
+    report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
+                         progress=Progress("ingest"), quality=not args.no_quality,
+                         retry_quarantined=args.retry_quarantined)
+    record_audit(lake, role, "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
+                                                   "versions": report.versions}, rows=len(report.files))
+    print(report)
+    print("Per-file outcomes: `explorer --role steward sql \"SELECT * FROM ingest_file\"`; quarantined rows with their reasons "
+          "and original values: table quarantine_row (steward tier); data-quality report: `explorer quality`.")
+    return 1 if report.errors else 0  # bad data is reported, not an error; a failed reader is
+
+
+def cmd_quality(args) -> int:
+    """Run the data-quality checks of an ingest again and summarise them."""
+    from explorer.ingest.quality import run_quality, summary
+
+    print(summary(run_quality(open_lake(args), args.ingest_id)))
+    return 0  # a failing check describes the data; it is not an error of the command
+
+
+def cmd_synth(args) -> int:
+    """Write a synthetic cohort with its planted truth."""
+    from explorer.synth import SynthConfig, generate  # here, not at the top: its SciPy takes most of a second
+
+    try:
+        start = date.fromisoformat(args.start)
+    except ValueError:
+        raise ExplorerError(f"--start {args.start!r}: expected a date as YYYY-MM-DD") from None
+    try:
+        config = SynthConfig(participants=args.participants, days=args.days, seed=args.seed, start=start,
+                             faults=args.faults, json_fraction=args.json_fraction, artefact_rate=args.artefact_rate,
+                             **({"workers": args.workers} if args.workers else {}))
+    except ValueError as exc:
+        raise ExplorerError(str(exc)) from None
+    try:
+        summary = generate(args.out, config, overwrite=args.overwrite, progress=Progress("synth"))
+    except FileExistsError as exc:
+        raise ExplorerError(str(exc)) from None
+    print(summary)
+    print(f"Planted truth: {summary.out / 'truth' / 'truth.json'}; file guide: {summary.out / 'README.md'}")
+    return 0
