@@ -9,5 +9,6 @@ __version__ = "0.1.0"
 
 from explorer.errors import ExplorerError
 from explorer.lake import Lake, open
+from explorer import ingest  # noqa: F401  (registers lake.ingest: the lake does not import its ingest)
 
 __all__ = ["ExplorerError", "Lake", "open", "__version__"]

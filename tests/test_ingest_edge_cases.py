@@ -226,7 +226,7 @@ def test_quality_time_zone_jumps_and_a_dropped_autumn_hour_known_answers(lake, t
 
 
 def test_staging_concatenates_categorical_and_plain_text_frames():
-    from explorer.ingest.run import _concat_arrow
+    from explorer.ingest.staging import concat_arrow as _concat_arrow
 
     a = pd.DataFrame({"person_id": pd.Categorical(["p1", "p1", "p2"]), "v": [1, 2, 3]})
     b = pd.DataFrame({"person_id": ["p3"], "v": [4]})  # a reader that built plain strings

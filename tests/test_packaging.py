@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 import os
 import re
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from explorer.serve import pages
+from test_dashboards_browser import browser  # noqa: F401  (a fixture: Chromium driven by Playwright)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_the_wheel_carries_the_pages_the_catalog_and_the_notebooks(wheel):
 
 
 @pytest.mark.slow
-def test_an_installed_wheel_serves_every_page(wheel, tmp_path):
+def test_an_installed_wheel_serves_every_page(wheel, tmp_path, browser):
     env = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
     python = env / "bin" / "python"
@@ -86,13 +86,17 @@ def test_an_installed_wheel_serves_every_page(wheel, tmp_path):
         base = f"http://127.0.0.1:{port}"
         _wait_for(base + "/login")
         for role in ("public", "researcher"):
-            opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-            _log_in(opener, base, role, logins[role])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + "/index")
+            page.fill("input[name=username]", role)
+            page.fill("input[name=password]", logins[role])
+            page.click("button[type=submit]")
             for name, declared in pages().items():
-                response = opener.open(f"{base}/{name}", timeout=120)
-                body = response.read().decode()
-                assert response.status == 200 and 'name="password"' not in body, (role, name)
-                assert "signed in as" in body and declared.title in body, (role, name)  # the page was built
+                page.goto(f"{base}/{name}")
+                # the page was built by the installed package: its heading and the signed-in line
+                page.locator("text=signed in as").wait_for(timeout=60_000)
+                assert page.locator("h2", has_text=declared.title).count() == 1, (role, name)
+            page.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -114,11 +118,3 @@ def _wait_for(url: str) -> None:
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f"{url} did not answer")
-
-
-def _log_in(opener, base, user, password):
-    import urllib.parse
-
-    form = opener.open(base + "/login").read().decode()
-    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
-    opener.open(base + "/login", urllib.parse.urlencode({"csrf": token, "username": user, "password": password}).encode())

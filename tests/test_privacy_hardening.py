@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import explorer.ingest.run as ingest_run
+import explorer.ingest.walk as ingest_walk
 from explorer.errors import ExplorerError
 from explorer.testing.cohorts import pseudonym_key
 
@@ -70,12 +70,12 @@ def test_zip_bombs_and_endless_lines_are_not_unpacked(lake, tmp_path, monkeypatc
         archive.writestr("zeros.csv", b"0,0\n" * (16 << 20))  # 64 MiB from about 64 KiB
         archive.writestr("long.csv", "a," + "".join(np.random.default_rng(0).choice(list("abcdef"), 5000)) + "\n")
         archive.writestr("fitbit_aou/heart_rate_minute_level/part-1.csv", GOOD)
-    monkeypatch.setattr(ingest_run, "MAX_LINE_BYTES", 4000)
+    monkeypatch.setattr(ingest_walk, "MAX_LINE_BYTES", 4000)
     report = ingest(lake, incoming)
     assert "zip bomb" in outcome(report, "zeros.csv").reason
     assert "line longer than 4,000 bytes" in outcome(report, "long.csv").reason
     assert outcome(report, "part-1.csv").status == "accepted"
-    monkeypatch.setattr(ingest_run, "MAX_UNZIPPED_BYTES", 50)
+    monkeypatch.setattr(ingest_walk, "MAX_UNZIPPED_BYTES", 50)
     with zipfile.ZipFile(incoming / "big.zip", "w") as archive:
         archive.writestr("fitbit_aou/heart_rate_minute_level/part-9.csv", GOOD)
     report = ingest(lake, incoming / "big.zip")

@@ -33,6 +33,39 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
 
 SENSITIVITY_TIERS = ("public", "researcher", "steward")
 
+#: Row checks a column may declare; ingest quarantines a row that fails one, with the reason.
+_COLUMN_CHECKS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                  "description": "[min, max], inclusive, in the column's unit: a value outside is quarantined"},
+        "range_unit": {"type": "string",
+                       "description": "the unit as a quarantine reason writes it (bpm), where the UCUM code reads poorly"},
+        "not_in_future": {"type": "boolean",
+                          "description": "a time more than a day after the ingest is quarantined"},
+    },
+}
+
+#: Row checks that span columns, declared on the entry.
+_ENTRY_CHECKS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "unique_local_minute": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["value"],
+            "description": "one row per entity and local minute (the time column) in the time zone where the "
+                           "person lived that day: a repeat is quarantined (one is allowed in the repeated hour "
+                           "of an autumn clock change), as is a minute in the hour skipped in spring; each local "
+                           "day's zone is recorded in wearable_day_zone",
+            "properties": {"value": {"type": "string",
+                                     "description": "column compared to tell an exact duplicate from a conflicting one"}},
+        },
+    },
+}
+
 _COLUMN = {
     "type": "object",
     "additionalProperties": False,
@@ -44,6 +77,7 @@ _COLUMN = {
         "description": {"type": "string"},
         "nullable": {"type": "boolean"},
         "dims": {"type": "array", "items": {"type": "string"}},
+        "checks": _COLUMN_CHECKS,
     },
 }
 
@@ -65,8 +99,43 @@ ENTRY_SCHEMA: dict = {
         "primary_key": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "schema": {"type": "array", "items": _COLUMN, "minItems": 1},
         "references": {"type": "array", "items": {"type": "string"}},
+        "checks": _ENTRY_CHECKS,
     },
 }
+
+
+@dataclass(frozen=True)
+class ColumnChecks:
+    """Row checks declared on a column (the ``checks`` key of a column in a catalog entry).
+
+    Attributes
+    ----------
+    range : tuple of float, optional
+        ``(min, max)``, inclusive, in the column's unit; a value outside is quarantined.
+    range_unit : str, optional
+        The unit as a quarantine reason writes it ("bpm"); default the column's unit.
+    not_in_future : bool
+        A time more than a day after the ingest is quarantined.
+    """
+
+    range: tuple[float, float] | None = None
+    range_unit: str | None = None
+    not_in_future: bool = False
+
+
+@dataclass(frozen=True)
+class EntryChecks:
+    """Row checks declared on a dataset that span its columns (the entry's ``checks`` key).
+
+    Attributes
+    ----------
+    unique_local_minute : str, optional
+        When set, one row per entity and local minute, in the time zone where the person lived
+        that day (see :mod:`explorer.ingest.checks`); the value names the column compared to tell
+        an exact duplicate from a conflicting one.
+    """
+
+    unique_local_minute: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +148,7 @@ class Column:
     description: str = ""
     nullable: bool = True
     dims: tuple[str, ...] = ()
+    checks: ColumnChecks = ColumnChecks()
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -100,6 +170,7 @@ class Entry:
     layer: str | None = None
     primary_key: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    checks: EntryChecks = EntryChecks()
     source_file: Path | None = field(default=None, compare=False)
 
     def column(self, name: str) -> Column:
@@ -177,7 +248,7 @@ def load_entry(path: str | Path) -> Entry:
         raise CatalogError(f"{path}: invalid catalog entry:\n  - " + "\n  - ".join(problems))
     columns = tuple(
         Column(name=c["name"], type=c["type"], unit=c.get("unit"), description=c.get("description", ""),
-               nullable=c.get("nullable", True), dims=tuple(c.get("dims", ())))
+               nullable=c.get("nullable", True), dims=tuple(c.get("dims", ())), checks=_column_checks(c.get("checks", {})))
         for c in document["schema"]
     )
     return Entry(
@@ -185,8 +256,16 @@ def load_entry(path: str | Path) -> Entry:
         owner=document["owner"], sensitivity=document["sensitivity"], schema=columns,
         entity=document.get("entity"), time=document.get("time"), layer=document.get("layer"),
         primary_key=tuple(document.get("primary_key", ())), references=tuple(document.get("references", ())),
+        checks=EntryChecks(unique_local_minute=document.get("checks", {}).get("unique_local_minute", {}).get("value")),
         source_file=path,
     )
+
+
+def _column_checks(declared: dict) -> ColumnChecks:
+    """The ``checks`` mapping of a validated column as :class:`ColumnChecks`."""
+    bounds = declared.get("range")
+    return ColumnChecks(range=tuple(bounds) if bounds else None, range_unit=declared.get("range_unit"),
+                        not_in_future=declared.get("not_in_future", False))
 
 
 @functools.lru_cache(maxsize=1)
@@ -226,6 +305,19 @@ def _check_consistency(document: dict, path: Path) -> list[str]:
     for i, column in enumerate(document.get("primary_key", [])):
         if column not in names:
             problems.append(f"primary_key[{i}]: column {column!r} is not in schema{did_you_mean(column, names)}")
+    for i, column in enumerate(document["schema"]):
+        bounds = column.get("checks", {}).get("range") if isinstance(column, dict) else None
+        if bounds and bounds[0] > bounds[1]:
+            problems.append(f"schema[{i}].checks.range: got {bounds}, expected [min, max] with min <= max")
+    local_minute = document.get("checks", {}).get("unique_local_minute")
+    if local_minute:
+        value = local_minute.get("value")
+        if value not in names:
+            problems.append(f"checks.unique_local_minute.value: column {value!r} is not in schema{did_you_mean(value, names)}")
+        # the check finds a row's person by the entity column and its local minute by the time column
+        for key in ("entity", "time"):
+            if key not in document:
+                problems.append(f"checks.unique_local_minute: needs the entry's {key} column declared ({key}: ...)")
     return problems
 
 
@@ -295,13 +387,50 @@ def default_catalog_dir() -> Path:
     return package.parent / "data_catalog"
 
 
+#: entry-point group through which a site package adds datasets: each entry point names a package
+#: whose folder holds ``<dataset>.yaml`` entries (the tables its readers and steps write)
+ENTRY_POINT_GROUP = "explorer.catalog"
+
+
 @functools.lru_cache(maxsize=8)
-def _cached(directory: str, stamp: tuple) -> Catalog:
-    return Catalog.from_directory(directory)
+def _plugin_dirs(search_path: tuple[str, ...]) -> tuple[Path, ...]:
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    folders = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        spec = importlib.util.find_spec(point.value)
+        if spec is None or not spec.submodule_search_locations:
+            raise CatalogError(f"entry point {point.name} = {point.value!r} (group {ENTRY_POINT_GROUP}) names no package "
+                               "that can be found; it must name a package whose folder holds <dataset>.yaml entries")
+        folders.append(Path(list(spec.submodule_search_locations)[0]))
+    return tuple(folders)
+
+
+def plugin_catalog_dirs() -> tuple[Path, ...]:
+    """The catalog folders site packages declare (``explorer.catalog`` entry points), looked up
+    again whenever ``sys.path`` changes."""
+    import sys
+
+    return _plugin_dirs(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(directories: tuple[str, ...], stamp: tuple) -> Catalog:
+    main, *plugins = [Catalog.from_directory(d) for d in directories]
+    entries = {entry.name: entry for entry in main}
+    for plugin in plugins:
+        for entry in plugin:
+            if entry.name in entries:
+                raise CatalogError(f"{plugin.directory}/{entry.name}.yaml: the dataset {entry.name!r} is declared "
+                                   "already; a site package adds datasets, it does not redefine them")
+            entries[entry.name] = entry
+    return Catalog(entries, main.directory)
 
 
 def default_catalog() -> Catalog:
-    """The catalog in :func:`default_catalog_dir`, re-read only when one of its files changes."""
-    directory = default_catalog_dir()
-    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml"))) if directory.is_dir() else ()
-    return _cached(str(directory), stamp)
+    """The catalog in :func:`default_catalog_dir` and the folders site packages declare
+    (:func:`plugin_catalog_dirs`), re-read only when one of their files changes."""
+    directories = (default_catalog_dir(), *plugin_catalog_dirs())
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for d in directories if d.is_dir() for p in sorted(d.glob("*.yaml")))
+    return _cached(tuple(str(d) for d in directories), stamp)

@@ -1,8 +1,13 @@
-"""Row-level checks applied to unified rows after parsing: plausible ranges and duplicates.
+"""Row-level checks applied to unified rows after parsing: declared ranges, required values,
+times in the future, duplicated and non-existent local minutes.
 
-Each check returns, per row, None (fine) or the reason the row goes to quarantine. Ranges:
-heart rate 25-250 bpm (below and above what a wrist sensor can physiologically report),
-steps 0-300 per minute (faster than a sprinter's cadence is a device error).
+Each check returns, per row, None (fine) or the reason the row goes to quarantine. Which checks
+a table gets is declared with the dataset in its catalog entry (``data_catalog/<table>.yaml``),
+not here: a column's ``checks: {range: [min, max], not_in_future: true}``, its
+``nullable: false`` (a required value), and the entry's ``checks: {unique_local_minute: ...}``.
+For example heart rate is declared 25-250 bpm (below and above what a wrist sensor can
+physiologically report) and steps 0-300 per minute (faster than a sprinter's cadence is a
+device error).
 
 Duplicated minutes: a person's local minute may appear twice legitimately when the clocks go
 back (the repeated hour of the autumn daylight-saving change), given the time zone of where the
@@ -19,19 +24,39 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-RANGES = {
-    "heart_rate_minute": ("heart_rate_value", 25, 250, "bpm"),
-    "steps_minute": ("steps", 0, 300, "steps per minute"),
-}
+from explorer.catalog import Entry
 
 
-def range_reasons(table: str, rows: pd.DataFrame) -> pd.Series:
-    reasons = pd.Series([None] * len(rows), index=rows.index, dtype=object)
-    if table in RANGES:
-        column, low, high, unit = RANGES[table]
-        values = rows[column]
-        bad = (values < low) | (values > high)
-        reasons[bad.fillna(False).to_numpy()] = [f"{column} {v} {unit} outside {low}-{high}" for v in values[bad.fillna(False)]]
+def no_reasons(rows: pd.DataFrame) -> pd.Series:
+    """A reason per row, all None: the start every check fills in."""
+    return pd.Series([None] * len(rows), index=rows.index, dtype=object)
+
+
+def range_reasons(entry: Entry, rows: pd.DataFrame) -> pd.Series:
+    """Rows with a value outside the range its column declares (``checks: range: [min, max]``,
+    inclusive); the first such column of a row gives its reason.
+
+    Parameters
+    ----------
+    entry : Entry
+        The table's catalog entry.
+    rows : pandas.DataFrame
+        Rows of that table.
+
+    Returns
+    -------
+    pandas.Series
+        Per row, None or e.g. ``"heart_rate_value 300 bpm outside 25-250"``.
+    """
+    reasons = no_reasons(rows)
+    for column in entry.schema:
+        if column.checks.range is None or column.name not in rows:
+            continue
+        low, high = column.checks.range
+        unit = column.checks.range_unit or column.unit
+        values = rows[column.name]
+        bad = ((values < low) | (values > high)).fillna(False).to_numpy() & reasons.isna().to_numpy()
+        reasons[bad] = [f"{column.name} {v}{f' {unit}' if unit else ''} outside {low}-{high}" for v in values[bad]]
     return reasons
 
 
@@ -82,7 +107,7 @@ def clock_change(zone: str, day) -> tuple[int, int, datetime | None, int | None]
 def skipped_hour_reasons(when: pd.Series, days: pd.DataFrame, codes: np.ndarray) -> pd.Series:
     """Rows whose local time does not exist: inside the hour skipped when the clocks go forward
     (a device or export artefact; a real clock never shows it)."""
-    reasons = pd.Series([None] * len(when), index=when.index, dtype=object)
+    reasons = no_reasons(when)
     spring = (days["clock_shift_minutes"].fillna(0) > 0).to_numpy()
     if not spring.any():
         return reasons
@@ -98,16 +123,29 @@ def skipped_hour_reasons(when: pd.Series, days: pd.DataFrame, codes: np.ndarray)
     return reasons
 
 
-def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series) -> pd.Series:
-    """Reasons for repeated (person, local minute) rows; see the module notes for the DST rule."""
-    reasons = pd.Series([None] * len(rows), index=rows.index, dtype=object)
-    key = ["person_id", "datetime"]
-    person_codes, _ = pd.factorize(rows["person_id"], use_na_sentinel=True)  # integers hash far faster than strings
-    repeated = pd.DataFrame({"p": person_codes, "t": rows["datetime"].to_numpy().astype("int64")}).duplicated(keep=False).to_numpy()
+def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series, *,
+                      person: str = "person_id", time: str = "datetime") -> pd.Series:
+    """Reasons for repeated (person, local minute) rows; see the module notes for the DST rule.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows with ``_row``, ``person``, ``time`` (local wall-clock minutes) and ``value_column``.
+    value_column : str
+        Compared to tell an exact duplicate from a conflicting one.
+    zones : pandas.Series
+        Per row, the IANA time zone where the person lived that day.
+    person, time : str
+        The columns naming the person and the local minute.
+    """
+    reasons = no_reasons(rows)
+    key = [person, time]
+    person_codes, _ = pd.factorize(rows[person], use_na_sentinel=True)  # integers hash far faster than strings
+    repeated = pd.DataFrame({"p": person_codes, "t": rows[time].to_numpy().astype("int64")}).duplicated(keep=False).to_numpy()
     if not repeated.any():
         return reasons
     group = rows.loc[repeated]
-    allowed = ambiguous_local(group["datetime"], zones.loc[repeated])
+    allowed = ambiguous_local(group[time], zones.loc[repeated])
     occurrence = group.groupby(key, sort=False).cumcount().to_numpy()
     first_row = group.groupby(key, sort=False)["_row"].transform("first").to_numpy()
     first_value = group.groupby(key, sort=False)[value_column].transform("first").to_numpy()
@@ -120,23 +158,20 @@ def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series) -
     return reasons
 
 
-def required_reasons(table: str, rows: pd.DataFrame) -> pd.Series:
+def required_reasons(entry: Entry, rows: pd.DataFrame) -> pd.Series:
     """Rows lacking a value the catalog declares required (``nullable: false``)."""
-    from explorer.catalog import default_catalog
-
-    reasons = pd.Series([None] * len(rows), index=rows.index, dtype=object)
-    entry = default_catalog().get(table)
-    if entry is None:
-        return reasons
+    reasons = no_reasons(rows)
     for column in entry.schema:
         if not column.nullable and column.name in rows and column.name != "source_file":
             empty = rows[column.name].isna().to_numpy() & reasons.isna().to_numpy()
-            reasons[empty] = f"{column.name}: empty, but required in {table}"
+            reasons[empty] = f"{column.name}: empty, but required in {entry.name}"
     return reasons
 
 
 def future_reasons(rows: pd.DataFrame, column: str, now: datetime) -> pd.Series:
-    reasons = pd.Series([None] * len(rows), index=rows.index, dtype=object)
+    """Rows whose ``column`` lies more than a day after ``now`` (a day's grace: a source's local
+    time may run ahead of UTC)."""
+    reasons = no_reasons(rows)
     bad = (rows[column] > pd.Timestamp(now) + timedelta(days=1)).fillna(False).to_numpy()
     reasons[bad] = f"{column} in the future"
     return reasons

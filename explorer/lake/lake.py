@@ -56,6 +56,16 @@ def _default_root() -> Path:
     return Path(os.environ.get("EXPLORER_HOME") or "explorer-data")
 
 
+#: the ingest's entry point: storage imports no layer above it, so explorer.ingest registers
+#: itself here when imported (``import explorer`` does)
+_INGEST: dict[str, object] = {"function": None}
+
+
+def register_ingest(function) -> None:
+    """Make ``Lake.ingest(path, **options)`` call ``function(lake, path, **options)``."""
+    _INGEST["function"] = function
+
+
 def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = None) -> Lake:  # noqa: A001
     """Open (creating if needed) the lake at ``root``.
 
@@ -608,10 +618,11 @@ class Lake:
         return LineageGraph.build(self).lineage(name, version)
 
     def ingest(self, path, **kwargs):
-        """Ingest a file, folder or .zip: see :func:`explorer.ingest.ingest`."""
-        from explorer.ingest import ingest
-
-        return ingest(self, path, **kwargs)
+        """Ingest a file, folder or .zip: see :func:`explorer.ingest.ingest` (registered by
+        :func:`register_ingest` when ``explorer`` is imported)."""
+        if _INGEST["function"] is None:
+            raise ExplorerError("Lake.ingest needs the ingest layer: `import explorer` (or explorer.ingest) first")
+        return _INGEST["function"](self, path, **kwargs)
 
     def verify(self, *, all_versions: bool = False, progress=None) -> integrity.VerifyReport:
         """Re-hash raw files and table data files against what was recorded when written."""

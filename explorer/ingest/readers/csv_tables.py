@@ -13,9 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from explorer.errors import shorten
-from explorer.ingest.readers import Reader, ReaderError, ReadResult
 from explorer.catalog.units import to_si
+from explorer.errors import shorten
+from explorer.ingest.context import Context
+from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
 
 
 HEAD = 65536
@@ -84,7 +85,7 @@ class CsvTableReader(Reader):
             return f"has column(s) {', '.join(clash)} of another format"
         return None
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         frame = read_text_table(path)
         missing = [c for c in self.required if c not in frame.columns]
         if missing:
@@ -140,7 +141,7 @@ class FitbitMinuteReader(CsvTableReader):
     value_column: ClassVar[str] = ""
     unified_column: ClassVar[str] = ""
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         """Fast path first: pyarrow parses the typed columns in C. Only a file with a value that
         does not parse takes the text path, which finds and explains every bad row."""
         try:
@@ -306,7 +307,7 @@ class LabWideCsvReader(CsvTableReader):
     table = "measurement"
     keys: ClassVar[tuple[str, ...]] = ("participant_id", "specimen_collected")
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         frame = read_text_table(path)
         results = [c for c in frame.columns if c not in ("_row", *self.keys)]
         if not results:
@@ -400,7 +401,7 @@ class AreaIndexReader(CsvTableReader):
                              "_values": [dict(zip(variables, vals)) for vals in zip(*[values[v] for v in variables])]})
         return rows, p.reasons
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         result = super().read(path, context)
         wide = result.tables[self.table]
         records = []

@@ -13,8 +13,9 @@ from typing import ClassVar
 
 import pandas as pd
 
-from explorer.ingest.readers import Reader, ReaderError, ReadResult
 from explorer.catalog.units import to_si
+from explorer.ingest.context import Context
+from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
 
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
@@ -89,7 +90,7 @@ class FhirBundleReader(Reader):
             return "no resourceType Bundle in the first 8 KB"
         return None
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         from fhir.resources.R4B.bundle import Bundle
         from pydantic import ValidationError
 
@@ -222,7 +223,7 @@ class FhirNdjsonReader(Reader):
             return f"first resource is {kind!r}, not one of {', '.join(self.resource_types)}"
         return None
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         from fhir.resources.R4B import get_fhir_model_class
         from pydantic import ValidationError
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from explorer.ingest.readers import Reader, ReaderError, ReadResult
+from explorer.ingest.context import Context
+from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
 
 STREAMS = {"heart_rate": "heart_rate_minute", "steps": "steps_minute", "sleep": "sleep_level"}
 NAME = re.compile(r"^(heart_rate|steps|sleep)-(\d{4}-\d{2}-\d{2})\.json$")
@@ -43,8 +44,8 @@ class FitbitExportReader(Reader):
             return "no Fitbit dateTime or logId in the first 4 KB"
         return None
 
-    def read(self, path: Path, context) -> ReadResult:
-        name = getattr(context, "source_name", None) or str(path)
+    def read(self, path: Path, context: Context) -> ReadResult:
+        name = context.source_name or str(path)
         match = NAME.match(Path(name).name)
         if not match:
             raise ReaderError(f"file name {Path(name).name!r}: expected heart_rate-, steps- or sleep-YYYY-MM-DD.json")

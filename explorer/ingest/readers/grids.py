@@ -13,10 +13,10 @@ from pathlib import Path
 
 import zipfile
 
-import numpy as np
 import pandas as pd
 
-from explorer.ingest.readers import Reader, ReaderError, ReadResult
+from explorer.ingest.context import Context
+from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
 
 NETCDF3 = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -42,7 +42,7 @@ class NetcdfGridReader(Reader):
             return None
         return "not NetCDF (no CDF or HDF5 signature)"
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         import xarray as xr
 
         engine = "scipy" if path.open("rb").read(4) in NETCDF3 else "h5netcdf"
@@ -78,7 +78,7 @@ class ZarrGridReader(Reader):
             return "a zip archive, but no zarr.json or .zgroup at its root"
         return None
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         import xarray as xr
         import zarr
 

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from explorer.catalog import default_catalog
-from explorer.ingest.readers import Reader, ReaderError, ReadResult
+from explorer.ingest.context import Context
+from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
 
 PARQUET_MAGIC = b"PAR1"
 TABLE_KEY = b"explorer.table"
@@ -40,7 +41,7 @@ class ParquetTableReader(Reader):
             return "not Parquet (no PAR1 signature)"
         return None
 
-    def read(self, path: Path, context) -> ReadResult:
+    def read(self, path: Path, context: Context) -> ReadResult:
         try:
             parquet = pq.ParquetFile(path)
             schema = parquet.schema_arrow

@@ -1,0 +1,301 @@
+"""Reading: each planned file through its readers, its rows through the catalog's checks, staged.
+
+Reference files (residence history, lab column maps, FHIR Patients) are read first, here, one
+after the other, because later files look things up in them. The rest are read in batches, on
+worker processes when the delivery is large enough to repay starting them. Every row a reader
+returns is checked against what its table's catalog entry declares (:mod:`explorer.ingest.checks`);
+rows that fail go to quarantine with their reason and original values, and for every file
+``rows_read == rows_accepted + rows_quarantined``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explorer.catalog import default_catalog
+from explorer.errors import shorten
+from explorer.ingest import checks
+from explorer.ingest.context import Context
+from explorer.ingest.plan import PlannedFile
+from explorer.ingest.pseudonym import Pseudonymizer
+from explorer.ingest.readers import READERS, ReaderError, ReadResult
+from explorer.ingest.reference import REFERENCE_COLUMNS, REFERENCE_ORDER, Reference
+from explorer.ingest.report import FileOutcome
+from explorer.ingest.staging import StagedFile, stage_rows
+from explorer.lake import RawFile
+
+PARALLEL_BYTES = 64 << 20  # below this, worker start-up costs more than it saves
+BATCH_BYTES = 32 << 20  # small files travel to workers in batches of about this size: per-task overhead stays small
+
+#: where the time zone of every local day with wearable rows is recorded
+DAY_ZONE_TABLE = "wearable_day_zone"
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """What every reading process needs (sent to the workers, so plain values only).
+
+    Attributes
+    ----------
+    pseudonym_key : bytes
+        The key of the pseudonyms.
+    now : datetime
+        When the ingest started.
+    staging : Path
+        The ingest's staging folder.
+    arrays_root : Path
+        The lake's folder of Zarr stores.
+    """
+
+    pseudonym_key: bytes
+    now: datetime
+    staging: Path
+    arrays_root: Path
+
+
+@dataclass(frozen=True)
+class ReadJob:
+    """One file to read.
+
+    Attributes
+    ----------
+    number : int
+        Its place in the reading order, from 1; the first of a batch names the batch's parts.
+    source_name : str
+        Its name as received.
+    raw : RawFile
+        Its bytes in the raw zone.
+    sniffs : tuple of (str, str or None)
+        Every reader's format in detection order, with None if its sniff accepted the file,
+        else why not (readers travel to workers by name, and are found there in the registry).
+    """
+
+    number: int
+    source_name: str
+    raw: RawFile
+    sniffs: tuple[tuple[str, str | None], ...]
+
+
+@dataclass
+class CheckedFile:
+    """One file read and checked, before staging: its outcome, accepted rows by table, and
+    quarantined rows (``_row``, ``table``, ``reason``, ``record``)."""
+
+    outcome: FileOutcome
+    tables: dict[str, pd.DataFrame]
+    quarantined: pd.DataFrame
+
+
+def read_planned(planned: list[PlannedFile], settings: ReadSettings, reference: Reference,
+                 supersedes: dict[str, list[str]], *, workers: int, say, n_files: int) -> list[StagedFile]:
+    """Read, check and stage every planned file: reference files first, in this process.
+
+    Parameters
+    ----------
+    planned : list of PlannedFile
+        Files in reading order.
+    settings : ReadSettings
+    reference : Reference
+        Reference rows from the lake; the reference files read here are added to it.
+    supersedes : dict
+        Content hash of a correction -> the earlier deliveries it replaces; an accepted
+        correction's predecessors are dropped from ``reference``.
+    workers : int
+        Processes to read with, when the delivery is large enough.
+    say : callable
+        ``say(done, total, label)``, progress; steps ``n_files + 1 .. 2 * n_files`` are reading.
+    n_files : int
+        Files received (the first half of the progress steps was keeping them).
+
+    Returns
+    -------
+    list of StagedFile
+        In reading order.
+    """
+    jobs = [ReadJob(k, file.source_name, file.raw, tuple((reader.format, why) for reader, why in file.candidates))
+            for k, file in enumerate(planned, 1)]
+    n_reference = sum(file.order <= REFERENCE_ORDER for file in planned)
+
+    def tick(done: int, name: str) -> None:
+        say(n_files + done, n_files * 2, f"read {name}")
+
+    read = []
+    for job in jobs[:n_reference]:  # later files take time zones, lab codes and patients from these
+        file = read_batch([job], settings, reference)[0]
+        reference.add(file.reference_rows)
+        if file.outcome.status == "accepted":
+            reference.exclude(supersedes.get(file.outcome.sha256, ()))
+        read.append(file)
+    rest = jobs[n_reference:]
+    if workers > 1 and len(rest) > 1 and sum(job.raw.size_bytes for job in rest) > PARALLEL_BYTES:
+        read += read_in_workers(rest, settings, reference, workers, tick, done=n_reference)
+    else:
+        for k, job in enumerate(rest, n_reference + 1):
+            read.append(read_batch([job], settings, reference)[0])
+            tick(k, job.source_name)
+    return read
+
+
+def read_in_workers(jobs: list[ReadJob], settings: ReadSettings, reference: Reference, workers: int,
+                    tick: Callable[[int, str], None], done: int) -> list[StagedFile]:
+    """Read ``jobs`` on ``workers`` processes, in batches of about :data:`BATCH_BYTES`."""
+    batches, current, size = [], [], 0
+    for job in jobs:
+        current.append(job)
+        size += job.raw.size_bytes
+        if size >= BATCH_BYTES:
+            batches.append(current)
+            current, size = [], 0
+    if current:
+        batches.append(current)
+    read = []
+    # spawned, not forked: the ingesting process holds threads and DuckDB connections a fork would copy mid-state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(read_batch, batch, settings, reference) for batch in batches]
+        for future in futures:
+            for file in future.result():
+                read.append(file)
+                done += 1
+                tick(done, file.outcome.source_name)
+    return read
+
+
+def read_batch(jobs: list[ReadJob], settings: ReadSettings, reference: Reference) -> list[StagedFile]:
+    """Read and check several files, then stage one Parquet part per table for all of them:
+    thousands of small files (one per day per stream) cost a handful of writes, not thousands.
+
+    Runs in the ingesting process or in a worker.
+    """
+    pseudonymizer = Pseudonymizer(settings.pseudonym_key)
+    checked, tables, quarantined = [], {}, []
+    for job in jobs:
+        context = Context(pseudonymizer=pseudonymizer, now=settings.now, source_name=job.source_name,
+                          source_sha256=job.raw.sha256, arrays_root=settings.arrays_root, reference=reference)
+        file = read_file(job, context)
+        kept = {table: rows for table, rows in file.tables.items() if len(rows)}
+        for table, rows in kept.items():
+            tables.setdefault(table, []).append(rows)
+        if len(file.quarantined):
+            frame = file.quarantined.assign(source_file=job.raw.sha256, source_name=job.source_name, format=file.outcome.format)
+            frame["record"] = frame["record"].astype(str)
+            quarantined.append(frame)
+        checked.append((file.outcome, kept, bool(len(file.quarantined))))
+    parts, quarantine = stage_rows(tables, quarantined, settings.staging, f"b{jobs[0].number:06d}")
+    # a part shared by several files of the batch is listed once per table by Staged.collect
+    return [StagedFile(outcome, {table: parts[table] for table in kept}, quarantine if any_quarantined else None,
+                       {table: kept[table] for table in REFERENCE_COLUMNS if table in kept})
+            for outcome, kept, any_quarantined in checked]
+
+
+def read_file(job: ReadJob, context: Context) -> CheckedFile:
+    """Read one file with the first reader, in detection order, whose sniff accepted it and whose
+    read succeeds, and check its rows. A file no reader accepts is quarantined whole with what
+    each reader said; a reader's unexpected failure is recorded as an error, never lost."""
+    said, failed = [], []
+    for fmt, why in job.sniffs:
+        if why is not None:
+            said.append(f"{fmt}: {why}")
+            continue
+        try:
+            result = READERS[fmt].read(job.raw.path, context)
+        except ReaderError as exc:
+            failed.append(f"{fmt}: {exc}")
+            continue
+        except Exception as exc:  # a reader bug must not lose the file or stop the ingest
+            reason = f"reader {fmt} failed unexpectedly: {type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            return CheckedFile(FileOutcome(job.source_name, job.raw.sha256, "error", fmt, reason), {}, pd.DataFrame())
+        return check_file(job, fmt, result, context)
+    if failed:  # a reader recognised the file but could not read it: that is the news
+        reason = "recognised but not readable: " + "; ".join(failed)
+    else:
+        reason = "no reader accepted this file: " + "; ".join(shorten(s) for s in said)
+    return CheckedFile(FileOutcome(job.source_name, job.raw.sha256, "quarantined", None, reason), {}, pd.DataFrame())
+
+
+def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> CheckedFile:
+    """Check every row a reader returned, split accepted from quarantined rows, and account for
+    every source record: ``rows_read == rows_accepted + rows_quarantined``, or the file is an error."""
+    tables, quarantined, accepted_records = {}, [result.quarantined], set()
+    for table, rows in result.tables.items():
+        reasons, local_days = check_rows(table, rows, context)
+        bad = reasons.notna().to_numpy()
+        if bad.any():
+            # the quarantined record shows the source identifier the reader kept, not the pseudonym
+            source = rows.loc[bad].drop(columns=["person_id"], errors="ignore").rename(columns={"_source_person": "person_id"})
+            quarantined.append(pd.DataFrame({"_row": rows.loc[bad, "_row"].to_numpy(), "table": table,
+                                             "reason": reasons[bad].to_numpy(),
+                                             "record": source.drop(columns=["_row"]).to_json(orient="records", lines=True,
+                                                                                            date_format="iso").splitlines()}))
+        accepted_records.update(rows.loc[~bad, "_row"].tolist())
+        if local_days is not None:
+            worn = worn_day_zones(*local_days, accepted=~bad).assign(source_file=job.raw.sha256)
+            tables[DAY_ZONE_TABLE] = pd.concat([tables.get(DAY_ZONE_TABLE), worn],
+                                               ignore_index=True).drop_duplicates(["person_id", "date"])
+        good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person") if c in rows.columns])
+        good["source_file"] = pd.Categorical.from_codes(np.zeros(len(good), dtype="int8"), categories=[job.raw.sha256])
+        tables[table] = good.reset_index(drop=True)
+    quarantined = pd.concat([q for q in quarantined if len(q)], ignore_index=True) if any(len(q) for q in quarantined) \
+        else pd.DataFrame(columns=["_row", "table", "reason", "record"])
+    accepted = len(accepted_records)  # source records, however many unified rows each became
+    file = FileOutcome(job.source_name, job.raw.sha256, "accepted", fmt, None, result.rows_read, accepted, len(quarantined),
+                       Counter(quarantined["reason"]) if len(quarantined) else Counter())
+    if file.rows_read != file.rows_accepted + file.rows_quarantined:  # the nothing-lost identity
+        file.status, file.reason = "error", (f"internal error: {file.rows_read} rows read but {file.rows_accepted} "
+                                             f"accepted + {file.rows_quarantined} quarantined")
+        return CheckedFile(file, {}, pd.DataFrame())
+    if accepted == 0 and result.rows_read > 0:
+        file.status, file.reason = "quarantined", "every row failed its checks (see quarantine_row)"
+    return CheckedFile(file, tables, quarantined)
+
+
+def check_rows(table: str, rows: pd.DataFrame, context: Context) -> tuple[pd.Series, tuple[np.ndarray, pd.DataFrame] | None]:
+    """The checks ``table``'s catalog entry declares, run on ``rows``; the first failing check
+    of a row gives its reason.
+
+    In order: column ranges, required columns (``nullable: false``), the entry's
+    ``unique_local_minute`` (duplicated minutes, then minutes skipped by a spring clock change),
+    and columns ``not_in_future``. A table without a catalog entry is not checked here.
+
+    Returns
+    -------
+    reasons : pandas.Series
+        Per row, None or why it is quarantined.
+    local_days : (numpy.ndarray, pandas.DataFrame) or None
+        For ``unique_local_minute``: :meth:`Reference.local_days` of the rows, whose zones the
+        accepted rows record in ``wearable_day_zone``.
+    """
+    entry = default_catalog().get(table)
+    if entry is None:
+        return checks.no_reasons(rows), None
+    reasons = checks.range_reasons(entry, rows).fillna(checks.required_reasons(entry, rows))
+    local_days = None
+    if entry.checks.unique_local_minute is not None:
+        person, time = entry.entity, entry.time
+        codes, days = context.reference.local_days(rows[person], rows[time])
+        zones = pd.Series(days["time_zone"].to_numpy()[codes], index=rows.index, dtype=object)
+        reasons = reasons.fillna(checks.duplicate_reasons(rows, entry.checks.unique_local_minute, zones,
+                                                          person=person, time=time))
+        reasons = reasons.fillna(checks.skipped_hour_reasons(rows[time], days, codes))
+        local_days = (codes, days)
+    for column in entry.schema:
+        if column.checks.not_in_future and column.name in rows:
+            reasons = reasons.fillna(checks.future_reasons(rows, column.name, context.now))
+    return reasons, local_days
+
+
+def worn_day_zones(codes: np.ndarray, days: pd.DataFrame, accepted: np.ndarray) -> pd.DataFrame:
+    """The zone of every local day that has accepted rows, as rows of ``wearable_day_zone``."""
+    worn = days.iloc[np.unique(codes[accepted])]
+    worn = worn[worn["time_zone"].notna()].rename(columns={"day": "date"})
+    return worn.assign(date=worn["date"].dt.date)

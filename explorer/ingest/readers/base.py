@@ -1,0 +1,92 @@
+"""What every reader is: the :class:`Reader` interface, its result and its error.
+
+A reader says whether a file looks like its format (``sniff``: cheap, from the first bytes),
+then parses and validates it (``read``). Readers are found by their ``format`` name in
+:data:`explorer.ingest.readers.READERS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import pandas as pd
+
+from explorer.errors import ExplorerError
+from explorer.ingest.context import Context
+
+
+class ReaderError(ExplorerError):
+    """The whole file cannot be read as this format; the message says why, where possible with
+    the line, field or key."""
+
+
+@dataclass
+class ReadResult:
+    """What a reader made of one file.
+
+    ``tables`` maps unified table names to rows; every frame carries ``_row``, the 1-based
+    record number in the source (a CSV data row, a bundle entry), so that accepted plus
+    quarantined rows can be counted against ``rows_read``. ``quarantined`` holds rows the
+    reader itself rejected: ``_row``, ``table``, ``reason``, ``record``.
+    """
+
+    rows_read: int
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    quarantined: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["_row", "table", "reason", "record"]))
+
+
+class Reader:
+    """Base class of the readers: one subclass per source format.
+
+    A subclass sets ``format`` (its name, lower_snake_case, unique), ``order`` (detection order:
+    readers are tried from the lowest; at most :data:`explorer.ingest.reference.REFERENCE_ORDER`
+    marks a reference reader, whose files are read first because later files look things up in
+    them) and ``description`` (one line, shown where readers are listed), and implements
+    :meth:`sniff` and :meth:`read`. It holds no state between files: one instance reads them all.
+    """
+
+    format: ClassVar[str] = ""
+    order: ClassVar[int] = 100
+    description: ClassVar[str] = ""
+
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        """Whether ``path`` looks like this format, judged from ``head`` (its first 64 KiB).
+
+        Parameters
+        ----------
+        path : Path
+            The file, for a format that needs more than its first bytes (a zip's member list).
+        head : bytes
+            The first bytes of the file.
+
+        Returns
+        -------
+        str or None
+            None if the file looks like this format, else a short reason why not (shown when no
+            reader accepts the file).
+        """
+        raise NotImplementedError
+
+    def read(self, path: Path, context: Context) -> ReadResult:
+        """Parse and validate one file into rows of unified tables.
+
+        Parameters
+        ----------
+        path : Path
+            The file's bytes, as kept in the raw zone.
+        context : Context
+            Pseudonyms, the ingest's time, the file's name and hash, and reference lookups.
+
+        Returns
+        -------
+        ReadResult
+
+        Raises
+        ------
+        ReaderError
+            When the file as a whole cannot be read as this format (rows that fail are
+            quarantined in the result instead).
+        """
+        raise NotImplementedError

@@ -1,0 +1,110 @@
+"""Reference data: what later files of an ingest look things up in.
+
+Where people lived (so the time zone of each local day), how a wide lab file's columns map to
+LOINC codes and units, and which pseudonym a FHIR Patient reference stands for. Taken from the
+lake plus the reference files of the ingest itself, which are read first, in the ingesting
+process, before any other file (:data:`REFERENCE_ORDER`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import tzfpy
+
+from explorer.ingest.checks import clock_change
+
+#: readers at or before this order read reference files: they run first, in this process
+REFERENCE_ORDER = 10
+
+#: tables that later files of the same ingest look things up in, and the columns looked up
+REFERENCE_COLUMNS = {
+    "residence": ["person_id", "start_date", "end_date", "latitude", "longitude"],
+    "lab_column_map": ["column_name", "loinc_code", "unit", "test_name"],
+    "fhir_patient_link": ["patient_ref", "person_id"],
+}
+
+
+class Reference:
+    """What readers look up: where people lived (their time zones), how a wide lab file's columns
+    map to LOINC codes and units, and which pseudonym a FHIR Patient reference stands for. Taken
+    from the lake plus the reference files of this ingest, which are read first."""
+
+    def __init__(self, frames: dict[str, list[pd.DataFrame]], default_zone: str | None):
+        self.frames = {table: list(frames.get(table, [])) for table in REFERENCE_COLUMNS}
+        self.default_zone = default_zone
+
+    @classmethod
+    def from_lake(cls, lake, default_zone: str | None) -> Reference:
+        """The reference rows the lake holds already, with ``default_zone`` for days no residence covers."""
+        frames = {}
+        for table, columns in REFERENCE_COLUMNS.items():
+            if lake.has_table(table):
+                frames[table] = [lake.sql(f"SELECT {', '.join(columns)}, source_file FROM {table}")]
+        return cls(frames, default_zone)
+
+    def add(self, tables: dict[str, pd.DataFrame]) -> None:
+        """Take in the reference rows of a file just read (its accepted rows, by table)."""
+        for table, columns in REFERENCE_COLUMNS.items():
+            if table in tables and len(tables[table]):
+                self.frames[table].append(tables[table][columns + ["source_file"]])
+
+    def exclude(self, source_files) -> None:
+        """Forget the rows of files an accepted correction has just replaced (a garbled
+        correction, quarantined, replaces nothing, so the rows it would have replaced stay)."""
+        gone = set(source_files)
+        if gone:
+            for table, frames in self.frames.items():
+                self.frames[table] = [f[~f["source_file"].astype(str).isin(gone)] for f in frames]
+
+    def lab_columns(self) -> dict[str, tuple]:
+        """Wide lab column name -> (loinc_code, unit, test_name); a later mapping wins."""
+        out = {}
+        for frame in self.frames["lab_column_map"]:
+            for row in frame.itertuples(index=False):
+                out[row.column_name] = (row.loinc_code, row.unit, row.test_name)
+        return out
+
+    def fhir_patients(self) -> dict[str, str]:
+        """Keyed hash of a FHIR Patient reference -> person_id."""
+        out = {}
+        for frame in self.frames["fhir_patient_link"]:
+            out.update(zip(frame["patient_ref"], frame["person_id"]))
+        return out
+
+    def local_days(self, person: pd.Series, when: pd.Series) -> tuple[np.ndarray, pd.DataFrame]:
+        """Where each row's local day was lived: per distinct (person, day), the IANA zone from
+        the residence that covers it (else the declared default) and that day's clock change,
+        if any (:func:`explorer.ingest.checks.clock_change`). Returns ``(codes, days)``: row ``i`` is on
+        ``days.iloc[codes[i]]``. Decided once per person-day, not per minute."""
+        when = when if hasattr(when, "dt") else pd.to_datetime(when)
+        person_codes, _ = pd.factorize(person, use_na_sentinel=True)
+        day_number = when.to_numpy().astype("datetime64[D]").astype("int64")
+        day_number = np.where(when.isna().to_numpy(), 1 << 31, day_number & 0x7FFFFFFF)  # a missing time is no day
+        # one integer per (person, day): hashing two int64 columns is far cheaper than strings and dates
+        codes, _ = pd.factorize(person_codes.astype("int64") * (1 << 32) + day_number)
+        _, first = np.unique(codes, return_index=True)  # each code's first row (codes count up from 0)
+        distinct = pd.DataFrame({"person_id": np.asarray(person)[first],
+                                 "day": when.to_numpy()[first].astype("datetime64[D]").astype(when.dtype)})
+        zone_of = [self.default_zone] * len(distinct)
+        if self.frames["residence"] and len(distinct):
+            residence = pd.concat(self.frames["residence"], ignore_index=True)
+            residence = residence[residence["person_id"].isin(set(distinct["person_id"]))]
+            for row in residence.itertuples(index=False):
+                zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default_zone
+                start = pd.Timestamp(row.start_date)
+                end = (pd.Timestamp(row.end_date) + pd.Timedelta(days=1)
+                       if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max)
+                match = ((distinct["person_id"] == row.person_id) & (distinct["day"] >= start) & (distinct["day"] < end)).to_numpy()
+                for i in match.nonzero()[0]:
+                    zone_of[i] = zone
+        distinct["time_zone"] = pd.Series(zone_of, dtype=object)
+        changes = {}
+        for zone, day_ in distinct[["time_zone", "day"]].drop_duplicates().itertuples(index=False):
+            changes[(zone, day_)] = clock_change(zone, day_) if zone and pd.notna(day_) else (None, None, None, None)
+        columns = list(zip(*[changes[(z, d)] for z, d in zip(distinct["time_zone"], distinct["day"])])) or [[]] * 4
+        distinct["utc_offset_start_minutes"], distinct["utc_offset_end_minutes"], distinct["clock_change_local"], \
+            distinct["clock_shift_minutes"] = (pd.array(columns[0], dtype="Int16"), pd.array(columns[1], dtype="Int16"),
+                                               pd.to_datetime(pd.Series(columns[2], dtype=object)), pd.array(columns[3], dtype="Int16"))
+        return codes, distinct
+

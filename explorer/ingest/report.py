@@ -1,0 +1,128 @@
+"""What an ingest reports: per file, what became of it; per ingest, the summary and data quality."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from explorer.errors import shorten
+from explorer.ingest.quality import DQ_TABLE, store_report
+from explorer.ingest.walk import IGNORE_FILE
+
+
+@dataclass
+class FileOutcome:
+    """What became of one file: a row of ``ingest_file``.
+
+    ``status`` is ``accepted``, ``quarantined``, ``skipped`` (already ingested, or the same
+    content twice in one delivery), ``unpacked`` (a zip, whose members are files of their own)
+    or ``error`` (a reader failed unexpectedly). ``row_reasons`` counts the reasons rows of the
+    file were quarantined.
+    """
+
+    source_name: str
+    sha256: str
+    status: str
+    format: str | None = None
+    reason: str | None = None
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    row_reasons: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class IngestReport:
+    """The result of :func:`explorer.ingest.ingest`; ``str(report)`` is the summary the command prints.
+
+    Attributes
+    ----------
+    ingest_id : str
+        ``<UTC time>-<random>``, the ``ingest_id`` of every row it recorded.
+    files : list of FileOutcome
+        Every file received, zip members included.
+    versions : dict
+        Table name -> the version this ingest committed.
+    ignored : int
+        Files left out by ``.explorerignore``.
+    quality : pandas.DataFrame or None
+        The data-quality report of this ingest (its ``dq_result`` rows).
+    quality_error : str or None
+        Why the data-quality report failed, if it did (the data is committed regardless).
+    """
+
+    ingest_id: str
+    files: list[FileOutcome]
+    versions: dict[str, int]
+    ignored: int = 0
+    quality: pd.DataFrame | None = None
+    quality_error: str | None = None
+
+    def count(self, status: str) -> int:
+        """Files with ``status``."""
+        return sum(f.status == status for f in self.files)
+
+    @property
+    def errors(self) -> list[FileOutcome]:
+        """Files a reader failed on unexpectedly (a bug, not bad data)."""
+        return [f for f in self.files if f.status == "error"]
+
+    def __str__(self) -> str:
+        accepted = sum(f.rows_accepted for f in self.files)
+        quarantined_rows = sum(f.rows_quarantined for f in self.files)
+        lines = [f"ingest {self.ingest_id}: {len(self.files)} files: {self.count('accepted')} accepted, "
+                 f"{self.count('quarantined')} quarantined, {self.count('skipped')} already ingested"
+                 + (f", {self.ignored} ignored by {IGNORE_FILE}" if self.ignored else "")
+                 + (f", {len(self.errors)} failed with an internal error" if self.errors else ""),
+                 f"rows: {accepted:,} accepted, {quarantined_rows:,} quarantined"]
+        reasons = Counter()
+        for f in self.files:
+            for reason, n in f.row_reasons.items():
+                reasons[reason_kind(reason)] += n
+        for reason, n in reasons.most_common(12):
+            lines.append(f"  {n:>10,} rows  {reason}")
+        for f in self.files:
+            if f.status in ("quarantined", "error"):
+                lines.append(f"  file {f.status}: {f.source_name}: {shorten(f.reason or '', 300)}")
+        if self.versions:
+            lines.append("tables: " + ", ".join(f"{t}@{v}" for t, v in sorted(self.versions.items())))
+        if self.quality is not None and len(self.quality):
+            failed = self.quality[~self.quality["passed"]]
+            lines.append(f"data quality: {len(self.quality) - len(failed)} of {len(self.quality)} checks pass"
+                         + (": failing " + ", ".join(failed["check_id"]) if len(failed) else "")
+                         + f" (`explorer quality {self.ingest_id}` for the numbers)")
+        if self.quality_error:
+            lines.append(f"data quality report failed: {self.quality_error}; the data is committed. "
+                         f"Run `explorer quality {self.ingest_id}` to try again.")
+        return "\n".join(lines)
+
+
+def reason_kind(reason: str) -> str:
+    """A row reason without its row-specific values (row numbers, numbers become ``#``), so
+    the summary counts reasons by kind."""
+    return re.sub(r"\b(row \d+|-?\d+(\.\d+)?)\b", "#", reason)
+
+
+def add_quality_report(lake, report: IngestReport) -> None:
+    """Compute the data-quality report of the rows ``report``'s ingest added, store it in
+    ``dq_result`` and attach it to ``report``; a failure is attached as ``quality_error``.
+
+    Parameters
+    ----------
+    lake : explorer.Lake
+        The lake the ingest committed to.
+    report : IngestReport
+        The ingest's report; ``quality``, ``quality_error`` and ``versions`` are filled in.
+    """
+    received = [o for o in report.files if o.status != "skipped"]
+    accounting = pd.DataFrame([{"sha256": o.sha256, "format": o.format, "status": o.status, "rows_read": o.rows_read,
+                                "rows_quarantined": o.rows_quarantined} for o in received])
+    try:
+        report.quality = store_report(lake, report.ingest_id, accounting)
+        if len(report.quality):
+            report.versions[DQ_TABLE] = lake.version(DQ_TABLE)
+    except Exception as exc:  # the data is committed: a failed report must not read as a failed ingest
+        report.quality_error = f"{type(exc).__name__}: {exc}"
