@@ -1,17 +1,20 @@
 """Cohorts: the builder with live attrition (researchers), the attrition of saved cohorts, and
 the characterisation of a saved cohort."""
 
+from __future__ import annotations
+
 import panel as pn
 
 from explorer.serve import guarded, page, url_synced
 from explorer.views import CohortAttrition, CohortBuilder, CohortCharacterisation
+from explorer.views import Lake  # the type of build's lake
 
 
 PAGE = {"title": "Cohorts", "order": 50, "roles": ["public", "researcher", "steward"],
         "summary": "build a cohort definition and see its attrition as you go"}
 
 
-def build(lake, role):
+def build(lake: Lake, role):
     saved = CohortAttrition.saved_names(lake)
     if role == "public":  # saved definitions only: counts of one's own could be subtracted (differencing)
         content = [pn.pane.Markdown("### Saved cohorts\nThe attrition of the cohorts researchers have saved; "

@@ -1,14 +1,17 @@
 """Landing page: what each dashboard shows, for the role signed in."""
 
+from __future__ import annotations
+
 import panel as pn
 
 from explorer.serve import page, pages
+from explorer.views import Lake  # the type of build's lake
 
 PAGE = {"title": "Home", "order": 0, "roles": ["public", "researcher", "steward"],
         "summary": "what each page shows, for the role signed in"}
 
 
-def build(lake, role):
+def build(lake: Lake, role):
     rows = "\n".join(f"- [{p.title}](./{name}): {p.summary}" for name, p in pages().items()
                      if name != "index" and p.shown_to(role))
     note = ("Counts are shown under disclosure control: small groups are hidden." if role == "public"

@@ -1,16 +1,19 @@
 """Wearables: cohort trends and distributions; for researchers, one person's minutes (downsampled on the server)."""
 
+from __future__ import annotations
+
 import panel as pn
 
 from explorer.serve import guarded, page, url_synced
 from explorer.views import CohortWearableDistributions, PersonMinutes, WearableTrends
+from explorer.views import Lake  # the type of build's lake
 
 
 PAGE = {"title": "Wearables", "order": 20, "roles": ["public", "researcher", "steward"],
         "summary": "daily steps, resting heart rate and circadian metrics; one person's minutes for researchers"}
 
 
-def build(lake, role):
+def build(lake: Lake, role):
     content = [guarded(lambda: WearableTrends(lake=lake, role=role)),
                guarded(lambda: CohortWearableDistributions(lake=lake, role=role))]
     asked = (pn.state.session_args or {}).get("person_id", [b""])[0].decode()

@@ -14,6 +14,11 @@ from pathlib import Path
 
 from explorer.progress import Progress
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 
 #: the demo's cohort: adults whose wearable data starts their follow-up, with enough wear
 DEMO_COHORT = """
@@ -28,7 +33,7 @@ exclusion:
 """
 
 
-def demo_key_file(lake) -> Path:
+def demo_key_file(lake: Lake) -> Path:
     """A pseudonym key for the demo, beside (never inside) the lake; made once, then reused."""
     path = lake.root.parent / f"{lake.root.name}.pseudonym.key"
     if not path.exists():
@@ -37,7 +42,7 @@ def demo_key_file(lake) -> Path:
     return path
 
 
-def run_demo(lake, *, participants: int = 20, days: int = 7, seed: int = 0, say=print) -> dict:
+def run_demo(lake: Lake, *, participants: int = 20, days: int = 7, seed: int = 0, say=print) -> dict:
     """Fill ``lake`` from a small synthetic cohort and show what the lake keeps."""
     from explorer.synth import SynthConfig, generate
 

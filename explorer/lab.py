@@ -17,6 +17,11 @@ from pathlib import Path
 
 from explorer.errors import ExplorerError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PACKAGED_NOTEBOOKS = Path(__file__).resolve().parent / "_notebooks"
 WORKING_COPY = Path("explorer-notebooks")
@@ -51,7 +56,7 @@ def lab_command(lake_root, directory: Path, *, port: int = 8888, address: str = 
     return argv + list(extra), env
 
 
-def run_lab(lake, directory=None, *, port: int = 8888, address: str = "127.0.0.1", browser: bool = False,
+def run_lab(lake: Lake, directory=None, *, port: int = 8888, address: str = "127.0.0.1", browser: bool = False,
             extra=(), say=print):
     """Become JupyterLab (this process is replaced, so a signal that stops it stops Jupyter, and
     no server is left running behind a stopped command)."""

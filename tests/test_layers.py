@@ -44,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "explorer.testing": LIBRARY | {"explorer", "explorer.synth"},
     # the applications: everything below them
     "explorer.demo": LIBRARY | {"explorer", "explorer.synth", "explorer.serve", "explorer.login"},
-    "explorer.lab": {"explorer.errors"},
+    "explorer.lab": {"explorer.errors", "explorer.lake"},
     "explorer.command": LIBRARY | {"explorer", "explorer.synth", "explorer.views", "explorer.serve", "explorer.login",
                                   "explorer.demo", "explorer.lab"},
     # the public surface: explorer.open() and the ingest it registers on the lake

@@ -20,6 +20,11 @@ import pandas as pd
 from explorer.errors import ExplorerError
 from explorer.lake.engine import new_connection
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 CATEGORICAL = ["sex_at_birth", "race", "ethnicity", "ageotype"]
 #: feature -> (domain, description, tables it needs)
 FEATURES = {
@@ -43,7 +48,7 @@ FEATURES = {
 }
 
 
-def person_features(lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
+def person_features(lake: Lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
     """One row per person of ``groups`` (person_id, index_date, group) with every feature whose
     tables the lake holds, measured at the person's index date."""
     present = set(lake.tables())
@@ -103,7 +108,7 @@ def person_features(lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
     return rows
 
 
-def characterise(lake, target, against=None, *, versions=None, target_label: str | None = None,
+def characterise(lake: Lake, target, against=None, *, versions=None, target_label: str | None = None,
                  against_label: str | None = None) -> pd.DataFrame:
     """A characterisation table of ``target`` against ``against`` (default: everyone in the lake).
 
@@ -200,7 +205,7 @@ def median_index_date(members: pd.DataFrame) -> pd.Timestamp:
     return pd.to_datetime(members["index_date"]).sort_values().iloc[len(members) // 2]
 
 
-def saved_cohort_rows(lake, members: pd.DataFrame, versions=None) -> tuple[pd.DataFrame, dict]:
+def saved_cohort_rows(lake: Lake, members: pd.DataFrame, versions=None) -> tuple[pd.DataFrame, dict]:
     """Per-person features of every group a public characterisation can show, in one query:
     each cohort's members at their own index dates (``members``: cohort, person_id, index_date;
     group ``cohort:NAME``) and everyone in the lake at each cohort's median index date (group
@@ -263,7 +268,7 @@ def standardised_mean_difference(first, second) -> float:
     return float((first.mean() - second.mean()) / pooled)
 
 
-def _members(lake, cohort, versions) -> tuple[pd.DataFrame, str]:
+def _members(lake: Lake, cohort, versions) -> tuple[pd.DataFrame, str]:
     from explorer.cohorts.definition import Definition
     from explorer.cohorts.run import as_definition, members
     from explorer.cohorts.store import members_of

@@ -11,6 +11,11 @@ from explorer.cohorts.compile import Compiled, compile_definition
 from explorer.cohorts.definition import Definition, from_dict, load, loads
 from explorer.errors import ExplorerError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 
 def as_definition(definition) -> Definition:
     """A :class:`Definition` from a Definition, a parsed document, a file path or YAML/JSON text."""
@@ -26,7 +31,7 @@ def as_definition(definition) -> Definition:
     raise ExplorerError(f"expected a cohort definition (Definition, dict, file path or YAML text), got {type(definition).__name__}")
 
 
-def check_tables(lake, definition: Definition, present=None) -> None:
+def check_tables(lake: Lake, definition: Definition, present=None) -> None:
     """Fail with what to do when the lake lacks a table the definition reads."""
     present = set(present if present is not None else lake.tables())
     missing = sorted(definition.tables() - present)
@@ -35,7 +40,7 @@ def check_tables(lake, definition: Definition, present=None) -> None:
                             "ingest the data it comes from and run `explorer refresh`, or drop the criteria that use it")
 
 
-def count(lake, definition, *, versions=None, disclosure=None) -> pd.DataFrame:
+def count(lake: Lake, definition, *, versions=None, disclosure=None) -> pd.DataFrame:
     """Attrition of ``definition`` over ``lake``: how many persons remain after each step.
 
     One DuckDB query computes every count. Rows: persons in the lake, persons with an index date,
@@ -75,7 +80,7 @@ def attrition_frame(compiled: Compiled, remaining: list[int], disclosure=None, s
     return frame
 
 
-def members(lake, definition, *, versions=None) -> pd.DataFrame:
+def members(lake: Lake, definition, *, versions=None) -> pd.DataFrame:
     """``person_id`` and ``index_date`` of everyone in the cohort, ordered by person_id."""
     definition = as_definition(definition)
     check_tables(lake, definition)
@@ -83,7 +88,7 @@ def members(lake, definition, *, versions=None) -> pd.DataFrame:
     return lake.sql(compiled.members_sql(), compiled.params, versions=versions)
 
 
-def flags(lake, definition, *, versions=None) -> pd.DataFrame:
+def flags(lake: Lake, definition, *, versions=None) -> pd.DataFrame:
     """Everyone with an index date, with one boolean column per attrition step (s1, s2, ...):
     what each criterion decided for each person, to see why someone is in or out."""
     definition = as_definition(definition)

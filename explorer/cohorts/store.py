@@ -20,6 +20,11 @@ from explorer.cohorts.run import as_definition, members
 from explorer.errors import ExplorerError, did_you_mean
 from explorer.lake.engine import current_user, new_connection
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 #: what cohorts are computed from; ``cohort_definition`` and ``person`` must be there, the rest
 #: only when a saved definition reads them
 COHORT_INPUTS = ("cohort_definition", "person", "condition_occurrence", "measurement", "wearable_daily",
@@ -27,7 +32,7 @@ COHORT_INPUTS = ("cohort_definition", "person", "condition_occurrence", "measure
 MEMBER_COLUMNS = ["cohort", "definition_sha256", "person_id", "index_date"]
 
 
-def save(lake, definition, *, materialise: bool = True) -> int:
+def save(lake: Lake, definition, *, materialise: bool = True) -> int:
     """Save ``definition`` under its name (replacing an earlier revision of it) and, unless
     ``materialise=False``, bring ``cohort_member`` up to date. Returns the cohort_member version
     holding its members (or the cohort_definition version when not materialised)."""
@@ -43,7 +48,7 @@ def save(lake, definition, *, materialise: bool = True) -> int:
     return materialise_all(lake) if materialise else version
 
 
-def delete(lake, name: str) -> int:
+def delete(lake: Lake, name: str) -> int:
     """Remove a saved cohort and its members (earlier versions of both tables keep them)."""
     _require_saved(lake, name)
     remaining = lake.sql("SELECT * FROM cohort_definition WHERE cohort <> ?", [name])
@@ -51,7 +56,7 @@ def delete(lake, name: str) -> int:
     return materialise_all(lake)
 
 
-def saved(lake, version: int | None = None) -> pd.DataFrame:
+def saved(lake: Lake, version: int | None = None) -> pd.DataFrame:
     """The saved definitions: cohort, revision, digest, author, description, saved_at, saved_by."""
     if not lake.has_table("cohort_definition"):
         return pd.DataFrame(columns=["cohort", "revision", "definition_sha256", "author", "description", "saved_at",
@@ -60,7 +65,7 @@ def saved(lake, version: int | None = None) -> pd.DataFrame:
     return lake.sql("SELECT * EXCLUDE (document) FROM cohort_definition ORDER BY cohort", versions=versions)
 
 
-def get(lake, name: str, version: int | None = None) -> Definition:
+def get(lake: Lake, name: str, version: int | None = None) -> Definition:
     """The saved definition called ``name`` (at a ``cohort_definition`` version)."""
     _require_saved(lake, name, version)
     versions = {"cohort_definition": version} if version is not None else None
@@ -68,7 +73,7 @@ def get(lake, name: str, version: int | None = None) -> Definition:
     return from_dict(json.loads(document), f"saved cohort {name!r}")
 
 
-def members_of(lake, name: str, version: int | None = None) -> pd.DataFrame:
+def members_of(lake: Lake, name: str, version: int | None = None) -> pd.DataFrame:
     """person_id and index_date of the saved cohort ``name``, as ``cohort_member`` held them at
     ``version`` (default: the latest); ``attrs`` has the version and the inputs it was made from."""
     if not lake.has_table("cohort_member"):
@@ -91,7 +96,7 @@ def members_of(lake, name: str, version: int | None = None) -> pd.DataFrame:
     return frame
 
 
-def materialise_all(lake) -> int:
+def materialise_all(lake: Lake) -> int:
     """Recompute every saved cohort from the current versions of its inputs, in one commit of
     ``cohort_member`` that records those versions; returns the new version."""
     present = [t for t in COHORT_INPUTS if lake.has_table(t)]
@@ -137,7 +142,7 @@ def _empty() -> pd.DataFrame:
                          "person_id": pd.Series([], dtype=str), "index_date": pd.Series([], dtype="datetime64[s]").dt.date})
 
 
-def _require_saved(lake, name: str, version: int | None = None) -> None:
+def _require_saved(lake: Lake, name: str, version: int | None = None) -> None:
     names = saved(lake, version)["cohort"].tolist()
     if name not in names:
         raise ExplorerError(f"no saved cohort {name!r}{did_you_mean(name, names)}; saved cohorts: {', '.join(names) or 'none'} "

@@ -16,6 +16,11 @@ import pyarrow as pa
 
 from explorer.ingest.readers.fitbit_json import participant_of
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 #: the table of per-file outcomes, and the table of rows that failed their checks
 INGEST_FILE = "ingest_file"
 QUARANTINE = "quarantine_row"
@@ -30,7 +35,7 @@ def path_identity(name: str) -> str | None:
     return participant_of(name)
 
 
-def already_ingested(lake, retry_quarantined: bool = False) -> dict[tuple, str]:
+def already_ingested(lake: Lake, retry_quarantined: bool = False) -> dict[tuple, str]:
     """(content hash, path identity) -> the ingest that took the file in; with
     ``retry_quarantined``, files quarantined whole are left out, so they are read again."""
     if not lake.has_table(INGEST_FILE):
@@ -43,7 +48,7 @@ def already_ingested(lake, retry_quarantined: bool = False) -> dict[tuple, str]:
     return out
 
 
-def earlier_deliveries(lake) -> dict[str, tuple[str, set[str]]]:
+def earlier_deliveries(lake: Lake) -> dict[str, tuple[str, set[str]]]:
     """Source path -> (the content hash accepted there last, every hash accepted there): a file
     at the same path with other content is a correction and replaces their rows."""
     if not lake.has_table(INGEST_FILE) or "source_path" not in pa.schema(lake.delta(INGEST_FILE).schema().to_arrow()).names:
@@ -56,7 +61,7 @@ def earlier_deliveries(lake) -> dict[str, tuple[str, set[str]]]:
     return out
 
 
-def unfinished_markers(lake) -> dict[Path, set[str]]:
+def unfinished_markers(lake: Lake) -> dict[Path, set[str]]:
     """Markers of ingests that began committing and never finished: marker path -> their files."""
     out = {}
     for path in (lake.root / "_staging").glob(f"*{UNFINISHED}"):
@@ -67,14 +72,14 @@ def unfinished_markers(lake) -> dict[Path, set[str]]:
     return out
 
 
-def recorded_shas(lake) -> set[str]:
+def recorded_shas(lake: Lake) -> set[str]:
     """Every content hash ingest_file knows, whatever became of it."""
     if not lake.has_table(INGEST_FILE):
         return set()
     return set(lake.sql(f"SELECT DISTINCT sha256 FROM {INGEST_FILE}")["sha256"])
 
 
-def tables_holding(lake, shas: list[str], include_quarantine: bool = False) -> dict[str, list[str]]:
+def tables_holding(lake: Lake, shas: list[str], include_quarantine: bool = False) -> dict[str, list[str]]:
     """Tables that hold rows of the given raw files, with the files found in each. Keyed tables
     (person, wearable_day_zone, ...) are left out: their rows are replaced by key on upsert, and
     a key another file still supports must not be deleted with the file that wrote it last."""

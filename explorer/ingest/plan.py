@@ -20,6 +20,11 @@ from explorer.ingest.report import FileOutcome
 from explorer.ingest.walk import Received, expand_zips, source_path, walk
 from explorer.lake import RawFile
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 #: how much of a file the readers' sniff sees
 HEAD_BYTES = 65536
 
@@ -87,7 +92,7 @@ class Plan:
     unfinished: dict[Path, set[str]] = field(default_factory=dict)
 
 
-def keep_originals(lake, files: list[Received], say) -> list[RawFile]:
+def keep_originals(lake: Lake, files: list[Received], say) -> list[RawFile]:
     """Store every file in the raw zone, byte for byte, under its SHA-256.
 
     Hashing, copying and fsync-ing thousands of files waits on the disk more than the CPU: a few
@@ -101,7 +106,7 @@ def keep_originals(lake, files: list[Received], say) -> list[RawFile]:
     return stored
 
 
-def plan_ingest(lake, path: Path, scratch: Path, *, retry_quarantined: bool, say) -> Plan:
+def plan_ingest(lake: Lake, path: Path, scratch: Path, *, retry_quarantined: bool, say) -> Plan:
     """Receive what ``path`` holds, keep its bytes, and plan the reading.
 
     Parameters

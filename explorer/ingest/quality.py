@@ -25,6 +25,11 @@ import pandas as pd
 from explorer.errors import ExplorerError, did_you_mean
 from explorer.lake.engine import new_connection
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 DQ_TABLE = "dq_result"
 
 
@@ -104,7 +109,7 @@ WEARABLE_CHECKS = (
 )
 
 
-def quality_report(lake, ingest_id: str, source_files: list[str], accounting: pd.DataFrame,
+def quality_report(lake: Lake, ingest_id: str, source_files: list[str], accounting: pd.DataFrame,
                    memory_limit: str = "2GB") -> pd.DataFrame:
     """Run every check on the rows this ingest added; returns the ``dq_result`` rows.
 
@@ -163,7 +168,7 @@ def _tables_of(check: Check) -> set[str]:
     return referenced_tables(SHARED[check.shared] if check.shared else check.sql) or {check.table}
 
 
-def store_report(lake, ingest_id: str, accounting: pd.DataFrame) -> pd.DataFrame:
+def store_report(lake: Lake, ingest_id: str, accounting: pd.DataFrame) -> pd.DataFrame:
     """Compute the report of one ingest from its per-file accounting and append it to dq_result."""
     files = accounting.loc[accounting["status"] == "accepted", "sha256"].tolist()
     report = quality_report(lake, ingest_id, files, accounting)
@@ -173,7 +178,7 @@ def store_report(lake, ingest_id: str, accounting: pd.DataFrame) -> pd.DataFrame
     return report
 
 
-def run_quality(lake, ingest_id: str | None = None) -> pd.DataFrame:
+def run_quality(lake: Lake, ingest_id: str | None = None) -> pd.DataFrame:
     """Compute and store the report of ``ingest_id`` (default: the newest ingest) again; return it."""
     if not lake.has_table("ingest_file"):
         raise ExplorerError("no ingest yet: run `explorer ingest PATH` first")

@@ -14,6 +14,11 @@ import tzfpy
 
 from explorer.ingest.checks import clock_change
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 #: readers at or before this order read reference files: they run first, in this process
 REFERENCE_ORDER = 10
 
@@ -35,7 +40,7 @@ class Reference:
         self.default_zone = default_zone
 
     @classmethod
-    def from_lake(cls, lake, default_zone: str | None) -> Reference:
+    def from_lake(cls, lake: Lake, default_zone: str | None) -> Reference:
         """The reference rows the lake holds already, with ``default_zone`` for days no residence covers."""
         frames = {}
         for table, columns in REFERENCE_COLUMNS.items():

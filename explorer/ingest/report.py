@@ -12,6 +12,11 @@ from explorer.errors import shorten
 from explorer.ingest.quality import DQ_TABLE, store_report
 from explorer.ingest.walk import IGNORE_FILE
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 
 @dataclass
 class FileOutcome:
@@ -106,7 +111,7 @@ def reason_kind(reason: str) -> str:
     return re.sub(r"\b(row \d+|-?\d+(\.\d+)?)\b", "#", reason)
 
 
-def add_quality_report(lake, report: IngestReport) -> None:
+def add_quality_report(lake: Lake, report: IngestReport) -> None:
     """Compute the data-quality report of the rows ``report``'s ingest added, store it in
     ``dq_result`` and attach it to ``report``; a failure is attached as ``quality_error``.
 

@@ -42,10 +42,15 @@ from explorer.ingest.reference import Reference
 from explorer.ingest.report import FileOutcome, IngestReport, add_quality_report
 from explorer.ingest.staging import Staged
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 __all__ = ["IngestReport", "commit", "ingest", "record"]
 
 
-def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
+def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
            now: datetime | None = None, workers: int | None = None, quality: bool = True,
            retry_quarantined: bool = False) -> IngestReport:
     """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes.
@@ -102,7 +107,7 @@ def ingest(lake, path, *, key_file=None, default_time_zone: str | None = None, p
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def commit(lake, ingest_id: str, staged: Staged, outcomes: list[FileOutcome], plan: Plan) -> dict[str, int]:
+def commit(lake: Lake, ingest_id: str, staged: Staged, outcomes: list[FileOutcome], plan: Plan) -> dict[str, int]:
     """Write every staged table once, and the quarantined rows; returns table -> version.
 
     Only an accepted correction replaces what came before (a garbled one leaves it in place); a
@@ -147,7 +152,7 @@ def commit(lake, ingest_id: str, staged: Staged, outcomes: list[FileOutcome], pl
     return versions
 
 
-def record(lake, report: IngestReport, plan: Plan, now: datetime) -> None:
+def record(lake: Lake, report: IngestReport, plan: Plan, now: datetime) -> None:
     """Record every file received in ``ingest_file`` and the raw manifest, and clear the run's
     unfinished marker (and an earlier one, once all its files are recorded)."""
     for outcome in report.files:

@@ -40,6 +40,11 @@ from explorer.errors import ExplorerError, shorten
 from explorer.jobs import changes as changes_module
 from explorer.jobs.steps import N_BUCKETS, Partition, RefreshStep, ordered
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 JOB_RUN = "job_run"
 SCHEDULER_ENV = "EXPLORER_DASK_SCHEDULER"
 
@@ -88,7 +93,7 @@ def step_output(name: str) -> str:
 
 
 @contextmanager
-def refresh_lock(lake, wait: bool = False):
+def refresh_lock(lake: Lake, wait: bool = False):
     """Hold the lake's refresh lock; the holder's pid and start time are written into it."""
     path = lake.root / "_locks" / "refresh.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +166,7 @@ def compute_partition(root: str, step_name: str, versions: dict[str, int], parti
         con.close()
 
 
-def refresh(lake, *, scheduler: str | None = None, workers: int | None = None, steps=None, full: bool = False,
+def refresh(lake: Lake, *, scheduler: str | None = None, workers: int | None = None, steps=None, full: bool = False,
             wait: bool = False, progress=None, client=None, tasks_per_worker: int = 2) -> RefreshReport:
     """Bring the aggregate tables up to date; see the module notes.
 
@@ -190,7 +195,7 @@ def refresh(lake, *, scheduler: str | None = None, workers: int | None = None, s
             return _run(lake, plan, own, where, run_id, full, say, tasks_per_worker, started)
 
 
-def _run(lake, plan, client, where, run_id, full, say, tasks_per_worker, started) -> RefreshReport:
+def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, started) -> RefreshReport:
     outcomes: list[StepOutcome] = []
     broken: set[str] = set()  # outputs of steps that failed or were skipped this run
     n_workers = max(1, len(client.nthreads()))
@@ -217,7 +222,7 @@ def _run(lake, plan, client, where, run_id, full, say, tasks_per_worker, started
     return RefreshReport(run_id, where, outcomes, time.perf_counter() - started)
 
 
-def _last_inputs(lake, step: RefreshStep) -> dict[str, int] | None:
+def _last_inputs(lake: Lake, step: RefreshStep) -> dict[str, int] | None:
     """Input versions the output's latest commit was made from (None: no output yet)."""
     if not lake.has_table(step.output):
         return None
@@ -230,7 +235,7 @@ def _last_inputs(lake, step: RefreshStep) -> dict[str, int] | None:
     return out
 
 
-def _run_step(lake, step: RefreshStep, client, n_tasks: int, full: bool, say, run_id) -> StepOutcome:
+def _run_step(lake: Lake, step: RefreshStep, client, n_tasks: int, full: bool, say, run_id) -> StepOutcome:
     versions = {t: lake.version(t) for t in step.inputs if lake.has_table(t)}
     outcome = StepOutcome(step.name, "succeeded", inputs=versions)
     before = _last_inputs(lake, step)
@@ -279,7 +284,7 @@ class _StepFailed(Exception):
     pass
 
 
-def _output_reshaped(lake, step: RefreshStep) -> bool:
+def _output_reshaped(lake: Lake, step: RefreshStep) -> bool:
     """True when the output table lacks a column its catalog entry declares, or holds one with
     another type (a new version of the suite added or changed it): then every partition is
     recomputed and the table's schema replaced in the same commit; earlier versions still read as
@@ -292,7 +297,7 @@ def _output_reshaped(lake, step: RefreshStep) -> bool:
                for column in entry.schema)
 
 
-def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, int] | None, full: bool, n_tasks: int):
+def _plan(lake: Lake, step: RefreshStep, versions: dict[str, int], before: dict[str, int] | None, full: bool, n_tasks: int):
     """(partitions to compute, predicate of the rows they replace, description); partitions is
     None when nothing changed. A predicate of None replaces the whole table."""
     everything = _all_partitions(step, n_tasks)
@@ -342,7 +347,7 @@ def _plan(lake, step: RefreshStep, versions: dict[str, int], before: dict[str, i
     return partitions, f"person_bucket IN ({', '.join(map(str, sorted(buckets)))})", Partition(buckets=tuple(sorted(buckets))).describe()
 
 
-def _output_days(lake, step: RefreshStep) -> int:
+def _output_days(lake: Lake, step: RefreshStep) -> int:
     """Distinct days in the step's output, from its commit statistics (min and max date)."""
     try:
         actions = pa.table(lake.delta(step.output).get_add_actions(flatten=True))
@@ -371,7 +376,7 @@ def _split(values: list, n: int) -> list[list]:
     return out
 
 
-def _record(lake, run_id: str, where: str, step: RefreshStep, outcome: StepOutcome, started: datetime) -> None:
+def _record(lake: Lake, run_id: str, where: str, step: RefreshStep, outcome: StepOutcome, started: datetime) -> None:
     row = {"run_id": run_id, "step": step.name, "status": outcome.status, "started_at": started,
            "ended_at": datetime.now(timezone.utc), "duration_s": round(outcome.seconds, 3),
            "input_versions": json.dumps({t: v for t, v in sorted(outcome.inputs.items())}),
@@ -384,7 +389,7 @@ def _record(lake, run_id: str, where: str, step: RefreshStep, outcome: StepOutco
         print(f"warning: job_run row of {step.name} in run {run_id} not recorded: {exc}")
 
 
-def runs(lake, limit: int = 20) -> pd.DataFrame:
+def runs(lake: Lake, limit: int = 20) -> pd.DataFrame:
     """The latest refresh runs, newest first: one row per run with its steps' statuses."""
     if not lake.has_table(JOB_RUN):
         return pd.DataFrame()
@@ -411,7 +416,7 @@ def parse_interval(text: str) -> float:
     return seconds
 
 
-def every(lake, interval: float, *, on_report=print, stop=None, **options) -> None:
+def every(lake: Lake, interval: float, *, on_report=print, stop=None, **options) -> None:
     """Refresh now and then every ``interval`` seconds, on one Dask client for the whole life of
     the process; a failed step or a busy lake is reported and the schedule goes on."""
     stop = stop or (lambda: False)

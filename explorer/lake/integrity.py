@@ -18,16 +18,21 @@ from urllib.parse import unquote
 from explorer.lake.delta_files import data_files
 from explorer.lake.raw import sha256_file
 
+from typing import TYPE_CHECKING
 
-def _records_dir(lake, table: str) -> Path:
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake.lake import Lake
+
+
+def _records_dir(lake: Lake, table: str) -> Path:
     return lake.root / "_integrity" / table
 
 
-def _log_file(lake, table: str, version: int) -> Path:
+def _log_file(lake: Lake, table: str, version: int) -> Path:
     return lake.table_path(table) / "_delta_log" / f"{version:020d}.json"
 
 
-def _added_files(lake, table: str, version: int) -> list[str]:
+def _added_files(lake: Lake, table: str, version: int) -> list[str]:
     """Relative paths of the data files added by one commit, read from the Delta log."""
     added = []
     with open(_log_file(lake, table, version), encoding="utf-8") as log:
@@ -38,7 +43,7 @@ def _added_files(lake, table: str, version: int) -> list[str]:
     return added
 
 
-def record(lake, table: str, version: int, *, every_live_file: bool = False) -> None:
+def record(lake: Lake, table: str, version: int, *, every_live_file: bool = False) -> None:
     """Hash the commit file and the data files that ``table@version`` added (or, with
     ``every_live_file``, every data file of that version), and keep the hashes."""
     table_dir = lake.table_path(table)
@@ -64,14 +69,14 @@ def record(lake, table: str, version: int, *, every_live_file: bool = False) -> 
     os.replace(tmp, directory / f"{version:020d}.json")
 
 
-def purged_before(lake, table: str) -> int:
+def purged_before(lake: Lake, table: str) -> int:
     """The first version of ``table`` whose commit file still exists (0 unless its history was
     purged, as an erasure does)."""
     marker = _records_dir(lake, table) / "purged.json"
     return json.loads(marker.read_text(encoding="utf-8"))["before"] if marker.exists() else 0
 
 
-def forget_before(lake, table: str, version: int) -> None:
+def forget_before(lake: Lake, table: str, version: int) -> None:
     """Drop the checksum records of versions before ``version`` (their files were purged), and
     remember that the history starts there."""
     directory = _records_dir(lake, table)
@@ -88,12 +93,12 @@ def forget_before(lake, table: str, version: int) -> None:
     record(lake, table, version, every_live_file=True)
 
 
-def _recorded_versions(lake, table: str) -> set[int]:
+def _recorded_versions(lake: Lake, table: str) -> set[int]:
     directory = _records_dir(lake, table)
     return {int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit()} if directory.is_dir() else set()
 
 
-def recorded(lake, table: str) -> dict[str, dict]:
+def recorded(lake: Lake, table: str) -> dict[str, dict]:
     """Every file checksum recorded for ``table``: relative path -> {sha256, size, version}."""
     out: dict[str, dict] = {}
     directory = _records_dir(lake, table)
@@ -146,7 +151,7 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(lake, *, all_versions: bool = False, progress=None) -> VerifyReport:
+def verify(lake: Lake, *, all_versions: bool = False, progress=None) -> VerifyReport:
     """Re-hash raw files and the files of current table versions (or of every version)."""
     report = VerifyReport()
     work: list[tuple[str, Path, str | None, int | None, str]] = []  # (label, path, sha, size, context)

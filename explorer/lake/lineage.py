@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 
 from explorer.errors import LineageError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake.lake import Lake
+
 _RAW = re.compile(r"^raw:([0-9a-f]{64})$")
 _TABLE = re.compile(r"^([a-z][a-z0-9_]*)@(\d+)$")
 
@@ -67,7 +72,7 @@ class LineageGraph:
                     self.cited_by[ref].append((table, version))
 
     @classmethod
-    def build(cls, lake) -> LineageGraph:
+    def build(cls, lake: Lake) -> LineageGraph:
         from explorer.lake.lake import META_PREFIX
 
         commits = {}

@@ -19,6 +19,11 @@ import pandas as pd
 
 from explorer.errors import ExplorerError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake.lake import Lake
+
 MANIFEST = "raw_manifest"
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 CHUNK = 1 << 20
@@ -53,7 +58,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 class RawZone:
     """Content-addressed store of received files. Obtain it as ``lake.raw``."""
 
-    def __init__(self, lake):
+    def __init__(self, lake: Lake):
         self.lake = lake
         self.root = lake.root / "raw"
 

@@ -23,8 +23,13 @@ import pandas as pd
 from explorer.errors import SandboxViolation
 from explorer.lake.engine import arrow_relation, new_connection, referenced_tables
 
+from typing import TYPE_CHECKING
 
-def public_tables(lake) -> list[str]:
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake.lake import Lake
+
+
+def public_tables(lake: Lake) -> list[str]:
     """Tables whose catalog entry puts them in the ``public`` sensitivity tier."""
     catalog = lake.catalog
     return [name for name in lake.tables() if (entry := catalog.get(name)) is not None and entry.sensitivity == "public"]
@@ -57,7 +62,7 @@ class SandboxedConnection:
     >>> con.sql("SELECT count(*) FROM wearable_daily")                                    # doctest: +SKIP
     """
 
-    def __init__(self, lake, *, tables: Iterable[str] | None = None, memory_limit: str = "1GB",
+    def __init__(self, lake: Lake, *, tables: Iterable[str] | None = None, memory_limit: str = "1GB",
                  threads: int = 2):
         self.lake = lake
         self.tables = sorted(tables) if tables is not None else public_tables(lake)

@@ -15,10 +15,15 @@ import pandas as pd
 from explorer.errors import ExplorerError, did_you_mean
 from explorer.privacy.safe_harbor import IDENTIFIER_PATTERN
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 UNKNOWN = "unknown"
 
 
-def person_counts(lake, table: str, by: list[str]) -> pd.DataFrame:
+def person_counts(lake: Lake, table: str, by: list[str]) -> pd.DataFrame:
     """Number of persons (column ``n``) per combination of ``by`` in ``table``, a table of one
     row per person (its catalog primary key is ``person_id``). A missing value is the group
     "unknown", so it is counted and protected like any other."""
@@ -48,14 +53,14 @@ def person_counts(lake, table: str, by: list[str]) -> pd.DataFrame:
     return frame
 
 
-def lake_persons(lake) -> int | None:
+def lake_persons(lake: Lake) -> int | None:
     """Persons in the lake (distinct ``person_id`` of ``person``), None without a person table."""
     if not lake.has_table("person"):
         return None
     return int(lake.sql("SELECT count(DISTINCT person_id) AS n FROM person")["n"].iloc[0])
 
 
-def published_total(lake, disclosure):
+def published_total(lake: Lake, disclosure):
     """The lake's total of persons as every public page publishes it: one protected count (shown
     when clear of the profile's hidden range, rounded as the profile rounds, else its label),
     returned as a :class:`~explorer.privacy.disclosure.Fact` (None without a person table).

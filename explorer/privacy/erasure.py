@@ -46,6 +46,11 @@ import pyarrow.parquet as pq
 from explorer.errors import ExplorerError
 from explorer.privacy.safe_harbor import column_key
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 
 @dataclass
 class ErasureReceipt:
@@ -186,7 +191,7 @@ def person_digest(key: bytes, source_id: str) -> str:
     return hmac.new(key, b"erasure-receipt:" + str(source_id).encode(), hashlib.sha256).hexdigest()
 
 
-def erase(lake, source_id: str, *, pseudonymizer, user: str, role: str = "steward", workers: int = 1,
+def erase(lake: Lake, source_id: str, *, pseudonymizer, user: str, role: str = "steward", workers: int = 1,
           progress=None) -> ErasureReceipt:
     """Remove the person with ``source_id`` from ``lake`` everywhere (see the module notes)."""
     from explorer.privacy.audit import AuditLog
@@ -313,11 +318,11 @@ def _stepper(progress, total):
     return step
 
 
-def _columns(lake, name: str) -> list[str]:
+def _columns(lake: Lake, name: str) -> list[str]:
     return [f.name for f in lake.delta(name).schema().fields]
 
 
-def _patient_refs(lake, pseudonym: str) -> list[str]:
+def _patient_refs(lake: Lake, pseudonym: str) -> list[str]:
     if not lake.has_table("fhir_patient_link"):
         return []
     found = lake.sql("SELECT DISTINCT patient_ref FROM fhir_patient_link WHERE person_id = ?", [pseudonym])
@@ -328,7 +333,7 @@ def _patient_refs(lake, pseudonym: str) -> list[str]:
     return sorted(r for r in refs if len(r) >= 6)  # a short ref would match by chance
 
 
-def _files_with_rows(lake, pseudonym: str, marks) -> tuple[set[str], set[str]]:
+def _files_with_rows(lake: Lake, pseudonym: str, marks) -> tuple[set[str], set[str]]:
     """Raw files with rows of the person, and raw files with rows of anyone (or anything) else:
     a quarantined row or a reference row (a lab's column map) of a file counts as someone else's
     unless it names the person, so that deleting the file never loses it."""
@@ -352,7 +357,7 @@ def _files_with_rows(lake, pseudonym: str, marks) -> tuple[set[str], set[str]]:
     return own, shared
 
 
-def _has_rows(lake, pseudonym: str) -> bool:
+def _has_rows(lake: Lake, pseudonym: str) -> bool:
     for name in lake.tables():
         if "person_id" in _columns(lake, name):
             if len(lake.sql(f'SELECT 1 FROM "{name}" WHERE person_id = ? LIMIT 1', [pseudonym])):
@@ -360,7 +365,7 @@ def _has_rows(lake, pseudonym: str) -> bool:
     return False
 
 
-def _aggregate_tables(lake) -> set[str]:
+def _aggregate_tables(lake: Lake) -> set[str]:
     """Tables written by refresh steps (recomputed, not edited)."""
     from explorer.jobs.steps import load_steps
 
@@ -493,7 +498,7 @@ def _without(data: bytes, marks: _Marks, name: str) -> bytes:
     return b"".join(line for line in lines if not marks.in_bytes(line))
 
 
-def _rewrite_table(lake, name: str, pseudonym: str, marks: _Marks, receipt: ErasureReceipt) -> int | None:
+def _rewrite_table(lake: Lake, name: str, pseudonym: str, marks: _Marks, receipt: ErasureReceipt) -> int | None:
     """Drop the person's rows from one table (one commit), remap rewritten files; the number of
     rows dropped, or None when the table did not change."""
     table = lake.delta(name).to_pyarrow_table()

@@ -19,6 +19,11 @@ from dataclasses import dataclass
 from explorer.errors import ExplorerError, did_you_mean
 from explorer.lake.engine import current_user
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 #: Roles in order of trust: each may do everything the ones before it may.
 ROLES = ("public", "researcher", "steward")
 
@@ -86,7 +91,7 @@ def require(principal: Principal | str, access: str, what: str) -> None:
 
 
 
-def readable_tables(lake, role: str) -> list[str]:
+def readable_tables(lake: Lake, role: str) -> list[str]:
     """Tables of ``lake`` that ``role`` may read: those whose catalog ``sensitivity`` tier is at
     or below the role (a table without a catalog entry is steward-only)."""
     rank = ROLES.index(check_role(role))
@@ -99,7 +104,7 @@ def readable_tables(lake, role: str) -> list[str]:
     return out
 
 
-def query_as(lake, role: str, query: str, params=None, versions=None):
+def query_as(lake: Lake, role: str, query: str, params=None, versions=None):
     """``query`` run as ``role`` may run it: a steward on the lake's own connection; anyone else
     on a sandboxed one that holds only the tables of their catalog tier and can open no file (so
     ``read_csv('<lake>/raw/...')`` finds nothing). Returns a pandas DataFrame."""
@@ -109,7 +114,7 @@ def query_as(lake, role: str, query: str, params=None, versions=None):
         return con.sql(query, params or None, versions=versions or None)
 
 
-def require_tables(lake, role: str, tables, what: str) -> None:
+def require_tables(lake: Lake, role: str, tables, what: str) -> None:
     """Raise :class:`PermissionDenied` if ``role`` may not read every one of ``tables``."""
     allowed = set(readable_tables(lake, role))
     denied = sorted(set(tables) & set(lake.tables()) - allowed)

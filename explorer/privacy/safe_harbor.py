@@ -47,6 +47,11 @@ import pandas as pd
 
 from explorer.errors import ExplorerError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 #: columns that name or locate a person, or a file about them: removed from every export
 #: (matched against the column name in lower_snake_case; free text and raw records go too,
 #: since they can hold anything, a source identifier included; a file's SHA-256 names the file)
@@ -757,7 +762,7 @@ def _check_safe(column, series: pd.Series, person_keys) -> None:
                                "code made for this export), or leave the column out")
 
 
-def export(lake, out, *, table: str | None = None, query: str | None = None, params=(), version: int | None = None,
+def export(lake: Lake, out, *, table: str | None = None, query: str | None = None, params=(), version: int | None = None,
            dates: str = "year", role: str = "researcher") -> pd.DataFrame:
     """Write a researcher download of ``table`` (at ``version``) or of ``query``'s rows to ``out``
     (.csv or .parquet), de-identified by the Safe Harbor method, and record it in the audit log.

@@ -13,9 +13,10 @@ from explorer.views.catalog import CatalogOverview
 from explorer.views.cohorts import CohortAttrition, CohortBuilder, CohortCharacterisation
 from explorer.views.exposure import ExposureMap, ExposureResponse, HeatWaveCalendar
 from explorer.views.overview import DataQualityReport, DemographicCounts, ModalityCoverage
+from explorer.lake import Lake  # what every view reads; dashboards annotate with it
 from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, WearableTrends, downsample
 
 __all__ = ["Actogram", "AgeingRateDistribution", "AgeotypeMembership", "CatalogOverview", "CohortAttrition", "CohortBuilder",
            "CohortCharacterisation", "DataQualityReport", "DemographicCounts", "MarkerAgeingTable", "ModalityCoverage",
            "WearableTrends", "CohortWearableDistributions", "ExposureMap",
-           "ExposureResponse", "HeatWaveCalendar", "MarkerTrajectories", "PersonMinutes", "PhenoAgeVsAge", "downsample"]
+           "ExposureResponse", "HeatWaveCalendar", "Lake", "MarkerTrajectories", "PersonMinutes", "PhenoAgeVsAge", "downsample"]

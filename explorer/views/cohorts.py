@@ -21,6 +21,11 @@ from explorer.cohorts.definition import (
 from explorer.errors import ExplorerError
 from explorer.views.base import LakeView, holoviews_with_bokeh
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 HIDDEN = ("primary", "complementary")
 COMPLEMENTARY = "suppressed"
 
@@ -52,12 +57,12 @@ class CohortAttrition(LakeView):
         return attrition_panel(self.data(), self.public)
 
     @classmethod
-    def of_saved(cls, *, lake, role: str, name: str) -> CohortAttrition:
+    def of_saved(cls, *, lake: Lake, role: str, name: str) -> CohortAttrition:
         """The attrition of the saved cohort ``name`` (what a public page may show)."""
         return cls(lake=lake, role=role, definition=cohorts.get(lake, name))
 
     @staticmethod
-    def saved_names(lake) -> list[str]:
+    def saved_names(lake: Lake) -> list[str]:
         """Names of the saved cohorts, oldest first (empty before the first save): names only,
         which every role may see."""
         return cohorts.saved(lake)["cohort"].tolist() if lake.has_table("cohort_member") else []
@@ -181,13 +186,13 @@ class CohortsPage(LakeView):
         return self._shared(key, lambda: build_cohorts_page(self.lake, self.disclosure))
 
 
-def cohorts_page(lake, disclosure) -> CohortsPageRelease:
+def cohorts_page(lake: Lake, disclosure) -> CohortsPageRelease:
     """The public cohorts page of ``lake``, built once per version of the lake and disclosure
     profile and shared (:func:`build_cohorts_page`)."""
     return CohortsPage(lake=lake, role="public", disclosure=disclosure).release()
 
 
-def build_cohorts_page(lake, disclosure) -> CohortsPageRelease:
+def build_cohorts_page(lake: Lake, disclosure) -> CohortsPageRelease:
     """Protect, as one page, every count a public reader can see on the cohorts page: the
     attrition of every saved cohort and the characterisation of every saved cohort and of the
     whole lake, whichever two are put side by side.
@@ -348,7 +353,7 @@ def build_cohorts_page(lake, disclosure) -> CohortsPageRelease:
     return CohortsPageRelease(release, entries, sizes, chains, columns, dated, as_of, rows)
 
 
-def _overview_facts(lake, disclosure) -> dict:
+def _overview_facts(lake: Lake, disclosure) -> dict:
     """The lake's persons by sex at birth, race and ethnicity, and those of unknown age, as the
     overview publishes them: ``{column: {level: Fact}}`` (its "unknown" is a missing value)."""
     from explorer.cohorts.characterise import MISSING
@@ -364,7 +369,7 @@ def _overview_facts(lake, disclosure) -> dict:
     return out
 
 
-def public_attrition(lake, disclosure, definition) -> pd.DataFrame:
+def public_attrition(lake: Lake, disclosure, definition) -> pd.DataFrame:
     """The attrition of a saved cohort as a public reader sees it: its chain on the cohorts page
     (:func:`cohorts_page`), so the lake's total, the cohort's size and every count beside them
     are as the characterisation shows them."""

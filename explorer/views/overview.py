@@ -10,6 +10,11 @@ import param
 
 from explorer.views.base import LakeView, shared_data, static_table
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 GROUPINGS = ["age_band", "sex_at_birth", "race", "ethnicity", "zip3"]
 AGE_BANDS = [(0, "0-17"), (18, "18-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60-69"), (70, "70-79"), (80, "80+")]
 
@@ -27,7 +32,7 @@ def person_groups(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def demographic_page(lake, disclosure, by: str):
+def demographic_page(lake: Lake, disclosure, by: str):
     """The public overview's protected page of ``by`` (see :meth:`DemographicCounts.page`),
     computed once per person-table version and disclosure profile and shared."""
     return DemographicCounts(lake=lake, role="public", disclosure=disclosure, by=by).page()

@@ -24,6 +24,11 @@ import xarray as xr
 
 from explorer.errors import ExplorerError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 STREAMS = {"heart_rate": ("heart_rate_minute", "heart_rate_value"), "steps": ("steps_minute", "steps")}
 #: how a minute's rows combine: readings of heart rate average, steps add up
 COMBINE = {"heart_rate": "avg", "steps": "sum"}
@@ -32,7 +37,7 @@ CHUNK_PERSONS = 64
 CHUNK_DAYS = 7
 
 
-def cube_path(lake) -> Path:
+def cube_path(lake: Lake) -> Path:
     """Where the cube of the lake's current minute tables lives (it may not be written yet).
 
     Parameters
@@ -54,7 +59,7 @@ def cube_path(lake) -> Path:
     return Path(lake.root) / "arrays" / "wearable_minute_cube" / f"{versions}.zarr"
 
 
-def write_minute_cube(lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_days: int = CHUNK_DAYS,
+def write_minute_cube(lake: Lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_days: int = CHUNK_DAYS,
                       progress=None) -> Path:
     """Build the cube of the lake's current minute tables (or return the existing one).
 
@@ -151,7 +156,7 @@ def _lazy_full(n_persons: int, n_minutes: int, chunks: dict, value, dtype: str):
     return da.full((n_persons, n_minutes), value, dtype=dtype, chunks=(chunks["person"], chunks["minute"]))
 
 
-def open_minute_cube(lake, *, build: bool = True) -> xr.Dataset:
+def open_minute_cube(lake: Lake, *, build: bool = True) -> xr.Dataset:
     """The cube of the lake's current minute tables as a lazy, Dask-backed Dataset.
 
     Parameters
