@@ -68,3 +68,21 @@ def test_listing_shows_units_from_the_catalog():
     frame = registry_frame(METRICS.select(domain="exposure"))
     assert frame.set_index("metric").loc["pm25", "units"] == "ug/m3"
     assert frame.set_index("metric").loc["heat_wave_days", "stored in"] == "event_exposure.heat_wave_days"
+
+
+def test_profiles_and_roles_are_declared_once_and_every_chooser_reads_them(tmp_path, monkeypatch):
+    from explorer.catalog.entries import SENSITIVITY_TIERS
+    from explorer.command.common import DISCLOSURE_PROFILES, ROLES
+    from explorer.privacy import PROFILES
+    from explorer.privacy import ROLES as PRIVACY_ROLES
+    from explorer.serve import Credentials, serve
+    from explorer.views import DemographicCounts
+
+    assert DISCLOSURE_PROFILES == list(PROFILES) and ROLES == list(PRIVACY_ROLES) == list(SENSITIVITY_TIERS)
+    assert DemographicCounts(role="public").disclosure.profile == "aou"
+    monkeypatch.setenv("EXPLORER_DISCLOSURE_PROFILE", "ukbiobank")  # what `explorer serve --profile ukbiobank` sets
+    assert DemographicCounts(role="public").disclosure.rules.label == "<5"
+    users = tmp_path / "users.json"
+    Credentials.add(users, "pat", "public", "a-long-password")
+    with pytest.raises(Exception, match="disclosure profile 'cmz' is unknown.*did you mean 'cms'"):
+        serve(tmp_path / "lake", users, profile="cmz")  # refused before anything is served

@@ -1,8 +1,8 @@
 """What the command modules share: the lake named by ``--lake``, the role a command acts in, its
 audit entry, the help layout, and the checks and page saving several commands make alike.
 
-Imports of the privacy layer and of Panel stay inside the functions: both take a good part of a
-second to import, and ``explorer --help`` (which imports every command module) needs neither.
+Imports of Panel stay inside the functions: it takes a good part of a second to import, and
+``explorer --help`` (which imports every command module) does not need it.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import os
 import explorer
 from explorer.errors import ExplorerError
 from explorer.lake import Lake
+from explorer.privacy import PROFILES
+from explorer.privacy import ROLES as PRIVACY_ROLES
 from explorer.lake.engine import current_user
 
 EPILOG_LAKE = "The lake is --lake PATH, else $EXPLORER_HOME, else ./explorer-data."
 
-# The names of explorer.privacy.ROLES and explorer.privacy.PROFILES, the choices of --role and
-# --profile, spelled out here so that building the parser does not import the privacy layer
-# (and SciPy with it).
-ROLES = ["public", "researcher", "steward"]
-DISCLOSURE_PROFILES = ["aou", "cms", "opensafely", "ukbiobank"]
+#: the choices of --role and --profile: the privacy layer's own lists (a profile added there is a
+#: choice here)
+ROLES = list(PRIVACY_ROLES)
+DISCLOSURE_PROFILES = list(PROFILES)
 
 #: keeps the line breaks of a command's description and epilog, where its examples are laid out
 HELP_FORMATTER = argparse.RawDescriptionHelpFormatter

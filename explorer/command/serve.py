@@ -13,7 +13,7 @@ import secrets
 import sys
 import textwrap
 
-from explorer.command.common import EPILOG_LAKE, HELP_FORMATTER, ROLES, open_lake
+from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, ROLES, open_lake
 from explorer.demo import run_demo
 from explorer.errors import ExplorerError
 from explorer.lab import run_lab
@@ -36,6 +36,7 @@ def add_parser(commands) -> None:
         examples:
           explorer users add users.json ana --role researcher
           explorer serve --auth users.json --port 5006
+          explorer serve --auth users.json --profile cms        # public pages under CMS rules (no cell 1-10)
           explorer serve --auth users.json --address 0.0.0.0 --allow-websocket-origin dash.example.org \\
               --cookie-secret "$(cat /secure/cookie-secret)" --num-procs 2"""))
     p.add_argument("--auth", default=None, help="credentials file (JSON): users, roles, scrypt password hashes")
@@ -49,6 +50,8 @@ def add_parser(commands) -> None:
                                                           "--auth then maps user names to roles")
     p.add_argument("--secure-cookies", action="store_true",
                    help="send cookies over HTTPS only: for a server behind a TLS proxy that reaches it over HTTP")
+    p.add_argument("--profile", choices=DISCLOSURE_PROFILES, default=None,
+                   help="disclosure-control profile of the public pages (default $EXPLORER_DISCLOSURE_PROFILE, else aou)")
     p.add_argument("--show", action="store_true", help="open a browser")
     p.set_defaults(func=cmd_serve)
 
@@ -118,7 +121,7 @@ def cmd_serve(args) -> int:
     print(f"serving {pages} of {lake.root} at http://{args.address}:{args.port}/ (log in; Ctrl-C stops)", flush=True)
     serve(lake.root, args.auth, port=args.port, address=args.address, origins=args.allow_websocket_origin or (),
           num_procs=args.num_procs, cookie_secret=args.cookie_secret, show=args.show, oauth_provider=args.oauth_provider,
-          secure_cookies=args.secure_cookies)
+          secure_cookies=args.secure_cookies, profile=args.profile)
     return 0
 
 

@@ -53,14 +53,29 @@ audit by linear programming; sec. 4.6, linked tables).
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import param
-from scipy import optimize, sparse
-from scipy.sparse import csgraph
+
+
+class _OnFirstUse:
+    """A module imported when first used: SciPy's solvers take a third of a second to import,
+    and the command line reads this module's profiles for its --profile choices."""
+
+    def __init__(self, name: str):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attribute):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)
+
+
+optimize, sparse, csgraph = _OnFirstUse("scipy.optimize"), _OnFirstUse("scipy.sparse"), _OnFirstUse("scipy.sparse.csgraph")
 
 from explorer.errors import ExplorerError, did_you_mean
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from explorer.catalog.entries import SENSITIVITY_TIERS
 from explorer.errors import ExplorerError, did_you_mean
 from explorer.lake.engine import current_user
 
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # the type only: no import at run time
     from explorer.lake import Lake
 
 #: Roles in order of trust: each may do everything the ones before it may.
-ROLES = ("public", "researcher", "steward")
+#: (the catalog's sensitivity tiers: a dataset's tier is the least role that reads it)
+ROLES = SENSITIVITY_TIERS
 
 #: The least role each kind of access needs.
 ACCESS = {
