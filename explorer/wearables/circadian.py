@@ -28,7 +28,6 @@ visualization and analysis. PLoS Comput Biol. 2021;17(10):e1009514.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -538,30 +537,3 @@ def _profile(x: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return means[present]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A registry entry: what a metric is called, its unit and where it is defined.
-
-    Superseded by :class:`explorer.catalog.metrics.Metric`: the metrics are declared once in
-    :data:`explorer.catalog.metrics.METRICS` (``explorer/wearables/registry.py``), and
-    :data:`explorer.wearables.METRICS` is the view of them to use. This module's ``METRICS``
-    dict is not read by the library.
-    """
-
-    identifier: str
-    long_name: str
-    units: str
-    function: object
-    reference: str
-
-
-METRICS = {m.identifier: m for m in (
-    Metric("interdaily_stability", "Interdaily stability (IS)", "1", interdaily_stability, "Witting et al. 1990"),
-    Metric("intradaily_variability", "Intradaily variability (IV)", "1", intradaily_variability, "Witting et al. 1990"),
-    Metric("relative_amplitude", "Relative amplitude (RA)", "1", relative_amplitude, "Van Someren et al. 1999"),
-    Metric("l5", "Least active 5 hours (L5): onset, mean activity per epoch", "activity/epoch", l5, "Van Someren et al. 1999"),
-    Metric("m10", "Most active 10 hours (M10): onset, mean activity per epoch", "activity/epoch", m10, "Van Someren et al. 1999"),
-    Metric("sleep_regularity_index", "Sleep regularity index (SRI)", "1", sleep_regularity_index, "Phillips et al. 2017"),
-)}
