@@ -90,6 +90,37 @@ def browser():
         chromium.close()
 
 
+def demo_logins(process, seconds: float) -> dict[str, str]:
+    """The login per role `explorer demo` prints, read from its output within ``seconds``."""
+    import re
+
+    lines, logins = [], {}
+    deadline = time.time() + seconds
+    while len(logins) < 3 and time.time() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        found = re.match(r"\s+log in as (\w+)\s+password (\S+)", line)
+        if found:
+            logins[found.group(1)] = found.group(2)
+    assert set(logins) == {"public", "researcher", "steward"}, "".join(lines[-30:])
+    return logins
+
+
+def wait_for(url: str, process=None, log=None) -> None:
+    """Wait until ``url`` answers; fail with the server's log if ``process`` ends first."""
+    for _ in range(240):
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server ended: {Path(log).read_text()[-3000:] if log else ''}")
+        try:
+            urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer" + (f": {Path(log).read_text()[-3000:]}" if log else ""))
+
+
 def http_login(opener, base, user, password):
     """Log in as a browser would: the login form's CSRF token, then the POST (``opener`` keeps
     the cookies)."""
@@ -382,17 +413,7 @@ def test_demo_builds_a_lake_and_serves_it_with_a_login_per_role(tmp_path):
                                 "--participants", "4", "--days", "2", "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        lines, logins = [], {}
-        deadline = time.time() + 300
-        while len(logins) < 3 and time.time() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.match(r"\s+log in as (\w+)\s+password (\S+)", line)
-            if found:
-                logins[found.group(1)] = found.group(2)
-        assert set(logins) == {"public", "researcher", "steward"}, "".join(lines[-30:])
+        logins = demo_logins(process, seconds=300)
         base = f"http://127.0.0.1:{port}"
         for _ in range(120):
             try:

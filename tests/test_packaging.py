@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import sysconfig
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from explorer.serve import pages
-from test_dashboards_browser import browser  # noqa: F401  (a fixture: Chromium driven by Playwright)
+from test_dashboards_browser import browser, demo_logins, free_port, wait_for  # noqa: F401  (browser: a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,25 +63,15 @@ def test_an_installed_wheel_serves_every_page(wheel, tmp_path, browser):
     assert module.startswith(str(site)) and dashboards.startswith(str(site)), where.stdout
     assert eval(served) == sorted(pages())  # noqa: S307  (the list this test's own child printed)
 
-    port = _free_port()
+    port = free_port()
     environment = {k: v for k, v in os.environ.items() if k not in ("EXPLORER_HOME", "EXPLORER_CATALOG", "PYTHONPATH")}
     server = subprocess.Popen([str(env / "bin" / "explorer"), "--lake", str(tmp_path / "lake"), "demo", "--participants", "4",
                                "--days", "2", "--port", str(port)], cwd=tmp_path, env=environment,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        logins, lines = {}, []
-        deadline = time.time() + 400
-        while len(logins) < 3 and time.time() < deadline:
-            line = server.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.match(r"\s+log in as (\w+)\s+password (\S+)", line)
-            if found:
-                logins[found.group(1)] = found.group(2)
-        assert set(logins) == {"public", "researcher", "steward"}, "".join(lines[-30:])
+        logins = demo_logins(server, seconds=400)
         base = f"http://127.0.0.1:{port}"
-        _wait_for(base + "/login")
+        wait_for(base + "/login", server)
         for role in ("public", "researcher"):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(base + "/index")
@@ -100,21 +87,3 @@ def test_an_installed_wheel_serves_every_page(wheel, tmp_path, browser):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str) -> None:
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer")

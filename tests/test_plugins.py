@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +22,7 @@ from explorer import cohorts
 from explorer.catalog.metrics import METRICS
 from explorer.jobs import refresh
 from explorer.jobs.steps import STEPS
-from test_dashboards_browser import PASSWORDS, browser, logged_in, open_page  # noqa: F401  (browser is a fixture)
+from test_dashboards_browser import PASSWORDS, browser, free_port, logged_in, open_page, wait_for  # noqa: F401
 
 DASK = Path(sys.executable).parent / "dask"
 
@@ -281,14 +280,14 @@ def test_the_plugin_page_is_served_and_listed_on_the_landing_page_for_its_roles(
     users = tmp_path / "users.json"
     for role, password in PASSWORDS.items():
         Credentials.add(users, role, role, password)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "explorer.command", "--lake", str(lake.root), "serve", "--auth",
                                str(users), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "EXPLORER_SESSION_CHECK_SECONDS": "0"})
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_for(base + "/login", server, tmp_path / "serve.log")
+        wait_for(base + "/login", server, tmp_path / "serve.log")
         researcher = logged_in(browser, base, "researcher")
         listing = researcher.locator("a", has_text="Personal air")
         assert listing.count() >= 2  # in the navigation and in the landing page's list
@@ -303,23 +302,3 @@ def test_the_plugin_page_is_served_and_listed_on_the_landing_page_for_its_roles(
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url, process, log) -> None:
-    for _ in range(240):
-        if process.poll() is not None:
-            raise AssertionError(f"the server ended: {Path(log).read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer: {Path(log).read_text()[-3000:]}")
