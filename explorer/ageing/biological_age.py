@@ -13,9 +13,10 @@ PhenoAge
 
 with albumin in g/L, creatinine in umol/L, glucose in mmol/L, CRP in mg/dL (its natural log),
 lymphocytes in % of leukocytes, MCV in fL, RDW in %, alkaline phosphatase in U/L, white cells in
-10^3/uL and age in years. The final constant ``c`` is printed as 0.090165 in Levine et al. 2018
-(Aging 10:573, Table 1 notes) and as 0.09165 in later reproductions; 0.090165 is the published
-one and the default, and every result carries the constant it used.
+10^3/uL and age in years. The final divisor ``c`` circulates in two forms: 0.09165 and 0.090165
+(the latter in the BioAge package of Kwon & Belsky 2021 and in the corrected calculator of Liu et
+al. 2018/2019). 0.090165 is the default here (:data:`PHENOAGE_CONSTANT`); pass ``constant=`` for
+the other, and every result carries the constant it used.
 
 Klemera-Doubal
 --------------
@@ -37,6 +38,9 @@ References
 ----------
 Levine ME, Lu AT, Quach A, et al. An epigenetic biomarker of aging for lifespan and healthspan.
 Aging. 2018;10:573-591.
+Liu Z, Kuo PL, Horvath S, Crimmins E, Ferrucci L, Levine M. A new aging measure captures
+morbidity and mortality risk across diverse subpopulations from NHANES IV: a cohort study. PLoS
+Med. 2018;15:e1002718 (correction: PLoS Med. 2019;16:e1002760).
 Klemera P, Doubal S. A new approach to the concept and computation of biological age. Mech
 Ageing Dev. 2006;127:240-248.
 Kwon D, Belsky DW. A toolkit for quantifying aging using the BioAge R package. GeroScience.
@@ -50,7 +54,7 @@ import pandas as pd
 
 from explorer.errors import ExplorerError
 
-#: published final constant of PhenoAge (Levine 2018); 0.09165 also circulates
+#: final divisor of PhenoAge as BioAge (Kwon & Belsky 2021) uses it; 0.09165 also circulates
 PHENOAGE_CONSTANT = 0.090165
 GAMMA = 0.0076927
 #: input -> (LOINC, unit the formula uses, coefficient)
@@ -99,14 +103,66 @@ def _formula_inputs(measurements: pd.DataFrame) -> pd.DataFrame:
 
 
 def phenoage(measurements: pd.DataFrame, persons: pd.DataFrame, constant: float = PHENOAGE_CONSTANT) -> pd.DataFrame:
-    """PhenoAge per person and date with all nine markers measured that day.
+    """PhenoAge (Levine et al. 2018) per person and date with all nine markers measured that day.
 
-    ``measurements`` is shaped like the ``measurement`` table (person_id, measurement_datetime,
-    loinc_code, value_as_number, unit as the lab sent it); ``persons`` like ``person``
-    (person_id, year_of_birth). A marker measured twice that day enters as the mean. Returns one
-    row per person and date: chronological_age, each input in the formula's unit, ln_crp, xb,
-    mortality_score, phenoage, constant and ``missing`` (the inputs absent that day; phenoage
-    is empty then, the row is kept). ``attrs`` records the constant and the reference.
+    Parameters
+    ----------
+    measurements : pandas.DataFrame
+        Shaped like the ``measurement`` table: person_id, measurement_datetime, loinc_code,
+        value_as_number and unit as the lab sent them (converted here to the formula's units;
+        a unit that cannot be converted is an error naming the row).
+    persons : pandas.DataFrame
+        Shaped like ``person``: person_id, year_of_birth.
+    constant : float, default :data:`PHENOAGE_CONSTANT` (0.090165)
+        The formula's final divisor (see the module notes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per person and date with any input: chronological_age (years, from the year of
+        birth, born 1 July), each input in the formula's unit (albumin g/L, creatinine umol/L,
+        glucose mmol/L, crp mg/dL, lymphocyte_percent %, mcv fL, rdw %, alkaline_phosphatase
+        U/L, white_cell_count 10^3/uL), ln_crp, xb, mortality_score (10-year probability of
+        death, 0 to 1), phenoage (years), constant and ``missing`` (the inputs absent that day;
+        phenoage is empty then, the row is kept). A marker measured twice that day enters as the
+        mean. ``attrs`` records the constant and the reference.
+
+    Notes
+    -----
+    With the coefficients of :data:`PHENOAGE_INPUTS`,
+
+    .. math::
+
+        xb = -19.907 + 0.0804\\,\\mathrm{age} + \\textstyle\\sum_k w_k x_k \\quad
+        (x_{CRP} = \\ln \\mathrm{CRP}),\\qquad
+        M = 1 - \\exp\\left(-e^{xb}\\,\\frac{e^{120\\gamma} - 1}{\\gamma}\\right),\\ \\gamma = 0.0076927
+
+    .. math:: \\mathrm{PhenoAge} = 141.50225 + \\frac{\\ln(-0.00553\\,\\ln(1 - M))}{c}
+
+    References
+    ----------
+    Levine ME, Lu AT, Quach A, et al. An epigenetic biomarker of aging for lifespan and
+    healthspan. Aging. 2018;10:573-591.
+    Liu Z, Kuo PL, Horvath S, et al. PLoS Med. 2018;15:e1002718.
+
+    Examples
+    --------
+    A 50-year-old's panel, in the units a US lab sends (g/dL, mg/dL, mg/L):
+
+    >>> import pandas as pd
+    >>> from explorer.ageing import phenoage
+    >>> from explorer.ageing.biological_age import PHENOAGE_INPUTS
+    >>> panel = {"albumin": (4.5, "g/dL"), "creatinine": (0.9, "mg/dL"), "glucose": (90.0, "mg/dL"),
+    ...          "crp": (1.0, "mg/L"), "lymphocyte_percent": (30.0, "%"), "mcv": (90.0, "fL"), "rdw": (13.0, "%"),
+    ...          "alkaline_phosphatase": (70.0, "U/L"), "white_cell_count": (6.0, "10*3/uL")}
+    >>> measurements = pd.DataFrame([{"person_id": "a", "measurement_datetime": pd.Timestamp("2020-07-01 09:30"),
+    ...                               "loinc_code": PHENOAGE_INPUTS[name][0], "value_as_number": value, "unit": unit}
+    ...                              for name, (value, unit) in panel.items()])
+    >>> row = phenoage(measurements, pd.DataFrame({"person_id": ["a"], "year_of_birth": [1970]})).iloc[0]
+    >>> [round(float(row[name]), 2) for name in ("chronological_age", "albumin", "crp")], row["missing"]
+    ([50.0, 45.0, 0.1], '')
+    >>> round(float(row["mortality_score"]), 4), round(float(row["phenoage"]), 1)
+    (0.0224, 41.8)
     """
     from explorer.ageing.markers import DAYS_PER_YEAR
 
@@ -136,8 +192,42 @@ def phenoage(measurements: pd.DataFrame, persons: pd.DataFrame, constant: float 
 
 
 def acceleration(frame: pd.DataFrame, biological: str = "phenoage", chronological: str = "chronological_age") -> pd.Series:
-    """Biological-age acceleration: the residual of ``biological`` on ``chronological`` age
-    (ordinary least squares over the rows where both are known)."""
+    """Biological-age acceleration: the residual of biological on chronological age.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        With the two age columns (years).
+    biological : str, default "phenoage"
+        The biological-age column.
+    chronological : str, default "chronological_age"
+        The chronological-age column.
+
+    Returns
+    -------
+    pandas.Series
+        ``<biological>_accel`` in years on the index of ``frame``: positive is older than
+        expected at that age; NaN where either age is missing, and everywhere with fewer than
+        3 complete rows.
+
+    Notes
+    -----
+    :math:`\\mathrm{accel}_i = B_i - (\\hat a + \\hat b\\,C_i)`, with :math:`\\hat a,
+    \\hat b` the ordinary least-squares line of :math:`B` on :math:`C` over the complete rows
+    (Levine et al. 2018's "PhenoAgeAccel").
+
+    References
+    ----------
+    Levine ME, Lu AT, Quach A, et al. Aging. 2018;10:573-591.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.ageing import acceleration
+    >>> ages = pd.DataFrame({"chronological_age": [40.0, 50.0, 60.0, 70.0], "phenoage": [42.0, 48.0, 63.0, 67.0]})
+    >>> acceleration(ages).round(2).tolist()
+    [0.5, -2.5, 3.5, -1.5]
+    """
     known = frame[[biological, chronological]].dropna()
     if len(known) < 3:
         return pd.Series(np.nan, index=frame.index, name=f"{biological}_accel")
@@ -146,9 +236,67 @@ def acceleration(frame: pd.DataFrame, biological: str = "phenoage", chronologica
 
 
 def kdm_train(reference: pd.DataFrame, markers, age: str = "chronological_age") -> dict:
-    """Klemera-Doubal parameters from a reference subset (one row per person-date, a column per
-    marker and the age): per marker intercept q, slope k, residual SD s, correlation r with age;
-    and s2_BA (the variance of biological around chronological age)."""
+    """Klemera-Doubal parameters from a reference subset.
+
+    Parameters
+    ----------
+    reference : pandas.DataFrame
+        One row per person-date: a column per marker (each in its own unit) and the age
+        (years). Rows missing any of them are left out.
+    markers : list of str
+        The marker columns.
+    age : str, default "chronological_age"
+        The age column.
+
+    Returns
+    -------
+    dict
+        ``markers``: a DataFrame indexed by marker with ``q`` (intercept, marker unit), ``k``
+        (slope, marker unit per year), ``s`` (residual SD, marker unit) and ``r`` (correlation
+        with age); ``s2_ba``: the variance of biological around chronological age (years^2);
+        ``age``: the age column.
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        Fewer complete rows than markers + 3.
+
+    Notes
+    -----
+    Each marker regressed on age (least squares): :math:`x_j = q_j + k_j\\,CA + e_j`,
+    :math:`s_j^2 = \\operatorname{mean}(e_j^2)`. Then, with
+    :math:`BA_E = \\sum_j (x_j - q_j) k_j / s_j^2 \\,/\\, \\sum_j (k_j / s_j)^2`,
+
+    .. math:: s_{BA}^2 = \\operatorname{var}(BA_E - CA) - \\frac{1 - r_{char}^2}{r_{char}^2}
+              \\frac{(CA_{max} - CA_{min})^2}{12 m}
+
+    with :math:`r_{char}` of the module notes and :math:`m` the number of markers.
+
+    References
+    ----------
+    Klemera P, Doubal S. A new approach to the concept and computation of biological age. Mech
+    Ageing Dev. 2006;127:240-248.
+    Kwon D, Belsky DW. A toolkit for quantifying aging using the BioAge R package. GeroScience.
+    2021;43:2795-2808.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.ageing import kdm_train
+    >>> rng = np.random.default_rng(0)
+    >>> age = rng.uniform(30, 80, 300)
+    >>> reference = pd.DataFrame({"chronological_age": age, "sbp": 100 + 0.6 * age + rng.normal(0, 10, 300),
+    ...                           "albumin": 48 - 0.08 * age + rng.normal(0, 2, 300),
+    ...                           "creatinine": 60 + 0.4 * age + rng.normal(0, 12, 300)})
+    >>> trained = kdm_train(reference, ["sbp", "albumin", "creatinine"])
+    >>> trained["markers"][["k", "r"]].round(2)
+                   k     r
+    sbp         0.58  0.66
+    albumin    -0.08 -0.54
+    creatinine  0.39  0.44
+    >>> round(trained["s2_ba"], 1)
+    6.0
+    """
     data = reference[[age, *markers]].dropna()
     if len(data) < len(markers) + 3:
         raise ExplorerError(f"kdm_train: {len(data)} complete reference rows for {len(markers)} markers: too few")
@@ -173,7 +321,49 @@ def _ba_e(frame: pd.DataFrame, params: pd.DataFrame) -> np.ndarray:
 
 
 def kdm_age(frame: pd.DataFrame, trained: dict) -> pd.Series:
-    """Klemera-Doubal biological age (with the chronological-age term) of each row."""
+    """Klemera-Doubal biological age (with the chronological-age term) of each row.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The marker columns of ``trained`` (same units) and its age column (years).
+    trained : dict
+        :func:`kdm_train`'s result.
+
+    Returns
+    -------
+    pandas.Series
+        ``kdm_age`` in years on the index of ``frame`` (NaN where a marker or the age is
+        missing). When ``s2_ba <= 0`` (markers correlated with each other, or too few) the
+        chronological-age term is left out, with a warning, and the result is :math:`BA_E`.
+
+    Notes
+    -----
+    .. math:: BA = \\frac{\\sum_j (x_j - q_j) k_j / s_j^2 + CA / s_{BA}^2}
+                        {\\sum_j (k_j / s_j)^2 + 1 / s_{BA}^2}
+
+    References
+    ----------
+    Klemera P, Doubal S. Mech Ageing Dev. 2006;127:240-248.
+    Kwon D, Belsky DW. GeroScience. 2021;43:2795-2808.
+
+    Examples
+    --------
+    Two 50-year-olds, the second with the markers of an older person:
+
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.ageing import kdm_age, kdm_train
+    >>> rng = np.random.default_rng(0)
+    >>> age = rng.uniform(30, 80, 300)
+    >>> reference = pd.DataFrame({"chronological_age": age, "sbp": 100 + 0.6 * age + rng.normal(0, 10, 300),
+    ...                           "albumin": 48 - 0.08 * age + rng.normal(0, 2, 300),
+    ...                           "creatinine": 60 + 0.4 * age + rng.normal(0, 12, 300)})
+    >>> trained = kdm_train(reference, ["sbp", "albumin", "creatinine"])
+    >>> two = pd.DataFrame({"chronological_age": [50.0, 50.0], "sbp": [130.0, 160.0], "albumin": [44.0, 40.0],
+    ...                     "creatinine": [80.0, 100.0]})
+    >>> kdm_age(two, trained).round(1).tolist()
+    [50.0, 51.9]
+    """
     import warnings
 
     params, s2_ba = trained["markers"], trained["s2_ba"]
@@ -189,10 +379,38 @@ def kdm_age(frame: pd.DataFrame, trained: dict) -> pd.Series:
 
 
 def subgroup_performance(frame: pd.DataFrame, predicted: str, target: str, groups: dict[str, pd.Series]) -> pd.DataFrame:
-    """How a prediction does in each subgroup: per grouping (sex, race and ethnicity, age band,
-    ...) and level, n, the correlation of ``predicted`` with ``target``, the mean difference
-    (bias), mean absolute difference and its SD. The overall row comes first, so a model that
-    works worse for some people says so."""
+    """How a prediction does in each subgroup, so a model that works worse for some people says so.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        With the ``predicted`` and ``target`` columns (years, for a biological age).
+    predicted, target : str
+        The columns compared.
+    groups : dict of str to pandas.Series
+        Grouping name (sex, race, age band, ...) to a label per row of ``frame``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The overall row first, then one per grouping and level: grouping, level, n (rows with
+        both values), correlation (Pearson; NaN with 2 rows or fewer), mean_difference (bias,
+        predicted - target), mean_absolute_difference and sd_difference (SD of the
+        differences), in the unit of the columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.ageing import subgroup_performance
+    >>> frame = pd.DataFrame({"predicted": [41.0, 52.0, 58.0, 73.0, 44.0, 61.0],
+    ...                       "age": [40.0, 50.0, 60.0, 70.0, 45.0, 55.0], "sex": ["F", "F", "F", "M", "M", "M"]})
+    >>> table = subgroup_performance(frame, "predicted", "age", {"sex": frame["sex"]})
+    >>> table[["grouping", "level", "n", "mean_difference", "mean_absolute_difference"]].round(2)
+      grouping level  n  mean_difference  mean_absolute_difference
+    0      all   all  6             1.50                      2.50
+    1      sex     F  3             0.33                      1.67
+    2      sex     M  3             2.67                      3.33
+    """
     rows = []
     both = frame[[predicted, target]].notna().all(axis=1)
 
@@ -213,9 +431,24 @@ def subgroup_performance(frame: pd.DataFrame, predicted: str, target: str, group
 
 
 def biological_age_performance(con) -> pd.DataFrame:
-    """PhenoAge and Klemera-Doubal age against chronological age in the ``biological_age``
-    table, by sex at birth, race, ethnicity and age band (:func:`subgroup_performance`), one
-    block per model."""
+    """PhenoAge and Klemera-Doubal age against chronological age, by subgroup.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A connection with the views ``biological_age`` and ``person``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`subgroup_performance` of ``phenoage`` and of ``kdm_age`` on
+        ``chronological_age`` (years), by sex at birth, race, ethnicity and age band (<40,
+        40-49, ..., 80+), one block per model (column ``model``).
+
+    Examples
+    --------
+    >>> biological_age_performance(lake.connection())  # doctest: +SKIP
+    """
     frame = con.execute("""
         SELECT b.*, p.sex_at_birth, p.race, p.ethnicity FROM biological_age b LEFT JOIN person p USING (person_id)
         WHERE b.chronological_age IS NOT NULL""").df()

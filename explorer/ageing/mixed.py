@@ -45,7 +45,33 @@ _LOG_2PI = np.log(2 * np.pi)
 
 @dataclass
 class MixedFit:
-    """Result of :func:`ageing_rates`."""
+    """Result of :func:`ageing_rates`, in the units of its ``value`` and ``time`` columns.
+
+    Attributes
+    ----------
+    fixed : pandas.Series
+        ``intercept`` (value at time 0) and ``slope`` (value per unit of time).
+    fixed_se : pandas.Series
+        Their standard errors.
+    variance : pandas.Series
+        ``intercept`` and ``slope``: the random-effect variances (value^2, (value/time)^2);
+        ``corr``: their correlation; ``residual``: the residual variance (value^2).
+    per_group : pandas.DataFrame
+        Indexed by group: ``intercept`` and ``slope``, fixed plus random effects (each group's
+        own line, the best linear unbiased predictions), and ``n_obs``.
+    log_likelihood : float
+        The (restricted) log-likelihood at the optimum, as statsmodels reports it.
+    reml : bool
+        Whether REML (True) or ML was fitted.
+    n_obs, n_groups : int
+        Observations and groups used.
+    converged : bool
+        Whether a Newton step could gain no more and the Hessian is positive definite.
+    iterations : int
+        Optimiser iterations.
+    fixed_cov : pandas.DataFrame
+        Covariance matrix of the fixed effects.
+    """
 
     fixed: pd.Series  # intercept, slope
     fixed_se: pd.Series  # intercept, slope
@@ -61,6 +87,7 @@ class MixedFit:
 
     @property
     def slope_z(self) -> float:
+        """Wald z statistic of the fixed slope, ``slope / slope_se``."""
         return float(self.fixed["slope"] / self.fixed_se["slope"])
 
     @property
@@ -185,15 +212,76 @@ def _gradient(function, x, step=1e-5):
 
 
 def ageing_rates(frame: pd.DataFrame, value: str, time: str, group: str, reml: bool = True) -> MixedFit:
-    """Fit ``value ~ time + (1 + time | group)`` by REML (or ML with ``reml=False``).
+    """Fit ``value ~ time + (1 + time | group)``, a random intercept and slope per group.
 
-    Returns a :class:`MixedFit` with ``fixed`` and ``fixed_se`` (Series indexed intercept,
-    slope), ``variance`` (Series indexed intercept, slope, corr, residual: the two random-effect
-    variances, their correlation and the residual variance) and ``per_group`` (DataFrame indexed
-    by group with ``intercept`` and ``slope``, fixed plus random effects: each group's own line,
-    the best linear unbiased predictions). Rows with a missing value, time or group are left out
-    (``n_obs`` says how many were used). Units: those of ``value`` and ``time`` (a slope is
-    value per unit of time).
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per observation.
+    value : str
+        The outcome column (a marker, in its unit).
+    time : str
+        The time column (age in years, say).
+    group : str
+        The grouping column (person_id).
+    reml : bool, default True
+        Restricted maximum likelihood; False for maximum likelihood.
+
+    Returns
+    -------
+    MixedFit
+        ``fixed`` and ``fixed_se`` (Series indexed intercept, slope), ``variance`` (Series
+        indexed intercept, slope, corr, residual: the two random-effect variances, their
+        correlation and the residual variance) and ``per_group`` (DataFrame indexed by group
+        with ``intercept`` and ``slope``, fixed plus random effects: each group's own line, the
+        best linear unbiased predictions). Units: those of ``value`` and ``time`` (a slope is
+        value per unit of time). Rows with a missing value, time or group are left out
+        (``n_obs`` says how many were used).
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        A column is missing, fewer than 4 observations or 2 groups, a time that never changes,
+        or fewer than 2 groups observed at two times or more.
+
+    Notes
+    -----
+    The model of the module notes,
+    :math:`y_{ij} = \\beta_0 + \\beta_1 t_{ij} + b_{0i} + b_{1i} t_{ij} + \\varepsilon_{ij}`,
+    :math:`b_i \\sim N(0, D)`, :math:`\\varepsilon_{ij} \\sim N(0, \\sigma^2)`: the fit of
+    ``statsmodels.MixedLM(y, [1, t], groups, exog_re=[1, t])`` (same estimates, standard errors
+    and log-likelihood), computed from per-group sufficient statistics in one vectorised pass.
+    Standard errors come from the Hessian of the log-likelihood in the fixed effects and the
+    variance parameters, as statsmodels reports them; the p-value
+    (:attr:`MixedFit.slope_p_value`) is the two-sided Wald test with a normal reference.
+
+    References
+    ----------
+    Laird NM, Ware JH. Random-effects models for longitudinal data. Biometrics.
+    1982;38:963-974.
+    Lindstrom MJ, Bates DM. Newton-Raphson and EM algorithms for linear mixed-effects models for
+    repeated-measures data. J Am Stat Assoc. 1988;83:1014-1022.
+
+    Examples
+    --------
+    Twenty persons, five yearly visits, each with their own level and a rate around 0.5 a year:
+
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.ageing import ageing_rates
+    >>> rng = np.random.default_rng(0)
+    >>> visits = pd.DataFrame({"person_id": np.repeat([f"p{i:02d}" for i in range(20)], 5),
+    ...                        "years": np.tile(np.arange(5.0), 20)})
+    >>> rate = np.repeat(rng.normal(0.5, 0.2, 20), 5)
+    >>> visits["value"] = (100 + np.repeat(rng.normal(0, 5, 20), 5) + rate * visits["years"]
+    ...                    + rng.normal(0, 0.5, 100))
+    >>> fit = ageing_rates(visits, "value", "years", "person_id")
+    >>> round(float(fit.fixed["slope"]), 2), round(float(fit.fixed_se["slope"]), 2), fit.converged, fit.n_obs, fit.n_groups
+    (0.46, 0.06, True, 100, 20)
+    >>> fit.per_group.round(2).head(2)
+           intercept  slope  n_obs
+    group
+    p00        99.53   0.57      5
+    p01       107.16   0.61      5
     """
     from scipy.optimize import minimize
 
