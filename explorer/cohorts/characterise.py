@@ -49,8 +49,31 @@ FEATURES = {
 
 
 def person_features(lake: Lake, groups: pd.DataFrame, versions=None) -> pd.DataFrame:
-    """One row per person of ``groups`` (person_id, index_date, group) with every feature whose
-    tables the lake holds, measured at the person's index date."""
+    """Per-person features of a characterisation, read in one DuckDB query.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    groups : pandas.DataFrame
+        person_id, index_date (datetime) and group (a label); a person may be in several groups.
+    versions : mapping of str to int, optional
+        Read tables at these versions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per row of ``groups``: person_id, group and every feature of :data:`FEATURES`
+        whose tables the lake holds (age in years at the index date, wearable medians over
+        valid days, exposure means over every day, the latest PhenoAge acceleration at or before
+        the index date, ...), plus ``slope_<LOINC>`` (the person's ageing rate of each marker,
+        per year) when ``person_ageing_rate`` is there; ``attrs["marker_names"]`` names them.
+
+    Examples
+    --------
+    >>> groups = pd.DataFrame({"person_id": ["p1"], "index_date": [pd.Timestamp("2024-03-01")], "group": ["t2d"]})
+    >>> person_features(lake, groups)  # doctest: +SKIP
+    """
     present = set(lake.tables())
     needed = {"person", "wearable_daily", "measurement", "condition_occurrence", "exposure_daily", "biological_age",
               "ageotype", "person_ageing_rate"} & present
@@ -110,15 +133,56 @@ def person_features(lake: Lake, groups: pd.DataFrame, versions=None) -> pd.DataF
 
 def characterise(lake: Lake, target, against=None, *, versions=None, target_label: str | None = None,
                  against_label: str | None = None) -> pd.DataFrame:
-    """A characterisation table of ``target`` against ``against`` (default: everyone in the lake).
+    """A characterisation table of a cohort against another or against everyone in the lake.
 
-    ``target`` and ``against`` are saved cohort names, definitions, or frames of person_id and
-    index_date. Rows: one per continuous feature and per level of a categorical one; columns
-    ``domain``, ``feature``, ``level``, then per group ``n`` (persons with a value), ``value``
-    (mean, or percent of persons with a value), ``sd``, and ``smd``, the standardised mean
-    difference: for a mean, ``(m1 - m2) / sqrt((s1^2 + s2^2) / 2)``; for a proportion,
-    ``(p1 - p2) / sqrt((p1 (1 - p1) + p2 (1 - p2)) / 2)`` (Austin 2009). |SMD| > 0.1 is the usual
-    mark of an imbalance worth a look.
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    target : str, Definition, dict, path or pandas.DataFrame
+        A saved cohort name, a definition (object, document, file or YAML text), or a frame of
+        person_id and index_date.
+    against : same as ``target``, optional
+        The comparator; default everyone in the lake, measured at the target's median index
+        date (:func:`median_index_date`).
+    versions : mapping of str to int, optional
+        Read tables at these versions.
+    target_label, against_label : str, optional
+        Group names in the result (default: the cohorts' names, "whole lake").
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per continuous feature (level "mean") and per level of a categorical or binary
+        one: ``domain``, ``feature`` (its description, with unit), ``level``, ``kind``
+        (continuous or proportion), then per group (``_1`` the target, ``_2`` the comparator)
+        ``n`` (persons with a value), ``value`` (the mean, in the feature's unit, or the percent
+        of persons with a value at that level), ``sd`` and ``count`` (persons at the level), and
+        ``smd``, the standardised mean difference (dimensionless).
+        ``attrs``: ``groups`` (the two labels), ``as_of`` (the lake's date) and ``sizes``.
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        The target has no members.
+
+    Notes
+    -----
+    For a continuous feature, with means :math:`m` and sample SDs :math:`s` of the two groups,
+    :math:`d = (m_1 - m_2) / \\sqrt{(s_1^2 + s_2^2) / 2}`; for a proportion :math:`p`,
+    :math:`d = (p_1 - p_2) / \\sqrt{(p_1 (1 - p_1) + p_2 (1 - p_2)) / 2}` (Austin 2009).
+    :math:`|d| > 0.1` is the usual mark of an imbalance worth a look.
+
+    References
+    ----------
+    Austin PC. Balance diagnostics for comparing the distribution of baseline covariates between
+    treatment groups in propensity-score matched samples. Stat Med. 2009;28:3083-3107.
+
+    Examples
+    --------
+    >>> from explorer import cohorts
+    >>> cohorts.characterise(lake, "t2d")             # doctest: +SKIP
+    >>> cohorts.characterise(lake, "t2d", "t2d-heat")  # doctest: +SKIP
     """
     target_members, target_name = _members(lake, target, versions)
     if target_members.empty:
@@ -143,8 +207,55 @@ def characterise(lake: Lake, target, against=None, *, versions=None, target_labe
 
 
 def characterise_saved(rows: pd.DataFrame, as_of: dict, target: str, against: str | None = None) -> pd.DataFrame:
-    """:func:`characterise` of saved cohort ``target`` against saved cohort ``against`` (None:
-    the whole lake), from the rows :func:`saved_cohort_rows` read (no query): the same table."""
+    """:func:`characterise` of one saved cohort against another, from rows already read.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        The per-person rows :func:`saved_cohort_rows` read: groups ``cohort:NAME`` and
+        ``lake:YYYY-MM-DD``.
+    as_of : dict of str to str
+        Each cohort's date for the lake (:func:`saved_cohort_rows`' second result).
+    target : str
+        The saved cohort characterised.
+    against : str, optional
+        The comparator cohort; None: the whole lake at the target's date.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table :func:`characterise` gives for the same cohorts (no query is run).
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        The target has no members.
+
+    Notes
+    -----
+    For a continuous feature, with means :math:`m` and sample SDs :math:`s` of the two groups,
+    :math:`d = (m_1 - m_2) / \\sqrt{(s_1^2 + s_2^2) / 2}`; for a proportion :math:`p`,
+    :math:`d = (p_1 - p_2) / \\sqrt{(p_1 (1 - p_1) + p_2 (1 - p_2)) / 2}` (Austin 2009).
+    :math:`|d| > 0.1` is the usual mark of an imbalance worth a look.
+
+    References
+    ----------
+    Austin PC. Balance diagnostics for comparing the distribution of baseline covariates between
+    treatment groups in propensity-score matched samples. Stat Med. 2009;28:3083-3107.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.cohorts.characterise import characterise_saved
+    >>> rows = pd.DataFrame({"person_id": ["a", "b", "c", "a", "b", "c", "d"],
+    ...                      "group": ["cohort:t2d"] * 3 + ["lake:2024-03-01"] * 4, "age": [60, 70, 65, 60, 70, 65, 40]})
+    >>> table = characterise_saved(rows, {"t2d": "2024-03-01"}, "t2d")
+    >>> table[["feature", "level", "n_1", "value_1", "n_2", "value_2", "smd"]].round(2)
+                    feature level  n_1  value_1  n_2  value_2   smd
+    0  age at index (years)  mean    3     65.0    4    58.75  0.63
+    >>> table.attrs["groups"], table.attrs["sizes"]
+    (['t2d', 'whole lake'], [3, 4])
+    """
     first = rows[rows["group"] == f"cohort:{target}"]
     if first.empty:
         raise ExplorerError(f"cohort {target!r} has no members: there is nothing to characterise")
@@ -168,9 +279,29 @@ DATED = {"phenoage_accel"}
 
 
 def describe_features(rows: pd.DataFrame) -> list[dict]:
-    """The features of per-person ``rows`` as a characterisation table shows them: per column,
-    ``domain``, ``text``, ``kind`` (categorical, binary or continuous) and, for a categorical
-    one, its ``levels`` (the values seen, as text)."""
+    """The features of per-person rows as a characterisation table shows them.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Per-person features (:func:`person_features`); person_id and group are not features.
+
+    Returns
+    -------
+    list of dict
+        Per feature column: ``column``, ``domain``, ``text`` (the description, with unit),
+        ``kind`` (categorical, binary or continuous) and ``levels`` (a categorical one's values
+        seen, as text; ``["yes"]`` for a binary one; none for a continuous one).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.cohorts.characterise import describe_features
+    >>> rows = pd.DataFrame({"person_id": ["a", "b"], "group": ["x", "x"], "age": [60, 70],
+    ...                      "sex_at_birth": ["male", "female"], "has_lab": [True, False]})
+    >>> [(d["column"], d["kind"], d["levels"]) for d in describe_features(rows)]
+    [('age', 'continuous', []), ('sex_at_birth', 'categorical', ['female', 'male']), ('has_lab', 'binary', ['yes'])]
+    """
     out = []
     names = rows.attrs.get("marker_names", {})
     for feature in [c for c in rows.columns if c not in ("person_id", "group")]:
@@ -187,8 +318,28 @@ def describe_features(rows: pd.DataFrame) -> list[dict]:
 
 
 def person_levels(values: pd.Series, kind: str) -> pd.Series:
-    """Each person's level of a feature of ``kind`` (:func:`describe_features`): the value as
-    text, "yes"/"no", or "with a value"; :data:`MISSING` without one."""
+    """Each person's level of a feature.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        The feature's values, one per person.
+    kind : {"categorical", "binary", "continuous"}
+        As :func:`describe_features` gives it.
+
+    Returns
+    -------
+    pandas.Series
+        Text: the value (categorical), "yes"/"no" (binary) or "with a value" (continuous);
+        :data:`MISSING` without a value.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.cohorts.characterise import person_levels
+    >>> person_levels(pd.Series([True, False, None]), "binary").tolist()
+    ['yes', 'no', '(missing)']
+    """
     present = values.notna()
     if kind == "categorical":
         level = values.astype(object).where(~present, values.astype(str))
@@ -200,16 +351,56 @@ def person_levels(values: pd.Series, kind: str) -> pd.Series:
 
 
 def median_index_date(members: pd.DataFrame) -> pd.Timestamp:
-    """The date the whole lake is measured at beside a cohort: its members' median index date
-    (the lower middle one of an even number)."""
+    """The date the whole lake is measured at beside a cohort: its members' median index date.
+
+    Parameters
+    ----------
+    members : pandas.DataFrame
+        With an index_date column.
+
+    Returns
+    -------
+    pandas.Timestamp
+        The median index date; of an even number, the later of the two middle ones (a date
+        some member has, never a mean of two).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.cohorts.characterise import median_index_date
+    >>> members = pd.DataFrame({"index_date": ["2024-01-05", "2024-03-01", "2024-02-01", "2024-04-01"]})
+    >>> median_index_date(members)
+    Timestamp('2024-03-01 00:00:00')
+    """
     return pd.to_datetime(members["index_date"]).sort_values().iloc[len(members) // 2]
 
 
 def saved_cohort_rows(lake: Lake, members: pd.DataFrame, versions=None) -> tuple[pd.DataFrame, dict]:
-    """Per-person features of every group a public characterisation can show, in one query:
-    each cohort's members at their own index dates (``members``: cohort, person_id, index_date;
-    group ``cohort:NAME``) and everyone in the lake at each cohort's median index date (group
-    ``lake:YYYY-MM-DD``). Returns the rows and each cohort's date for the lake."""
+    """Per-person features of every group a public characterisation can show, in one query.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    members : pandas.DataFrame
+        cohort, person_id, index_date of every saved cohort (``cohort_member``).
+    versions : mapping of str to int, optional
+        Read tables at these versions.
+
+    Returns
+    -------
+    rows : pandas.DataFrame
+        :func:`person_features` of each cohort's members at their own index dates (group
+        ``cohort:NAME``) and of everyone in the lake at each cohort's median index date (group
+        ``lake:YYYY-MM-DD``).
+    as_of : dict of str to str
+        Each cohort's date for the lake (ISO).
+
+    Examples
+    --------
+    >>> rows, as_of = saved_cohort_rows(lake, lake.sql("SELECT * FROM cohort_member"))  # doctest: +SKIP
+    >>> characterise_saved(rows, as_of, "t2d")                                           # doctest: +SKIP
+    """
     everyone = lake.sql("SELECT DISTINCT person_id FROM person", versions=versions)
     frames, as_of = [], {}
     for name, group in members.groupby("cohort", sort=True):
@@ -228,7 +419,48 @@ def saved_cohort_rows(lake: Lake, members: pd.DataFrame, versions=None) -> tuple
 
 
 def summarise(rows: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """The characterisation table of per-person ``rows`` (a ``group`` column holding ``labels``)."""
+    """The characterisation table of per-person rows.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Per-person features (:func:`person_features`) with a ``group`` column.
+    labels : list of str
+        The target's and the comparator's group labels, in that order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per continuous feature (level "mean") and per level of a categorical or binary
+        one: ``domain``, ``feature`` (its description, with unit), ``level``, ``kind``
+        (continuous or proportion), then per group (``_1`` the target, ``_2`` the comparator)
+        ``n`` (persons with a value), ``value`` (the mean, in the feature's unit, or the percent
+        of persons with a value at that level), ``sd`` and ``count`` (persons at the level), and
+        ``smd``, the standardised mean difference (dimensionless).
+
+    Notes
+    -----
+    For a continuous feature, with means :math:`m` and sample SDs :math:`s` of the two groups,
+    :math:`d = (m_1 - m_2) / \\sqrt{(s_1^2 + s_2^2) / 2}`; for a proportion :math:`p`,
+    :math:`d = (p_1 - p_2) / \\sqrt{(p_1 (1 - p_1) + p_2 (1 - p_2)) / 2}` (Austin 2009).
+    :math:`|d| > 0.1` is the usual mark of an imbalance worth a look.
+
+    References
+    ----------
+    Austin PC. Balance diagnostics for comparing the distribution of baseline covariates between
+    treatment groups in propensity-score matched samples. Stat Med. 2009;28:3083-3107.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from explorer.cohorts.characterise import summarise
+    >>> rows = pd.DataFrame({"person_id": list("abcdef"), "group": ["t2d"] * 3 + ["lake"] * 3,
+    ...                      "age": [60, 70, 65, 40, 50, 45], "has_lab": [True, True, False, False, True, False]})
+    >>> summarise(rows, ["t2d", "lake"])[["feature", "level", "value_1", "value_2", "smd"]].round(2)
+                    feature level  value_1  value_2   smd
+    0  age at index (years)  mean    65.00    45.00  4.00
+    1        any lab result   yes    66.67    33.33  0.71
+    """
     out = []
     first, second = (rows[rows["group"] == label] for label in labels)
     for described in describe_features(rows):
@@ -262,7 +494,35 @@ def _proportion_row(domain, text, level, flags) -> dict:
 
 
 def standardised_mean_difference(first, second) -> float:
-    """SMD of two samples of a continuous variable: ``(m1 - m2) / sqrt((s1^2 + s2^2) / 2)``."""
+    """Standardised mean difference of two samples of a continuous variable.
+
+    Parameters
+    ----------
+    first, second : array-like of float
+        The two samples (same unit).
+
+    Returns
+    -------
+    float
+        :math:`d`, dimensionless: the difference of the means in pooled standard deviations.
+
+    Notes
+    -----
+    .. math:: d = \\frac{\\bar{x}_1 - \\bar{x}_2}{\\sqrt{(s_1^2 + s_2^2) / 2}}
+
+    with sample variances (``ddof=1``). :math:`|d| > 0.1` is the usual mark of an imbalance.
+
+    References
+    ----------
+    Austin PC. Balance diagnostics for comparing the distribution of baseline covariates between
+    treatment groups in propensity-score matched samples. Stat Med. 2009;28:3083-3107.
+
+    Examples
+    --------
+    >>> from explorer.cohorts import standardised_mean_difference
+    >>> standardised_mean_difference([1, 2, 3], [2, 3, 4])
+    -1.0
+    """
     first, second = np.asarray(first, float), np.asarray(second, float)
     pooled = np.sqrt((first.var(ddof=1) + second.var(ddof=1)) / 2)
     return float((first.mean() - second.mean()) / pooled)

@@ -36,7 +36,20 @@ SQL_STATISTICS = {"median": "median", "mean": "avg", "min": "min", "max": "max"}
 
 @dataclass
 class Compiled:
-    """The SQL of a definition and its bound parameters."""
+    """The SQL of a definition and its bound parameters.
+
+    Attributes
+    ----------
+    definition : Definition
+        The definition compiled.
+    common : str
+        ``WITH idx AS (...), <one CTE per criterion leaf>, steps AS (...)``: the part every query
+        shares.
+    params : dict
+        The named parameters (``$p0``, ``$p1``, ...) the SQL binds; no value is in the SQL text.
+    labels : list of str
+        One per attrition row: persons in the lake, with an index date, then each step.
+    """
 
     definition: Definition
     common: str  # WITH ... steps AS (...)
@@ -45,6 +58,7 @@ class Compiled:
 
     @property
     def n_steps(self) -> int:
+        """Number of inclusion and exclusion steps."""
         return len(self.definition.steps())
 
     def counts_sql(self) -> str:
@@ -219,7 +233,44 @@ class _Builder:
 
 
 def compile_definition(definition: Definition) -> Compiled:
-    """Compile ``definition`` (see the module notes for what each criterion means in SQL)."""
+    """Compile a cohort definition to one DuckDB query (see the module notes for what each
+    criterion means in SQL).
+
+    Parameters
+    ----------
+    definition : Definition
+        The definition (:func:`explorer.cohorts.as_definition` makes one from text or a file).
+
+    Returns
+    -------
+    Compiled
+        The shared SQL, its parameters and the attrition labels; ``counts_sql()``,
+        ``members_sql()`` and ``flags_sql()`` are the three queries, to run with ``params`` over
+        views named as the lake's tables.
+
+    Examples
+    --------
+    The SQL runs on any DuckDB connection with the tables the definition reads:
+
+    >>> from datetime import date
+    >>> import duckdb, pandas as pd
+    >>> from explorer import cohorts
+    >>> compiled = cohorts.compile_definition(cohorts.as_definition(
+    ...     "{name: t2d-over-50, index_date: {rule: first_condition, codes: [E11]},"
+    ...     " inclusion: [{kind: demographics, age: {gte: 50}}]}"))
+    >>> compiled.labels
+    ['persons in the lake', 'with an index date (first ICD10CM E11*)', 'include: age >= 50']
+    >>> con = duckdb.connect()
+    >>> _ = con.register("person", pd.DataFrame({"person_id": ["a", "b", "c"], "year_of_birth": [1960, 1990, 1955]}))
+    >>> _ = con.register("condition_occurrence", pd.DataFrame({
+    ...     "person_id": ["a", "b"], "condition_start_date": [date(2020, 5, 1), date(2021, 1, 1)],
+    ...     "code_system": "http://hl7.org/fhir/sid/icd-10-cm", "code": ["E11.9", "E11"]}))
+    >>> con.execute(compiled.counts_sql(), compiled.params).fetchall()
+    [(3, 2, 1)]
+    >>> con.execute(compiled.members_sql(), compiled.params).df()
+      person_id index_date
+    0         a 2020-05-01
+    """
     builder = _Builder()
     index = builder.index_dates(definition.index_date)
     columns = []

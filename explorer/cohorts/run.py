@@ -18,7 +18,35 @@ if TYPE_CHECKING:  # the type only: no import at run time
 
 
 def as_definition(definition) -> Definition:
-    """A :class:`Definition` from a Definition, a parsed document, a file path or YAML/JSON text."""
+    """A :class:`Definition` from whatever names one.
+
+    Parameters
+    ----------
+    definition : Definition, dict, str or pathlib.Path
+        A Definition (returned as it is), a parsed document, a path to a ``.yaml``/``.yml``/
+        ``.json`` file, or YAML/JSON text.
+
+    Returns
+    -------
+    Definition
+
+    Raises
+    ------
+    explorer.cohorts.DefinitionError
+        The document is not a valid definition (every problem listed).
+
+    Examples
+    --------
+    >>> from explorer import cohorts
+    >>> definition = cohorts.as_definition('''
+    ... name: t2d-over-50
+    ... index_date: {rule: first_condition, codes: [E11]}
+    ... inclusion: [{kind: demographics, age: {gte: 50}}]
+    ... exclusion: [{kind: condition, codes: [E10], label: type 1 diabetes}]
+    ... ''')
+    >>> definition.name, sorted(definition.tables())
+    ('t2d-over-50', ['condition_occurrence', 'person'])
+    """
     if isinstance(definition, Definition):
         return definition
     if isinstance(definition, dict):
@@ -32,7 +60,22 @@ def as_definition(definition) -> Definition:
 
 
 def check_tables(lake: Lake, definition: Definition, present=None) -> None:
-    """Fail with what to do when the lake lacks a table the definition reads."""
+    """Fail with what to do when the lake lacks a table the definition reads.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    definition : Definition
+        The definition.
+    present : iterable of str, optional
+        The tables present (default: the lake's).
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        Naming the missing tables and how to fill them.
+    """
     present = set(present if present is not None else lake.tables())
     missing = sorted(definition.tables() - present)
     if missing:
@@ -43,18 +86,28 @@ def check_tables(lake: Lake, definition: Definition, present=None) -> None:
 def count(lake: Lake, definition, *, versions=None, disclosure=None) -> pd.DataFrame:
     """Attrition of ``definition`` over ``lake``: how many persons remain after each step.
 
-    One DuckDB query computes every count. Rows: persons in the lake, persons with an index date,
-    then one per inclusion and exclusion criterion in the document's order; columns ``step``,
-    ``label``, ``persons`` (remaining) and ``removed`` (by that step).
+    One DuckDB query computes every count.
 
     Parameters
     ----------
+    lake : explorer.lake.Lake
+        The lake.
+    definition : Definition, dict, str or pathlib.Path
+        Anything :func:`as_definition` takes.
     versions : mapping of str to int, optional
         Read tables at these versions (``{"measurement": 3}``), as :meth:`Lake.sql` does.
     disclosure : explorer.privacy.DisclosureControl, optional
         For a page that leaves the researcher tier: the counts pass it (``persons`` and
         ``removed`` are then the values shown, NaN where hidden; ``persons_shown`` and
         ``removed_shown`` hold the text, ``*_status`` why).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows: persons in the lake, persons with an index date, then one per inclusion and
+        exclusion criterion in the document's order; columns ``step``, ``label``, ``persons``
+        (remaining) and ``removed`` (by that step), as :func:`attrition_frame` builds them.
+        ``attrs``: cohort, definition_sha256, seconds (the query's time), protected.
 
     Examples
     --------
@@ -70,6 +123,49 @@ def count(lake: Lake, definition, *, versions=None, disclosure=None) -> pd.DataF
 
 
 def attrition_frame(compiled: Compiled, remaining: list[int], disclosure=None, seconds: float | None = None) -> pd.DataFrame:
+    """The attrition table of a compiled definition from its remaining counts.
+
+    Parameters
+    ----------
+    compiled : Compiled
+        :func:`explorer.cohorts.compile_definition`'s result (its labels name the steps).
+    remaining : list of int
+        Persons remaining after each step (``counts_sql``'s row).
+    disclosure : explorer.privacy.DisclosureControl, optional
+        Protect the counts (:meth:`~explorer.privacy.DisclosureControl.attrition`).
+    seconds : float, optional
+        Recorded in ``attrs``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``step``, ``label``, ``persons``, ``removed`` (persons; ``removed`` empty at step 0); with
+        ``disclosure``, the protected columns instead (``*_shown`` text, ``*_status``).
+
+    Examples
+    --------
+    >>> from explorer import cohorts
+    >>> definition = cohorts.as_definition('''
+    ... name: t2d-over-50
+    ... index_date: {rule: first_condition, codes: [E11]}
+    ... inclusion: [{kind: demographics, age: {gte: 50}}]
+    ... exclusion: [{kind: condition, codes: [E10], label: type 1 diabetes}]
+    ... ''')
+    >>> compiled = cohorts.compile_definition(definition)
+    >>> cohorts.run.attrition_frame(compiled, [1000, 120, 90, 85])
+       step                                    label  persons  removed
+    0     0                      persons in the lake     1000     <NA>
+    1     1  with an index date (first ICD10CM E11*)      120      880
+    2     2                       include: age >= 50       90       30
+    3     3                 exclude: type 1 diabetes       85        5
+
+    Under All of Us rules the 5 removed are hidden, and so is what would give them away:
+
+    >>> from explorer.privacy import DisclosureControl
+    >>> protected = cohorts.run.attrition_frame(compiled, [1000, 120, 90, 85], DisclosureControl(profile="aou"))
+    >>> protected["removed_shown"].tolist()
+    ['', '880', '30', '<=20']
+    """
     frame = pd.DataFrame({"step": range(len(remaining)), "label": compiled.labels, "persons": remaining})
     frame["removed"] = (frame["persons"].shift() - frame["persons"]).astype("Int64")
     if disclosure is not None:
@@ -81,7 +177,26 @@ def attrition_frame(compiled: Compiled, remaining: list[int], disclosure=None, s
 
 
 def members(lake: Lake, definition, *, versions=None) -> pd.DataFrame:
-    """``person_id`` and ``index_date`` of everyone in the cohort, ordered by person_id."""
+    """The members of a cohort.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    definition : Definition, dict, str or pathlib.Path
+        Anything :func:`as_definition` takes.
+    versions : mapping of str to int, optional
+        Read tables at these versions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``person_id`` and ``index_date`` of everyone in the cohort, ordered by person_id.
+
+    Examples
+    --------
+    >>> cohorts.members(lake, "t2d.yaml")  # doctest: +SKIP
+    """
     definition = as_definition(definition)
     check_tables(lake, definition)
     compiled = compile_definition(definition)
@@ -89,8 +204,27 @@ def members(lake: Lake, definition, *, versions=None) -> pd.DataFrame:
 
 
 def flags(lake: Lake, definition, *, versions=None) -> pd.DataFrame:
-    """Everyone with an index date, with one boolean column per attrition step (s1, s2, ...):
-    what each criterion decided for each person, to see why someone is in or out."""
+    """What each criterion decided for each person, to see why someone is in or out.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    definition : Definition, dict, str or pathlib.Path
+        Anything :func:`as_definition` takes.
+    versions : mapping of str to int, optional
+        Read tables at these versions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Everyone with an index date: person_id, index_date and one boolean column per
+        attrition step after the index date (s1, s2, ...); ``attrs["labels"]`` names the steps.
+
+    Examples
+    --------
+    >>> cohorts.flags(lake, "t2d.yaml")  # doctest: +SKIP
+    """
     definition = as_definition(definition)
     check_tables(lake, definition)
     compiled = compile_definition(definition)

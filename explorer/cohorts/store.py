@@ -33,9 +33,28 @@ MEMBER_COLUMNS = ["cohort", "definition_sha256", "person_id", "index_date"]
 
 
 def save(lake: Lake, definition, *, materialise: bool = True) -> int:
-    """Save ``definition`` under its name (replacing an earlier revision of it) and, unless
-    ``materialise=False``, bring ``cohort_member`` up to date. Returns the cohort_member version
-    holding its members (or the cohort_definition version when not materialised)."""
+    """Save a cohort definition under its name and materialise its members.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    definition : Definition, dict, str or pathlib.Path
+        Anything :func:`explorer.cohorts.as_definition` takes; it must run on this lake.
+    materialise : bool, default True
+        Bring ``cohort_member`` up to date (:func:`materialise_all`).
+
+    Returns
+    -------
+    int
+        The ``cohort_member`` version holding its members (the ``cohort_definition`` version
+        when not materialised). An earlier revision of the same name is replaced, and stays
+        readable as an earlier version of ``cohort_definition``.
+
+    Examples
+    --------
+    >>> version = cohorts.save(lake, "t2d.yaml")  # doctest: +SKIP
+    """
     definition = as_definition(definition)
     members(lake, definition)  # it must run on this lake before it is saved, or every later refresh would fail
     row = {
@@ -49,7 +68,24 @@ def save(lake: Lake, definition, *, materialise: bool = True) -> int:
 
 
 def delete(lake: Lake, name: str) -> int:
-    """Remove a saved cohort and its members (earlier versions of both tables keep them)."""
+    """Remove a saved cohort and its members.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    name : str
+        The saved cohort.
+
+    Returns
+    -------
+    int
+        The new ``cohort_member`` version (earlier versions of both tables keep the cohort).
+
+    Examples
+    --------
+    >>> cohorts.delete(lake, "t2d")  # doctest: +SKIP
+    """
     _require_saved(lake, name)
     remaining = lake.sql("SELECT * FROM cohort_definition WHERE cohort <> ?", [name])
     lake.write("cohort_definition", remaining, mode="overwrite", operation=f"cohort:delete:{name}")
@@ -57,7 +93,25 @@ def delete(lake: Lake, name: str) -> int:
 
 
 def saved(lake: Lake, version: int | None = None) -> pd.DataFrame:
-    """The saved definitions: cohort, revision, digest, author, description, saved_at, saved_by."""
+    """The saved definitions.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    version : int, optional
+        A ``cohort_definition`` version (default: the latest).
+
+    Returns
+    -------
+    pandas.DataFrame
+        cohort, revision, definition_sha256, author, description, saved_at, saved_by (empty
+        when nothing was ever saved).
+
+    Examples
+    --------
+    >>> cohorts.saved(lake)  # doctest: +SKIP
+    """
     if not lake.has_table("cohort_definition"):
         return pd.DataFrame(columns=["cohort", "revision", "definition_sha256", "author", "description", "saved_at",
                                      "saved_by"])
@@ -66,7 +120,25 @@ def saved(lake: Lake, version: int | None = None) -> pd.DataFrame:
 
 
 def get(lake: Lake, name: str, version: int | None = None) -> Definition:
-    """The saved definition called ``name`` (at a ``cohort_definition`` version)."""
+    """The saved definition called ``name``.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    name : str
+        The saved cohort.
+    version : int, optional
+        A ``cohort_definition`` version (default: the latest).
+
+    Returns
+    -------
+    Definition
+
+    Examples
+    --------
+    >>> print(cohorts.get(lake, "t2d").to_yaml())  # doctest: +SKIP
+    """
     _require_saved(lake, name, version)
     versions = {"cohort_definition": version} if version is not None else None
     document = lake.sql("SELECT document FROM cohort_definition WHERE cohort = ?", [name], versions=versions)["document"].iloc[0]
@@ -74,8 +146,27 @@ def get(lake: Lake, name: str, version: int | None = None) -> Definition:
 
 
 def members_of(lake: Lake, name: str, version: int | None = None) -> pd.DataFrame:
-    """person_id and index_date of the saved cohort ``name``, as ``cohort_member`` held them at
-    ``version`` (default: the latest); ``attrs`` has the version and the inputs it was made from."""
+    """The members of a saved cohort, as a version of ``cohort_member`` held them.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    name : str
+        The saved cohort.
+    version : int, optional
+        A ``cohort_member`` version (default: the latest): the same people an analysis saw.
+
+    Returns
+    -------
+    pandas.DataFrame
+        person_id and index_date, ordered by person_id; ``attrs`` has the cohort, the version
+        and the input tables (``table@version``) it was made from.
+
+    Examples
+    --------
+    >>> cohorts.members_of(lake, "t2d", version=3)  # doctest: +SKIP
+    """
     if not lake.has_table("cohort_member"):
         raise ExplorerError("no cohort has been materialised in this lake yet: save one first "
                             "(`explorer cohort save FILE` or explorer.cohorts.save(lake, definition))")
@@ -97,8 +188,19 @@ def members_of(lake: Lake, name: str, version: int | None = None) -> pd.DataFram
 
 
 def materialise_all(lake: Lake) -> int:
-    """Recompute every saved cohort from the current versions of its inputs, in one commit of
-    ``cohort_member`` that records those versions; returns the new version."""
+    """Recompute every saved cohort from the current versions of its inputs.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+
+    Returns
+    -------
+    int
+        The new ``cohort_member`` version: one commit, recording the versions of
+        :data:`COHORT_INPUTS` it was computed from.
+    """
     present = [t for t in COHORT_INPUTS if lake.has_table(t)]
     versions = {t: lake.version(t) for t in present}
     con = new_connection()
@@ -112,8 +214,24 @@ def materialise_all(lake: Lake) -> int:
 
 
 def compute_members(con) -> pd.DataFrame:
-    """Members of every definition in the ``cohort_definition`` view of ``con``, whose other
-    views are the lake tables pinned at the versions being read (the refresh step's compute)."""
+    """Members of every saved definition (the ``cohort_member`` refresh step's compute).
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A connection whose views are the lake tables pinned at the versions being read,
+        ``cohort_definition`` among them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        cohort, definition_sha256, person_id, index_date (:data:`MEMBER_COLUMNS`).
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        A saved definition reads a table that is not there.
+    """
     present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     if "cohort_definition" not in present:
         return _empty()
