@@ -24,9 +24,37 @@ UNKNOWN = "unknown"
 
 
 def person_counts(lake: Lake, table: str, by: list[str]) -> pd.DataFrame:
-    """Number of persons (column ``n``) per combination of ``by`` in ``table``, a table of one
-    row per person (its catalog primary key is ``person_id``). A missing value is the group
-    "unknown", so it is counted and protected like any other."""
+    """Number of persons per combination of attributes, for the public tier.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    table : str
+        A table of one row per person (its catalog primary key is ``person_id``), such as
+        ``person`` or ``ageotype``.
+    by : list of str
+        Columns of that table's catalog entry to group by (never one that identifies or
+        locates a person).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``by`` columns (as text; a missing value is the group "unknown", counted and
+        protected like any other) and ``n``, distinct persons. Unprotected: pass it through
+        :meth:`explorer.privacy.DisclosureControl.counts` with ``weight="n"`` before it leaves
+        the researcher tier.
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        An unknown table or column, a table of several rows per person, or an identifying
+        column.
+
+    Examples
+    --------
+    >>> person_counts(lake, "person", ["sex_at_birth"])  # doctest: +SKIP
+    """
     entry = lake.catalog.get(table)
     if entry is None or not lake.has_table(table):
         per_person = [e.name for e in lake.catalog if tuple(e.primary_key) == ("person_id",) and lake.has_table(e.name)]
@@ -54,7 +82,19 @@ def person_counts(lake: Lake, table: str, by: list[str]) -> pd.DataFrame:
 
 
 def lake_persons(lake: Lake) -> int | None:
-    """Persons in the lake (distinct ``person_id`` of ``person``), None without a person table."""
+    """Persons in the lake: distinct ``person_id`` of ``person``.
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+
+    Returns
+    -------
+    int or None
+        The true count (unprotected; :func:`published_total` is the public one); None without
+        a person table.
+    """
     if not lake.has_table("person"):
         return None
     return int(lake.sql("SELECT count(DISTINCT person_id) AS n FROM person")["n"].iloc[0])
@@ -64,6 +104,18 @@ def published_total(lake: Lake, disclosure):
     """The lake's total of persons as every public page publishes it: one protected count (shown
     when clear of the profile's hidden range, rounded as the profile rounds, else its label),
     returned as a :class:`~explorer.privacy.disclosure.Fact` (None without a person table).
+
+    Parameters
+    ----------
+    lake : explorer.lake.Lake
+        The lake.
+    disclosure : explorer.privacy.DisclosureControl
+        The public pages' disclosure control (its profile decides).
+
+    Returns
+    -------
+    explorer.privacy.disclosure.Fact or None
+        The published total; computed once per lake, ``person`` version and profile.
 
     Notes
     -----
@@ -79,6 +131,11 @@ def published_total(lake: Lake, disclosure):
     ----------
     Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
     2012.
+
+    Examples
+    --------
+    >>> published_total(lake, DisclosureControl(profile="aou")).shown  # doctest: +SKIP
+    '1000'
     """
     if not lake.has_table("person"):
         return None

@@ -86,7 +86,31 @@ UNPUBLISHED = "unpublished"  # a count the page does not show, audited because a
 
 @dataclass(frozen=True)
 class Profile:
-    """A disclosure-control policy: which counts are hidden and how shown ones are rounded."""
+    """A disclosure-control policy: which counts are hidden and how shown ones are rounded.
+
+    Attributes
+    ----------
+    name, title : str
+        Key in :data:`PROFILES` and the name shown.
+    smallest_hidden, largest_hidden : int
+        Counts (persons) from ``smallest_hidden`` to ``largest_hidden`` are hidden (primary
+        suppression or redaction).
+    label : str
+        What a hidden small count shows ("<=20").
+    rounding : int
+        Shown counts are rounded to a multiple of this (1: not rounded).
+    reference : str
+        The policy.
+
+    Examples
+    --------
+    >>> from explorer.privacy import PROFILES
+    >>> aou = PROFILES["aou"]
+    >>> aou.hides(20), aou.hides(21), aou.minimum_shown, aou.label
+    (True, False, 21, '<=20')
+    >>> PROFILES["opensafely"].round(12), PROFILES["opensafely"].round(13)
+    (10.0, 15.0)
+    """
 
     name: str
     title: str
@@ -97,6 +121,7 @@ class Profile:
     reference: str = ""
 
     def hides(self, count: float) -> bool:
+        """Whether ``count`` is in the hidden range (primary suppression)."""
         return self.smallest_hidden <= count <= self.largest_hidden
 
     def round(self, count: float) -> float:
@@ -131,7 +156,28 @@ def default_profile() -> str:
 
 
 def profile(name: str | Profile) -> Profile:
-    """The profile called ``name`` (one of :data:`PROFILES`)."""
+    """The profile called ``name`` (one of :data:`PROFILES`).
+
+    Parameters
+    ----------
+    name : str or Profile
+        "aou", "cms", "opensafely" or "ukbiobank"; a Profile is returned as it is.
+
+    Returns
+    -------
+    Profile
+
+    Raises
+    ------
+    explorer.errors.ExplorerError
+        An unknown name, with the closest known one.
+
+    Examples
+    --------
+    >>> from explorer.privacy.disclosure import profile
+    >>> profile("cms").label
+    '<11'
+    """
     if isinstance(name, Profile):
         return name
     if name not in PROFILES:
@@ -147,7 +193,7 @@ class Release:
     Each frame has the grouping columns, then ``count`` (the value shown, NaN when hidden),
     ``shown`` (the text a reader sees) and ``status`` (``shown``, ``rounded``, ``primary``,
     ``complementary``, or ``recomputed``: under a rounding profile, a total summed from the
-    rounded counts of a finer table on the page)."""
+    rounded counts of a finer table on the page). See :meth:`DisclosureControl.counts`."""
 
     profile: Profile
     tables: list[pd.DataFrame]
@@ -156,7 +202,19 @@ class Release:
     _status: object = field(default=None, repr=False)
 
     def table(self, *grouping: str) -> pd.DataFrame:
-        """The frame of ``grouping`` (no argument: the total)."""
+        """The frame of ``grouping`` (no argument: the total).
+
+        Parameters
+        ----------
+        *grouping : str
+            The grouping's column names, as given to :meth:`DisclosureControl.counts`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The grouping columns, ``count`` (persons shown, NaN when hidden), ``shown`` (text)
+            and ``status``.
+        """
         try:
             return self.tables[self.groupings.index(tuple(grouping))]
         except ValueError:
@@ -206,6 +264,7 @@ class Fact:
 
     @property
     def hidden(self) -> bool:
+        """Whether the first page hid the count (primary or complementary)."""
         return self.status in HIDDEN
 
 
@@ -270,6 +329,7 @@ class LinkedPage:
         return len(self.truth) - 1
 
     def cells(self, values) -> np.ndarray:
+        """New unknown cells, one per value of ``values`` (true counts); returns their indices."""
         return np.array([self.cell(v) for v in values], dtype=int)
 
     def count(self, cells, *, published: bool = True, fact: Fact | None = None) -> int | None:
@@ -325,9 +385,11 @@ class PageRelease:
         return k is not None and self.status[k] in (*HIDDEN, UNPUBLISHED)
 
     def text(self, k, zero: str = "0") -> str:
+        """The text shown for count ``k`` (``zero`` for None, a count of nobody)."""
         return zero if k is None else self.shown[k]
 
     def value(self, k) -> float:
+        """The value shown for count ``k`` (NaN when hidden; 0 for None)."""
         return 0.0 if k is None else self.count[k]
 
     def fact(self, k) -> Fact:
@@ -360,6 +422,7 @@ class DisclosureControl(param.Parameterized):
 
     @property
     def rules(self) -> Profile:
+        """The :class:`Profile` selected by ``profile``."""
         return PROFILES[self.profile]
 
     # ------------------------------------------------------------------ counts
@@ -373,6 +436,13 @@ class DisclosureControl(param.Parameterized):
 
         Parameters
         ----------
+        rows : pandas.DataFrame
+            One row per person, or finest counts with ``weight``; no grouping column may be
+            missing (label missing values first).
+        groupings : iterable of tuple of str
+            The tables on the page: each a tuple of columns, ``()`` for the total.
+        weight : str, optional
+            Column holding the number of persons of each row.
         known : dict, optional
             Counts another page already published, as ``{grouping: {key: Fact}}`` (``key``: the
             levels of the grouping, a tuple, or the level itself for one column; ``()`` for the
@@ -381,6 +451,31 @@ class DisclosureControl(param.Parameterized):
             ``{grouping: mask}``: the counts of the grouping for which ``mask(frame)`` is True are
             not shown (status ``unpublished``, text empty) but a reader may derive them (the cells
             of a group nobody can select), so the audit keeps a small one open as if hidden.
+
+        Returns
+        -------
+        Release
+            One frame per grouping, in the order asked for, with ``count``, ``shown`` and
+            ``status``.
+
+        Notes
+        -----
+        Primary suppression, audit by linear programming and complementary suppression, as
+        the module notes describe (Hundepool et al. 2012, ch. 4).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from explorer.privacy import DisclosureControl
+        >>> rows = pd.DataFrame({"sex": ["f"] * 30 + ["m"] * 25 + ["x"] * 3})
+        >>> page = DisclosureControl(profile="ukbiobank").counts(rows, [("sex",), ()])
+        >>> page.table("sex")
+          sex  count       shown         status
+        0   f   30.0          30          shown
+        1   m    NaN  suppressed  complementary
+        2   x    NaN          <5        primary
+        >>> page.hidden
+        2
         """
         groupings = [tuple(g) for g in groupings]
         dims = list(dict.fromkeys(d for g in groupings for d in g))
@@ -426,7 +521,35 @@ class DisclosureControl(param.Parameterized):
         """A protected two-way table of counts with its margins ("Total"), as the text shown.
 
         Margins are part of the page (so a hidden cell cannot be solved from them); under a
-        rounding profile they are the sums of the rounded cells shown, as OpenSAFELY asks."""
+        rounding profile they are the sums of the rounded cells shown, as OpenSAFELY asks.
+
+        Parameters
+        ----------
+        rows : pandas.DataFrame
+            One row per person (or finest counts with ``weight``).
+        index, columns : str
+            The row and column variables.
+        weight : str, optional
+            Column holding the number of persons of each row.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The text shown, levels of ``index`` by levels of ``columns``, with a "Total" row and
+            column.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from explorer.privacy import DisclosureControl
+        >>> rows = pd.DataFrame({"sex": ["f"] * 30 + ["m"] * 25, "site": ["A"] * 20 + ["B"] * 10 + ["A"] * 22 + ["B"] * 3})
+        >>> DisclosureControl(profile="ukbiobank").crosstab(rows, "sex", "site")
+        site            A           B Total
+        sex
+        f      suppressed  suppressed    30
+        m      suppressed          <5    25
+        Total          42          13    55
+        """
         page = self.counts(rows, [(index, columns), (index,), (columns,), ()], weight=weight)
         out = page.table(index, columns).pivot(index=index, columns=columns, values="shown")
         out["Total"] = page.table(index).set_index(index)["shown"]
@@ -448,6 +571,25 @@ class DisclosureControl(param.Parameterized):
         (persons inside and outside a cohort, by feature level; those who stayed, entered or left
         between two days) and a count a reader derives (the lake's count less the cohort's) is
         audited like a hidden small count although no table shows it.
+
+        Parameters
+        ----------
+        page : LinkedPage
+            The counts, their cells, links and facts.
+
+        Returns
+        -------
+        PageRelease
+            Per count (by the index :meth:`LinkedPage.count` gave): status, count shown, text.
+
+        References
+        ----------
+        Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
+        2012, sec. 4.6.
+
+        Examples
+        --------
+        See :class:`LinkedPage`.
         """
         values = np.asarray(page.values, dtype=float)
         status, audit = self._run(values, page.entries, len(page.truth), published=page.published, facts=page.facts,
@@ -462,7 +604,24 @@ class DisclosureControl(param.Parameterized):
 
     def lone(self, value: float) -> Fact:
         """A count shown on its own (the persons in the lake), as a :class:`Fact` every page that
-        shows it again takes as it is."""
+        shows it again takes as it is.
+
+        Parameters
+        ----------
+        value : float
+            The true count (persons).
+
+        Returns
+        -------
+        Fact
+
+        Examples
+        --------
+        >>> from explorer.privacy import DisclosureControl
+        >>> control = DisclosureControl(profile="aou")
+        >>> control.lone(150).shown, control.lone(12).shown, control.lone(12).hidden
+        ('150', '<=20', True)
+        """
         page = LinkedPage()
         k = page.count([page.cell(value)])
         return self.protect(page).fact(k)
@@ -470,7 +629,33 @@ class DisclosureControl(param.Parameterized):
     def percentages(self, table: pd.DataFrame, of: tuple[str, ...] | list[str] = ()) -> pd.Series:
         """Percent of each count in ``table`` (a frame of a :class:`Release`) within its group
         ``of`` (default: the whole table), from the counts shown only: a hidden count has no
-        percentage, and a group with a hidden count gives none for any of its members."""
+        percentage, and a group with a hidden count gives none for any of its members.
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            A frame of a :class:`Release` (with ``count``).
+        of : sequence of str, default ()
+            Columns of the groups the percentages are within.
+
+        Returns
+        -------
+        pandas.Series
+            ``percent`` (0 to 100), NaN where a count of the group is hidden.
+
+        Notes
+        -----
+        :math:`100\\,n_i / \\sum_{j \\in g(i)} n_j` over the shown counts of the group.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from explorer.privacy import DisclosureControl
+        >>> control = DisclosureControl(profile="ukbiobank")
+        >>> page = control.counts(pd.DataFrame({"sex": ["f"] * 30 + ["m"] * 20}), [("sex",), ()])
+        >>> control.percentages(page.table("sex")).tolist()
+        [60.0, 40.0]
+        """
         of = list(of)
         shown = table["count"]
         if of:
@@ -495,8 +680,28 @@ class DisclosureControl(param.Parameterized):
         (step 0, everyone in the lake, is the lake's published total): shown as published there,
         never hidden anew.
 
-        Returns one row per step: ``persons``, ``persons_shown``, ``persons_status``, ``removed``,
-        ``removed_shown``, ``removed_status`` (step 0 removes nothing: its removed is NaN).
+        Parameters
+        ----------
+        remaining : sequence of int
+            Persons remaining after each step.
+        known : dict of int to Fact, optional
+            As above.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per step: ``persons``, ``persons_shown``, ``persons_status``, ``removed``,
+            ``removed_shown``, ``removed_status`` (step 0 removes nothing: its removed is NaN).
+
+        Examples
+        --------
+        >>> from explorer.privacy import DisclosureControl
+        >>> table = DisclosureControl(profile="aou").attrition([1000, 120, 112])
+        >>> table[["persons_shown", "removed_shown"]]
+          persons_shown removed_shown
+        0          1000
+        1           120           880
+        2    suppressed          <=20
         """
         remaining = np.asarray(remaining, dtype=float)
         if remaining.ndim != 1 or not len(remaining) or np.any(np.diff(remaining) > 0) or np.any(remaining < 0):
@@ -557,7 +762,38 @@ class DisclosureControl(param.Parameterized):
                    quantiles=(0.25, 0.5, 0.75)) -> pd.DataFrame:
         """Per group of ``by``: the protected number of rows with a value, and the mean and
         ``quantiles`` of ``value``, hidden (NaN) for a group in the profile's small range.
-        Rows without a value are not counted (they tell nothing of it)."""
+        Rows without a value are not counted (they tell nothing of it).
+
+        Parameters
+        ----------
+        rows : pandas.DataFrame
+            One row per person.
+        by : str or list of str
+            The grouping columns.
+        value : str
+            The variable summarised (its unit is kept).
+        quantiles : sequence of float, default (0.25, 0.5, 0.75)
+            Quantiles reported as ``p25``, ``p50``, ...
+
+        Returns
+        -------
+        pandas.DataFrame
+            Per group: the grouping columns, ``count``, ``shown``, ``status`` (as
+            :meth:`counts`), ``mean`` and the quantiles, in ``value``'s unit.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from explorer.privacy import DisclosureControl
+        >>> rows = pd.DataFrame({"sex": ["f"] * 30 + ["m"] * 5, "hr": np.r_[np.arange(60, 90), np.arange(50, 55)]})
+        >>> DisclosureControl(profile="aou").statistics(rows, "sex", "hr")[["sex", "shown", "mean", "p50"]]
+          sex       shown  mean   p50
+        0   f  suppressed  74.5  74.5
+        1   m        <=20   NaN   NaN
+
+        (30 is hidden only so that the total does not give the 5 away: the group is large, so
+        its statistics stay.)
+        """
         by = [by] if isinstance(by, str) else list(by)
         valued = rows.dropna(subset=[value])
         page = self.counts(valued, [tuple(by), ()])
@@ -573,7 +809,30 @@ class DisclosureControl(param.Parameterized):
     def histogram(self, values, bins) -> pd.DataFrame:
         """Protected counts of ``values`` in ``bins`` (edges, as ``numpy.histogram`` takes them),
         with the total on the same page (``attrs["total"]``, NaN when hidden): a hidden bin
-        cannot be recovered from the total."""
+        cannot be recovered from the total.
+
+        Parameters
+        ----------
+        values : array-like of float
+            One value per person (non-finite values are left out).
+        bins : int or sequence of float
+            As ``numpy.histogram`` takes them (fixed edges, so that no edge is anyone's value).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Per bin: ``bin``, ``left``, ``right`` (in the values' unit), ``count``, ``shown``,
+            ``status``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from explorer.privacy import DisclosureControl
+        >>> values = np.r_[np.full(30, 65.0), np.full(20, 75.0), np.full(3, 95.0)]
+        >>> histogram = DisclosureControl(profile="ukbiobank").histogram(values, [60, 70, 80, 90, 100])
+        >>> histogram["shown"].tolist(), float(histogram.attrs["total"])
+        (['30', 'suppressed', '0', '<5'], 53.0)
+        """
         values = np.asarray(values, dtype=float)
         values = values[np.isfinite(values)]
         counts, edges = np.histogram(values, bins=bins)

@@ -40,13 +40,51 @@ class BudgetExceeded(PermissionDenied):
 
 
 class PrivacyBudget:
-    """The lake's privacy-loss ledger (see the module notes)."""
+    """The lake's privacy-loss ledger (see the module notes).
+
+    Parameters
+    ----------
+    lake_root : str or pathlib.Path
+        The lake's root folder; the ledger is ``<lake_root>/privacy/budget.json``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from explorer.privacy.dp import BudgetExceeded, PrivacyBudget
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> budget = PrivacyBudget(folder.name)
+    >>> budget.set("person", "2024-q1", 1.0, user="steward")["epsilon"]
+    1.0
+    >>> budget.charge("person", "2024-q1", 0.4, user="analyst", what="counts by sex")
+    0.6
+    >>> try:
+    ...     budget.charge("person", "2024-q1", 0.7, user="analyst", what="counts by race")
+    ... except BudgetExceeded:
+    ...     print("refused; left:", budget.remaining("person", "2024-q1"))
+    refused; left: 0.6
+    >>> folder.cleanup()
+    """
 
     def __init__(self, lake_root):
         self.path = Path(lake_root) / "privacy" / "budget.json"
 
     def set(self, dataset: str, release: str, epsilon: float, *, user: str) -> dict:
-        """Give (``dataset``, ``release``) a total budget of ``epsilon``; what was spent stays spent."""
+        """Give (``dataset``, ``release``) a total budget of ``epsilon``; what was spent stays spent.
+
+        Parameters
+        ----------
+        dataset, release : str
+            What the budget is for.
+        epsilon : float
+            The total privacy loss allowed (positive); at least what is already spent.
+        user : str
+            Who set it (recorded).
+
+        Returns
+        -------
+        dict
+            The ledger entry: epsilon, charges, set_by, set_at.
+        """
         epsilon = _positive(epsilon, "the budget's epsilon")
         with self._locked() as ledger:
             entry = ledger.setdefault(dataset, {}).setdefault(release, {"epsilon": epsilon, "charges": []})
@@ -58,11 +96,34 @@ class PrivacyBudget:
             return dict(entry)
 
     def remaining(self, dataset: str, release: str) -> float:
+        """Epsilon left of (``dataset``, ``release``); NaN when no budget was set."""
         entry = self._read().get(dataset, {}).get(release)
         return float("nan") if entry is None else entry["epsilon"] - _spent(entry)
 
     def charge(self, dataset: str, release: str, epsilon: float, *, user: str, what: str) -> float:
-        """Spend ``epsilon`` of the budget, or raise :class:`BudgetExceeded`; returns what is left."""
+        """Spend ``epsilon`` of the budget, or raise :class:`BudgetExceeded`.
+
+        Parameters
+        ----------
+        dataset, release : str
+            The budget charged.
+        epsilon : float
+            The privacy loss of the release (positive).
+        user : str
+            Who asked (recorded with the charge).
+        what : str
+            What was released (recorded).
+
+        Returns
+        -------
+        float
+            Epsilon left after the charge.
+
+        Raises
+        ------
+        BudgetExceeded
+            No budget was set, or less than ``epsilon`` is left: nothing is charged.
+        """
         epsilon = _positive(epsilon, "epsilon")
         with self._locked() as ledger:
             entry = ledger.get(dataset, {}).get(release)
@@ -129,7 +190,48 @@ def dp_counts(counts: pd.Series, *, epsilon: float, budget: PrivacyBudget, datas
     Returns
     -------
     pandas.DataFrame
-        group, count (noisy, at least 0), epsilon, accuracy.
+        group (named as the index of ``counts``), count (persons, noisy, at least 0), epsilon
+        (the privacy loss charged) and accuracy (persons).
+
+    Raises
+    ------
+    BudgetExceeded
+        The budget has less than ``epsilon`` left: nothing is released.
+
+    Notes
+    -----
+    Each count gets independent discrete Laplace (two-sided geometric) noise of scale
+    :math:`b = 1/\\varepsilon`, :math:`P(Z = z) \\propto e^{-|z|/b}`; a person changes the
+    vector by 1 in L1, so the release is :math:`\\varepsilon`-differentially private. The
+    accuracy :math:`a` satisfies :math:`P(|Z| > a) \\le \\alpha` (OpenDP's
+    ``discrete_laplacian_scale_to_accuracy``). Negative noisy counts are shown as 0
+    (post-processing, no further privacy loss).
+
+    References
+    ----------
+    Dwork C, McSherry F, Nissim K, Smith A. Calibrating noise to sensitivity in private data
+    analysis. TCC 2006, LNCS 3876:265-284.
+    Ghosh A, Roughgarden T, Sundararajan M. Universally utility-maximizing privacy mechanisms.
+    SIAM J Comput. 2012;41:1673-1693.
+
+    Examples
+    --------
+    The counts are random; what is charged is not:
+
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from explorer.privacy.dp import PrivacyBudget, dp_counts
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> budget = PrivacyBudget(folder.name)
+    >>> _ = budget.set("person", "2024-q1", 1.0, user="steward")
+    >>> counts = pd.Series({"female": 520, "male": 480}).rename_axis("sex_at_birth")
+    >>> released = dp_counts(counts, epsilon=0.5, budget=budget, dataset="person", release="2024-q1",
+    ...                      user="analyst", groups=["female", "male", "intersex"])
+    >>> released["sex_at_birth"].tolist(), released["epsilon"].tolist()
+    (['female', 'male', 'intersex'], [0.5, 0.5, 0.5])
+    >>> budget.remaining("person", "2024-q1")
+    0.5
+    >>> folder.cleanup()
     """
     import opendp.prelude as dp
 
