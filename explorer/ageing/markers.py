@@ -270,8 +270,7 @@ def pathway_scores(person_rates: pd.DataFrame, marker_table: pd.DataFrame,
 
     References
     ----------
-    Ahadi S, Zhou W, Schüssler-Fiorenza Rose SM, et al. Personal aging markers and ageotypes
-    revealed by deep longitudinal profiling. Nat Med. 2020;26:83-90.
+    Ahadi S, et al. Nat Med. 2020;26:83-90.
 
     Examples
     --------
@@ -342,8 +341,7 @@ def ageotypes(scores: pd.DataFrame, *, threshold: float = 1.0, clusters: int | N
 
     References
     ----------
-    Ahadi S, Zhou W, Schüssler-Fiorenza Rose SM, et al. Personal aging markers and ageotypes
-    revealed by deep longitudinal profiling. Nat Med. 2020;26:83-90.
+    Ahadi S, et al. Nat Med. 2020;26:83-90.
 
     Examples
     --------

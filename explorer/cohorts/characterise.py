@@ -233,15 +233,7 @@ def characterise_saved(rows: pd.DataFrame, as_of: dict, target: str, against: st
 
     Notes
     -----
-    For a continuous feature, with means :math:`m` and sample SDs :math:`s` of the two groups,
-    :math:`d = (m_1 - m_2) / \\sqrt{(s_1^2 + s_2^2) / 2}`; for a proportion :math:`p`,
-    :math:`d = (p_1 - p_2) / \\sqrt{(p_1 (1 - p_1) + p_2 (1 - p_2)) / 2}` (Austin 2009).
-    :math:`|d| > 0.1` is the usual mark of an imbalance worth a look.
-
-    References
-    ----------
-    Austin PC. Balance diagnostics for comparing the distribution of baseline covariates between
-    treatment groups in propensity-score matched samples. Stat Med. 2009;28:3083-3107.
+    The standardised mean differences of :func:`characterise` (Austin 2009).
 
     Examples
     --------

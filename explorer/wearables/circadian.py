@@ -350,9 +350,7 @@ def relative_amplitude(series: pd.Series, binarize: bool = True, threshold: floa
 
     References
     ----------
-    Van Someren EJW, Swaab DF, Colenda CC, et al. Bright light therapy: improved sensitivity to
-    its effects on rest-activity rhythms in Alzheimer patients by application of nonparametric
-    methods. Chronobiol Int. 1999;16:505-518.
+    Van Someren EJW, et al. Chronobiol Int. 1999;16:505-518 (see :func:`l5`).
 
     Examples
     --------
