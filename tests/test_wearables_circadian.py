@@ -133,7 +133,7 @@ def test_batch_core_equals_the_public_functions(seed, days, extra, first, bin_mi
             values[at:at + int(rng.integers(1, 300))] = np.nan
     values[0] = 3.0  # a recording starts with a sample
     series = minutes_of(values, start=pd.Timestamp("2024-03-01") + pd.Timedelta(minutes=first))
-    fast = c.summarize_minutes(values, first, bin_minutes=bin_minutes, binarize=binarize)
+    fast = c.summarise_minutes(values, first, bin_minutes=bin_minutes, binarize=binarize)
     freq = f"{bin_minutes}min"
     expected = (c.interdaily_stability(series, freq=freq, binarize=binarize),
                 c.intradaily_variability(series, freq=freq, binarize=binarize),
@@ -146,10 +146,10 @@ def test_batch_core_equals_the_public_functions(seed, days, extra, first, bin_mi
 def test_no_activity_at_all_gives_nan_not_an_error():
     series = minutes_of(np.where(np.arange(8 * 1440) % 7 == 0, 3.0, 0.0))  # never above the threshold of 4
     assert np.isnan(c.relative_amplitude(series)) and np.isnan(c.interdaily_stability(series))
-    fast = c.summarize_minutes(series.to_numpy(), 0)
+    fast = c.summarise_minutes(series.to_numpy(), 0)
     assert np.isnan(fast.relative_amplitude) and fast.l5.value == fast.m10.value == 0
     with pytest.raises(ExplorerError, match="at least one recorded minute"):
-        c.summarize_minutes(np.full(100, np.nan), 0)
+        c.summarise_minutes(np.full(100, np.nan), 0)
     with pytest.raises(ExplorerError, match="must divide a day"):
         c.sleep_regularity_index(pd.Series([0.0, 1.0, 1.0], index=pd.date_range("2024-01-01", periods=3, freq="7min")))
 

@@ -12,7 +12,7 @@ from explorer.wearables.circadian import (
     m10,
     relative_amplitude,
     sleep_regularity_index,
-    summarize_minutes,
+    summarise_minutes,
 )
 from explorer.wearables.daily import RESTING_WINDOW_MINUTES, VALID_WEAR_MINUTES, daily_summary, daily_summary_sql
 from explorer.catalog.metrics import METRICS as _ALL_METRICS
@@ -21,7 +21,7 @@ from explorer.wearables import registry  # noqa: F401  (declares the metrics of 
 
 __all__ = ["METRICS", "RESTING_WINDOW_MINUTES", "VALID_WEAR_MINUTES", "ActivityWindow", "CircadianSummary",
            "daily_summary", "daily_summary_sql", "interdaily_stability", "intradaily_variability", "l5", "m10", "relative_amplitude",
-           "sleep_regularity_index", "summarize_minutes", "WearableMetric"]
+           "sleep_regularity_index", "summarise_minutes", "WearableMetric"]
 
 #: this package's metrics: a live view of :data:`explorer.catalog.metrics.METRICS` (units from the catalog)
 METRICS = _ALL_METRICS.domain("wearables")

@@ -431,7 +431,7 @@ def _sri(states: np.ndarray, per_day: int) -> float:
 
 
 class CircadianSummary(NamedTuple):
-    """Every circadian metric of one minute series (see :func:`summarize_minutes`): IS and IV
+    """Every circadian metric of one minute series (see :func:`summarise_minutes`): IS and IV
     (dimensionless), RA (dimensionless, 0 to 1), and the :class:`ActivityWindow` of L5 and M10."""
 
     interdaily_stability: float
@@ -441,7 +441,7 @@ class CircadianSummary(NamedTuple):
     m10: ActivityWindow
 
 
-def summarize_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes: int = 60, binarize: bool = True,
+def summarise_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes: int = 60, binarize: bool = True,
                       threshold: float = 4) -> CircadianSummary:
     """IS, IV, RA, L5 and M10 of one regular minute series given as a plain array.
 
@@ -488,9 +488,9 @@ def summarize_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes:
     Examples
     --------
     >>> import numpy as np
-    >>> from explorer.wearables import summarize_minutes
+    >>> from explorer.wearables import summarise_minutes
     >>> day = np.repeat([0] * 8 + [30] * 10 + [0] * 6, 60)   # steps a minute, midnight to midnight
-    >>> summary = summarize_minutes(np.tile(day, 7).astype(float), first_minute_of_day=0)
+    >>> summary = summarise_minutes(np.tile(day, 7).astype(float), first_minute_of_day=0)
     >>> round(summary.interdaily_stability, 4), round(summary.intradaily_variability, 4), summary.relative_amplitude
     (1.0373, 0.3429, 1.0)
     >>> summary.m10
@@ -498,7 +498,7 @@ def summarize_minutes(values: np.ndarray, first_minute_of_day: int, bin_minutes:
     """
     x = np.asarray(values, dtype="float64")
     if len(x) == 0 or np.isnan(x).all():
-        raise ExplorerError("summarize_minutes needs at least one recorded minute")
+        raise ExplorerError("summarise_minutes needs at least one recorded minute")
     if bin_minutes < 1 or not 0 <= first_minute_of_day < 1440:
         raise ExplorerError(f"bin_minutes must be >= 1 and first_minute_of_day in 0..1439, got {bin_minutes}, "
                             f"{first_minute_of_day}")
@@ -535,3 +535,7 @@ def _profile(x: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return means[present]
+
+
+#: the earlier, American spelling of :func:`summarise_minutes`, kept so existing notebooks run
+summarize_minutes = summarise_minutes

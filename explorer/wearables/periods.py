@@ -6,7 +6,7 @@ summary's valid-day rule; steps are recorded only while the tracker is worn) are
 whole, and the valid days are put end to end: the series a pyActigraphy user gets by cropping a
 recording to its valid days. Left in, a day off the wrist would sum to 24 empty hourly bins
 and read as a day of perfect rest. On that series
-:func:`explorer.wearables.circadian.summarize_minutes` computes IS, IV, RA, L5 and M10 with the
+:func:`explorer.wearables.circadian.summarise_minutes` computes IS, IV, RA, L5 and M10 with the
 conventions of pyActigraphy 1.2.2 (steps as activity, binarised at more than ``threshold`` a
 minute, bins from the first sample, which is midnight of the first valid day). A minute recorded
 twice (the repeated autumn hour) counts the mean of its values.
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from explorer.wearables.circadian import _sri, summarize_minutes
+from explorer.wearables.circadian import _sri, summarise_minutes
 from explorer.wearables.daily import ASLEEP_LEVELS, VALID_WEAR_MINUTES
 
 #: valid days a month needs before its metrics are computed (IS needs days to compare)
@@ -83,7 +83,7 @@ def circadian_by_month(con, person_filter: str = "TRUE", *, has_sleep: bool = Tr
     Notes
     -----
     The valid days of the month are put end to end and
-    :func:`explorer.wearables.circadian.summarize_minutes` computes the metrics on them (see the
+    :func:`explorer.wearables.circadian.summarise_minutes` computes the metrics on them (see the
     module notes and the Notes of :func:`explorer.wearables.interdaily_stability` and the
     others for the formulas); the SRI pairs minutes 24 h apart on the calendar grid.
 
@@ -161,7 +161,7 @@ def _person_month(person, period, stamp, value, segments, has_sleep, min_days, v
            "days_recorded": int((recorded_per_day > 0).sum()), "valid_days": int(valid.sum())}
     if valid.sum() < min_days:
         return row
-    summary = summarize_minutes(grid[valid].ravel(), 0, bin_minutes=bin_minutes, threshold=threshold)
+    summary = summarise_minutes(grid[valid].ravel(), 0, bin_minutes=bin_minutes, threshold=threshold)
     row.update(interdaily_stability=summary.interdaily_stability,
                intradaily_variability=summary.intradaily_variability,
                relative_amplitude=summary.relative_amplitude,
