@@ -12,15 +12,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from explorer.command.common import (
-    DISCLOSURE_PROFILES,
-    EPILOG_LAKE,
-    HELP_FORMATTER,
-    acting_role,
-    open_lake,
-    record_audit,
-    save_page,
-)
+from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, acting_role, open_lake, record_audit, save_page
 from explorer.errors import ExplorerError
 from explorer.lake import Lake
 from explorer.progress import table_text

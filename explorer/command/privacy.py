@@ -11,14 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from explorer.command.common import (
-    DISCLOSURE_PROFILES,
-    EPILOG_LAKE,
-    HELP_FORMATTER,
-    acting_role,
-    open_lake,
-    record_audit,
-)
+from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, acting_role, open_lake, record_audit
 from explorer.errors import ExplorerError
 from explorer.lake import Lake
 from explorer.lake.engine import current_user

@@ -58,10 +58,10 @@ def heat_waves_at(lake: Lake, lat: float, lon: float, *, tasmin: float = 22.0, t
 
     References
     ----------
-    Bourgault P, et al. xclim: xarray-based climate data analytics. J Open Source Softw.
-    2023;8(85):5415. Casati B, Yagouti A, Chaumont D. J Appl Meteorol Climatol.
-    2013;52:2669-2698. Robinson PJ. On the definition of a heat wave. J Appl Meteorol.
-    2001;40:762-775.
+    The definition: Robinson PJ (2001), J Appl Meteorol 40:762-775, and Casati B et al. (2013),
+    J Appl Meteorol Climatol 52:2669-2698; the indices: xclim's ``heat_wave_frequency``,
+    ``heat_wave_max_length`` and ``heat_wave_total_length`` (Bourgault P et al. (2023), J Open
+    Source Softw 8(85):5415), as in :func:`explorer.exposure.climate.heat_waves`.
     """
     if not lake.has_table("array_store"):
         raise ExplorerError("no grid in this lake: ingest NetCDF or Zarr grids of tasmax and tasmin first")
