@@ -8,6 +8,7 @@ import param
 
 from explorer.errors import ExplorerError
 from explorer.views.base import LakeView
+from explorer.privacy import PermissionDenied, require, require_tables
 
 
 class CatalogOverview(LakeView):
@@ -34,7 +35,6 @@ class CatalogOverview(LakeView):
     def runs(self) -> pd.DataFrame:
         """The latest refresh runs (job_run), newest first."""
         from explorer.jobs.refresh import runs
-        from explorer.privacy import require
 
         require(self.role, "person_rows", "the refresh history (job_run)")
         return runs(self.lake, limit=20)
@@ -42,7 +42,6 @@ class CatalogOverview(LakeView):
     def compare(self) -> pd.DataFrame:
         """``table`` at two versions: rows, and the mean of each numeric column, with the change.
         Researchers only: the means of a small aggregate are not under disclosure control."""
-        from explorer.privacy import require, require_tables
 
         require(self.role, "person_rows", "comparing table versions")
         if not self.lake.has_table(self.table):
@@ -66,7 +65,6 @@ class CatalogOverview(LakeView):
     def panel(self):
         import panel as pn
 
-        from explorer.privacy import PermissionDenied
         from explorer.views.base import message, plain_text
 
         parts = [pn.pane.Markdown("### Datasets"), pn.widgets.Tabulator(self.datasets(), show_index=False, disabled=True,

@@ -15,10 +15,15 @@ import pandas as pd
 import param
 
 from explorer import cohorts
+from explorer.cohorts.characterise import (DATED, MISSING, WITH_VALUE, characterise_saved, describe_features, person_levels,
+                                           saved_cohort_rows)
 from explorer.cohorts.definition import (
     CODE_SYSTEMS, EXPOSURE_VARIABLES, INDEX_RULES, STATISTICS, WEARABLE_METRICS, Definition,
     DefinitionError, parse_text)
 from explorer.errors import ExplorerError
+from explorer.privacy import PermissionDenied, require
+from explorer.privacy.counts import published_total
+from explorer.privacy.disclosure import Fact, LinkedPage
 from explorer.views.base import LakeView, holoviews_with_bokeh
 
 from typing import TYPE_CHECKING
@@ -45,8 +50,6 @@ class CohortAttrition(LakeView):
         if self.definition is None:
             raise ExplorerError("CohortAttrition needs a definition: CohortAttrition(lake=..., definition=cohorts.load(...))")
         if self.public and self.definition.sha256 not in set(cohorts.saved(self.lake)["definition_sha256"]):
-            from explorer.privacy import PermissionDenied
-
             raise PermissionDenied("a public view shows the attrition of saved cohorts only (a researcher saves and so "
                                    "reviews them); counting a definition of one's own needs the researcher role")
         if not self.public:
@@ -104,7 +107,6 @@ class CohortCharacterisation(LakeView):
                 raise ExplorerError(f"no saved cohort {name!r}; saved cohorts: {', '.join(saved) or 'none'}")
         if not self.public:
             return cohorts.characterise(self.lake, self.cohort, self.against or None)
-        from explorer.cohorts.characterise import characterise_saved
 
         page = cohorts_page(self.lake, self.disclosure)  # it read every saved cohort's rows: the table is theirs
         table = characterise_saved(page.rows, page.as_of, self.cohort, self.against or None)
@@ -241,9 +243,6 @@ def build_cohorts_page(lake: Lake, disclosure) -> CohortsPageRelease:
     Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
     2012 (sec. 4.6, linked tables).
     """
-    from explorer.cohorts.characterise import DATED, MISSING, WITH_VALUE, describe_features, person_levels, saved_cohort_rows
-    from explorer.privacy.counts import published_total
-    from explorer.privacy.disclosure import LinkedPage
 
     saved = cohorts.saved(lake)
     names = saved["cohort"].tolist()
@@ -356,8 +355,6 @@ def build_cohorts_page(lake: Lake, disclosure) -> CohortsPageRelease:
 def _overview_facts(lake: Lake, disclosure) -> dict:
     """The lake's persons by sex at birth, race and ethnicity, and those of unknown age, as the
     overview publishes them: ``{column: {level: Fact}}`` (its "unknown" is a missing value)."""
-    from explorer.cohorts.characterise import MISSING
-    from explorer.privacy.disclosure import Fact
     from explorer.views.overview import demographic_page
 
     zero = Fact(0.0, "shown", "0", 0.0, 0.0, 0.0)  # no row "unknown": a reader sees there are none
@@ -376,8 +373,6 @@ def public_attrition(lake: Lake, disclosure, definition) -> pd.DataFrame:
     page = cohorts_page(lake, disclosure)
     chain = page.chains.get(definition.name)
     if chain is None or chain["sha"] != definition.sha256:
-        from explorer.privacy.counts import published_total
-
         exact = cohorts.count(lake, definition)
         total = published_total(lake, disclosure)
         known = {0: total} if total is not None and total.value == exact["persons"].iloc[0] else None
@@ -406,7 +401,6 @@ def protect_characterisation(table: pd.DataFrame, page: CohortsPageRelease, targ
     computed from the counts shown, and a mean and SD are shown only where the number of persons
     with a value is: where it is hidden, another group's mean and size would otherwise give the
     mean of the few persons between them. SMDs are recomputed from what is shown."""
-    from explorer.cohorts.characterise import WITH_VALUE
 
     release = page.release
     rules = release.profile
@@ -726,7 +720,6 @@ class CohortBuilder(LakeView):
 
     def save(self) -> int:
         """Save the definition to the lake and materialise it (researcher and above)."""
-        from explorer.privacy import require
 
         require(self.role, "person_rows", "saving a cohort")
         version = cohorts.save(self.lake, self.definition())

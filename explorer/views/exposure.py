@@ -14,6 +14,8 @@ import param
 
 from explorer.errors import ExplorerError
 from explorer.views.base import LakeView, holoviews_with_bokeh, shared_data
+from explorer.privacy.counts import published_total
+from explorer.privacy.disclosure import LinkedPage
 
 
 class ExposureMap(LakeView):
@@ -67,7 +69,6 @@ class HeatWaveCalendar(LakeView):
         """The calendar as one page whose days are linked (see :func:`calendar_page`)."""
         rows = self._sql("""SELECT person_id, date, heat_wave FROM exposure_daily
                             WHERE residence_status = 'ok' AND heat_wave IS NOT NULL""")
-        from explorer.privacy.counts import published_total
 
         return protect_calendar(frame, rows, self.disclosure, published_total(self.lake, self.disclosure))
 
@@ -152,7 +153,6 @@ def protect_calendar(frame: pd.DataFrame, rows: pd.DataFrame, disclosure, total=
     Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
     2012 (ch. 4: tables, linked tables, audit by linear programming).
     """
-    from explorer.privacy.disclosure import LinkedPage
 
     columns = ["date", "persons", "in_heat_wave", "persons_shown", "in_heat_wave_shown"]
     if frame.empty:

@@ -9,6 +9,7 @@ import pandas as pd
 import param
 
 from explorer.views.base import LakeView, shared_data, static_table
+from explorer.privacy.counts import lake_persons, published_total
 
 from typing import TYPE_CHECKING
 
@@ -104,7 +105,6 @@ class DemographicCounts(LakeView):
         Hundepool A, Domingo-Ferrer J, Franconi L, et al. Statistical Disclosure Control. Wiley,
         2012.
         """
-        from explorer.privacy.counts import published_total
 
         rows = person_groups(self._sql("SELECT year_of_birth, sex_at_birth, race, ethnicity, zip3 FROM person"))
         total = published_total(self.lake, self.disclosure)
@@ -182,7 +182,6 @@ class ModalityCoverage(LakeView):
                              FROM modality_coverage ORDER BY modality""")
         if not self.public:
             return frame
-        from explorer.privacy.counts import lake_persons, published_total
 
         everyone, total = lake_persons(self.lake), published_total(self.lake, self.disclosure)
         shown = []
@@ -247,7 +246,6 @@ class DataQualityReport(LakeView):
 
     def _persons_page(self, check_id: str, failing: int, checked: int):
         """The protected numerator and denominator of a check that counts persons."""
-        from explorer.privacy.counts import lake_persons, published_total
 
         known = {}
         if lake_persons(self.lake) == checked and failing <= checked:
