@@ -1,20 +1,24 @@
-"""The reader registry: one list the detection, the ingest and every listing read; an unknown name
-and a broken plugin are named with what to do (the plugin that works end to end is in
-tests/test_plugins.py)."""
+"""The reader registry: one list the detection, the ingest and every listing read; a site plugin's
+reader is found through its entry point and ingests its own format, its rows checked as the
+catalog declares; an unknown name and a broken plugin are named with what to do (a plugin adding
+a dataset, reader, step, metric and page together is in tests/test_plugins.py)."""
 
 import textwrap
 
 import pytest
 
+import explorer
 from explorer.ingest.readers import READERS, ReaderPluginError, UnknownReaderError, readers_in_order, reset_readers
 
 
-def install(tmp_path, monkeypatch, entry_points: str, modules: dict[str, str]):
+def install(tmp_path, monkeypatch, entry_points: str, modules: dict[str, str], distribution: str = "site-broken"):
+    """A distribution installed into ``tmp_path`` as pip would leave it: its modules, and a
+    ``.dist-info`` folder with METADATA and entry_points.txt, which importlib.metadata reads."""
     for name, text in modules.items():
         (tmp_path / name).write_text(textwrap.dedent(text))
-    info = tmp_path / "site_broken-0.1.dist-info"
+    info = tmp_path / f"{distribution.replace('-', '_')}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: site-broken\nVersion: 0.1\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
     monkeypatch.syspath_prepend(str(tmp_path))
     reset_readers()
@@ -68,3 +72,65 @@ def test_a_plugin_may_not_take_a_built_in_format(tmp_path, monkeypatch):
                 """})
     with pytest.raises(ReaderPluginError, match="declared twice"):
         readers_in_order()
+
+
+#: a site's beat-log format: a ``#beats`` line, then ``participant,local minute,heart rate`` lines
+BEATS_READER = """
+    import pandas as pd
+
+    from explorer.ingest.readers import Reader, ReaderError, ReadResult
+
+
+    class BeatLogReader(Reader):
+        format = "site_beat_log"
+        order = 26
+        description = "the site's beat log: #beats, then participant,local minute,heart rate"
+
+        def sniff(self, path, head):
+            return None if head.startswith(b"#beats") else "no #beats line"
+
+        def read(self, path, context):
+            lines = path.read_text().splitlines()[1:]
+            try:
+                participants, minutes, rates = zip(*(line.split(",") for line in lines))
+            except ValueError:
+                raise ReaderError("expected participant,minute,rate on every line") from None
+            rows = pd.DataFrame({"_row": range(1, len(lines) + 1), "person_id": context.pseudonymize(participants),
+                                 "datetime": pd.to_datetime(list(minutes)), "heart_rate_value": [int(r) for r in rates]})
+            return ReadResult(rows_read=len(lines), tables={"heart_rate_minute": rows})
+"""
+
+
+def test_a_plugin_reader_is_found_by_its_entry_point_and_ingests_its_format(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    install(site, monkeypatch, "[explorer.readers]\nsite_beat_log = site_beats:BeatLogReader\n",
+            {"site_beats.py": BEATS_READER}, distribution="site-beats")
+    monkeypatch.setenv("EXPLORER_PSEUDONYM_KEY", "a-test-key-of-more-than-16-bytes")
+    monkeypatch.delenv("EXPLORER_PSEUDONYM_KEY_FILE", raising=False)
+    assert READERS["site_beat_log"].order == 26
+    assert [r.format for r in readers_in_order()].index("site_beat_log") \
+        > [r.format for r in readers_in_order()].index("fitbit_export_json")  # tried by its order, among the built-in ones
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "ward-7.beats").write_text("#beats\nP-1,2024-03-01 08:00,61\nP-1,2024-03-01 08:01,400\nP-2,2024-03-01 08:00,72\n")
+    lake = explorer.open(tmp_path / "lake")
+    report = lake.ingest(incoming, default_time_zone="Europe/London", quality=False)
+    [outcome] = report.files
+    assert (outcome.status, outcome.format, outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == \
+        ("accepted", "site_beat_log", 3, 2, 1), report
+    rows = lake.sql("SELECT heart_rate_value FROM heart_rate_minute ORDER BY heart_rate_value")
+    assert rows["heart_rate_value"].tolist() == [61, 72]
+    # the plugin's rows pass the checks heart_rate_minute declares in the catalog, like a built-in reader's
+    reason = lake.sql("SELECT reason, row_number, format FROM quarantine_row").iloc[0]
+    assert (reason["reason"], reason["row_number"], reason["format"]) == \
+        ("heart_rate_value 400 bpm outside 25-250", 2, "site_beat_log")
+
+
+def test_resetting_the_registry_forgets_the_plugin(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "[explorer.readers]\nsite_beat_log = site_beats:BeatLogReader\n",
+            {"site_beats.py": BEATS_READER}, distribution="site-beats")
+    assert "site_beat_log" in READERS
+    monkeypatch.undo()  # the package is uninstalled (off sys.path)
+    reset_readers()
+    assert "site_beat_log" not in READERS
