@@ -76,7 +76,7 @@ _FROM_SI = {"crp": 0.1}
 
 def _formula_inputs(measurements: pd.DataFrame) -> pd.DataFrame:
     """(person_id, date, loinc_code, value in the formula's unit) from values and units as
-    labs send them, converted by explorer.ingest.units; a unit that cannot be converted is an
+    labs send them, converted by explorer.catalog.units; a unit that cannot be converted is an
     error naming the row."""
     from explorer.catalog.units import to_si
 
