@@ -1,9 +1,6 @@
 """``explorer cohort``: cohort definitions (YAML or JSON documents) validated, compiled to their
 one DuckDB query, counted step by step (attrition), saved with their members, listed, shown,
 characterised against the whole lake, and deleted.
-
-The cohort builder is imported inside the command: its definition classes (param) take some 60 ms
-to import, which ``explorer --help`` need not wait for.
 """
 
 from __future__ import annotations
@@ -12,9 +9,12 @@ import json
 import textwrap
 from pathlib import Path
 
+from explorer import cohorts
 from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, acting_role, open_lake, record_audit, save_page
 from explorer.errors import ExplorerError
 from explorer.lake import Lake
+from explorer.privacy import DisclosureControl
+from explorer.privacy.disclosure import HIDDEN
 from explorer.progress import table_text
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
@@ -76,16 +76,12 @@ def cmd_cohort(args) -> int:
 
 def _definition(lake: Lake, text: str):
     """A definition from a file, or a saved cohort's name."""
-    from explorer import cohorts
-
     if Path(text).suffix.lower() in DEFINITION_SUFFIXES or Path(text).exists():
         return cohorts.load(text)
     return cohorts.get(lake, text)
 
 
 def _validate(args) -> int:
-    from explorer import cohorts
-
     definition = cohorts.load(args.cohort)
     print(f"{args.cohort}: valid cohort definition {definition.name!r} version {definition.version} "
           f"(sha256 {definition.sha256[:12]}); reads {', '.join(sorted(definition.tables()))}")
@@ -96,8 +92,6 @@ def _validate(args) -> int:
 
 
 def _sql(lake: Lake, args) -> int:
-    from explorer import cohorts
-
     if not Path(args.cohort).exists():  # a saved definition is read as a researcher reads it
         acting_role(args, "person_rows", "reading a saved cohort definition")
     compiled = cohorts.compile_definition(_definition(lake, args.cohort))
@@ -108,10 +102,6 @@ def _sql(lake: Lake, args) -> int:
 
 def _count(lake: Lake, args) -> int:
     """Attrition: exact for a researcher, under disclosure control (``--profile``) for a public user."""
-    from explorer import cohorts
-    from explorer.privacy import DisclosureControl
-    from explorer.privacy.disclosure import HIDDEN
-
     role = acting_role(args, "aggregates", "`explorer cohort count`")
     definition = _definition(lake, args.cohort)
     control = DisclosureControl(profile=args.profile) if role == "public" else None
@@ -137,8 +127,6 @@ def _count(lake: Lake, args) -> int:
 
 def _list(lake: Lake, args) -> int:
     """The saved cohorts, with how many members each has now."""
-    from explorer import cohorts
-
     acting_role(args, "person_rows", "`explorer cohort list`")
     frame = cohorts.saved(lake)
     if frame.empty:
@@ -153,8 +141,6 @@ def _list(lake: Lake, args) -> int:
 
 
 def _show(lake: Lake, args) -> int:
-    from explorer import cohorts
-
     acting_role(args, "person_rows", "`explorer cohort show`")
     definition = cohorts.get(lake, args.cohort, version=args.version)
     print(definition.to_json() if args.format == "json" else definition.to_yaml(), end="")
@@ -162,8 +148,6 @@ def _show(lake: Lake, args) -> int:
 
 
 def _save(lake: Lake, args) -> int:
-    from explorer import cohorts
-
     role = acting_role(args, "person_rows", "`explorer cohort save`")
     definition = cohorts.load(args.cohort)
     version = cohorts.save(lake, definition)
@@ -176,8 +160,6 @@ def _save(lake: Lake, args) -> int:
 
 
 def _delete(lake: Lake, args) -> int:
-    from explorer import cohorts
-
     role = acting_role(args, "person_rows", "`explorer cohort delete`")
     version = cohorts.delete(lake, args.cohort)
     print(f"deleted {args.cohort!r}; cohort_member@{version} no longer holds it (earlier versions still do)")
@@ -186,8 +168,6 @@ def _delete(lake: Lake, args) -> int:
 
 
 def _members(lake: Lake, args) -> int:
-    from explorer import cohorts
-
     role = acting_role(args, "person_rows", "`explorer cohort members`")
     frame = cohorts.members_of(lake, args.cohort, version=args.version)
     if args.out:

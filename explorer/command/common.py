@@ -13,9 +13,9 @@ import os
 import explorer
 from explorer.errors import ExplorerError
 from explorer.lake import Lake
-from explorer.privacy import PROFILES
-from explorer.privacy import ROLES as PRIVACY_ROLES
 from explorer.lake.engine import current_user
+from explorer.privacy import ACCESS, PROFILES, AuditLog, require
+from explorer.privacy import ROLES as PRIVACY_ROLES
 
 EPILOG_LAKE = "The lake is --lake PATH, else $EXPLORER_HOME, else ./explorer-data."
 
@@ -56,8 +56,6 @@ def acting_role(args: argparse.Namespace, access: str, what: str) -> str:
     explorer.privacy.PermissionDenied
         When the role given allows too little.
     """
-    from explorer.privacy import ACCESS, require
-
     role = getattr(args, "role", None) or os.environ.get("EXPLORER_ROLE") or ACCESS[access]
     require(role, access, what)
     return role
@@ -66,8 +64,6 @@ def acting_role(args: argparse.Namespace, access: str, what: str) -> str:
 def record_audit(lake: Lake, role: str, action: str, **details) -> None:
     """One audit-log entry for a command-line user: on the command line the user is the account
     that runs the command (roles are checked by :func:`acting_role`)."""
-    from explorer.privacy import AuditLog
-
     AuditLog(lake.root).record(user=current_user(), role=role, action=action, **details)
 
 

@@ -9,6 +9,7 @@ from datetime import date
 
 from explorer.command.common import HELP_FORMATTER, acting_role, open_lake, record_audit
 from explorer.errors import ExplorerError
+from explorer.ingest.quality import run_quality, summary
 from explorer.progress import Progress
 
 
@@ -105,8 +106,6 @@ def cmd_ingest(args) -> int:
 
 def cmd_quality(args) -> int:
     """Run the data-quality checks of an ingest again and summarise them."""
-    from explorer.ingest.quality import run_quality, summary
-
     print(summary(run_quality(open_lake(args), args.ingest_id)))
     return 0  # a failing check describes the data; it is not an error of the command
 

@@ -1,9 +1,6 @@
 """``explorer export``, ``count``, ``budget``, ``erase`` and ``audit``: what leaves the lake and how
 it is protected (Safe Harbor downloads, disclosure-controlled or differentially private counts and
 their privacy budgets), a person's right to erasure, and the audit log that records it all.
-
-The privacy layer is imported inside each command: it loads SciPy, most of a second that
-``explorer --help`` need not wait for.
 """
 
 from __future__ import annotations
@@ -13,9 +10,15 @@ import textwrap
 
 from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, acting_role, open_lake, record_audit
 from explorer.errors import ExplorerError
+from explorer.ingest.pseudonym import Pseudonymizer
 from explorer.lake import Lake
 from explorer.lake.engine import current_user
+from explorer.privacy import AuditLog, dp_person_counts, protected_person_counts
+from explorer.privacy.dp import PrivacyBudget
+from explorer.privacy.erasure import erase
+from explorer.privacy.safe_harbor import export
 from explorer.progress import Progress, table_text
+
 
 def add_parser(commands) -> None:
     """Declare ``export``, ``count``, ``budget``, ``erase`` and ``audit`` on the ``explorer`` sub-parsers."""
@@ -142,8 +145,6 @@ def add_parser(commands) -> None:
 
 def cmd_export(args) -> int:
     """Write a table or a query's rows de-identified by Safe Harbor, and say what was removed."""
-    from explorer.privacy.safe_harbor import export
-
     lake = open_lake(args)
     role = acting_role(args, "export", "`explorer export`")
     if bool(args.table) == bool(args.query):
@@ -180,8 +181,6 @@ def cmd_count(args) -> int:
 
 def _protected_count(lake: Lake, args, by: list[str]):
     """Print the disclosure-controlled counts; returns the table shown and the audit parameters."""
-    from explorer.privacy import protected_person_counts
-
     page = protected_person_counts(lake, args.table, by, profile=args.profile)
     shown = page.table(*by)
     print(table_text(shown.drop(columns=["count"])))
@@ -193,9 +192,6 @@ def _protected_count(lake: Lake, args, by: list[str]):
 
 def _dp_count(lake: Lake, args, by: list[str]):
     """Print the differentially private counts; returns the table shown and the audit parameters."""
-    from explorer.privacy import dp_person_counts
-    from explorer.privacy.dp import PrivacyBudget
-
     if not args.release or args.epsilon is None:
         raise ExplorerError("--dp needs --epsilon (privacy loss of this release) and --release (the budget it is charged to)")
     if len(by) != 1:
@@ -215,8 +211,6 @@ def _dp_count(lake: Lake, args, by: list[str]):
 
 def cmd_budget(args) -> int:
     """Show the privacy budgets, or set one (steward)."""
-    from explorer.privacy.dp import PrivacyBudget
-
     lake = open_lake(args)
     budget = PrivacyBudget(lake.root)
     if args.action == "set":
@@ -234,9 +228,6 @@ def cmd_budget(args) -> int:
 
 def cmd_erase(args) -> int:
     """Remove a person from everything and print the receipt (steward)."""
-    from explorer.ingest.pseudonym import Pseudonymizer
-    from explorer.privacy.erasure import erase
-
     lake = open_lake(args)
     role = acting_role(args, "erase", "`explorer erase`")
     pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file=args.key_file)
@@ -250,8 +241,6 @@ def cmd_erase(args) -> int:
 def cmd_audit(args) -> int:
     """Show the latest audit entries and verify the log (steward). Exit status 0 intact and
     proven, 1 broken, 3 a log no key covers."""
-    from explorer.privacy import AuditLog
-
     acting_role(args, "audit", "`explorer audit` (the whole log: who asked what of which data)")
     log = AuditLog(open_lake(args).root, key_file=args.audit_key_file, head_file=args.head_file)
     check = log.verify()

@@ -7,6 +7,7 @@ import sys
 
 from explorer.command.common import HELP_FORMATTER, acting_role, open_lake, record_audit
 from explorer.errors import ExplorerError
+from explorer.privacy.roles import query_as
 from explorer.progress import table_text
 
 
@@ -27,8 +28,6 @@ def add_parser(commands) -> None:
 
 def cmd_sql(args) -> int:
     """Run the query in the acting role and print its rows as a table, CSV or JSON."""
-    from explorer.privacy.roles import query_as
-
     lake = open_lake(args)
     versions = _version_pins(args.version or [])
     params = list(args.param or [])  # bound as text: DuckDB casts to the column's type itself

@@ -1,8 +1,8 @@
 """``explorer serve``, ``users``, ``demo`` and ``lab``: the dashboards behind a login and their
 users, a demo lake built end to end, and JupyterLab on the researcher notebooks.
 
-The server and the login are imported inside the commands: they load the privacy layer (SciPy)
-and Panel, more than a second that ``explorer --help`` need not wait for.
+The server and the login are imported inside the commands that use them: together they take
+about a tenth of a second to import, which ``explorer --help`` need not wait for.
 """
 
 from __future__ import annotations
