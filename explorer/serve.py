@@ -26,10 +26,11 @@ of CVE-2026-21883).
 
 from __future__ import annotations
 
-import html
+import functools
 import os
 import re
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +43,9 @@ from explorer.privacy.disclosure import profile as disclosure_profile
 
 OAUTH_ENV = "EXPLORER_OAUTH_PROVIDER"
 COOKIE_SECRET_ENV = "EXPLORER_COOKIE_SECRET"
-#: the page scripts: beside the package in a checkout, inside it in an installed wheel
-DASHBOARDS = next((folder for folder in (Path(__file__).resolve().parent / "_dashboards",
-                                         Path(__file__).resolve().parent.parent / "dashboards") if folder.is_dir()),
-                  Path(__file__).resolve().parent.parent / "dashboards")
+#: the page scripts: inside the package in an installed wheel, else beside it in a checkout
+_INSTALLED_DASHBOARDS = Path(__file__).resolve().parent / "_dashboards"
+DASHBOARDS = _INSTALLED_DASHBOARDS if _INSTALLED_DASHBOARDS.is_dir() else Path(__file__).resolve().parent.parent / "dashboards"
 #: entry-point group through which a site package adds pages (a module that is a page script)
 PAGE_ENTRY_POINT_GROUP = "explorer.pages"
 
@@ -133,12 +133,21 @@ def read_page(name: str, path: Path) -> Page:
 
 def pages() -> dict[str, Page]:
     """Every served page by name, in their declared order: ``dashboards/*.py`` (``index`` is the
-    landing page) and the modules of the ``explorer.pages`` entry points (a site's own pages)."""
+    landing page) and the modules of the ``explorer.pages`` entry points (a site's own pages).
+
+    Read again only when the search path or a page script changes: every page a session opens
+    draws its navigation from here."""
+    scripts = sorted(DASHBOARDS.glob("*.py"))
+    return _pages(tuple(sys.path), tuple((str(p), p.stat().st_mtime_ns) for p in scripts))
+
+
+@functools.lru_cache(maxsize=8)
+def _pages(search_path: tuple[str, ...], scripts: tuple[tuple[str, int], ...]) -> dict[str, Page]:
     import importlib.util
     from importlib.metadata import entry_points
 
-    found = {path.stem: read_page(path.stem, path) for path in sorted(DASHBOARDS.glob("*.py"))
-             if not path.stem.startswith("_")}
+    found = {Path(path).stem: read_page(Path(path).stem, Path(path)) for path, _ in scripts
+             if not Path(path).stem.startswith("_")}
     for point in entry_points(group=PAGE_ENTRY_POINT_GROUP):
         spec = importlib.util.find_spec(point.value.split(":")[0])
         if spec is None or not spec.origin:

@@ -39,7 +39,7 @@ from explorer.ingest.plan import Plan, plan_ingest
 from explorer.ingest.pseudonym import Pseudonymizer
 from explorer.ingest.read import ReadSettings, read_planned
 from explorer.ingest.reference import Reference
-from explorer.ingest.report import FileOutcome, IngestReport, add_quality_report
+from explorer.ingest.report import IngestReport, add_quality_report
 from explorer.ingest.staging import Staged
 
 from typing import TYPE_CHECKING
@@ -95,9 +95,12 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
         read = read_planned(plan.to_read, settings, Reference.from_lake(lake, default_time_zone), plan.supersedes,
                             workers=workers or min(4, os.cpu_count() or 1), say=say, n_files=len(plan.files))
         outcomes = plan.settled + [file.outcome for file in read]
-        versions = commit(lake, ingest_id, Staged.collect(read), outcomes, plan)
+        # only an accepted correction replaces what came before: a garbled one leaves it in place
+        accepted = {o.sha256 for o in outcomes if o.status == "accepted"}
+        corrections = {new: old for new, old in plan.supersedes.items() if new in accepted}
+        versions = commit(lake, ingest_id, Staged.collect(read), accepted, corrections, plan)
         report = IngestReport(ingest_id, outcomes, versions, plan.ignored)
-        record(lake, report, plan, now)
+        record(lake, report, corrections, plan, now)
         if quality and any(o.rows_accepted for o in outcomes):
             say(len(plan.files) * 2, len(plan.files) * 2, "data-quality report")
             add_quality_report(lake, report)
@@ -107,18 +110,18 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def commit(lake: Lake, ingest_id: str, staged: Staged, outcomes: list[FileOutcome], plan: Plan) -> dict[str, int]:
+def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corrections: dict[str, list[str]],
+           plan: Plan) -> dict[str, int]:
     """Write every staged table once, and the quarantined rows; returns table -> version.
 
-    Only an accepted correction replaces what came before (a garbled one leaves it in place); a
-    correction that no longer feeds a table empties its rows there. An earlier run that stopped
+    ``accepted`` holds the content hashes of the files accepted; ``corrections`` maps an accepted
+    correction to the earlier deliveries it replaces. A correction that no longer feeds a table
+    empties its rows there. An earlier run that stopped
     between its table commits left a marker naming its files: rows of those files already in a
     table are replaced in the same commit, never doubled, so running the ingest again completes
     it. Without a marker nothing is searched: an ordinary ingest does not scan the lake.
     """
-    accepted = {o.sha256 for o in outcomes if o.status == "accepted"}
-    plan.supersedes = {new: old for new, old in plan.supersedes.items() if new in accepted}  # what `record` notes
-    superseded = sorted({sha for shas in plan.supersedes.values() for sha in shas})
+    superseded = sorted({sha for shas in corrections.values() for sha in shas})
     replaced = tables_holding(lake, superseded)
     pending = set().union(*plan.unfinished.values())
     interrupted = sorted((accepted - plan.recorded) & pending if "*" not in pending else accepted - plan.recorded)
@@ -129,7 +132,7 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, outcomes: list[FileOutcom
     operation = f"ingest {ingest_id}"
     for table in sorted(set(replaced) - set(staged.parts) - ({QUARANTINE} if staged.quarantine else set())):
         versions[table] = lake.write(table, pa.schema(lake.delta(table).schema().to_arrow()).empty_table(), mode="append",
-                                     inputs=sorted(f"raw:{new}" for new, old in plan.supersedes.items()
+                                     inputs=sorted(f"raw:{new}" for new, old in corrections.items()
                                                    if set(old) & set(replaced[table])),
                                      operation=operation, supersede=replaced[table])
     for table, parts in sorted(staged.parts.items()):
@@ -152,12 +155,12 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, outcomes: list[FileOutcom
     return versions
 
 
-def record(lake: Lake, report: IngestReport, plan: Plan, now: datetime) -> None:
+def record(lake: Lake, report: IngestReport, corrections: dict[str, list[str]], plan: Plan, now: datetime) -> None:
     """Record every file received in ``ingest_file`` and the raw manifest, and clear the run's
     unfinished marker (and an earlier one, once all its files are recorded)."""
     for outcome in report.files:
-        if outcome.sha256 in plan.supersedes and outcome.status != "skipped":
-            note = "supersedes the earlier delivery " + ", ".join(s[:12] for s in plan.supersedes[outcome.sha256])
+        if outcome.sha256 in corrections and outcome.status != "skipped":
+            note = "supersedes the earlier delivery " + ", ".join(s[:12] for s in corrections[outcome.sha256])
             outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
     received = [o for o in report.files if o.status != "skipped"]
     if received:  # a run that only found files already ingested changes no table

@@ -25,8 +25,10 @@ A step declares
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from datetime import date
 from importlib.metadata import entry_points
@@ -191,7 +193,14 @@ def load_steps() -> dict[str, type[RefreshStep]]:
     site plugins') and in ``$EXPLORER_STEP_MODULES``, and return the steps by name.
 
     Each process (client and every Dask worker) finds steps this way, so a site package installed
-    where they run is enough: no variable to set."""
+    where they run is enough: no variable to set. The entry points are read once per search path
+    and variable (reading them costs about 15 ms, and every task of a refresh looks its step up)."""
+    _import_step_modules(tuple(sys.path), os.environ.get(STEP_MODULES_ENV, ""))
+    return STEPS
+
+
+@functools.lru_cache(maxsize=8)
+def _import_step_modules(search_path: tuple[str, ...], named: str) -> None:
     declared = entry_points(group=ENTRY_POINT_GROUP)
     missing = set(_OWN_ENTRY_POINTS) - {point.name for point in declared}
     if missing:
@@ -204,13 +213,12 @@ def load_steps() -> dict[str, type[RefreshStep]]:
             raise ExplorerError(f"entry point {point.name} = {point.value!r} (group {ENTRY_POINT_GROUP}) cannot be "
                                 f"imported: {exc}; install the package that declares it where the client and the "
                                 "workers run, or uninstall it") from exc
-    for module in filter(None, (m.strip() for m in os.environ.get(STEP_MODULES_ENV, "").split(","))):
+    for module in filter(None, (m.strip() for m in named.split(","))):
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise ExplorerError(f"${STEP_MODULES_ENV} names {module!r}, which cannot be imported ({exc}); "
                                 "install it where the client and the workers run, or fix the variable") from None
-    return STEPS
 
 
 def ordered(names=None) -> list[RefreshStep]:
