@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import holoviews as hv
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
@@ -131,9 +132,18 @@ def test_ageing_views_for_the_public_role(cohort):
     bands = PhenoAgeVsAge(lake=lake, role="public", disclosure=cms).data()
     assert {"chronological_age", "biological_age", "count", "shown", "status"} <= set(bands.columns)
     assert "person_id" not in bands and (bands["status"] != "shown").any()  # 80 persons in 10-year bands
-    for view in (AgeingRateDistribution(lake=lake, role="public"), AgeotypeMembership(lake=lake, role="public"),
-                 PhenoAgeVsAge(lake=lake, role="public")):
-        assert view.panel() is not None
+    from bokeh.models import ColumnDataSource
+
+    for view in (AgeingRateDistribution(lake=lake, role="public", disclosure=cms),
+                 AgeotypeMembership(lake=lake, role="public", disclosure=cms),
+                 PhenoAgeVsAge(lake=lake, role="public", disclosure=cms)):
+        figure = hv.render(view.panel(), backend="bokeh")
+        texts = {str(t) for m in figure.references() if isinstance(m, ColumnDataSource)
+                 for key in ("Label", "shown") for t in m.data.get(key, [])}
+        # a hidden count is drawn with the profile's text, never as nothing, zero, NaN or None
+        assert any(t.startswith("<11") for t in texts) or "<11" in str([p.title.text for p in figure.references() if hasattr(p, "title")
+                                               and getattr(p.title, "text", None)]), type(view).__name__
+        assert not texts & {"nan", "NaN", "None"}, type(view).__name__
 
 
 @pytest.mark.parametrize("value", ["1 OR 1=1; DROP TABLE person", "' OR '1'='1", "2160-0' --"])

@@ -120,3 +120,27 @@ def test_public_role_gets_no_person_rows_and_protected_bins(lake):
     assert ((steps["count"] == per_person) | steps["count"].isna()).all() and "per-person median" in steps.attrs["label"]
     assert exact["daily_steps"]["count"].sum() > len(medians)
     assert hv.render(CohortWearableDistributions(lake=lake, role="public").panel(), backend="bokeh") is not None
+
+
+def test_a_hidden_bin_is_drawn_up_to_the_largest_hidden_count_and_labelled(lake):
+    """A public histogram whose bins are hidden must not read as empty: each hidden bin is a box
+    up to the profile's largest hidden count with its text, and the axis starts at 0."""
+    from bokeh.models import ColumnDataSource
+
+    from explorer.privacy import DisclosureControl
+
+    lake, _, _, _ = lake
+    ukb = DisclosureControl(profile="ukbiobank")
+    view = CohortWearableDistributions(lake=lake, role="public", disclosure=ukb)
+    hidden = view.data()["resting_hr"]
+    hidden = hidden[hidden["count"].isna()]
+    assert len(hidden)  # 2 persons: their bins are hidden
+    figure = hv.render(view.panel(), backend="bokeh")
+    sources = [m for m in figure.references() if isinstance(m, ColumnDataSource)]
+    texts = [t for s in sources for t in s.data.get("Label", [])]  # hv.Labels' text column
+    assert {"<5", "<5 each"} & set(texts)
+    tops = [top for s in sources for top in s.data.get("top", [])]
+    assert ukb.rules.largest_hidden in tops  # the boxes reach the largest count the profile hides
+    titles = [p.title.text for p in figure.select({"type": __import__("bokeh.models", fromlist=["Plot"]).Plot})
+              if p.title is not None]
+    assert all("nan" not in t.lower() and "none" not in t.lower() for t in titles)

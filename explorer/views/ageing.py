@@ -14,7 +14,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, holoviews_with_bokeh, nice_edges, shared_data
+from explorer.views.base import LakeView, hidden_bars, hidden_bins, holoviews_with_bokeh, nice_edges, shared_data
 
 #: points above which the PhenoAge scatter is rasterised on the server
 RASTERISE_ABOVE = 50_000
@@ -94,10 +94,16 @@ class AgeingRateDistribution(LakeView):
         found = self.data()
         bins = found["bins"]
         edges = np.r_[bins["left"].to_numpy(), bins["right"].to_numpy()[-1:]]
-        histogram = hv.Histogram((edges, bins["count"].to_numpy()), kdims=["slope per year"], vdims=["persons"])
-        n = "hidden" if found["n"] != found["n"] else f"{int(found['n']):,}"
+        counts = bins["count"].to_numpy(float)
+        histogram = hv.Histogram((edges, np.nan_to_num(counts)), kdims=["slope per year"], vdims=["persons"])
+        rules = self.disclosure.rules
+        hidden = hidden_bins(hv, bins, rules, "slope per year") if self.public else None
+        if hidden is not None:
+            histogram = histogram * hidden
+        top = max(np.nanmax(counts, initial=0), rules.largest_hidden if hidden is not None else 0, 1)
+        n = rules.label if found["n"] != found["n"] else f"{int(found['n']):,}"
         return (histogram * hv.VLine(found["cohort_slope"]).opts(color="firebrick")).opts(
-            responsive=True, height=280, title=f"{found['name']}: personal ageing rates (n = {n})")
+            responsive=True, height=280, ylim=(0, top * 1.15), title=f"{found['name']}: personal ageing rates (n = {n})")
 
 
 class AgeotypeMembership(LakeView):
@@ -119,10 +125,20 @@ class AgeotypeMembership(LakeView):
     def panel(self):
         hv = holoviews_with_bokeh()
         found = self.data()
-        dominant = hv.Bars(found["dominant"], kdims=["ageotype"], vdims=["persons"]).opts(
-            responsive=True, height=260, title="Dominant ageotype", tools=["hover"])
-        speeds = hv.Bars(found["speeds"], kdims=["pathway", "speed"], vdims=["persons"]).opts(
-            responsive=True, height=260, title="Fast, typical and slow ageing per pathway", tools=["hover"],
+        rules = self.disclosure.rules
+        dominant = hv.Bars(found["dominant"].fillna({"persons": 0}), kdims=["ageotype"], vdims=["persons"]).opts(tools=["hover"])
+        hidden = hidden_bars(hv, found["dominant"], "ageotype", "persons", rules) if self.public else None
+        top = max(found["dominant"]["persons"].max(skipna=True) if found["dominant"]["persons"].notna().any() else 0,
+                  rules.largest_hidden if hidden is not None else 0, 1)
+        dominant = (dominant * hidden if hidden is not None else dominant).opts(
+            responsive=True, height=260, title="Dominant ageotype", ylim=(0, top * 1.15))
+        speeds_frame = found["speeds"]
+        hidden_speeds = speeds_frame[speeds_frame["persons"].isna()]
+        # a stacked segment cannot be drawn as an outline: the hidden ones are named in the title
+        note = "" if hidden_speeds.empty else \
+            f" ({', '.join(sorted(set(hidden_speeds['speed'])))}: {rules.label} each, not drawn)"
+        speeds = hv.Bars(speeds_frame.dropna(subset=["persons"]), kdims=["pathway", "speed"], vdims=["persons"]).opts(
+            responsive=True, height=260, title="Fast, typical and slow ageing per pathway" + note, tools=["hover"],
             stacked=True)
         return (dominant + speeds).cols(2)
 
@@ -163,10 +179,16 @@ class PhenoAgeVsAge(LakeView):
         label = {"phenoage": "PhenoAge", "kdm_age": "Klemera-Doubal age"}[self.model]
         if self.public:
             frame = frame.astype({"shown": object})  # HoloViews reshapes vdims: no Arrow-backed strings
-            return hv.HeatMap(frame, kdims=["chronological_age", "biological_age"], vdims=["count", "shown"]).opts(
-                cmap="Blues", colorbar=True, responsive=True, height=360, tools=["hover"],
-                xlabel="chronological age band (years)", ylabel=f"{label} band (years)",
-                title=f"Persons by {label} band and age band, latest visit (small counts hidden)")
+            rules = self.disclosure.rules
+            top = max(frame["count"].max(skipna=True) if frame["count"].notna().any() else 0, rules.largest_hidden)
+            kdims = ["chronological_age", "biological_age"]
+            # every cell says its count as published: a hidden one is grey and reads "<=20"
+            heat = hv.HeatMap(frame, kdims=kdims, vdims=["count", "shown"]).opts(
+                cmap="Blues", colorbar=True, clim=(0, float(top)), clipping_colors={"NaN": "#dddddd"}, tools=["hover"])
+            text = hv.Labels(frame, kdims=kdims, vdims=["shown"]).opts(text_font_size="8pt", text_color="#333333")
+            return (heat * text).opts(
+                responsive=True, height=360, xlabel="chronological age band (years)", ylabel=f"{label} band (years)",
+                title=f"Persons by {label} band and age band, latest visit (grey: {rules.label}, hidden)")
         points = hv.Points(frame, kdims=["chronological_age", "biological_age"])
         if len(frame) > RASTERISE_ABOVE:
             from holoviews.operation.datashader import rasterize
@@ -200,5 +222,15 @@ class MarkerAgeingTable(LakeView):
         import panel as pn
 
         return pn.Column(pn.pane.Markdown("### Markers that change with age (change per year of age, REML)"),
-                         pn.widgets.Tabulator(self.data().astype(object), show_index=False, disabled=True,
+                         pn.widgets.Tabulator(_readable(self.data()), show_index=False, disabled=True,
                                               sizing_mode="stretch_width", height=320), sizing_mode="stretch_width")
+
+
+def _readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The marker table as a reader takes it in: estimates to 4 significant digits, q-values in
+    scientific notation, a hidden estimate blank (never "nan")."""
+    out = frame.astype(object)
+    for column in ("slope", "slope_se"):
+        out[column] = [f"{v:.4g}" if pd.notna(v) else "" for v in frame[column]]
+    out["q_value"] = [f"{v:.2e}" if pd.notna(v) else "" for v in frame["q_value"]]
+    return out

@@ -160,6 +160,49 @@ def _copy(value):
     return value.copy() if hasattr(value, "copy") else value
 
 
+#: how a hidden count is drawn: an outline up to the largest count the profile hides (as the
+#: overview's bar chart draws it), labelled with the profile's text
+HIDDEN_STYLE = {"fill_color": "#dddddd", "fill_alpha": 0.35, "line_color": "#888888", "line_dash": "dashed"}
+
+
+def hidden_bins(hv, frame: pd.DataFrame, rules, x: str, y: str = "persons"):
+    """The bins of a protected histogram (``left``, ``right``, ``count`` NaN where hidden) that
+    disclosure control hid, drawn up to ``rules.largest_hidden`` and labelled ``rules.label``
+    ("<=20"): a hidden bin must not read as an empty one. ``x`` and ``y`` are the histogram's
+    dimensions (an overlay on another axis would be linked to other plots of the page). None
+    when nothing is hidden."""
+    hidden = frame[frame["count"].isna()]
+    if hidden.empty:
+        return None
+    top = float(rules.largest_hidden)
+    boxes = hv.Rectangles([(l, 0.0, r, top) for l, r in zip(hidden["left"], hidden["right"])],
+                          kdims=[x, y, f"{x} (end)", f"{y} (end)"]).opts(**HIDDEN_STYLE)
+    # one label per run of adjacent hidden bins: narrow bins side by side would overprint theirs
+    runs = []
+    for left, right in zip(hidden["left"], hidden["right"]):
+        if runs and np.isclose(runs[-1][1], left):
+            runs[-1] = (runs[-1][0], right, runs[-1][2] + 1)
+        else:
+            runs.append((left, right, 1))
+    labels = hv.Labels([((l + r) / 2, top, rules.label + (" each" if n > 1 else "")) for l, r, n in runs],
+                       kdims=[x, y]).opts(text_font_size="8pt", text_color="#555555", text_baseline="bottom")
+    return boxes * labels
+
+
+def hidden_bars(hv, frame: pd.DataFrame, category: str, value: str, rules):
+    """The categories of a protected bar chart whose ``value`` disclosure control hid, as bars up
+    to ``rules.largest_hidden`` in the hidden style, labelled ``rules.label``. None when nothing
+    is hidden."""
+    hidden = frame[frame[value].isna()]
+    if hidden.empty:
+        return None
+    top = float(rules.largest_hidden)
+    bars = hv.Bars([(str(c), top) for c in hidden[category]], kdims=[category], vdims=[value]).opts(**HIDDEN_STYLE)
+    labels = hv.Labels([(str(c), top, rules.label) for c in hidden[category]], kdims=[category, value]).opts(
+        text_font_size="8pt", text_color="#555555", text_baseline="bottom")
+    return bars * labels
+
+
 def static_table(frame: pd.DataFrame, max_height: int | None = None, **options):
     """A small read-only table as plain HTML (Panel's DataFrame pane): a tenth of what a Tabulator
     widget costs the server per session, for tables nobody sorts or edits. Missing values show

@@ -9,7 +9,7 @@ import param
 
 from explorer.catalog.metrics import METRICS
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, holoviews_with_bokeh, shared_data
+from explorer.views.base import LakeView, hidden_bins, holoviews_with_bokeh, shared_data
 
 #: points per line sent to the browser: a screen is about this many pixels wide
 MAX_POINTS = 2000
@@ -179,6 +179,8 @@ class CohortWearableDistributions(LakeView):
 
     def _label(self, key: str, metric) -> str:
         scope = {"daily_steps": "valid days", "resting_hr": "per-person median"}.get(key, "per person-month")
+        if self.public and key in self.PER_PERSON:
+            scope = "per-person median"  # a public view counts persons
         unit = f" ({metric.unit_label})" if metric.unit_label else ""
         return f"{metric.long_name}, {scope}{unit}"
 
@@ -203,8 +205,6 @@ class CohortWearableDistributions(LakeView):
             values = self._sql(query)["value"].dropna().to_numpy(float)
             frame = self._histogram(values, np.asarray(metric.bins, dtype=float))
             label = self._label(key, metric)
-            if self.public and key in self.PER_PERSON:
-                label = label.split(",")[0] + ", per-person median" + ("" if "(" not in label else " (" + label.rsplit("(", 1)[1])
             frame.attrs.update(label=label, n=frame.attrs["total"])
             out[key] = frame
         return out
@@ -212,12 +212,18 @@ class CohortWearableDistributions(LakeView):
     def panel(self):
         hv = holoviews_with_bokeh()
 
-        plots = [hv.Histogram((np.r_[f["left"].to_numpy(), f["right"].to_numpy()[-1:]], f["count"].to_numpy()),
-                              kdims=[f.attrs["label"]], vdims=["count"])
-                 .opts(title=f"{f.attrs['label']} (n = {_count_text(f.attrs['n'])})", responsive=True, height=220,
-                       tools=["hover"])
-                 for f in self.data().values()]
-        return hv.Layout(plots).cols(2)
+        rules = self.disclosure.rules
+        plots = []
+        for f in self.data().values():
+            counts = f["count"].to_numpy(float)
+            plot = hv.Histogram((np.r_[f["left"].to_numpy(), f["right"].to_numpy()[-1:]], np.nan_to_num(counts)),
+                                kdims=[f.attrs["label"]], vdims=["persons" if self.public else "count"]).opts(tools=["hover"])
+            hidden = hidden_bins(hv, f, rules, f.attrs["label"]) if self.public else None
+            top = max(np.nanmax(counts, initial=0), rules.largest_hidden if hidden is not None else 0, 1)
+            title = f"{f.attrs['label']} (n = {_count_text(f.attrs['n'])})"
+            plots.append((plot * hidden if hidden is not None else plot)
+                         .opts(title=title, responsive=True, height=220, ylim=(0, top * 1.15)))
+        return hv.Layout(plots).cols(2).opts(shared_axes=False)  # each metric on its own axes
 
 
 def _count_text(n) -> str:
@@ -246,7 +252,7 @@ class WearableTrends(LakeView):
         hv = holoviews_with_bokeh()
         frame = self.data()
         curves = [hv.Curve(frame, "date", column, label=METRICS[column].label)
-                  .opts(responsive=True, height=200, tools=["hover"],
+                  .opts(responsive=True, height=200, tools=["hover"], ylabel=METRICS[column].unit_label or column,
                         title=f"{METRICS[column].label} by day (median of persons with a valid day)")
                   for column in ("steps", "resting_hr", "sleep_minutes")]
         return hv.Layout(curves).cols(1)
