@@ -68,7 +68,8 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     progress : callable, optional
         ``progress(done, total, label)``.
     now : datetime, optional
-        When the ingest happens (default: now, UTC): dates after it are "in the future".
+        When the ingest happens (default: now; a time without zone is UTC): dates after it are
+        "in the future".
     workers : int, optional
         Processes reading a large delivery (default: up to 4).
     quality : bool
@@ -84,6 +85,8 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     path = Path(path)
     pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file)  # refuse before touching anything
     now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:  # a bare time is read as UTC, as the default is (it failed at the last commit)
+        now = now.replace(tzinfo=timezone.utc)
     ingest_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     say = progress or (lambda done, total, label="": None)
     staging = lake.root / "_staging" / ingest_id
