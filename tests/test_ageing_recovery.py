@@ -146,6 +146,22 @@ def test_ageing_views_for_the_public_role(cohort):
         assert not texts & {"nan", "NaN", "None"}, type(view).__name__
 
 
+def test_ageotype_speeds_draw_when_a_small_cohort_hides_every_segment(cohort, monkeypatch):
+    """A demo of four persons hides every pathway's speed counts on the public page; the chart must
+    still draw (a stacked chart of no bars failed in Bokeh and blanked the whole Ageing page)."""
+    from explorer.privacy import DisclosureControl
+    from explorer.views import AgeotypeMembership
+
+    lake, _ = cohort
+    view = AgeotypeMembership(lake=lake, role="public", disclosure=DisclosureControl(profile="cms"))
+    found = view.data()
+    hidden = {**found, "speeds": found["speeds"].assign(persons=np.nan, shown="<11", status="primary")}
+    monkeypatch.setattr(AgeotypeMembership, "data", lambda self: hidden)
+    figure = hv.render(view.panel(), backend="bokeh")
+    titles = [p.title.text for p in figure.references() if getattr(getattr(p, "title", None), "text", None)]
+    assert any("Fast, typical and slow" in t and "<11 each, not drawn" in t for t in titles), titles
+
+
 @pytest.mark.parametrize("value", ["1 OR 1=1; DROP TABLE person", "' OR '1'='1", "2160-0' --"])
 def test_hostile_marker_filters_are_data(cohort, value):
     from explorer.errors import ExplorerError

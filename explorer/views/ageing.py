@@ -137,9 +137,12 @@ class AgeotypeMembership(LakeView):
         # a stacked segment cannot be drawn as an outline: the hidden ones are named in the title
         note = "" if hidden_speeds.empty else \
             f" ({', '.join(sorted(set(hidden_speeds['speed'])))}: {rules.label} each, not drawn)"
-        speeds = hv.Bars(speeds_frame.dropna(subset=["persons"]), kdims=["pathway", "speed"], vdims=["persons"]).opts(
+        shown = speeds_frame.dropna(subset=["persons"])
+        # with every segment hidden (a small cohort) there is nothing to stack, and a stacked chart
+        # of no bars fails to draw: the empty axes keep the title that says why
+        speeds = hv.Bars(shown, kdims=["pathway", "speed"], vdims=["persons"]).opts(
             responsive=True, height=260, title="Fast, typical and slow ageing per pathway" + note, tools=["hover"],
-            stacked=True)
+            stacked=not shown.empty)
         return (dominant + speeds).cols(2)
 
 
