@@ -220,7 +220,7 @@ class AouSleepLevelReader(CsvTableReader):
 class ResidenceReader(CsvTableReader):
     format = "residence_history_csv"
     order = 10  # first: wearable readers take each person's time zone from where they lived
-    description = "Residence history: person_id, start_date, end_date, latitude, longitude[, zip3, tract_geoid]"
+    description = "Residence history: person_id, start_date, end_date, latitude, longitude[, zip3, tract_geoid, block_group_geoid]"
     required = ("person_id", "start_date", "end_date", "latitude", "longitude")
     table = "residence"
 
@@ -235,7 +235,8 @@ class ResidenceReader(CsvTableReader):
                "end_date before start_date")
         rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "start_date": start,
                              "end_date": end.where(frame["end_date"].notna(), None), "latitude": lat, "longitude": lon,
-                             "zip3": frame.get("zip3"), "tract_geoid": frame.get("tract_geoid")})
+                             "zip3": frame.get("zip3"), "tract_geoid": frame.get("tract_geoid"),
+                             "block_group_geoid": frame.get("block_group_geoid")})
         return rows, p.reasons
 
 
