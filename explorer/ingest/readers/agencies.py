@@ -60,8 +60,8 @@ class AqsDailyReader(CsvTableReader):
     """EPA AQS "Daily Summary Data" files of AirData (``daily_88101_2023.csv`` ...), one row per
     monitor, day, sample duration, pollutant standard and event type, as station series.
 
-    A monitor is station ``SS-CCC-SSSS-POC`` (state, county, site number, parameter occurrence
-    code). Kept: PM2.5 (parameter 88101 FRM/FEM, 88502 non-regulatory) as element ``PM25``,
+    A monitor is station ``SS-CCC-NNNN-PPPPP-Q``, the monitor ID as the documentation writes it
+    (state, county, site number, parameter code, parameter occurrence code). Kept: PM2.5 (parameter 88101 FRM/FEM, 88502 non-regulatory) as element ``PM25``,
     the day's arithmetic mean in ug/m3; ozone (44201) as ``O3_MDA8``, the daily maximum 8-hour
     average (``1st Max Value`` of the 8-HR RUN AVG rows) in ppb, and ``O3_MAX1H``, the daily
     maximum hourly value (1 HOUR rows), in ppb. ``Date Local`` is the local standard day.
@@ -84,7 +84,9 @@ class AqsDailyReader(CsvTableReader):
     PARAMETERS = {"88101": "PM2.5 FRM/FEM", "88502": "PM2.5 non-regulatory", "44201": "ozone"}
     UNITS = {"Micrograms/cubic meter (LC)": ("ug/m3", 1.0), "Micrograms/cubic meter (25 C)": ("ug/m3", 1.0),
              "Parts per million": ("ppb", 1000.0), "Parts per billion": ("ppb", 1.0)}
-    EXCLUDED_EVENTS = ("Excluded", "Concurred Excluded")
+    # the documentation's words ("No Events", "Events Included", ...) and the files' short forms
+    MEASURED_EVENTS = ("None", "No Events", "Included", "Events Included")
+    EXCLUDED_EVENTS = ("Excluded", "Events Excluded", "Concurred", "Concurred Excluded", "Concurred Events Excluded")
 
     def convert(self, frame, context):
         p = Problems(len(frame))
@@ -98,6 +100,8 @@ class AqsDailyReader(CsvTableReader):
         p.flag(events.isin(self.EXCLUDED_EVENTS),
                "Event Type " + events.fillna("") + ": the same monitor-day with exceptional-event data removed; "
                "the row with events included (all measured data) is stored")
+        p.flag(~events.isin(self.MEASURED_EVENTS), "Event Type " + events.fillna("(empty)") + ": expected one of "
+               + ", ".join(self.MEASURED_EVENTS + self.EXCLUDED_EVENTS))
         duration = text["Sample Duration"].fillna("").str.upper()
         ozone = parameter == "44201"
         eight_hour, one_hour = duration.str.startswith("8-HR"), duration == "1 HOUR"
@@ -119,7 +123,7 @@ class AqsDailyReader(CsvTableReader):
         for column in ("State Code", "County Code", "Site Num", "POC"):
             p.flag(text[column].isna(), f"{column}: empty")
         station = (text["State Code"].fillna("").str.zfill(2) + "-" + text["County Code"].fillna("").str.zfill(3) + "-"
-                   + text["Site Num"].fillna("").str.zfill(4) + "-" + text["POC"].fillna(""))
+                   + text["Site Num"].fillna("").str.zfill(4) + "-" + parameter.fillna("") + "-" + text["POC"].fillna(""))
         rows = pd.DataFrame({"_row": frame["_row"], "station_id": station, "latitude": latitude, "longitude": longitude,
                              "date": day.dt.date, "element": element, "value": value * factor,
                              "unit": unit.map({k: u for k, (u, _) in self.UNITS.items()}),
@@ -359,7 +363,7 @@ def _index_year(source_name: str, pattern: str, what: str) -> int:
 
 def _geoid(text: pd.Series, digits: int) -> pd.Series:
     """A census GEOID with leading zeros restored (a spreadsheet round trip drops them: Alabama
-    01 becomes 1), None where it is not ``digits`` digits (or one fewer)."""
+    01 becomes 1), missing where it is not ``digits`` digits (or one fewer)."""
     clean = text.fillna("").str.strip().str.strip('"')
     padded = clean.where(clean.str.len() != digits - 1, "0" + clean)
     return padded.where(padded.str.fullmatch(rf"\d{{{digits}}}"), None)

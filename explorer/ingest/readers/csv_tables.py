@@ -37,6 +37,11 @@ def _header(head: bytes) -> list[str] | str:
     return [c.strip().strip('"') for c in decoded.split(",")]
 
 
+def _loose(name: str) -> str:
+    """A column name without case, spaces or punctuation: 'Person ID' and 'person_id' meet."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
 def read_text_table(path: Path) -> pd.DataFrame:
     """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing."""
     try:
@@ -84,6 +89,31 @@ class CsvTableReader(Reader):
         if clash:
             return f"has column(s) {', '.join(clash)} of another format"
         return None
+
+    #: what would make a near-miss file readable (shown when no reader accepted it)
+    remedy: ClassVar[str] = ("rename those columns in the header (names are matched exactly), or add a reader for "
+                             "this layout through the explorer.readers entry points")
+
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        """Overlap of the required columns and the header's, as matched columns over all columns
+        of either (a Jaccard index: a reader needing two of ten columns is not nearer than one
+        needing nine of them); a column whose name differs only in case, spaces or punctuation
+        counts 0.9 and is named. With what is missing and what to do."""
+        columns = _header(head)
+        if isinstance(columns, str) or not self.required:
+            return None
+        loose = {_loose(c): c for c in columns}
+        exact = [c for c in self.required if c in columns]
+        renamed = {c: loose[_loose(c)] for c in self.required if c not in columns and _loose(c) in loose}
+        missing = [c for c in self.required if c not in columns and c not in renamed]
+        matched = len(exact) + len(renamed)
+        score = (len(exact) + 0.9 * len(renamed)) / (len(self.required) + len(set(columns)) - matched)
+        parts = [f"it needs column(s) {', '.join(self.required)}; this header has {len(exact)} of them"]
+        if renamed:
+            parts.append("spelled differently: " + ", ".join(f"{found!r} for {wanted}" for wanted, found in renamed.items()))
+        if missing:
+            parts.append(f"missing: {', '.join(missing)}")
+        return score, "; ".join(parts) + f". To read it: {self.remedy}"
 
     def read(self, path: Path, context: Context) -> ReadResult:
         frame = read_text_table(path)
