@@ -7,6 +7,7 @@ reader accepts, told by the nearest reader."""
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 import explorer
 from explorer.exposure import area_linkage, residence_days, station_values
 from explorer.exposure.linkage import haversine_km
-from explorer.ingest.readers.agencies import _geoid
+from explorer.ingest.readers.agencies import census_geoid
 
 DATA = Path(__file__).resolve().parent / "data"
 KEY = "agency-fixture-key-0123456789abcdef"
@@ -213,8 +214,8 @@ def test_area_indices_linked_by_area_linkage(lake, tmp_path):
     lake.ingest(DATA / "adi", now=NOW)
     residence = pd.DataFrame({"person_id": ["p1", "p1"], "start_date": [date(2021, 1, 1), date(2022, 3, 1)],
                               "end_date": [date(2022, 2, 28), None], "latitude": [33.45, 33.46], "longitude": [-112.07, -112.08],
-                              "zip3": ["850", "850"], "tract_geoid": ["04013103800", "04013990000"],
-                              "block_group_geoid": ["040131038001", "040131038002"]})
+                              "zip3": ["850", "850"], "tractcensus_geoid": ["04013103800", "04013990000"],
+                              "block_groupcensus_geoid": ["040131038001", "040131038002"]})
     days = residence_days(residence, date(2021, 1, 1), date(2022, 12, 31))
     exposure = lake.sql("SELECT * FROM area_exposure")
     svi = area_linkage(days, exposure, area_type="tract", variable="svi_rpl_themes")
@@ -239,8 +240,8 @@ def test_area_year_declared_when_the_name_lacks_it(lake, tmp_path, monkeypatch):
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet="0123456789", min_size=1, max_size=14), st.sampled_from([11, 12]))
-def test_geoid_restores_one_dropped_zero_only(text, digits):
-    out = _geoid(pd.Series([text]), digits)[0]
+def testcensus_geoid_restores_one_dropped_zero_only(text, digits):
+    out = census_geoid(pd.Series([text]), digits)[0]
     if len(text) == digits:
         assert out == text
     elif len(text) == digits - 1:
@@ -287,3 +288,43 @@ def test_cli_help_explains_the_new_options(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--station-units {standard,metric}" in out and "degF, inches" in out
     assert "--area-year YYYY" in out and "SVI_2020_US.csv" in out
+
+
+# -- explorer synth writes the agency shapes; ingest and linkage give back what it planted ---------
+
+
+def test_synth_station_files_recovered_by_ingest_and_linkage(lake, tmp_path):
+    from explorer.synth import SynthConfig, generate
+
+    out = tmp_path / "cohort"
+    generate(out, SynthConfig(participants=3, days=3, seed=5, start=date(2024, 7, 1), workers=1))
+    assert (out / "environment" / "ghcn" / "ghcnd-stations.txt").exists()
+    assert sorted(p.name for p in (out / "environment" / "aqs").iterdir())[0].startswith("daily_88101_")
+    lake.ingest(out / "environment" / "ghcn", now=NOW)
+    lake.ingest(out / "environment" / "aqs", now=NOW)
+    found = files(lake)
+    assert set(found["format"]) == {"ghcnd_stations_txt", "ghcn_daily_by_station_csv", "epa_aqs_daily_csv"}
+    aqs = found[found["format"] == "epa_aqs_daily_csv"]
+    # every AQS day is written twice (two pollutant standards): half the rows land, the repeats are named
+    assert (aqs["rows_accepted"] * 2 == aqs["rows_read"]).all() and (aqs["rows_quarantined"] == aqs["rows_accepted"]).all()
+
+    truth = pd.read_parquet(out / "truth" / "truth_stations.parquet")
+    truth["date"] = pd.to_datetime(truth["date"]).dt.date
+    landed = lake.sql("SELECT station_id, latitude, longitude, date, element, value, unit FROM weather_station_daily")
+    landed["date"] = pd.to_datetime(landed["date"]).dt.date
+    key = ["station_id", "date", "element"]
+    both = truth.merge(landed, on=key, suffixes=("_planted", "_landed"), how="outer", indicator=True)
+    assert (both["_merge"] == "both").all() and len(both) == len(truth)  # nothing lost, nothing invented
+    assert np.allclose(both["value_planted"], both["value_landed"])
+    assert np.allclose(both["latitude_planted"], both["latitude_landed"], atol=5e-5)  # the station list's 4 decimals
+    assert (both["unit_planted"] == both["unit_landed"]).all()
+
+    # linkage at each monitor's own place gives back the planted value of that day
+    pm = landed[landed["element"] == "PM25"]
+    planted = truth[truth["element"] == "PM25"]
+    got = station_values(pm, planted["date"], planted["latitude"], planted["longitude"], max_distance_km=1.0)
+    assert np.allclose(got, planted["value"].to_numpy())
+    tmax = landed[landed["element"] == "TMAX"]
+    planted = truth[truth["element"] == "TMAX"]
+    got = station_values(tmax, planted["date"], planted["latitude"], planted["longitude"], method="idw", max_distance_km=0.01)
+    assert np.allclose(got, planted["value"].to_numpy())

@@ -361,7 +361,7 @@ def _index_year(source_name: str, pattern: str, what: str) -> int:
                       f"not declared: keep the download's name, or pass --area-year YYYY (${AREA_YEAR_VARIABLE})")
 
 
-def _geoid(text: pd.Series, digits: int) -> pd.Series:
+def census_geoid(text: pd.Series, digits: int) -> pd.Series:
     """A census GEOID with leading zeros restored (a spreadsheet round trip drops them: Alabama
     01 becomes 1), missing where it is not ``digits`` digits (or one fewer)."""
     clean = text.fillna("").str.strip().str.strip('"')
@@ -403,7 +403,7 @@ class AreaIndexCellsReader(CsvTableReader):
         cells = cells.sort_values(["source_row", "column"], kind="stable", ignore_index=True)
         cells.insert(0, "_row", np.arange(1, len(cells) + 1))
         p = Problems(len(cells))
-        area = _geoid(cells[self.id_column], self.digits)
+        area = census_geoid(cells[self.id_column], self.digits)
         p.flag(area.isna(), f"{self.id_column}: expected a {self.digits}-digit {self.area_type.replace('_', ' ')} GEOID")
         p.flag(pd.Series(True, index=cells.index), self.missing_codes(cells))
         value = pd.to_numeric(cells["cell"], errors="coerce")
