@@ -214,8 +214,8 @@ def test_area_indices_linked_by_area_linkage(lake, tmp_path):
     lake.ingest(DATA / "adi", now=NOW)
     residence = pd.DataFrame({"person_id": ["p1", "p1"], "start_date": [date(2021, 1, 1), date(2022, 3, 1)],
                               "end_date": [date(2022, 2, 28), None], "latitude": [33.45, 33.46], "longitude": [-112.07, -112.08],
-                              "zip3": ["850", "850"], "tractcensus_geoid": ["04013103800", "04013990000"],
-                              "block_groupcensus_geoid": ["040131038001", "040131038002"]})
+                              "zip3": ["850", "850"], "tract_geoid": ["04013103800", "04013990000"],
+                              "block_group_geoid": ["040131038001", "040131038002"]})
     days = residence_days(residence, date(2021, 1, 1), date(2022, 12, 31))
     exposure = lake.sql("SELECT * FROM area_exposure")
     svi = area_linkage(days, exposure, area_type="tract", variable="svi_rpl_themes")
@@ -240,7 +240,7 @@ def test_area_year_declared_when_the_name_lacks_it(lake, tmp_path, monkeypatch):
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet="0123456789", min_size=1, max_size=14), st.sampled_from([11, 12]))
-def testcensus_geoid_restores_one_dropped_zero_only(text, digits):
+def test_census_geoid_restores_one_dropped_zero_only(text, digits):
     out = census_geoid(pd.Series([text]), digits)[0]
     if len(text) == digits:
         assert out == text
