@@ -328,3 +328,16 @@ def test_synth_station_files_recovered_by_ingest_and_linkage(lake, tmp_path):
     planted = truth[truth["element"] == "TMAX"]
     got = station_values(tmax, planted["date"], planted["latitude"], planted["longitude"], method="idw", max_distance_km=0.01)
     assert np.allclose(got, planted["value"].to_numpy())
+
+
+def test_hand_adapted_svi_keeps_no_missing_code_and_gets_units(lake, tmp_path):
+    # the finding: SVI renamed by hand to the generic area layout stored -999 as a value and no unit
+    (tmp_path / "svi_by_hand.csv").write_text("tract_geoid,year,RPL_THEMES,EP_POV150\n"
+                                              "04013103800,2020,0.9016,35.2\n04013990000,2020,-999,-999\n")
+    lake.ingest(tmp_path / "svi_by_hand.csv", now=NOW)
+    found = files(lake)
+    assert found.loc["svi_by_hand.csv", "format"] == "area_index_csv"
+    assert counts(found, "svi_by_hand.csv") == [2, 1, 1]
+    assert "-999" in reasons(lake, "svi_by_hand.csv")[0]
+    rows = lake.sql("SELECT variable, value, unit FROM area_exposure ORDER BY variable")
+    assert rows.values.tolist() == [["EP_POV150", 35.2, "%"], ["RPL_THEMES", 0.9016, "1"]]

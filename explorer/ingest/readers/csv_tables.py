@@ -415,6 +415,9 @@ class AreaIndexReader(CsvTableReader):
     forbidden = ("person_id", "participant_id")
     table = "area_exposure"
     UNITS = {"lead_risk_decile": "1", "deprivation_index": "1"}
+    #: SVI's column families, as its documentation defines them: percentile rankings 0-1, percentages
+    PREFIX_UNITS = {"rpl_": "1", "ep_": "%", "svi_rpl_": "1", "svi_ep_": "%"}
+    MISSING = -999
 
     def convert(self, frame, context):
         p = Problems(len(frame))
@@ -424,6 +427,9 @@ class AreaIndexReader(CsvTableReader):
         p.flag(~frame["tract_geoid"].fillna("").str.fullmatch(r"\d{11}"), "tract_geoid: expected 11 digits")
         year = p.number(frame, "year") if "year" in frame else pd.Series([np.nan] * len(frame))
         values = {v: p.number(frame, v) for v in variables}
+        for v in variables:  # SVI and Census tables write -999 for a value they could not compute
+            p.flag(values[v] == self.MISSING, f"{v}: -999, the missing-value code of SVI and Census tables, is not stored "
+                   "(this row is quarantined whole; CDC's own SVI layout, read by cdc_svi_csv, keeps the row's other values)")
         if "lead_risk_decile" in values:
             v = values["lead_risk_decile"]
             p.flag((v < 1) | (v > 10) | (v != v.round()), "lead_risk_decile: expected a whole decile 1-10")
@@ -440,7 +446,8 @@ class AreaIndexReader(CsvTableReader):
             for variable, value in row["_values"].items():
                 records.append({"_row": row["_row"], "area_type": row["area_type"], "area_id": row["area_id"],
                                 "year": row["year"], "variable": variable, "value": float(value),
-                                "unit": self.UNITS.get(variable)})
+                                "unit": self.UNITS.get(variable) or next(
+                                    (u for prefix, u in self.PREFIX_UNITS.items() if variable.lower().startswith(prefix)), None)})
         result.tables[self.table] = pd.DataFrame(records, columns=["_row", "area_type", "area_id", "year", "variable", "value", "unit"])
         return result
 
