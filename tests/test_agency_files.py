@@ -199,9 +199,9 @@ def test_adi_block_groups_with_suppression_codes(lake):
     found = files(lake)
     name = "AZ_2021_ADI_Census_Block_Group_v4_0_1.csv"
     assert found.loc[name, "format"] == "neighborhood_atlas_adi_csv"
-    assert counts(found, name) == [10, 4, 6]  # 5 block groups x 2 ranks; PH, GQ, GQ-PH and QDI are no ranks
+    assert counts(found, name) == [10, 4, 6]  # 5 block groups x 2 ranks; PH, GQ, PH-GQ and QDI are no ranks
     codes = reasons(lake, name)
-    assert [c.split()[2] for c in codes] == ["PH", "PH", "GQ", "GQ", "GQ-PH", "QDI"]
+    assert [c.split()[2] for c in codes] == ["PH", "PH", "GQ", "GQ", "PH-GQ", "QDI"]
     rows = lake.sql("SELECT area_type, area_id, year, variable, value, unit FROM area_exposure ORDER BY area_id, variable")
     assert rows[["area_id", "variable", "value", "unit"]].values.tolist() == [
         ["040131038001", "adi_national_rank", 87.0, "{percentile}"], ["040131038001", "adi_state_decile", 8.0, "{decile}"],
@@ -341,3 +341,18 @@ def test_hand_adapted_svi_keeps_no_missing_code_and_gets_units(lake, tmp_path):
     assert "-999" in reasons(lake, "svi_by_hand.csv")[0]
     rows = lake.sql("SELECT variable, value, unit FROM area_exposure ORDER BY variable")
     assert rows.values.tolist() == [["EP_POV150", 35.2, "%"], ["RPL_THEMES", 0.9016, "1"]]
+
+
+def test_svi_county_database_links_by_the_tracts_county(lake, tmp_path):
+    # the county database: FIPS is the 5-digit state + county code (Alabama's leading zero dropped)
+    (tmp_path / "SVI2020_US_COUNTY.csv").write_text("ST,STATE,ST_ABBR,STCNTY,COUNTY,FIPS,LOCATION,E_TOTPOP,RPL_THEMES\n"
+                                                    '1,Alabama,AL,1001,Autauga County,1001,"Autauga County, Alabama",55639,0.4023\n'
+                                                    '4,Arizona,AZ,4013,Maricopa County,4013,"Maricopa County, Arizona",4367186,0.6734\n')
+    lake.ingest(tmp_path / "SVI2020_US_COUNTY.csv", now=NOW)
+    assert counts(files(lake), "SVI2020_US_COUNTY.csv") == [2, 2, 0]
+    exposure = lake.sql("SELECT * FROM area_exposure")
+    assert set(exposure["area_type"]) == {"county"} and set(exposure["area_id"]) == {"01001", "04013"}
+    residence = pd.DataFrame({"person_id": ["p1"], "start_date": [date(2021, 1, 1)], "end_date": [None],
+                              "latitude": [33.45], "longitude": [-112.07], "tract_geoid": ["04013103800"]})
+    linked = area_linkage(residence_days(residence, date(2021, 1, 1), date(2021, 12, 31)), exposure, area_type="county")
+    assert linked[["year", "area_id", "value", "value_year"]].values.tolist() == [[2021, "04013", pytest.approx(0.6734), 2020]]

@@ -392,6 +392,10 @@ class AreaIndexCellsReader(CsvTableReader):
     def check(self, cells: pd.DataFrame, value: pd.Series, p: Problems) -> None:
         """Range checks of the kept values."""
 
+    def level(self, frame: pd.DataFrame) -> tuple[str, int]:
+        """The file's area type and the digits of its GEOIDs."""
+        return self.area_type, self.digits
+
     def read(self, path: Path, context: Context) -> ReadResult:
         year = _index_year(context.source_name, self.year_pattern, self.what)
         frame = read_text_table(path)
@@ -403,13 +407,14 @@ class AreaIndexCellsReader(CsvTableReader):
         cells = cells.sort_values(["source_row", "column"], kind="stable", ignore_index=True)
         cells.insert(0, "_row", np.arange(1, len(cells) + 1))
         p = Problems(len(cells))
-        area = census_geoid(cells[self.id_column], self.digits)
-        p.flag(area.isna(), f"{self.id_column}: expected a {self.digits}-digit {self.area_type.replace('_', ' ')} GEOID")
+        area_type, digits = self.level(frame)
+        area = census_geoid(cells[self.id_column], digits)
+        p.flag(area.isna(), f"{self.id_column}: expected a {digits}-digit {area_type.replace('_', ' ')} GEOID")
         p.flag(pd.Series(True, index=cells.index), self.missing_codes(cells))
         value = pd.to_numeric(cells["cell"], errors="coerce")
         p.flag(value.isna(), cells["column"] + ": " + cells["cell"].astype(str) + f" is neither a number nor a missing code of {self.what}")
         self.check(cells, value, p)
-        rows = pd.DataFrame({"_row": cells["_row"], "area_type": self.area_type, "area_id": area,
+        rows = pd.DataFrame({"_row": cells["_row"], "area_type": area_type, "area_id": area,
                              "year": pd.array([year] * len(cells), dtype="Int64"),
                              "variable": cells["column"].map({c: v for c, (v, _) in kept.items()}),
                              "value": value, "unit": cells["column"].map({c: u for c, (_, u) in kept.items()})})
@@ -424,7 +429,8 @@ class SviReader(AreaIndexCellsReader):
     themes) as ``svi_rpl_*``, fractions 0-1 of the nation's tracts ranked at or below (unit
     "1"), and the estimated percentages ``EP_*`` as ``svi_ep_*`` (unit "%"). -999, SVI's code for
     a value that could not be computed (tracts without population), is quarantined with that
-    reason. The year is the release's, from the file's name (or ``--area-year``).
+    reason. The year is the release's, from the file's name (or ``--area-year``). The county
+    database (``SVI2020_US_COUNTY.csv``, FIPS of 5 digits) is read alike, as area type county.
     """
 
     format = "cdc_svi_csv"
@@ -436,6 +442,10 @@ class SviReader(AreaIndexCellsReader):
     year_pattern = r"SVI[_ -]?(\d{4})"
     what = "SVI"
     MISSING = -999
+
+    def level(self, frame):
+        lengths = frame[self.id_column].dropna().str.strip().str.len()
+        return ("county", 5) if len(lengths) and (lengths <= 5).all() else (self.area_type, self.digits)
 
     def variables(self, columns):
         kept = {c: (f"svi_{c.lower()}", "1") for c in columns if re.fullmatch(r"RPL_THEMES|RPL_THEME\d", c)}
@@ -461,7 +471,8 @@ class AdiReader(AreaIndexCellsReader):
     ``ADI_STATERNK``, the within-state decile 1-10 (unit ``{decile}``). The suppression codes
     the Atlas writes instead of a rank are quarantined with their meaning: ``GQ`` (more than 33%
     of the population in group quarters), ``PH`` (population under 100 or fewer than 30 housing
-    units), ``GQ-PH`` (both) and ``QDI`` (questionable data integrity). The year is the ADI
+    units), ``PH-GQ`` (both; ``GQ-PH`` read alike) and ``QDI`` (questionable data integrity), as the
+    Atlas's FAQ lists them. The year is the ADI
     release's, from the file's name (or ``--area-year``).
     """
 
@@ -475,6 +486,7 @@ class AdiReader(AreaIndexCellsReader):
     what = "ADI"
     CODES = {"GQ": "more than 33% of the population lives in group quarters",
              "PH": "population under 100 or fewer than 30 housing units",
+             "PH-GQ": "low population or housing and group quarters",
              "GQ-PH": "group quarters and low population or housing",
              "QDI": "questionable data integrity"}
 
