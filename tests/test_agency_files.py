@@ -259,7 +259,7 @@ def test_census_geoid_restores_one_dropped_zero_only(text, digits):
     ("daily_88101_1999.csv", '"State Code","County Code","Site Num","Parameter Code","POC","Latitude","Longitude",'
      '"Sample Duration","Date Local","Units of Measure","Arithmetic Mean","AQI"\n'
      '"04","013","9997","88101",1,33.5,-112.1,"24 HOUR","1999-07-04","Micrograms/cubic meter (LC)",12.3,51\n',
-     "epa_aqs_daily_csv", ["missing: 1st Max Value", "11 of them"]),
+     "epa_aqs_daily_csv", ["missing: 1st Max Value", "11 of them", "keep AirData's own column names"]),
     ("svi.csv", "FIPS,EP_POV150\n04013103800,35.2\n", "cdc_svi_csv", ["missing: RPL_THEMES"]),
 ])
 def test_unreadable_file_names_the_nearest_reader(lake, tmp_path, name, text, nearest, said):
@@ -356,3 +356,12 @@ def test_svi_county_database_links_by_the_tracts_county(lake, tmp_path):
                               "latitude": [33.45], "longitude": [-112.07], "tract_geoid": ["04013103800"]})
     linked = area_linkage(residence_days(residence, date(2021, 1, 1), date(2021, 12, 31)), exposure, area_type="county")
     assert linked[["year", "area_id", "value", "value_year"]].values.tolist() == [[2021, "04013", pytest.approx(0.6734), 2020]]
+
+
+def test_aqs_empty_event_type_is_no_event(lake, tmp_path):
+    # a file saved again by a tool that reads the string "None" as missing writes an empty Event Type
+    lines = (DATA / "aqs" / "daily_88101_2023.csv").read_text().splitlines()
+    (tmp_path / "daily_88101_2023.csv").write_text(lines[0] + "\n" + lines[1].replace('"None"', '""') + "\n")
+    lake.ingest(tmp_path / "daily_88101_2023.csv", now=NOW)
+    assert counts(files(lake), "daily_88101_2023.csv") == [1, 1, 0]
+    assert lake.sql("SELECT value FROM weather_station_daily")["value"].tolist() == [pytest.approx(12.3)]

@@ -88,7 +88,9 @@ class AqsDailyReader(CsvTableReader):
     required = ("State Code", "County Code", "Site Num", "Parameter Code", "POC", "Latitude", "Longitude",
                 "Sample Duration", "Date Local", "Units of Measure", "Arithmetic Mean", "1st Max Value")
     table = STATION_TABLE
-    #: parameter code -> (element, column of the value, sample durations read, unit in the catalog)
+    remedy = ("keep AirData's own column names, as in daily_<parameter>_<year>.csv of the Daily Summary Data "
+              "download (a file re-saved with columns renamed or dropped needs them back)")
+    #: parameter codes kept, with their names
     PARAMETERS = {"88101": "PM2.5 FRM/FEM", "88502": "PM2.5 non-regulatory", "44201": "ozone"}
     UNITS = {"Micrograms/cubic meter (LC)": ("ug/m3", 1.0), "Micrograms/cubic meter (25 C)": ("ug/m3", 1.0),
              "Parts per million": ("ppb", 1000.0), "Parts per billion": ("ppb", 1.0)}
@@ -310,6 +312,7 @@ class NoaaDailySummariesReader(CsvTableReader):
     order = 58
     description = "NCEI daily summaries CSV: STATION, NAME, LATITUDE, LONGITUDE, ELEVATION, DATE, TMAX, TMIN, PRCP[, *_ATTRIBUTES]"
     required = ("STATION", "LATITUDE", "LONGITUDE", "DATE")
+    remedy = "order the CSV output of Climate Data Online's Daily Summaries with station name and geographic location"
     table = STATION_TABLE
     UNITS = {"standard": {"TMAX": "degF", "TMIN": "degF", "TAVG": "degF", "PRCP": "in"},
              "metric": {"TMAX": "degC", "TMIN": "degC", "TAVG": "degC", "PRCP": "mm"}}
@@ -454,6 +457,7 @@ class SviReader(AreaIndexCellsReader):
     order = 51
     description = "CDC/ATSDR Social Vulnerability Index tract CSV: FIPS, RPL_THEMES, RPL_THEME1..4, EP_* (-999 missing)"
     required = ("FIPS", "RPL_THEMES")
+    remedy = "keep CDC's column names as downloaded (FIPS, RPL_THEMES, RPL_THEME1..4, EP_*)"
     area_type = "tract"
     digits = 11
     year_pattern = r"SVI[_ -]?(\d{4})"
@@ -497,6 +501,7 @@ class AdiReader(AreaIndexCellsReader):
     order = 52
     description = "Neighborhood Atlas Area Deprivation Index block-group CSV: FIPS, ADI_NATRANK, ADI_STATERNK (GQ, PH, QDI codes)"
     required = ("FIPS", "ADI_NATRANK", "ADI_STATERNK")
+    remedy = "keep the Neighborhood Atlas's column names as downloaded (FIPS, ADI_NATRANK, ADI_STATERNK)"
     area_type = "block_group"
     digits = 12
     year_pattern = r"(?:^|_)(\d{4})_ADI|ADI_(?:\w+_)?(\d{4})"
