@@ -365,3 +365,20 @@ def test_aqs_empty_event_type_is_no_event(lake, tmp_path):
     lake.ingest(tmp_path / "daily_88101_2023.csv", now=NOW)
     assert counts(files(lake), "daily_88101_2023.csv") == [1, 1, 0]
     assert lake.sql("SELECT value FROM weather_station_daily")["value"].tolist() == [pytest.approx(12.3)]
+
+
+def test_explorer_ingest_command_with_declared_station_units(tmp_path):
+    from conftest import run_cli
+
+    env = {"EXPLORER_PSEUDONYM_KEY": KEY, "EXPLORER_STATION_UNITS": ""}
+    refused = run_cli("ingest", DATA / "ncei_daily", "--no-quality", lake_root=tmp_path / "lake", env=env)
+    assert refused.returncode == 0, refused.stderr  # bad input is reported, not a failure
+    outcome = explorer.open(tmp_path / "lake").sql("SELECT status, reason FROM ingest_file")
+    assert outcome["status"].tolist() == ["quarantined"] and "--station-units" in outcome["reason"][0]
+    read = run_cli("ingest", DATA / "ncei_daily", "--station-units", "standard", "--retry-quarantined", "--no-quality",
+                   lake_root=tmp_path / "lake", env=env)
+    assert read.returncode == 0, read.stderr
+    lake = explorer.open(tmp_path / "lake")
+    rows = lake.sql("SELECT element, value FROM weather_station_daily WHERE date = DATE '2023-07-04' ORDER BY element")
+    assert rows.values.tolist() == [["PRCP", pytest.approx(2.54)], ["TMAX", pytest.approx(45.5556, abs=1e-4)],
+                                    ["TMIN", pytest.approx(31.6667, abs=1e-4)]]
