@@ -382,3 +382,36 @@ def test_explorer_ingest_command_with_declared_station_units(tmp_path):
     rows = lake.sql("SELECT element, value FROM weather_station_daily WHERE date = DATE '2023-07-04' ORDER BY element")
     assert rows.values.tolist() == [["PRCP", pytest.approx(2.54)], ["TMAX", pytest.approx(45.5556, abs=1e-4)],
                                     ["TMIN", pytest.approx(31.6667, abs=1e-4)]]
+
+
+class _Stations:
+    """The one lookup the GHCN reader makes of its context."""
+
+    def __init__(self, stations):
+        self.reference = self
+        self._stations = stations
+
+    def weather_stations(self):
+        return self._stations
+
+
+GHCN_ROW = st.tuples(st.sampled_from(["TMAX", "TMIN", "TAVG", "PRCP", "SNOW", "AWND"]),
+                     st.one_of(st.just(-9999), st.integers(-600, 600)), st.sampled_from(["", "", "", "X", "O", "D"]),
+                     st.sampled_from(["", "T", "H"]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(GHCN_ROW, min_size=1, max_size=40))
+def test_ghcn_every_row_accounted_and_kept_values_in_tenths(tmp_path_factory, records):
+    from explorer.ingest.readers.agencies import GhcnDailyByStationReader
+
+    path = tmp_path_factory.mktemp("ghcn") / "USW00023183.csv"
+    path.write_text("".join(f"USW00023183,2023{1 + k // 28:02d}{1 + k % 28:02d},{element},{value},{m},{q},W,\n"
+                            for k, (element, value, q, m) in enumerate(records)))
+    result = GhcnDailyByStationReader().read(path, _Stations({"USW00023183": (33.4278, -112.0037)}))
+    landed = result.tables["weather_station_daily"]
+    assert len(landed) + len(result.quarantined) == result.rows_read == len(records)
+    expected = [(k + 1, value / 10) for k, (element, value, q, m) in enumerate(records)
+                if element in ("TMAX", "TMIN", "TAVG", "PRCP") and value != -9999 and q == ""]
+    assert list(zip(landed["_row"], landed["value"])) == [(row, pytest.approx(v)) for row, v in expected]
+    assert set(landed["unit"]) <= {"degC", "mm"}
