@@ -62,7 +62,7 @@ def test_every_fault_is_handled_as_documented(ingested):
 def test_nothing_is_lost_rows_read_equal_accepted_plus_quarantined(ingested):
     cohort, lake, report = ingested
     files = outcomes(lake)
-    assert (files["rows_read"] == files["rows_accepted"] + files["rows_quarantined"]).all()
+    assert (files["rows_read"] == files["rows_accepted"] + files["rows_quarantined"] + files["rows_ignored"]).all()
     quarantined = lake.sql("SELECT source_file, count(*) AS n FROM quarantine_row GROUP BY ALL").set_index("source_file")["n"]
     per_file = files.set_index("sha256")["rows_quarantined"]
     assert quarantined.to_dict() == {k: v for k, v in per_file.items() if v}

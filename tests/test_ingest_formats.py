@@ -33,7 +33,7 @@ def files_of(lake):
 
 def assert_nothing_lost(lake):
     files = lake.sql("SELECT * FROM ingest_file WHERE status IN ('accepted', 'quarantined')")
-    assert (files["rows_read"] == files["rows_accepted"] + files["rows_quarantined"]).all()
+    assert (files["rows_read"] == files["rows_accepted"] + files["rows_quarantined"] + files["rows_ignored"]).all()
 
 
 # -- wide lab CSV with a mapping file ---------------------------------------------------------

@@ -5,6 +5,7 @@ a dataset, reader, step, metric and page together is in tests/test_plugins.py)."
 
 import textwrap
 
+import pandas as pd
 import pytest
 
 import explorer
@@ -134,3 +135,68 @@ def test_resetting_the_registry_forgets_the_plugin(tmp_path, monkeypatch):
     monkeypatch.undo()  # the package is uninstalled (off sys.path)
     reset_readers()
     assert "site_beat_log" not in READERS
+
+
+#: the beat log again, whose ``#note`` lines are records of a kind the suite does not store
+NOTED_BEATS_READER = BEATS_READER.replace("site_beat_log", "site_noted_beats").replace('head.startswith(b"#beats")', 'head.startswith(b"#noted")') + """
+
+    class NotedBeatLogReader(BeatLogReader):
+        format = "site_noted_beats"
+
+        def read(self, path, context):
+            header, *lines = path.read_text().splitlines()
+            beats = [(k, line.split(",")) for k, line in enumerate(lines, 1) if not line.startswith("#note")]
+            rows = pd.DataFrame({"_row": [k for k, _ in beats], "person_id": context.pseudonymize([b[0] for _, b in beats]),
+                                 "datetime": pd.to_datetime([b[1] for _, b in beats]),
+                                 "heart_rate_value": [int(b[2]) for _, b in beats]})
+            claimed = len(lines) + 1 if "miscount" in header else len(lines)
+            return ReadResult(rows_read=claimed, tables={"heart_rate_minute": rows},
+                              ignored=Counter(note=len(lines) - len(beats)))
+"""
+
+
+def test_records_of_kinds_not_stored_are_counted_by_kind_and_keep_the_identity(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    install(site, monkeypatch, "[explorer.readers]\nsite_noted_beats = site_noted:NotedBeatLogReader\n",
+            {"site_noted.py": "from collections import Counter\n" + textwrap.dedent(NOTED_BEATS_READER)},
+            distribution="site-noted")
+    monkeypatch.setenv("EXPLORER_PSEUDONYM_KEY", "a-test-key-of-more-than-16-bytes")
+    monkeypatch.delenv("EXPLORER_PSEUDONYM_KEY_FILE", raising=False)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "ward-7.beats").write_text("#noted\nP-1,2024-03-01 08:00,61\n#note cuff swapped\n#note paused\n"
+                                           "P-2,2024-03-01 08:00,400\n")
+    (incoming / "ward-8.beats").write_text("#noted miscount\nP-1,2024-03-02 08:00,62\n")
+    lake = explorer.open(tmp_path / "lake")
+    report = lake.ingest(incoming, default_time_zone="Europe/London", quality=False)
+    files = lake.sql("SELECT source_name, status, rows_read, rows_accepted, rows_quarantined, rows_ignored, ignored, reason "
+                     "FROM ingest_file").set_index("source_name")
+    noted = files.loc["ward-7.beats"]
+    # 4 records: one landed, one quarantined (400 bpm), two of a kind not stored, named with their count
+    assert (noted["status"], noted["rows_read"], noted["rows_accepted"], noted["rows_quarantined"], noted["rows_ignored"],
+            noted["ignored"]) == ("accepted", 4, 1, 1, 2, "note: 2")
+    assert "2 of kinds not stored (note 2)" in str(report)
+    # a reader whose counts do not add up loses nothing silently: the file is an error that says so
+    wrong = files.loc["ward-8.beats"]
+    assert wrong["status"] == "error" and "2 rows read but 1 accepted + 0 quarantined + 0 of kinds not stored" in wrong["reason"]
+
+
+def test_a_lake_recorded_before_the_ignored_columns_gains_them(tmp_path, monkeypatch):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    monkeypatch.setenv("EXPLORER_PSEUDONYM_KEY", "a-test-key-of-more-than-16-bytes")
+    monkeypatch.delenv("EXPLORER_PSEUDONYM_KEY_FILE", raising=False)
+    lake = explorer.open(tmp_path / "lake")
+    old = pa.table({"ingest_id": ["old"], "sha256": ["0" * 64], "source_name": ["a.csv"], "source_path": ["/a.csv"],
+                    "format": ["residence_history_csv"], "status": ["accepted"], "reason": pa.array([None], pa.string()),
+                    "rows_read": [1], "rows_accepted": [1], "rows_quarantined": [0],
+                    "ingested_at": pa.array([0], pa.timestamp("us", tz="UTC"))})
+    write_deltalake(str(lake.table_path("ingest_file")), old)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "residence.csv").write_text("person_id,start_date,end_date,latitude,longitude\n1,2020-01-01,,39.7,-104.9\n")
+    lake.ingest(incoming, quality=False)
+    files = lake.sql("SELECT ingest_id, rows_ignored FROM ingest_file ORDER BY ingested_at")
+    assert files["ingest_id"].iloc[0] == "old" and pd.isna(files["rows_ignored"].iloc[0]) and files["rows_ignored"].iloc[1] == 0

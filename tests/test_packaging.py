@@ -82,7 +82,11 @@ def test_an_installed_wheel_serves_every_page(wheel, tmp_path, browser):
             for name, declared in pages().items():
                 page.goto(f"{base}/{name}")
                 # the page was built by the installed package: its heading and the signed-in line
-                page.locator("text=signed in as").wait_for(timeout=60_000)
+                try:
+                    page.locator("text=signed in as").wait_for(timeout=60_000)
+                except Exception:
+                    pytest.fail(f"{role}: page {name} shows no 'signed in as' after 60 s; it shows "
+                                f"{page.inner_text('body')[:1500]!r}")
                 assert page.locator("h2", has_text=declared.title).count() == 1, (role, name)
             page.close()
     finally:

@@ -27,9 +27,9 @@ def pseudonym(source_id: str) -> str:
 
 
 def files(lake) -> pd.DataFrame:
-    frame = lake.sql("SELECT source_name, format, status, rows_read, rows_accepted, rows_quarantined FROM ingest_file")
+    frame = lake.sql("SELECT source_name, format, status, rows_read, rows_accepted, rows_quarantined, rows_ignored FROM ingest_file")
     frame["source_name"] = frame["source_name"].map(lambda name: Path(name).name)
-    assert (frame["rows_read"] == frame["rows_accepted"] + frame["rows_quarantined"]).all()  # nothing lost
+    assert (frame["rows_read"] == frame["rows_accepted"] + frame["rows_quarantined"] + frame["rows_ignored"]).all()  # nothing lost
     return frame.set_index("source_name")
 
 

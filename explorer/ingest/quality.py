@@ -113,8 +113,9 @@ def quality_report(lake: Lake, ingest_id: str, source_files: list[str], accounti
                    memory_limit: str = "2GB") -> pd.DataFrame:
     """Run every check on the rows this ingest added; returns the ``dq_result`` rows.
 
-    ``accounting`` is the ingest's per-file outcome (format, rows_read, rows_quarantined): the
-    conformance check per reader is its quarantined share. The checks run on one DuckDB
+    ``accounting`` is the ingest's per-file outcome (format, rows_read, rows_quarantined,
+    rows_ignored): the conformance check per reader is its quarantined share of the records of
+    kinds the suite stores. The checks run on one DuckDB
     connection pinned to the tables' current versions (recorded as the report's inputs) and
     held to ``memory_limit``, spilling to disk beyond it, so the report fits beside an ingest.
     """
@@ -123,7 +124,7 @@ def quality_report(lake: Lake, ingest_id: str, source_files: list[str], accounti
     for fmt, group in accepted.groupby("format"):
         rows.append({"check_id": f"conformance_{fmt}", "category": "conformance", "table_name": fmt,
                      "description": f"rows of {fmt} files quarantined by row checks",
-                     "numerator": int(group["rows_quarantined"].sum()), "denominator": int(group["rows_read"].sum()),
+                     "numerator": int(group["rows_quarantined"].sum()), "denominator": int(group["rows_read"].sum() - group["rows_ignored"].sum()),
                      "threshold_pct": 1.0})
     present = set(lake.tables())
     checks = [c for c in WEARABLE_CHECKS if c.table in present and _tables_of(c) <= present]

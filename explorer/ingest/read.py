@@ -4,8 +4,9 @@ Reference files (residence history, lab column maps, FHIR Patients) are read fir
 after the other, because later files look things up in them. The rest are read in batches, on
 worker processes when the delivery is large enough to repay starting them. Every row a reader
 returns is checked against what its table's catalog entry declares (:mod:`explorer.ingest.checks`);
-rows that fail go to quarantine with their reason and original values, and for every file
-``rows_read == rows_accepted + rows_quarantined``.
+rows that fail go to quarantine with their reason and original values, records of kinds the
+suite does not store are counted by kind, and for every file
+``rows_read == rows_accepted + rows_quarantined + rows_ignored``.
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ def refusal(path: Path, said: list[str]) -> str:
 
 def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> CheckedFile:
     """Check every row a reader returned, split accepted from quarantined rows, and account for
-    every source record: ``rows_read == rows_accepted + rows_quarantined``, or the file is an error."""
+    every source record: ``rows_read == rows_accepted + rows_quarantined + rows_ignored``, or the
+    file is an error."""
     tables, quarantined, accepted_records = {}, [result.quarantined], set()
     for table, rows in result.tables.items():
         reasons, local_days = check_rows(table, rows, context)
@@ -275,12 +277,13 @@ def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> 
         else pd.DataFrame(columns=["_row", "table", "reason", "record"])
     accepted = len(accepted_records)  # source records, however many unified rows each became
     file = FileOutcome(job.source_name, job.raw.sha256, "accepted", fmt, None, result.rows_read, accepted, len(quarantined),
-                       Counter(quarantined["reason"]) if len(quarantined) else Counter())
-    if file.rows_read != file.rows_accepted + file.rows_quarantined:  # the nothing-lost identity
+                       Counter(quarantined["reason"]) if len(quarantined) else Counter(), Counter(result.ignored))
+    if file.rows_read != file.rows_accepted + file.rows_quarantined + file.rows_ignored:  # the nothing-lost identity
         file.status, file.reason = "error", (f"internal error: {file.rows_read} rows read but {file.rows_accepted} "
-                                             f"accepted + {file.rows_quarantined} quarantined")
+                                             f"accepted + {file.rows_quarantined} quarantined + {file.rows_ignored} "
+                                             "of kinds not stored")
         return CheckedFile(file, {}, pd.DataFrame())
-    if accepted == 0 and result.rows_read > 0:
+    if accepted == 0 and result.rows_read > file.rows_ignored:
         file.status, file.reason = "quarantined", "every row failed its checks (see quarantine_row)"
     return CheckedFile(file, tables, quarantined)
 

@@ -25,7 +25,7 @@ class FileOutcome:
     ``status`` is ``accepted``, ``quarantined``, ``skipped`` (already ingested, or the same
     content twice in one delivery), ``unpacked`` (a zip, whose members are files of their own)
     or ``error`` (a reader failed unexpectedly). ``row_reasons`` counts the reasons rows of the
-    file were quarantined.
+    file were quarantined; ``ignored_kinds`` counts records of kinds the suite does not store.
     """
 
     source_name: str
@@ -37,6 +37,17 @@ class FileOutcome:
     rows_accepted: int = 0
     rows_quarantined: int = 0
     row_reasons: Counter = field(default_factory=Counter)
+    ignored_kinds: Counter = field(default_factory=Counter)
+
+    @property
+    def rows_ignored(self) -> int:
+        """Records of kinds the suite does not store (counted, named, not quarantined)."""
+        return sum(self.ignored_kinds.values())
+
+    @property
+    def ignored(self) -> str | None:
+        """The kinds of ignored records with their counts, most first (``Immunization: 3; Organization: 1``)."""
+        return "; ".join(f"{kind}: {n}" for kind, n in self.ignored_kinds.most_common()) or None
 
 
 @dataclass
@@ -78,11 +89,14 @@ class IngestReport:
     def __str__(self) -> str:
         accepted = sum(f.rows_accepted for f in self.files)
         quarantined_rows = sum(f.rows_quarantined for f in self.files)
+        ignored_kinds = sum((f.ignored_kinds for f in self.files), Counter())
         lines = [f"ingest {self.ingest_id}: {len(self.files)} files: {self.count('accepted')} accepted, "
                  f"{self.count('quarantined')} quarantined, {self.count('skipped')} already ingested"
                  + (f", {self.ignored} ignored by {IGNORE_FILE}" if self.ignored else "")
                  + (f", {len(self.errors)} failed with an internal error" if self.errors else ""),
-                 f"rows: {accepted:,} accepted, {quarantined_rows:,} quarantined"]
+                 f"rows: {accepted:,} accepted, {quarantined_rows:,} quarantined"
+                 + (f", {sum(ignored_kinds.values()):,} of kinds not stored (" + ", ".join(
+                     f"{kind} {n:,}" for kind, n in ignored_kinds.most_common(6)) + ")" if ignored_kinds else "")]
         reasons = Counter()
         for f in self.files:
             for reason, n in f.row_reasons.items():
@@ -124,7 +138,7 @@ def add_quality_report(lake: Lake, report: IngestReport) -> None:
     """
     received = [o for o in report.files if o.status != "skipped"]
     accounting = pd.DataFrame([{"sha256": o.sha256, "format": o.format, "status": o.status, "rows_read": o.rows_read,
-                                "rows_quarantined": o.rows_quarantined} for o in received])
+                                "rows_quarantined": o.rows_quarantined, "rows_ignored": o.rows_ignored} for o in received])
     try:
         report.quality = store_report(lake, report.ingest_id, accounting)
         if len(report.quality):

@@ -12,7 +12,7 @@ One ingest reads as four steps:
 3. **commit** (:func:`commit`): each table once, with the raw files it drew on as lineage, a
    correction replacing the rows of the delivery it corrects;
 4. **record** (:func:`record`): ``ingest_file`` per file (status, reason, rows read, accepted
-   and quarantined: ``rows_read == rows_accepted + rows_quarantined``), the raw manifest, and
+   quarantined and ignored: ``rows_read == rows_accepted + rows_quarantined + rows_ignored``), the raw manifest, and
    the data-quality report (:mod:`explorer.ingest.report`).
 
 Rows that fail a check go to ``quarantine_row`` with their reason and original values; files
@@ -171,8 +171,10 @@ def record(lake: Lake, report: IngestReport, corrections: dict[str, list[str]], 
             "ingest_id": report.ingest_id, "sha256": o.sha256, "source_name": o.source_name,
             "source_path": plan.source_paths.get(o.source_name), "format": o.format,
             "status": o.status, "reason": o.reason, "rows_read": o.rows_read, "rows_accepted": o.rows_accepted,
-            "rows_quarantined": o.rows_quarantined, "ingested_at": now} for o in report.files]),
-            inputs=sorted({f"raw:{o.sha256}" for o in report.files}), operation=f"ingest {report.ingest_id}")
+            "rows_quarantined": o.rows_quarantined, "rows_ignored": o.rows_ignored, "ignored": o.ignored,
+            "ingested_at": now} for o in report.files]),
+            inputs=sorted({f"raw:{o.sha256}" for o in report.files}), operation=f"ingest {report.ingest_id}",
+            schema_mode="merge")  # a lake from before a column was added gains it
         by_sha = {raw.sha256: raw for raw in plan.stored}
         lake.raw.record([by_sha[o.sha256] for o in received], [o.format for o in received],
                         [o.status for o in received], [o.reason for o in received], received_at=now)

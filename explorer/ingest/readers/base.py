@@ -7,6 +7,7 @@ then parses and validates it (``read``). Readers are found by their ``format`` n
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -27,14 +28,18 @@ class ReadResult:
     """What a reader made of one file.
 
     ``tables`` maps unified table names to rows; every frame carries ``_row``, the 1-based
-    record number in the source (a CSV data row, a bundle entry), so that accepted plus
-    quarantined rows can be counted against ``rows_read``. ``quarantined`` holds rows the
-    reader itself rejected: ``_row``, ``table``, ``reason``, ``record``.
+    record number in the source (a CSV data row, a bundle entry), so that accepted, quarantined
+    and ignored records can be counted against ``rows_read``. ``quarantined`` holds rows the
+    reader itself rejected: ``_row``, ``table``, ``reason``, ``record``. ``ignored`` counts the
+    records the format allows but the suite deliberately does not store, by kind (a FHIR
+    ``Immunization``, an Apple Health record type no table holds): each kind is named once per
+    file in ``ingest_file.ignored``, not quarantined as if it were bad data.
     """
 
     rows_read: int
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     quarantined: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["_row", "table", "reason", "record"]))
+    ignored: Counter = field(default_factory=Counter)
 
 
 class Reader:
