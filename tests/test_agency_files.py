@@ -33,14 +33,16 @@ def lake(tmp_path, monkeypatch):
 
 
 def files(lake) -> pd.DataFrame:
-    frame = lake.sql("SELECT source_name, format, status, reason, rows_read, rows_accepted, rows_quarantined FROM ingest_file")
+    frame = lake.sql("SELECT source_name, format, status, reason, rows_read, rows_accepted, rows_quarantined, rows_ignored, "
+                     "ignored FROM ingest_file")
     frame["source_name"] = frame["source_name"].map(lambda name: Path(name).name)
-    assert (frame["rows_read"] == frame["rows_accepted"] + frame["rows_quarantined"]).all()  # nothing lost
+    # nothing lost
+    assert (frame["rows_read"] == frame["rows_accepted"] + frame["rows_quarantined"] + frame["rows_ignored"]).all()
     return frame.set_index("source_name")
 
 
 def counts(found: pd.DataFrame, name: str) -> list[int]:
-    return found.loc[name, ["rows_read", "rows_accepted", "rows_quarantined"]].tolist()
+    return found.loc[name, ["rows_read", "rows_accepted", "rows_quarantined", "rows_ignored"]].tolist()
 
 
 def reasons(lake, source: str) -> list[str]:
@@ -57,13 +59,13 @@ def test_aqs_daily_summaries_as_station_series(lake):
     assert set(found["format"]) == {"epa_aqs_daily_csv"}
     # 5 rows: 2 July 4 rows of one monitor differing only in Pollutant Standard, a July 5 pair with
     # events Included / Excluded, and another site's July 4
-    assert counts(found, "daily_88101_2023.csv") == [5, 3, 2]
-    assert counts(found, "daily_88502_2023.csv") == [1, 1, 0]
-    assert counts(found, "daily_44201_2023.csv") == [3, 2, 1]
-    pm = reasons(lake, "daily_88101_2023.csv")
-    assert "repeats row 1" in pm[0] and "PM25 Annual 2012" in pm[0]
-    assert pm[1].startswith("Event Type Excluded")
-    assert "repeats row 1" in reasons(lake, "daily_44201_2023.csv")[0]
+    assert counts(found, "daily_88101_2023.csv") == [5, 3, 0, 2]
+    assert counts(found, "daily_88502_2023.csv") == [1, 1, 0, 0]
+    assert counts(found, "daily_44201_2023.csv") == [3, 2, 0, 1]
+    assert found.loc["daily_88101_2023.csv", "ignored"] == ("AQS monitor-day repeated under another pollutant standard: 1; "
+                                                            "AQS monitor-day with exceptional events excluded (stored as measured, "
+                                                            "events included): 1")
+    assert found.loc["daily_44201_2023.csv", "ignored"] == "AQS monitor-day repeated under another pollutant standard: 1"
 
     rows = lake.sql("SELECT station_id, date, element, value, unit, source_value, source_unit FROM weather_station_daily")
     rows["date"] = pd.to_datetime(rows["date"]).dt.date
@@ -109,15 +111,15 @@ def test_ghcn_by_station_with_station_list(lake):
     lake.ingest(DATA / "ghcn", now=NOW)
     found = files(lake)
     assert found.loc["ghcnd-stations.txt", "format"] == "ghcnd_stations_txt"
-    assert counts(found, "ghcnd-stations.txt") == [2, 2, 0]
+    assert counts(found, "ghcnd-stations.txt") == [2, 2, 0, 0]
     assert found.loc["USW00023183.csv", "format"] == "ghcn_daily_by_station_csv"  # no header, as NOAA writes them
     assert found.loc["USC00026481.csv", "format"] == "ghcn_daily_by_station_csv"  # with the header
-    assert counts(found, "USW00023183.csv") == [7, 4, 3]
-    assert counts(found, "USC00026481.csv") == [2, 2, 0]
+    assert counts(found, "USW00023183.csv") == [7, 4, 2, 1]
+    assert counts(found, "USC00026481.csv") == [2, 2, 0, 0]
     why = reasons(lake, "USW00023183.csv")
     assert "-9999" in why[0] and "missing" in why[0]
     assert "Q_FLAG X" in why[1] and "bounds" in why[1]
-    assert "SNOW" in why[2]
+    assert found.loc["USW00023183.csv", "ignored"] == "GHCN element SNOW, not kept: 1"
 
     rows = lake.sql("SELECT station_id, latitude, longitude, date, element, value, unit FROM weather_station_daily")
     rows["date"] = pd.to_datetime(rows["date"]).dt.date
@@ -160,7 +162,7 @@ def test_ncei_daily_summaries_need_declared_units(lake, monkeypatch):
     accepted = found[found["status"] == "accepted"]
     assert accepted["format"].tolist() == ["noaa_daily_summaries_csv"]
     # 5 filled element cells (the empty PRCP of July 5 is no record); TMAX 120 on July 5 has Q flag X
-    assert accepted[["rows_read", "rows_accepted", "rows_quarantined"]].values.tolist() == [[5, 4, 1]]
+    assert accepted[["rows_read", "rows_accepted", "rows_quarantined", "rows_ignored"]].values.tolist() == [[5, 4, 1, 0]]
     assert "Q_FLAG X" in reasons(lake, "daily_summaries_standard.csv")[0]
     rows = lake.sql("SELECT date, element, value, unit FROM weather_station_daily ORDER BY date, element")
     rows["date"] = pd.to_datetime(rows["date"]).dt.date
@@ -180,8 +182,8 @@ def test_svi_tracts_with_missing_codes_never_stored(lake):
     found = files(lake)
     assert found.loc["SVI_2020_US.csv", "format"] == "cdc_svi_csv"
     # 3 tracts x 7 kept columns (EP_POV150, EP_UNEMP, RPL_THEME1..4, RPL_THEMES); the unpopulated tract's 7 are -999
-    assert counts(found, "SVI_2020_US.csv") == [21, 14, 7]
-    assert all("-999" in r for r in reasons(lake, "SVI_2020_US.csv"))
+    assert counts(found, "SVI_2020_US.csv") == [21, 14, 0, 7]
+    assert found.loc["SVI_2020_US.csv", "ignored"] == "SVI -999 (a value that could not be computed): 7"
     rows = lake.sql("SELECT area_type, area_id, year, variable, value, unit FROM area_exposure")
     assert (rows["value"] != -999).all() and rows["value"].between(0, 100).all()
     assert set(rows["area_type"]) == {"tract"} and set(rows["year"]) == {2020}
@@ -199,9 +201,9 @@ def test_adi_block_groups_with_suppression_codes(lake):
     found = files(lake)
     name = "AZ_2021_ADI_Census_Block_Group_v4_0_1.csv"
     assert found.loc[name, "format"] == "neighborhood_atlas_adi_csv"
-    assert counts(found, name) == [10, 4, 6]  # 5 block groups x 2 ranks; PH, GQ, PH-GQ and QDI are no ranks
-    codes = reasons(lake, name)
-    assert [c.split()[2] for c in codes] == ["PH", "PH", "GQ", "GQ", "PH-GQ", "QDI"]
+    assert counts(found, name) == [10, 4, 0, 6]  # 5 block groups x 2 ranks; PH, GQ, PH-GQ and QDI are no ranks
+    kinds = dict(kind.rsplit(": ", 1) for kind in found.loc[name, "ignored"].split("; "))
+    assert {k.split()[1]: int(n) for k, n in kinds.items()} == {"PH": 2, "GQ": 2, "PH-GQ": 1, "QDI": 1}
     rows = lake.sql("SELECT area_type, area_id, year, variable, value, unit FROM area_exposure ORDER BY area_id, variable")
     assert rows[["area_id", "variable", "value", "unit"]].values.tolist() == [
         ["040131038001", "adi_national_rank", 87.0, "{percentile}"], ["040131038001", "adi_state_decile", 8.0, "{decile}"],
@@ -305,8 +307,9 @@ def test_synth_station_files_recovered_by_ingest_and_linkage(lake, tmp_path):
     found = files(lake)
     assert set(found["format"]) == {"ghcnd_stations_txt", "ghcn_daily_by_station_csv", "epa_aqs_daily_csv"}
     aqs = found[found["format"] == "epa_aqs_daily_csv"]
-    # every AQS day is written twice (two pollutant standards): half the rows land, the repeats are named
-    assert (aqs["rows_accepted"] * 2 == aqs["rows_read"]).all() and (aqs["rows_quarantined"] == aqs["rows_accepted"]).all()
+    # every AQS day is written twice (two pollutant standards): half the rows land, the repeats are counted as ignored
+    assert (aqs["rows_accepted"] * 2 == aqs["rows_read"]).all() and (aqs["rows_ignored"] == aqs["rows_accepted"]).all()
+    assert (aqs["rows_quarantined"] == 0).all()
 
     truth = pd.read_parquet(out / "truth" / "truth_stations.parquet")
     truth["date"] = pd.to_datetime(truth["date"]).dt.date
@@ -337,7 +340,7 @@ def test_hand_adapted_svi_keeps_no_missing_code_and_gets_units(lake, tmp_path):
     lake.ingest(tmp_path / "svi_by_hand.csv", now=NOW)
     found = files(lake)
     assert found.loc["svi_by_hand.csv", "format"] == "area_index_csv"
-    assert counts(found, "svi_by_hand.csv") == [2, 1, 1]
+    assert counts(found, "svi_by_hand.csv") == [2, 1, 1, 0]
     assert "-999" in reasons(lake, "svi_by_hand.csv")[0]
     rows = lake.sql("SELECT variable, value, unit FROM area_exposure ORDER BY variable")
     assert rows.values.tolist() == [["EP_POV150", 35.2, "%"], ["RPL_THEMES", 0.9016, "1"]]
@@ -349,7 +352,7 @@ def test_svi_county_database_links_by_the_tracts_county(lake, tmp_path):
                                                     '1,Alabama,AL,1001,Autauga County,1001,"Autauga County, Alabama",55639,0.4023\n'
                                                     '4,Arizona,AZ,4013,Maricopa County,4013,"Maricopa County, Arizona",4367186,0.6734\n')
     lake.ingest(tmp_path / "SVI2020_US_COUNTY.csv", now=NOW)
-    assert counts(files(lake), "SVI2020_US_COUNTY.csv") == [2, 2, 0]
+    assert counts(files(lake), "SVI2020_US_COUNTY.csv") == [2, 2, 0, 0]
     exposure = lake.sql("SELECT * FROM area_exposure")
     assert set(exposure["area_type"]) == {"county"} and set(exposure["area_id"]) == {"01001", "04013"}
     residence = pd.DataFrame({"person_id": ["p1"], "start_date": [date(2021, 1, 1)], "end_date": [None],
@@ -363,7 +366,7 @@ def test_aqs_empty_event_type_is_no_event(lake, tmp_path):
     lines = (DATA / "aqs" / "daily_88101_2023.csv").read_text().splitlines()
     (tmp_path / "daily_88101_2023.csv").write_text(lines[0] + "\n" + lines[1].replace('"None"', '""') + "\n")
     lake.ingest(tmp_path / "daily_88101_2023.csv", now=NOW)
-    assert counts(files(lake), "daily_88101_2023.csv") == [1, 1, 0]
+    assert counts(files(lake), "daily_88101_2023.csv") == [1, 1, 0, 0]
     assert lake.sql("SELECT value FROM weather_station_daily")["value"].tolist() == [pytest.approx(12.3)]
 
 
@@ -410,7 +413,8 @@ def test_ghcn_every_row_accounted_and_kept_values_in_tenths(tmp_path_factory, re
                             for k, (element, value, q, m) in enumerate(records)))
     result = GhcnDailyByStationReader().read(path, _Stations({"USW00023183": (33.4278, -112.0037)}))
     landed = result.tables["weather_station_daily"]
-    assert len(landed) + len(result.quarantined) == result.rows_read == len(records)
+    assert len(landed) + len(result.quarantined) + sum(result.ignored.values()) == result.rows_read == len(records)
+    assert sum(result.ignored.values()) == sum(element in ("SNOW", "AWND") for element, *_ in records)
     expected = [(k + 1, value / 10) for k, (element, value, q, m) in enumerate(records)
                 if element in ("TMAX", "TMIN", "TAVG", "PRCP") and value != -9999 and q == ""]
     assert list(zip(landed["_row"], landed["value"])) == [(row, pytest.approx(v)) for row, v in expected]

@@ -2,10 +2,11 @@
 NOAA GHCN-Daily by-station CSV with its station list, NCEI daily summaries, the CDC/ATSDR Social
 Vulnerability Index and the Neighborhood Atlas Area Deprivation Index.
 
-Each source record is accounted for: a value that lands, or a quarantined record whose reason
-names the code the agency wrote (a missing-value code, a quality flag, a suppression code, a
-duplicate row the format repeats by design). Nothing the agency marks as missing is stored as a
-value.
+Each source record is accounted for: a value that lands; a quarantined record, with the reason,
+when the agency marks it as bad (a GHCN quality flag) or it cannot be read; or an ignored record,
+counted by kind in ``ingest_file.ignored``, when the agency writes it by design and the suite does
+not store it (a row repeated per pollutant standard, an element not kept, a missing or
+suppression code). Nothing the agency marks as missing is stored as a value.
 
 References
 ----------
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import ClassVar
 
@@ -53,12 +55,22 @@ def _records(source: pd.DataFrame, mask: np.ndarray) -> list[str]:
     return picked.to_json(orient="records", lines=True).splitlines() if len(picked) else []
 
 
-def _result(table: str, rows: pd.DataFrame, reasons: pd.Series, source: pd.DataFrame) -> ReadResult:
-    """Accepted rows and quarantined records of a frame whose rows are the source records."""
-    bad = reasons.notna().to_numpy()
+def _result(table: str, rows: pd.DataFrame, reasons: pd.Series, source: pd.DataFrame,
+            ignored: pd.Series | None = None) -> ReadResult:
+    """Accepted, quarantined and ignored records of a frame whose rows are the source records.
+
+    ``reasons`` holds, per row, why it is quarantined (bad data); ``ignored``, the kind of a
+    record the agency writes by design but the suite does not store (a repeat, an element not
+    kept, a missing or suppression code), counted by kind in ``ingest_file.ignored``. A row
+    with a kind is ignored whatever else it holds.
+    """
+    skipped = ignored.notna().to_numpy() if ignored is not None else np.zeros(len(rows), dtype=bool)
+    bad = reasons.notna().to_numpy() & ~skipped
     quarantined = pd.DataFrame({"_row": source.loc[bad, "_row"].to_numpy(), "table": table,
                                 "reason": reasons[bad].to_numpy(), "record": _records(source, bad)})
-    return ReadResult(rows_read=len(source), tables={table: rows[~bad].reset_index(drop=True)}, quarantined=quarantined)
+    kinds = Counter(ignored[skipped].tolist()) if ignored is not None else Counter()
+    return ReadResult(rows_read=len(source), tables={table: rows[~bad & ~skipped].reset_index(drop=True)},
+                      quarantined=quarantined, ignored=kinds)
 
 
 # -- EPA AQS -----------------------------------------------------------------------------------
@@ -77,8 +89,9 @@ class AqsDailyReader(CsvTableReader):
     The format repeats a monitor-day by design: once per pollutant standard (PM25 24-hour 2012,
     PM25 Annual 2012, ...) with the same values, and, on days with an exceptional event (a
     wildfire), once with the event's data included and once excluded. The day is stored once,
-    as measured (events included: what people breathed); each repeat is quarantined with the
-    row it repeats, so every row of the file is accounted for.
+    as measured (events included: what people breathed); each repeat, like a parameter or
+    ozone summary not kept, is counted as ignored by kind (``ingest_file.ignored``); two
+    different values for the same monitor, day and element are quarantined.
     """
 
     format = "epa_aqs_daily_csv"
@@ -103,29 +116,28 @@ class AqsDailyReader(CsvTableReader):
         missing = [c for c in self.required if c not in frame.columns]
         if missing:
             raise ReaderError(f"column(s) {', '.join(missing)} missing")
-        rows, reasons = self.convert(frame, context)
-        return _result(self.table, rows, reasons, frame)
+        rows, reasons, ignored = self.convert(frame, context)
+        return _result(self.table, rows, reasons, frame, ignored)
 
     def convert(self, frame, context):
-        p = Problems(len(frame))
+        p, skip = Problems(len(frame)), Problems(len(frame))  # why quarantined; what kind of record is ignored
         text = {c: frame[c].str.strip() for c in ("State Code", "County Code", "Site Num", "Parameter Code", "POC",
                                                   "Sample Duration", "Units of Measure")}
         parameter = text["Parameter Code"]
-        p.flag(~parameter.isin(list(self.PARAMETERS)),
-               "Parameter Code " + parameter.fillna("(empty)") + " (" + frame.get("Parameter Name", pd.Series("", index=frame.index)).fillna("")
-               + ") is not stored: this reader keeps " + ", ".join(f"{k} ({v})" for k, v in self.PARAMETERS.items()))
+        skip.flag(~parameter.isin(list(self.PARAMETERS)) & parameter.notna(),
+                  "AQS parameter " + parameter.fillna("") + " (" + frame.get("Parameter Name", pd.Series("", index=frame.index)).fillna("")
+                  + "), not kept")
+        p.flag(parameter.isna(), "Parameter Code: empty")
         # an empty Event Type (a file saved again by a spreadsheet or pandas, which read "None" as missing) is no event
         events = (frame["Event Type"].str.strip() if "Event Type" in frame else pd.Series(None, index=frame.index, dtype=object)).fillna("None")
-        p.flag(events.isin(self.EXCLUDED_EVENTS),
-               "Event Type " + events.fillna("") + ": the same monitor-day with exceptional-event data removed; "
-               "the row with events included (all measured data) is stored")
+        skip.flag(events.isin(self.EXCLUDED_EVENTS),
+                  "AQS monitor-day with exceptional events excluded (stored as measured, events included)")
         p.flag(~events.isin(self.MEASURED_EVENTS), "Event Type " + events.fillna("(empty)") + ": expected one of "
                + ", ".join(self.MEASURED_EVENTS + self.EXCLUDED_EVENTS))
         duration = text["Sample Duration"].fillna("").str.upper()
         ozone = parameter == "44201"
         eight_hour, one_hour = duration.str.startswith("8-HR"), duration == "1 HOUR"
-        p.flag(ozone & ~eight_hour & ~one_hour, "Sample Duration " + duration
-               + ": ozone is kept as its daily maximum 8-hour average (8-HR RUN AVG) and maximum hour (1 HOUR)")
+        skip.flag(ozone & ~eight_hour & ~one_hour, "AQS ozone summary of sample duration " + duration + ", not kept")
         element = pd.Series("PM25", index=frame.index, dtype=object)
         element[ozone & eight_hour] = "O3_MDA8"
         element[ozone & one_hour] = "O3_MAX1H"
@@ -147,22 +159,19 @@ class AqsDailyReader(CsvTableReader):
                              "date": day.dt.date, "element": element, "value": value * factor,
                              "unit": unit.map({k: u for k, (u, _) in self.UNITS.items()}),
                              "source_value": value, "source_unit": unit})
-        # a monitor-day repeated under another pollutant standard: stored once, the repeat named
+        # a monitor-day repeated under another pollutant standard: stored once, the repeats counted
         key = ["station_id", "date", "element"]
-        fine = rows[p.reasons.isna().to_numpy()]
+        fine = rows[(p.reasons.isna() & skip.reasons.isna()).to_numpy()]
         repeat = fine[fine.duplicated(key)]
         if len(repeat):
             first = fine.drop_duplicates(key).set_index(key)[["_row", "value"]]
             kept = first.reindex(pd.MultiIndex.from_frame(repeat[key]))
-            same = np.isclose(repeat["value"].to_numpy(float), kept["value"].to_numpy(float))
-            standard = frame.get("Pollutant Standard", pd.Series(None, index=frame.index, dtype=object)).fillna("(none)")
-            kept_row = kept["_row"].astype(str).to_numpy()
-            p.flag(rows.index.isin(repeat.index), pd.Series(np.where(
-                same, "repeats row " + kept_row + " under Pollutant Standard " + standard[repeat.index].to_numpy().astype(str)
-                + " (the same monitor-day, stored once)",
-                "conflicts with row " + kept_row + ": another value for the same monitor, day and element"),
-                index=repeat.index).reindex(rows.index))
-        return rows, p.reasons
+            same = pd.Series(np.isclose(repeat["value"].to_numpy(float), kept["value"].to_numpy(float)), index=repeat.index)
+            skip.flag(same.reindex(rows.index, fill_value=False), "AQS monitor-day repeated under another pollutant standard")
+            p.flag(rows.index.isin(repeat.index) & ~same.reindex(rows.index, fill_value=True).to_numpy(),
+                   "conflicts with row " + pd.Series(kept["_row"].astype(str).to_numpy(), index=repeat.index).reindex(rows.index)
+                   + ": another value for the same monitor, day and element")
+        return rows, p.reasons, skip.reasons
 
 
 # -- GHCN-Daily --------------------------------------------------------------------------------
@@ -241,7 +250,8 @@ class GhcnDailyByStationReader(Reader):
     TMAX, TMIN, TAVG in tenths of degC and PRCP in tenths of mm (readme section III) are stored
     in degC and mm. A value of -9999 (missing), a value with a quality flag (Q_FLAG not blank:
     it failed one of GHCN's checks) and the elements this suite does not keep (SNOW, SNWD,
-    AWND, WT**, ...) are quarantined with that reason. A PRCP of 0 flagged ``T`` (trace) is
+    AWND, WT**, ...) are accounted for: the first two quarantined with that reason, the elements
+    counted as ignored by kind. A PRCP of 0 flagged ``T`` (trace) is
     stored as 0 mm, as GHCN writes it. The files carry no coordinates: they come from NOAA's
     station list ``ghcnd-stations.txt`` in the same or an earlier ingest.
     """
@@ -278,10 +288,10 @@ class GhcnDailyByStationReader(Reader):
             raise ReaderError(f"station(s) {shorten(', '.join(unknown), 120)} have no coordinates: GHCN-Daily by-station files "
                               "carry none. Ingest NOAA's station list ghcnd-stations.txt (fixed width, from the GHCN-Daily "
                               "folder) with this file, or ingest it and then run again with --retry-quarantined")
-        p = Problems(len(frame))
+        p, skip = Problems(len(frame)), Problems(len(frame))
         element = frame["ELEMENT"].str.strip().str.upper()
-        p.flag(~element.isin(list(GHCN_ELEMENTS)), "ELEMENT " + element.fillna("(empty)")
-               + " is not stored: this suite keeps " + ", ".join(GHCN_ELEMENTS))
+        skip.flag(~element.isin(list(GHCN_ELEMENTS)) & element.notna(), "GHCN element " + element.fillna("") + ", not kept")
+        p.flag(element.isna(), "ELEMENT: empty")
         raw = p.number(frame, "DATA_VALUE")
         p.flag(raw == GHCN_MISSING, "DATA_VALUE -9999: GHCN-Daily's missing-value code")
         p.flag(pd.Series(True, index=frame.index), _ghcn_quality(frame["Q_FLAG"], element))
@@ -294,7 +304,7 @@ class GhcnDailyByStationReader(Reader):
                              "date": day.dt.date, "element": element, "value": (raw * scale).round(6),
                              "unit": element.map({k: u for k, (_, _, u) in GHCN_ELEMENTS.items()}),
                              "source_value": raw, "source_unit": element.map({k: u for k, (u, _, _) in GHCN_ELEMENTS.items()})})
-        return _result(self.table, rows, p.reasons, frame)
+        return _result(self.table, rows, p.reasons, frame, skip.reasons)
 
 
 class NoaaDailySummariesReader(CsvTableReader):
@@ -342,10 +352,9 @@ class NoaaDailySummariesReader(CsvTableReader):
         cells["attributes"] = pd.concat(attributes, ignore_index=True).to_numpy() if elements else []
         cells = cells[cells["cell"].notna()].sort_values(["source_row", "element"], kind="stable", ignore_index=True)
         cells.insert(0, "_row", np.arange(1, len(cells) + 1))
-        p = Problems(len(cells))
+        p, skip = Problems(len(cells)), Problems(len(cells))
         kept = self.UNITS[declared]
-        p.flag(~cells["element"].isin(list(kept)), "element " + cells["element"] + " is not stored: this suite keeps "
-               + ", ".join(kept))
+        skip.flag(~cells["element"].isin(list(kept)), "element " + cells["element"] + ", not kept")
         value = pd.to_numeric(cells["cell"], errors="coerce")
         p.flag(value.isna(), cells["element"] + ": " + cells["cell"].astype(str) + " is not a number")
         quality = cells["attributes"].fillna("").str.split(",").str[1].fillna("")
@@ -363,7 +372,8 @@ class NoaaDailySummariesReader(CsvTableReader):
                              "longitude": longitude, "date": day.dt.date, "element": cells["element"], "value": si.round(6),
                              "unit": source_unit.map({u: si_unit for u, (_, si_unit) in self.TO_SI.items()}),
                              "source_value": value, "source_unit": source_unit})
-        return _result(self.table, rows, p.reasons, cells.drop(columns=["source_row"]).assign(source_row=cells["source_row"]))
+        return _result(self.table, rows, p.reasons, cells.drop(columns=["source_row"]).assign(source_row=cells["source_row"]),
+                       skip.reasons)
 
 
 # -- area indices ------------------------------------------------------------------------------
@@ -392,7 +402,7 @@ def census_geoid(text: pd.Series, digits: int) -> pd.Series:
 class AreaIndexCellsReader(CsvTableReader):
     """An area index published one row per area, one column per variable: each filled cell of a
     kept column is one source record, into ``area_exposure`` (long). Missing and suppression codes
-    are quarantined with the code as the reason, never stored as values."""
+    are never stored as values: each is counted as ignored under its code and meaning."""
 
     area_type: ClassVar[str] = ""
     id_column: ClassVar[str] = "FIPS"
@@ -406,7 +416,7 @@ class AreaIndexCellsReader(CsvTableReader):
         raise NotImplementedError
 
     def missing_codes(self, cells: pd.DataFrame) -> pd.Series:
-        """Why a cell holds no value (a missing or suppression code), None where it holds one."""
+        """The code a cell holds instead of a value, with its meaning (None where it holds a value)."""
         raise NotImplementedError
 
     def check(self, cells: pd.DataFrame, value: pd.Series, p: Problems) -> None:
@@ -430,7 +440,7 @@ class AreaIndexCellsReader(CsvTableReader):
         area_type, digits = self.level(frame)
         area = census_geoid(cells[self.id_column], digits)
         p.flag(area.isna(), f"{self.id_column}: expected a {digits}-digit {area_type.replace('_', ' ')} GEOID")
-        p.flag(pd.Series(True, index=cells.index), self.missing_codes(cells))
+        codes = self.missing_codes(cells)
         value = pd.to_numeric(cells["cell"], errors="coerce")
         p.flag(value.isna(), cells["column"] + ": " + cells["cell"].astype(str) + f" is neither a number nor a missing code of {self.what}")
         self.check(cells, value, p)
@@ -438,7 +448,7 @@ class AreaIndexCellsReader(CsvTableReader):
                              "year": pd.array([year] * len(cells), dtype="Int64"),
                              "variable": cells["column"].map({c: v for c, (v, _) in kept.items()}),
                              "value": value, "unit": cells["column"].map({c: u for c, (_, u) in kept.items()})})
-        return _result(self.table, rows, p.reasons, cells)
+        return _result(self.table, rows, p.reasons, cells, codes)
 
 
 class SviReader(AreaIndexCellsReader):
@@ -448,8 +458,8 @@ class SviReader(AreaIndexCellsReader):
     Kept: the percentile rankings ``RPL_THEMES`` (overall) and ``RPL_THEME1..4`` (the four
     themes) as ``svi_rpl_*``, fractions 0-1 of the nation's tracts ranked at or below (unit
     "1"), and the estimated percentages ``EP_*`` as ``svi_ep_*`` (unit "%"). -999, SVI's code for
-    a value that could not be computed (tracts without population), is quarantined with that
-    reason. The year is the release's, from the file's name (or ``--area-year``). The county
+    a value that could not be computed (tracts without population), is counted as ignored under
+    that code. The year is the release's, from the file's name (or ``--area-year``). The county
     database (``SVI2020_US_COUNTY.csv``, FIPS of 5 digits) is read alike, as area type county.
     """
 
@@ -475,8 +485,8 @@ class SviReader(AreaIndexCellsReader):
 
     def missing_codes(self, cells):
         number = pd.to_numeric(cells["cell"], errors="coerce")
-        return pd.Series(np.where(number == self.MISSING, cells["column"] + ": -999, SVI's code for a value that could "
-                                  "not be computed (not stored)", None), index=cells.index)
+        return pd.Series(np.where(number == self.MISSING, "SVI -999 (a value that could not be computed)", None),
+                         index=cells.index, dtype=object)
 
     def check(self, cells, value, p):
         rank = cells["column"].str.startswith("RPL_").to_numpy()
@@ -490,7 +500,7 @@ class AdiReader(AreaIndexCellsReader):
 
     Kept: ``ADI_NATRANK``, the national percentile 1-100 (unit ``{percentile}``), and
     ``ADI_STATERNK``, the within-state decile 1-10 (unit ``{decile}``). The suppression codes
-    the Atlas writes instead of a rank are quarantined with their meaning: ``GQ`` (more than 33%
+    the Atlas writes instead of a rank are counted as ignored under the code and its meaning: ``GQ`` (more than 33%
     of the population in group quarters), ``PH`` (population under 100 or fewer than 30 housing
     units), ``PH-GQ`` (both; ``GQ-PH`` read alike) and ``QDI`` (questionable data integrity), as the
     Atlas's FAQ lists them. The year is the ADI
@@ -519,8 +529,7 @@ class AdiReader(AreaIndexCellsReader):
     def missing_codes(self, cells):
         code = cells["cell"].fillna("").str.strip().str.upper()
         meaning = code.map(self.CODES)
-        return ("suppression code " + code + " (" + meaning + ") in " + cells["column"] + ": no rank published (not stored)"
-                ).where(meaning.notna(), None)
+        return ("ADI " + code + " (" + meaning + ")").where(meaning.notna(), None)
 
     def check(self, cells, value, p):
         national = (cells["column"] == "ADI_NATRANK").to_numpy()
