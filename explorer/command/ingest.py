@@ -28,8 +28,11 @@ def add_parser(commands) -> None:
         Formats (tried in this order, by content): residence history CSV, wide-lab mapping CSV,
         FHIR bulk NDJSON Patient files (these reference files are read first), All of Us Fitbit
         CSV tables, Fitbit personal-export JSON, lab CSV long and wide, FHIR R4 Bundles and
-        bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, weather-station and area-index CSV
-        (`explorer catalog` lists the tables they fill). A file at the same path as one
+        bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, weather-station and area-index CSV,
+        EPA AQS daily summaries, GHCN-Daily by-station CSV (with NOAA's ghcnd-stations.txt, read first),
+        NCEI daily summaries, CDC/ATSDR SVI and Neighborhood Atlas ADI files
+        (`explorer catalog` lists the tables they fill). A file no reader accepts is quarantined
+        with the nearest reader, what it expected and what would make the file readable. A file at the same path as one
         ingested before but with new content is a correction: its rows replace the earlier
         file's in one new table version; the earlier version stays readable.
 
@@ -49,6 +52,13 @@ def add_parser(commands) -> None:
     p.add_argument("--fhir-server", default=None, metavar="URL",
                    help="base URL of the FHIR server a bulk export came from; Patient ids are unique per server "
                         "(default $EXPLORER_FHIR_SERVER, else one server for the whole lake)")
+    p.add_argument("--station-units", choices=("standard", "metric"), default=None,
+                   help="units of NCEI daily-summaries CSV, which do not state them: standard (degF, inches) or metric "
+                        "(degC, mm), as chosen when the data was ordered (default $EXPLORER_STATION_UNITS; without it "
+                        "such files are refused, never guessed)")
+    p.add_argument("--area-year", type=int, default=None, metavar="YYYY",
+                   help="release year of an SVI or ADI file whose name does not carry it (CDC and the Neighborhood "
+                        "Atlas name their downloads with it, e.g. SVI_2020_US.csv; default $EXPLORER_AREA_YEAR)")
     p.add_argument("--retry-quarantined", action="store_true",
                    help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
     p.set_defaults(func=cmd_ingest)
@@ -93,6 +103,10 @@ def cmd_ingest(args) -> int:
     role = acting_role(args, "ingest", "`explorer ingest`")
     if args.fhir_server:
         os.environ["EXPLORER_FHIR_SERVER"] = args.fhir_server  # read by the readers, in this process and its workers
+    if args.station_units:
+        os.environ["EXPLORER_STATION_UNITS"] = args.station_units  # likewise
+    if args.area_year:
+        os.environ["EXPLORER_AREA_YEAR"] = str(args.area_year)
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
                          retry_quarantined=args.retry_quarantined)

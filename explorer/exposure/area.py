@@ -14,7 +14,7 @@ import pandas as pd
 
 from explorer.errors import ExplorerError
 
-AREA_COLUMNS = {"tract": "tract_geoid", "zip3": "zip3"}
+AREA_COLUMNS = {"tract": "tract_geoid", "block_group": "block_group_geoid", "county": "county_geoid", "zip3": "zip3"}
 
 
 def area_linkage(person_days: pd.DataFrame, area_exposure: pd.DataFrame, *, area_type: str = "tract",
@@ -25,11 +25,13 @@ def area_linkage(person_days: pd.DataFrame, area_exposure: pd.DataFrame, *, area
     ----------
     person_days : pandas.DataFrame
         One row per person and day with the area columns, as
-        :func:`explorer.exposure.residence_days` returns (person_id, date, zip3, tract_geoid).
+        :func:`explorer.exposure.residence_days` returns (person_id, date, zip3, tract_geoid,
+        block_group_geoid).
     area_exposure : pandas.DataFrame
         The ``area_exposure`` table: area_type, area_id, year, variable, value, unit.
-    area_type : {"tract", "zip3"}, default "tract"
-        Which area a person is linked by.
+    area_type : {"tract", "block_group", "county", "zip3"}, default "tract"
+        Which area a person is linked by; a county is the first 5 digits of the tract GEOID
+        (state and county FIPS) where ``person_days`` has no county_geoid.
     variable : str, optional
         One variable of ``area_exposure``; default every variable of that area type.
 
@@ -73,6 +75,11 @@ def area_linkage(person_days: pd.DataFrame, area_exposure: pd.DataFrame, *, area
     if area_type not in AREA_COLUMNS:
         raise ExplorerError(f"area_type {area_type!r} is not one of {', '.join(AREA_COLUMNS)}")
     column = AREA_COLUMNS[area_type]
+    if area_type == "county" and column not in person_days and "tract_geoid" in person_days:
+        person_days = person_days.assign(county_geoid=person_days["tract_geoid"].str[:5])
+    if column not in person_days:
+        raise ExplorerError(f"person_days has no {column} column to link {area_type} values by; residence histories "
+                            f"give it in a {column} column")
     known = person_days[person_days[column].notna()].copy()
     known["year"] = pd.to_datetime(known["date"]).dt.year
     held = known.groupby(["person_id", "year", column], as_index=False).agg(days_at_area=("date", "size"),

@@ -21,7 +21,7 @@ from explorer.errors import ExplorerError
 
 #: residence_status values
 OK, GAP, OVERLAP, NO_LOCATION = "ok", "gap", "overlap", "no_location"
-PLACE_COLUMNS = ("latitude", "longitude", "zip3", "tract_geoid")
+PLACE_COLUMNS = ("latitude", "longitude", "zip3", "tract_geoid", "block_group_geoid")
 _REQUIRED = ("person_id", "start_date", "end_date", "latitude", "longitude")
 
 
@@ -33,7 +33,7 @@ def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
     ----------
     residence : pandas.DataFrame
         The ``residence`` table: person_id, start_date, end_date (inclusive; empty: still
-        there), latitude, longitude (degrees) and optionally zip3, tract_geoid.
+        there), latitude, longitude (degrees) and optionally zip3, tract_geoid, block_group_geoid.
     first_day, last_day : datetime.date
         The days to cover (inclusive).
     persons : iterable of str, optional
@@ -43,7 +43,8 @@ def residence_days(residence: pd.DataFrame, first_day: date, last_day: date,
     Returns
     -------
     pandas.DataFrame
-        One row per person and day: person_id, date, latitude, longitude, zip3, tract_geoid and
+        One row per person and day: person_id, date, latitude, longitude, zip3, tract_geoid,
+        block_group_geoid and
         residence_status: "ok", "gap" (no period holds the day), "overlap" (periods at
         different places hold it) or "no_location" (a period without coordinates, whose ZIP3
         and tract still link area-level exposures). Gap and overlap days have no place: it is

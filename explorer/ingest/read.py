@@ -220,8 +220,34 @@ def read_file(job: ReadJob, context: Context) -> CheckedFile:
     if failed:  # a reader recognised the file but could not read it: that is the news
         reason = "recognised but not readable: " + "; ".join(failed)
     else:
-        reason = "no reader accepted this file: " + "; ".join(shorten(s) for s in said)
+        reason = refusal(job.raw.path, said)
     return CheckedFile(FileOutcome(job.source_name, job.raw.sha256, "quarantined", None, reason), {}, pd.DataFrame())
+
+
+def refusal(path: Path, said: list[str]) -> str:
+    """Why no reader accepted a file, told by the nearest reader: its format and what it reads,
+    what it expected and which of it is missing, and what would make the file readable. Only
+    when no reader comes near (no expected column or structure found) are the readers' own
+    reasons listed, shortened."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except OSError:
+        head = b""
+    near = []
+    for k, (fmt, _) in enumerate(item.split(": ", 1) for item in said):
+        reader = READERS.get(fmt)
+        judged = getattr(reader, "nearness", None)  # a plugin need not have it
+        try:
+            found = judged(path, head) if judged is not None else None
+        except Exception:  # a judgement that fails must not hide the refusal itself
+            found = None
+        if found is not None and found[0] > 0:
+            near.append((-found[0], k, fmt, reader.description, found[1]))
+    if not near:
+        return "no reader accepted this file: " + "; ".join(shorten(s) for s in said)
+    _, _, fmt, description, explained = min(near)
+    return f"no reader accepted this file; the nearest is {fmt} ({description}): {explained}"
 
 
 def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> CheckedFile:

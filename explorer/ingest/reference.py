@@ -27,6 +27,7 @@ REFERENCE_COLUMNS = {
     "residence": ["person_id", "start_date", "end_date", "latitude", "longitude"],
     "lab_column_map": ["column_name", "loinc_code", "unit", "test_name"],
     "fhir_patient_link": ["patient_ref", "person_id"],
+    "weather_station": ["station_id", "latitude", "longitude"],
 }
 
 
@@ -75,6 +76,14 @@ class Reference:
         out = {}
         for frame in self.frames["fhir_patient_link"]:
             out.update(zip(frame["patient_ref"], frame["person_id"]))
+        return out
+
+    def weather_stations(self) -> dict[str, tuple[float, float]]:
+        """Station id -> (latitude, longitude) from station lists (GHCN-Daily ``ghcnd-stations.txt``);
+        a later list wins."""
+        out = {}
+        for frame in self.frames["weather_station"]:
+            out.update(zip(frame["station_id"], zip(frame["latitude"].astype(float), frame["longitude"].astype(float))))
         return out
 
     def local_days(self, person: pd.Series, when: pd.Series) -> tuple[np.ndarray, pd.DataFrame]:

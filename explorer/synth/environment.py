@@ -171,3 +171,63 @@ def station_table(env: Environment, config: SynthConfig, rng) -> pd.DataFrame:
     out = pd.concat(rows, ignore_index=True).sort_values(["station_id", "date", "element"], ignore_index=True)
     out["units"] = "tenths of degC"
     return out
+
+
+def ghcn_files(stations: pd.DataFrame) -> dict[str, str]:
+    """The stations of :func:`station_table` as NOAA publishes GHCN-Daily: the fixed-width station
+    list ``ghcnd-stations.txt`` (ID columns 1-11, LATITUDE 13-20, LONGITUDE 22-30, ELEVATION 32-37,
+    STATE 39-40, NAME 42-71) and one by-station CSV per station, without a header
+    (ID,YYYYMMDD,ELEMENT,DATA_VALUE,M_FLAG,Q_FLAG,S_FLAG,OBS_TIME; tenths of degC), per the
+    GHCN-Daily readme and readme-by_station. Returns file name -> text."""
+    files = {}
+    where = stations.drop_duplicates("station_id")
+    files["ghcnd-stations.txt"] = "".join(
+        f"{row.station_id:<11} {row.latitude:8.4f} {row.longitude:9.4f} {-999.9:6.1f}    {'SYNTHETIC ' + row.station_id[-5:]:<30}\n"
+        for row in where.itertuples(index=False))
+    for station, rows in stations.groupby("station_id", sort=True):
+        day = pd.to_datetime(rows["date"]).dt.strftime("%Y%m%d")
+        lines = station + "," + day + "," + rows["element"] + "," + rows["value"].astype(str) + ",,,W,\n"
+        files[f"{station}.csv"] = "".join(lines)
+    return files
+
+
+AQS_COLUMNS = ("State Code", "County Code", "Site Num", "Parameter Code", "POC", "Latitude", "Longitude", "Datum",
+               "Parameter Name", "Sample Duration", "Pollutant Standard", "Date Local", "Units of Measure", "Event Type",
+               "Observation Count", "Observation Percent", "Arithmetic Mean", "1st Max Value", "1st Max Hour", "AQI",
+               "Method Code", "Method Name", "Local Site Name", "Address", "State Name", "County Name", "City Name",
+               "CBSA Name", "Date of Last Change")
+
+
+def aqs_daily_table(env: Environment, rng, monitors: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PM2.5 monitors (parameter 88101) at grid cells, as EPA AirData's "Daily Summary Data" files
+    write them: one row per monitor, local day and pollutant standard, so each day appears twice
+    (PM25 24-hour 2012 and PM25 Annual 2012) with the same mean, as the real files repeat it.
+
+    Returns the rows to write and the truth: station_id (SS-CCC-NNNN-88101-1), latitude,
+    longitude, date, element PM25 and value in ug/m3, once per monitor-day.
+    """
+    lat, lon = env.grid.lat.values, env.grid.lon.values
+    picks = sorted(rng.choice(len(lat) * len(lon), size=monitors, replace=False))
+    rows, truth = [], []
+    for k, index in enumerate(picks):
+        i, j = divmod(int(index), len(lon))
+        cell = env.grid.isel(lat=i, lon=j)
+        mean = np.round(np.clip(cell.pm25.values + rng.normal(0, 0.5, cell.time.size), 0.1, None), 1)
+        days = cell.time.dt.strftime("%Y-%m-%d").values
+        site = {"State Code": "06", "County Code": f"{100 + k:03d}", "Site Num": f"{1000 + 7 * k:04d}", "Parameter Code": "88101",
+                "POC": 1, "Latitude": round(float(lat[i]) - 0.017, 6), "Longitude": round(float(lon[j]) + 0.011, 6)}
+        station = f"{site['State Code']}-{site['County Code']}-{site['Site Num']}-88101-1"
+        truth.append(pd.DataFrame({"station_id": station, "latitude": site["Latitude"], "longitude": site["Longitude"],
+                                   "date": days, "element": "PM25", "value": mean}))
+        for standard in ("PM25 24-hour 2012", "PM25 Annual 2012"):
+            rows.append(pd.DataFrame({**site, "Datum": "WGS84", "Parameter Name": "PM2.5 - Local Conditions",
+                                      "Sample Duration": "24 HOUR", "Pollutant Standard": standard, "Date Local": days,
+                                      "Units of Measure": "Micrograms/cubic meter (LC)", "Event Type": "None",
+                                      "Observation Count": 1, "Observation Percent": 100.0, "Arithmetic Mean": mean,
+                                      "1st Max Value": mean, "1st Max Hour": 0, "AQI": "", "Method Code": "145",
+                                      "Method Name": "Synthetic gravimetric sampler", "Local Site Name": f"SYNTHETIC SITE {k + 1}",
+                                      "Address": f"{k + 1} SYNTHETIC ROAD, SUITE 1", "State Name": "Synthetic",
+                                      "County Name": f"County {k + 1}", "City Name": "Synthetic", "CBSA Name": "",
+                                      "Date of Last Change": days[-1]}))
+    out = pd.concat(rows, ignore_index=True).sort_values(["County Code", "Date Local", "Pollutant Standard"], ignore_index=True)
+    return out[list(AQS_COLUMNS)], pd.concat(truth, ignore_index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import multiprocessing
 import os
@@ -16,7 +17,7 @@ import pandas as pd
 from explorer.synth import ehr, writers
 from explorer.synth.cohort import AGEOTYPES, MARKERS, make_cohort, residence_on
 from explorer.synth.config import SynthConfig
-from explorer.synth.environment import make_environment, station_table, write_grids
+from explorer.synth.environment import aqs_daily_table, ghcn_files, make_environment, station_table, write_grids
 from explorer.synth.wearables import simulate_person
 
 MARKER_FILE = ".explorer-synth"
@@ -191,7 +192,19 @@ def _write_places(out: Path, config, cohort, env) -> int:
     writers.write_csv(residence, out / "residence" / "residence_history.csv")
     grids = write_grids(env, out / "environment", config)
     rng = np.random.default_rng([config.seed, 5])
-    writers.write_csv(station_table(env, config, rng), out / "environment" / "stations_ghcn_daily.csv")
+    stations = station_table(env, config, rng)
+    # as NOAA publishes GHCN-Daily: the station list and one by-station file per station
+    for name, text in ghcn_files(stations).items():
+        (out / "environment" / "ghcn").mkdir(parents=True, exist_ok=True)
+        (out / "environment" / "ghcn" / name).write_text(text)
+    monitors, planted = aqs_daily_table(env, np.random.default_rng([config.seed, 7]))
+    for year, rows in monitors.groupby(monitors["Date Local"].str[:4], sort=True):
+        (out / "environment" / "aqs").mkdir(parents=True, exist_ok=True)
+        rows.to_csv(out / "environment" / "aqs" / f"daily_88101_{year}.csv", index=False, quoting=csv.QUOTE_NONNUMERIC)
+    ghcn = stations.assign(value=stations["value"] / 10.0).drop(columns="units")
+    (out / "truth").mkdir(exist_ok=True)
+    pd.concat([ghcn.assign(source="ghcn", unit="degC"), planted.assign(source="aqs", unit="ug/m3")], ignore_index=True) \
+        .to_parquet(out / "truth" / "truth_stations.parquet", index=False)
     tracts = sorted(set(cohort.residences["tract_geoid"]))
     lead = pd.DataFrame({"tract_geoid": tracts, "lead_risk_decile": rng.integers(1, 11, len(tracts))})
     writers.write_csv(lead, out / "area" / "tract_lead_risk.csv")
@@ -200,7 +213,7 @@ def _write_places(out: Path, config, cohort, env) -> int:
     deprivation = pd.DataFrame([{"tract_geoid": t, "year": y, "deprivation_index": round(float(np.clip(b + rng.normal(0, 3), 1, 100)), 1)}
                                 for y in years for t, b in zip(tracts, base)])
     writers.write_csv(deprivation, out / "area" / "deprivation_index.csv")
-    return 1 + len(grids) + 3
+    return 1 + len(grids) + len(ghcn_files(stations)) + monitors["Date Local"].str[:4].nunique() + 2
 
 
 def _write_truth(out: Path, config, cohort, env, results, faults) -> None:
@@ -234,6 +247,7 @@ def _write_truth(out: Path, config, cohort, env, results, faults) -> None:
             "truth_lab_values.parquet": "every lab value in SI units as generated, with its route (fhir or lab_csv)",
             "truth_residences.parquet": "residence history with the time zone used for local times",
             "truth_heat_waves.parquet": "planted heat waves: dates, centre, radius, peak anomaly",
+            "truth_stations.parquet": "station and monitor values as written (GHCN-Daily TMAX/TMIN in degC, AQS PM2.5 in ug/m3), once per station, day and element, with coordinates",
         },
         "faults": faults,
         "notes": [
@@ -258,7 +272,9 @@ Nothing here describes a real person.
 | fhir/<participant>.json | FHIR R4 transaction Bundle: Patient, Encounter, Observation (LOINC, UCUM), Condition | the EHR |
 | labs/*.csv | long-format lab results, units as each lab reports them | outside laboratories |
 | residence/residence_history.csv | residence history with moves | address geocoding |
-| environment/*.nc, stations_ghcn_daily.csv | CF NetCDF daily tasmax/tasmin (K or degC) and PM2.5 (ug/m3); station observations | climate and air-quality providers |
+| environment/*.nc | CF NetCDF daily tasmax/tasmin (K or degC) and PM2.5 (ug/m3) | climate and air-quality providers |
+| environment/ghcn/ | GHCN-Daily: ghcnd-stations.txt and by-station CSV (no header, tenths of degC) | NOAA NCEI |
+| environment/aqs/daily_88101_<year>.csv | EPA AQS daily summaries of PM2.5 monitors (each day once per pollutant standard) | EPA AirData |
 | area/*.csv | tract lead-exposure risk decile; deprivation index by year | area-level indices |
 | truth/ | everything planted (see truth/truth.json) | not input: for checking analyses |
 """)

@@ -74,6 +74,27 @@ class Reader:
         """
         raise NotImplementedError
 
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        """How close a file this reader refused comes to its format, for the message of a file no
+        reader accepts: the nearest reader names what it expected and what would make the file
+        readable, instead of every reader listing why not.
+
+        Parameters
+        ----------
+        path : Path
+            The file.
+        head : bytes
+            Its first 64 KiB.
+
+        Returns
+        -------
+        (float, str) or None
+            The share of the expected structure found (0-1; e.g. required columns present) and a
+            sentence saying what is missing and what to do; None when this reader cannot judge
+            (the default).
+        """
+        return None
+
     def read(self, path: Path, context: Context) -> ReadResult:
         """Parse and validate one file into rows of unified tables.
 

@@ -37,6 +37,11 @@ def _header(head: bytes) -> list[str] | str:
     return [c.strip().strip('"') for c in decoded.split(",")]
 
 
+def _loose(name: str) -> str:
+    """A column name without case, spaces or punctuation: 'Person ID' and 'person_id' meet."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
 def read_text_table(path: Path) -> pd.DataFrame:
     """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing."""
     try:
@@ -84,6 +89,31 @@ class CsvTableReader(Reader):
         if clash:
             return f"has column(s) {', '.join(clash)} of another format"
         return None
+
+    #: what would make a near-miss file readable (shown when no reader accepted it)
+    remedy: ClassVar[str] = ("rename those columns in the header (names are matched exactly), or add a reader for "
+                             "this layout through the explorer.readers entry points")
+
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        """Overlap of the required columns and the header's, as matched columns over all columns
+        of either (a Jaccard index: a reader needing two of ten columns is not nearer than one
+        needing nine of them); a column whose name differs only in case, spaces or punctuation
+        counts 0.9 and is named. With what is missing and what to do."""
+        columns = _header(head)
+        if isinstance(columns, str) or not self.required:
+            return None
+        loose = {_loose(c): c for c in columns}
+        exact = [c for c in self.required if c in columns]
+        renamed = {c: loose[_loose(c)] for c in self.required if c not in columns and _loose(c) in loose}
+        missing = [c for c in self.required if c not in columns and c not in renamed]
+        matched = len(exact) + len(renamed)
+        score = (len(exact) + 0.9 * len(renamed)) / (len(self.required) + len(set(columns)) - matched)
+        parts = [f"it needs column(s) {', '.join(self.required)}; this header has {len(exact)} of them"]
+        if renamed:
+            parts.append("spelled differently: " + ", ".join(f"{found!r} for {wanted}" for wanted, found in renamed.items()))
+        if missing:
+            parts.append(f"missing: {', '.join(missing)}")
+        return score, "; ".join(parts) + f". To read it: {self.remedy}"
 
     def read(self, path: Path, context: Context) -> ReadResult:
         frame = read_text_table(path)
@@ -220,7 +250,7 @@ class AouSleepLevelReader(CsvTableReader):
 class ResidenceReader(CsvTableReader):
     format = "residence_history_csv"
     order = 10  # first: wearable readers take each person's time zone from where they lived
-    description = "Residence history: person_id, start_date, end_date, latitude, longitude[, zip3, tract_geoid]"
+    description = "Residence history: person_id, start_date, end_date, latitude, longitude[, zip3, tract_geoid, block_group_geoid]"
     required = ("person_id", "start_date", "end_date", "latitude", "longitude")
     table = "residence"
 
@@ -235,7 +265,8 @@ class ResidenceReader(CsvTableReader):
                "end_date before start_date")
         rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "start_date": start,
                              "end_date": end.where(frame["end_date"].notna(), None), "latitude": lat, "longitude": lon,
-                             "zip3": frame.get("zip3"), "tract_geoid": frame.get("tract_geoid")})
+                             "zip3": frame.get("zip3"), "tract_geoid": frame.get("tract_geoid"),
+                             "block_group_geoid": frame.get("block_group_geoid")})
         return rows, p.reasons
 
 
@@ -384,6 +415,9 @@ class AreaIndexReader(CsvTableReader):
     forbidden = ("person_id", "participant_id")
     table = "area_exposure"
     UNITS = {"lead_risk_decile": "1", "deprivation_index": "1"}
+    #: SVI's column families, as its documentation defines them: percentile rankings 0-1, percentages
+    PREFIX_UNITS = {"rpl_": "1", "ep_": "%", "svi_rpl_": "1", "svi_ep_": "%"}
+    MISSING = -999
 
     def convert(self, frame, context):
         p = Problems(len(frame))
@@ -393,6 +427,9 @@ class AreaIndexReader(CsvTableReader):
         p.flag(~frame["tract_geoid"].fillna("").str.fullmatch(r"\d{11}"), "tract_geoid: expected 11 digits")
         year = p.number(frame, "year") if "year" in frame else pd.Series([np.nan] * len(frame))
         values = {v: p.number(frame, v) for v in variables}
+        for v in variables:  # SVI and Census tables write -999 for a value they could not compute
+            p.flag(values[v] == self.MISSING, f"{v}: -999, the missing-value code of SVI and Census tables, is not stored "
+                   "(this row is quarantined whole; CDC's own SVI layout, read by cdc_svi_csv, keeps the row's other values)")
         if "lead_risk_decile" in values:
             v = values["lead_risk_decile"]
             p.flag((v < 1) | (v > 10) | (v != v.round()), "lead_risk_decile: expected a whole decile 1-10")
@@ -409,7 +446,8 @@ class AreaIndexReader(CsvTableReader):
             for variable, value in row["_values"].items():
                 records.append({"_row": row["_row"], "area_type": row["area_type"], "area_id": row["area_id"],
                                 "year": row["year"], "variable": variable, "value": float(value),
-                                "unit": self.UNITS.get(variable)})
+                                "unit": self.UNITS.get(variable) or next(
+                                    (u for prefix, u in self.PREFIX_UNITS.items() if variable.lower().startswith(prefix)), None)})
         result.tables[self.table] = pd.DataFrame(records, columns=["_row", "area_type", "area_id", "year", "variable", "value", "unit"])
         return result
 

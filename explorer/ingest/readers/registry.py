@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
 from explorer.errors import ExplorerError, did_you_mean
-from explorer.ingest.readers import csv_tables, fhir, fitbit_json, grids, parquet
+from explorer.ingest.readers import agencies, csv_tables, fhir, fitbit_json, grids, parquet
 from explorer.ingest.readers.base import Reader
 
 #: entry-point group through which site packages add readers
@@ -71,6 +71,12 @@ BUILT_IN_READERS: tuple[type[Reader], ...] = (
     csv_tables.WeatherStationCsvReader,
     grids.NetcdfGridReader,
     grids.ZarrGridReader,
+    agencies.GhcnStationsReader,
+    agencies.AqsDailyReader,
+    agencies.GhcnDailyByStationReader,
+    agencies.NoaaDailySummariesReader,
+    agencies.SviReader,
+    agencies.AdiReader,
 )
 
 FORMAT_NAME = re.compile(r"[a-z][a-z0-9_]*")
