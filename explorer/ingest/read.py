@@ -235,7 +235,7 @@ def refusal(path: Path, said: list[str]) -> str:
     except OSError:
         head = b""
     near = []
-    for k, (fmt, _) in enumerate(item.split(": ", 1) for item in said):
+    for k, (fmt, why) in enumerate(item.split(": ", 1) for item in said):
         reader = READERS.get(fmt)
         judged = getattr(reader, "nearness", None)  # a plugin need not have it
         try:
@@ -243,11 +243,12 @@ def refusal(path: Path, said: list[str]) -> str:
         except Exception:  # a judgement that fails must not hide the refusal itself
             found = None
         if found is not None and found[0] > 0:
-            near.append((-found[0], k, fmt, reader.description, found[1]))
+            near.append((-found[0], k, fmt, reader.description, why, found[1]))
     if not near:
         return "no reader accepted this file: " + "; ".join(shorten(s) for s in said)
-    _, _, fmt, description, explained = min(near)
-    return f"no reader accepted this file; the nearest is {fmt} ({description}): {explained}"
+    _, _, fmt, description, why, explained = min(near)
+    # the reader's own reason first: it may be the news (a column named twice), not the columns missing
+    return f"no reader accepted this file; the nearest is {fmt} ({description}), which says: {shorten(why)}; {explained}"
 
 
 def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> CheckedFile:
