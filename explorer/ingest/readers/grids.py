@@ -1,18 +1,61 @@
-"""CF NetCDF grids (time x lat x lon) into Zarr v3 arrays, units honoured.
+"""Climate grids as services deliver them (NetCDF4/HDF5, NetCDF3, Zarr) into daily Zarr v3 arrays.
 
-Each data variable must carry a ``units`` attribute; temperatures arrive in K, degC or degF
-and are stored in degC, PM2.5 in ug/m3 (kg m-3 converted). A variable without units, or in a
-unit not of its kind, makes the file quarantined: a temperature read as degC when it was K would
-be 273 degrees off. Stores are content-addressed (``arrays/<variable>/<sha256[:16]>.zarr``) and
-each becomes one row of the ``array_store`` table, which carries versions and lineage.
+Names. A grid's axes are found by name (``time``/``valid_time``, ``lat``/``latitude``,
+``lon``/``longitude``) or by their CF attributes (``standard_name`` time/latitude/longitude,
+``axis`` T/Y/X, ``units`` degrees_north/degrees_east). Its variables are found by the suite's own
+names (tasmax, tasmin, tas, pm25), by ERA5's short names (``t2m`` hourly 2 m temperature,
+``mx2t``/``mn2t`` maximum/minimum 2 m temperature since the previous post-processing, CAMS
+``pm2p5``), or by CF ``standard_name`` (``air_temperature``, whose ``cell_methods`` ``time:
+maximum``/``time: minimum`` say tasmax/tasmin; ``mass_concentration_of_pm2p5_ambient_aerosol_
+particles_in_air``). A variable of none of these (ERA5's ``d2m``, say) is counted as ignored, by
+name; a file with no axis or no variable the suite stores is refused, naming what was looked for.
+
+Units. Each variable must carry ``units``: temperatures in K, degC or degF are stored in degC,
+PM2.5 in ug/m3 (kg m-3 converted). A missing or foreign unit refuses the file: a temperature read
+as degC when it was K would be 273 degrees off. Packed integers (``scale_factor``,
+``add_offset``, ``_FillValue``/``missing_value``, as older CDS NetCDF files are) are unpacked by
+xarray's CF decoding before any of this.
+
+Space. Longitudes on 0..360 (ERA5) are stored on -180..180 and both axes ascending (ERA5's
+latitude runs north to south), so every store reads the same way.
+
+Hourly data and the local day. The suite's grids are daily and a day is the residence's local
+calendar day (a heat wave is lived from local midnight to midnight, and exposure_daily matches
+a person's local day). Hourly steps (stamped in UTC, as ERA5 is) are reduced to days at ingest,
+each grid cell in the IANA time zone in which its centre lies (``tzfpy``, the time-zone lookup the
+ingest already uses for residences), daylight saving time included: a cell in America/Phoenix
+has days of 07:00 to 07:00 UTC all year; one in America/Denver 06:00 to 06:00 UTC in summer and
+07:00 to 07:00 in winter. The residents of a cell are in its zone except for a cell astride a
+zone border, where the centre decides. From instantaneous hourly temperature (``t2m``): ``tas``
+the mean of the day's hours, ``tasmax``/``tasmin`` their maximum and minimum, unless the file
+also holds ``mx2t``/``mn2t``, whose value stamped ``t`` is the extreme over the hour ending at
+``t`` (so a local day takes the hours ending 01:00 to 24:00) and which catch a peak between two
+hourly values: they then give tasmax/tasmin. Hourly PM2.5 gives the daily mean. A day keeps a
+value only where every hour of it (23 or 25 on a clock-change day) is present and not missing;
+the partial days at both ends of a UTC file are left out. Doing it at ingest keeps one daily
+store per variable, which every later step reads unchanged; it is vectorised (one
+``numpy.ufunc.reduceat`` per zone over the whole year, no loop over days) and is what
+``benchmarks/bench_era5.py`` measures against a per-day loop in xarray.
+
+Stores are content-addressed (``arrays/<variable>/<sha256[:16]>.zarr``) and each becomes one row
+of the ``array_store`` table, which carries versions and lineage.
+
+References
+----------
+ERA5: data documentation, Copernicus Knowledge Base (ECMWF confluence), parameters 167 ``2t``/``t2m``,
+201 ``mx2t``, 202 ``mn2t``; "GRIB to netCDF conversion on new CDS and ADS systems" (2024: dims
+``valid_time``, ``latitude``, ``longitude``; ``GRIB_*`` attributes).
+NetCDF Climate and Forecast (CF) Metadata Conventions 1.11: 3.1 units, 3.3 standard_name, 4
+coordinate types (``axis``, degrees_north/east), 7.3 cell_methods, 8.1 packed data.
 """
 
 from __future__ import annotations
 
+import zipfile
+from collections import Counter
 from pathlib import Path
 
-import zipfile
-
+import numpy as np
 import pandas as pd
 
 from explorer.ingest.context import Context
@@ -29,11 +72,26 @@ CONCENTRATION = {"ug/m3": lambda v: v, "ug m-3": lambda v: v, "µg/m3": lambda v
 KINDS = {"tasmax": ("degC", TEMPERATURE), "tasmin": ("degC", TEMPERATURE), "tas": ("degC", TEMPERATURE),
          "pm25": ("ug/m3", CONCENTRATION)}
 
+#: suite axis -> (names it goes by, CF standard_name, CF axis, CF units)
+AXES = {"time": (("time", "valid_time"), "time", "T", ()),
+        "lat": (("lat", "latitude"), "latitude", "Y", ("degrees_north", "degree_north", "degrees_N", "degree_N")),
+        "lon": (("lon", "longitude"), "longitude", "X", ("degrees_east", "degree_east", "degrees_E", "degree_E"))}
+
+#: a variable's name -> (suite variable, what one value is): "value" a value at its time (an
+#: instant, or a day's statistic in a daily file), "max"/"min" the extreme over the step ending at it
+NAMES = {"tasmax": ("tasmax", "value"), "tasmin": ("tasmin", "value"), "tas": ("tas", "value"),
+         "pm25": ("pm25", "value"), "t2m": ("tas", "value"), "mx2t": ("tasmax", "max"), "mn2t": ("tasmin", "min"),
+         "pm2p5": ("pm25", "value")}
+STANDARD_NAMES = {"air_temperature": "tas", "mass_concentration_of_pm2p5_ambient_aerosol_particles_in_air": "pm25"}
+
 
 class NetcdfGridReader(Reader):
+    """NetCDF4/HDF5 (``h5netcdf``) and NetCDF3 classic (SciPy) grids, as :mod:`this module <explorer.ingest.readers.grids>` describes."""
+
     format = "cf_netcdf_grid"
     order = 60
-    description = "CF NetCDF daily grids (tasmax, tasmin, tas in K/degC/degF; pm25 in ug/m3) -> Zarr"
+    description = ("NetCDF4/HDF5 and NetCDF3 grids: ERA5 (t2m, mx2t, mn2t hourly, valid_time, 0..360 lon), CF "
+                   "standard_names, packed integers; K/degC/degF, PM2.5 -> daily Zarr in the cell's local day")
 
     def sniff(self, path: Path, head: bytes) -> str | None:
         if not head:
@@ -45,11 +103,13 @@ class NetcdfGridReader(Reader):
     def read(self, path: Path, context: Context) -> ReadResult:
         import xarray as xr
 
-        engine = "scipy" if path.open("rb").read(4) in NETCDF3 else "h5netcdf"
+        with path.open("rb") as handle:
+            engine = "scipy" if handle.read(4) in NETCDF3 else "h5netcdf"
         try:
             ds = xr.open_dataset(path, engine=engine, decode_times=True)
         except Exception as exc:  # a damaged file or a missing optional engine: either way, not readable here
-            raise ReaderError(f"cannot open as NetCDF ({type(exc).__name__}: {exc})") from None
+            raise ReaderError(f"cannot open as NetCDF with the {engine} engine ({type(exc).__name__}: {exc}); "
+                              "check the file is complete (its size against the download's)") from None
         return store_grids(ds, context)
 
 
@@ -65,7 +125,7 @@ def is_zarr_zip(path: Path) -> bool:
 
 class ZarrGridReader(Reader):
     """Zarr grids: a ``.zarr`` folder (ingest packs it into one zip, kept in the raw zone like any
-    file) or a zipped Zarr store. Same variables, units and checks as the NetCDF reader."""
+    file) or a zipped Zarr store. Same names, variables, units and checks as the NetCDF reader."""
 
     format = "zarr_grid"
     order = 61
@@ -89,44 +149,317 @@ class ZarrGridReader(Reader):
         return store_grids(ds, context)
 
 
+RENAME_HINT = ("this reader has no option to map names: rename them before ingest, e.g. in xarray "
+               "ds.rename({'t': 'time', 'y': 'lat', 'x': 'lon', 'temp': 'tas'}).to_netcdf(...), or NCO's ncrename")
+
+
+def find_axes(ds) -> dict[str, str]:
+    """The file's name of each suite axis (time, lat, lon), by name, then by CF attributes.
+
+    Raises
+    ------
+    ReaderError
+        An axis is not found: the message names every name and attribute looked for.
+    """
+    found, missing = {}, []
+    for axis, (names, standard_name, cf_axis, units) in AXES.items():
+        candidates = [n for n in names if n in ds.dims]
+        if not candidates:
+            candidates = [n for n in ds.dims if n in ds.variables and (
+                ds[n].attrs.get("standard_name") == standard_name or ds[n].attrs.get("axis") == cf_axis
+                or ds[n].attrs.get("units") in units)]
+        if candidates:
+            found[axis] = candidates[0]
+        else:
+            looked = f"a dimension named {' or '.join(names)}, or a coordinate with standard_name {standard_name!r} or axis {cf_axis!r}"
+            missing.append(f"{axis} ({looked}{' or units ' + '/'.join(units[:2]) if units else ''})")
+    if missing:
+        raise ReaderError(f"no {'; no '.join(missing)} among the file's dimensions ({', '.join(map(str, ds.dims)) or 'none'}); "
+                          f"{RENAME_HINT}")
+    return found
+
+
+def classify(name: str, variable) -> tuple[str, str] | None:
+    """(suite variable, kind of value) of a data variable, or None for one the suite does not store.
+
+    By the suite's own or ERA5's short name first (:data:`NAMES`), then by CF ``standard_name``
+    with ``cell_methods`` (``time: maximum`` over a day is tasmax; over an hour, the hour's extreme).
+    """
+    if name in NAMES:
+        return NAMES[name]
+    suite = STANDARD_NAMES.get(variable.attrs.get("standard_name"))
+    if suite is None:
+        return None
+    methods = str(variable.attrs.get("cell_methods", ""))
+    if suite == "tas" and "time: maximum" in methods:
+        return "tasmax", "max"
+    if suite == "tas" and "time: minimum" in methods:
+        return "tasmin", "min"
+    return suite, "value"
+
+
+def cell_time_zones(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """IANA time zone of each cell centre, shape (lat, lon); a cell at sea takes tzfpy's ``Etc/GMT±h``.
+
+    Parameters
+    ----------
+    lat, lon : numpy.ndarray
+        Cell-centre latitudes and longitudes (degrees north, east in -180..180).
+    """
+    import tzfpy
+
+    zones = np.empty((len(lat), len(lon)), dtype=object)
+    for i, y in enumerate(lat):
+        for j, x in enumerate(lon):
+            # no zone at all only off every map: the nautical zone of the longitude (Etc signs are inverted)
+            zones[i, j] = tzfpy.get_tz(float(x), float(y)) or f"Etc/GMT{-int(round(x / 15)):+d}".replace("+0", "")
+    return zones
+
+
+def local_day_runs(times_utc: pd.DatetimeIndex, zone: str, step: pd.Timedelta, *, period_end: bool):
+    """How the hourly steps fall into local days of ``zone``.
+
+    Parameters
+    ----------
+    times_utc : pandas.DatetimeIndex
+        Sorted, unique, zone-less UTC times of the steps.
+    zone : str
+        IANA time zone.
+    step : pandas.Timedelta
+        The regular step of the file (1 hour for ERA5).
+    period_end : bool
+        True for values that are the extreme of the step ending at their time (ERA5 mx2t/mn2t):
+        they belong to the day in which that step began.
+
+    Returns
+    -------
+    days : pandas.DatetimeIndex
+        Each local day met, in order (midnight, zone-less).
+    starts : numpy.ndarray of int
+        Index of the first step of each day (for ``numpy.ufunc.reduceat``).
+    complete : numpy.ndarray of bool
+        Whether the day has all its steps: its length (23, 24 or 25 hours) over ``step``.
+    """
+    stamps = times_utc - step if period_end else times_utc
+    local = stamps.tz_localize("UTC").tz_convert(zone).tz_localize(None).normalize()
+    day_number = local.to_numpy().astype("datetime64[D]").astype(np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(day_number)) + 1]
+    counts = np.diff(np.r_[starts, len(day_number)])
+    days = pd.DatetimeIndex(local[starts])
+    # a day's length in UTC: next local midnight less this one (23 or 25 hours on a clock change)
+    midnight = days.tz_localize(zone, ambiguous=False, nonexistent="shift_forward")
+    following = (days + pd.Timedelta(days=1)).tz_localize(zone, ambiguous=False, nonexistent="shift_forward")
+    expected = np.asarray((following - midnight) / step)
+    return days, starts, counts == expected
+
+
+def hourly_to_daily(values: np.ndarray, times_utc, zones: np.ndarray, how: str, *, period_end: bool = False):
+    """Daily statistic of hourly grids, each cell over the local days of its own time zone.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Shape (time, lat, lon), float, hourly (any regular step dividing a day), in the unit wanted.
+    times_utc : array-like of datetime64
+        UTC time of each step: sorted, unique, regular.
+    zones : numpy.ndarray of str
+        IANA zone of each cell, shape (lat, lon) (:func:`cell_time_zones`).
+    how : {"max", "min", "mean"}
+        The day's statistic.
+    period_end : bool, default False
+        The values are extremes of the step ending at their time (ERA5 ``mx2t``/``mn2t``):
+        a local day takes the steps ending after its midnight up to the next midnight.
+
+    Returns
+    -------
+    days : pandas.DatetimeIndex
+        Local calendar days (midnight) complete in at least one zone.
+    daily : numpy.ndarray
+        Shape (day, lat, lon), float32: NaN where the cell's day lacks a step or holds a missing value.
+
+    Notes
+    -----
+    One ``numpy.ufunc.reduceat`` along time per zone over all its cells: the cost is one pass
+    over the data whatever the number of days. NaN propagates through ``maximum``, ``minimum``
+    and ``add``, so a day with a missing hour has no value rather than the value of its other
+    hours.
+
+    Examples
+    --------
+    Two days of hourly values 0..47 at one cell in UTC, and at one in America/Phoenix (UTC-7):
+
+    >>> import numpy as np, pandas as pd
+    >>> from explorer.ingest.readers.grids import hourly_to_daily
+    >>> times = pd.date_range("2024-07-01", periods=48, freq="h")
+    >>> values = np.arange(48.0).reshape(48, 1, 1)
+    >>> days, daily = hourly_to_daily(values, times, np.array([["UTC"]]), "max")
+    >>> [str(d.date()) for d in days], daily.ravel().tolist()
+    (['2024-07-01', '2024-07-02'], [23.0, 47.0])
+    >>> days, daily = hourly_to_daily(values, times, np.array([["America/Phoenix"]]), "max")
+    >>> [str(d.date()) for d in days], daily.ravel().tolist()   # 07:00 to 06:00 UTC next day
+    (['2024-07-01'], [30.0])
+    """
+    times_utc = pd.DatetimeIndex(times_utc)
+    step = pd.Timedelta(times_utc[1] - times_utc[0]) if len(times_utc) > 1 else pd.Timedelta(hours=1)
+    ufunc = {"max": np.maximum, "min": np.minimum, "mean": np.add}[how]
+    per_zone, all_days = {}, []
+    for zone in pd.unique(zones.ravel()):
+        days, starts, complete = local_day_runs(times_utc, zone, step, period_end=period_end)
+        cells = np.flatnonzero(zones.ravel() == zone)
+        block = values.reshape(len(times_utc), -1)[:, cells]
+        reduced = ufunc.reduceat(block, starts, axis=0) if len(starts) else block[:0]
+        if how == "mean":
+            reduced = reduced / np.diff(np.r_[starts, len(times_utc)])[:, None]
+        per_zone[zone] = (days[complete], reduced[complete], cells)
+        all_days.append(days[complete])
+    union = pd.DatetimeIndex(sorted(set().union(*all_days))) if all_days else pd.DatetimeIndex([])
+    daily = np.full((len(union), values.shape[1] * values.shape[2]), np.nan, dtype=np.float32)
+    for days, reduced, cells in per_zone.values():
+        daily[np.ix_(union.get_indexer(days), cells)] = reduced
+    return union, daily.reshape(len(union), values.shape[1], values.shape[2])
+
+
+def daily_statistics(found: dict, step: pd.Timedelta) -> dict:
+    """Which daily statistic each suite variable takes from which source variable.
+
+    ``found`` maps a source name to (suite variable, kind, variable). For hourly steps, an
+    instantaneous temperature gives tas (mean) and, unless an hourly extreme (mx2t, mn2t) is
+    there, tasmax and tasmin; an extreme gives its own. Returns suite variable -> (source name,
+    how, period_end), or for daily steps suite variable -> (source name, None, False).
+    """
+    plan = {}
+    if step >= pd.Timedelta(days=1):
+        for source, (suite, _, _) in found.items():
+            plan.setdefault(suite, (source, None, False))
+        return plan
+    for source, (suite, kind, _) in found.items():
+        if kind == "max":
+            plan["tasmax"] = (source, "max", step < pd.Timedelta(days=1))
+        elif kind == "min":
+            plan["tasmin"] = (source, "min", step < pd.Timedelta(days=1))
+    for source, (suite, kind, _) in found.items():
+        if suite == "tas" and kind == "value":
+            plan.setdefault("tas", (source, "mean", False))
+            plan.setdefault("tasmax", (source, "max", False))
+            plan.setdefault("tasmin", (source, "min", False))
+        elif suite == "pm25":
+            plan.setdefault("pm25", (source, "mean", False))
+        elif kind == "value":  # an hourly series named tasmax/tasmin: the day's extreme of its values
+            plan.setdefault(suite, (source, "max" if suite == "tasmax" else "min", False))
+    return plan
+
+
 def store_grids(ds, context) -> ReadResult:
-    """Each variable of ``ds`` as a Zarr v3 store in its kind's common unit, one array_store row each."""
+    """Each variable of ``ds`` as a daily Zarr v3 store in its kind's common unit, one array_store row each.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The file as opened (CF-decoded: packed integers unpacked, fill values NaN).
+    context : Context
+        Where stores go (``arrays_root``) and the file's SHA-256 they are named by.
+
+    Returns
+    -------
+    ReadResult
+        ``array_store`` rows; variables the suite does not store counted in ``ignored`` by name.
+
+    Raises
+    ------
+    ReaderError
+        No time, latitude or longitude axis; a calendar pandas cannot place; no variable the suite
+        stores; a variable with no or a foreign unit, or with an extra dimension; an irregular or
+        repeated time step in hourly data.
+    """
+    import xarray as xr
+
     with ds:
-        if "time" in ds.coords:
-            try:  # before anything is written: a calendar pandas cannot place (cftime) refuses the file
-                pd.DatetimeIndex(ds["time"].values)
-            except (TypeError, ValueError) as exc:
-                raise ReaderError(f"time axis is not on the standard calendar ({exc}); convert it to "
-                                  "proleptic_gregorian, e.g. with xarray's convert_calendar") from None
-        rename = {k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in ds.dims}
-        ds = ds.rename(rename)
-        missing = [d for d in ("time", "lat", "lon") if d not in ds.dims]
-        if missing:
-            raise ReaderError(f"dimension(s) {', '.join(missing)} missing; expected time, lat, lon")
-        rows = []
+        axes = find_axes(ds)
+        ds = ds.rename({source: axis for axis, source in axes.items() if source != axis})
+        ds = ds.reset_coords(drop=True)  # ERA5's number and expver say which run, not where or when
+        try:  # before anything is written: a calendar pandas cannot place (cftime) refuses the file
+            times = pd.DatetimeIndex(ds["time"].values)
+        except (TypeError, ValueError) as exc:
+            raise ReaderError(f"time axis is not on the standard calendar ({exc}); convert it to "
+                              "proleptic_gregorian, e.g. with xarray's convert_calendar") from None
+        if float(ds["lon"].max()) > 180:  # 0..360 (ERA5): the suite's convention is -180..180
+            ds = ds.assign_coords(lon=((ds["lon"] + 180.0) % 360.0) - 180.0)
+        ds = ds.sortby("lat").sortby("lon")  # ERA5 runs north to south; stores read south to north
+        if not times.is_unique:
+            raise ReaderError(f"time axis repeats {times[times.duplicated()][0]}: one file must hold each time once "
+                              "(an ERA5 request of two product types or experiment versions can; split it)")
+        ds = ds.sortby("time")
+        times = pd.DatetimeIndex(ds["time"].values)
+
+        found, ignored = {}, {}
         for name, variable in ds.data_vars.items():
-            if name not in KINDS:
-                raise ReaderError(f"variable {name!r} is not one this suite stores ({', '.join(sorted(KINDS))})")
+            kind = classify(str(name), variable)
+            if kind is None:
+                ignored[str(name)] = "not a variable this suite stores"
+                continue
+            extra = [d for d in variable.dims if d not in ("time", "lat", "lon")]
+            if extra or "time" not in variable.dims:
+                raise ReaderError(f"variable {name!r} has dimensions {', '.join(map(str, variable.dims))}; expected "
+                                  "time, lat, lon (select one level first, e.g. ds.sel(pressure_level=1000))")
+            suite = kind[0]
             unit = variable.attrs.get("units")
-            target, conversions = KINDS[name]
+            target, conversions = KINDS[suite]
             if unit is None:
                 raise ReaderError(f"variable {name!r} has no units attribute; expected one of "
                                   f"{', '.join(conversions)} (a temperature in K read as degC is 273 degrees off)")
             if unit not in conversions:
-                raise ReaderError(f"variable {name!r} has units {unit!r}; expected one of {', '.join(conversions)}")
-            values = conversions[unit](variable.astype("float32"))
-            values.attrs = {**{k: v for k, v in variable.attrs.items() if k != "units"}, "units": target,
-                            "source_units": unit}
-            store = Path(context.arrays_root) / name / f"{context.source_sha256[:16]}.zarr"
+                raise ReaderError(f"variable {name!r} ({suite}) has units {unit!r}; expected one of {', '.join(conversions)}")
+            found[str(name)] = (*kind, variable)
+        if not found:
+            raise ReaderError(f"no variable this suite stores among {', '.join(map(str, ds.data_vars)) or 'none'}: "
+                              f"looked for the names {', '.join(NAMES)} and the CF standard_names "
+                              f"{', '.join(STANDARD_NAMES)}; {RENAME_HINT}")
+
+        step = pd.Timedelta(times[1] - times[0]) if len(times) > 1 else pd.Timedelta(days=1)
+        plan = daily_statistics(found, step)
+        for source in found:
+            if source not in {s for s, _, _ in plan.values()}:
+                ignored[source] = "a second source of a variable already stored"
+        hourly = step < pd.Timedelta(days=1)
+        if hourly:
+            steps = np.diff(times.asi8)
+            if (steps != steps[0]).any() or pd.Timedelta(days=1) % step != pd.Timedelta(0):
+                raise ReaderError(f"hourly time axis is not regular (steps of {sorted({pd.Timedelta(int(s)) for s in steps})[:3]}); "
+                                  "a day's statistic needs every step: request the file without gaps")
+            zones = cell_time_zones(ds["lat"].values, ds["lon"].values)
+
+        rows = []
+        for suite, (source, how, period_end) in sorted(plan.items()):
+            variable = found[source][2]
+            target, conversions = KINDS[suite]
+            unit = variable.attrs["units"]
+            values = conversions[unit](variable.transpose("time", "lat", "lon").astype("float32"))
+            attrs = {k: v for k, v in variable.attrs.items() if k not in ("units", "scale_factor", "add_offset")}
+            attrs.update(units=target, source_units=unit, source_variable=source)
+            if hourly:
+                days, daily = hourly_to_daily(values.values, times, zones, how, period_end=period_end)
+                if not len(days):
+                    raise ReaderError(f"variable {source!r}: no complete local day in {len(times)} steps of {step} "
+                                      f"({times[0]} to {times[-1]} UTC); a day needs every hour from local midnight to midnight")
+                attrs.update(cell_methods=f"time: {'mean' if how == 'mean' else how + 'imum'} (local day of the cell's time zone)",
+                             daily_from=f"{step} steps of {source} in UTC, each cell over the calendar days of the IANA "
+                                        f"zone of its centre ({', '.join(sorted(set(zones.ravel())))})")
+                out_values = xr.DataArray(daily, dims=("time", "lat", "lon"),
+                                          coords={"time": days, "lat": ds["lat"].values, "lon": ds["lon"].values})
+            else:
+                out_values = values
+            out_values.attrs = attrs
+            store = Path(context.arrays_root) / suite / f"{context.source_sha256[:16]}.zarr"
             store.parent.mkdir(parents=True, exist_ok=True)
-            out = values.to_dataset(name=name).chunk({"time": 366, "lat": -1, "lon": -1})
-            for variable_name in out.variables:  # a Zarr v2 source's codecs do not fit a v3 store
+            out = out_values.to_dataset(name=suite).chunk({"time": 366, "lat": -1, "lon": -1})
+            for variable_name in out.variables:  # a source's codecs (v2, packed int16) do not fit a float v3 store
                 out[variable_name].encoding = {}
             out.to_zarr(store, mode="w", zarr_format=3, consolidated=False)
-            times = pd.DatetimeIndex(ds["time"].values)
-            rows.append({"_row": len(rows) + 1, "variable": name, "store": str(store.relative_to(Path(context.arrays_root).parent)),
-                         "units": target, "source_units": unit, "time_start": times.min(), "time_end": times.max(),
-                         "n_time": len(times), "n_lat": int(ds.sizes["lat"]), "n_lon": int(ds.sizes["lon"]),
+            stored = pd.DatetimeIndex(out["time"].values)
+            rows.append({"_row": len(rows) + 1, "variable": suite, "store": str(store.relative_to(Path(context.arrays_root).parent)),
+                         "units": target, "source_units": unit, "time_start": stored.min(), "time_end": stored.max(),
+                         "n_time": len(stored), "n_lat": int(ds.sizes["lat"]), "n_lon": int(ds.sizes["lon"]),
                          "lat_min": float(ds["lat"].min()), "lat_max": float(ds["lat"].max()),
                          "lon_min": float(ds["lon"].min()), "lon_max": float(ds["lon"].max())})
-    return ReadResult(rows_read=len(rows), tables={"array_store": pd.DataFrame(rows)})
+    counted = Counter({f"variable {name} ({why})": 1 for name, why in ignored.items()})
+    return ReadResult(rows_read=len(rows) + len(counted), tables={"array_store": pd.DataFrame(rows)}, ignored=counted)
