@@ -197,7 +197,7 @@ def refresh(lake: Lake, *, scheduler: str | None = None, workers: int | None = N
 
 def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, started) -> RefreshReport:
     outcomes: list[StepOutcome] = []
-    broken: set[str] = set()  # outputs of steps that failed or were skipped this run
+    broken: dict[str, str] = {}  # outputs of steps that failed or were skipped this run -> which
     n_workers = max(1, len(client.nthreads()))
     for step in plan:
         begun, when = time.perf_counter(), datetime.now(timezone.utc)
@@ -206,8 +206,12 @@ def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, s
         blocked = [t for t in step.inputs if t in broken and not (t in step.optional_inputs and not lake.has_table(t))]
         missing = [t for t in step.inputs if not lake.has_table(t) and t not in step.optional_inputs]
         if blocked or missing or not any(lake.has_table(t) for t in step.inputs):
-            reason = (f"its input {', '.join(blocked)} failed in this run" if blocked else
-                      f"input {', '.join(missing or step.inputs)} not in the lake yet")
+            # a skipped input is not a failure: the reason says which, so a sparse lake reads as sparse
+            failed = [t for t in blocked if broken[t] == "failed"]
+            skipped = [t for t in blocked if broken[t] == "skipped"]
+            reason = "; ".join([f"its input {', '.join(failed)} failed in this run"] * bool(failed)
+                               + [f"its input {', '.join(skipped)} was skipped in this run"] * bool(skipped)
+                               ) or f"input {', '.join(missing or step.inputs)} not in the lake yet"
             outcome = StepOutcome(step.name, "skipped", error=reason)
         else:
             try:
@@ -216,7 +220,7 @@ def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, s
                 outcome = StepOutcome(step.name, "failed", error=shorten(f"{type(exc).__name__}: {exc}", 1000))
         outcome.seconds = time.perf_counter() - begun
         if outcome.status in ("failed", "skipped"):
-            broken.add(step.output)
+            broken[step.output] = outcome.status
         _record(lake, run_id, where, step, outcome, when)
         outcomes.append(outcome)
     return RefreshReport(run_id, where, outcomes, time.perf_counter() - started)

@@ -162,6 +162,24 @@ class RefreshStep:
     def compute(self, con, partition: Partition) -> pd.DataFrame:
         raise NotImplementedError
 
+    def empty_output(self, columns=None) -> pd.DataFrame:
+        """No rows, but the catalog's column types: an empty frame built as ``{c: []}`` is all
+        float64, and a date or string column of the output then cannot take it (``cannot store
+        double as date32[day]``, event_exposure on a lake with no events).
+
+        Parameters
+        ----------
+        columns : list of str, optional
+            The columns, in order (default: the output's catalog columns); one the catalog does
+            not declare is an empty object column.
+        """
+        from explorer.catalog import default_catalog
+
+        entry = default_catalog().get(self.output)
+        typed = entry.arrow_schema().empty_table().to_pandas() if entry is not None else pd.DataFrame()
+        columns = list(typed.columns) if columns is None else list(columns)
+        return pd.DataFrame({c: typed[c] if c in typed.columns else pd.Series([], dtype=object) for c in columns})
+
     def available(self, con, table: str) -> bool:
         """Whether ``table`` has a view on ``con`` (an optional input may be absent)."""
         return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [table]).fetchall()[0][0])

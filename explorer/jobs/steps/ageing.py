@@ -94,7 +94,7 @@ class BiologicalAge(RefreshStep):
                    "phenoage_constant", "missing"]
         found = phenoage(measurements, persons, constant=self.phenoage_constant)
         if found.empty:
-            return pd.DataFrame({c: [] for c in columns})
+            return self.empty_output(columns)
         found["phenoage_accel"] = acceleration(found)
         markers = [*(name for name in PHENOAGE_INPUTS if name != "crp"), "ln_crp"]
         low, high = self.reference_ages

@@ -31,7 +31,7 @@ class ExposureDaily(RefreshStep):
         residence = con.execute(f"SELECT * FROM residence WHERE {partition.where(None)}").df()
         grids = open_grids(con.execute("SELECT * FROM array_store").df(), self.lake_root)
         if residence.empty or not grids:
-            return pd.DataFrame({c: [] for c in [*COLUMNS, "person_bucket"]})
+            return self.empty_output([*COLUMNS, "person_bucket"])
         found = exposure_daily(residence, grids, method=self.method, baseline=self.baseline, heat_wave=self.heat_wave)
         return found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})
 
@@ -62,7 +62,7 @@ class EventExposure(RefreshStep):
         columns = ["person_id", "event_id", "event_table", "event_code", "event_date", "window_days", "days_with_value",
                    "tasmax_mean", "tasmin_mean", "pm25_mean", "tas_anomaly_mean", "heat_wave_days", "person_bucket"]
         if not selects:
-            return pd.DataFrame({c: [] for c in columns})
+            return self.empty_output(columns)
         events = con.execute(f"""
             SELECT *, substr(md5(concat_ws('|', event_table, person_id, CAST(event_date AS VARCHAR),
                                            coalesce(event_code, ''))), 1, 16) AS event_id
@@ -70,7 +70,7 @@ class EventExposure(RefreshStep):
         exposure = con.execute(f"""SELECT person_id, date, tasmax, tasmin, pm25, tas_anomaly, heat_wave
                                    FROM exposure_daily WHERE {where}""").df()
         if events.empty:
-            return pd.DataFrame({c: [] for c in columns})
+            return self.empty_output(columns)
         # a bucket without exposure still lists its events, with no value, as any other bucket would
         found = event_windows(events, exposure, windows=self.windows,
                               variables=("tasmax", "tasmin", "pm25", "tas_anomaly"), flag="heat_wave")

@@ -69,7 +69,7 @@ class DataAvailability(RefreshStep):
         present = [t for t in self.MODALITIES if self.available(con, t)]
         columns = [c for aggregates in self.MODALITIES.values() for c in aggregates]
         if not present:
-            return pd.DataFrame(columns=["person_id", "date", *columns, "person_bucket"])
+            return self.empty_output(["person_id", "date", *columns, "person_bucket"])
         ctes = []
         for table in present:
             time = self.time_columns[table]
