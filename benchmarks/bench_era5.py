@@ -7,8 +7,9 @@ held in memory as float32 in degC. Both sides compute tasmax, tasmin and tas (ma
 the hours) per cell over the local calendar days of the cell's zone, daylight saving time included,
 and must agree to float32 rounding:
 
-- candidate: :func:`explorer.ingest.readers.grids.hourly_to_daily`, what the NetCDF reader runs (one
-  ``numpy.ufunc.reduceat`` per zone and statistic over the whole year);
+- candidate: :func:`explorer.ingest.readers.grids.hourly_to_daily_statistics`, what the NetCDF reader
+  runs (zones that split days alike grouped; per group, one reshape and reduction per run of
+  equal-length days);
 - baseline: a per-day loop in xarray, as one writes it without that: for each zone and local day,
   ``sel`` the day's UTC hours of the zone's cells and take ``max``/``min``/``mean`` over time.
 
@@ -42,9 +43,10 @@ def hourly_field(n_hours: int, lat: np.ndarray, lon: np.ndarray, seed: int = 3) 
 
 
 def vectorised(values, times, zones):
-    from explorer.ingest.readers.grids import hourly_to_daily
+    from explorer.ingest.readers.grids import hourly_to_daily_statistics
 
-    return {how: hourly_to_daily(values, times, zones, how) for how in STATISTICS}
+    days, daily = hourly_to_daily_statistics(values, times, zones, STATISTICS)
+    return {how: (days, daily[how]) for how in STATISTICS}
 
 
 def per_day_loop(values, times, zones):

@@ -32,3 +32,5 @@ def test_quick_benchmark_run_writes_results(tmp_path):
     assert attrition["baseline_case"] == "hand-written DuckDB attrition" and attrition["target_ratio"] == 1.5
     quick_start = cases["01-quick-start"]
     assert quick_start["baseline_case"] == "kernel start + import explorer" and quick_start["ratio"] > 1
+    era5 = cases["hourly -> daily, vectorised"]
+    assert era5["baseline_case"] == "per-day xarray loop" and era5["target_ratio"] == 0.1 and era5["ratio"] > 0

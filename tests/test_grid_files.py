@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import explorer
 from explorer.exposure.daily import exposure_daily, open_grids
-from explorer.ingest.readers.grids import hourly_to_daily
+from explorer.ingest.readers.grids import hourly_to_daily, hourly_to_daily_statistics
 
 KEY = "grid-fixture-key-0123456789abcdef"
 NOW = datetime(2025, 1, 1)
@@ -275,3 +275,24 @@ def test_hourly_to_daily_equals_a_plain_loop_over_local_days(start_hour, n_hours
             expected[day] = getattr(np, how)(values[inside, 0, 0])
     assert list(days) == list(expected)
     assert daily[:, 0, 0] == pytest.approx(np.array(list(expected.values()), dtype=np.float32), rel=1e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_hours=st.integers(30, 100), seed=st.integers(0, 2**16), period_end=st.booleans(),
+       lone=st.sampled_from(["America/Phoenix", "America/Denver", "Asia/Kolkata"]))
+def test_a_grid_of_many_zones_gives_each_cell_what_its_zone_alone_gives(n_hours, seed, period_end, lone):
+    # 9 cells: 8 in UTC, 1 alone in another zone (under an eighth of the cells: reduced on its own column)
+    times = pd.date_range("2024-11-02 05:00", periods=n_hours, freq="h")
+    values = np.random.default_rng(seed).normal(20, 5, (n_hours, 3, 3))
+    zones = np.full((3, 3), "UTC", dtype=object)
+    zones[1, 2] = lone
+    days, daily = hourly_to_daily_statistics(values, times, zones, ("max", "min", "mean"), period_end=period_end)
+    for i in range(3):
+        for j in range(3):
+            alone_days, alone = hourly_to_daily(values[:, i:i + 1, j:j + 1], times, np.array([[zones[i, j]]]), "mean",
+                                                period_end=period_end)
+            where = days.get_indexer(alone_days)
+            assert (where >= 0).all()
+            assert daily["mean"][where, i, j] == pytest.approx(alone[:, 0, 0], rel=1e-6)
+            others = np.setdiff1d(np.arange(len(days)), where)
+            assert np.isnan(daily["max"][others, i, j]).all()  # a day complete only in the other zone
