@@ -172,10 +172,11 @@ def find_axes(ds) -> dict[str, str]:
             found[axis] = candidates[0]
         else:
             looked = f"a dimension named {' or '.join(names)}, or a coordinate with standard_name {standard_name!r} or axis {cf_axis!r}"
-            missing.append(f"{axis} ({looked}{' or units ' + '/'.join(units[:2]) if units else ''})")
-    if missing:
-        raise ReaderError(f"no {'; no '.join(missing)} among the file's dimensions ({', '.join(map(str, ds.dims)) or 'none'}); "
-                          f"{RENAME_HINT}")
+            missing.append((axis, f"{axis}: {looked}{' or units ' + '/'.join(units[:2]) if units else ''}"))
+    if missing:  # what to do first: the CLI summary shortens a long reason, the table keeps it whole
+        raise ReaderError(f"no {', '.join(axis for axis, _ in missing)} axis among the file's dimensions "
+                          f"({', '.join(map(str, ds.dims)) or 'none'}); {RENAME_HINT}. Looked for "
+                          + "; ".join(looked for _, looked in missing))
     return found
 
 
@@ -453,9 +454,9 @@ def store_grids(ds, context) -> ReadResult:
                 raise ReaderError(f"variable {name!r} ({suite}) has units {unit!r}; expected one of {', '.join(conversions)}")
             found[str(name)] = (*kind, variable)
         if not found:
-            raise ReaderError(f"no variable this suite stores among {', '.join(map(str, ds.data_vars)) or 'none'}: "
-                              f"looked for the names {', '.join(NAMES)} and the CF standard_names "
-                              f"{', '.join(STANDARD_NAMES)}; {RENAME_HINT}")
+            raise ReaderError(f"no variable this suite stores among {', '.join(map(str, ds.data_vars)) or 'none'}; "
+                              f"{RENAME_HINT}. Looked for the names {', '.join(NAMES)} and the CF standard_names "
+                              f"{', '.join(STANDARD_NAMES)}")
 
         step = pd.Timedelta(times[1] - times[0]) if len(times) > 1 else pd.Timedelta(days=1)
         plan = daily_statistics(found, step)
