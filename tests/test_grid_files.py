@@ -296,3 +296,17 @@ def test_a_grid_of_many_zones_gives_each_cell_what_its_zone_alone_gives(n_hours,
             assert daily["mean"][where, i, j] == pytest.approx(alone[:, 0, 0], rel=1e-6)
             others = np.setdiff1d(np.arange(len(days)), where)
             assert np.isnan(daily["max"][others, i, j]).all()  # a day complete only in the other zone
+
+
+def test_era5_names_in_a_zarr_folder_read_as_in_netcdf(lake, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    era5_new_cds(tmp_path / "era5.nc", with_extremes=False)
+    with xr.open_dataset(tmp_path / "era5.nc", engine="h5netcdf") as ds:
+        ds.load().to_zarr(folder / "era5.zarr", zarr_format=2, consolidated=False)
+    lake.ingest(folder, now=NOW)
+    found = files(lake)
+    assert found.loc[found.index.str.startswith("era5.zarr"), "format"].tolist() == ["zarr_grid"], found
+    tasmax = stored(lake, "tasmax")
+    # t2m alone, Denver cell: 1 July is h = 6..29, so the maximum 20 + 29 = 49 degC
+    assert at(tasmax, "2024-07-01", 40.0, -105.0) == pytest.approx(49.0, abs=1e-3)
