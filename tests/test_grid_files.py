@@ -310,3 +310,17 @@ def test_era5_names_in_a_zarr_folder_read_as_in_netcdf(lake, tmp_path):
     tasmax = stored(lake, "tasmax")
     # t2m alone, Denver cell: 1 July is h = 6..29, so the maximum 20 + 29 = 49 degC
     assert at(tasmax, "2024-07-01", 40.0, -105.0) == pytest.approx(49.0, abs=1e-3)
+
+
+def test_missing_hours_leave_their_local_days_without_value_not_partial(lake, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    era5_new_cds(tmp_path / "full.nc", with_extremes=False)
+    with xr.open_dataset(tmp_path / "full.nc", engine="h5netcdf") as ds:
+        # drop hours 40 and 41 (16:00, 17:00 UTC on 2 July): inside every cell's local 2 July
+        ds.load().isel(valid_time=[h for h in range(HOURS) if h not in (40, 41)]).to_netcdf(folder / "gap.nc", engine="h5netcdf")
+    lake.ingest(folder, now=NOW)
+    assert files(lake).loc["gap.nc", "status"] == "accepted"
+    tasmax = stored(lake, "tasmax")
+    assert at(tasmax, "2024-07-01", 40.0, -105.0) == pytest.approx(49.0, abs=1e-3)
+    assert np.isnan(tasmax.sel(time="2024-07-02").values).all()

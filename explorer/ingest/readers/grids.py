@@ -411,8 +411,9 @@ def store_grids(ds, context) -> ReadResult:
     ------
     ReaderError
         No time, latitude or longitude axis; a calendar pandas cannot place; no variable the suite
-        stores; a variable with no or a foreign unit, or with an extra dimension; an irregular or
-        repeated time step in hourly data.
+        stores; a variable with no or a foreign unit, or with an extra dimension; a repeated time;
+        sub-daily steps of lengths that do not divide a day alike (missing hours of a regular
+        series are kept as missing: their days get no value).
     """
     import xarray as xr
 
@@ -458,17 +459,22 @@ def store_grids(ds, context) -> ReadResult:
                               f"{RENAME_HINT}. Looked for the names {', '.join(NAMES)} and the CF standard_names "
                               f"{', '.join(STANDARD_NAMES)}")
 
-        step = pd.Timedelta(times[1] - times[0]) if len(times) > 1 else pd.Timedelta(days=1)
+        gaps = np.diff(times.asi8)
+        step = pd.Timedelta(int(gaps.min())) if len(times) > 1 else pd.Timedelta(days=1)
+        hourly = step < pd.Timedelta(days=1)
+        if hourly:
+            if (gaps % gaps.min()).any() or pd.Timedelta(days=1) % step != pd.Timedelta(0):
+                raise ReaderError(f"sub-daily time axis mixes steps ({', '.join(sorted({str(pd.Timedelta(int(g))) for g in gaps})[:3])}) "
+                                  "that do not divide a day alike; request one regular step (ERA5: hourly)")
+            if (gaps != gaps.min()).any():  # missing hours: placed as missing, so their days have no value, not a partial one
+                ds = ds.reindex(time=pd.date_range(times[0], times[-1], freq=step))
+                times = pd.DatetimeIndex(ds["time"].values)
+                found = {name: (*kind[:2], ds[name]) for name, kind in found.items()}
         plan = daily_statistics(found, step)
         for source in found:
             if source not in {s for s, _, _ in plan.values()}:
                 ignored[source] = "a second source of a variable already stored"
-        hourly = step < pd.Timedelta(days=1)
         if hourly:
-            steps = np.diff(times.asi8)
-            if (steps != steps[0]).any() or pd.Timedelta(days=1) % step != pd.Timedelta(0):
-                raise ReaderError(f"hourly time axis is not regular (steps of {sorted({pd.Timedelta(int(s)) for s in steps})[:3]}); "
-                                  "a day's statistic needs every step: request the file without gaps")
             zones = cell_time_zones(ds["lat"].values, ds["lon"].values)
 
         daily_of = {}  # (source, period_end) -> (days, {how: array}): one pass per source for all its statistics
@@ -492,7 +498,8 @@ def store_grids(ds, context) -> ReadResult:
                 if not len(days):
                     raise ReaderError(f"variable {source!r}: no complete local day in {len(times)} steps of {step} "
                                       f"({times[0]} to {times[-1]} UTC); a day needs every hour from local midnight to midnight")
-                attrs.update(cell_methods=f"time: {'mean' if how == 'mean' else how + 'imum'} (local day of the cell's time zone)",
+                attrs.update(long_name=f"daily {how} of {variable.attrs.get('long_name', source)} over the local day",
+                             cell_methods=f"time: {'mean' if how == 'mean' else how + 'imum'} (local day of the cell's time zone)",
                              daily_from=f"{step} steps of {source} in UTC, each cell over the calendar days of the IANA "
                                         f"zone of its centre ({', '.join(sorted(set(zones.ravel())))})")
                 out_values = xr.DataArray(daily, dims=("time", "lat", "lon"),
