@@ -236,13 +236,14 @@ def test_grid_with_no_known_variable_refused_listing_the_names_looked_for(lake, 
 
 
 def test_cams_hourly_pm25_in_kg_per_m3_becomes_daily_mean_in_ug_per_m3(lake, tmp_path):
+    # CAMS NetCDF writes ECMWF's unit spelling, kg m**-3
     folder = tmp_path / "in"
     folder.mkdir()
     times = pd.date_range("2024-07-01", periods=48, freq="h")
     # 10 ug/m3 on even hours, 20 on odd ones: a daily mean of 15 ug/m3 = 1.5e-8 kg m-3
     values = np.where(np.arange(48) % 2 == 0, 1e-8, 2e-8)[:, None, None] * np.ones((48, 1, 1))
     xr.Dataset({"pm2p5": (("valid_time", "latitude", "longitude"), values,
-                          {"units": "kg m-3", "long_name": "Particulate matter d < 2.5 um"})},
+                          {"units": "kg m**-3", "long_name": "Particulate matter d < 2.5 um"})},
                coords={"valid_time": times, "latitude": [0.25], "longitude": [0.25]}
                ).to_netcdf(folder / "cams.nc", engine="h5netcdf")
     lake.ingest(folder, now=NOW)

@@ -69,6 +69,11 @@ TEMPERATURE = {"K": lambda v: v - 273.15, "degC": lambda v: v, "Celsius": lambda
                "°C": lambda v: v, "C": lambda v: v, "degF": lambda v: (v - 32.0) * 5.0 / 9.0, "°F": lambda v: (v - 32.0) * 5.0 / 9.0}
 CONCENTRATION = {"ug/m3": lambda v: v, "ug m-3": lambda v: v, "µg/m3": lambda v: v, "ug/m^3": lambda v: v,
                  "kg m-3": lambda v: v * 1e9, "kg/m3": lambda v: v * 1e9}
+# the UDUNITS/CF spellings and ECMWF's (``kg m**-3``, as CAMS NetCDF writes it)
+TEMPERATURE.update({"kelvin": TEMPERATURE["K"], "degree_Celsius": TEMPERATURE["degC"], "degrees_Celsius": TEMPERATURE["degC"],
+                    "degree_C": TEMPERATURE["degC"], "degree_Fahrenheit": TEMPERATURE["degF"], "degrees_Fahrenheit": TEMPERATURE["degF"]})
+CONCENTRATION.update({"kg m**-3": CONCENTRATION["kg m-3"], "ug m**-3": CONCENTRATION["ug m-3"], "µg m-3": CONCENTRATION["ug m-3"],
+                      "µg m**-3": CONCENTRATION["ug m-3"]})
 KINDS = {"tasmax": ("degC", TEMPERATURE), "tasmin": ("degC", TEMPERATURE), "tas": ("degC", TEMPERATURE),
          "pm25": ("ug/m3", CONCENTRATION)}
 
