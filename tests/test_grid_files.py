@@ -325,3 +325,19 @@ def test_missing_hours_leave_their_local_days_without_value_not_partial(lake, tm
     tasmax = stored(lake, "tasmax")
     assert at(tasmax, "2024-07-01", 40.0, -105.0) == pytest.approx(49.0, abs=1e-3)
     assert np.isnan(tasmax.sel(time="2024-07-02").values).all()
+
+
+def test_t2m_and_mx2t_in_separate_files_as_the_new_cds_zips_them_keep_mx2t(lake, tmp_path):
+    # the new CDS returns one NetCDF per GRIB step type (instant; max/min) when a request mixes them
+    folder = tmp_path / "in"
+    folder.mkdir()
+    era5_new_cds(tmp_path / "all.nc")
+    with xr.open_dataset(tmp_path / "all.nc", engine="h5netcdf") as ds:
+        ds = ds.load()
+    ds[["t2m"]].to_netcdf(folder / "data_stream-oper_stepType-instant.nc", engine="h5netcdf")
+    ds[["mx2t"]].to_netcdf(folder / "data_stream-oper_stepType-max.nc", engine="h5netcdf")
+    lake.ingest(folder, now=NOW)
+    grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.root)
+    # Denver cell, 1 July: mx2t gives 50.5 degC; t2m's hourly maximum would be 49.0
+    assert float(grids["tasmax"].sel(time="2024-07-01", lat=40.0, lon=-105.0)) == pytest.approx(50.5, abs=1e-3)
+    assert float(grids["tasmin"].sel(time="2024-07-01", lat=40.0, lon=-105.0)) == pytest.approx(26.0, abs=1e-3)

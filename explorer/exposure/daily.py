@@ -44,7 +44,8 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
         Per variable found: the stores listed for it joined along time, each day at midnight.
         A day two stores hold keeps the value of the store whose time range starts later (a
         re-issued file that starts earlier than the one it replaces should be re-ingested
-        alone).
+        alone); of two starting together, a daily extreme of hourly extremes (ERA5 ``mx2t``,
+        ``mn2t``) is kept over one of hourly instants (``t2m``), marked ``extremes_of_instants``.
 
     Raises
     ------
@@ -67,7 +68,7 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
         if rows.empty:
             continue
         parts = []
-        for store in rows.sort_values("time_start")["store"]:
+        for start, store in rows.sort_values("time_start")[["time_start", "store"]].itertuples(index=False):
             path = (Path(lake_root) / store).resolve()
             if not path.is_relative_to(Path(lake_root).resolve()):
                 raise ExplorerError(f"array_store lists {store!r} for {variable}, which is outside the lake: refused "
@@ -75,7 +76,11 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
             if not path.exists():
                 raise ExplorerError(f"array_store lists {store} for {variable}, but {path} does not exist: "
                                     "run `explorer verify` and re-ingest the grid file")
-            parts.append(daily_time(xr.open_zarr(path, consolidated=False)[variable]))
+            grid = daily_time(xr.open_zarr(path, consolidated=False)[variable])
+            # the hourly maximum of instants understates the day's peak: a store of the true hourly
+            # extremes (ERA5 mx2t/mn2t, which the new CDS delivers in a file of their own) wins its days
+            parts.append((start, grid.attrs.get("extremes_of_instants") != "yes", grid))
+        parts = [grid for _, _, grid in sorted(parts, key=lambda part: part[:2])]
         grid = xr.concat(parts, dim="time") if len(parts) > 1 else parts[0]
         grids[variable] = grid.drop_duplicates("time", keep="last").sortby("time")
     return grids

@@ -507,6 +507,8 @@ def store_grids(ds, context) -> ReadResult:
                              cell_methods=f"time: {'mean' if how == 'mean' else how + 'imum'} (local day of the cell's time zone)",
                              daily_from=f"{step} steps of {source} in UTC, each cell over the calendar days of the IANA "
                                         f"zone of its centre ({', '.join(sorted(set(zones.ravel())))})")
+                if how in ("max", "min") and not period_end:  # open_grids prefers mx2t/mn2t's days over these
+                    attrs["extremes_of_instants"] = "yes"
                 out_values = xr.DataArray(daily, dims=("time", "lat", "lon"),
                                           coords={"time": days, "lat": ds["lat"].values, "lon": ds["lon"].values})
             else:
