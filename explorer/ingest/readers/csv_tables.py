@@ -5,6 +5,7 @@ value quarantines its row with the reason instead of failing the file."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,10 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from explorer.catalog.units import to_si
+from explorer.catalog.units import MARKER_UNITS, to_si
 from explorer.errors import shorten
 from explorer.ingest.context import Context
 from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
+from explorer.ingest.readers.lab_values import ABNORMAL_FLAGS, declared_options, parse_results, parse_times
 
 
 HEAD = 65536
@@ -42,8 +44,10 @@ def _loose(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def read_text_table(path: Path) -> pd.DataFrame:
-    """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing."""
+def read_text_table(path: Path, null_values: list[str] | None = None) -> pd.DataFrame:
+    """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing; with
+    ``null_values``, only those cells are missing (a reader that counts ``NA`` as a declared code
+    passes ``[""]``), else pyarrow's list (``NA``, ``NULL``, ``NaN``... too)."""
     try:
         with path.open("rb") as handle:
             header = _header(handle.read(HEAD))
@@ -51,7 +55,8 @@ def read_text_table(path: Path) -> pd.DataFrame:
             raise ReaderError(header)
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
                                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header},
-                                                                    strings_can_be_null=True))
+                                                                    strings_can_be_null=True,
+                                                                    **({"null_values": null_values} if null_values is not None else {})))
         frame = table.to_pandas()
     except pa.ArrowInvalid as exc:
         message = str(exc).splitlines()[0]
@@ -271,33 +276,135 @@ class ResidenceReader(CsvTableReader):
 
 
 class LabLongCsvReader(CsvTableReader):
+    """Lab results, one row per test, as laboratories and EHR extracts write them.
+
+    Times and results are parsed by :mod:`explorer.ingest.readers.lab_values`: date-only times
+    kept with precision ``day``, ISO 8601 with ``T``, ``Z`` or an offset converted to the
+    participant's local time on that date (the measurement table is local wall-clock time),
+    US or day-first slash dates told apart per file; censored results (``<0.5``) kept as the
+    limit with ``value_comparator``, abnormal flags (``5.0 H``, or a ``flag`` column) in
+    ``result_flag``. A declared missing-result code is counted as ignored ("missing result
+    code"), never stored. A result whose LOINC code or unit has no SI conversion lands with
+    ``value_si`` empty and ``si_note`` saying why; only a bad value, time, person or code
+    quarantines its row.
+    """
+
     format = "lab_results_long_csv"
     order = 30
     description = "Lab results, one row per test: participant_id, specimen_collected, loinc_code, result, unit"
     required = ("participant_id", "specimen_collected", "loinc_code", "result", "unit")
     table = "measurement"
+    #: an optional column of abnormal flags (HL7 v2 OBX-8), used where the result cell has none
+    flag_column: ClassVar[str] = "flag"
+
+    def read(self, path: Path, context: Context) -> ReadResult:
+        frame = read_text_table(path, null_values=[""])  # "NA" is a missing code to count, not a null to lose
+        missing = [c for c in self.required if c not in frame.columns]
+        if missing:
+            raise ReaderError(f"column(s) {', '.join(missing)} missing")
+        return self.lab_result(frame, context)
+
+    def lab_result(self, frame: pd.DataFrame, context: Context) -> ReadResult:
+        """Accepted, quarantined and ignored records of ``frame`` (one row per result)."""
+        rows, reasons, ignored = self.convert_labs(frame, context)
+        bad = reasons.notna().to_numpy() & ~ignored
+        kept = ~bad & ~ignored
+        quarantined = pd.DataFrame({"_row": frame.loc[bad, "_row"].to_numpy(), "table": self.table,
+                                    "reason": reasons[bad].to_numpy(), "record": _records(frame, bad)})
+        return ReadResult(rows_read=len(frame), tables={self.table: rows[kept].reset_index(drop=True)},
+                          quarantined=quarantined, ignored=Counter({"missing result code": int(ignored.sum())})
+                          if ignored.any() else Counter())
 
     def convert(self, frame, context):
+        rows, reasons, _ignored = self.convert_labs(frame, context)
+        return rows, reasons
+
+    def convert_labs(self, frame, context) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+        """Rows of ``measurement``, the reason each bad row is quarantined, and which rows hold a
+        declared missing-result code (ignored, whatever else they hold)."""
+        options = declared_options()
         p = Problems(len(frame))
         person = p.person(frame, "participant_id", context)
-        # one explicit format, local wall-clock time: "mixed" would read 01/02 and 13/01 differently
-        text = frame["specimen_collected"].str.strip()
-        when = pd.to_datetime(text, errors="coerce", format="%Y-%m-%d %H:%M")
-        when = when.fillna(pd.to_datetime(text, errors="coerce", format="%Y-%m-%d %H:%M:%S"))
-        p.flag(when.isna(), "specimen_collected: expected local time as YYYY-MM-DD HH:MM[:SS]")
-        value = p.number(frame, "result")
+        try:
+            times = parse_times(frame["specimen_collected"], date_format=options["date_format"])
+        except ValueError as exc:  # slash dates whose order nothing in the file settles
+            raise ReaderError(str(exc)) from None
+        p.flag(times["problem"].notna(), times["problem"])
+        when = self._local_times(times, person, p, context)
+        results = parse_results(frame["result"], decimal_comma=options["decimal_comma"],
+                                missing_codes=options["missing_codes"])
+        ignored = results["missing"].to_numpy()
+        p.flag(results["problem"].notna(), results["problem"])
+        value = results["value"]
+        flag = results["flag"]
+        if self.flag_column in frame:
+            given = frame[self.flag_column].str.strip().str.upper()
+            p.flag(given.notna() & ~given.isin(ABNORMAL_FLAGS),
+                   f"{self.flag_column}: not an HL7 table 0078 abnormal flag ({', '.join(ABNORMAL_FLAGS)})")
+            flag = flag.where(flag.notna(), given.where(given.notna(), None))
         loinc = frame["loinc_code"].str.strip()
         p.flag(loinc.isna() | ~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")
-        converted = [to_si(code, v, u) for code, v, u in zip(loinc.fillna(""), value.fillna(np.nan), frame["unit"])]
-        p.flag(pd.Series([c[2] is not None for c in converted]), pd.Series([c[2] for c in converted]))
-        value_si = pd.Series([c[0] for c in converted], dtype="float64")
+        unit = frame["unit"].str.strip().where(frame["unit"].notna(), None)
+        value_si, unit_si, si_note = si_values(loinc.fillna(""), value, unit)
         p.flag(value <= 0, "result: zero or negative, impossible for a concentration or count")
-        p.flag(when > context.now, "specimen_collected: in the future")
+        day = when.dt.normalize()
+        p.flag(np.where(times["precision"] == "day", day > context.now.normalize(), when > context.now),
+               "specimen_collected: in the future")
         rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "measurement_datetime": when,
+                             "datetime_precision": times["precision"],
                              "loinc_code": loinc, "measurement_name": frame.get("test_name"),
-                             "value_as_number": value, "unit": frame["unit"], "value_si": value_si,
-                             "unit_si": [c[1] for c in converted], "_source_person": frame["participant_id"]})
-        return rows, p.reasons
+                             "value_as_number": value, "value_comparator": results["comparator"],
+                             "result_flag": flag, "unit": unit, "value_si": value_si, "unit_si": unit_si,
+                             "si_note": si_note, "_source_person": frame["participant_id"]})
+        return rows, p.reasons, ignored
+
+    @staticmethod
+    def _local_times(times: pd.DataFrame, person: pd.Series, p: Problems, context: Context) -> pd.Series:
+        """Wall-clock times as the measurement table keeps them: a time with a UTC offset or ``Z``
+        converted to the zone the participant lived in on that (UTC) date, from the residence
+        history or ``--default-time-zone``; with neither, the row is quarantined (a zone is never
+        guessed)."""
+        when = times["wall"].copy()
+        instant = times["offset_minutes"].notna().to_numpy()
+        if not instant.any():
+            return when
+        utc = when[instant] - pd.to_timedelta(times["offset_minutes"][instant], unit="min")
+        codes, days = context.reference.local_days(pd.Series(np.asarray(person)[instant]), utc.reset_index(drop=True))
+        zones = days["time_zone"].to_numpy()[codes]
+        local = [pd.Timestamp(t).tz_localize("UTC").tz_convert(z).tz_localize(None) if z and pd.notna(t) else pd.NaT
+                 for t, z in zip(utc, zones)]
+        no_zone = np.zeros(len(when), dtype=bool)
+        no_zone[np.flatnonzero(instant)[[not z for z in zones]]] = True
+        p.flag(no_zone, "specimen_collected: the time carries a UTC offset but no residence of this participant covers "
+               "that date, so its local time is unknown; ingest the residence history first (or with this file), or "
+               "pass --default-time-zone")
+        when[instant] = pd.to_datetime(pd.Series(local, dtype="datetime64[ns]")).to_numpy()
+        return when
+
+
+def si_values(loinc: pd.Series, value: pd.Series, unit: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """``value_si``, ``unit_si`` and ``si_note`` per row (:func:`explorer.catalog.units.to_si`):
+    a LOINC code without a conversion, an empty unit or a unit not of that analyte's kind leaves
+    ``value_si`` empty with the reason in ``si_note``; the row keeps its value as received."""
+    value_si, unit_si, note = [], [], []
+    for code, number, given in zip(loinc, value, unit):
+        if code not in MARKER_UNITS:
+            value_si.append(np.nan)
+            unit_si.append(None)
+            note.append(f"LOINC {code} has no SI conversion in this suite (explorer.catalog.units); "
+                        "value kept as received" if code else None)
+            continue
+        if given is None or given != given or not str(given).strip():
+            value_si.append(np.nan)
+            unit_si.append(None)
+            note.append(f"unit empty: LOINC {code} needs one of {', '.join(sorted(MARKER_UNITS[code][1]))} to convert")
+            continue
+        si, si_unit, problem = to_si(code, number, given)
+        value_si.append(np.nan if si is None or si != si else si)
+        unit_si.append(si_unit)
+        note.append(problem)
+    return (pd.Series(value_si, index=loinc.index, dtype="float64"), pd.Series(unit_si, index=loinc.index, dtype=object),
+            pd.Series(note, index=loinc.index, dtype=object))
 
 
 class LabColumnMapReader(CsvTableReader):
@@ -339,7 +446,7 @@ class LabWideCsvReader(CsvTableReader):
     keys: ClassVar[tuple[str, ...]] = ("participant_id", "specimen_collected")
 
     def read(self, path: Path, context: Context) -> ReadResult:
-        frame = read_text_table(path)
+        frame = read_text_table(path, null_values=[""])
         results = [c for c in frame.columns if c not in ("_row", *self.keys)]
         if not results:
             raise ReaderError("no result columns after participant_id, specimen_collected")
@@ -355,11 +462,7 @@ class LabWideCsvReader(CsvTableReader):
         cells["loinc_code"] = [mapping[c][0] for c in cells["column_name"]]
         cells["unit"] = [mapping[c][1] for c in cells["column_name"]]
         cells["test_name"] = [mapping[c][2] for c in cells["column_name"]]
-        rows, reasons = LabLongCsvReader.convert(self, cells, context)
-        bad = reasons.notna().to_numpy()
-        quarantined = pd.DataFrame({"_row": cells.loc[bad, "_row"].to_numpy(), "table": self.table,
-                                    "reason": reasons[bad].to_numpy(), "record": _records(cells, bad)})
-        return ReadResult(rows_read=len(cells), tables={self.table: rows[~bad].reset_index(drop=True)}, quarantined=quarantined)
+        return LabLongCsvReader().lab_result(cells, context)  # the same times, results and SI notes as long files
 
 
 class WeatherStationCsvReader(CsvTableReader):
