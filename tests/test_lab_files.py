@@ -179,7 +179,7 @@ def test_censored_results_and_flags_are_kept_apart_from_the_value(lake, tmp_path
     assert rows["result_flag"].isna().sum() == 4 and rows["value_comparator"].isna().sum() == 3
     why = reasons(lake)
     assert "flag 'X'" in why[0] and "table 0078" in why[0]
-    assert "'positive' is not a number" in why[1] and "--missing-code" in why[1]
+    assert "not a number ('positive'" in why[1] and "--missing-code" in why[1]
 
 
 def test_an_empty_unit_lands_with_the_reason_it_has_no_si_value(lake, tmp_path):
@@ -219,7 +219,7 @@ def test_declared_missing_codes_replace_the_defaults(lake, tmp_path, monkeypatch
     # only NA is missing now: the empty cell is no number and -999 is a negative result, both quarantined
     assert counts(found, "missing_codes.csv") == [5, 2, 2, 1]
     why = reasons(lake)
-    assert "'' is not a number" in why[0] and "zero or negative" in why[1]
+    assert "not a number (''" in why[0] and "zero or negative" in why[1]
 
 
 # -- properties --------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def parse_results(text: pd.Series, *, decimal_comma: bool = False,
     if not decimal_comma:
         say(has_comma, column + ": " + cells.map(repr) + " has a decimal comma; if this file writes decimals "
             "with commas, ingest it with --decimal-comma")
-    say(number.isna(), column + ": " + cells.map(repr) + " is not a number (expected e.g. 5.2, <0.5, >=200 or "
+    say(number.isna(), column + ": not a number (" + cells.map(repr) + "; expected e.g. 5.2, <0.5, >=200 or "
         "5.2 H; a code meaning 'no result' can be declared with --missing-code)")
     say(unknown_flag, column + ": flag " + flag.fillna("").map(repr) + " after the number is not an HL7 "
         "table 0078 abnormal flag (" + ", ".join(ABNORMAL_FLAGS) + ")")
