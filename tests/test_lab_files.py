@@ -306,3 +306,56 @@ def test_every_row_is_landed_quarantined_or_ignored(tmp_path_factory, records, z
     if zone is None:  # a Z time without any zone to place it is never stored
         assert not (landed["datetime_precision"] == "second").any()
     assert np.isin(landed["_row"], np.arange(1, len(records) + 1)).all()
+
+
+# -- censored values where they are summarised -------------------------------------------------
+
+PHENO_VISIT = {"albumin": (45.0, "g/L"), "creatinine": (80.0, "umol/L"), "glucose": (5.0, "mmol/L"), "crp": (0.1, "mg/dL"),
+               "lymphocyte_percent": (30.0, "%"), "mcv": (90.0, "fL"), "rdw": (13.0, "%"),
+               "alkaline_phosphatase": (70.0, "U/L"), "white_cell_count": (6.0, "10*3/uL")}
+
+
+def _panel(comparators=None, notes=None):
+    from explorer.ageing.biological_age import PHENOAGE_INPUTS
+
+    comparators, notes = comparators or {}, notes or {}
+    return pd.DataFrame([{"person_id": "a", "measurement_datetime": pd.Timestamp("2020-07-01 09:30"),
+                          "loinc_code": PHENOAGE_INPUTS[name][0], "value_as_number": value,
+                          "unit": None if name in notes else unit, "value_comparator": comparators.get(name),
+                          "si_note": notes.get(name)} for name, (value, unit) in PHENO_VISIT.items()])
+
+
+def test_phenoage_says_which_inputs_were_censored():
+    from explorer.ageing import phenoage
+
+    persons = pd.DataFrame({"person_id": ["a"], "year_of_birth": [1970]})
+    exact = phenoage(_panel(), persons).iloc[0]
+    censored = phenoage(_panel({"crp": "<"}), persons).iloc[0]
+    assert exact["censored"] == "" and censored["censored"] == "crp"
+    # the censored CRP enters at its limit (0.1 mg/dL): the same score, now flagged
+    assert censored["phenoage"] == pytest.approx(exact["phenoage"], rel=1e-12)
+
+
+def test_phenoage_counts_a_marker_without_si_value_as_missing():
+    from explorer.ageing import phenoage
+
+    persons = pd.DataFrame({"person_id": ["a"], "year_of_birth": [1970]})
+    row = phenoage(_panel(notes={"creatinine": "unit empty: LOINC 2160-0 needs one of mg/dL, umol/L to convert"}),
+                   persons).iloc[0]
+    assert row["missing"] == "creatinine" and pd.isna(row["phenoage"])
+
+
+@pytest.mark.parametrize("bounds, members", [
+    ("{lte: 1.0}", {"2024-05-06"}),   # <0.5 mg/L spans 0..0.5, <=0.1 mg/dL spans 0..1.0 mg/L: both within
+    ("{gte: 0.2}", set()),            # neither span is certainly >= 0.2 (the limit alone, 0.5, would be)
+    ("{lte: 0.7}", {"2024-05-06"}),   # 0..0.5 within; 0..1.0 not
+])
+def test_cohort_lab_bounds_count_a_censored_result_only_when_certain(lake, tmp_path, bounds, members):
+    from explorer import cohorts
+
+    ingest(lake, tmp_path, "censored_flags.csv")
+    definition = cohorts.loads(f"name: t\nindex_date: {{rule: first_lab, loinc: 1988-5, unit: mg/L, value: {bounds}}}\n")
+    people = lake.sql("SELECT DISTINCT person_id FROM measurement").assign(year_of_birth=1970)
+    lake.write("person", people)  # the one participant, so the cohort has a population to draw from
+    found = cohorts.members(lake, definition)
+    assert set(pd.to_datetime(found["index_date"]).dt.date.astype(str)) == members

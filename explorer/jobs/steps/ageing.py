@@ -87,11 +87,14 @@ class BiologicalAge(RefreshStep):
     def compute(self, con, partition: Partition) -> pd.DataFrame:
 
         codes = ", ".join(f"'{code}'" for code, _, _ in PHENOAGE_INPUTS.values())
-        measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_as_number, unit
+        present = set(con.execute("SELECT * FROM measurement LIMIT 0").df().columns)
+        # a lake written before censored results and SI notes were recorded has neither column
+        extra = "".join(f", {c}" for c in ("value_comparator", "si_note") if c in present)
+        measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_as_number, unit{extra}
                                        FROM measurement WHERE loinc_code IN ({codes})""").df()
         persons = con.execute("SELECT person_id, year_of_birth FROM person").df()
         columns = ["person_id", "date", "chronological_age", "phenoage", "phenoage_accel", "kdm_age",
-                   "phenoage_constant", "missing"]
+                   "phenoage_constant", "missing", "censored"]
         found = phenoage(measurements, persons, constant=self.phenoage_constant)
         if found.empty:
             return pd.DataFrame({c: [] for c in columns})
