@@ -370,15 +370,18 @@ class LabLongCsvReader(CsvTableReader):
             return when
         utc = when[instant] - pd.to_timedelta(times["offset_minutes"][instant], unit="min")
         codes, days = context.reference.local_days(pd.Series(np.asarray(person)[instant]), utc.reset_index(drop=True))
-        zones = days["time_zone"].to_numpy()[codes]
-        local = [pd.Timestamp(t).tz_localize("UTC").tz_convert(z).tz_localize(None) if z and pd.notna(t) else pd.NaT
-                 for t, z in zip(utc, zones)]
+        zones = pd.Series(days["time_zone"].to_numpy()[codes], dtype=object)
+        utc = utc.reset_index(drop=True)
+        local = pd.Series(pd.NaT, index=utc.index, dtype="datetime64[ns]")
+        for zone in zones.dropna().unique():  # one vectorised conversion per zone, not per row
+            of_zone = (zones == zone).to_numpy()
+            local[of_zone] = utc[of_zone].dt.tz_localize("UTC").dt.tz_convert(zone).dt.tz_localize(None).to_numpy()
         no_zone = np.zeros(len(when), dtype=bool)
-        no_zone[np.flatnonzero(instant)[[not z for z in zones]]] = True
+        no_zone[np.flatnonzero(instant)[zones.isna().to_numpy()]] = True
         p.flag(no_zone, "specimen_collected: the time carries a UTC offset but no residence of this participant covers "
                "that date, so its local time is unknown; ingest the residence history first (or with this file), or "
                "pass --default-time-zone")
-        when[instant] = pd.to_datetime(pd.Series(local, dtype="datetime64[ns]")).to_numpy()
+        when[instant] = local.to_numpy()
         return when
 
 
@@ -386,25 +389,26 @@ def si_values(loinc: pd.Series, value: pd.Series, unit: pd.Series) -> tuple[pd.S
     """``value_si``, ``unit_si`` and ``si_note`` per row (:func:`explorer.catalog.units.to_si`):
     a LOINC code without a conversion, an empty unit or a unit not of that analyte's kind leaves
     ``value_si`` empty with the reason in ``si_note``; the row keeps its value as received."""
-    value_si, unit_si, note = [], [], []
-    for code, number, given in zip(loinc, value, unit):
+    pairs = pd.DataFrame({"code": loinc.to_numpy(), "unit": pd.Series(unit, dtype=object).to_numpy()})
+    pairs["unit"] = pairs["unit"].where(pairs["unit"].notna(), "")
+    factor = pd.Series(np.nan, index=pairs.index)
+    unit_si = pd.Series([None] * len(pairs), index=pairs.index, dtype=object)
+    note = pd.Series([None] * len(pairs), index=pairs.index, dtype=object)
+    # one decision per distinct (code, unit): a file holds few of them in many rows
+    for (code, given), rows in pairs.groupby(["code", "unit"], sort=False).groups.items():
         if code not in MARKER_UNITS:
-            value_si.append(np.nan)
-            unit_si.append(None)
-            note.append(f"LOINC {code} has no SI conversion in this suite (explorer.catalog.units); "
-                        "value kept as received" if code else None)
-            continue
-        if given is None or given != given or not str(given).strip():
-            value_si.append(np.nan)
-            unit_si.append(None)
-            note.append(f"unit empty: LOINC {code} needs one of {', '.join(sorted(MARKER_UNITS[code][1]))} to convert")
-            continue
-        si, si_unit, problem = to_si(code, number, given)
-        value_si.append(np.nan if si is None or si != si else si)
-        unit_si.append(si_unit)
-        note.append(problem)
-    return (pd.Series(value_si, index=loinc.index, dtype="float64"), pd.Series(unit_si, index=loinc.index, dtype=object),
-            pd.Series(note, index=loinc.index, dtype=object))
+            why = (f"LOINC {code} has no SI conversion in this suite (explorer.catalog.units); value kept as received"
+                   if code else None)
+        elif not str(given).strip():
+            why = f"unit empty: LOINC {code} needs one of {', '.join(sorted(MARKER_UNITS[code][1]))} to convert"
+        else:
+            one, si_unit, why = to_si(code, 1.0, given)
+            if why is None:
+                factor[rows] = one
+                unit_si[rows] = si_unit
+        note[rows] = why
+    value_si = pd.Series(np.asarray(value, dtype="float64") * factor.to_numpy(), index=loinc.index)
+    return value_si, pd.Series(unit_si.to_numpy(), index=loinc.index), pd.Series(note.to_numpy(), index=loinc.index)
 
 
 class LabColumnMapReader(CsvTableReader):
