@@ -359,3 +359,23 @@ def test_cohort_lab_bounds_count_a_censored_result_only_when_certain(lake, tmp_p
     lake.write("person", people)  # the one participant, so the cohort has a population to draw from
     found = cohorts.members(lake, definition)
     assert set(pd.to_datetime(found["index_date"]).dt.date.astype(str)) == members
+
+
+def test_wide_lab_cells_read_like_long_ones(lake, tmp_path):
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    (folder / "mapping.csv").write_text("column_name,loinc_code,unit,test_name\nCRP,1988-5,mg/L,CRP\n"
+                                        "BILI,1975-2,mg/dL,Bilirubin\n")
+    (folder / "panel.csv").write_text("participant_id,specimen_collected,CRP,BILI\n"
+                                      "w-1,1985-03-04,<0.5,1.2 H\n"
+                                      "w-1,1985-09-03,NA,0.9\n"
+                                      "w-1,1985-12-01,,abc\n")
+    lake.ingest(folder, now=NOW, quality=False)
+    panel = lake.sql("SELECT rows_read, rows_accepted, rows_quarantined, rows_ignored FROM ingest_file "
+                     "WHERE source_name LIKE '%panel.csv'").iloc[0].tolist()
+    assert panel == [5, 3, 1, 1]  # 5 filled cells: 3 landed, abc quarantined, NA ignored
+    rows = labs(lake)
+    assert rows[["value_as_number", "value_comparator", "result_flag"]].astype(object).where(rows.notna(), None)\
+        .values.tolist() == [[1.2, None, "H"], [0.5, "<", None], [0.9, None, None]]  # by date, then LOINC
+    assert set(rows["datetime_precision"]) == {"day"}
+    assert rows["si_note"].notna().tolist() == [True, False, True]  # bilirubin: no SI conversion
