@@ -285,7 +285,8 @@ class LabLongCsvReader(CsvTableReader):
     limit with ``value_comparator``, abnormal flags (``5.0 H``, or a ``flag`` column) in
     ``result_flag``. A declared missing-result code is counted as ignored ("missing result
     code"), never stored. A result whose LOINC code or unit has no SI conversion lands with
-    ``value_si`` empty and ``si_note`` saying why; only a bad value, time, person or code
+    ``value_si`` empty and ``si_note`` saying why; a bad value, time, person or code, or a
+    unit stated but not of the analyte's kind (creatinine in ``%``: the value is in doubt),
     quarantines its row.
     """
 
@@ -346,6 +347,10 @@ class LabLongCsvReader(CsvTableReader):
         p.flag(loinc.isna() | ~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")
         unit = frame["unit"].str.strip().where(frame["unit"].notna(), None)
         value_si, unit_si, si_note = si_values(loinc.fillna(""), value, unit)
+        # a unit stated but not of the analyte's kind (creatinine in %) puts the value itself in doubt:
+        # quarantined, as before; an empty unit or a code without a conversion only lacks an SI form
+        stated = unit.fillna("").astype(str).str.strip() != ""
+        p.flag(loinc.fillna("").isin(list(MARKER_UNITS)) & stated & si_note.notna(), si_note)
         p.flag(value <= 0, "result: zero or negative, impossible for a concentration or count")
         day = when.dt.normalize()
         p.flag(np.where(times["precision"] == "day", day > context.now.normalize(), when > context.now),
