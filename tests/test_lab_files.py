@@ -380,3 +380,11 @@ def test_wide_lab_cells_read_like_long_ones(lake, tmp_path):
         .values.tolist() == [[1.2, None, "H"], [0.5, "<", None], [0.9, None, None]]  # by date, then LOINC
     assert set(rows["datetime_precision"]) == {"day"}
     assert rows["si_note"].notna().tolist() == [True, False, True]  # bilirubin: no SI conversion
+
+
+def test_a_declared_strftime_pattern_reads_dates_with_dots_and_offsets():
+    plain = parse_times(pd.Series(["01.02.2015 08:30", "2015-02-01"]), date_format="%d.%m.%Y %H:%M")
+    assert plain["wall"].iloc[0] == pd.Timestamp("2015-02-01 08:30") and plain["precision"].iloc[0] == "minute"
+    assert "declared format '%d.%m.%Y %H:%M'" in plain["problem"].iloc[1]  # every row must follow the declared pattern
+    zoned = parse_times(pd.Series(["01.02.2015 08:30 +0100"]), date_format="%d.%m.%Y %H:%M %z").iloc[0]
+    assert zoned["wall"] == pd.Timestamp("2015-02-01 07:30") and zoned["offset_minutes"] == 0  # as UTC, placed later

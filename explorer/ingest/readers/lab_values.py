@@ -192,8 +192,12 @@ def parse_times(text: pd.Series, *, date_format: str | None = None, column: str 
     precision = pd.Series([None] * n, index=cells.index, dtype=object)
     problem = pd.Series([None] * n, index=cells.index, dtype=object)
     if date_format and "%" in date_format:  # a declared pattern: every row must follow it
-        parsed = pd.to_datetime(cells, format=date_format, errors="coerce")
-        wall[:] = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+        zoned = "%z" in date_format or "%Z" in date_format
+        # a pattern with an offset gives instants: kept as UTC (offset 0) for the reader to place in local time
+        parsed = pd.to_datetime(cells, format=date_format, errors="coerce", utc=zoned)
+        wall[:] = (parsed.dt.tz_localize(None) if zoned else parsed).to_numpy()
+        if zoned:
+            offset[parsed.notna().to_numpy()] = 0.0
         precision[:] = "second" if "%S" in date_format else "minute" if "%M" in date_format else "day"
         problem[wall.isna()] = f"{column}: not a time in the declared format {date_format!r}"
         return pd.DataFrame({"wall": wall, "offset_minutes": offset, "precision": precision.where(wall.notna(), None),
