@@ -388,3 +388,15 @@ def test_a_declared_strftime_pattern_reads_dates_with_dots_and_offsets():
     assert "declared format '%d.%m.%Y %H:%M'" in plain["problem"].iloc[1]  # every row must follow the declared pattern
     zoned = parse_times(pd.Series(["01.02.2015 08:30 +0100"]), date_format="%d.%m.%Y %H:%M %z").iloc[0]
     assert zoned["wall"] == pd.Timestamp("2015-02-01 07:30") and zoned["offset_minutes"] == 0  # as UTC, placed later
+
+
+def test_a_semicolon_export_with_decimal_commas_and_dotted_dates(lake, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_LAB_DECIMAL_COMMA", "1")
+    found = ingest(lake, tmp_path, "semicolon_decimal_comma.csv")
+    assert counts(found, "semicolon_decimal_comma.csv") == [3, 3, 0, 0]
+    rows = labs(lake)
+    # 13.03.2024 settles day first: 01.03.2024 is 1 March
+    assert rows["measurement_datetime"].tolist() == [pd.Timestamp("2024-03-01 08:15"), pd.Timestamp("2024-03-13"),
+                                                     pd.Timestamp("2024-03-14")]
+    assert rows["value_si"].tolist() == pytest.approx([5.3, 41.5, 44.2])
+    assert rows["value_comparator"].tolist()[2] == "<"

@@ -39,21 +39,33 @@ def _header(head: bytes) -> list[str] | str:
     return [c.strip().strip('"') for c in decoded.split(",")]
 
 
+def semicolon_head(head: bytes) -> bytes | None:
+    """The first bytes with the header's semicolons as commas when the header is separated by
+    semicolons (as spreadsheets write CSV where the comma is the decimal mark), else None."""
+    line = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+    if b";" not in line or b"," in line:
+        return None
+    rest = head[len(head.split(b"\n", 1)[0]):]
+    return head.split(b"\n", 1)[0].replace(b";", b",") + rest
+
+
 def _loose(name: str) -> str:
     """A column name without case, spaces or punctuation: 'Person ID' and 'person_id' meet."""
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def read_text_table(path: Path, null_values: list[str] | None = None) -> pd.DataFrame:
+def read_text_table(path: Path, null_values: list[str] | None = None, delimiter: str = ",") -> pd.DataFrame:
     """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing; with
     ``null_values``, only those cells are missing (a reader that counts ``NA`` as a declared code
     passes ``[""]``), else pyarrow's list (``NA``, ``NULL``, ``NaN``... too)."""
     try:
         with path.open("rb") as handle:
-            header = _header(handle.read(HEAD))
+            head = handle.read(HEAD)
+            header = _header(semicolon_head(head) if delimiter == ";" else head)
         if isinstance(header, str):
             raise ReaderError(header)
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
+                               parse_options=pacsv.ParseOptions(delimiter=delimiter),
                                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header},
                                                                     strings_can_be_null=True,
                                                                     **({"null_values": null_values} if null_values is not None else {})))
@@ -298,8 +310,16 @@ class LabLongCsvReader(CsvTableReader):
     #: an optional column of abnormal flags (HL7 v2 OBX-8), used where the result cell has none
     flag_column: ClassVar[str] = "flag"
 
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        return super().sniff(path, semicolon_head(head) or head)  # a ';'-separated export is read too
+
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        return super().nearness(path, semicolon_head(head) or head)
+
     def read(self, path: Path, context: Context) -> ReadResult:
-        frame = read_text_table(path, null_values=[""])  # "NA" is a missing code to count, not a null to lose
+        with path.open("rb") as handle:
+            delimiter = ";" if semicolon_head(handle.read(HEAD)) else ","
+        frame = read_text_table(path, null_values=[""], delimiter=delimiter)  # "NA" is a missing code to count
         missing = [c for c in self.required if c not in frame.columns]
         if missing:
             raise ReaderError(f"column(s) {', '.join(missing)} missing")
@@ -454,8 +474,16 @@ class LabWideCsvReader(CsvTableReader):
     table = "measurement"
     keys: ClassVar[tuple[str, ...]] = ("participant_id", "specimen_collected")
 
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        return super().sniff(path, semicolon_head(head) or head)  # a ';'-separated export is read too
+
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        return super().nearness(path, semicolon_head(head) or head)
+
     def read(self, path: Path, context: Context) -> ReadResult:
-        frame = read_text_table(path, null_values=[""])
+        with path.open("rb") as handle:
+            delimiter = ";" if semicolon_head(handle.read(HEAD)) else ","
+        frame = read_text_table(path, null_values=[""], delimiter=delimiter)
         results = [c for c in frame.columns if c not in ("_row", *self.keys)]
         if not results:
             raise ReaderError("no result columns after participant_id, specimen_collected")
