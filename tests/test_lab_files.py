@@ -400,3 +400,20 @@ def test_a_semicolon_export_with_decimal_commas_and_dotted_dates(lake, tmp_path,
                                                      pd.Timestamp("2024-03-14")]
     assert rows["value_si"].tolist() == pytest.approx([5.3, 41.5, 44.2])
     assert rows["value_comparator"].tolist()[2] == "<"
+
+
+def test_marker_ageing_counts_the_censored_results_it_used():
+    from explorer.ageing import marker_ageing
+
+    rng = np.random.default_rng(0)
+    persons = pd.DataFrame({"person_id": [f"p{i:02d}" for i in range(30)], "year_of_birth": rng.integers(1950, 1970, 30)})
+    visits = pd.DataFrame({"person_id": np.repeat(persons["person_id"], 5).to_numpy(),
+                           "measurement_datetime": np.tile(pd.date_range("2015-03-01", periods=5, freq="365D"), 30)})
+    glucose = visits.assign(loinc_code="2345-7", value_si=5 + 0.05 * np.tile(np.arange(5.0), 30) + rng.normal(0, 0.1, 150))
+    glucose["value_comparator"] = None
+    glucose.loc[[3, 17, 40, 41, 99, 120, 149], "value_comparator"] = "<"  # seven results at a detection limit
+    table, _ = marker_ageing(glucose, persons)
+    assert table.set_index("marker").loc["2345-7", ["n_obs", "n_censored"]].tolist() == [150, 7]
+    plain, _ = marker_ageing(glucose.drop(columns="value_comparator"), persons)
+    assert plain["n_censored"].tolist() == [0]
+    assert plain["slope"].tolist() == pytest.approx(table["slope"].tolist())  # entered at the limit, the same fit

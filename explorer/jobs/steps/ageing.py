@@ -13,7 +13,9 @@ from explorer.jobs.steps import Partition, RefreshStep
 def _ageing_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     codes = ", ".join(f"'{code}'" for code in marker_pathways().index)
-    measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_si FROM measurement
+    # a lake written before censored results were recorded has no value_comparator
+    censored = ", value_comparator" if "value_comparator" in set(con.execute("SELECT * FROM measurement LIMIT 0").df().columns) else ""
+    measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_si{censored} FROM measurement
                                    WHERE loinc_code IN ({codes}) AND value_si IS NOT NULL""").df()
     persons = con.execute("SELECT person_id, year_of_birth FROM person").df()
     return measurements, persons
