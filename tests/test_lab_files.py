@@ -417,3 +417,19 @@ def test_marker_ageing_counts_the_censored_results_it_used():
     plain, _ = marker_ageing(glucose.drop(columns="value_comparator"), persons)
     assert plain["n_censored"].tolist() == [0]
     assert plain["slope"].tolist() == pytest.approx(table["slope"].tolist())  # entered at the limit, the same fit
+
+
+def test_decimal_comma_and_missing_codes_from_the_command_line(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("decimal_comma.csv", "missing_codes.csv"):
+        shutil.copy(LABS / name, folder / name)
+    lake_root = tmp_path / "lake"
+    done = run_cli("ingest", folder, "--no-quality", "--decimal-comma", "--missing-code", "NA", "--missing-code", "-999",
+                   lake_root=lake_root, env={"EXPLORER_PSEUDONYM_KEY": KEY})
+    assert done.returncode == 0, done.stderr
+    lake = explorer.open(lake_root)
+    found = lake.sql("SELECT source_name, rows_read, rows_accepted, rows_quarantined, rows_ignored FROM ingest_file")
+    got = {Path(n).name: [r, a, q, i] for n, r, a, q, i in found.itertuples(index=False)}
+    # decimal commas read; NA and -999 declared missing, the empty result (no longer a declared code) quarantined
+    assert got == {"decimal_comma.csv": [3, 3, 0, 0], "missing_codes.csv": [5, 2, 1, 2]}
