@@ -433,3 +433,14 @@ def test_decimal_comma_and_missing_codes_from_the_command_line(tmp_path):
     got = {Path(n).name: [r, a, q, i] for n, r, a, q, i in found.itertuples(index=False)}
     # decimal commas read; NA and -999 declared missing, the empty result (no longer a declared code) quarantined
     assert got == {"decimal_comma.csv": [3, 3, 0, 0], "missing_codes.csv": [5, 2, 1, 2]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=8), VALUES)
+def test_a_declared_missing_code_is_never_a_value(code, value):
+    cells = pd.Series([code, f" {code} ", repr(value)])
+    parsed = parse_results(cells, missing_codes=[code])
+    assert parsed["missing"].tolist()[:2] == [True, True]
+    assert parsed["value"].iloc[:2].isna().all() and parsed["problem"].iloc[:2].isna().all()
+    if repr(value) != code.strip():  # a number is a value unless it is itself the declared code
+        assert parsed["value"].iloc[2] == value

@@ -107,7 +107,8 @@ def parse_results(text: pd.Series, *, decimal_comma: bool = False,
     [[0.5, '<', None], [5.0, None, 'H'], [200.0, '>=', None]]
     """
     cells = text.astype(object).where(text.notna(), "").astype(str).str.strip()
-    missing = cells.isin(set(missing_codes)) | ((cells == "") & ("" in set(missing_codes)))
+    codes = {str(code).strip() for code in missing_codes}  # cells are compared stripped, so are the codes
+    missing = cells.isin(codes)
     parts = cells.str.extract(_RESULT)
     number = parts["number"]
     flag = parts["flag"].fillna(parts["flag_paren"]).str.upper()
