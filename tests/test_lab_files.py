@@ -167,7 +167,7 @@ def test_date_format_from_the_command_line(tmp_path):
 
 def test_censored_results_and_flags_are_kept_apart_from_the_value(lake, tmp_path):
     found = ingest(lake, tmp_path, "censored_flags.csv")
-    assert counts(found, "censored_flags.csv") == [9, 7, 2, 0]
+    assert counts(found, "censored_flags.csv") == [11, 8, 3, 0]
     rows = labs(lake).set_index(["loinc_code", "value_as_number"])
     assert rows.loc[("1988-5", 0.5), ["value_comparator", "value_si"]].tolist() == ["<", 0.5]
     assert rows.loc[("1988-5", 0.1), ["value_comparator", "value_si"]].tolist() == ["<=", pytest.approx(1.0)]  # mg/dL x 10
@@ -176,8 +176,10 @@ def test_censored_results_and_flags_are_kept_apart_from_the_value(lake, tmp_path
     assert rows.loc[("2160-0", 5.0), ["result_flag", "value_si"]].tolist() == ["H", pytest.approx(442.1)]
     assert rows.loc[("1751-7", 3.1), "result_flag"] == "L"   # "3.1 (L)"
     assert rows.loc[("2345-7", 450.0), "result_flag"] == "HH"  # from the flag column
-    assert rows["result_flag"].isna().sum() == 4 and rows["value_comparator"].isna().sum() == 3
+    assert rows.loc[("2160-0", 1.4), "result_flag"] == "H"  # the cell and the flag column agree
+    assert rows["result_flag"].isna().sum() == 4 and rows["value_comparator"].isna().sum() == 4
     why = reasons(lake)
+    assert "flag H after the number disagrees with flag L" in why[2]
     assert "flag 'X'" in why[0] and "table 0078" in why[0]
     assert "not a number ('positive'" in why[1] and "--missing-code" in why[1]
 

@@ -362,6 +362,9 @@ class LabLongCsvReader(CsvTableReader):
             given = frame[self.flag_column].str.strip().str.upper()
             p.flag(given.notna() & ~given.isin(ABNORMAL_FLAGS),
                    f"{self.flag_column}: not an HL7 table 0078 abnormal flag ({', '.join(ABNORMAL_FLAGS)})")
+            clash = flag.notna() & given.notna() & (flag != given)
+            p.flag(clash, "result: flag " + flag.fillna("") + f" after the number disagrees with {self.flag_column} "
+                   + given.fillna("") + "; which one did the laboratory report?")
             flag = flag.where(flag.notna(), given.where(given.notna(), None))
         loinc = frame["loinc_code"].str.strip()
         p.flag(loinc.isna() | ~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")
