@@ -446,3 +446,11 @@ def test_a_declared_missing_code_is_never_a_value(code, value):
     assert parsed["value"].iloc[:2].isna().all() and parsed["problem"].iloc[:2].isna().all()
     if repr(value) != code.strip():  # a number is a value unless it is itself the declared code
         assert parsed["value"].iloc[2] == value
+
+
+def test_spreadsheet_hours_fractions_and_impossible_times():
+    parsed = parse_times(pd.Series(["2015-02-01 8:30", "2015-02-01 08:30:05.5", "2015-02-01 25:00", "2015-02-30"]))
+    assert parsed["wall"].iloc[0] == pd.Timestamp("2015-02-01 08:30") and parsed["precision"].iloc[0] == "minute"
+    assert parsed["wall"].iloc[1] == pd.Timestamp("2015-02-01 08:30:05.5") and parsed["precision"].iloc[1] == "second"
+    assert parsed["wall"].iloc[2:].isna().all()
+    assert all("is not a date or time" in why for why in parsed["problem"].iloc[2:])

@@ -63,7 +63,7 @@ _COMPARATOR = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "≤": "<=", "≥": "
 _RESULT = re.compile(r"^\s*(?P<comparator><=|>=|=<|=>|<|>|≤|≥)?\s*(?P<number>[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?)"
                      r"\s*(?:\(\s*(?P<flag_paren>[A-Za-z]{1,2})\s*\)|(?P<flag>[A-Za-z]{1,2}))?\s*$")
 
-_ISO = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})(?:[T ](?P<hm>\d{2}:\d{2})(?P<sec>:\d{2}(?:[.,]\d+)?)?"
+_ISO = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})(?:[T ](?P<hm>\d{1,2}:\d{2})(?P<sec>:\d{2}(?:[.,]\d+)?)?"
                   r"(?P<zone>Z|[+-]\d{2}(?::?\d{2})?)?)?$")
 _SLASH = re.compile(r"^(?P<a>\d{1,2})(?P<sep>[/.])(?P<b>\d{1,2})(?P=sep)(?P<year>\d{4})"
                     r"(?:[ T](?P<hm>\d{1,2}:\d{2})(?P<sec>:\d{2})?)?$")
@@ -207,7 +207,8 @@ def parse_times(text: pd.Series, *, date_format: str | None = None, column: str 
     is_iso = iso["date"].notna()
     if is_iso.any():
         seconds = iso["sec"].fillna(":00").str.replace(",", ".", regex=False).str[1:]
-        stamp = iso["date"] + " " + iso["hm"].fillna("00:00") + ":" + seconds
+        # an hour without its leading zero (8:30), as spreadsheets write it, is read as 08:30
+        stamp = iso["date"] + " " + iso["hm"].fillna("00:00").str.zfill(5) + ":" + seconds
         wall[is_iso] = pd.to_datetime(stamp[is_iso], format="ISO8601", errors="coerce")
         precision[is_iso] = np.where(iso["hm"].isna(), "day", np.where(iso["sec"].isna(), "minute", "second"))[is_iso.to_numpy()]
         zone = iso["zone"]
