@@ -87,6 +87,8 @@ def _formula_inputs(measurements: pd.DataFrame) -> pd.DataFrame:
                             "table's person_id, measurement_datetime, loinc_code, value_as_number, unit")
     by_code = {code: name for name, (code, _, _) in PHENOAGE_INPUTS.items()}
     rows = measurements[measurements["loinc_code"].isin(by_code) & measurements["value_as_number"].notna()]
+    if "si_note" in rows:  # the ingest found no SI value (an empty unit) and said why: the marker is missing that day
+        rows = rows[rows["si_note"].isna()]
     # one conversion factor per (marker, unit) pair, not a Python call per row
     factor = pd.Series(np.nan, index=rows.index)
     for (code, unit), group in rows.groupby(["loinc_code", rows["unit"].astype(object)], dropna=False, sort=False):
@@ -97,9 +99,13 @@ def _formula_inputs(measurements: pd.DataFrame) -> pd.DataFrame:
                                 f"{pd.Timestamp(row['measurement_datetime']).date()}): {problem}")
         factor[group.index] = to_unit * _FROM_SI.get(by_code[code], 1.0)
     converted = rows["value_as_number"].astype(float) * factor
+    # a censored result (<0.5) enters at its limit: PhenoAge's inputs are all measurable in
+    # health, and CRP below a detection limit is the common case; the day says which were
+    censored = (rows["value_comparator"].notna() if "value_comparator" in rows else pd.Series(False, index=rows.index))
     return pd.DataFrame({"person_id": rows["person_id"].to_numpy(),
                          "date": pd.to_datetime(rows["measurement_datetime"]).dt.normalize().to_numpy(),
-                         "input": rows["loinc_code"].map(by_code).to_numpy(), "value": converted.to_numpy()})
+                         "input": rows["loinc_code"].map(by_code).to_numpy(), "value": converted.to_numpy(),
+                         "censored": censored.to_numpy(dtype=bool)})
 
 
 def phenoage(measurements: pd.DataFrame, persons: pd.DataFrame, constant: float = PHENOAGE_CONSTANT) -> pd.DataFrame:
@@ -110,7 +116,9 @@ def phenoage(measurements: pd.DataFrame, persons: pd.DataFrame, constant: float 
     measurements : pandas.DataFrame
         Shaped like the ``measurement`` table: person_id, measurement_datetime, loinc_code,
         value_as_number and unit as the lab sent them (converted here to the formula's units;
-        a unit that cannot be converted is an error naming the row).
+        a unit that cannot be converted is an error naming the row, unless the ingest already
+        recorded why in ``si_note``: that marker then counts as missing that day), optionally
+        value_comparator (a censored result enters at its limit and is named in ``censored``).
     persons : pandas.DataFrame
         Shaped like ``person``: person_id, year_of_birth.
     constant : float, default :data:`PHENOAGE_CONSTANT` (0.090165)
@@ -124,7 +132,8 @@ def phenoage(measurements: pd.DataFrame, persons: pd.DataFrame, constant: float 
         glucose mmol/L, crp mg/dL, lymphocyte_percent %, mcv fL, rdw %, alkaline_phosphatase
         U/L, white_cell_count 10^3/uL), ln_crp, xb, mortality_score (10-year probability of
         death, 0 to 1), phenoage (years), constant and ``missing`` (the inputs absent that day;
-        phenoage is empty then, the row is kept). A marker measured twice that day enters as the
+        phenoage is empty then, the row is kept) and ``censored`` (the inputs that entered at a
+        censoring limit, e.g. CRP reported as <0.5; empty when none). A marker measured twice that day enters as the
         mean. ``attrs`` records the constant and the reference.
 
     Notes
@@ -186,6 +195,10 @@ def phenoage(measurements: pd.DataFrame, persons: pd.DataFrame, constant: float 
     wide["missing"] = [", ".join(absent.columns[row]) for row in absent.to_numpy()]
     wide.loc[wide["chronological_age"].isna(), "missing"] += np.where(
         wide.loc[wide["chronological_age"].isna(), "missing"] == "", "age", ", age")
+    censored = inputs[inputs["censored"]].groupby(["person_id", "date"])["input"].agg(
+        lambda names: ", ".join(name for name in PHENOAGE_INPUTS if name in set(names)))
+    wide["censored"] = pd.MultiIndex.from_frame(wide[["person_id", "date"]]).map(censored.to_dict()).fillna("").to_numpy() \
+        if len(censored) else ""
     wide["date"] = wide["date"].dt.date
     wide.attrs.update(constant=constant, reference="Levine et al. 2018, Aging 10:573")
     return wide

@@ -141,7 +141,8 @@ def marker_ageing(measurements: pd.DataFrame, persons: pd.DataFrame, *, reml: bo
         One row per fitted marker: marker, name, scale, n_persons, n_obs, intercept (at age 0),
         slope (per year, in the SI unit, or in log units a year for a log-scale marker),
         slope_se, p_value (two-sided Wald), q_value (Benjamini-Hochberg across markers),
-        intercept_sd, slope_sd (SDs of the person effects), corr, residual_sd, converged. A
+        intercept_sd, slope_sd (SDs of the person effects), corr, residual_sd, converged,
+        n_censored (results that entered at a censoring limit: ``value_comparator`` set). A
         marker that cannot be fitted (e.g. measured once per person) is left out and named in
         ``attrs["skipped"]``.
     persons : pandas.DataFrame
@@ -207,7 +208,10 @@ def marker_ageing(measurements: pd.DataFrame, persons: pd.DataFrame, *, reml: bo
         values = rows["value_si"].astype(float)
         if scale == "log":
             values = np.log(values.where(values > 0))
-        data = pd.DataFrame({"person_id": rows["person_id"], "age": rows["age"], "value": values}).dropna()
+        # a censored result (value_comparator, e.g. CRP <0.5) enters at its limit; the marker says how many did
+        censored = rows["value_comparator"].notna() if "value_comparator" in rows else pd.Series(False, index=rows.index)
+        data = pd.DataFrame({"person_id": rows["person_id"], "age": rows["age"], "value": values,
+                             "censored": censored.astype(bool)}).dropna()
         try:
             fit = ageing_rates(data, "value", "age", "person_id", reml=reml)
         except ExplorerError as problem:  # cross-sectional or too few: reported, not fitted
@@ -219,13 +223,14 @@ def marker_ageing(measurements: pd.DataFrame, persons: pd.DataFrame, *, reml: bo
             "slope_se": fit.fixed_se["slope"],
             "p_value": fit.slope_p_value, "intercept_sd": np.sqrt(fit.variance["intercept"]),
             "slope_sd": np.sqrt(fit.variance["slope"]), "corr": fit.variance["corr"],
-            "residual_sd": np.sqrt(fit.variance["residual"]), "converged": fit.converged})
+            "residual_sd": np.sqrt(fit.variance["residual"]), "converged": fit.converged,
+            "n_censored": int(data["censored"].sum())})
         own = fit.per_group[fit.per_group["n_obs"] >= MIN_VISITS]
         person_rows.append(pd.DataFrame({"person_id": own.index.astype(str), "marker": code,
                                          "slope": own["slope"].to_numpy(), "intercept": own["intercept"].to_numpy(),
                                          "n_obs": own["n_obs"].to_numpy()}))
     columns = ["marker", "name", "scale", "n_persons", "n_obs", "intercept", "slope", "slope_se", "p_value", "q_value",
-               "intercept_sd", "slope_sd", "corr", "residual_sd", "converged"]
+               "intercept_sd", "slope_sd", "corr", "residual_sd", "converged", "n_censored"]
     marker_table = pd.DataFrame(marker_rows, columns=[c for c in columns if c != "q_value"])
     marker_table["q_value"] = np.nan
     finite = np.isfinite(marker_table["p_value"].to_numpy(dtype=float))

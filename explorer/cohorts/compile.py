@@ -97,6 +97,19 @@ class _Builder:
     def range(self, expression: str, bounds: Range, scale: float = 1.0) -> str:
         return " AND ".join(f"{expression} {op} {self.bind(float(value) * scale)}" for op, value in bounds.bounds())
 
+    def lab_range(self, alias: str, column: str, bounds: Range, scale: float = 1.0) -> str:
+        """A lab value within ``bounds``, censored results included only where certain.
+
+        A censored result (``value_comparator`` '<' 0.5, FHIR Quantity.comparator) stands for
+        every value from 0 up to its limit, or from its limit up: it meets the bounds only when
+        both ends of that span do (the bounds are one interval), so a criterion never counts a
+        value the laboratory could not measure as if it were known. An exact value is both ends.
+        """
+        value, comparator = f"{alias}{column}", f"{alias}value_comparator"
+        low_end = f"(CASE WHEN {comparator} IN ('<', '<=') THEN 0.0 ELSE {value} END)"
+        high_end = f"(CASE WHEN {comparator} IN ('>', '>=') THEN CAST('infinity' AS DOUBLE) ELSE {value} END)"
+        return f"({self.range(low_end, bounds, scale)} AND {self.range(high_end, bounds, scale)})"
+
     def window(self, day: str, window: Window | None) -> list[str]:
         if window is None:
             return []
@@ -124,7 +137,7 @@ class _Builder:
             where = [f"loinc_code = {self.bind(rule.loinc)}"]
             if rule.value is not None:
                 column, scale = _lab_value(rule.loinc, rule.unit)
-                where.append(self.range(column, rule.value, scale))
+                where.append(self.lab_range("", column, rule.value, scale))
                 if column == "value_as_number":
                     where.append(f"lower(unit) = lower({self.bind(rule.unit)})")
             body = (f"SELECT person_id, min(CAST(measurement_datetime AS DATE)) AS index_date FROM measurement "
@@ -171,7 +184,7 @@ class _Builder:
             column, scale = _lab_value(c.loinc, c.unit)
             if column == "value_as_number":
                 where.append(f"lower(m.unit) = lower({self.bind(c.unit)})")
-            within = f"coalesce({self.range('m.' + column, c.value, scale)}, false)"
+            within = f"coalesce({self.lab_range('m.', column, c.value, scale)}, false)"
             having.append({"any": f"bool_or({within})", "all": f"bool_and({within})",
                            # results at the same moment: the lower counts as first, the higher as last
                            "first": f"arg_min({within}, (m.measurement_datetime, m.{column}))",

@@ -59,6 +59,15 @@ def add_parser(commands) -> None:
     p.add_argument("--area-year", type=int, default=None, metavar="YYYY",
                    help="release year of an SVI or ADI file whose name does not carry it (CDC and the Neighborhood "
                         "Atlas name their downloads with it, e.g. SVI_2020_US.csv; default $EXPLORER_AREA_YEAR)")
+    p.add_argument("--date-format", default=None, metavar="FORMAT",
+                   help="order of slash dates in lab files where no date settles it (02/01/2015): us (month first), "
+                        "day-first, iso (ISO 8601 only), or a strftime pattern such as '%%d.%%m.%%Y %%H:%%M' (default "
+                        "$EXPLORER_LAB_DATE_FORMAT; without it such files are refused, never guessed)")
+    p.add_argument("--decimal-comma", action="store_true",
+                   help="lab results write decimals with a comma (5,3); without it a comma in a result quarantines the row")
+    p.add_argument("--missing-code", action="append", default=None, metavar="CODE",
+                   help="a lab result meaning 'no result', counted as ignored and never stored; repeatable; replaces "
+                        "the default codes: empty, NA, N/A, NaN, null, NULL, '.', '-', -999, -9999")
     p.add_argument("--retry-quarantined", action="store_true",
                    help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
     p.set_defaults(func=cmd_ingest)
@@ -107,6 +116,15 @@ def cmd_ingest(args) -> int:
         os.environ["EXPLORER_STATION_UNITS"] = args.station_units  # likewise
     if args.area_year:
         os.environ["EXPLORER_AREA_YEAR"] = str(args.area_year)
+    if args.date_format and args.date_format not in ("iso", "us", "day-first") and "%" not in args.date_format:
+        raise ExplorerError(f"--date-format {args.date_format!r}: expected us, day-first, iso or a strftime pattern "
+                            "with % codes (e.g. '%d.%m.%Y')")
+    if args.date_format:  # the lab readers' options, by the same route (lab_values.declared_options)
+        os.environ["EXPLORER_LAB_DATE_FORMAT"] = args.date_format
+    if args.decimal_comma:
+        os.environ["EXPLORER_LAB_DECIMAL_COMMA"] = "1"
+    if args.missing_code is not None:
+        os.environ["EXPLORER_LAB_MISSING_CODES"] = "\n".join(args.missing_code)
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
                          retry_quarantined=args.retry_quarantined)

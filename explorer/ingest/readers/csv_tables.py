@@ -5,6 +5,7 @@ value quarantines its row with the reason instead of failing the file."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,10 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from explorer.catalog.units import to_si
+from explorer.catalog.units import MARKER_UNITS, to_si
 from explorer.errors import shorten
 from explorer.ingest.context import Context
 from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
+from explorer.ingest.readers.lab_values import ABNORMAL_FLAGS, declared_options, parse_results, parse_times
 
 
 HEAD = 65536
@@ -37,21 +39,36 @@ def _header(head: bytes) -> list[str] | str:
     return [c.strip().strip('"') for c in decoded.split(",")]
 
 
+def semicolon_head(head: bytes) -> bytes | None:
+    """The first bytes with the header's semicolons as commas when the header is separated by
+    semicolons (as spreadsheets write CSV where the comma is the decimal mark), else None."""
+    line = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+    if b";" not in line or b"," in line:
+        return None
+    rest = head[len(head.split(b"\n", 1)[0]):]
+    return head.split(b"\n", 1)[0].replace(b";", b",") + rest
+
+
 def _loose(name: str) -> str:
     """A column name without case, spaces or punctuation: 'Person ID' and 'person_id' meet."""
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def read_text_table(path: Path) -> pd.DataFrame:
-    """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing."""
+def read_text_table(path: Path, null_values: list[str] | None = None, delimiter: str = ",") -> pd.DataFrame:
+    """Every column as text (pyarrow's parser, checked UTF-8), empty cells as missing; with
+    ``null_values``, only those cells are missing (a reader that counts ``NA`` as a declared code
+    passes ``[""]``), else pyarrow's list (``NA``, ``NULL``, ``NaN``... too)."""
     try:
         with path.open("rb") as handle:
-            header = _header(handle.read(HEAD))
+            head = handle.read(HEAD)
+            header = _header(semicolon_head(head) if delimiter == ";" else head)
         if isinstance(header, str):
             raise ReaderError(header)
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
+                               parse_options=pacsv.ParseOptions(delimiter=delimiter),
                                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header},
-                                                                    strings_can_be_null=True))
+                                                                    strings_can_be_null=True,
+                                                                    **({"null_values": null_values} if null_values is not None else {})))
         frame = table.to_pandas()
     except pa.ArrowInvalid as exc:
         message = str(exc).splitlines()[0]
@@ -271,33 +288,155 @@ class ResidenceReader(CsvTableReader):
 
 
 class LabLongCsvReader(CsvTableReader):
+    """Lab results, one row per test, as laboratories and EHR extracts write them.
+
+    Times and results are parsed by :mod:`explorer.ingest.readers.lab_values`: date-only times
+    kept with precision ``day``, ISO 8601 with ``T``, ``Z`` or an offset converted to the
+    participant's local time on that date (the measurement table is local wall-clock time),
+    US or day-first slash dates told apart per file; censored results (``<0.5``) kept as the
+    limit with ``value_comparator``, abnormal flags (``5.0 H``, or a ``flag`` column) in
+    ``result_flag``. A declared missing-result code is counted as ignored ("missing result
+    code"), never stored. A result whose LOINC code or unit has no SI conversion lands with
+    ``value_si`` empty and ``si_note`` saying why; a bad value, time, person or code, or a
+    unit stated but not of the analyte's kind (creatinine in ``%``: the value is in doubt),
+    quarantines its row.
+    """
+
     format = "lab_results_long_csv"
     order = 30
     description = "Lab results, one row per test: participant_id, specimen_collected, loinc_code, result, unit"
     required = ("participant_id", "specimen_collected", "loinc_code", "result", "unit")
     table = "measurement"
+    #: an optional column of abnormal flags (HL7 v2 OBX-8), used where the result cell has none
+    flag_column: ClassVar[str] = "flag"
+
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        return super().sniff(path, semicolon_head(head) or head)  # a ';'-separated export is read too
+
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        return super().nearness(path, semicolon_head(head) or head)
+
+    def read(self, path: Path, context: Context) -> ReadResult:
+        with path.open("rb") as handle:
+            delimiter = ";" if semicolon_head(handle.read(HEAD)) else ","
+        frame = read_text_table(path, null_values=[""], delimiter=delimiter)  # "NA" is a missing code to count
+        missing = [c for c in self.required if c not in frame.columns]
+        if missing:
+            raise ReaderError(f"column(s) {', '.join(missing)} missing")
+        return self.lab_result(frame, context)
+
+    def lab_result(self, frame: pd.DataFrame, context: Context) -> ReadResult:
+        """Accepted, quarantined and ignored records of ``frame`` (one row per result)."""
+        rows, reasons, ignored = self.convert_labs(frame, context)
+        bad = reasons.notna().to_numpy() & ~ignored
+        kept = ~bad & ~ignored
+        quarantined = pd.DataFrame({"_row": frame.loc[bad, "_row"].to_numpy(), "table": self.table,
+                                    "reason": reasons[bad].to_numpy(), "record": _records(frame, bad)})
+        return ReadResult(rows_read=len(frame), tables={self.table: rows[kept].reset_index(drop=True)},
+                          quarantined=quarantined, ignored=Counter({"missing result code": int(ignored.sum())})
+                          if ignored.any() else Counter())
 
     def convert(self, frame, context):
+        rows, reasons, _ignored = self.convert_labs(frame, context)
+        return rows, reasons
+
+    def convert_labs(self, frame, context) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+        """Rows of ``measurement``, the reason each bad row is quarantined, and which rows hold a
+        declared missing-result code (ignored, whatever else they hold)."""
+        options = declared_options()
         p = Problems(len(frame))
         person = p.person(frame, "participant_id", context)
-        # one explicit format, local wall-clock time: "mixed" would read 01/02 and 13/01 differently
-        text = frame["specimen_collected"].str.strip()
-        when = pd.to_datetime(text, errors="coerce", format="%Y-%m-%d %H:%M")
-        when = when.fillna(pd.to_datetime(text, errors="coerce", format="%Y-%m-%d %H:%M:%S"))
-        p.flag(when.isna(), "specimen_collected: expected local time as YYYY-MM-DD HH:MM[:SS]")
-        value = p.number(frame, "result")
+        try:
+            times = parse_times(frame["specimen_collected"], date_format=options["date_format"])
+        except ValueError as exc:  # slash dates whose order nothing in the file settles
+            raise ReaderError(str(exc)) from None
+        p.flag(times["problem"].notna(), times["problem"])
+        when = self._local_times(times, person, p, context)
+        results = parse_results(frame["result"], decimal_comma=options["decimal_comma"],
+                                missing_codes=options["missing_codes"])
+        ignored = results["missing"].to_numpy()
+        p.flag(results["problem"].notna(), results["problem"])
+        value = results["value"]
+        flag = results["flag"]
+        if self.flag_column in frame:
+            given = frame[self.flag_column].str.strip().str.upper()
+            p.flag(given.notna() & ~given.isin(ABNORMAL_FLAGS),
+                   f"{self.flag_column}: not an HL7 table 0078 abnormal flag ({', '.join(ABNORMAL_FLAGS)})")
+            clash = flag.notna() & given.notna() & (flag != given)
+            p.flag(clash, "result: flag " + flag.fillna("") + f" after the number disagrees with {self.flag_column} "
+                   + given.fillna("") + "; which one did the laboratory report?")
+            flag = flag.where(flag.notna(), given.where(given.notna(), None))
         loinc = frame["loinc_code"].str.strip()
         p.flag(loinc.isna() | ~loinc.fillna("").str.fullmatch(r"\d{1,7}-\d"), "loinc_code: not a LOINC code (digits-check digit)")
-        converted = [to_si(code, v, u) for code, v, u in zip(loinc.fillna(""), value.fillna(np.nan), frame["unit"])]
-        p.flag(pd.Series([c[2] is not None for c in converted]), pd.Series([c[2] for c in converted]))
-        value_si = pd.Series([c[0] for c in converted], dtype="float64")
+        unit = frame["unit"].str.strip().where(frame["unit"].notna(), None)
+        value_si, unit_si, si_note = si_values(loinc.fillna(""), value, unit)
+        # a unit stated but not of the analyte's kind (creatinine in %) puts the value itself in doubt:
+        # quarantined, as before; an empty unit or a code without a conversion only lacks an SI form
+        stated = unit.fillna("").astype(str).str.strip() != ""
+        p.flag(loinc.fillna("").isin(list(MARKER_UNITS)) & stated & si_note.notna(), si_note)
         p.flag(value <= 0, "result: zero or negative, impossible for a concentration or count")
-        p.flag(when > context.now, "specimen_collected: in the future")
+        day = when.dt.normalize()
+        p.flag(np.where(times["precision"] == "day", day > context.now.normalize(), when > context.now),
+               "specimen_collected: in the future")
         rows = pd.DataFrame({"_row": frame["_row"], "person_id": person, "measurement_datetime": when,
+                             "datetime_precision": times["precision"],
                              "loinc_code": loinc, "measurement_name": frame.get("test_name"),
-                             "value_as_number": value, "unit": frame["unit"], "value_si": value_si,
-                             "unit_si": [c[1] for c in converted], "_source_person": frame["participant_id"]})
-        return rows, p.reasons
+                             "value_as_number": value, "value_comparator": results["comparator"],
+                             "result_flag": flag, "unit": unit, "value_si": value_si, "unit_si": unit_si,
+                             "si_note": si_note, "_source_person": frame["participant_id"]})
+        return rows, p.reasons, ignored
+
+    @staticmethod
+    def _local_times(times: pd.DataFrame, person: pd.Series, p: Problems, context: Context) -> pd.Series:
+        """Wall-clock times as the measurement table keeps them: a time with a UTC offset or ``Z``
+        converted to the zone the participant lived in on that (UTC) date, from the residence
+        history or ``--default-time-zone``; with neither, the row is quarantined (a zone is never
+        guessed)."""
+        when = times["wall"].copy()
+        instant = times["offset_minutes"].notna().to_numpy()
+        if not instant.any():
+            return when
+        utc = when[instant] - pd.to_timedelta(times["offset_minutes"][instant], unit="min")
+        codes, days = context.reference.local_days(pd.Series(np.asarray(person)[instant]), utc.reset_index(drop=True))
+        zones = pd.Series(days["time_zone"].to_numpy()[codes], dtype=object)
+        utc = utc.reset_index(drop=True)
+        local = pd.Series(pd.NaT, index=utc.index, dtype="datetime64[ns]")
+        for zone in zones.dropna().unique():  # one vectorised conversion per zone, not per row
+            of_zone = (zones == zone).to_numpy()
+            local[of_zone] = utc[of_zone].dt.tz_localize("UTC").dt.tz_convert(zone).dt.tz_localize(None).to_numpy()
+        no_zone = np.zeros(len(when), dtype=bool)
+        no_zone[np.flatnonzero(instant)[zones.isna().to_numpy()]] = True
+        p.flag(no_zone, "specimen_collected: the time carries a UTC offset but no residence of this participant covers "
+               "that date, so its local time is unknown; ingest the residence history first (or with this file), or "
+               "pass --default-time-zone")
+        when[instant] = local.to_numpy()
+        return when
+
+
+def si_values(loinc: pd.Series, value: pd.Series, unit: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """``value_si``, ``unit_si`` and ``si_note`` per row (:func:`explorer.catalog.units.to_si`):
+    a LOINC code without a conversion, an empty unit or a unit not of that analyte's kind leaves
+    ``value_si`` empty with the reason in ``si_note``; the row keeps its value as received."""
+    pairs = pd.DataFrame({"code": loinc.to_numpy(), "unit": pd.Series(unit, dtype=object).to_numpy()})
+    pairs["unit"] = pairs["unit"].where(pairs["unit"].notna(), "")
+    factor = pd.Series(np.nan, index=pairs.index)
+    unit_si = pd.Series([None] * len(pairs), index=pairs.index, dtype=object)
+    note = pd.Series([None] * len(pairs), index=pairs.index, dtype=object)
+    # one decision per distinct (code, unit): a file holds few of them in many rows
+    for (code, given), rows in pairs.groupby(["code", "unit"], sort=False).groups.items():
+        if code not in MARKER_UNITS:
+            why = (f"LOINC {code} has no SI conversion in this suite (explorer.catalog.units); value kept as received"
+                   if code else None)
+        elif not str(given).strip():
+            why = f"unit empty: LOINC {code} needs one of {', '.join(sorted(MARKER_UNITS[code][1]))} to convert"
+        else:
+            one, si_unit, why = to_si(code, 1.0, given)
+            if why is None:
+                factor[rows] = one
+                unit_si[rows] = si_unit
+        note[rows] = why
+    value_si = pd.Series(np.asarray(value, dtype="float64") * factor.to_numpy(), index=loinc.index)
+    return value_si, pd.Series(unit_si.to_numpy(), index=loinc.index), pd.Series(note.to_numpy(), index=loinc.index)
 
 
 class LabColumnMapReader(CsvTableReader):
@@ -338,8 +477,16 @@ class LabWideCsvReader(CsvTableReader):
     table = "measurement"
     keys: ClassVar[tuple[str, ...]] = ("participant_id", "specimen_collected")
 
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        return super().sniff(path, semicolon_head(head) or head)  # a ';'-separated export is read too
+
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        return super().nearness(path, semicolon_head(head) or head)
+
     def read(self, path: Path, context: Context) -> ReadResult:
-        frame = read_text_table(path)
+        with path.open("rb") as handle:
+            delimiter = ";" if semicolon_head(handle.read(HEAD)) else ","
+        frame = read_text_table(path, null_values=[""], delimiter=delimiter)
         results = [c for c in frame.columns if c not in ("_row", *self.keys)]
         if not results:
             raise ReaderError("no result columns after participant_id, specimen_collected")
@@ -355,11 +502,7 @@ class LabWideCsvReader(CsvTableReader):
         cells["loinc_code"] = [mapping[c][0] for c in cells["column_name"]]
         cells["unit"] = [mapping[c][1] for c in cells["column_name"]]
         cells["test_name"] = [mapping[c][2] for c in cells["column_name"]]
-        rows, reasons = LabLongCsvReader.convert(self, cells, context)
-        bad = reasons.notna().to_numpy()
-        quarantined = pd.DataFrame({"_row": cells.loc[bad, "_row"].to_numpy(), "table": self.table,
-                                    "reason": reasons[bad].to_numpy(), "record": _records(cells, bad)})
-        return ReadResult(rows_read=len(cells), tables={self.table: rows[~bad].reset_index(drop=True)}, quarantined=quarantined)
+        return LabLongCsvReader().lab_result(cells, context)  # the same times, results and SI notes as long files
 
 
 class WeatherStationCsvReader(CsvTableReader):

@@ -13,7 +13,9 @@ from explorer.jobs.steps import Partition, RefreshStep
 def _ageing_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     codes = ", ".join(f"'{code}'" for code in marker_pathways().index)
-    measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_si FROM measurement
+    # a lake written before censored results were recorded has no value_comparator
+    censored = ", value_comparator" if "value_comparator" in set(con.execute("SELECT * FROM measurement LIMIT 0").df().columns) else ""
+    measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_si{censored} FROM measurement
                                    WHERE loinc_code IN ({codes}) AND value_si IS NOT NULL""").df()
     persons = con.execute("SELECT person_id, year_of_birth FROM person").df()
     return measurements, persons
@@ -87,11 +89,14 @@ class BiologicalAge(RefreshStep):
     def compute(self, con, partition: Partition) -> pd.DataFrame:
 
         codes = ", ".join(f"'{code}'" for code, _, _ in PHENOAGE_INPUTS.values())
-        measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_as_number, unit
+        present = set(con.execute("SELECT * FROM measurement LIMIT 0").df().columns)
+        # a lake written before censored results and SI notes were recorded has neither column
+        extra = "".join(f", {c}" for c in ("value_comparator", "si_note") if c in present)
+        measurements = con.execute(f"""SELECT person_id, measurement_datetime, loinc_code, value_as_number, unit{extra}
                                        FROM measurement WHERE loinc_code IN ({codes})""").df()
         persons = con.execute("SELECT person_id, year_of_birth FROM person").df()
         columns = ["person_id", "date", "chronological_age", "phenoage", "phenoage_accel", "kdm_age",
-                   "phenoage_constant", "missing"]
+                   "phenoage_constant", "missing", "censored"]
         found = phenoage(measurements, persons, constant=self.phenoage_constant)
         if found.empty:
             return self.empty_output(columns)
