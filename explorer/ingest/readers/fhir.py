@@ -54,6 +54,11 @@ TABLE_OF = {"Patient": "person", "Encounter": "visit_occurrence", "Observation":
 FHIR_TIME = re.compile(r"^(\d{4})(-\d{2})?(-\d{2})?(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
 
 
+class NotStored(ValueError):
+    """A record the format allows but the suite does not store (an Observation whose value is a
+    code or text, not a quantity): counted as ignored under its message, never quarantined."""
+
+
 def ignored_kind(kind) -> str:
     """The name a resource type not stored is counted under in ``ingest_file.ignored``."""
     return f"FHIR {kind}"
@@ -167,6 +172,15 @@ def measurement_rows(i, resource, person, source_id, context) -> list[dict]:
         parts = [("", resource.get("code"), resource.get("valueQuantity"))]
     else:
         parts = [(f"component {k} ", c.get("code"), c.get("valueQuantity")) for k, c in enumerate(resource["component"], 1)]
+    # value[x] other than a Quantity (a smoking status, a survey answer) or a value absent for a
+    # stated reason: the format allows them, the measurement table holds quantities only
+    others = [key for key in resource if key.startswith("value") and key != "valueQuantity"] + \
+        [key for c in resource.get("component") or [] for key in c if key.startswith("value") and key != "valueQuantity"]
+    if all(quantity is None for _, _, quantity in parts):
+        if others:
+            raise NotStored(f"FHIR Observation {others[0]}")
+        if resource.get("dataAbsentReason") or any(c.get("dataAbsentReason") for c in resource.get("component") or []):
+            raise NotStored("FHIR Observation dataAbsentReason")
     rows = []
     for where, code, quantity in parts:
         coding = _loinc(code)
@@ -372,6 +386,8 @@ class FhirBundleReader(Reader):
                 person = context.pseudonymize([source_id])[0]
                 for table, row in resource_rows(kind, i, resource, person, source_id, context):
                     tables.setdefault(table, []).append(row)
+            except NotStored as exc:
+                ignored[str(exc)] += 1
             except ValueError as exc:
                 rejected.append({"_row": i, "table": TABLE_OF[kind], "reason": str(exc),
                                  "record": json.dumps(resource)[:20000]})
@@ -481,6 +497,8 @@ class FhirNdjsonReader(Reader):
                         raise ValueError(f"not a valid FHIR R4 {kind} ({exc.error_count()} error(s)): {detail}") from None
                     for table, row in self._rows(kind, n, resource, links, context):
                         tables.setdefault(table, []).append(row)
+                except NotStored as exc:
+                    ignored[str(exc)] += 1
                 except ValueError as exc:
                     rejected.append({"_row": n, "table": TABLE_OF.get(kind, "person"), "reason": str(exc),
                                      "record": line.decode("utf-8", "replace")[:20000]})
