@@ -201,7 +201,7 @@ def measurement_rows(i, resource, person, source_id, context) -> list[dict]:
                      "value_comparator": quantity.get("comparator"), "result_flag": flag, "unit": unit,
                      "value_si": value_si, "unit_si": unit_si,
                      "si_note": None if value_si is not None else f"no SI conversion known for LOINC {coding['code']}",
-                     "_source_person": source_id, "_time_element": element})
+                     "_source_person": source_id, "_time_element": element, "_time_text": written})
     return rows
 
 
@@ -243,7 +243,7 @@ def to_local_time(table: str, rows: list[dict], context: Context) -> tuple[pd.Da
     """
     columns = TIME_COLUMNS.get(table, [])
     if not rows or not columns:
-        return pd.DataFrame(rows).drop(columns=["_time_element"], errors="ignore"), []
+        return pd.DataFrame(rows).drop(columns=["_time_element", "_time_text"], errors="ignore"), []
 
     def wall(t):  # an instant's wall clock in the offset it was written in; a date stays as it is
         return t.tz_localize(None) if isinstance(t, pd.Timestamp) and t.tzinfo is not None else t
@@ -264,9 +264,10 @@ def to_local_time(table: str, rows: list[dict], context: Context) -> tuple[pd.Da
                 out[column] = t.tz_convert(zone).tz_localize(None)
             elif t.utcoffset() == pd.Timedelta(0):
                 element = row.get("_time_element") or column
+                text = row.get("_time_text") or t.isoformat()
                 refused.add(row["_row"])
                 bad.append({"_row": row["_row"], "table": table,
-                            "reason": (f"{element} {row[column].isoformat()} is in UTC and no time zone is known for this "
+                            "reason": (f"{element} {text} is in UTC and no time zone is known for this "
                                        "participant on that day; ingest their residence history first (or with it), "
                                        "or pass --default-time-zone"),
                             "record": json.dumps({c: str(v) for c, v in row.items() if c != "person_id"})})
@@ -276,7 +277,7 @@ def to_local_time(table: str, rows: list[dict], context: Context) -> tuple[pd.Da
         else:
             kept.append(out)
     kept = [row for row in kept if row["_row"] not in refused]
-    frame = pd.DataFrame(kept).drop(columns=["_time_element"], errors="ignore")
+    frame = pd.DataFrame(kept).drop(columns=["_time_element", "_time_text"], errors="ignore")
     for column in columns:
         if column in frame:
             frame[column] = pd.to_datetime(pd.Series(list(frame[column]), dtype=object))
