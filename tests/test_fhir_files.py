@@ -306,3 +306,22 @@ def test_an_instant_is_the_same_moment_whatever_offset_wrote_it(moment, offset_m
     when, precision = parse_time(text)
     assert precision == "second"
     assert when.tz_convert("UTC").tz_localize(None) == pd.Timestamp(moment).floor("s")
+
+
+def test_a_time_after_the_ingest_is_quarantined_once_for_a_panel(tmp_path):
+    """A panel dated after the ingest (in local time) is one quarantined record, not two."""
+    resource = {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p"},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+                "effectiveDateTime": "2025-01-01T03:00:00-05:00",  # 08:00Z, after NOW (00:00) in UTC
+                "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": c}]},
+                               "valueQuantity": {"value": v, "code": "mm[Hg]"}} for c, v in (("8480-6", 120), ("8462-4", 80))]}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "Patient/p", "resource": {"resourceType": "Patient", "id": "p"}}, {"resource": resource}]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle))
+    result = FhirBundleReader().read(path, context("UTC"))
+    assert result.quarantined["_row"].tolist() == [2] and "after the ingest" in result.quarantined["reason"].iloc[0]
+    assert "measurement" not in result.tables
+    # the same instant in Honolulu (UTC-10) is 2024-12-31 22:00 local, before the ingest: two rows
+    result = FhirBundleReader().read(path, context("Pacific/Honolulu"))
+    assert result.tables["measurement"]["measurement_datetime"].tolist() == [pd.Timestamp("2024-12-31 22:00")] * 2

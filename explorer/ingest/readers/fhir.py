@@ -275,6 +275,14 @@ def to_local_time(table: str, rows: list[dict], context: Context) -> tuple[pd.Da
             else:
                 out[column] = wall(t)
         else:
+            if table == "measurement" and out[columns[0]] > context.now:
+                refused.add(row["_row"])
+                bad.append({"_row": row["_row"], "table": table,
+                            "reason": f"{row.get('_time_element') or columns[0]} {row.get('_time_text')} is after the ingest "
+                                      f"({context.now:%Y-%m-%d %H:%M}) in the participant's local time: a specimen "
+                                      "cannot be taken in the future; check the source's clock or year",
+                            "record": json.dumps({c: str(v) for c, v in row.items() if c != "person_id"})})
+                continue
             kept.append(out)
     kept = [row for row in kept if row["_row"] not in refused]
     frame = pd.DataFrame(kept).drop(columns=["_time_element", "_time_text"], errors="ignore")
