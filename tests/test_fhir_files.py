@@ -325,3 +325,34 @@ def test_a_time_after_the_ingest_is_quarantined_once_for_a_panel(tmp_path):
     # the same instant in Honolulu (UTC-10) is 2024-12-31 22:00 local, before the ingest: two rows
     result = FhirBundleReader().read(path, context("Pacific/Honolulu"))
     assert result.tables["measurement"]["measurement_datetime"].tolist() == [pd.Timestamp("2024-12-31 22:00")] * 2
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["Observation", "ObservationBP", "ObservationCoded", "ObservationBad", "Immunization",
+                                 "Claim", "garbage", "stranger"]), min_size=1, max_size=12))
+def test_every_ndjson_line_is_landed_quarantined_or_ignored(tmp_path, kinds):
+    """A bulk file of any mix of lines (resource types not stored, unreadable lines, unknown
+    subjects) accounts for each line once."""
+    from explorer.ingest.readers.fhir import FhirNdjsonReader, patient_ref_key
+
+    ctx = context()
+    link = pd.DataFrame({"patient_ref": [patient_ref_key(ctx, "p")], "person_id": ["x"], "source_file": ["s"]})
+    ctx = Context(ctx.pseudonymizer, ctx.now, "o.ndjson", "0" * 64, Path("."), Reference({"fhir_patient_link": [link]}, "UTC"))
+    lines = []
+    for k, kind in enumerate(kinds):
+        if kind == "garbage":
+            lines.append("{not json")
+            continue
+        resource = entry("Observation" if kind == "stranger" else kind, k)["resource"]
+        for key in ("subject", "patient"):
+            if key in resource:
+                resource[key] = {"reference": "Patient/zz" if kind == "stranger" else "Patient/p"}
+        lines.append(json.dumps(resource))
+    path = tmp_path / "o.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    result = FhirNdjsonReader().read(path, ctx)
+    accepted = set().union(*[set(frame["_row"]) for frame in result.tables.values()]) if result.tables else set()
+    assert result.rows_read == len(kinds) == len(accepted) + len(result.quarantined) + sum(result.ignored.values())
+    tally = Counter(kinds)
+    assert len(result.quarantined) == tally["ObservationBad"] + tally["garbage"] + tally["stranger"]
+    assert result.ignored["FHIR Immunization"] == tally["Immunization"] and result.ignored["FHIR Claim"] == tally["Claim"]
