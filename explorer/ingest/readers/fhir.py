@@ -185,7 +185,7 @@ def measurement_rows(i, resource, person, source_id, context) -> list[dict]:
     for where, code, quantity in parts:
         coding = _loinc(code)
         if coding is None:
-            raise ValueError(f"Observation {where}has no LOINC coding".replace("  ", " "))
+            raise ValueError(f"Observation {where}has no LOINC coding")
         if not quantity or quantity.get("value") is None:
             raise ValueError(f"Observation {where}(LOINC {coding['code']}) has no valueQuantity value; only quantities "
                              "are stored")
@@ -446,7 +446,8 @@ class FhirNdjsonReader(Reader):
 
     format = "fhir_r4_ndjson"
     order = 41
-    description = "FHIR R4 bulk-export NDJSON (Encounter, Observation, Condition; other types counted), validated with fhir.resources R4B"
+    description = ("FHIR R4 bulk-export NDJSON (Encounter, Observation, Condition; other types counted), "
+                   "validated with fhir.resources R4B")
     resource_types: ClassVar[tuple[str, ...]] = ("Encounter", "Observation", "Condition")
 
     def _accepts(self, kind) -> bool:
