@@ -483,6 +483,9 @@ class FhirNdjsonReader(Reader):
         tables: dict[str, list] = {}
         rejected, ignored = [], Counter()
         links = None if self.resource_types == ("Patient",) else context.reference.fhir_patients()
+        if links is not None:
+            # a file names few Patients in many lines: hash each reference once, not once per line
+            links = self._person_of(links, context)
         n = 0
         with path.open("rb") as handle:
             for n, line in enumerate(handle, 1):
@@ -518,11 +521,22 @@ class FhirNdjsonReader(Reader):
         quarantined = pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"])
         return ReadResult(rows_read=n, tables=frames, quarantined=quarantined, ignored=ignored)
 
+    @staticmethod
+    def _person_of(known: dict, context: Context):
+        """Patient id -> person_id through ``fhir_patient_link``, hashing each id once per file."""
+        hashed = {}
+
+        def person_of(patient_id: str):
+            if patient_id not in hashed:
+                hashed[patient_id] = patient_ref_key(context, patient_id)
+            return known.get(hashed[patient_id])
+        return person_of
+
     def _rows(self, kind, n, resource, links, context):
         reference = (resource.get("subject") or {}).get("reference") or ""
         if not reference.startswith("Patient/"):
             raise ValueError(f"subject {resource.get('subject')} is not a Patient reference")
-        person = links.get(patient_ref_key(context, reference.removeprefix("Patient/")))
+        person = links(reference.removeprefix("Patient/"))
         if person is None:
             raise ValueError(f"subject {reference} is not a Patient delivered to this lake; ingest the export's "
                              "Patient file with it or before it (a file none of whose lines could be read is read again "
