@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import tzfpy
 
 from explorer.synth.cohort import MARKERS, residence_on
 
@@ -70,10 +71,16 @@ def lab_visits(person, markers: pd.DataFrame, residences: pd.DataFrame, config, 
             rows.append({"datetime": when, "loinc_code": loinc, "name": name, "value_si": value, "unit_si": unit, "age": age})
     frame = pd.DataFrame(rows, columns=["datetime", "loinc_code", "name", "value_si", "unit_si", "age"])
     if len(frame):
-        zones = residence_on(residences, person.source_id, pd.DatetimeIndex(frame["datetime"]).normalize())["time_zone"]
-        frame["time_zone"] = zones.to_numpy()
+        home = residence_on(residences, person.source_id, pd.DatetimeIndex(frame["datetime"]).normalize())
+        frame["time_zone"] = home["time_zone"].to_numpy()
+        # FHIR times are instants: write each with the offset of the zone an ingest finds for the
+        # residence (tzfpy's real boundaries, which differ from the simplified map on the Navajo
+        # Nation and in eastern Colorado), so the local time read back is the wall clock planted
+        frame["fhir_offset_zone"] = [tzfpy.get_tz(float(lon), float(lat)) or zone for lat, lon, zone in
+                                     zip(home["latitude"], home["longitude"], home["time_zone"])]
     else:
         frame["time_zone"] = []
+        frame["fhir_offset_zone"] = []
     frame["value_si"] = frame["value_si"].clip(lower=0.01)
     return frame
 
@@ -145,7 +152,7 @@ def fhir_bundle(person, residence_now, visits: pd.DataFrame, person_conditions, 
         "request": {"method": "POST", "url": "Patient"},
     }]
     for when, group in visits.groupby("datetime", sort=True):
-        zone = group["time_zone"].iloc[0]
+        zone = group["fhir_offset_zone"].iloc[0] if "fhir_offset_zone" in group else group["time_zone"].iloc[0]
         encounter_id = _uuid(seed, person.source_id, "Encounter", when.isoformat())
         start = _fhir_datetime(when, zone)
         entries.append({

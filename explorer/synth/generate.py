@@ -171,11 +171,11 @@ def _write_clinical(out: Path, config, cohort) -> int:
         bundle = ehr.fhir_bundle(person, home, visits, ehr.conditions(person, config, rng), config)
         (out / "fhir" / f"{person.source_id}.json").write_text(json.dumps(bundle, indent=1))
         files += 1
-        truth_labs.append(visits.assign(source_id=person.source_id, route="fhir"))
+        truth_labs.append(visits.drop(columns=["fhir_offset_zone"]).assign(source_id=person.source_id, route="fhir"))
         if person.has_lab_csv:
             extra = ehr.lab_visits(person, cohort.markers, cohort.residences, config, rng, route="lab_csv")
             lab_rows += ehr.lab_csv_rows(person, extra, rng)
-            truth_labs.append(extra.assign(source_id=person.source_id, route="lab_csv"))
+            truth_labs.append(extra.drop(columns=["fhir_offset_zone"]).assign(source_id=person.source_id, route="lab_csv"))
     if lab_rows:
         labs = pd.DataFrame(lab_rows)
         for name, part in labs.groupby("lab_name", sort=True):
