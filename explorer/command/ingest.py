@@ -27,7 +27,7 @@ def add_parser(commands) -> None:
 
         Formats (tried in this order, by content): residence history CSV, wide-lab mapping CSV,
         FHIR bulk NDJSON Patient files (these reference files are read first), All of Us Fitbit
-        CSV tables, Fitbit personal-export JSON, lab CSV long and wide, FHIR R4 Bundles and
+        CSV tables, Fitbit account exports and Google Takeout Fitbit JSON, lab CSV long and wide, FHIR R4 Bundles and
         bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, weather-station and area-index CSV,
         EPA AQS daily summaries, GHCN-Daily by-station CSV (with NOAA's ghcnd-stations.txt, read first),
         NCEI daily summaries, CDC/ATSDR SVI and Neighborhood Atlas ADI files
@@ -59,6 +59,10 @@ def add_parser(commands) -> None:
     p.add_argument("--area-year", type=int, default=None, metavar="YYYY",
                    help="release year of an SVI or ADI file whose name does not carry it (CDC and the Neighborhood "
                         "Atlas name their downloads with it, e.g. SVI_2020_US.csv; default $EXPLORER_AREA_YEAR)")
+    p.add_argument("--participant", default=None, metavar="ID",
+                   help="participant ID whose data PATH is, for layouts that name nobody (a Google Takeout folder, a "
+                        "Fitbit account export not in a folder named by participant); it takes precedence over folder "
+                        "names, so give it only for one person's delivery (default $EXPLORER_PARTICIPANT)")
     p.add_argument("--retry-quarantined", action="store_true",
                    help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
     p.set_defaults(func=cmd_ingest)
@@ -107,6 +111,8 @@ def cmd_ingest(args) -> int:
         os.environ["EXPLORER_STATION_UNITS"] = args.station_units  # likewise
     if args.area_year:
         os.environ["EXPLORER_AREA_YEAR"] = str(args.area_year)
+    if args.participant:
+        os.environ["EXPLORER_PARTICIPANT"] = args.participant  # read by the Fitbit reader, here and in its workers
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
                          retry_quarantined=args.retry_quarantined)
