@@ -227,15 +227,18 @@ def _minutes(samples: pd.DataFrame, stream: str) -> pd.DataFrame:
     """Samples (``_row``, ``when``, ``value``, ``confidence``) as one row per local minute.
 
     A minute is keyed by its pass through the clock as well as its wall time: each time the
-    local time runs backwards (an autumn clock change repeats an hour) a new pass begins, so a
-    repeated local minute gives two rows instead of one mean of two different instants.
+    local time runs backwards or stands still (an autumn clock change repeats an hour; a record
+    written twice) a new pass begins, so a repeated local minute gives two rows instead of one
+    mean of two different instants, and the ingest's duplicate check judges them as it judges
+    per-minute sources.
 
     Heart rate: ``heart_rate_value`` = mean bpm rounded half up (``floor(mean + 0.5)``: 72.5
     reads 73, where Python's round would give 72), ``sample_count``, ``confidence`` = the lowest.
     Steps: ``steps`` = the sum (a count; Fitbit writes one record per minute).
     """
     when = samples["when"]
-    clock_pass = (when < when.shift()).cumsum().to_numpy()
+    # a sample no later than the one before starts a new pass: the clock went back (or a record repeats)
+    clock_pass = (when <= when.shift()).cumsum().to_numpy()
     keyed = samples.assign(_pass=clock_pass, datetime=when.dt.floor("min"))
     groups = keyed.groupby(["_pass", "datetime"], sort=True)
     if stream == "heart_rate":
