@@ -88,6 +88,8 @@ def test_account_export_minutes_are_means_of_their_samples(lake):
     assert by_minute.loc[pd.Timestamp("2024-03-09 08:02")].tolist() == [65, 1, 2]  # the 300 bpm sample is not in it
     assert by_minute.loc[pd.Timestamp("2024-03-10 01:59")].tolist() == [60, 1, 3]
     assert pd.Timestamp("2024-03-10 02:30") not in by_minute.index
+    skipped = lake.sql("SELECT reason, source_records FROM quarantine_row WHERE source_name LIKE '%2024-03-10.json'")
+    assert skipped["source_records"].tolist() == [2]  # one minute row standing for its 2 samples
     quarantined = lake.sql("SELECT source_name, row_number, reason FROM quarantine_row ORDER BY source_name, row_number")
     reasons = quarantined["reason"].tolist()
     assert any("300 bpm outside 25-250" in r for r in reasons)

@@ -268,7 +268,7 @@ def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> 
                                              "reason": reasons[bad].to_numpy(),
                                              "record": source.drop(columns=["_row"]).to_json(orient="records", lines=True,
                                                                                             date_format="iso").splitlines(),
-                                             "_records": weight[bad]}))
+                                             "source_records": weight[bad]}))
         for row, n in zip(rows.loc[~bad, "_row"].tolist(), weight[~bad].tolist()):
             accepted_records[row] = max(n, accepted_records.get(row, 0))  # one record in two tables counts once
         if local_days is not None:
@@ -281,8 +281,10 @@ def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> 
         tables[table] = good.reset_index(drop=True)
     quarantined = pd.concat([q for q in quarantined if len(q)], ignore_index=True) if any(len(q) for q in quarantined) \
         else pd.DataFrame(columns=["_row", "table", "reason", "record"])
-    records = (quarantined.pop("_records").fillna(1).astype("int64") if "_records" in quarantined
+    # source records each quarantined row stands for: 1 for what the reader rejected, a minute's samples for a minute
+    records = (quarantined["source_records"].fillna(1).astype("int64") if "source_records" in quarantined
                else pd.Series(1, index=quarantined.index, dtype="int64"))
+    quarantined["source_records"] = records
     reasons = Counter()
     for reason, n in zip(quarantined["reason"], records):
         reasons[reason] += int(n)

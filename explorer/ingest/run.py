@@ -154,7 +154,8 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corre
         rows = rows.rename(columns={"_row": "row_number", "table": "target_table"}).assign(ingest_id=ingest_id)
         rows["row_number"] = rows["row_number"].astype("int64")
         versions[QUARANTINE] = lake.write(QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}),
-                                          operation=operation, supersede=replaced.get(QUARANTINE, ()))
+                                          operation=operation, supersede=replaced.get(QUARANTINE, ()),
+                                          schema_mode="merge")  # a lake from before source_records gains it
     return versions
 
 
