@@ -175,6 +175,11 @@ def test_takeout_person_from_the_folder_above_takeout(lake, tmp_path):
     takeout_known_answers(lake, "P003")
 
 
+def test_takeout_person_named_in_python(lake):
+    lake.ingest(DATA / "google_takeout", default_time_zone=ZONE, now=NOW, participant="P004")
+    takeout_known_answers(lake, "P004")
+
+
 def test_takeout_person_named_on_the_command_line(tmp_path):
     env = {"EXPLORER_PSEUDONYM_KEY": KEY, "EXPLORER_PSEUDONYM_KEY_FILE": ""}
     result = run_cli("ingest", DATA / "google_takeout", "--participant", "P002", "--default-time-zone", ZONE,

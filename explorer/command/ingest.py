@@ -111,11 +111,9 @@ def cmd_ingest(args) -> int:
         os.environ["EXPLORER_STATION_UNITS"] = args.station_units  # likewise
     if args.area_year:
         os.environ["EXPLORER_AREA_YEAR"] = str(args.area_year)
-    if args.participant:
-        os.environ["EXPLORER_PARTICIPANT"] = args.participant  # read by the Fitbit reader, here and in its workers
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
-                         retry_quarantined=args.retry_quarantined)
+                         retry_quarantined=args.retry_quarantined, participant=args.participant)
     record_audit(lake, role, "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
                                                    "versions": report.versions}, rows=len(report.files))
     print(report)

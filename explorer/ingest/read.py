@@ -56,12 +56,15 @@ class ReadSettings:
         The ingest's staging folder.
     arrays_root : Path
         The lake's folder of Zarr stores.
+    participant : str or None
+        Whose data the delivery is, where its layout names nobody (see :class:`Context`).
     """
 
     pseudonym_key: bytes
     now: datetime
     staging: Path
     arrays_root: Path
+    participant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,8 @@ def read_batch(jobs: list[ReadJob], settings: ReadSettings, reference: Reference
     checked, tables, quarantined = [], {}, []
     for job in jobs:
         context = Context(pseudonymizer=pseudonymizer, now=settings.now, source_name=job.source_name,
-                          source_sha256=job.raw.sha256, arrays_root=settings.arrays_root, reference=reference)
+                          source_sha256=job.raw.sha256, arrays_root=settings.arrays_root, reference=reference,
+                          participant=settings.participant)
         file = read_file(job, context)
         kept = {table: rows for table, rows in file.tables.items() if len(rows)}
         for table, rows in kept.items():

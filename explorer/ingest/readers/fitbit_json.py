@@ -10,7 +10,7 @@ Two layouts carry these files:
 - Google Takeout, since Fitbit accounts moved to Google: ``Takeout/Fitbit/Global Export Data/...``,
   all streams in one folder and no person named anywhere. The person is the folder above
   ``Takeout`` (``P001/Takeout/...``), or the one named on the command line
-  (``explorer ingest PATH --participant ID``, :data:`PARTICIPANT_VARIABLE` in Python), which
+  (``explorer ingest PATH --participant ID``, ``lake.ingest(path, participant=ID)``), which
   takes precedence over any folder name.
 
 Heart rate comes one sample every 5-15 s (``{"dateTime", "value": {"bpm", "confidence"}}``); the
@@ -93,10 +93,11 @@ def layout_of(source_name: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def participant_of(source_name: str) -> str | None:
-    """The participant a file belongs to: ``$EXPLORER_PARTICIPANT`` (``--participant``) if set,
-    else the folder its layout names (see :func:`layout_of`), else None."""
-    named = os.environ.get(PARTICIPANT_VARIABLE, "").strip()
+def participant_of(source_name: str, named: str | None = None) -> str | None:
+    """The participant a file belongs to: ``named`` (``ingest(participant=)``, ``--participant``)
+    or ``$EXPLORER_PARTICIPANT`` if set, else the folder its layout names (see :func:`layout_of`),
+    else None."""
+    named = named or os.environ.get(PARTICIPANT_VARIABLE, "").strip()
     return named or layout_of(source_name)[1]
 
 
@@ -129,13 +130,13 @@ class FitbitExportReader(Reader):
         layout, _ = layout_of(name)
         if not match:
             raise ReaderError(f"file name {Path(name).name!r}: expected heart_rate-, steps- or sleep-YYYY-MM-DD.json")
-        participant = participant_of(name)
+        participant = participant_of(name, context.participant)
         if participant is None:
             where = ("a Google Takeout folder (Takeout/Fitbit/Global Export Data/) names no participant"
                      if layout == "takeout" else
                      "not inside <participant>/Physical Activity/, <participant>/Sleep/ or Takeout/Fitbit/Global Export Data/")
             raise ReaderError(f"{where}: cannot tell whose data it is; name the person with `explorer ingest PATH "
-                              f"--participant ID` (${PARTICIPANT_VARIABLE} in Python), or put the export in a folder "
+                              f"--participant ID` (participant= in Python), or put the export in a folder "
                               "named by the participant ID (P001/Takeout/..., P001/Physical Activity/...)")
         stream = match.group(1)
         if stream not in STREAMS and layout is None:
