@@ -88,8 +88,8 @@ def test_fitbit_export_json_shapes(cohort):
     truth = pd.read_parquet(cohort / "truth" / "truth.parquet")
     exported = set(truth.loc[truth["wearable_source"] == "fitbit_export", "source_id"])
     assert {p.name for p in people} == exported
-    for takeout in (p for p in people if (p / "Takeout").exists()):  # every third person's export as Google Takeout writes it
-        assert int(takeout.name) % 3 == 0 and (takeout / "Takeout/Fitbit/Global Export Data").is_dir()
+    takeout = set(truth.loc[truth["export_layout"] == "takeout", "source_id"])
+    assert takeout and {p.name for p in people if (p / "Takeout/Fitbit/Global Export Data").is_dir()} == takeout
     # heart rate every 5-15 s: a minute's samples average to one whole value
     samples = pd.DataFrame([{"t": r["dateTime"], "bpm": r["value"]["bpm"]} for r in json.loads(hr_file.read_text())])
     when = pd.to_datetime(samples["t"], format="%m/%d/%y %H:%M:%S")

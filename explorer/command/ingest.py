@@ -81,7 +81,7 @@ def add_parser(commands) -> None:
     p = commands.add_parser("synth", help="write a realistic synthetic cohort (raw files + planted truth)", formatter_class=HELP_FORMATTER,
                             description=textwrap.dedent("""\
         Write a synthetic cohort as real sources deliver it: All of Us-style Fitbit tables (CSV),
-        Fitbit personal-export JSON, FHIR R4 bundles, outside-lab CSV with mixed units, residence
+        Fitbit account exports and Google Takeout folders (JSON, heart rate every 5-15 s), FHIR R4 bundles, outside-lab CSV with mixed units, residence
         history, CF NetCDF climate and PM2.5 grids, station and area CSV. truth/ records every
         planted parameter (heat and age effects on resting heart rate, ageing slopes, ageotypes,
         heat waves, artefact records). The same settings give byte-identical files."""),

@@ -86,9 +86,8 @@ def _shard(args) -> dict:
         truth_daily.append(streams.daily_truth.assign(source_id=person.source_id))
         truth_artefacts.append(streams.artefacts.assign(source_id=person.source_id))
         if person.wearable_source == "fitbit_export":
-            # every third exporting person as Google Takeout writes it, the rest as Fitbit's account export
-            layout = "takeout" if int(person.source_id) % 3 == 0 else "account"
-            counts["files"] += writers.write_fitbit_export(out / "fitbit_export" / person.source_id, streams, layout)
+            counts["files"] += writers.write_fitbit_export(out / "fitbit_export" / person.source_id, streams,
+                                                           person.export_layout)
             continue
         sid = person.source_id
         parts["heart_rate_minute_level"].append(streams.heart_rate[["datetime", "heart_rate_value"]].assign(person_id=sid))
