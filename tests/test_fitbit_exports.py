@@ -189,6 +189,20 @@ def test_takeout_person_named_on_the_command_line(tmp_path):
     takeout_known_answers(explorer.open(tmp_path / "lake"), "P002")
 
 
+def test_other_files_of_an_export_are_counted_not_refused(lake, tmp_path):
+    folder = tmp_path / "in" / "P007" / "Physical Activity"
+    folder.mkdir(parents=True)
+    (folder / "exercise-0.json").write_text(json.dumps([{"logId": 1, "activityName": "Walk"}, {"logId": 2}]))
+    (folder / "heart_rate-2024-03-09 (1).json").write_text(json.dumps(
+        [{"dateTime": "03/09/24 08:00:03", "value": {"bpm": 70, "confidence": 3}}]))
+    lake.ingest(tmp_path / "in", now=NOW)
+    found = files(lake)
+    assert counts(found, "exercise-0.json") == [2, 0, 0, 2]
+    assert found.loc["exercise-0.json", "ignored"] == "Fitbit exercise record (stream not stored): 2"
+    assert found.loc["heart_rate-2024-03-09 (1).json", "status"] == "quarantined"
+    assert "expected heart_rate-, steps- or sleep-YYYY-MM-DD.json" in found.loc["heart_rate-2024-03-09 (1).json", "reason"]
+
+
 def test_layouts():
     assert layout_of("P001/Physical Activity/heart_rate-2024-03-09.json") == ("account", "P001")
     assert layout_of("export.zip!Jane/Sleep/sleep-2024-03-09.json") == ("account", "Jane")

@@ -63,6 +63,8 @@ STREAMS = {"heart_rate": "heart_rate_minute", "steps": "steps_minute", "sleep": 
 NAME = re.compile(r"^([a-z][a-z0-9_]*)-(\d{4}-\d{2}-\d{2})\.json$")
 #: names whose data a file is when its layout does not (set by ``explorer ingest --participant``)
 PARTICIPANT_VARIABLE = "EXPLORER_PARTICIPANT"
+#: the kind of any other JSON file of an export: its name up to the first ``-``, digit or dot
+OTHER_NAME = re.compile(r"^([^-.\d]*)")
 ACCOUNT_FOLDERS = ("Physical Activity", "Sleep")
 TAKEOUT_PATH = ("Takeout", "Fitbit", "Global Export Data")
 TIME_FORMAT = "%m/%d/%y %H:%M:%S"
@@ -128,7 +130,7 @@ class FitbitExportReader(Reader):
         name = context.source_name or str(path)
         match = NAME.match(Path(name).name)
         layout, _ = layout_of(name)
-        if not match:
+        if not match and layout is None:
             raise ReaderError(f"file name {Path(name).name!r}: expected heart_rate-, steps- or sleep-YYYY-MM-DD.json")
         participant = participant_of(name, context.participant)
         if participant is None:
@@ -138,8 +140,9 @@ class FitbitExportReader(Reader):
             raise ReaderError(f"{where}: cannot tell whose data it is; name the person with `explorer ingest PATH "
                               f"--participant ID` (participant= in Python), or put the export in a folder "
                               "named by the participant ID (P001/Takeout/..., P001/Physical Activity/...)")
-        stream = match.group(1)
-        if stream not in STREAMS and layout is None:
+        # inside an export, a file of another name (exercise-0.json, a stream not kept) is counted, not refused
+        stream = match.group(1) if match else OTHER_NAME.match(Path(name).name).group(1) or Path(name).stem
+        if (stream not in STREAMS and layout is None) or (stream in STREAMS and not match):
             raise ReaderError(f"file name {Path(name).name!r}: expected heart_rate-, steps- or sleep-YYYY-MM-DD.json")
         try:
             records = json.loads(path.read_bytes())
@@ -150,7 +153,7 @@ class FitbitExportReader(Reader):
                               "(a truncated upload?)") from None
         if not isinstance(records, list):
             raise ReaderError("expected a JSON array of records")
-        if stream not in STREAMS:  # calories-, distance-, altitude-...: a stream the suite does not store
+        if stream not in STREAMS or not match:  # calories-, exercise-...: a stream the suite does not store
             return ReadResult(len(records), ignored=Counter({f"Fitbit {stream} record (stream not stored)": len(records)}))
         person = context.pseudonymize([participant])[0]
         if stream == "sleep":
