@@ -107,7 +107,7 @@ WEARABLE_CHECKS = (
                             AND h.datetime >= c.at - to_minutes(c.minutes) AND h.datetime < c.at
                            WHERE h.source_file IN (SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY ALL)
              SELECT count(*) FILTER (WHERE n = distinct_n), count(*) FROM hour WHERE distinct_n >= minutes / 2"""),
-    Check("wearable_zone_unknown", "conformance", "heart_rate_minute",
+    Check("wearable_zone_unknown", "completeness", "heart_rate_minute",
           "person-days of heart-rate local (floating) times with no known time zone: no residence history covers "
           "the day and no --default-time-zone was given, so the minutes cannot be placed in UTC", 0.0,
           """SELECT count(*) FILTER (WHERE z.person_id IS NULL), count(*) FROM (
