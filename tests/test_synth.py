@@ -75,7 +75,7 @@ def test_every_aou_stream_has_the_export_columns(cohort):
 def test_fitbit_export_json_shapes(cohort):
     people = [p for p in (cohort / "fitbit_export").iterdir() if p.name != "1999001"]
     assert people
-    person = people[0]
+    person = next(p for p in people if (p / "Physical Activity").is_dir())
     [hr_file] = sorted((person / "Physical Activity").glob("heart_rate-2024-10-2*.json"))[:1]
     record = json.loads(hr_file.read_text())[0]
     assert set(record) == {"dateTime", "value"} and set(record["value"]) == {"bpm", "confidence"}
@@ -88,6 +88,15 @@ def test_fitbit_export_json_shapes(cohort):
     truth = pd.read_parquet(cohort / "truth" / "truth.parquet")
     exported = set(truth.loc[truth["wearable_source"] == "fitbit_export", "source_id"])
     assert {p.name for p in people} == exported
+    takeout = set(truth.loc[truth["export_layout"] == "takeout", "source_id"])
+    assert takeout and {p.name for p in people if (p / "Takeout/Fitbit/Global Export Data").is_dir()} == takeout
+    # heart rate every 5-15 s: a minute's samples average to one whole value
+    samples = pd.DataFrame([{"t": r["dateTime"], "bpm": r["value"]["bpm"]} for r in json.loads(hr_file.read_text())])
+    when = pd.to_datetime(samples["t"], format="%m/%d/%y %H:%M:%S")
+    clock_pass = (when <= when.shift()).cumsum()  # a minute written twice (an artefact) is read as two
+    per_minute = samples.groupby([clock_pass, when.dt.floor("min")])["bpm"].agg(["size", "mean"])
+    assert per_minute["size"].max() > 1 and per_minute["size"].max() <= 12
+    assert (per_minute["mean"] == per_minute["mean"].round()).all()
     assert not exported & set(read_aou(cohort, "heart_rate_minute_level")["person_id"])  # one route per person
 
 

@@ -27,7 +27,7 @@ def add_parser(commands) -> None:
 
         Formats (tried in this order, by content): residence history CSV, wide-lab mapping CSV,
         FHIR bulk NDJSON Patient files (these reference files are read first), All of Us Fitbit
-        CSV tables, Fitbit personal-export JSON, lab CSV long and wide, FHIR R4 Bundles and
+        CSV tables, Fitbit account exports and Google Takeout Fitbit JSON, lab CSV long and wide, FHIR R4 Bundles and
         bulk NDJSON, Parquet of a unified table, CF NetCDF and Zarr grids, weather-station and area-index CSV,
         EPA AQS daily summaries, GHCN-Daily by-station CSV (with NOAA's ghcnd-stations.txt, read first),
         NCEI daily summaries, CDC/ATSDR SVI and Neighborhood Atlas ADI files
@@ -68,6 +68,10 @@ def add_parser(commands) -> None:
     p.add_argument("--missing-code", action="append", default=None, metavar="CODE",
                    help="a lab result meaning 'no result', counted as ignored and never stored; repeatable; replaces "
                         "the default codes: empty, NA, N/A, NaN, null, NULL, '.', '-', -999, -9999")
+    p.add_argument("--participant", default=None, metavar="ID",
+                   help="participant ID whose data PATH is, for layouts that name nobody (a Google Takeout folder, a "
+                        "Fitbit account export not in a folder named by participant); it takes precedence over folder "
+                        "names, so give it only for one person's delivery (default $EXPLORER_PARTICIPANT)")
     p.add_argument("--retry-quarantined", action="store_true",
                    help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
     p.set_defaults(func=cmd_ingest)
@@ -86,7 +90,7 @@ def add_parser(commands) -> None:
     p = commands.add_parser("synth", help="write a realistic synthetic cohort (raw files + planted truth)", formatter_class=HELP_FORMATTER,
                             description=textwrap.dedent("""\
         Write a synthetic cohort as real sources deliver it: All of Us-style Fitbit tables (CSV),
-        Fitbit personal-export JSON, FHIR R4 bundles, outside-lab CSV with mixed units, residence
+        Fitbit account exports and Google Takeout folders (JSON, heart rate every 5-15 s), FHIR R4 bundles, outside-lab CSV with mixed units, residence
         history, CF NetCDF climate and PM2.5 grids, station and area CSV. truth/ records every
         planted parameter (heat and age effects on resting heart rate, ageing slopes, ageotypes,
         heat waves, artefact records). The same settings give byte-identical files."""),
@@ -127,7 +131,7 @@ def cmd_ingest(args) -> int:
         os.environ["EXPLORER_LAB_MISSING_CODES"] = "\n".join(args.missing_code)
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
-                         retry_quarantined=args.retry_quarantined)
+                         retry_quarantined=args.retry_quarantined, participant=args.participant)
     record_audit(lake, role, "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
                                                    "versions": report.versions}, rows=len(report.files))
     print(report)

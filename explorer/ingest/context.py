@@ -38,6 +38,10 @@ class Context:
     reference : Reference
         Lookups in the lake and in this ingest's reference files, read first: time zones of
         where people lived, wide lab column mappings, FHIR Patient pseudonyms.
+    participant : str or None
+        The source identifier of the person whose data the whole delivery is, where its layout
+        names nobody (a Google Takeout folder): ``ingest(..., participant=)`` or
+        ``explorer ingest --participant``.
     """
 
     pseudonymizer: Pseudonymizer
@@ -46,6 +50,7 @@ class Context:
     source_sha256: str
     arrays_root: Path
     reference: Reference
+    participant: str | None = None
 
     def __post_init__(self):
         stamp = pd.Timestamp(self.now)

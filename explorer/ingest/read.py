@@ -56,12 +56,15 @@ class ReadSettings:
         The ingest's staging folder.
     arrays_root : Path
         The lake's folder of Zarr stores.
+    participant : str or None
+        Whose data the delivery is, where its layout names nobody (see :class:`Context`).
     """
 
     pseudonym_key: bytes
     now: datetime
     staging: Path
     arrays_root: Path
+    participant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,8 @@ def read_batch(jobs: list[ReadJob], settings: ReadSettings, reference: Reference
     checked, tables, quarantined = [], {}, []
     for job in jobs:
         context = Context(pseudonymizer=pseudonymizer, now=settings.now, source_name=job.source_name,
-                          source_sha256=job.raw.sha256, arrays_root=settings.arrays_root, reference=reference)
+                          source_sha256=job.raw.sha256, arrays_root=settings.arrays_root, reference=reference,
+                          participant=settings.participant)
         file = read_file(job, context)
         kept = {table: rows for table, rows in file.tables.items() if len(rows)}
         for table, rows in kept.items():
@@ -255,30 +259,42 @@ def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> 
     """Check every row a reader returned, split accepted from quarantined rows, and account for
     every source record: ``rows_read == rows_accepted + rows_quarantined + rows_ignored``, or the
     file is an error."""
-    tables, quarantined, accepted_records = {}, [result.quarantined], set()
+    tables, quarantined, accepted_records, unzoned = {}, [result.quarantined], {}, set()
     for table, rows in result.tables.items():
         reasons, local_days = check_rows(table, rows, context)
         bad = reasons.notna().to_numpy()
+        # a row may stand for several source records (a minute of heart-rate samples: ``_records``)
+        weight = rows["_records"].to_numpy() if "_records" in rows else np.ones(len(rows), dtype="int64")
         if bad.any():
             # the quarantined record shows the source identifier the reader kept, not the pseudonym
-            source = rows.loc[bad].drop(columns=["person_id"], errors="ignore").rename(columns={"_source_person": "person_id"})
+            source = rows.loc[bad].drop(columns=["person_id", "_records"], errors="ignore").rename(columns={"_source_person": "person_id"})
             quarantined.append(pd.DataFrame({"_row": rows.loc[bad, "_row"].to_numpy(), "table": table,
                                              "reason": reasons[bad].to_numpy(),
                                              "record": source.drop(columns=["_row"]).to_json(orient="records", lines=True,
-                                                                                            date_format="iso").splitlines()}))
-        accepted_records.update(rows.loc[~bad, "_row"].tolist())
+                                                                                            date_format="iso").splitlines(),
+                                             "source_records": weight[bad]}))
+        for row, n in zip(rows.loc[~bad, "_row"].tolist(), weight[~bad].tolist()):
+            accepted_records[row] = max(n, accepted_records.get(row, 0))  # one record in two tables counts once
         if local_days is not None:
+            unzoned.update(unzoned_persons(*local_days, accepted=~bad))
             worn = worn_day_zones(*local_days, accepted=~bad).assign(source_file=job.raw.sha256)
             tables[DAY_ZONE_TABLE] = pd.concat([tables.get(DAY_ZONE_TABLE), worn],
                                                ignore_index=True).drop_duplicates(["person_id", "date"])
-        good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person") if c in rows.columns])
+        good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person", "_records") if c in rows.columns])
         good["source_file"] = pd.Categorical.from_codes(np.zeros(len(good), dtype="int8"), categories=[job.raw.sha256])
         tables[table] = good.reset_index(drop=True)
     quarantined = pd.concat([q for q in quarantined if len(q)], ignore_index=True) if any(len(q) for q in quarantined) \
         else pd.DataFrame(columns=["_row", "table", "reason", "record"])
-    accepted = len(accepted_records)  # source records, however many unified rows each became
-    file = FileOutcome(job.source_name, job.raw.sha256, "accepted", fmt, None, result.rows_read, accepted, len(quarantined),
-                       Counter(quarantined["reason"]) if len(quarantined) else Counter(), Counter(result.ignored))
+    # source records each quarantined row stands for: 1 for what the reader rejected, a minute's samples for a minute
+    records = (quarantined["source_records"].fillna(1).astype("int64") if "source_records" in quarantined
+               else pd.Series(1, index=quarantined.index, dtype="int64"))
+    quarantined["source_records"] = records
+    reasons = Counter()
+    for reason, n in zip(quarantined["reason"], records):
+        reasons[reason] += int(n)
+    accepted = sum(accepted_records.values())  # source records, however many unified rows each became
+    file = FileOutcome(job.source_name, job.raw.sha256, "accepted", fmt, None, result.rows_read, accepted, int(records.sum()),
+                       reasons, Counter(result.ignored), frozenset(unzoned))
     if file.rows_read != file.rows_accepted + file.rows_quarantined + file.rows_ignored:  # the nothing-lost identity
         file.status, file.reason = "error", (f"internal error: {file.rows_read} rows read but {file.rows_accepted} "
                                              f"accepted + {file.rows_quarantined} quarantined + {file.rows_ignored} "
@@ -329,3 +345,10 @@ def worn_day_zones(codes: np.ndarray, days: pd.DataFrame, accepted: np.ndarray) 
     worn = days.iloc[np.unique(codes[accepted])]
     worn = worn[worn["time_zone"].notna()].rename(columns={"day": "date"})
     return worn.assign(date=worn["date"].dt.date)
+
+
+def unzoned_persons(codes: np.ndarray, days: pd.DataFrame, accepted: np.ndarray) -> set[str]:
+    """Persons with accepted local (floating) times on a day no residence history covers and no
+    default zone names: their minutes cannot be placed in UTC, so the ingest warns about them."""
+    worn = days.iloc[np.unique(codes[accepted])]
+    return set(worn.loc[worn["time_zone"].isna(), "person_id"].astype(str))

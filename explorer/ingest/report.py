@@ -25,7 +25,9 @@ class FileOutcome:
     ``status`` is ``accepted``, ``quarantined``, ``skipped`` (already ingested, or the same
     content twice in one delivery), ``unpacked`` (a zip, whose members are files of their own)
     or ``error`` (a reader failed unexpectedly). ``row_reasons`` counts the reasons rows of the
-    file were quarantined; ``ignored_kinds`` counts records of kinds the suite does not store.
+    file were quarantined; ``ignored_kinds`` counts records of kinds the suite does not store;
+    ``unzoned_persons`` holds the persons whose local wearable times fell on days without a known
+    time zone (no residence history, no default zone).
     """
 
     source_name: str
@@ -38,6 +40,7 @@ class FileOutcome:
     rows_quarantined: int = 0
     row_reasons: Counter = field(default_factory=Counter)
     ignored_kinds: Counter = field(default_factory=Counter)
+    unzoned_persons: frozenset = frozenset()  # pseudonyms with local times on days of no known time zone
 
     @property
     def rows_ignored(self) -> int:
@@ -77,6 +80,24 @@ class IngestReport:
     quality: pd.DataFrame | None = None
     quality_error: str | None = None
 
+    @property
+    def unzoned_persons(self) -> set[str]:
+        """Pseudonyms of persons with wearable local times on days whose time zone is unknown (no
+        residence history covers them and no ``default_time_zone`` was given)."""
+        return set().union(*(f.unzoned_persons for f in self.files)) if self.files else set()
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the data holds that the ingest could not settle, and what to do about it."""
+        out = []
+        if n := len(self.unzoned_persons):
+            out.append(f"warning: {n:,} person{'s' if n != 1 else ''} with wearable local times but no known time zone "
+                       "(no residence history covers those days and no --default-time-zone was given): those days get no "
+                       "wearable_day_zone row and their minutes cannot be placed in UTC. Ingest a residence history, or "
+                       "ingest again with --default-time-zone ZONE (e.g. America/Denver); see the data-quality check "
+                       "wearable_zone_unknown.")
+        return out
+
     def count(self, status: str) -> int:
         """Files with ``status``."""
         return sum(f.status == status for f in self.files)
@@ -106,6 +127,7 @@ class IngestReport:
         for f in self.files:
             if f.status in ("quarantined", "error"):
                 lines.append(f"  file {f.status}: {f.source_name}: {shorten(f.reason or '', 300)}")
+        lines.extend(self.warnings)
         if self.versions:
             lines.append("tables: " + ", ".join(f"{t}@{v}" for t, v in sorted(self.versions.items())))
         if self.quality is not None and len(self.quality):

@@ -52,7 +52,7 @@ __all__ = ["IngestReport", "commit", "ingest", "record"]
 
 def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
            now: datetime | None = None, workers: int | None = None, quality: bool = True,
-           retry_quarantined: bool = False) -> IngestReport:
+           retry_quarantined: bool = False, participant: str | None = None) -> IngestReport:
     """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes.
 
     Parameters
@@ -77,6 +77,10 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     retry_quarantined : bool
         Read again files quarantined whole before (a wide lab file whose mapping, or an
         Observation file whose Patient file, has arrived since).
+    participant : str, optional
+        Source identifier of the one person whose data ``path`` is, for layouts that name nobody
+        (a Google Takeout folder); it takes precedence over folder names. Default
+        ``$EXPLORER_PARTICIPANT``.
 
     Returns
     -------
@@ -94,7 +98,8 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     scratch = Path(tempfile.mkdtemp(prefix="explorer-ingest-"))
     try:
         plan = plan_ingest(lake, path, scratch, retry_quarantined=retry_quarantined, say=say)
-        settings = ReadSettings(pseudonymizer.key, now, staging, lake.root / "arrays")
+        settings = ReadSettings(pseudonymizer.key, now, staging, lake.root / "arrays",
+                                participant=participant or os.environ.get("EXPLORER_PARTICIPANT", "").strip() or None)
         read = read_planned(plan.to_read, settings, Reference.from_lake(lake, default_time_zone), plan.supersedes,
                             workers=workers or min(4, os.cpu_count() or 1), say=say, n_files=len(plan.files))
         outcomes = plan.settled + [file.outcome for file in read]
@@ -154,7 +159,8 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corre
         rows = rows.rename(columns={"_row": "row_number", "table": "target_table"}).assign(ingest_id=ingest_id)
         rows["row_number"] = rows["row_number"].astype("int64")
         versions[QUARANTINE] = lake.write(QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}),
-                                          operation=operation, supersede=replaced.get(QUARANTINE, ()))
+                                          operation=operation, supersede=replaced.get(QUARANTINE, ()),
+                                          schema_mode="merge")  # a lake from before source_records gains it
     return versions
 
 

@@ -82,6 +82,10 @@ def make_cohort(config: SynthConfig) -> Cohort:
         n_json = max(n_json, 1)  # even a small cohort exercises both wearable routes
     wearable_source = np.array(["fitbit_export"] * n_json + ["aou_csv"] * (n - n_json))
     rng.shuffle(wearable_source)
+    # how an exporting person's files are laid out: every third (from the second, so that two
+    # exporters show both) as Google Takeout writes them, the rest as Fitbit's account export
+    export_layout = np.where(wearable_source == "fitbit_export", "account", "")
+    export_layout[np.flatnonzero(wearable_source == "fitbit_export")[1::3]] = "takeout"
     base_resting = rng.normal(60.0, 5.5, n)
     resting_at_start = base_resting + config.age_effect_bpm_per_year * (age_at_start - 50)
     persons = pd.DataFrame({
@@ -95,6 +99,7 @@ def make_cohort(config: SynthConfig) -> Cohort:
         "ethnicity": rng.choice(["Hispanic or Latino", "Not Hispanic or Latino"], n, p=[0.3, 0.7]),
         "ageotype": ageotype,
         "wearable_source": wearable_source,
+        "export_layout": export_layout,
         "has_lab_csv": rng.random(n) < config.lab_csv_fraction,
         "resting_hr_base": base_resting,
         "resting_hr_at_start": resting_at_start,

@@ -86,7 +86,8 @@ def _shard(args) -> dict:
         truth_daily.append(streams.daily_truth.assign(source_id=person.source_id))
         truth_artefacts.append(streams.artefacts.assign(source_id=person.source_id))
         if person.wearable_source == "fitbit_export":
-            counts["files"] += writers.write_fitbit_export(out / "fitbit_export" / person.source_id, streams)
+            counts["files"] += writers.write_fitbit_export(out / "fitbit_export" / person.source_id, streams,
+                                                           person.export_layout)
             continue
         sid = person.source_id
         parts["heart_rate_minute_level"].append(streams.heart_rate[["datetime", "heart_rate_value"]].assign(person_id=sid))
@@ -268,7 +269,7 @@ Nothing here describes a real person.
 | folder | format | as delivered by |
 |---|---|---|
 | fitbit_aou/<table>/part-*.csv | CSV: heart_rate_minute_level, steps_intraday, sleep_level, sleep_daily_summary, activity_summary, heart_rate_summary | All of Us-style table exports (local time, no zone) |
-| fitbit_export/<participant>/ | Fitbit personal data export JSON, one file per day per stream | participants uploading their own exports |
+| fitbit_export/<participant>/ | Fitbit account export JSON (Physical Activity/, Sleep/) or Google Takeout (Takeout/Fitbit/Global Export Data/), one file per day per stream, heart rate sampled every 5-15 s | participants uploading their own exports |
 | fhir/<participant>.json | FHIR R4 transaction Bundle: Patient, Encounter, Observation (LOINC, UCUM), Condition | the EHR |
 | labs/*.csv | long-format lab results, units as each lab reports them | outside laboratories |
 | residence/residence_history.csv | residence history with moves | address geocoding |

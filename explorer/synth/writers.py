@@ -131,16 +131,55 @@ def _by_day(values: np.ndarray):
     return [(str(day), order[edges[k]:edges[k + 1]]) for k, day in enumerate(unique)] if len(starts) else []
 
 
-def write_fitbit_export(directory: Path, streams) -> int:
-    """One JSON file per day per stream, as in a Fitbit personal data export. Returns files written."""
-    activity, sleep = directory / "Physical Activity", directory / "Sleep"
+#: seconds between heart-rate samples of a Fitbit export minute: the device samples every 5-15 s
+SAMPLE_SECONDS = (5, 10, 15)
+TAKEOUT_FOLDER = Path("Takeout") / "Fitbit" / "Global Export Data"
+
+
+def heart_rate_samples(when: np.ndarray, bpm: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, list, list]:
+    """Sub-minute samples whose mean is each minute's value, as an account export gives them.
+
+    A minute's samples come every 5, 10 or 15 s (chosen from the minute itself, so a minute written
+    twice gets the same sample times, and a repeated minute reads as a repeat); their values are the
+    minute's value plus deviations that cancel (+1, -1, +2, -2, ...), so the mean, and the minute the
+    reader makes of them, is exactly the value. Where a deviation would leave the 25-250 bpm range
+    the minute gets one sample, so an artefact value is still one quarantined record. Every sample
+    carries the minute's confidence, the lowest of the minute being the minute's.
+
+    Returns
+    -------
+    (numpy.ndarray, list, list)
+        Sample times (datetime64[s]), bpm and confidence per sample.
+    """
+    minute = when.astype("datetime64[m]").astype("int64")
+    every = np.array(SAMPLE_SECONDS)[minute % len(SAMPLE_SECONDS)]
+    n = np.where((bpm - 6 >= 25) & (bpm + 6 <= 250), 60 // every, 1)
+    offset = (minute // len(SAMPLE_SECONDS)) % every
+    row = np.repeat(np.arange(len(when)), n)
+    k = np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n)  # the sample's place within its minute
+    step = k // 2 + 1
+    deviation = np.where(k % 2 == 0, step, -step)
+    deviation = np.where((n[row] % 2 == 1) & (k == n[row] - 1), 0, deviation)  # an odd count ends on the value itself
+    times = when.astype("datetime64[m]").astype("datetime64[s]")[row] + (offset[row] + k * every[row]).astype("timedelta64[s]")
+    return times, (bpm[row] + deviation).tolist(), confidence[row].tolist()
+
+
+def write_fitbit_export(directory: Path, streams, layout: str = "account") -> int:
+    """One JSON file per day per stream, as a Fitbit account export (``layout="account"``:
+    ``Physical Activity/``, ``Sleep/``) or Google Takeout (``"takeout"``: all in
+    ``Takeout/Fitbit/Global Export Data/``) writes them, heart rate as sub-minute samples
+    (:func:`heart_rate_samples`). Returns files written."""
+    if layout == "takeout":
+        activity = sleep = directory / TAKEOUT_FOLDER
+    else:
+        activity, sleep = directory / "Physical Activity", directory / "Sleep"
     activity.mkdir(parents=True, exist_ok=True)
     sleep.mkdir(parents=True, exist_ok=True)
     written = 0
-    hr_time = streams.heart_rate["datetime"].to_numpy()
+    hr_time, bpm, confidence = heart_rate_samples(streams.heart_rate["datetime"].to_numpy().astype("datetime64[s]"),
+                                                  streams.heart_rate["heart_rate_value"].to_numpy().astype("int64"),
+                                                  streams.heart_rate["confidence"].to_numpy())
     hr_text = _fitbit_datetime(hr_time)
-    bpm = streams.heart_rate["heart_rate_value"].to_numpy().tolist()
-    confidence = streams.heart_rate["confidence"].to_numpy().tolist()
     for day, rows in _by_day(hr_time):
         body = ",".join(f'{{"dateTime":"{hr_text[i]}","value":{{"bpm":{bpm[i]},"confidence":{confidence[i]}}}}}'
                         for i in rows.tolist())

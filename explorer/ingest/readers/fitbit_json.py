@@ -1,39 +1,121 @@
-"""Fitbit personal data export (JSON): ``heart_rate-YYYY-MM-DD.json``, ``steps-YYYY-MM-DD.json``
-and ``sleep-YYYY-MM-DD.json``, local times without zone (``MM/DD/YY HH:MM:SS``).
+"""Fitbit account export and Google Takeout (JSON): ``heart_rate-YYYY-MM-DD.json``,
+``steps-YYYY-MM-DD.json`` and ``sleep-YYYY-MM-DD.json``, local times without zone
+(``MM/DD/YY HH:MM:SS``).
 
-An export carries no participant identifier: the cohort's upload tool delivers each person's
-export in a folder named by their participant ID (``<participant>/Physical Activity/...``,
-``<participant>/Sleep/...``), and that folder name is the source identifier.
+Two layouts carry these files:
+
+- the Fitbit account export ("Export your account archive"): ``<Name>/Physical Activity/...`` and
+  ``<Name>/Sleep/...``; the cohort's upload tool delivers each person's export in a folder named
+  by their participant ID, and that folder name is the source identifier;
+- Google Takeout, since Fitbit accounts moved to Google: ``Takeout/Fitbit/Global Export Data/...``,
+  all streams in one folder and no person named anywhere. The person is the folder above
+  ``Takeout`` (``P001/Takeout/...``), or the one named on the command line
+  (``explorer ingest PATH --participant ID``, ``lake.ingest(path, participant=ID)``), which
+  takes precedence over any folder name.
+
+Heart rate comes one sample every 5-15 s (``{"dateTime", "value": {"bpm", "confidence"}}``); the
+unified table holds minutes, so the samples of each local minute become one row: the mean bpm
+(rounded half up to the column's integer type), the number of samples (``sample_count``) and the
+lowest sensor confidence among them (``confidence``, Fitbit's 0-3; the lowest, because one
+unreliable sample makes the minute's mean unreliable). A minute with one sample or more is a
+minute worn, so ``wear_minutes`` counts minutes with a sample, never samples. A sample outside
+the catalog's heart-rate range is quarantined on its own before averaging, so it cannot pull a
+minute's mean. Where the local clock runs backwards inside a file (the repeated hour of an
+autumn clock change) the samples after it form a second pass: a repeated local minute then
+yields two rows, which the ingest's duplicate check places as the earlier and later instant.
+
+Times are read as floating local times in the account's zone, as Fitbit stores them (Vital's
+Fitbit integration notes "Fitbit stores all their data in floating time"; A. Kong, "Timezone
+correcting Fitbit sleep data", 2023, shows export times follow the wearer's local clock). Forum
+posts claiming export heart rate is in UTC could not be confirmed from a published source; the
+reader assumes local time for every stream. The zone of each day comes from the person's
+residence history or ``--default-time-zone``; without either the ingest warns and the
+``wearable_zone_unknown`` data-quality check fails.
+
+Other daily files of these layouts (``calories-``, ``distance-``, ``altitude-`` ...) hold
+streams the suite does not store: their records are counted as ignored by kind, not quarantined.
+
+References
+----------
+Fitbit Help, "How do I export my Fitbit data?" (account archive: folders per category, one JSON
+file per day). Google, "Download your Fitbit data" (Takeout: ``Takeout/Fitbit/Global Export Data``).
+Fitbit Web API, Heart Rate Intraday and Sleep Log (v1.2) documentation (fields ``bpm``,
+``confidence``, ``levels.data`` with ``dateTime``, ``level``, ``seconds``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from explorer.catalog import default_catalog
 from explorer.ingest.context import Context
 from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
 
 STREAMS = {"heart_rate": "heart_rate_minute", "steps": "steps_minute", "sleep": "sleep_level"}
-NAME = re.compile(r"^(heart_rate|steps|sleep)-(\d{4}-\d{2}-\d{2})\.json$")
+#: any daily stream file of an export: ``<stream>-YYYY-MM-DD.json``
+NAME = re.compile(r"^([a-z][a-z0-9_]*)-(\d{4}-\d{2}-\d{2})\.json$")
+#: names whose data a file is when its layout does not (set by ``explorer ingest --participant``)
+PARTICIPANT_VARIABLE = "EXPLORER_PARTICIPANT"
+#: the kind of any other JSON file of an export: its name up to the first ``-``, digit or dot
+OTHER_NAME = re.compile(r"^([^-.\d]*)")
+ACCOUNT_FOLDERS = ("Physical Activity", "Sleep")
+TAKEOUT_PATH = ("Takeout", "Fitbit", "Global Export Data")
+TIME_FORMAT = "%m/%d/%y %H:%M:%S"
 
 
-def participant_of(source_name: str) -> str | None:
-    """The folder holding ``Physical Activity/`` or ``Sleep/``; inside a zip, within the member path."""
+def layout_of(source_name: str) -> tuple[str | None, str | None]:
+    """Which export layout a file sits in, and the participant its folders name.
+
+    Parameters
+    ----------
+    source_name : str
+        The file's name as received (``archive.zip!member`` inside a zip: the member path counts).
+
+    Returns
+    -------
+    (layout, participant) : (str or None, str or None)
+        ``layout`` is ``"account"`` (``<participant>/Physical Activity/`` or ``/Sleep/``),
+        ``"takeout"`` (``[<participant>/]Takeout/Fitbit/Global Export Data/``) or None;
+        ``participant`` the folder naming the person, None where the layout names nobody.
+    """
     parts = Path(source_name.rsplit("!", 1)[-1]).parts
-    for k, part in enumerate(parts):
-        if part in ("Physical Activity", "Sleep") and k > 0:
-            return parts[k - 1]
-    return None
+    for k in range(len(parts) - len(TAKEOUT_PATH)):
+        if parts[k:k + len(TAKEOUT_PATH)] == TAKEOUT_PATH:
+            return "takeout", parts[k - 1] if k > 0 else None
+    for k, part in enumerate(parts[:-1]):
+        if part in ACCOUNT_FOLDERS:
+            return "account", parts[k - 1] if k > 0 else None
+    return None, None
+
+
+def participant_of(source_name: str, named: str | None = None) -> str | None:
+    """The participant a file belongs to: ``named`` (``ingest(participant=)``, ``--participant``)
+    or ``$EXPLORER_PARTICIPANT`` if set, else the folder its layout names (see :func:`layout_of`),
+    else None."""
+    named = named or os.environ.get(PARTICIPANT_VARIABLE, "").strip()
+    return named or layout_of(source_name)[1]
+
+
+def _heart_rate_range() -> tuple[float, float]:
+    """The heart-rate range the catalog declares, applied here to each sample before averaging."""
+    column = next(c for c in default_catalog().get("heart_rate_minute").schema if c.name == "heart_rate_value")
+    return column.checks.range
 
 
 class FitbitExportReader(Reader):
+    """Fitbit account exports and Google Takeout Fitbit folders (see the module notes)."""
+
     format = "fitbit_export_json"
     order = 25
-    description = "Fitbit personal-export JSON, one file per day per stream, in a folder named by participant"
+    description = ("Fitbit account export or Google Takeout JSON, one file per day per stream, sub-minute heart rate "
+                   "averaged per minute; the person from the folder or --participant")
 
     def sniff(self, path: Path, head: bytes) -> str | None:
         if not head:
@@ -47,11 +129,21 @@ class FitbitExportReader(Reader):
     def read(self, path: Path, context: Context) -> ReadResult:
         name = context.source_name or str(path)
         match = NAME.match(Path(name).name)
-        if not match:
+        layout, _ = layout_of(name)
+        if not match and layout is None:
             raise ReaderError(f"file name {Path(name).name!r}: expected heart_rate-, steps- or sleep-YYYY-MM-DD.json")
-        participant = participant_of(name)
+        participant = participant_of(name, context.participant)
         if participant is None:
-            raise ReaderError("not inside <participant>/Physical Activity/ or <participant>/Sleep/: cannot tell whose data it is")
+            where = ("a Google Takeout folder (Takeout/Fitbit/Global Export Data/) names no participant"
+                     if layout == "takeout" else
+                     "not inside <participant>/Physical Activity/, <participant>/Sleep/ or Takeout/Fitbit/Global Export Data/")
+            raise ReaderError(f"{where}: cannot tell whose data it is; name the person with `explorer ingest PATH "
+                              f"--participant ID` (participant= in Python), or put the export in a folder "
+                              "named by the participant ID (P001/Takeout/..., P001/Physical Activity/...)")
+        # inside an export, a file of another name (exercise-0.json, a stream not kept) is counted, not refused
+        stream = match.group(1) if match else OTHER_NAME.match(Path(name).name).group(1) or Path(name).stem
+        if (stream not in STREAMS and layout is None) or (stream in STREAMS and not match):
+            raise ReaderError(f"file name {Path(name).name!r}: expected heart_rate-, steps- or sleep-YYYY-MM-DD.json")
         try:
             records = json.loads(path.read_bytes())
         except UnicodeDecodeError as exc:
@@ -61,34 +153,59 @@ class FitbitExportReader(Reader):
                               "(a truncated upload?)") from None
         if not isinstance(records, list):
             raise ReaderError("expected a JSON array of records")
-        stream = match.group(1)
+        if stream not in STREAMS or not match:  # calories-, exercise-...: a stream the suite does not store
+            return ReadResult(len(records), ignored=Counter({f"Fitbit {stream} record (stream not stored)": len(records)}))
         person = context.pseudonymize([participant])[0]
         if stream == "sleep":
             return self._sleep(records, person, participant)
-        column = "heart_rate_value" if stream == "heart_rate" else "steps"
-        good_index, stamps, values, rejected = [], [], [], []
+        return self._per_minute(records, stream, person, participant)
+
+    @staticmethod
+    def _per_minute(records: list, stream: str, person, participant: str) -> ReadResult:
+        """Heart-rate samples or step counts, one row per local minute (see the module notes).
+
+        Each row carries ``_records``, the source records it stands for, so the ingest counts
+        every sample as accepted or quarantined with its minute.
+        """
+        table = STREAMS[stream]
+        numbers, stamps, values, confidences, rejected = [], [], [], [], []
         for i, record in enumerate(records, 1):
             try:
-                value = record["value"]["bpm"] if stream == "heart_rate" else record["value"]
-                stamps.append(str(record["dateTime"]))
-                values.append(int(round(float(value))))
-                good_index.append(i)
-            except (KeyError, TypeError, ValueError) as exc:
-                if len(stamps) > len(values):
-                    stamps.pop()
-                rejected.append({"_row": i, "table": STREAMS[stream], "reason": f"record not in Fitbit {stream} shape ({exc!r})",
+                if stream == "heart_rate":
+                    value, confidence = record["value"]["bpm"], record["value"].get("confidence")
+                    confidence = None if confidence is None else int(confidence)
+                else:
+                    value, confidence = record["value"], None
+                stamp, number = str(record["dateTime"]), float(value)
+                if not np.isfinite(number):
+                    raise ValueError(f"value {value!r} is not a finite number")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                rejected.append({"_row": i, "table": table, "reason": f"record not in Fitbit {stream} shape ({exc!r})",
                                  "record": json.dumps(record)[:2000]})
-        when = pd.to_datetime(pd.Series(stamps, dtype=object), format="%m/%d/%y %H:%M:%S", errors="coerce")
-        bad_time = when.isna().to_numpy()
-        for k in [k for k in range(len(stamps)) if bad_time[k]]:
-            rejected.append({"_row": good_index[k], "table": STREAMS[stream],
-                             "reason": f"dateTime {stamps[k]!r}: expected MM/DD/YY HH:MM:SS", "record": json.dumps(records[good_index[k] - 1])[:2000]})
-        keep = ~bad_time
-        rows = pd.DataFrame({"_row": pd.Series(good_index, dtype="int64")[keep].to_numpy(), "person_id": person,
-                             "datetime": when[keep].to_numpy(), column: pd.Series(values, dtype="int64")[keep].to_numpy(),
-                             "_source_person": participant})
+                continue
+            numbers.append(i)
+            stamps.append(stamp)
+            values.append(number)
+            confidences.append(confidence)
+        samples = pd.DataFrame({"_row": np.array(numbers, dtype="int64"),
+                                "when": pd.to_datetime(pd.Series(stamps, dtype=object), format=TIME_FORMAT, errors="coerce"),
+                                "value": np.array(values, dtype="float64"),
+                                "confidence": pd.array(confidences, dtype="Int32")})
+        bad = samples["when"].isna().to_numpy()
+        if stream == "heart_rate":  # a sample the sensor cannot have read must not pull its minute's mean
+            low, high = _heart_rate_range()
+            out_of_range = ~bad & ((samples["value"] < low) | (samples["value"] > high)).to_numpy()
+        else:
+            out_of_range = np.zeros(len(samples), dtype=bool)
+        for k in np.flatnonzero(bad | out_of_range):
+            i = int(samples["_row"].iat[k])
+            reason = (f"dateTime {stamps[k]!r}: expected MM/DD/YY HH:MM:SS" if bad[k] else
+                      f"heart-rate sample {values[k]:g} bpm outside {low:g}-{high:g} (left out of its minute's mean)")
+            rejected.append({"_row": i, "table": table, "reason": reason, "record": json.dumps(records[i - 1])[:2000]})
+        samples = samples[~(bad | out_of_range)]
+        rows = _minutes(samples, stream).assign(person_id=person, _source_person=participant)
         rejected.sort(key=lambda r: r["_row"])
-        return ReadResult(len(records), {STREAMS[stream]: rows},
+        return ReadResult(len(records), {table: rows},
                           pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"]))
 
     @staticmethod
@@ -108,3 +225,36 @@ class FitbitExportReader(Reader):
                                  "record": json.dumps(log)[:2000]})
         return ReadResult(len(logs), {"sleep_level": pd.DataFrame(rows)},
                           pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"]))
+
+
+def _minutes(samples: pd.DataFrame, stream: str) -> pd.DataFrame:
+    """Samples (``_row``, ``when``, ``value``, ``confidence``) as one row per local minute.
+
+    A minute is keyed by its pass through the clock as well as its wall time: each time the
+    local time runs backwards or stands still (an autumn clock change repeats an hour; a record
+    written twice) a new pass begins, so a repeated local minute gives two rows instead of one
+    mean of two different instants, and the ingest's duplicate check judges them as it judges
+    per-minute sources.
+
+    Heart rate: ``heart_rate_value`` = mean bpm rounded half up (``floor(mean + 0.5)``: 72.5
+    reads 73, where Python's round would give 72), ``sample_count``, ``confidence`` = the lowest.
+    Steps: ``steps`` = the sum (a count; Fitbit writes one record per minute).
+    """
+    when = samples["when"]
+    # a sample no later than the one before starts a new pass: the clock went back (or a record repeats)
+    clock_pass = (when <= when.shift()).cumsum().to_numpy()
+    keyed = samples.assign(_pass=clock_pass, datetime=when.dt.floor("min"))
+    groups = keyed.groupby(["_pass", "datetime"], sort=True)
+    if stream == "heart_rate":
+        out = groups.agg(_row=("_row", "min"), mean=("value", "mean"), sample_count=("value", "size"),
+                         confidence=("confidence", "min")).reset_index()
+        out["heart_rate_value"] = np.floor(out.pop("mean").to_numpy() + 0.5).astype("int32")
+        out["sample_count"] = out["sample_count"].astype("int32")
+        out["confidence"] = out["confidence"].astype("Int32")
+        columns = ["_row", "datetime", "heart_rate_value", "sample_count", "confidence", "_records"]
+    else:
+        out = groups.agg(_row=("_row", "min"), steps=("value", "sum"), sample_count=("value", "size")).reset_index()
+        out["steps"] = np.round(out["steps"].to_numpy()).astype("int64")
+        columns = ["_row", "datetime", "steps", "_records"]
+    out["_records"] = out["sample_count"].astype("int64")
+    return out.sort_values(["_pass", "datetime"], kind="stable")[columns].reset_index(drop=True)
