@@ -16,7 +16,7 @@ same person written as All of Us CSV:
   ``InBed`` record per sleep.
 
 Sizes: about 330 bytes per record, so a day of one person is about 1 MB; a several-GB file is
-many persons' days written into one export (:func:`write_apple_health_export` ``repeat``).
+one person's weeks written into one export (benchmarks/bench_apple_health.py).
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def write_apple_health_export(directory: Path, streams, *, repeat: int = 1) -> P
         The participant's folder (named by the participant's ID, as the reader expects).
     streams : explorer.synth.wearables.PersonStreams
     repeat : int, default 1
-        Write the records this many times over (a large file for benchmarks; the reader then
-        sees the same samples again and refuses the repeated minutes as duplicates).
+        Write the records this many times over (the reader averages the repeated samples into
+        the same minutes and counts the repeated steps again: for tests of size, not of values).
 
     Returns
     -------

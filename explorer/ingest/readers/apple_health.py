@@ -162,8 +162,10 @@ class AppleHealthXmlReader(Reader):
         name = context.source_name or str(path)
         participant = participant_of(name)
         if participant is None:
-            raise ReaderError(f"{name}: not inside <participant>/{EXPORT_FOLDER}/: cannot tell whose data it is; "
-                              f"put export.xml under a folder named by the participant ID")
+            raise ReaderError(f"{name}: not inside <participant>/{EXPORT_FOLDER}/: cannot tell whose data it is "
+                              "(an export names no one); put the export under a folder named by the participant ID "
+                              "and ingest the folder above it (explorer ingest uploads/, not uploads/4711/), so that "
+                              "the name keeps the participant folder")
         with open(path, "rb") as stream:
             head = stream.read(1 << 16)
         if b"<!ENTITY" in head:
@@ -184,8 +186,8 @@ class _Parse:
         self.rejected: list[dict] = []
         self.rows = 0
         # heart rate samples and step minute shares: record, source, UTC minute, local offset, value
-        self.hr = {k: array(t) for k, t in (("row", "q"), ("source", "l"), ("minute", "q"), ("offset", "l"), ("value", "d"))}
-        self.st = {k: array(t) for k, t in (("row", "q"), ("source", "l"), ("minute", "q"), ("offset", "l"), ("value", "d"))}
+        self.hr = {k: array(t) for k, t in (("row", "q"), ("source", "i"), ("minute", "q"), ("offset", "i"), ("value", "d"))}
+        self.st = {k: array(t) for k, t in (("row", "q"), ("source", "i"), ("minute", "q"), ("offset", "i"), ("value", "d"))}
         self.sleep: list[tuple] = []
 
     def run(self, path: Path, person: str, participant: str) -> ReadResult:
@@ -290,8 +292,7 @@ class _Parse:
     # -- tables ----------------------------------------------------------------------------
 
     def _frame(self, columns) -> pd.DataFrame:
-        frame = pd.DataFrame({k: np.frombuffer(v, dtype=np.dtype(v.typecode if v.typecode != "l" else "i" + str(v.itemsize)))
-                              for k, v in columns.items()})
+        frame = pd.DataFrame({k: np.frombuffer(v, dtype=np.dtype(v.typecode)) for k, v in columns.items()})
         frame["local"] = (frame["minute"] + frame["offset"]) * 60  # local wall clock, seconds
         frame["day"] = frame["local"] // 86400
         return frame
