@@ -195,3 +195,19 @@ def test_same_person_as_aou_csv_and_apple_export_gives_the_same_daily_rows(tmp_p
     expected, got = _daily(by_csv), _daily(by_xml)
     assert len(expected) == 3 and expected["steps"].sum() > 0
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_synth_writes_apple_exports_that_ingest_whole(tmp_path, monkeypatch):
+    from explorer.synth.generate import generate
+
+    monkeypatch.setenv("EXPLORER_PSEUDONYM_KEY", KEY)
+    config = SynthConfig(participants=4, days=2, seed=5, workers=1, json_fraction=0.0, apple_health_fraction=0.5,
+                         artefact_rate=0.0)  # the 0 and 255 bpm artefacts are quarantined like any bad sample
+    generate(tmp_path / "cohort", config)
+    exports = sorted((tmp_path / "cohort" / "apple_health").glob("*/apple_health_export/export.xml"))
+    assert len(exports) == 2  # half of the 4 CSV people
+    lake = explorer.open(tmp_path / "lake")
+    lake.ingest(tmp_path / "cohort" / "apple_health", now=NOW)
+    files = lake.sql("SELECT status, rows_quarantined FROM ingest_file")
+    assert files["status"].tolist() == ["accepted"] * 2 and files["rows_quarantined"].sum() == 0
+    assert lake.sql("SELECT count(DISTINCT person_id) AS n FROM heart_rate_minute")["n"].iloc[0] == 2

@@ -80,8 +80,12 @@ def make_cohort(config: SynthConfig) -> Cohort:
     n_json = int(round(config.json_fraction * n))
     if config.json_fraction > 0 and n >= 2:
         n_json = max(n_json, 1)  # even a small cohort exercises both wearable routes
-    wearable_source = np.array(["fitbit_export"] * n_json + ["aou_csv"] * (n - n_json))
+    wearable_source = np.array(["fitbit_export"] * n_json + ["aou_csv"] * (n - n_json), dtype="<U16")
     rng.shuffle(wearable_source)
+    if config.apple_health_fraction > 0:  # its own random stream: the rest of the cohort is as without it
+        csv_people = np.flatnonzero(wearable_source == "aou_csv")
+        chosen = np.random.default_rng([config.seed, 11]).permutation(csv_people)
+        wearable_source[chosen[:int(round(config.apple_health_fraction * len(csv_people)))]] = "apple_health"
     base_resting = rng.normal(60.0, 5.5, n)
     resting_at_start = base_resting + config.age_effect_bpm_per_year * (age_at_start - 50)
     persons = pd.DataFrame({
