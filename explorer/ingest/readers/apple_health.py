@@ -213,7 +213,6 @@ class _Parse:
         tables = {"heart_rate_minute": self.heart_rate(person, participant),
                   "steps_minute": self.steps(person, participant),
                   "sleep_level": self.sleep_rows(person, participant)}
-        self.count_merged(tables)
         rejected = pd.DataFrame(sorted(self.rejected, key=lambda r: r["_row"]), columns=["_row", "table", "reason", "record"])
         return ReadResult(self.rows, {k: v for k, v in tables.items() if len(v)}, rejected, self.ignored)
 
@@ -291,28 +290,40 @@ class _Parse:
 
     # -- tables ----------------------------------------------------------------------------
 
-    def _frame(self, columns) -> pd.DataFrame:
-        frame = pd.DataFrame({k: np.frombuffer(v, dtype=np.dtype(v.typecode)) for k, v in columns.items()})
+    @staticmethod
+    def _frame(columns) -> pd.DataFrame:
+        """The samples as a frame; the arrays are emptied (a several-GB export must not hold both)."""
+        frame = pd.DataFrame({k: np.frombuffer(v, dtype=np.dtype(v.typecode)).copy() for k, v in columns.items()})
+        for column in columns.values():
+            del column[:]
         frame["local"] = (frame["minute"] + frame["offset"]) * 60  # local wall clock, seconds
         frame["day"] = frame["local"] // 86400
         return frame
 
-    def one_source(self, frame: pd.DataFrame, kind: str, rows_of=None) -> pd.DataFrame:
-        """Keep one source per local day: the Watch, else the source with most records."""
+    def one_source(self, frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+        """Keep one source per local day: the Watch, else the source with most records (then the
+        first by name); the other sources' records are counted as ignored."""
         if frame.empty:
             return frame
-        records = frame.drop_duplicates("row") if rows_of is None else frame
-        per = records.groupby(["day", "source"]).size().rename("n").reset_index()
+        first = ~frame["row"].duplicated()  # a step record split over minutes is one record
+        per = frame.loc[first].groupby(["day", "source"]).size().rename("n").reset_index()
         names = {v: k for k, v in self.sources.items()}
         per["watch"] = per["source"].isin(self.watch)
         per["name"] = per["source"].map(names)
-        per = per.sort_values(["day", "watch", "n", "name"], ascending=[True, False, False, True])
-        chosen = per.drop_duplicates("day")[["day", "source"]].assign(keep=True)
-        frame = frame.merge(chosen, on=["day", "source"], how="left")
-        dropped = frame.loc[frame["keep"].isna()].drop_duplicates("row")
-        if len(dropped):
-            self.ignored[f"{kind} of a second source the same day (one source kept, not counted twice)"] += len(dropped)
-        return frame.loc[frame["keep"].notna()].drop(columns="keep")
+        per = per.sort_values(["day", "watch", "n", "name"], ascending=[True, False, False, True]).drop_duplicates("day")
+        width = max(len(self.sources), 1)
+        keep = np.isin(frame["day"].to_numpy() * width + frame["source"].to_numpy(),
+                       per["day"].to_numpy() * width + per["source"].to_numpy())
+        dropped = int((first.to_numpy() & ~keep).sum())
+        if dropped:
+            self.ignored[f"{kind} of a second source the same day (one source kept, not counted twice)"] += dropped
+        return frame.loc[keep]
+
+    def _merged(self, kind: str, kept_rows: np.ndarray, numbered: np.ndarray) -> None:
+        """Samples kept whose minutes another record numbers are accounted as merged."""
+        merged = len(np.setdiff1d(np.unique(kept_rows), numbered))
+        if merged:
+            self.ignored[f"{kind} sample merged into a minute numbered by an earlier record"] += merged
 
     def heart_rate(self, person, participant) -> pd.DataFrame:
         frame = self.one_source(self._frame(self.hr), HEART_RATE)
@@ -320,11 +331,13 @@ class _Parse:
             return pd.DataFrame()
         minutes = frame.groupby(["minute", "local"], sort=True).agg(
             _row=("row", "min"), mean=("value", "mean"), sample_count=("value", "size")).reset_index()
+        self._merged(HEART_RATE, frame["row"].to_numpy(), minutes["_row"].to_numpy())
+        del frame
         return pd.DataFrame({"_row": minutes["_row"].astype("int64"), "person_id": person,
                              "datetime": pd.to_datetime(minutes["local"], unit="s").astype("datetime64[us]"),
                              "heart_rate_value": np.floor(minutes["mean"] + 0.5).astype("int32"),
                              "sample_count": minutes["sample_count"].astype("int32"),
-                             "confidence": pd.array([None] * len(minutes), dtype="Int32"),
+                             "confidence": pd.arrays.IntegerArray(np.zeros(len(minutes), dtype="int32"), np.ones(len(minutes), dtype=bool)),
                              "_source_person": participant})
 
     def steps(self, person, participant) -> pd.DataFrame:
@@ -333,6 +346,8 @@ class _Parse:
             return pd.DataFrame()
         minutes = frame.groupby(["minute", "local", "day"], sort=True).agg(
             _row=("row", "min"), steps=("value", "sum")).reset_index()
+        self._merged(STEPS, frame["row"].to_numpy(), minutes["_row"].to_numpy())
+        del frame
         # whole steps that keep each day's total: differences of the rounded running total
         running = np.floor(minutes.groupby("day")["steps"].cumsum() + 0.5)
         whole = running.groupby(minutes["day"]).diff().fillna(running)
@@ -347,7 +362,7 @@ class _Parse:
         frame["local"] = frame["start"] + frame["offset"] * 60
         frame["local_end"] = frame["end"] + frame["offset"] * 60
         frame["day"] = frame["local_end"] // 86400  # a night belongs to the day it ends
-        frame = self.one_source(frame, SLEEP, rows_of=True).sort_values("start").reset_index(drop=True)
+        frame = self.one_source(frame, SLEEP).sort_values("start").reset_index(drop=True)
         # sleeps: segments at most SLEEP_GAP_MINUTES apart; the longest ending on a day is its main sleep
         gap = frame["start"] - frame["end"].cummax().shift()
         frame["sleep"] = (gap.isna() | (gap > SLEEP_GAP_MINUTES * 60)).cumsum()
@@ -358,19 +373,3 @@ class _Parse:
                              "start_datetime": pd.to_datetime(frame["local"], unit="s").astype("datetime64[us]"),
                              "level": frame["level"], "duration_minutes": (frame["end"] - frame["start"]) / 60.0,
                              "is_main_sleep": frame["sleep"].isin(main).astype(bool), "_source_person": participant})
-
-    def count_merged(self, tables: dict[str, pd.DataFrame]) -> None:
-        """Samples kept whose minutes another record numbers are accounted as merged."""
-        for kind, columns, table in ((HEART_RATE, self.hr, "heart_rate_minute"), (STEPS, self.st, "steps_minute")):
-            frame = self.one_source_rows(columns, kind)
-            numbered = set(tables[table]["_row"]) if len(tables[table]) else set()
-            merged = len(frame - numbered)
-            if merged:
-                self.ignored[f"{kind} sample merged into a minute numbered by an earlier record"] += merged
-
-    def one_source_rows(self, columns, kind) -> set:
-        """The records of the kept sources (the selection made again, without counting)."""
-        before = self.ignored.copy()
-        kept = set(self.one_source(self._frame(columns), kind)["row"].tolist()) if len(columns["row"]) else set()
-        self.ignored = before
-        return kept
