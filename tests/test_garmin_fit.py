@@ -85,3 +85,53 @@ def test_timestamp_16_expands_to_the_next_time_with_those_low_bits(last, elapsed
     expanded = expand_timestamp_16(last, (last + elapsed) & 0xFFFF)
     assert expanded == last + elapsed  # within one roll-over the time is recovered exactly
     assert expanded & 0xFFFF == (last + elapsed) & 0xFFFF and 0 <= expanded - last < 65536
+
+
+def test_same_person_as_aou_csv_and_fit_monitoring_gives_the_same_daily_rows(tmp_path, monkeypatch):
+    import numpy as np
+
+    from explorer.synth.cohort import make_cohort
+    from explorer.synth.config import SynthConfig
+    from explorer.synth.garmin_fit import write_garmin_monitoring
+    from explorer.synth.wearables import simulate_person
+    from explorer.synth.writers import write_csv
+    from explorer.wearables.daily import daily_summary_sql
+
+    monkeypatch.setenv("EXPLORER_PSEUDONYM_KEY", KEY)
+    config = SynthConfig(participants=1, days=3, seed=7, workers=1, artefact_rate=0.0)
+    person = next(make_cohort(config).persons.itertuples(index=False))
+    window = pd.date_range(config.start, periods=3, freq="D")
+    daily = pd.DataFrame({"date": window.date, "time_zone": "America/Denver", "tas_anomaly": 0.0,
+                          "latitude": 39.7, "longitude": -105.0})
+    streams = simulate_person(person, daily, config, np.random.default_rng([7, 3, int(person.source_id)]))
+    sid = person.source_id
+    write_csv(streams.heart_rate[["datetime", "heart_rate_value"]].assign(person_id=sid)[["person_id", "datetime", "heart_rate_value"]],
+              tmp_path / "aou" / "heart_rate_minute_level.csv")
+    write_csv(streams.steps.assign(person_id=sid)[["person_id", "datetime", "steps"]], tmp_path / "aou" / "steps_intraday.csv")
+    files = write_garmin_monitoring(tmp_path / "fit" / sid, streams)
+    assert len(files) == 3  # one monitoring file a local day
+    by_csv, by_fit = explorer.open(tmp_path / "lake_csv"), explorer.open(tmp_path / "lake_fit")
+    by_csv.ingest(tmp_path / "aou", now=NOW)
+    by_fit.ingest(tmp_path / "fit", now=NOW)
+    outcome = by_fit.sql("SELECT status, rows_quarantined FROM ingest_file")
+    assert outcome["status"].tolist() == ["accepted"] * 3 and outcome["rows_quarantined"].sum() == 0
+    query = daily_summary_sql(has_sleep=False)  # FIT monitoring files carry no sleep stages
+    expected = by_csv.sql(query).sort_values("date").reset_index(drop=True)
+    got = by_fit.sql(query).sort_values("date").reset_index(drop=True)
+    assert len(expected) == 3 and expected["steps"].sum() > 0 and expected["resting_hr"].notna().any()
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_explorer_synth_writes_fit_people_that_ingest_whole(tmp_path, monkeypatch):
+    from explorer.command import main
+
+    monkeypatch.setenv("EXPLORER_PSEUDONYM_KEY", KEY)
+    assert main(["synth", "--participants", "4", "--days", "2", "--seed", "5", "--json-fraction", "0",
+                 "--garmin-fit-fraction", "0.5", "--out", str(tmp_path / "cohort")]) == 0
+    people = sorted(p.name for p in (tmp_path / "cohort" / "garmin_fit").iterdir())
+    assert len(people) == 2 and all(len(list((tmp_path / "cohort" / "garmin_fit" / p).rglob("*.FIT"))) == 2 for p in people)
+    lake = explorer.open(tmp_path / "lake")
+    lake.ingest(tmp_path / "cohort" / "garmin_fit", now=NOW)
+    outcome = lake.sql("SELECT format, status FROM ingest_file")
+    assert set(outcome["format"]) == {"garmin_fit"} and set(outcome["status"]) == {"accepted"}
+    assert lake.sql("SELECT count(DISTINCT person_id) AS n FROM steps_minute")["n"].iloc[0] == 2

@@ -86,6 +86,10 @@ def make_cohort(config: SynthConfig) -> Cohort:
         csv_people = np.flatnonzero(wearable_source == "aou_csv")
         chosen = np.random.default_rng([config.seed, 11]).permutation(csv_people)
         wearable_source[chosen[:int(round(config.apple_health_fraction * len(csv_people)))]] = "apple_health"
+    if config.garmin_fit_fraction > 0:  # of the people still on CSV, by its own stream too
+        csv_people = np.flatnonzero(wearable_source == "aou_csv")
+        chosen = np.random.default_rng([config.seed, 13]).permutation(csv_people)
+        wearable_source[chosen[:int(round(config.garmin_fit_fraction * len(csv_people)))]] = "garmin_fit"
     base_resting = rng.normal(60.0, 5.5, n)
     resting_at_start = base_resting + config.age_effect_bpm_per_year * (age_at_start - 50)
     persons = pd.DataFrame({
