@@ -185,9 +185,11 @@ class _Parse:
         self.ignored: Counter = Counter()
         self.rejected: list[dict] = []
         self.rows = 0
-        # heart rate samples and step minute shares: record, source, UTC minute, local offset, value
-        self.hr = {k: array(t) for k, t in (("row", "q"), ("source", "i"), ("minute", "q"), ("offset", "i"), ("value", "d"))}
-        self.st = {k: array(t) for k, t in (("row", "q"), ("source", "i"), ("minute", "q"), ("offset", "i"), ("value", "d"))}
+        # heart rate samples and step minute shares: record, source, UTC minute, local offset, value;
+        # 16 bytes a sample (int32 record and minute, int16 source and offset, float32 value) so that
+        # the millions of samples of a several-GB export stay small
+        self.hr = {k: array(t) for k, t in (("row", "i"), ("source", "h"), ("minute", "i"), ("offset", "h"), ("value", "f"))}
+        self.st = {k: array(t) for k, t in (("row", "i"), ("source", "h"), ("minute", "i"), ("offset", "h"), ("value", "f"))}
         self.sleep: list[tuple] = []
 
     def run(self, path: Path, person: str, participant: str) -> ReadResult:
@@ -291,68 +293,84 @@ class _Parse:
     # -- tables ----------------------------------------------------------------------------
 
     @staticmethod
-    def _frame(columns) -> pd.DataFrame:
-        """The samples as a frame; the arrays are emptied (a several-GB export must not hold both)."""
-        frame = pd.DataFrame({k: np.frombuffer(v, dtype=np.dtype(v.typecode)).copy() for k, v in columns.items()})
-        for column in columns.values():
+    def _arrays(columns) -> dict[str, np.ndarray]:
+        """The samples as numpy arrays; the growing arrays are emptied (a several-GB export must
+        not hold both)."""
+        out = {}
+        for name, column in columns.items():  # one column at a time: never both copies of all
+            out[name] = np.frombuffer(column, dtype=np.dtype(column.typecode)).copy()
             del column[:]
-        frame["local"] = (frame["minute"] + frame["offset"]) * 60  # local wall clock, seconds
-        frame["day"] = frame["local"] // 86400
-        return frame
+        out["day"] = (out["minute"] + out["offset"].astype(np.int32)) // 1440  # local day
+        return out
 
-    def one_source(self, frame: pd.DataFrame, kind: str) -> pd.DataFrame:
-        """Keep one source per local day: the Watch, else the source with most records (then the
-        first by name); the other sources' records are counted as ignored."""
-        if frame.empty:
-            return frame
-        first = ~frame["row"].duplicated()  # a step record split over minutes is one record
-        per = frame.loc[first].groupby(["day", "source"]).size().rename("n").reset_index()
+    def _keep(self, row: np.ndarray, day: np.ndarray, source: np.ndarray, kind: str) -> np.ndarray:
+        """Which samples to keep: one source per local day, the Watch, else the source with most
+        records (then the first by name); the other sources' records are counted as ignored."""
+        if len(self.sources) <= 1:
+            return np.ones(len(row), dtype=bool)
+        width = len(self.sources)
+        key = day.astype(np.int64) * width + source
+        first = np.ones(len(row), dtype=bool)  # a step record split over minutes counts once
+        first[1:] = row[1:] != row[:-1]
+        pairs, records = np.unique(key[first], return_counts=True)
         names = {v: k for k, v in self.sources.items()}
+        per = pd.DataFrame({"day": pairs // width, "source": pairs % width, "n": records})
         per["watch"] = per["source"].isin(self.watch)
         per["name"] = per["source"].map(names)
         per = per.sort_values(["day", "watch", "n", "name"], ascending=[True, False, False, True]).drop_duplicates("day")
-        width = max(len(self.sources), 1)
-        keep = np.isin(frame["day"].to_numpy() * width + frame["source"].to_numpy(),
-                       per["day"].to_numpy() * width + per["source"].to_numpy())
-        dropped = int((first.to_numpy() & ~keep).sum())
+        keep = np.isin(key, (per["day"] * width + per["source"]).to_numpy())
+        dropped = int((first & ~keep).sum())
         if dropped:
             self.ignored[f"{kind} of a second source the same day (one source kept, not counted twice)"] += dropped
-        return frame.loc[keep]
+        return keep
 
-    def _merged(self, kind: str, kept_rows: np.ndarray, numbered: np.ndarray) -> None:
-        """Samples kept whose minutes another record numbers are accounted as merged."""
-        merged = len(np.setdiff1d(np.unique(kept_rows), numbered))
+    def _minutes(self, columns, kind: str) -> dict[str, np.ndarray] | None:
+        """Per minute (UTC minute and local offset) of the kept source: first record, sum, count,
+        local time; the samples merged into minutes other records number are counted."""
+        a = self._arrays(columns)
+        if not len(a["row"]):
+            return None
+        keep = self._keep(a["row"], a["day"], a["source"], kind)
+        row, value = a["row"][keep], a["value"][keep].astype(np.float64)
+        key = a["minute"][keep].astype(np.int64) * 4096 + (a["offset"][keep].astype(np.int64) + 2048)  # offsets: +-1440 min
+        del a, keep
+        order = np.argsort(key, kind="stable")
+        key, row, value = key[order], row[order], value[order]
+        del order
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        first_row = np.minimum.reduceat(row, starts)
+        merged = len(np.setdiff1d(np.unique(row), first_row))
         if merged:
             self.ignored[f"{kind} sample merged into a minute numbered by an earlier record"] += merged
+        minute, offset = key[starts] // 4096, key[starts] % 4096 - 2048
+        return {"_row": first_row, "sum": np.add.reduceat(value, starts), "count": np.diff(np.r_[starts, len(key)]),
+                "local": (minute + offset) * 60}
 
     def heart_rate(self, person, participant) -> pd.DataFrame:
-        frame = self.one_source(self._frame(self.hr), HEART_RATE)
-        if frame.empty:
+        m = self._minutes(self.hr, HEART_RATE)
+        if m is None:
             return pd.DataFrame()
-        minutes = frame.groupby(["minute", "local"], sort=True).agg(
-            _row=("row", "min"), mean=("value", "mean"), sample_count=("value", "size")).reset_index()
-        self._merged(HEART_RATE, frame["row"].to_numpy(), minutes["_row"].to_numpy())
-        del frame
-        return pd.DataFrame({"_row": minutes["_row"].astype("int64"), "person_id": person,
-                             "datetime": pd.to_datetime(minutes["local"], unit="s").astype("datetime64[us]"),
-                             "heart_rate_value": np.floor(minutes["mean"] + 0.5).astype("int32"),
-                             "sample_count": minutes["sample_count"].astype("int32"),
-                             "confidence": pd.arrays.IntegerArray(np.zeros(len(minutes), dtype="int32"), np.ones(len(minutes), dtype=bool)),
+        n = len(m["_row"])
+        return pd.DataFrame({"_row": m["_row"].astype("int64"), "person_id": person,
+                             "datetime": m["local"].astype("datetime64[s]").astype("datetime64[us]"),
+                             "heart_rate_value": np.floor(m["sum"] / m["count"] + 0.5).astype("int32"),
+                             "sample_count": m["count"].astype("int32"),
+                             "confidence": pd.arrays.IntegerArray(np.zeros(n, dtype="int32"), np.ones(n, dtype=bool)),
                              "_source_person": participant})
 
     def steps(self, person, participant) -> pd.DataFrame:
-        frame = self.one_source(self._frame(self.st), STEPS)
-        if frame.empty:
+        m = self._minutes(self.st, STEPS)
+        if m is None:
             return pd.DataFrame()
-        minutes = frame.groupby(["minute", "local", "day"], sort=True).agg(
-            _row=("row", "min"), steps=("value", "sum")).reset_index()
-        self._merged(STEPS, frame["row"].to_numpy(), minutes["_row"].to_numpy())
-        del frame
-        # whole steps that keep each day's total: differences of the rounded running total
-        running = np.floor(minutes.groupby("day")["steps"].cumsum() + 0.5)
-        whole = running.groupby(minutes["day"]).diff().fillna(running)
-        return pd.DataFrame({"_row": minutes["_row"].astype("int64"), "person_id": person,
-                             "datetime": pd.to_datetime(minutes["local"], unit="s").astype("datetime64[us]"),
+        order = np.argsort(m["local"], kind="stable")  # whole steps that keep each local day's total:
+        m = {k: v[order] for k, v in m.items()}  # differences of the rounded running total
+        day = m["local"] // 86400
+        running = np.floor(pd.Series(m["sum"]).groupby(day).cumsum().to_numpy() + 0.5)
+        whole = np.diff(np.r_[0.0, running])
+        new_day = np.r_[True, day[1:] != day[:-1]]
+        whole[new_day] = running[new_day]
+        return pd.DataFrame({"_row": m["_row"].astype("int64"), "person_id": person,
+                             "datetime": m["local"].astype("datetime64[s]").astype("datetime64[us]"),
                              "steps": whole.astype("int32"), "_source_person": participant})
 
     def sleep_rows(self, person, participant) -> pd.DataFrame:
@@ -362,7 +380,8 @@ class _Parse:
         frame["local"] = frame["start"] + frame["offset"] * 60
         frame["local_end"] = frame["end"] + frame["offset"] * 60
         frame["day"] = frame["local_end"] // 86400  # a night belongs to the day it ends
-        frame = self.one_source(frame, SLEEP).sort_values("start").reset_index(drop=True)
+        frame = frame.loc[self._keep(frame["row"].to_numpy(), frame["day"].to_numpy(), frame["source"].to_numpy(), SLEEP)]
+        frame = frame.sort_values("start").reset_index(drop=True)
         # sleeps: segments at most SLEEP_GAP_MINUTES apart; the longest ending on a day is its main sleep
         gap = frame["start"] - frame["end"].cummax().shift()
         frame["sleep"] = (gap.isna() | (gap > SLEEP_GAP_MINUTES * 60)).cumsum()
