@@ -143,14 +143,17 @@ def _steps_export(tmp_path, intervals):
 def test_step_intervals_keep_the_day_total_and_every_record_is_counted(tmp_path_factory, intervals):
     result = _steps_export(tmp_path_factory.mktemp("steps"), intervals)
     minutes = result.tables.get("steps_minute", pd.DataFrame({"steps": [], "_row": []}))
-    # all intervals fall on 2024-05-01 (06:00 + at most 9 h): the day's total is the records' total, rounded once
-    assert int(minutes["steps"].sum()) == int(np.floor(sum(v for _s, _d, v in intervals) + 0.5))
+    # all intervals fall on 2024-05-01 (06:00 + at most 9 h): the day's total is the total of the records not
+    # quarantined (a record over 300 steps in a minute is), rounded once
+    bad = set(result.quarantined["_row"])
+    assert int(minutes["steps"].sum()) == int(np.floor(sum(v for k, (_s, _d, v) in enumerate(intervals, 1) if k not in bad) + 0.5))
     assert (minutes["steps"] >= 0).all()
-    assert result.rows_read == len(intervals) == len(set(minutes["_row"])) + sum(result.ignored.values())
+    assert result.rows_read == len(intervals) == len(set(minutes["_row"])) + len(bad) + sum(result.ignored.values())
+    assert not bad & set(minutes["_row"])
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 86399), st.integers(1, 600), st.integers(1, 3000))
+@given(st.integers(0, 86399), st.integers(1, 600), st.integers(1, 300))
 def test_a_step_interval_splits_by_overlap(tmp_path_factory, start, length, value):
     result = _steps_export(tmp_path_factory.mktemp("split"), [(start, length, value)])
     minutes = result.tables["steps_minute"]
@@ -211,3 +214,12 @@ def test_synth_writes_apple_exports_that_ingest_whole(tmp_path, monkeypatch):
     files = lake.sql("SELECT status, rows_quarantined FROM ingest_file")
     assert files["status"].tolist() == ["accepted"] * 2 and files["rows_quarantined"].sum() == 0
     assert lake.sql("SELECT count(DISTINCT person_id) AS n FROM heart_rate_minute")["n"].iloc[0] == 2
+
+
+def test_step_interval_over_the_range_is_quarantined_once_with_its_reason(tmp_path):
+    # 1000 steps over 2 minutes is 500 a minute, over the 300 of the catalog: one record quarantined
+    # (not one row per minute it touched), the other record lands
+    result = _steps_export(tmp_path, [(0, 120, 1000), (600, 60, 80)])
+    assert result.rows_read == 2 and result.quarantined["_row"].tolist() == [1]
+    assert "more than 300 steps" in result.quarantined["reason"].iloc[0]
+    assert result.tables["steps_minute"]["steps"].tolist() == [80]

@@ -74,6 +74,9 @@ SLEEP_LEVELS = {
 }
 #: sleep segments at most this far apart belong to one sleep (as the daily summary's episodes)
 SLEEP_GAP_MINUTES = 60
+#: steps a minute can hold (data_catalog/steps_minute.yaml range); a record whose share of a minute
+#: passes it is quarantined whole by the reader: its other minutes must not land without it
+STEPS_PER_MINUTE_MAX = 300
 DATE = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) ([+-])(\d{2})(\d{2})$")
 EXPORT_FOLDER = "apple_health_export"
 
@@ -338,6 +341,20 @@ class _Parse:
         key, row, value = key[order], row[order], value[order]
         del order
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        if kind == STEPS:  # an interval's shares over the catalog's range: quarantine the records, once each
+            over = np.add.reduceat(value, starts) > STEPS_PER_MINUTE_MAX
+            if over.any():
+                bad_rows = np.unique(row[np.repeat(over, np.diff(np.r_[starts, len(key)]))])
+                for bad in bad_rows.tolist():
+                    self.rejected.append({"_row": int(bad), "table": "steps_minute",
+                                          "reason": f"{kind} record puts more than {STEPS_PER_MINUTE_MAX} steps in a "
+                                                    "minute (split by overlap), over the catalog's range: a device error",
+                                          "record": f"Record {bad} of the export"})
+                good = ~np.isin(row, bad_rows)
+                key, row, value = key[good], row[good], value[good]
+                if not len(key):
+                    return None
+                starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
         first_row = np.minimum.reduceat(row, starts)
         merged = len(np.setdiff1d(np.unique(row), first_row))
         if merged:
