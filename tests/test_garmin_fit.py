@@ -40,9 +40,10 @@ def test_monitoring_and_activity_known_answers(lake):
     assert files["format"].tolist() == ["garmin_fit"] * 2 and files["status"].tolist() == ["accepted"] * 2
     counts = {Path(n).name: r for n, r in zip(files["source_name"],
                                               files[["rows_read", "rows_accepted", "rows_quarantined", "rows_ignored"]].values.tolist())}
-    # monitoring: file_id, monitoring_info, 5 monitoring = 7; minutes numbered by messages 3, 5, 6;
-    # ignored: file_id, monitoring_info, the 08:00:30 sample merged, the message with HR 255 (invalid) only
-    assert counts["M0501.FIT"] == [7, 3, 0, 4]
+    # monitoring: file_id, monitoring_info, 5 monitoring = 7; minutes numbered by messages 3 (heart rate) and 5
+    # (steps); ignored: file_id, monitoring_info, the 08:00:30 sample merged, running's first total (a baseline),
+    # the message with HR 255 (invalid) only
+    assert counts["M0501.FIT"] == [7, 2, 0, 5]
     # activity: file_id, 4 records, activity = 6; minutes from records 2 and 4; 124 merged; HR 0 invalid
     assert counts["A0501.FIT"] == [6, 2, 0, 4]
     heart = lake.sql("SELECT datetime, heart_rate_value, sample_count FROM heart_rate_minute ORDER BY datetime")
@@ -51,9 +52,10 @@ def test_monitoring_and_activity_known_answers(lake):
                                           pd.Timestamp("2024-05-01 10:01")]
     assert heart["heart_rate_value"].tolist() == [72, 122, 130] and heart["sample_count"].tolist() == [2, 2, 1]
     steps = lake.sql("SELECT datetime, steps FROM steps_minute ORDER BY datetime")
-    # walking totals 100 then 160 -> 100, 60; running's first total 40 -> 40
-    assert steps["steps"].tolist() == [100, 60, 40]
-    assert steps["datetime"].tolist() == list(pd.date_range("2024-05-01 08:00", periods=3, freq="min"))
+    # the file starts at 08:00, not at midnight: walking's first total 100 and running's 40 are steps taken
+    # before the file (baselines); walking 100 -> 160 is 60 steps at 08:01
+    assert steps["steps"].tolist() == [60]
+    assert steps["datetime"].tolist() == [pd.Timestamp("2024-05-01 08:01")]
 
 
 def test_truncated_fit_refused_with_what_to_do(lake, tmp_path):

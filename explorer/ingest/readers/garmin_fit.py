@@ -12,9 +12,11 @@ What lands, in the tables of the All of Us Fitbit shape:
 - monitoring files (``file_id.type`` ``monitoring_a``/``monitoring_b``, the watch's all-day
   ``GARMIN/Monitor/*.FIT``): ``monitoring.heart_rate`` samples averaged per minute into
   ``heart_rate_minute`` (``sample_count``); ``monitoring.steps`` is a running total per
-  ``activity_type`` since the day began, so a message's steps are the increase over the previous
+  ``activity_type`` since local midnight, so a message's steps are the increase over the previous
   total of its activity type (a total that falls is a new day: the increase is the total), counted
-  in the minute of the message, into ``steps_minute``;
+  in the minute of the message, into ``steps_minute``. A file's first total of a type counts only
+  in the day's first minute; later, it holds steps of an earlier file and is taken as the baseline.
+  An increase over 300 in one message (the catalog's range) quarantines the message whole;
 - activity files (``file_id.type`` ``activity``): ``record.heart_rate`` (about one a second)
   averaged per minute into ``heart_rate_minute``.
 
@@ -43,6 +45,8 @@ from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
 FIT_EPOCH_S = 631065600
 FOLDERS = ("garmin", "monitor", "activity", "garmin_fit")
 MONITORING_TYPES = ("monitoring_a", "monitoring_b")
+#: steps a minute can hold (data_catalog/steps_minute.yaml range)
+STEPS_PER_MINUTE_MAX = 300
 
 
 def participant_of(source_name: str) -> str | None:
@@ -119,6 +123,7 @@ class _Messages:
         self.name = name
         self.messages = [(k, names.get(number, f"mesg_num {number}"), message) for k, (number, message) in enumerate(ordered, 1)]
         self.ignored: Counter = Counter()
+        self.rejected: list[dict] = []
 
     def first(self, kind: str) -> dict | None:
         return next((m for _k, n, m in self.messages if n == kind), None)
@@ -158,20 +163,34 @@ class _Messages:
             if last is None:
                 self.ignored[f"FIT {stream} message before any timestamp"] += 1
                 continue
-            used = False
-            if message.get("heart_rate") not in (None, 0, 255):  # 0 and 255 are the profile's invalid values
-                heart.append((k, last, float(message["heart_rate"])))
-                used = True
+            increase, baseline = None, False
             if stream == "monitoring":
                 activity = message.get("activity_type", activity)
                 if message.get("steps") is not None:
                     total = int(message["steps"])
                     before = totals.get(activity)
                     totals[activity] = total
-                    increase = total if before is None or total < before else total - before
-                    steps.append((k, last, increase))
-                    used = True
-            if not used:
+                    if before is None and (last + offset) % 86400 >= 60:
+                        # a file's first total after the day's first minute counts steps taken before
+                        # the file (in an earlier one): the baseline, not steps of this minute
+                        baseline = True
+                    else:  # since local midnight, or a total that fell: the day began again
+                        increase = total if before is None or total < before else total - before
+            if increase is not None and increase > STEPS_PER_MINUTE_MAX:
+                # the message is quarantined whole (its heart rate too): one record, one outcome
+                self.rejected.append({"_row": k, "table": "steps_minute", "record": repr(message)[:2000],
+                                      "reason": f"FIT monitoring steps increase by {increase} in one message, over "
+                                                f"{STEPS_PER_MINUTE_MAX} a minute (a reset total or a device error)"})
+                continue
+            used = increase is not None
+            if increase is not None:
+                steps.append((k, last, increase))
+            if message.get("heart_rate") not in (None, 0, 255):  # 0 and 255 are the profile's invalid values
+                heart.append((k, last, float(message["heart_rate"])))
+                used = True
+            if not used and baseline:
+                self.ignored["FIT monitoring running total taken as the baseline (steps before this file)"] += 1
+            elif not used:
                 self.ignored[f"FIT {stream} message without heart rate or steps"] += 1
         tables = {}
         for table, column, samples in (("heart_rate_minute", "heart_rate_value", heart), ("steps_minute", "steps", steps)):
@@ -196,4 +215,5 @@ class _Messages:
         numbered = set().union(*(set(t["_row"]) for t in tables.values())) if tables else set()
         if len(used - numbered):
             self.ignored[f"FIT {stream} sample merged into a minute numbered by an earlier message"] += len(used - numbered)
-        return ReadResult(len(self.messages), tables, ignored=self.ignored)
+        rejected = pd.DataFrame(self.rejected, columns=["_row", "table", "reason", "record"])
+        return ReadResult(len(self.messages), tables, rejected, self.ignored)
