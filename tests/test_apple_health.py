@@ -223,3 +223,14 @@ def test_step_interval_over_the_range_is_quarantined_once_with_its_reason(tmp_pa
     assert result.rows_read == 2 and result.quarantined["_row"].tolist() == [1]
     assert "more than 300 steps" in result.quarantined["reason"].iloc[0]
     assert result.tables["steps_minute"]["steps"].tolist() == [80]
+
+
+def test_explorer_ingest_command_reads_the_export(tmp_path, capsys):
+    from explorer.command import main
+
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    assert main(["--lake", str(tmp_path / "lake"), "ingest", str(DATA / "apple_health"), "--key-file", str(key)]) == 0
+    said = capsys.readouterr().out
+    assert "rows: 9 accepted, 3 quarantined, 8 of kinds not stored" in said
+    assert "HKQuantityTypeIdentifierBodyMass 1" in said
