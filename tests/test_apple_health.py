@@ -4,7 +4,7 @@ and ignored, minutes in the sample's local time, step intervals split by overlap
 kept, sleep stages as sleep_level levels; refusals that say what to do; and the round trip: one
 synthetic person written as All of Us CSV and as export.xml gives the same wearable_daily rows."""
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np

@@ -143,6 +143,9 @@ def _is_watch(source: str, device: str) -> bool:
 
 
 class AppleHealthXmlReader(Reader):
+    """Apple Health ``export.xml`` into ``heart_rate_minute``, ``steps_minute`` and ``sleep_level``
+    (see the module's description; Apple HealthKit documentation and the export's DTD)."""
+
     format = "apple_health_xml"
     order = 26
     description = ("Apple Health export.xml (heart rate, steps, sleep analysis), streamed, in "

@@ -77,6 +77,9 @@ def expand_timestamp_16(last: int, low16: int) -> int:
 
 
 class GarminFitReader(Reader):
+    """Garmin FIT monitoring and activity files into ``heart_rate_minute`` and ``steps_minute``
+    (see the module's description; Garmin FIT SDK, FIT Protocol and FIT Profile)."""
+
     format = "garmin_fit"
     order = 27
     description = "Garmin FIT monitoring (heart rate, steps) and activity (heart rate) files, in <participant>/GARMIN/"
