@@ -103,6 +103,10 @@ def add_parser(commands) -> None:
     p.add_argument("--start", default="2024-08-15", help="first local day of wearable data (default 2024-08-15: "
                    "includes late-summer heat waves and the November daylight-saving change at 90 days)")
     p.add_argument("--faults", action="store_true", help="also write the documented damaged files (truth.json 'faults')")
+    p.add_argument("--apple-health-fraction", type=float, default=0.0,
+                   help="share of the CSV people delivered as Apple Health export.xml instead (default 0)")
+    p.add_argument("--garmin-fit-fraction", type=float, default=0.0,
+                   help="share of the CSV people delivered as Garmin FIT monitoring files instead (default 0)")
     p.add_argument("--json-fraction", type=float, default=0.05, help="share of people delivered as Fitbit exports (default 0.05)")
     p.add_argument("--artefact-rate", type=float, default=0.001, help="share of worn minutes with device artefacts (default 0.001)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4); never changes the output")
@@ -156,7 +160,8 @@ def cmd_synth(args) -> int:
         raise ExplorerError(f"--start {args.start!r}: expected a date as YYYY-MM-DD") from None
     try:
         config = SynthConfig(participants=args.participants, days=args.days, seed=args.seed, start=start,
-                             faults=args.faults, json_fraction=args.json_fraction, artefact_rate=args.artefact_rate,
+                             faults=args.faults, json_fraction=args.json_fraction, apple_health_fraction=args.apple_health_fraction,
+                             garmin_fit_fraction=args.garmin_fit_fraction, artefact_rate=args.artefact_rate,
                              **({"workers": args.workers} if args.workers else {}))
     except ValueError as exc:
         raise ExplorerError(str(exc)) from None

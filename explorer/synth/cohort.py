@@ -80,12 +80,20 @@ def make_cohort(config: SynthConfig) -> Cohort:
     n_json = int(round(config.json_fraction * n))
     if config.json_fraction > 0 and n >= 2:
         n_json = max(n_json, 1)  # even a small cohort exercises both wearable routes
-    wearable_source = np.array(["fitbit_export"] * n_json + ["aou_csv"] * (n - n_json))
+    wearable_source = np.array(["fitbit_export"] * n_json + ["aou_csv"] * (n - n_json), dtype="<U16")
     rng.shuffle(wearable_source)
     # how an exporting person's files are laid out: every third (from the second, so that two
     # exporters show both) as Google Takeout writes them, the rest as Fitbit's account export
     export_layout = np.where(wearable_source == "fitbit_export", "account", "")
     export_layout[np.flatnonzero(wearable_source == "fitbit_export")[1::3]] = "takeout"
+    if config.apple_health_fraction > 0:  # its own random stream: the rest of the cohort is as without it
+        csv_people = np.flatnonzero(wearable_source == "aou_csv")
+        chosen = np.random.default_rng([config.seed, 11]).permutation(csv_people)
+        wearable_source[chosen[:int(round(config.apple_health_fraction * len(csv_people)))]] = "apple_health"
+    if config.garmin_fit_fraction > 0:  # of the people still on CSV, by its own stream too
+        csv_people = np.flatnonzero(wearable_source == "aou_csv")
+        chosen = np.random.default_rng([config.seed, 13]).permutation(csv_people)
+        wearable_source[chosen[:int(round(config.garmin_fit_fraction * len(csv_people)))]] = "garmin_fit"
     base_resting = rng.normal(60.0, 5.5, n)
     resting_at_start = base_resting + config.age_effect_bpm_per_year * (age_at_start - 50)
     persons = pd.DataFrame({

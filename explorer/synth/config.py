@@ -31,6 +31,8 @@ class SynthConfig:
     seed: int = 0
     start: date = date(2024, 8, 15)
     json_fraction: float = 0.05  # share of people whose wearable data arrives as Fitbit personal exports
+    apple_health_fraction: float = 0.0  # share of the All of Us CSV people delivered as Apple Health export.xml instead
+    garmin_fit_fraction: float = 0.0  # share of the (other) CSV people delivered as Garmin FIT monitoring files instead
     lab_csv_fraction: float = 0.3  # share of people with extra visits at an outside lab (CSV)
     lab_years: int = 10  # years of yearly lab visits before the wearable window
     artefact_rate: float = 0.001  # share of worn heart-rate minutes turned into device artefacts
@@ -47,7 +49,7 @@ class SynthConfig:
             problems.append(f"participants: got {self.participants}, expected at least 1")
         if self.days < 1:
             problems.append(f"days: got {self.days}, expected at least 1")
-        for name in ("json_fraction", "lab_csv_fraction", "artefact_rate"):
+        for name in ("json_fraction", "lab_csv_fraction", "artefact_rate", "apple_health_fraction", "garmin_fit_fraction"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 problems.append(f"{name}: got {value}, expected a fraction between 0 and 1")

@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 
 from explorer.synth import ehr, writers
+from explorer.synth.apple_health import write_apple_health_export
 from explorer.synth.cohort import AGEOTYPES, MARKERS, make_cohort, residence_on
 from explorer.synth.config import SynthConfig
 from explorer.synth.environment import aqs_daily_table, ghcn_files, make_environment, station_table, write_grids
+from explorer.synth.garmin_fit import write_garmin_monitoring
 from explorer.synth.wearables import simulate_person
 
 MARKER_FILE = ".explorer-synth"
@@ -88,6 +90,13 @@ def _shard(args) -> dict:
         if person.wearable_source == "fitbit_export":
             counts["files"] += writers.write_fitbit_export(out / "fitbit_export" / person.source_id, streams,
                                                            person.export_layout)
+            continue
+        if person.wearable_source == "garmin_fit":
+            counts["files"] += len(write_garmin_monitoring(out / "garmin_fit" / person.source_id, streams))
+            continue
+        if person.wearable_source == "apple_health":
+            write_apple_health_export(out / "apple_health" / person.source_id, streams)
+            counts["files"] += 1
             continue
         sid = person.source_id
         parts["heart_rate_minute_level"].append(streams.heart_rate[["datetime", "heart_rate_value"]].assign(person_id=sid))
@@ -270,6 +279,8 @@ Nothing here describes a real person.
 |---|---|---|
 | fitbit_aou/<table>/part-*.csv | CSV: heart_rate_minute_level, steps_intraday, sleep_level, sleep_daily_summary, activity_summary, heart_rate_summary | All of Us-style table exports (local time, no zone) |
 | fitbit_export/<participant>/ | Fitbit account export JSON (Physical Activity/, Sleep/) or Google Takeout (Takeout/Fitbit/Global Export Data/), one file per day per stream, heart rate sampled every 5-15 s | participants uploading their own exports |
+| apple_health/<participant>/apple_health_export/export.xml | Apple Health export (`--apple-health-fraction`) | participants uploading their own exports |
+| garmin_fit/<participant>/GARMIN/Monitor/<date>.FIT | Garmin FIT monitoring files, one a day, no sleep (`--garmin-fit-fraction`) | participants copying their watch's files |
 | fhir/<participant>.json | FHIR R4 transaction Bundle: Patient, Encounter, Observation (LOINC, UCUM), Condition | the EHR |
 | labs/*.csv | long-format lab results, units as each lab reports them | outside laboratories |
 | residence/residence_history.csv | residence history with moves | address geocoding |

@@ -45,6 +45,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from explorer.errors import ExplorerError, did_you_mean
 from explorer.ingest.readers import agencies, csv_tables, fhir, fitbit_json, grids, parquet
+from explorer.ingest.readers import apple_health, garmin_fit
 from explorer.ingest.readers.base import Reader
 
 #: entry-point group through which site packages add readers
@@ -62,6 +63,8 @@ BUILT_IN_READERS: tuple[type[Reader], ...] = (
     csv_tables.AouSleepSummaryReader,
     csv_tables.AouHeartRateSummaryReader,
     fitbit_json.FitbitExportReader,
+    apple_health.AppleHealthXmlReader,
+    garmin_fit.GarminFitReader,
     csv_tables.LabLongCsvReader,
     csv_tables.LabWideCsvReader,
     fhir.FhirBundleReader,
