@@ -22,7 +22,7 @@ import explorer
 from explorer.ingest import Pseudonymizer
 from explorer.ingest.readers.fitbit_json import FitbitExportReader, layout_of
 from explorer.wearables import daily_summary_sql
-from tests.conftest import run_cli
+from conftest import run_cli
 
 DATA = Path(__file__).resolve().parent / "data"
 KEY = "fitbit-export-key-0123456789abcdef"

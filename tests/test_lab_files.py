@@ -27,7 +27,7 @@ from explorer.ingest.pseudonym import Pseudonymizer
 from explorer.ingest.readers.csv_tables import LabLongCsvReader
 from explorer.ingest.readers.lab_values import ABNORMAL_FLAGS, parse_results, parse_times
 from explorer.ingest.reference import Reference
-from tests.conftest import run_cli
+from conftest import run_cli
 
 LABS = Path(__file__).resolve().parent / "data" / "labs"
 KEY = "lab-fixture-key-0123456789abcdef"

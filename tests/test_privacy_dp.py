@@ -73,7 +73,7 @@ def test_concurrent_processes_cannot_overspend(tmp_path):
 def test_count_command_under_each_control(lake):
     from explorer.privacy import AuditLog
     from explorer.testing.factories import make_persons
-    from tests.conftest import run_cli
+    from conftest import run_cli
 
     lake.write("person", make_persons(40))
     shown = run_cli("--role", "public", "count", "person", "--by", "sex_at_birth", "--profile", "ukbiobank", lake_root=lake.root)

@@ -106,7 +106,7 @@ def test_export_command_writes_a_safe_harbor_file_and_records_it(lake, tmp_path)
 
     from explorer.privacy import AuditLog
     from explorer.testing.factories import make_persons
-    from tests.conftest import run_cli
+    from conftest import run_cli
 
     persons = make_persons(12)
     lake.write("person", persons)

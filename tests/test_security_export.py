@@ -89,7 +89,7 @@ def test_the_reported_attack_writes_nothing_forbidden_and_says_what_it_removed(l
 
 
 def test_the_reported_attack_through_the_command_line(lake, tmp_path):
-    from tests.conftest import run_cli
+    from conftest import run_cli
 
     out = tmp_path / "attack.csv"
     done = run_cli("export", "--sql", ATTACK, "--out", out, lake_root=lake.root)
