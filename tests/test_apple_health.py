@@ -234,3 +234,21 @@ def test_explorer_ingest_command_reads_the_export(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "rows: 9 accepted, 3 quarantined, 8 of kinds not stored" in said
     assert "HKQuantityTypeIdentifierBodyMass 1" in said
+
+
+def test_the_other_files_of_an_export_are_counted_as_not_stored_not_quarantined(lake, tmp_path):
+    # an export folder as the Health app writes it: export_cda.xml, workout-routes/, electrocardiograms/
+    lake.ingest(DATA / "apple_health_companions", now=NOW)
+    files = lake.sql("SELECT source_name, format, status, rows_read, rows_ignored, ignored FROM ingest_file ORDER BY source_name")
+    assert files["status"].tolist() == ["accepted"] * 3 and set(files["format"]) == {"apple_health_companion"}
+    assert files["rows_read"].tolist() == [1, 1, 1] and files["rows_ignored"].tolist() == [1, 1, 1]
+    kinds = " ".join(files["ignored"])
+    assert "export_cda.xml" in kinds and "workout route GPX" in kinds and "electrocardiogram CSV" in kinds
+    # outside an export a GPX track is refused, saying what it is and where it would be read
+    loose = tmp_path / "route.gpx"
+    loose.write_bytes(next((DATA / "apple_health_companions").rglob("*.gpx")).read_bytes())
+    other = explorer.open(tmp_path / "other-lake")  # in the first lake the same bytes are already ingested
+    other.ingest(loose, now=NOW)
+    refused = other.sql("SELECT status, reason FROM ingest_file")
+    assert refused["status"].iloc[0] != "accepted"
+    assert "GPX track" in refused["reason"].iloc[0] and "apple_health_export" in refused["reason"].iloc[0]

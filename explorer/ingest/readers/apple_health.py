@@ -412,3 +412,49 @@ class _Parse:
                              "start_datetime": pd.to_datetime(frame["local"], unit="s").astype("datetime64[us]"),
                              "level": frame["level"], "duration_minutes": (frame["end"] - frame["start"]) / 60.0,
                              "is_main_sleep": frame["sleep"].isin(main).astype(bool), "_source_person": participant})
+
+
+#: the other files an Apple Health export holds beside ``export.xml`` (the Health app writes them
+#: into the same ``apple_health_export/`` folder), judged from their first bytes, with the kind
+#: they are counted as: none carries minutes the suite stores that ``export.xml`` does not
+COMPANIONS = (
+    ("HL7 CDA document", (b"<ClinicalDocument",),
+     "Apple Health export_cda.xml (an HL7 CDA copy of export.xml's vital signs; export.xml is read)"),
+    ("GPX track", (b"<gpx",), "Apple Health workout route GPX (locations along a workout, not stored)"),
+    ("Apple Watch ECG", (b"Recorded Date,", b"Classification,"),
+     "Apple Health electrocardiogram CSV (a 30-second waveform, not stored)"),
+)
+
+
+class AppleHealthCompanionReader(Reader):
+    """The files an Apple Health export holds beside ``export.xml``: ``export_cda.xml`` (HL7 CDA R2,
+    the same vital signs again), ``workout-routes/*.gpx`` (GPX 1.1 tracks) and
+    ``electrocardiograms/*.csv`` (Apple Watch ECG waveforms). Inside ``apple_health_export/`` each
+    is one record counted as ignored by kind, so a whole export folder ingests without files
+    quarantined for what it deliberately does not store; outside an export the file is refused,
+    saying what it is.
+
+    References
+    ----------
+    Apple, "Export all health data" (Health app, iPhone User Guide); HL7 CDA R2; GPX 1.1 schema
+    (topografix.com/GPX/1/1).
+    """
+
+    format = "apple_health_companion"
+    order = 27
+    description = "files beside an Apple Health export.xml (export_cda.xml, workout routes, ECGs), counted as ignored"
+
+    def sniff(self, path: Path, head: bytes) -> str | None:
+        if any(all(mark in head[:4096] for mark in marks) for _, marks, _ in COMPANIONS):
+            return None
+        return "not an HL7 CDA document, GPX track or Apple Watch ECG CSV"
+
+    def read(self, path: Path, context: Context) -> ReadResult:
+        name = context.source_name or str(path)
+        with open(path, "rb") as stream:
+            head = stream.read(4096)
+        what, kind = next((what, kind) for what, marks, kind in COMPANIONS if all(mark in head for mark in marks))
+        if participant_of(name) is None:
+            raise ReaderError(f"{name}: a {what}, which the suite reads only as part of an Apple Health export "
+                              f"(<participant>/{EXPORT_FOLDER}/), where it is counted as not stored; nothing in it is read")
+        return ReadResult(1, ignored=Counter({kind: 1}))

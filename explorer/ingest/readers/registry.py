@@ -64,6 +64,7 @@ BUILT_IN_READERS: tuple[type[Reader], ...] = (
     csv_tables.AouHeartRateSummaryReader,
     fitbit_json.FitbitExportReader,
     apple_health.AppleHealthXmlReader,
+    apple_health.AppleHealthCompanionReader,
     garmin_fit.GarminFitReader,
     csv_tables.LabLongCsvReader,
     csv_tables.LabWideCsvReader,
