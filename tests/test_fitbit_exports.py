@@ -350,3 +350,14 @@ def test_every_sample_is_in_one_minute_or_quarantined(records):
         assert row.heart_rate_value == math.floor(mean + Fraction(1, 2))  # half up, exactly
         assert row.sample_count == len(values)
         assert row.confidence == min(r["value"]["confidence"] for r in by_minute[row.datetime])
+
+
+def test_a_json_array_of_another_device_is_told_the_fitbit_shape_and_what_to_do(lake, tmp_path):
+    other = tmp_path / "watch_hr.json"
+    other.write_text('[{"time": "2024-05-01T08:00:00", "hr": 70}, {"time": "2024-05-01T08:01:00", "hr": 72}]')
+    lake.ingest(other)
+    found = lake.sql("SELECT status, reason FROM ingest_file")
+    assert found["status"].iloc[0] != "accepted"
+    reason = found["reason"].iloc[0]
+    assert "the nearest is fitbit_export_json" in reason and '"dateTime"' in reason
+    assert "All of Us CSV" in reason and "site package" in reason

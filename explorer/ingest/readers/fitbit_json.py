@@ -126,6 +126,16 @@ class FitbitExportReader(Reader):
             return "no Fitbit dateTime or logId in the first 4 KB"
         return None
 
+    def nearness(self, path: Path, head: bytes) -> tuple[float, str] | None:
+        # a JSON array of records is the likeliest wearable export of another shape: say the shape
+        # this reader takes and the two ways to bring other minute data in
+        if head.lstrip()[:1] != b"[" or b"{" not in head[:4096]:
+            return None
+        return 0.2, ("it is a JSON array of records, but not of a Fitbit export (records with \"dateTime\" "
+                     "'MM/DD/YY HH:MM:SS' and \"value\", in files named heart_rate-, steps- or sleep-YYYY-MM-DD.json); "
+                     "write minute data of another device as the All of Us CSV (person_id, datetime, "
+                     "heart_rate_value or steps) or add a reader from a site package (README, Extending)")
+
     def read(self, path: Path, context: Context) -> ReadResult:
         name = context.source_name or str(path)
         match = NAME.match(Path(name).name)
