@@ -17,6 +17,7 @@ import explorer
 from explorer.exposure import area_linkage, residence_days, station_values
 from explorer.exposure.linkage import haversine_km
 from explorer.ingest.readers.agencies import census_geoid
+from explorer.testing.ingest import file_outcomes as files, quarantine_reasons as reasons, row_counts as counts
 
 DATA = Path(__file__).resolve().parent / "data"
 KEY = "agency-fixture-key-0123456789abcdef"
@@ -30,24 +31,6 @@ def lake(tmp_path, monkeypatch):
     monkeypatch.delenv("EXPLORER_STATION_UNITS", raising=False)
     monkeypatch.delenv("EXPLORER_AREA_YEAR", raising=False)
     return explorer.open(tmp_path / "lake")
-
-
-def files(lake) -> pd.DataFrame:
-    frame = lake.sql("SELECT source_name, format, status, reason, rows_read, rows_accepted, rows_quarantined, rows_ignored, "
-                     "ignored FROM ingest_file")
-    frame["source_name"] = frame["source_name"].map(lambda name: Path(name).name)
-    # nothing lost
-    assert (frame["rows_read"] == frame["rows_accepted"] + frame["rows_quarantined"] + frame["rows_ignored"]).all()
-    return frame.set_index("source_name")
-
-
-def counts(found: pd.DataFrame, name: str) -> list[int]:
-    return found.loc[name, ["rows_read", "rows_accepted", "rows_quarantined", "rows_ignored"]].tolist()
-
-
-def reasons(lake, source: str) -> list[str]:
-    frame = lake.sql("SELECT source_name, reason FROM quarantine_row ORDER BY row_number")
-    return [r for n, r in zip(frame["source_name"], frame["reason"]) if Path(n).name == source]
 
 
 # -- EPA AQS -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from explorer.ingest.context import Context
 from explorer.ingest.pseudonym import Pseudonymizer
 from explorer.ingest.readers.fhir import FhirBundleReader, measurement_rows, parse_time
 from explorer.ingest.reference import Reference
+from explorer.testing.ingest import file_outcomes as files, quarantine_reasons as reasons, row_counts as counts
 
 DATA = Path(__file__).resolve().parent / "data"
 KEY = "fhir-fixture-key-0123456789abcdef"
@@ -39,26 +40,6 @@ def pseudonym(source_id: str) -> str:
     return Pseudonymizer(KEY.encode())(source_id)
 
 
-def files(lake) -> pd.DataFrame:
-    frame = lake.sql("SELECT source_name, format, status, reason, rows_read, rows_accepted, rows_quarantined, rows_ignored, "
-                     "ignored FROM ingest_file")
-    frame["source_name"] = frame["source_name"].map(lambda name: Path(name).name)
-    # nothing lost, per file
-    assert (frame["rows_read"] == frame["rows_accepted"] + frame["rows_quarantined"] + frame["rows_ignored"]).all()
-    return frame.set_index("source_name")
-
-
-def counts(found: pd.DataFrame, name: str) -> list[int]:
-    return found.loc[name, ["rows_read", "rows_accepted", "rows_quarantined", "rows_ignored"]].tolist()
-
-
-def reasons(lake, source: str) -> list[str]:
-    if not lake.has_table("quarantine_row"):
-        return []
-    frame = lake.sql("SELECT source_name, reason FROM quarantine_row ORDER BY row_number")
-    return [r for n, r in zip(frame["source_name"], frame["reason"]) if Path(n).name == source]
-
-
 def labs(lake) -> pd.DataFrame:
     return lake.sql("SELECT person_id, measurement_datetime, datetime_precision, loinc_code, value_as_number, "
                     "value_comparator, result_flag, unit, value_si, unit_si, si_note FROM measurement "
@@ -66,7 +47,6 @@ def labs(lake) -> pd.DataFrame:
 
 
 # -- Synthea bundle ----------------------------------------------------------------------------
-
 
 
 def test_synthea_bundle_with_residence(lake, tmp_path):

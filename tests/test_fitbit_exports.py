@@ -22,6 +22,7 @@ import explorer
 from explorer.ingest import Pseudonymizer
 from explorer.ingest.readers.fitbit_json import FitbitExportReader, layout_of
 from explorer.wearables import daily_summary_sql
+from explorer.testing.ingest import file_outcomes as files, row_counts as counts
 from conftest import run_cli
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,18 +41,6 @@ def lake(tmp_path, monkeypatch):
 
 def pseudonym(source_id: str) -> str:
     return Pseudonymizer(KEY.encode())(source_id)
-
-
-def files(lake) -> pd.DataFrame:
-    frame = lake.sql("SELECT source_name, format, status, reason, rows_read, rows_accepted, rows_quarantined, rows_ignored, "
-                     "ignored FROM ingest_file")
-    frame["source_name"] = frame["source_name"].map(lambda name: Path(name).name)
-    assert (frame["rows_read"] == frame["rows_accepted"] + frame["rows_quarantined"] + frame["rows_ignored"]).all()  # nothing lost
-    return frame.set_index("source_name")
-
-
-def counts(found: pd.DataFrame, name: str) -> list[int]:
-    return found.loc[name, ["rows_read", "rows_accepted", "rows_quarantined", "rows_ignored"]].tolist()
 
 
 def heart(lake) -> pd.DataFrame:

@@ -235,7 +235,7 @@ def parse_times(text: pd.Series, *, date_format: str | None = None, column: str 
             precision[is_slash] = np.where(slash["hm"].isna(), "day", np.where(slash["sec"].isna(), "minute", "second"))[is_slash.to_numpy()]
             name = "month/day/year (US)" if order == "us" else "day/month/year"
             problem[is_slash & wall.isna()] = f"{column}: not a calendar date when read as {name}" + (
-                "" if date_format else f" (the order this file's other dates show); declare another with --date-format")
+                "" if date_format else " (the order this file's other dates show); declare another with --date-format")
     unread = problem.isna() & wall.isna()
     problem[unread & (cells == "")] = f"{column}: empty"
     problem[unread & (cells != "")] = (column + ": " + cells.map(repr) + " is not a date or time; expected ISO 8601 "
