@@ -78,6 +78,11 @@ def test_export_outside_a_participant_folder_is_refused_with_what_to_do(lake, tm
     found = lake.sql("SELECT status, reason FROM ingest_file")
     assert found["status"].iloc[0] != "accepted"
     assert "participant" in found["reason"].iloc[0] and "apple_health_export" in found["reason"].iloc[0]
+    assert "--participant" in found["reason"].iloc[0]
+    named = explorer.open(tmp_path / "named-lake")  # the same file with the person named lands whole
+    named.ingest(loose, now=NOW, participant="1000001")
+    landed = named.sql("SELECT status, rows_read, rows_accepted FROM ingest_file")
+    assert landed["status"].tolist() == ["accepted"] and landed[["rows_read", "rows_accepted"]].iloc[0].tolist() == [20, 9]
 
 
 def test_truncated_export_names_the_line(lake, tmp_path):

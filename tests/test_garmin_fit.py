@@ -74,6 +74,10 @@ def test_fit_outside_a_participant_folder_refused(lake, tmp_path):
     target.write_bytes((DATA / "garmin_fit" / "1000002" / "GARMIN" / "Monitor" / "M0501.FIT").read_bytes())
     lake.ingest(target, now=NOW)
     assert "participant" in lake.sql("SELECT reason FROM ingest_file")["reason"].iloc[0]
+    assert "--participant" in lake.sql("SELECT reason FROM ingest_file")["reason"].iloc[0]
+    named = explorer.open(tmp_path / "named-lake")  # the same file with the person named is read
+    named.ingest(target, now=NOW, participant="1000002")
+    assert named.sql("SELECT status FROM ingest_file")["status"].tolist() == ["accepted"]
 
 
 def test_participant_and_epoch():

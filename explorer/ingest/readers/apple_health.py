@@ -166,10 +166,12 @@ class AppleHealthXmlReader(Reader):
 
     def read(self, path: Path, context: Context) -> ReadResult:
         name = context.source_name or str(path)
-        participant = participant_of(name)
+        # --participant names one person's delivery and wins over folder names, as for Fitbit exports
+        participant = getattr(context, "participant", None) or participant_of(name)
         if participant is None:
             raise ReaderError(f"{name}: not inside <participant>/{EXPORT_FOLDER}/: cannot tell whose data it is "
-                              "(an export names no one); put the export under a folder named by the participant ID "
+                              "(an export names no one); pass --participant ID (lake.ingest(path, participant=ID)) "
+                              "for one person's export, or put the export under a folder named by the participant ID "
                               "and ingest the folder above it (explorer ingest uploads/, not uploads/4711/), so that "
                               "the name keeps the participant folder")
         with open(path, "rb") as stream:

@@ -95,10 +95,12 @@ class GarminFitReader(Reader):
         from garmin_fit_sdk import Decoder, Stream
 
         name = context.source_name or str(path)
-        participant = participant_of(name)
+        # --participant names one person's delivery and wins over folder names, as for Fitbit exports
+        participant = getattr(context, "participant", None) or participant_of(name)
         if participant is None:
             raise ReaderError(f"{name}: not inside <participant>/GARMIN/ (or Monitor/, Activity/): cannot tell whose "
-                              "data it is; put the device's files under a folder named by the participant ID and "
+                              "data it is; pass --participant ID (lake.ingest(path, participant=ID)) for one person's "
+                              "files, or put the device's files under a folder named by the participant ID and "
                               "ingest the folder above it")
         data = bytearray(path.read_bytes())
         decoder = Decoder(Stream.from_byte_array(data))
