@@ -456,7 +456,7 @@ class AppleHealthCompanionReader(Reader):
         with open(path, "rb") as stream:
             head = stream.read(4096)
         what, kind = next((what, kind) for what, marks, kind in COMPANIONS if all(mark in head for mark in marks))
-        if participant_of(name) is None:
+        if EXPORT_FOLDER not in Path(name.replace("!", "/")).parts:
             raise ReaderError(f"{name}: a {what}, which the suite reads only as part of an Apple Health export "
                               f"(<participant>/{EXPORT_FOLDER}/), where it is counted as not stored; nothing in it is read")
         return ReadResult(1, ignored=Counter({kind: 1}))
