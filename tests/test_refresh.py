@@ -171,6 +171,9 @@ def test_a_failing_step_names_its_partition_leaves_its_output_and_skips_its_read
     recorded = lake.sql("SELECT step, status, error FROM job_run WHERE run_id = ?", [report.run_id]).set_index("step")
     assert recorded.loc["failing_on_bucket_zero", "status"] == "failed"
     assert "bucket 0" in recorded.loc["failing_on_bucket_zero", "error"]
+    # the module stays imported once the variable is gone, but a refresh of every step no longer runs it
+    monkeypatch.delenv("EXPLORER_STEP_MODULES")
+    assert not {"failing_on_bucket_zero", "reads_failing", "slow_availability"} & {s.name for s in ordered()}
 
 
 def test_job_run_records_versions_rows_and_durations(tmp_path, client):

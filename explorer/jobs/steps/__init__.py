@@ -208,42 +208,59 @@ _OWN_ENTRY_POINTS = ("overview", "wearables", "exposure", "ageing", "cohorts")
 
 def load_steps() -> dict[str, type[RefreshStep]]:
     """Import every step module declared in the ``explorer.steps`` entry points (the suite's own and
-    site plugins') and in ``$EXPLORER_STEP_MODULES``, and return the steps by name.
+    site plugins') and in ``$EXPLORER_STEP_MODULES``, and return every step this process knows by name.
 
     Each process (client and every Dask worker) finds steps this way, so a site package installed
     where they run is enough: no variable to set. The entry points are read once per search path
-    and variable (reading them costs about 15 ms, and every task of a refresh looks its step up)."""
+    and variable (reading them costs about 15 ms, and every task of a refresh looks its step up).
+    The result includes steps of modules imported earlier and no longer declared (erasure must
+    still find their outputs); :func:`active_steps` is the set a refresh runs by default."""
     _import_step_modules(tuple(sys.path), os.environ.get(STEP_MODULES_ENV, ""))
     return STEPS
 
 
+def active_steps() -> dict[str, type[RefreshStep]]:
+    """The steps of the modules declared now (entry points and ``$EXPLORER_STEP_MODULES``), by name.
+
+    A module named in the variable once and no longer (a test's failing step, a notebook's
+    experiment) stays imported, and its classes stay in :data:`STEPS`; a refresh of "every step"
+    must not run them, since the workers started without the variable do not know them."""
+    modules = _import_step_modules(tuple(sys.path), os.environ.get(STEP_MODULES_ENV, ""))
+    declared = {cls for module in modules for cls in vars(module).values()
+                if isinstance(cls, type) and issubclass(cls, RefreshStep) and cls.name}
+    return {name: cls for name, cls in STEPS.items() if cls in declared}
+
+
 @functools.lru_cache(maxsize=8)
-def _import_step_modules(search_path: tuple[str, ...], named: str) -> None:
+def _import_step_modules(search_path: tuple[str, ...], named: str) -> tuple:
     declared = entry_points(group=ENTRY_POINT_GROUP)
     missing = set(_OWN_ENTRY_POINTS) - {point.name for point in declared}
     if missing:
         raise ExplorerError(f"the {ENTRY_POINT_GROUP!r} entry points of cohort-explorer are missing ({', '.join(sorted(missing))}): "
                             "its installed metadata is older than the code; reinstall it (`pip install -e .` in a checkout)")
+    modules = []
     for point in declared:
         try:
-            importlib.import_module(point.value.split(":")[0])
+            modules.append(importlib.import_module(point.value.split(":")[0]))
         except Exception as exc:
             raise ExplorerError(f"entry point {point.name} = {point.value!r} (group {ENTRY_POINT_GROUP}) cannot be "
                                 f"imported: {exc}; install the package that declares it where the client and the "
                                 "workers run, or uninstall it") from exc
     for module in filter(None, (m.strip() for m in named.split(","))):
         try:
-            importlib.import_module(module)
+            modules.append(importlib.import_module(module))
         except ImportError as exc:
             raise ExplorerError(f"${STEP_MODULES_ENV} names {module!r}, which cannot be imported ({exc}); "
                                 "install it where the client and the workers run, or fix the variable") from None
+    return tuple(modules)
 
 
 def ordered(names=None) -> list[RefreshStep]:
     """Steps in an order where every step comes after the steps whose outputs it reads."""
-    load_steps()
-    chosen = [step(n) for n in (names or sorted(STEPS))]
-    producers = {cls.output: cls.name for cls in STEPS.values()}
+    active = active_steps()
+    chosen = [step(n) for n in (names or sorted(active))]
+    producers = {cls.output: cls.name for cls in active.values()}
+    producers.update({s.output: s.name for s in chosen})
     done, order, visiting = set(), [], set()
 
     def visit(s: RefreshStep):
