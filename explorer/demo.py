@@ -20,6 +20,12 @@ if TYPE_CHECKING:  # the type only: no import at run time
     from explorer.lake import Lake
 
 
+#: the demo's size: enough persons that most public cells clear the All of Us rule (no count
+#: 1-20) on every public page, and three weeks, so circadian metrics (a week at least), heat
+#: waves and the README's cohort example have data; served within 2 minutes on 2 cores
+DEMO_PARTICIPANTS = 300
+DEMO_DAYS = 21
+
 #: the demo's cohort: adults whose wearable data starts their follow-up, with enough wear
 DEMO_COHORT = """
 name: demo-adults-wearing
@@ -33,6 +39,30 @@ exclusion:
 """
 
 
+def _readable(frame):
+    """Dates as dates, a column of whole numbers without ``.0`` (others to one decimal), missing
+    as —: the frame as text to print."""
+    import pandas as pd
+
+    out = pd.DataFrame(index=frame.index)
+    for name, column in frame.items():
+        present = column.dropna()
+        if pd.api.types.is_datetime64_any_dtype(column):
+            text = column.dt.strftime("%Y-%m-%d")
+        elif pd.api.types.is_float_dtype(column):
+            whole = bool((present == present.round()).all())
+            text = column.map(lambda v: f"{v:.0f}" if whole else f"{v:.1f}")
+        else:
+            text = column.astype(str)
+        out[name] = text.where(column.notna(), "—")
+    return out
+
+
+def _tables_of(references, but: str) -> list[str]:
+    """The tables of ``table@version`` references, each once, in order, leaving out ``but``."""
+    return [t for t in dict.fromkeys(r.split("@")[0] for r in references) if t != but]
+
+
 def demo_key_file(lake: Lake) -> Path:
     """A pseudonym key for the demo, beside (never inside) the lake; made once, then reused."""
     path = lake.root.parent / f"{lake.root.name}.pseudonym.key"
@@ -42,7 +72,7 @@ def demo_key_file(lake: Lake) -> Path:
     return path
 
 
-def run_demo(lake: Lake, *, participants: int = 20, days: int = 7, seed: int = 0, say=print) -> dict:
+def run_demo(lake: Lake, *, participants: int = DEMO_PARTICIPANTS, days: int = DEMO_DAYS, seed: int = 0, say=print) -> dict:
     """Fill ``lake`` from a small synthetic cohort and show what the lake keeps."""
     from explorer.synth import SynthConfig, generate
 
@@ -67,14 +97,18 @@ def run_demo(lake: Lake, *, participants: int = 20, days: int = 7, seed: int = 0
     say(lake.sql("SELECT modality, persons_with_data, person_days, median_days_per_person FROM modality_coverage")
         .to_string(index=False).replace("\n", "\n      ").join(["      ", ""]))
 
-    person = lake.sql("SELECT person_id FROM heart_rate_minute ORDER BY person_id LIMIT 1")["person_id"].iloc[0]
+    # the person-day figures shown are wearable_daily's, the table the pages and cohorts read:
+    # a sum over heart-rate minutes joined to step minutes would leave out the steps of minutes
+    # without a heart rate (the device off the wrist but counting), and disagree with the pages
+    person = lake.sql("SELECT person_id FROM wearable_daily ORDER BY person_id LIMIT 1")["person_id"].iloc[0]
     daily = lake.sql(
-        """SELECT h.person_id, CAST(h.datetime AS DATE) AS date, count(*) AS worn_minutes,
-                  round(avg(h.heart_rate_value), 1) AS mean_hr, CAST(sum(s.steps) AS BIGINT) AS steps
-           FROM heart_rate_minute h LEFT JOIN steps_minute s USING (person_id, datetime)
-           WHERE h.person_id = ? GROUP BY ALL ORDER BY date""", [person])
-    say(f"\n[4/7] person-day summary for pseudonym {person} (lake.sql, bound parameter):")
-    say(daily.to_string(index=False))
+        """SELECT date, steps, wear_minutes, valid_day, round(mean_hr, 1) AS mean_hr_bpm,
+                  round(resting_hr, 1) AS resting_hr_bpm, round(sleep_minutes) AS sleep_minutes
+           FROM wearable_daily WHERE person_id = ? ORDER BY date""", [person])
+    say(f"\n[4/7] person-days of pseudonym {person} in wearable_daily (lake.sql, bound parameter; "
+        f"{'the first 7 of ' if len(daily) > 7 else ''}{len(daily)} days; steps are the local day's sum of every step "
+        "minute; — where the day has no sleep or no resting heart rate):")
+    say(_readable(daily.head(7)).to_string(index=False).replace("\n", "\n      ").join(["      ", ""]))
     say("\n[5/7] a cohort, defined as data (explorer.cohorts), counted in one query and saved with lineage:")
     from explorer import cohorts
 
@@ -82,10 +116,14 @@ def run_demo(lake: Lake, *, participants: int = 20, days: int = 7, seed: int = 0
     attrition = cohorts.count(lake, definition)
     say(attrition.astype({"removed": "object"}).fillna("").to_string(index=False).replace("\n", "\n      ").join(["      ", ""]))
     version = cohorts.save(lake, definition)
-    say(f"      saved as cohort_member@{version}; try `explorer cohort characterise {definition.name}`, and "
-        f"`explorer --role public cohort count {definition.name}` for what a public user sees")
-    say("\n[6/7] lineage of the newest heart_rate_minute version:")
-    say(str(lake.lineage("heart_rate_minute")).replace("\n", "\n      ")[:1500])
+    say(f"      saved as cohort_member@{version}; try `explorer --role researcher cohort characterise {definition.name}`, "
+        f"and `explorer --role public cohort count {definition.name}` for what a public user sees")
+    lineage = lake.lineage("heart_rate_minute")
+    raw = [r for r in lineage.upstream if r.startswith("raw:")]
+    say(f"\n[6/7] lineage of {lineage.node}: made from {len(raw):,} raw files"
+        + "".join(f", {r}" for r in lineage.upstream if not r.startswith("raw:"))
+        + f"; used by {', '.join(_tables_of(lineage.downstream, but='job_run')) or 'nothing yet'}"
+        + f"\n      (`explorer lineage heart_rate_minute` lists every one)")
     verified = lake.verify()
     say(f"\n[7/7] verify: {verified}")
     return {"ingest": report, "refresh": refreshed, "days_shown": len(daily), "verified": verified.ok}

@@ -29,12 +29,13 @@ VIEW_OUTPUT = "application/vnd.holoviews_exec.v0+json"  # what a Panel/HoloViews
 
 @pytest.fixture(scope="module")
 def demo_lake(tmp_path_factory):
-    """The lake `explorer demo --no-serve` builds (20 participants x 7 days), built once; each
-    notebook runs on a copy of it, since some write (a saved cohort, a refresh)."""
+    """The lake `explorer demo --no-serve --participants 20 --days 7` builds (smaller than the
+    demo's default, to keep the suite fast; a week, since the circadian metrics need 7 days),
+    built once; each notebook runs on a copy of it, since some write (a saved cohort, a refresh)."""
     from explorer.demo import run_demo
 
     lake = explorer.open(tmp_path_factory.mktemp("notebook-demo") / "explorer-data")
-    run_demo(lake, say=lambda *args, **kwargs: None)
+    run_demo(lake, participants=20, days=7, say=lambda *args, **kwargs: None)
     return lake
 
 

@@ -14,7 +14,7 @@ import sys
 import textwrap
 
 from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, ROLES, open_lake
-from explorer.demo import run_demo
+from explorer.demo import DEMO_DAYS, DEMO_PARTICIPANTS, run_demo
 from explorer.errors import ExplorerError
 from explorer.lab import run_lab
 
@@ -78,8 +78,8 @@ def add_parser(commands) -> None:
         aggregate tables on a local Dask cluster, run a person-day query with a bound parameter,
         count and save a cohort, trace lineage and verify every checksum; then serve the
         dashboards and print a demo login for each role (--no-serve to stop before)."""))
-    p.add_argument("--participants", type=int, default=20, help="participants (default 20)")
-    p.add_argument("--days", type=int, default=7, help="days of minute-level data (default 7)")
+    p.add_argument("--participants", type=int, default=DEMO_PARTICIPANTS, help=f"participants (default {DEMO_PARTICIPANTS})")
+    p.add_argument("--days", type=int, default=DEMO_DAYS, help=f"days of minute-level data (default {DEMO_DAYS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-serve", action="store_true", help="build the lake and stop, without serving the dashboards")
     p.add_argument("--port", type=int, default=5006, help="port of the dashboards (default 5006)")
