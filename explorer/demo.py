@@ -25,6 +25,11 @@ if TYPE_CHECKING:  # the type only: no import at run time
 #: waves and the README's cohort example have data; served within 2 minutes on 2 cores
 DEMO_PARTICIPANTS = 300
 DEMO_DAYS = 21
+#: people (at most; a twentieth of a smaller demo, as synth does) whose wearable data arrives as
+#: Fitbit account exports (5-15 s heart-rate samples, a file per day and stream): enough to show
+#: the format, few enough that the demo's ingest is not mostly theirs (a twentieth of 300 people
+#: took 75 of its 110 s on 2 cores)
+DEMO_FITBIT_EXPORT_PEOPLE = 3
 
 #: the demo's cohort: adults whose wearable data starts their follow-up, with enough wear
 DEMO_COHORT = """
@@ -78,7 +83,8 @@ def run_demo(lake: Lake, *, participants: int = DEMO_PARTICIPANTS, days: int = D
 
     cohort = lake.root.parent / f"{lake.root.name}-synth-cohort"
     say(f"[1/7] synth: {participants} participants x {days} days, with the fault set -> {cohort}")
-    summary = generate(cohort, SynthConfig(participants=participants, days=days, seed=seed, faults=True),
+    summary = generate(cohort, SynthConfig(participants=participants, days=days, seed=seed, faults=True,
+                                                json_fraction=min(0.05, DEMO_FITBIT_EXPORT_PEOPLE / participants)),
                        overwrite=True, progress=Progress("synth"))
     say(f"      {summary}")
 
