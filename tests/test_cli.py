@@ -89,3 +89,36 @@ def test_versions_and_lineage_commands(demo_lake):
     assert lines[0] == "source,target"
     assert any(line.startswith("raw:") and line.endswith(",heart_rate_minute@0") for line in lines[1:])  # upstream
     assert "heart_rate_minute@0,dq_result@0" in lines  # downstream: the ingest's quality report read it
+
+
+@pytest.mark.parametrize("command", [["catalog"], ["sql", "SELECT 1"], ["versions", "person"], ["lineage", "person"],
+                                     ["verify"], ["refresh"], ["budget", "show"]])
+def test_reading_commands_refuse_a_folder_without_a_lake(tmp_path, command):
+    missing = tmp_path / "no-such-lake"
+    result = run_cli(*command, lake_root=missing)
+    assert result.returncode == 2, result.stderr
+    assert f"no lake at {missing}; run `explorer demo` or set EXPLORER_HOME" in result.stderr
+    assert "Traceback" not in result.stderr and not missing.exists()  # nothing made, no audit log left behind
+
+
+def test_without_lake_or_home_a_reading_command_makes_no_explorer_data(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "EXPLORER_HOME"}
+    result = subprocess.run([sys.executable, "-m", "explorer.command", "catalog"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no lake at explorer-data" in result.stderr
+    assert not (tmp_path / "explorer-data").exists()
+
+
+def test_open_for_reading_refuses_a_folder_without_a_lake(tmp_path):
+    import explorer
+    from explorer.errors import ExplorerError
+
+    with pytest.raises(ExplorerError, match="no lake at"):
+        explorer.open(tmp_path / "empty", create=False)
+    assert not (tmp_path / "empty").exists()
+    explorer.open(tmp_path / "new")  # a writer still creates
+    assert explorer.open(tmp_path / "new", create=False).tables() == []

@@ -52,7 +52,8 @@ _NEEDS_DELTA_READER = {"deletionVectors", "columnMapping", "v2Checkpoint", "type
 META_PREFIX = "explorer."
 
 
-def _default_root() -> Path:
+def default_root() -> Path:
+    """The lake folder when none is named: ``$EXPLORER_HOME``, else ``./explorer-data``."""
     return Path(os.environ.get("EXPLORER_HOME") or "explorer-data")
 
 
@@ -66,8 +67,14 @@ def register_ingest(function) -> None:
     _INGEST["function"] = function
 
 
-def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = None) -> Lake:  # noqa: A001
-    """Open (creating if needed) the lake at ``root``.
+def is_lake(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is a lake folder already: one :func:`open` made (it has ``tables/``)."""
+    return (Path(os.fspath(root)).expanduser() / "tables").is_dir()
+
+
+def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = None,  # noqa: A001
+         create: bool = True) -> Lake:
+    """Open the lake at ``root``, creating it if needed (unless ``create`` is false).
 
     Parameters
     ----------
@@ -75,6 +82,14 @@ def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = Non
         Lake folder. Default ``$EXPLORER_HOME``, else ``./explorer-data``.
     catalog : Catalog, optional
         Catalog whose entries validate writes. Default :func:`explorer.catalog.default_catalog`.
+    create : bool, default True
+        Make a new lake when ``root`` holds none. False for a reader: a mistyped path then fails
+        with a message instead of reading a new, empty lake (and leaving it behind).
+
+    Raises
+    ------
+    ExplorerError
+        With ``create=False``, when ``root`` is not a lake.
 
     Examples
     --------
@@ -85,7 +100,11 @@ def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = Non
     >>> lake.sql("SELECT year_of_birth FROM person WHERE person_id = ?", ["p1"]).iloc[0, 0]
     np.int32(1950)
     """
-    return Lake(root if root is not None else _default_root(), catalog=catalog)
+    root = root if root is not None else default_root()
+    if not create and not is_lake(root):
+        raise ExplorerError(f"no lake at {os.fspath(root)}; run `explorer demo` or set EXPLORER_HOME "
+                            "(or pass --lake PATH) to the folder of an existing lake")
+    return Lake(root, catalog=catalog)
 
 
 class Lake:
