@@ -39,6 +39,7 @@ def small_lake(tmp_path_factory):
     lake = explorer.open(tmp_path_factory.mktemp("small") / "lake")
     lake.write("person", make_persons(4), mode="overwrite")
     lake.write("measurement", make_measurements(4, 3), mode="overwrite")
+    lake.write("steward_notes", [{"note": "no catalog entry, so steward only"}], mode="overwrite")
     return lake.root
 
 
@@ -122,3 +123,45 @@ def test_open_for_reading_refuses_a_folder_without_a_lake(tmp_path):
     assert not (tmp_path / "empty").exists()
     explorer.open(tmp_path / "new")  # a writer still creates
     assert explorer.open(tmp_path / "new", create=False).tables() == []
+
+
+@pytest.mark.parametrize("role, query, params, message", [
+    # catalog: a table the lake has not got, named against the lake's tables (not DuckDB's system views)
+    ("steward", "SELECT * FROM persn", [], "no table 'persn' in the lake; did you mean 'person'?"),
+    ("researcher", "SELECT * FROM measurment", [], "no table 'measurment' in the lake; did you mean 'measurement'?"),
+    # parameters against values
+    ("steward", "SELECT * FROM person WHERE person_id = ? AND year_of_birth > ?", ["p1"],
+     "the query has 2 parameters (?), 1 value was given"),
+    ("researcher", "SELECT * FROM person WHERE person_id = $1", ["p1", "p2"],
+     "the query has 1 parameter ($1), 2 values were given"),
+    # permission: the role the table needs
+    ("researcher", "SELECT * FROM steward_notes", [], "steward_notes (needs the steward role), which the researcher role may not read"),
+    # binder: a column, with its position
+    ("steward", "SELECT persn_id FROM person", [], "no column 'persn_id' in the tables it reads (did you mean 'person_id'?) at line 1, column 8"),
+    ("researcher", "SELECT year_of_birht FROM person", [], "no column 'year_of_birht'"),
+    # parser: the position of the syntax error
+    ("steward", "SELECT * FROM person WHERE", [], 'syntax error at or near "WHERE" at line 1, column 22'),
+    ("researcher", "SELEC 1", [], "syntax error at or near \"SELEC\" at line 1, column 1"),
+    # the sandbox refuses files
+    ("researcher", "SELECT * FROM read_csv('/etc/passwd')", [], "disabled by configuration"),
+])
+def test_sql_errors_are_told_in_the_suites_words(small_lake, role, query, params, message):
+    params = [a for p in params for a in ("-p", p)]
+    result = run_cli("--role", role, "sql", query, *params, lake_root=small_lake)
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr and "pg_prepared_statements" not in result.stderr
+    assert "Did you mean" not in result.stderr  # DuckDB's own suggestion, over its system views
+
+
+def test_lake_sql_raises_query_errors(small_lake):
+    import explorer
+    from explorer.errors import QueryError
+
+    lake = explorer.open(small_lake, create=False)
+    with pytest.raises(QueryError, match="no table 'persons' in the lake; did you mean 'person'"):
+        lake.sql("SELECT * FROM persons")
+    with pytest.raises(QueryError, match=r"has 1 parameter \(\?\), 0 values were given"):
+        lake.sql("SELECT * FROM person WHERE person_id = ?")
+    with pytest.raises(QueryError, match="no table 'nothing_like_it' in the lake; `explorer catalog` lists"):
+        lake.sql("SELECT * FROM nothing_like_it", versions={"person": 0})

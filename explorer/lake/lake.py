@@ -34,6 +34,7 @@ from explorer.lake import integrity
 from explorer.lake.delta_files import data_files
 from explorer.lake.engine import current_user, new_connection, referenced_tables
 from explorer.lake.lineage import Lineage, LineageGraph, parse_ref
+from explorer.lake.query_errors import explain
 from explorer.lake.raw import RawZone
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -572,22 +573,32 @@ class Lake:
             Pin tables to earlier versions, e.g. ``{"measurement": 3}``, to re-run an analysis on
             exactly the data it first saw.
 
+        Raises
+        ------
+        QueryError
+            When DuckDB refuses or fails the query: told in the suite's words (a missing table
+            with a did-you-mean over the lake's tables, parameters against values given, the
+            position of a syntax error), the DuckDB error as its cause.
+
         Examples
         --------
         >>> lake.sql("SELECT count(*) FROM measurement WHERE loinc_code = ?", ["2345-7"])  # doctest: +SKIP
         """
         names = self._referenced(query, versions)
-        if versions:
-            con = new_connection()
-            try:
-                self.pinned_views(con, names, versions)
+        try:
+            if versions:
+                con = new_connection()
+                try:
+                    self.pinned_views(con, names, versions)
+                    return con.execute(query, params).df()
+                finally:
+                    con.close()
+            with self._lock:
+                con = self.connection()
+                self.sync_views(con, names, self._registered)
                 return con.execute(query, params).df()
-            finally:
-                con.close()
-        with self._lock:
-            con = self.connection()
-            self.sync_views(con, names, self._registered)
-            return con.execute(query, params).df()
+        except duckdb.Error as exc:
+            raise explain(exc, query, params, self.tables()) from exc
 
     def _referenced(self, query: str, versions: Mapping[str, int] | None) -> list[str]:
         present = set(self.tables())
