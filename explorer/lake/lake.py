@@ -54,8 +54,19 @@ META_PREFIX = "explorer."
 
 
 def default_root() -> Path:
-    """The lake folder when none is named: ``$EXPLORER_HOME``, else ``./explorer-data``."""
-    return Path(os.environ.get("EXPLORER_HOME") or "explorer-data")
+    """The lake folder when none is named: ``$EXPLORER_HOME``; else ``./explorer-data`` if it
+    exists; else the nearest ``explorer-data`` lake in a folder above (so that a notebook run in
+    ``notebooks/``, or by ``jupyter nbconvert`` there, opens the demo lake of the checkout rather
+    than making an empty one beside itself); else ``./explorer-data`` (a new lake there)."""
+    if os.environ.get("EXPLORER_HOME"):
+        return Path(os.environ["EXPLORER_HOME"])
+    here = Path("explorer-data")
+    if here.exists():
+        return here
+    for folder in Path.cwd().parents:
+        if is_lake(folder / "explorer-data"):
+            return folder / "explorer-data"
+    return here
 
 
 #: the ingest's entry point: storage imports no layer above it, so explorer.ingest registers
@@ -80,7 +91,9 @@ def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = Non
     Parameters
     ----------
     root : path, optional
-        Lake folder. Default ``$EXPLORER_HOME``, else ``./explorer-data``.
+        Lake folder. Default :func:`default_root`: ``$EXPLORER_HOME``, else ``./explorer-data``
+        if it exists, else the nearest ``explorer-data`` lake in a folder above, else a new
+        ``./explorer-data``.
     catalog : Catalog, optional
         Catalog whose entries validate writes. Default :func:`explorer.catalog.default_catalog`.
     create : bool, default True
