@@ -44,6 +44,11 @@ class SandboxViolation(ExplorerError, PermissionError):
     """A statement a sandboxed (dashboard) connection is not allowed to run."""
 
 
+class QueryError(ExplorerError):
+    """A query DuckDB refused or failed, told in the suite's words (the DuckDB error is its
+    ``__cause__``)."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(str(word), sorted(set(choices)), n=1, cutoff=0.6)

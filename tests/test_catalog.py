@@ -95,6 +95,7 @@ def test_catalog_command_lists_versions_rows_and_lineage(lake):
 
 def test_catalog_command_fails_on_an_invalid_catalog(tmp_path):
     write(tmp_path, GOOD.replace("kind: table", "kind: tabel"))
+    (tmp_path / "lake" / "tables").mkdir(parents=True)  # a lake, so that the catalog is what fails
     result = run_cli("catalog", lake_root=tmp_path / "lake", env={"EXPLORER_CATALOG": str(tmp_path)})
     assert result.returncode == 2
     assert "thing.yaml" in result.stderr and "kind: got 'tabel'" in result.stderr

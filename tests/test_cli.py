@@ -39,6 +39,7 @@ def small_lake(tmp_path_factory):
     lake = explorer.open(tmp_path_factory.mktemp("small") / "lake")
     lake.write("person", make_persons(4), mode="overwrite")
     lake.write("measurement", make_measurements(4, 3), mode="overwrite")
+    lake.write("steward_notes", [{"note": "no catalog entry, so steward only"}], mode="overwrite")
     return lake.root
 
 
@@ -108,3 +109,78 @@ def test_versions_and_lineage_commands(demo_lake):
     assert lines[0] == "source,target"
     assert any(line.startswith("raw:") and line.endswith(",heart_rate_minute@0") for line in lines[1:])  # upstream
     assert "heart_rate_minute@0,dq_result@0" in lines  # downstream: the ingest's quality report read it
+
+
+@pytest.mark.parametrize("command", [["catalog"], ["sql", "SELECT 1"], ["versions", "person"], ["lineage", "person"],
+                                     ["verify"], ["refresh"], ["budget", "show"]])
+def test_reading_commands_refuse_a_folder_without_a_lake(tmp_path, command):
+    missing = tmp_path / "no-such-lake"
+    result = run_cli(*command, lake_root=missing)
+    assert result.returncode == 2, result.stderr
+    assert f"no lake at {missing}; run `explorer demo` or set EXPLORER_HOME" in result.stderr
+    assert "Traceback" not in result.stderr and not missing.exists()  # nothing made, no audit log left behind
+
+
+def test_without_lake_or_home_a_reading_command_makes_no_explorer_data(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "EXPLORER_HOME"}
+    result = subprocess.run([sys.executable, "-m", "explorer.command", "catalog"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no lake at explorer-data" in result.stderr
+    assert not (tmp_path / "explorer-data").exists()
+
+
+def test_open_for_reading_refuses_a_folder_without_a_lake(tmp_path):
+    import explorer
+    from explorer.errors import ExplorerError
+
+    with pytest.raises(ExplorerError, match="no lake at"):
+        explorer.open(tmp_path / "empty", create=False)
+    assert not (tmp_path / "empty").exists()
+    explorer.open(tmp_path / "new")  # a writer still creates
+    assert explorer.open(tmp_path / "new", create=False).tables() == []
+
+
+@pytest.mark.parametrize("role, query, params, message", [
+    # catalog: a table the lake has not got, named against the lake's tables (not DuckDB's system views)
+    ("steward", "SELECT * FROM persn", [], "no table 'persn' in the lake; did you mean 'person'?"),
+    ("researcher", "SELECT * FROM measurment", [], "no table 'measurment' in the lake; did you mean 'measurement'?"),
+    # parameters against values
+    ("steward", "SELECT * FROM person WHERE person_id = ? AND year_of_birth > ?", ["p1"],
+     "the query has 2 parameters (?), 1 value was given"),
+    ("researcher", "SELECT * FROM person WHERE person_id = $1", ["p1", "p2"],
+     "the query has 1 parameter ($1), 2 values were given"),
+    # permission: the role the table needs
+    ("researcher", "SELECT * FROM steward_notes", [], "steward_notes (needs the steward role), which the researcher role may not read"),
+    # binder: a column, with its position
+    ("steward", "SELECT persn_id FROM person", [], "no column 'persn_id' in the tables it reads (did you mean 'person_id'?) at line 1, column 8"),
+    ("researcher", "SELECT year_of_birht FROM person", [], "no column 'year_of_birht'"),
+    # parser: the position of the syntax error
+    ("steward", "SELECT * FROM person WHERE", [], 'syntax error at or near "WHERE" at line 1, column 22'),
+    ("researcher", "SELEC 1", [], "syntax error at or near \"SELEC\" at line 1, column 1"),
+    # the sandbox refuses files
+    ("researcher", "SELECT * FROM read_csv('/etc/passwd')", [], "disabled by configuration"),
+])
+def test_sql_errors_are_told_in_the_suites_words(small_lake, role, query, params, message):
+    params = [a for p in params for a in ("-p", p)]
+    result = run_cli("--role", role, "sql", query, *params, lake_root=small_lake)
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr and "pg_prepared_statements" not in result.stderr
+    assert "Did you mean" not in result.stderr  # DuckDB's own suggestion, over its system views
+
+
+def test_lake_sql_raises_query_errors(small_lake):
+    import explorer
+    from explorer.errors import QueryError
+
+    lake = explorer.open(small_lake, create=False)
+    with pytest.raises(QueryError, match="no table 'persons' in the lake; did you mean 'person'"):
+        lake.sql("SELECT * FROM persons")
+    with pytest.raises(QueryError, match=r"has 1 parameter \(\?\), 0 values were given"):
+        lake.sql("SELECT * FROM person WHERE person_id = ?")
+    with pytest.raises(QueryError, match="no table 'nothing_like_it' in the lake; `explorer catalog` lists"):
+        lake.sql("SELECT * FROM nothing_like_it", versions={"person": 0})

@@ -183,3 +183,46 @@ def test_nesting_and_size_are_bounded():
     many = [{"kind": "demographics", "race": [f"r{k}"]} for k in range(65)]
     with pytest.raises(cohorts.DefinitionError, match="more than 64 criteria"):
         cohorts.from_dict({"name": "x", "index_date": {"rule": "fixed", "date": "2024-01-01"}, "inclusion": many})
+
+
+VOCABULARY_CASES = [
+    ("{kind: demographics, race: [Whte]}", "inclusion[0].race[0]: 'Whte' is not a value of person.race (did you mean 'White'?)"),
+    ("{kind: demographics, sex_at_birth: [Female]}",
+     "inclusion[0].sex_at_birth[0]: 'Female' is not a value of person.sex_at_birth (did you mean 'female'?)"),
+    ("{kind: demographics, ethnicity: [Hispanic]}",
+     "inclusion[0].ethnicity[0]: 'Hispanic' is not a value of person.ethnicity (did you mean 'Hispanic or Latino'?)"),
+    ("{kind: condition, code_system: ICD10, codes: [E11]}",
+     "inclusion[0].code_system: 'ICD10' is not one of ICD10CM, SNOMED, ICD9CM (did you mean 'ICD10CM'?)"),
+]
+HEADER = "name: vocabulary\nindex_date: {rule: fixed, date: 2024-01-01}\ninclusion:\n  - "
+
+
+@pytest.mark.parametrize("criterion, message", VOCABULARY_CASES, ids=["race", "sex", "ethnicity", "code_system"])
+def test_enumerated_values_are_checked_against_the_catalog_vocabulary(tmp_path, criterion, message):
+    with pytest.raises(cohorts.DefinitionError) as caught:
+        cohorts.loads(HEADER + criterion + "\n")
+    assert message in str(caught.value)
+    from conftest import run_cli
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(HEADER + criterion + "\n")
+    result = run_cli("cohort", "validate", path, lake_root=tmp_path / "no-lake-needed")
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_vocabulary_is_the_catalogs_and_its_values_pass():
+    from explorer.catalog import default_catalog
+
+    person = default_catalog().get("person")
+    assert "White" in person.column("race").values and "female" in person.column("sex_at_birth").values
+    cohorts.loads(HEADER + "{kind: demographics, race: [White, Asian], sex_at_birth: [female], "
+                  "ethnicity: [Not Hispanic or Latino]}\n")
+
+
+def test_a_wrong_check_digit_is_reported_beside_another_problem_of_its_criterion():
+    text = HEADER + "{kind: lab, loinc: 2345-8, unit: mg/dL, valu: {gte: 126}}\n  - {kind: demographics, race: [Whte], zip3: [12]}\n"
+    with pytest.raises(cohorts.DefinitionError) as caught:
+        cohorts.loads(text)
+    where = [p.split(":")[0] for p in caught.value.problems]
+    assert where == ["inclusion[0].valu", "inclusion[0].loinc", "inclusion[1].zip3", "inclusion[1].race[0]"]
+    assert "expected 2345-7" in str(caught.value)

@@ -237,3 +237,18 @@ def test_netcdf_grids_become_zarr_in_celsius_whatever_the_source_unit(ingested):
     stored = xr.open_zarr(lake.root / kelvin["store"], consolidated=False)["tasmax"].values
     np.testing.assert_allclose(stored, expected, atol=1e-3)
     assert 5 < float(np.nanmean(stored)) < 40  # degrees Celsius, not kelvin
+
+
+def test_the_summary_groups_reasons_by_kind_and_shows_a_real_one():
+    from collections import Counter
+
+    from explorer.ingest.report import FileOutcome, IngestReport
+
+    first = FileOutcome("a.csv", "0" * 64, "accepted", row_reasons=Counter({
+        "heart_rate_value 255 bpm outside 25-250": 3, "heart_rate_value 300 bpm outside 25-250": 1}))
+    second = FileOutcome("labs.csv", "1" * 64, "accepted", row_reasons=Counter({
+        "unit '%' is not a known unit for LOINC 2345-7": 2, "heart_rate_value 255 bpm outside 25-250": 1}))
+    text = str(IngestReport("t", [first, second], {}))
+    assert "         5 rows  heart_rate_value 255 bpm outside 25-250  (e.g.; 1 other reason like it)" in text
+    assert "         2 rows  unit '%' is not a known unit for LOINC 2345-7" in text
+    assert "#" not in text

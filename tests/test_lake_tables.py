@@ -165,3 +165,20 @@ def test_raw_zone_guards_its_paths_and_repairs_damaged_copies(lake, tmp_path):
     stored.path.write_bytes(b"damaged")
     again = lake.raw.put(b"original bytes")
     assert again.path.read_bytes() == b"original bytes" and lake.verify().ok
+
+
+def test_a_notebook_run_in_notebooks_finds_the_demo_lake_above(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    demo = explorer.open(tmp_path / "explorer-data")
+    demo.write("person", [{"person_id": "p1", "year_of_birth": 1950}], mode="overwrite")
+    (tmp_path / "notebooks").mkdir()
+    script = "import explorer; lake = explorer.open(); print(lake.root); print(lake.tables())"
+    env = {k: v for k, v in os.environ.items() if k != "EXPLORER_HOME"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "notebooks", env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(demo.root), "['person']"]
+    assert not (tmp_path / "notebooks" / "explorer-data").exists()  # no empty lake made beside the notebooks

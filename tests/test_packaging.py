@@ -92,3 +92,17 @@ def test_an_installed_wheel_serves_every_page(wheel, tmp_path, browser):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_what_the_demo_writes_beside_the_lake_is_ignored_by_git():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not in a git checkout")
+    paths = ["explorer-data/tables/person", "explorer-data.users.json", "explorer-data.pseudonym.key",
+             "explorer-data-synth-cohort/README.md", "lake.users.json", "lake-synth-cohort/fhir/p.json"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True, text=True)
+    assert sorted(result.stdout.split()) == sorted(paths), result.stderr

@@ -77,7 +77,10 @@ def test_wearables_command(tmp_path, lake):
 
     listed = run_cli("wearables", "metrics", lake_root=tmp_path / "none")
     assert listed.returncode == 0 and "sleep_regularity_index" in listed.stdout and "Phillips et al. 2017" in listed.stdout
-    missing = run_cli("wearables", "view", lake_root=tmp_path / "none")
+    no_lake = run_cli("wearables", "view", lake_root=tmp_path / "none")
+    assert no_lake.returncode == 2 and "no lake at" in no_lake.stderr and not (tmp_path / "none").exists()
+    (tmp_path / "empty" / "tables").mkdir(parents=True)
+    missing = run_cli("wearables", "view", lake_root=tmp_path / "empty")
     assert missing.returncode == 2 and "run `explorer refresh` first" in missing.stderr
     lake, heart, _ = lake
     out = tmp_path / "person.html"

@@ -77,6 +77,8 @@ _COLUMN = {
         "description": {"type": "string"},
         "nullable": {"type": "boolean"},
         "dims": {"type": "array", "items": {"type": "string"}},
+        "values": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                   "description": "the vocabulary of an enumerated column: cohort definitions are checked against it"},
         "checks": _COLUMN_CHECKS,
     },
 }
@@ -149,6 +151,9 @@ class Column:
     nullable: bool = True
     dims: tuple[str, ...] = ()
     checks: ColumnChecks = ColumnChecks()
+    #: the vocabulary of an enumerated column (empty: any value); cohort definitions name values
+    #: from it, so a misspelt one is refused instead of matching no one
+    values: tuple[str, ...] = ()
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -248,7 +253,8 @@ def load_entry(path: str | Path) -> Entry:
         raise CatalogError(f"{path}: invalid catalog entry:\n  - " + "\n  - ".join(problems))
     columns = tuple(
         Column(name=c["name"], type=c["type"], unit=c.get("unit"), description=c.get("description", ""),
-               nullable=c.get("nullable", True), dims=tuple(c.get("dims", ())), checks=_column_checks(c.get("checks", {})))
+               nullable=c.get("nullable", True), dims=tuple(c.get("dims", ())), checks=_column_checks(c.get("checks", {})),
+               values=tuple(c.get("values", ())))
         for c in document["schema"]
     )
     return Entry(

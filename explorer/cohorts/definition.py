@@ -218,6 +218,17 @@ class Demographics(Criterion):
         if self.age is None and not (self.sex_at_birth or self.race or self.ethnicity or self.zip3):
             problems.append(f"{where}: give at least one of age, sex_at_birth, race, ethnicity, zip3")
         problems += [f"{where}.zip3: {z!r} is not a 3-digit ZIP code" for z in self.zip3 if not re.fullmatch(r"[0-9]{3}", z)]
+        person = default_catalog().get("person")
+        for key in ("sex_at_birth", "race", "ethnicity"):
+            vocabulary = person.column(key).values if person is not None and key in person.column_names else ()
+            for k, value in enumerate(getattr(self, key)):
+                if vocabulary and value not in vocabulary:
+                    # case-blind first: 'Female' for 'female' is the common slip, and difflib's
+                    # ratio alone would not always propose it
+                    same = [v for v in vocabulary if v.casefold() == value.casefold()]
+                    hint = f" (did you mean '{same[0]}'?)" if same else did_you_mean(value, vocabulary)
+                    problems.append(f"{where}.{key}[{k}]: {value!r} is not a value of person.{key}{hint}; its values "
+                                    f"are {', '.join(vocabulary)} (data_catalog/person.yaml)")
         return problems
 
     def _describe(self):
@@ -748,12 +759,14 @@ def _build(cls, data: dict, where: str, problems: list[str], special=None):
     fields = _fields(cls)
     values = {}
     ok = True
+    failed = []  # keys whose value was refused: the checks of the rest still run (below)
     for key, raw in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in fields:
             problems.append(f"{path}: unknown key for {_what(cls)}{did_you_mean(str(key), fields)}; keys are {', '.join(fields)}")
             ok = False
             continue
+        failed.append(key)  # until its value is taken
         kind = special.get(key)
         if kind == "criteria":
             if not isinstance(raw, list):
@@ -766,6 +779,7 @@ def _build(cls, data: dict, where: str, problems: list[str], special=None):
                 ok = False
                 continue
             values[key] = built
+            failed.remove(key)
             continue
         value, problem = _coerce(cls.param[key], raw, path, kind)
         if problem:
@@ -773,7 +787,10 @@ def _build(cls, data: dict, where: str, problems: list[str], special=None):
             ok = False
         else:
             values[key] = value
+            failed.remove(key)
     if not ok:
+        if issubclass(cls, Criterion) and cls is not Definition:
+            problems.extend(_partial_problems(cls, values, failed, where))
         return None
     try:
         built = cls(**values)
@@ -783,6 +800,24 @@ def _build(cls, data: dict, where: str, problems: list[str], special=None):
     if cls is not Definition:
         problems.extend(built.check(where))
     return built
+
+
+def _partial_problems(cls, values: dict, failed: list[str], where: str) -> list[str]:
+    """The problems of a criterion's well-formed keys when another key was refused, so that one
+    run reports every problem of a document (a wrong LOINC check digit beside a misspelt key).
+    Problems about the refused keys, or about the criterion as a whole, are left out: they would
+    only repeat, or guess at, what the refusal said already."""
+    try:
+        partial = cls(**values)
+    except (ValueError, TypeError):
+        return []
+    kept = []
+    for problem in partial.check(where):
+        path = problem.split(": ", 1)[0]
+        if path == where or any(path == f"{where}.{k}" or path.startswith((f"{where}.{k}.", f"{where}.{k}[")) for k in failed):
+            continue
+        kept.append(problem)
+    return kept
 
 
 def _coerce(parameter, raw, path: str, part_class=None):

@@ -28,9 +28,13 @@ DISCLOSURE_PROFILES = list(PROFILES)
 HELP_FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
-def open_lake(args: argparse.Namespace) -> Lake:
-    """The lake of ``--lake`` (else ``$EXPLORER_HOME``, else ``./explorer-data``)."""
-    return explorer.open(args.lake)
+def open_lake(args: argparse.Namespace, *, create: bool = False) -> Lake:
+    """The lake of ``--lake`` (else ``$EXPLORER_HOME``, else ``./explorer-data``).
+
+    Only a command that writes a new lake (``ingest``, ``demo``) passes ``create``: any other
+    refuses a folder without a lake (exit 2) rather than make an empty one and report on it.
+    """
+    return explorer.open(args.lake, create=create)
 
 
 def acting_role(args: argparse.Namespace, access: str, what: str) -> str:

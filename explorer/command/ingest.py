@@ -116,7 +116,7 @@ def add_parser(commands) -> None:
 
 def cmd_ingest(args) -> int:
     """Ingest a file, folder or .zip; exit status 1 only when a reader failed internally."""
-    lake = open_lake(args)
+    lake = open_lake(args, create=True)
     role = acting_role(args, "ingest", "`explorer ingest`")
     if args.fhir_server:
         os.environ["EXPLORER_FHIR_SERVER"] = args.fhir_server  # read by the readers, in this process and its workers

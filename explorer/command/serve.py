@@ -113,10 +113,10 @@ def cmd_serve(args) -> int:
     """Serve the dashboards behind the login of ``--auth`` until stopped."""
     from explorer.serve import dashboard_files, serve
 
-    lake = open_lake(args)
     if not args.auth:
         raise ExplorerError("`explorer serve` needs --auth FILE, the users and their roles (make one with "
                             "`explorer users add FILE NAME --role public`); dashboards are never served without a login")
+    lake = open_lake(args)
     pages = ", ".join(f"/{name}" for name in dashboard_files())
     print(f"serving {pages} of {lake.root} at http://{args.address}:{args.port}/ (log in; Ctrl-C stops)", flush=True)
     serve(lake.root, args.auth, port=args.port, address=args.address, origins=args.allow_websocket_origin or (),
@@ -141,7 +141,7 @@ def cmd_users(args) -> int:
 def cmd_demo(args) -> int:
     """Build the demo lake; then, unless ``--no-serve`` or a step failed, serve it with one
     made-up login per role. Exit status 1 when a step of the demo failed."""
-    lake = open_lake(args)
+    lake = open_lake(args, create=True)
     print(f"Demo lake: {lake.root}")
     figures = run_demo(lake, participants=args.participants, days=args.days, seed=args.seed)
     ok = figures["verified"] and not figures["ingest"].errors and not figures["refresh"].failed

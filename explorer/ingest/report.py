@@ -118,12 +118,7 @@ class IngestReport:
                  f"rows: {accepted:,} accepted, {quarantined_rows:,} quarantined"
                  + (f", {sum(ignored_kinds.values()):,} of kinds not stored (" + ", ".join(
                      f"{kind} {n:,}" for kind, n in ignored_kinds.most_common(6)) + ")" if ignored_kinds else "")]
-        reasons = Counter()
-        for f in self.files:
-            for reason, n in f.row_reasons.items():
-                reasons[reason_kind(reason)] += n
-        for reason, n in reasons.most_common(12):
-            lines.append(f"  {n:>10,} rows  {reason}")
+        lines.extend(f"  {line}" for line in reason_lines(f.row_reasons for f in self.files))
         for f in self.files:
             if f.status in ("quarantined", "error"):
                 lines.append(f"  file {f.status}: {f.source_name}: {shorten(f.reason or '', 300)}")
@@ -145,6 +140,26 @@ def reason_kind(reason: str) -> str:
     """A row reason without its row-specific values (row numbers, numbers become ``#``), so
     the summary counts reasons by kind."""
     return re.sub(r"\b(row \d+|-?\d+(\.\d+)?)\b", "#", reason)
+
+
+def reason_lines(counters, limit: int = 12) -> list[str]:
+    """The quarantine reasons of ``counters`` (one :class:`Counter` of reasons per file) grouped
+    by kind (:func:`reason_kind`), most rows first, each group shown by one real reason of it,
+    its most frequent: ``heart_rate_value 255 bpm outside 25-250`` tells what to look for, where
+    ``heart_rate_value # bpm outside #-#`` would hide the range and the codes."""
+    rows, examples = Counter(), {}
+    for counter in counters:
+        for reason, n in counter.items():
+            kind = reason_kind(reason)
+            rows[kind] += n
+            examples.setdefault(kind, Counter())[reason] += n
+    lines = []
+    for kind, n in rows.most_common(limit):
+        alike = examples[kind]
+        example = min(alike, key=lambda r: (-alike[r], r))  # the most frequent; ties the same way every run
+        more = f"  (e.g.; {len(alike) - 1:,} other reason{'s' * (len(alike) != 2)} like it)" if len(alike) > 1 else ""
+        lines.append(f"{n:>10,} rows  {example}{more}")
+    return lines
 
 
 def add_quality_report(lake: Lake, report: IngestReport) -> None:

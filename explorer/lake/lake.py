@@ -34,6 +34,7 @@ from explorer.lake import integrity
 from explorer.lake.delta_files import data_files
 from explorer.lake.engine import current_user, new_connection, referenced_tables
 from explorer.lake.lineage import Lineage, LineageGraph, parse_ref
+from explorer.lake.query_errors import explain
 from explorer.lake.raw import RawZone
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -52,8 +53,20 @@ _NEEDS_DELTA_READER = {"deletionVectors", "columnMapping", "v2Checkpoint", "type
 META_PREFIX = "explorer."
 
 
-def _default_root() -> Path:
-    return Path(os.environ.get("EXPLORER_HOME") or "explorer-data")
+def default_root() -> Path:
+    """The lake folder when none is named: ``$EXPLORER_HOME``; else ``./explorer-data`` if it
+    exists; else the nearest ``explorer-data`` lake in a folder above (so that a notebook run in
+    ``notebooks/``, or by ``jupyter nbconvert`` there, opens the demo lake of the checkout rather
+    than making an empty one beside itself); else ``./explorer-data`` (a new lake there)."""
+    if os.environ.get("EXPLORER_HOME"):
+        return Path(os.environ["EXPLORER_HOME"])
+    here = Path("explorer-data")
+    if here.exists():
+        return here
+    for folder in Path.cwd().parents:
+        if is_lake(folder / "explorer-data"):
+            return folder / "explorer-data"
+    return here
 
 
 #: the ingest's entry point: storage imports no layer above it, so explorer.ingest registers
@@ -66,15 +79,31 @@ def register_ingest(function) -> None:
     _INGEST["function"] = function
 
 
-def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = None) -> Lake:  # noqa: A001
-    """Open (creating if needed) the lake at ``root``.
+def is_lake(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is a lake folder already: one :func:`open` made (it has ``tables/``)."""
+    return (Path(os.fspath(root)).expanduser() / "tables").is_dir()
+
+
+def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = None,  # noqa: A001
+         create: bool = True) -> Lake:
+    """Open the lake at ``root``, creating it if needed (unless ``create`` is false).
 
     Parameters
     ----------
     root : path, optional
-        Lake folder. Default ``$EXPLORER_HOME``, else ``./explorer-data``.
+        Lake folder. Default :func:`default_root`: ``$EXPLORER_HOME``, else ``./explorer-data``
+        if it exists, else the nearest ``explorer-data`` lake in a folder above, else a new
+        ``./explorer-data``.
     catalog : Catalog, optional
         Catalog whose entries validate writes. Default :func:`explorer.catalog.default_catalog`.
+    create : bool, default True
+        Make a new lake when ``root`` holds none. False for a reader: a mistyped path then fails
+        with a message instead of reading a new, empty lake (and leaving it behind).
+
+    Raises
+    ------
+    ExplorerError
+        With ``create=False``, when ``root`` is not a lake.
 
     Examples
     --------
@@ -85,7 +114,11 @@ def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = Non
     >>> lake.sql("SELECT year_of_birth FROM person WHERE person_id = ?", ["p1"]).iloc[0, 0]
     np.int32(1950)
     """
-    return Lake(root if root is not None else _default_root(), catalog=catalog)
+    root = root if root is not None else default_root()
+    if not create and not is_lake(root):
+        raise ExplorerError(f"no lake at {os.fspath(root)}; run `explorer demo` or set EXPLORER_HOME "
+                            "(or pass --lake PATH) to the folder of an existing lake")
+    return Lake(root, catalog=catalog)
 
 
 class Lake:
@@ -553,22 +586,32 @@ class Lake:
             Pin tables to earlier versions, e.g. ``{"measurement": 3}``, to re-run an analysis on
             exactly the data it first saw.
 
+        Raises
+        ------
+        QueryError
+            When DuckDB refuses or fails the query: told in the suite's words (a missing table
+            with a did-you-mean over the lake's tables, parameters against values given, the
+            position of a syntax error), the DuckDB error as its cause.
+
         Examples
         --------
         >>> lake.sql("SELECT count(*) FROM measurement WHERE loinc_code = ?", ["2345-7"])  # doctest: +SKIP
         """
         names = self._referenced(query, versions)
-        if versions:
-            con = new_connection()
-            try:
-                self.pinned_views(con, names, versions)
+        try:
+            if versions:
+                con = new_connection()
+                try:
+                    self.pinned_views(con, names, versions)
+                    return con.execute(query, params).df()
+                finally:
+                    con.close()
+            with self._lock:
+                con = self.connection()
+                self.sync_views(con, names, self._registered)
                 return con.execute(query, params).df()
-            finally:
-                con.close()
-        with self._lock:
-            con = self.connection()
-            self.sync_views(con, names, self._registered)
-            return con.execute(query, params).df()
+        except duckdb.Error as exc:
+            raise explain(exc, query, params, self.tables()) from exc
 
     def _referenced(self, query: str, versions: Mapping[str, int] | None) -> list[str]:
         present = set(self.tables())

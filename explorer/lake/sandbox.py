@@ -22,6 +22,7 @@ import pandas as pd
 
 from explorer.errors import SandboxViolation
 from explorer.lake.engine import arrow_relation, new_connection, referenced_tables
+from explorer.lake.query_errors import explain
 
 from typing import TYPE_CHECKING
 
@@ -91,20 +92,27 @@ class SandboxedConnection:
     def sql(self, query: str, params: Sequence | Mapping | None = None, *,
             versions: Mapping[str, int] | None = None) -> pd.DataFrame:
         """Run one SELECT with bound parameters; return a pandas DataFrame."""
-        names = self._check(query)
+        try:
+            names = self._check(query)
+        except duckdb.Error as exc:  # a statement DuckDB cannot even split
+            raise explain(exc, query, params, self.tables) from exc
         if versions:
             outside = sorted(set(versions) - set(self.tables))
             if outside:
                 raise SandboxViolation(f"table(s) {', '.join(outside)} are not available on this connection")
-            con = _locked_connection(self.memory_limit, self.threads)
-            try:
-                self.lake.pinned_views(con, names, versions, reader=arrow_relation)
-                return con.execute(query, params).df()
-            finally:
-                con.close()
-        with self._lock:
-            self.lake.sync_views(self._con, names, self._registered, reader=arrow_relation)
-            return self._con.execute(query, params).df()
+        try:
+            if versions:
+                con = _locked_connection(self.memory_limit, self.threads)
+                try:
+                    self.lake.pinned_views(con, names, versions, reader=arrow_relation)
+                    return con.execute(query, params).df()
+                finally:
+                    con.close()
+            with self._lock:
+                self.lake.sync_views(self._con, names, self._registered, reader=arrow_relation)
+                return self._con.execute(query, params).df()
+        except duckdb.Error as exc:
+            raise explain(exc, query, params, self.tables) from exc
 
     def close(self) -> None:
         self._con.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from explorer.catalog.entries import SENSITIVITY_TIERS
 from explorer.errors import ExplorerError, did_you_mean
-from explorer.lake.engine import current_user
+from explorer.lake.engine import current_user, referenced_tables
 
 from typing import TYPE_CHECKING
 
@@ -93,17 +93,18 @@ def require(principal: Principal | str, access: str, what: str) -> None:
 
 
 
+def table_tier(lake: Lake, name: str) -> str:
+    """The least role that reads table ``name``: its catalog ``sensitivity`` tier (steward for a
+    table without a catalog entry)."""
+    entry = lake.catalog.get(name)
+    return entry.sensitivity if entry is not None and entry.sensitivity in ROLES else "steward"
+
+
 def readable_tables(lake: Lake, role: str) -> list[str]:
     """Tables of ``lake`` that ``role`` may read: those whose catalog ``sensitivity`` tier is at
     or below the role (a table without a catalog entry is steward-only)."""
     rank = ROLES.index(check_role(role))
-    out = []
-    for name in lake.tables():
-        entry = lake.catalog.get(name)
-        tier = entry.sensitivity if entry is not None and entry.sensitivity in ROLES else "steward"
-        if ROLES.index(tier) <= rank:
-            out.append(name)
-    return out
+    return [name for name in lake.tables() if ROLES.index(table_tier(lake, name)) <= rank]
 
 
 def query_as(lake: Lake, role: str, query: str, params=None, versions=None):
@@ -112,7 +113,15 @@ def query_as(lake: Lake, role: str, query: str, params=None, versions=None):
     ``read_csv('<lake>/raw/...')`` finds nothing). Returns a pandas DataFrame."""
     if role == "steward":
         return lake.sql(query, params or None, versions=versions or None)
-    with lake.sandbox(tables=readable_tables(lake, role), memory_limit="8GB", threads=os.cpu_count() or 2) as con:
+    readable = readable_tables(lake, role)
+    hidden = sorted((referenced_tables(query) or set()) & set(lake.tables()) - set(readable))
+    if hidden:  # said here, with the role it needs: the sandbox knows only that the table is not on it
+        needs = {name: table_tier(lake, name) for name in hidden}
+        raise PermissionDenied(
+            "the query reads " + ", ".join(f"{name} (needs the {tier} role)" for name, tier in needs.items())
+            + f", which the {role} role may not read (catalog sensitivity tier); ask a data steward, "
+            "or query a table of your tier (`explorer catalog` shows each table's tier)")
+    with lake.sandbox(tables=readable, memory_limit="8GB", threads=os.cpu_count() or 2) as con:
         return con.sql(query, params or None, versions=versions or None)
 
 

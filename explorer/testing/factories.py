@@ -29,7 +29,7 @@ def make_persons(n: int = 10, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({
         "person_id": person_ids(n, seed),
         "year_of_birth": rng.integers(1940, 1991, n).astype("int32"),
-        "sex_at_birth": rng.choice(["Female", "Male"], n),
+        "sex_at_birth": rng.choice(["female", "male"], n),  # the catalog vocabulary (person.yaml)
         "race": rng.choice(["White", "Black or African American", "Asian", "Other"], n),
         "ethnicity": rng.choice(["Hispanic or Latino", "Not Hispanic or Latino"], n, p=[0.2, 0.8]),
         "zip3": rng.choice(["021", "100", "606", "850"], n),
