@@ -199,11 +199,17 @@ def test_explorer_lab_serves_a_kernel_that_runs_the_quick_start(demo_lake, tmp_p
         urlopen(Request(base + "/api/status", headers=headers), timeout=2)
 
 
-def test_explorer_lab_refuses_a_missing_notebooks_folder(tmp_path):
+def test_explorer_lab_refuses_a_missing_notebooks_folder_or_lake(tmp_path):
+    explorer.open(tmp_path / "lake")
     done = subprocess.run([sys.executable, "-m", "explorer.command", "--lake", str(tmp_path / "lake"), "lab", "--dir",
                            str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert done.returncode == 2
     assert "nowhere: no such folder" in done.stderr
+    # notebooks on a folder without a lake would each fail on their first query: refused before Jupyter starts
+    done = subprocess.run([sys.executable, "-m", "explorer.command", "--lake", str(tmp_path / "no-lake"), "lab", "--dir",
+                           str(ROOT / "notebooks")], capture_output=True, text=True)
+    assert done.returncode == 2 and "no lake at" in done.stderr and "explorer demo" in done.stderr
+    assert not (tmp_path / "no-lake").exists()
 
 
 def test_a_notebook_on_an_empty_lake_says_what_to_run(tmp_path):
