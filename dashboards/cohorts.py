@@ -11,7 +11,7 @@ from explorer.views import Lake  # the type of build's lake
 
 
 PAGE = {"title": "Cohorts", "order": 50, "roles": ["public", "researcher", "steward"],
-        "summary": "build a cohort definition and see its attrition as you go"}
+        "summary": "the attrition of saved cohorts and their characterisation; researchers build definitions with live attrition"}
 
 
 def build(lake: Lake, role):

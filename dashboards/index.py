@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import panel as pn
 
-from explorer.serve import page, pages
+from explorer.serve import guarded, page, pages
+from explorer.views import LakeSummary
 from explorer.views import Lake  # the type of build's lake
 
 PAGE = {"title": "Home", "order": 0, "roles": ["public", "researcher", "steward"],
@@ -16,7 +17,7 @@ def build(lake: Lake, role):
                      if name != "index" and p.shown_to(role))
     note = ("Counts are shown under disclosure control: small groups are hidden." if role == "public"
             else "You see exact counts and person-level views; what you export is audited.")
-    return [pn.pane.Markdown(f"{rows}\n\n{note}")]
+    return [guarded(lambda: LakeSummary(lake=lake, role=role)), pn.pane.Markdown(f"{rows}\n\n{note}")]
 
 
 page(PAGE, build).servable(title="Cohort Explorer")

@@ -14,7 +14,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, hidden_bars, hidden_bins, holoviews_with_bokeh, nice_edges, shared_data
+from explorer.views.base import LakeView, hidden_bars, hidden_bins, hidden_caption, holoviews_with_bokeh, nice_edges, shared_data
 
 #: points above which the PhenoAge scatter is rasterised on the server
 RASTERISE_ABOVE = 50_000
@@ -102,6 +102,8 @@ class AgeingRateDistribution(LakeView):
             histogram = histogram * hidden
         top = max(np.nanmax(counts, initial=0), rules.largest_hidden if hidden is not None else 0, 1)
         n = rules.label if found["n"] != found["n"] else f"{int(found['n']):,}"
+        caption = hidden_caption(counts, rules, "bins") if self.public else ""
+        n += f"; {caption}" if caption else ""
         return (histogram * hv.VLine(found["cohort_slope"]).opts(color="firebrick")).opts(
             responsive=True, height=280, ylim=(0, top * 1.15), title=f"{found['name']}: personal ageing rates (n = {n})")
 

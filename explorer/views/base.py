@@ -189,6 +189,28 @@ def hidden_bins(hv, frame: pd.DataFrame, rules, x: str, y: str = "persons"):
     return boxes * labels
 
 
+def hidden_caption(counts, rules, what: str = "groups") -> str:
+    """Why part of a figure is hidden, for its caption: "3 of 12 groups hidden: 1-20 persons, or
+    a count that would reveal one (All of Us rule)" (primary and complementary suppression);
+    empty when nothing is. ``counts`` holds NaN where disclosure control hid
+    a count, so a reader is told that a bar drawn in the hidden style is not a low count.
+
+    Examples
+    --------
+    >>> from explorer.privacy import PROFILES
+    >>> hidden_caption([25.0, float("nan"), 40.0, float("nan")], PROFILES["aou"], "bins")
+    '2 of 4 bins hidden: 1-20 persons, or a count that would reveal one (All of Us rule)'
+    >>> hidden_caption([25.0], PROFILES["aou"])
+    ''
+    """
+    counts = np.asarray(counts, dtype=float)
+    hidden = int(np.isnan(counts).sum())
+    if not hidden:
+        return ""
+    return (f"{hidden} of {len(counts)} {what} hidden: {rules.smallest_hidden}-{rules.largest_hidden} persons, or a "
+            f"count that would reveal one ({rules.title} rule)")
+
+
 def hidden_bars(hv, frame: pd.DataFrame, category: str, value: str, rules):
     """The categories of a protected bar chart whose ``value`` disclosure control hid, as bars up
     to ``rules.largest_hidden`` in the hidden style, labelled ``rules.label``. None when nothing
@@ -205,12 +227,39 @@ def hidden_bars(hv, frame: pd.DataFrame, category: str, value: str, rules):
 
 def static_table(frame: pd.DataFrame, max_height: int | None = None, **options):
     """A small read-only table as plain HTML (Panel's DataFrame pane): a tenth of what a Tabulator
-    widget costs the server per session, for tables nobody sorts or edits. Missing values show
-    as blanks; ``max_height`` (px) scrolls a longer one."""
+    widget costs the server per session, for tables nobody sorts or edits. Shown as
+    :func:`readable` makes it (headers in words, missing values as —, pass/fail in words);
+    ``max_height`` (px) scrolls a longer one."""
     import panel as pn
 
     styles = {"overflow-y": "auto", "max-height": f"{max_height}px"} if max_height else {}
-    return pn.pane.DataFrame(frame, index=False, na_rep="", styles=styles, float_format=_number_text, **options)
+    return pn.pane.DataFrame(readable(frame), index=False, na_rep=MISSING, styles=styles, float_format=_number_text,
+                             **options)
+
+
+#: how a table shows a value that is not there (a hidden count shows the profile's own label)
+MISSING = "—"
+
+
+def _missing(value) -> bool:
+    """None, NaN, NaT or pd.NA (whose truth value cannot be asked)."""
+    return value is None or (pd.api.types.is_scalar(value) and not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as a reader should see it: column names in words (``persons_with_data`` ->
+    "persons with data"), ``None``/``NaN`` in text columns as —, and true/false as "pass"/"fail"
+    in a ``passed`` column (a hidden one, ``None``, as —). Numbers stay numbers, formatted by
+    the table (:func:`_number_text`); the frame itself is not changed."""
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if name == "passed":
+            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else ("✔ pass" if bool(v) else "✘ fail"))
+        elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
+            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else v)
+    out.columns = [str(name).replace("_", " ") for name in out.columns]
+    return out
 
 
 def _number_text(value: float) -> str:

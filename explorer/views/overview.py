@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from explorer.views.base import LakeView, shared_data, static_table
+from explorer.views.base import LakeView, hidden_caption, shared_data, static_table
 from explorer.privacy.counts import lake_persons, published_total
 
 from typing import TYPE_CHECKING
@@ -122,8 +122,9 @@ class DemographicCounts(LakeView):
         """The chart's title, with the total as the page shows it (``frame``: ``data()``, if at hand)."""
         frame = self.data() if frame is None else frame
         where = "" if self.sex_at_birth == "all" else f", {self.sex_at_birth}"
+        caption = hidden_caption(frame["count"], self.disclosure.rules) if self.public else ""
         return (f"Persons by {self.by.replace('_', ' ')}{where} (total {frame.attrs['total_shown']}"
-                + ("; small counts hidden)" if self.public else ")"))
+                + (f"; {caption})" if caption else ")"))
 
     def panel(self):
         """The bar chart. Drawn with Bokeh itself rather than HoloViews: it is the landing page's
@@ -267,3 +268,42 @@ class DataQualityReport(LakeView):
         failing = int((frame["passed"] == False).sum())  # noqa: E712  (None: hidden for a public reader)
         return pn.Column(pn.pane.Markdown(f"### Data quality of the latest ingest: {failing} of {len(frame)} checks fail"),
                          static_table(frame, max_height=320), sizing_mode="stretch_width")
+
+
+class LakeSummary(LakeView):
+    """What the lake holds, in a sentence a first-time reader can take in: persons (the published
+    total for a public reader), the days each modality covers, and the disclosure profile in
+    force on public pages."""
+
+    def text(self) -> str:
+        """The summary as Markdown; what is not in the lake yet says which command makes it."""
+        lines = []
+        if self.lake.has_table("person"):
+            if self.public:
+                total = published_total(self.lake, self.disclosure)
+                persons = total.shown if total is not None else "no"
+            else:
+                persons = f"{int(self._sql('SELECT count(*) AS n FROM person')['n'].iloc[0]):,}"
+            lines.append(f"**{persons} persons** in the lake.")
+        else:
+            lines.append("No persons yet: `explorer ingest FOLDER` (or `explorer demo`) fills the lake.")
+        if self.lake.has_table("modality_coverage"):
+            coverage = ModalityCoverage(lake=self.lake, role=self.role, disclosure=self.disclosure).data()
+            spans = [f"{row.modality.replace('_', ' ')} ({row.first_day:%Y-%m-%d} to {row.last_day:%Y-%m-%d})"
+                     for row in coverage.itertuples() if row.first_day is not None and pd.notna(row.first_day)]
+            if spans:
+                lines.append("Data: " + ", ".join(spans) + ".")
+        else:
+            lines.append("The aggregate tables are not made yet: `explorer refresh`.")
+        rules = self.disclosure.rules
+        if self.public:
+            lines.append(f"Counts follow the **{rules.title}** rule: counts of {rules.smallest_hidden} to "
+                         f"{rules.largest_hidden} persons are hidden and shown as \"{rules.label}\""
+                         + (f", and shown counts are rounded to a multiple of {rules.rounding}" if rules.rounding > 1 else "")
+                         + ".")
+        return " ".join(lines)
+
+    def panel(self):
+        import panel as pn
+
+        return pn.pane.Markdown(self.text(), sizing_mode="stretch_width")

@@ -9,7 +9,7 @@ import param
 
 from explorer.catalog.metrics import METRICS
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, hidden_bins, holoviews_with_bokeh, shared_data
+from explorer.views.base import LakeView, hidden_bins, hidden_caption, holoviews_with_bokeh, shared_data
 
 #: points per line sent to the browser: a screen is about this many pixels wide
 MAX_POINTS = 2000
@@ -220,7 +220,8 @@ class CohortWearableDistributions(LakeView):
                                 kdims=[f.attrs["label"]], vdims=["persons" if self.public else "count"]).opts(tools=["hover"])
             hidden = hidden_bins(hv, f, rules, f.attrs["label"]) if self.public else None
             top = max(np.nanmax(counts, initial=0), rules.largest_hidden if hidden is not None else 0, 1)
-            title = f"{f.attrs['label']} (n = {_count_text(f.attrs['n'])})"
+            caption = hidden_caption(counts, rules, "bins") if self.public else ""
+            title = f"{f.attrs['label']} (n = {_count_text(f.attrs['n'])}{'; ' + caption if caption else ''})"
             plots.append((plot * hidden if hidden is not None else plot)
                          .opts(title=title, responsive=True, height=220, ylim=(0, top * 1.15)))
         return hv.Layout(plots).cols(2).opts(shared_axes=False)  # each metric on its own axes
