@@ -148,6 +148,11 @@ class AgeotypeMembership(LakeView):
         return (dominant + speeds).cols(2)
 
 
+#: the public heatmap's count scale (light to dark blue, no white) and a hidden cell's colour
+COUNT_COLOURS = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]
+HIDDEN_CELL = "#e8d9b5"
+
+
 class PhenoAgeVsAge(LakeView):
     """PhenoAge (or Klemera-Doubal age) against chronological age, with the identity line;
     rasterised on the server (datashader) above :data:`RASTERISE_ABOVE` points."""
@@ -187,13 +192,18 @@ class PhenoAgeVsAge(LakeView):
             rules = self.disclosure.rules
             top = max(frame["count"].max(skipna=True) if frame["count"].notna().any() else 0, rules.largest_hidden)
             kdims = ["chronological_age", "biological_age"]
-            # every cell says its count as published: a hidden one is grey and reads "<=20"
+            # every cell says its count as published: a hidden one is beige, a colour outside the blue
+            # scale, and reads "<=20" (grey once read as the scale's palest blue, a low count); the
+            # scale starts at a visible blue so that no count reads as a hidden cell either
             heat = hv.HeatMap(frame, kdims=kdims, vdims=["count", "shown"]).opts(
-                cmap="Blues", colorbar=True, clim=(0, float(top)), clipping_colors={"NaN": "#dddddd"}, tools=["hover"])
+                cmap=COUNT_COLOURS, colorbar=True, clim=(0, float(top)), clipping_colors={"NaN": HIDDEN_CELL},
+                tools=["hover"])
             text = hv.Labels(frame, kdims=kdims, vdims=["shown"]).opts(text_font_size="8pt", text_color="#333333")
             return (heat * text).opts(
                 responsive=True, height=360, xlabel="chronological age band (years)", ylabel=f"{label} band (years)",
-                title=f"Persons by {label} band and age band, latest visit (grey: {rules.label}, hidden)")
+                title=f"Persons by {label} band and age band, latest visit"
+                      + (f" ({caption}; beige, {rules.label})" if (caption := hidden_caption(frame["count"], rules, "cells"))
+                         else ""))
         points = hv.Points(frame, kdims=["chronological_age", "biological_age"])
         if len(frame) > RASTERISE_ABOVE:
             from holoviews.operation.datashader import rasterize
