@@ -15,8 +15,7 @@ PAGE = {"title": "Home", "order": 0, "roles": ["public", "researcher", "steward"
 def build(lake: Lake, role):
     rows = "\n".join(f"- [{p.title}](./{name}): {p.summary}" for name, p in pages().items()
                      if name != "index" and p.shown_to(role))
-    note = ("Counts are shown under disclosure control: small groups are hidden." if role == "public"
-            else "You see exact counts and person-level views; what you export is audited.")
+    note = "" if role == "public" else "You see exact counts and person-level views; what you export is audited."
     return [guarded(lambda: LakeSummary(lake=lake, role=role)), pn.pane.Markdown(f"{rows}\n\n{note}")]
 
 

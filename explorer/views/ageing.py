@@ -103,9 +103,9 @@ class AgeingRateDistribution(LakeView):
         top = max(np.nanmax(counts, initial=0), rules.largest_hidden if hidden is not None else 0, 1)
         n = rules.label if found["n"] != found["n"] else f"{int(found['n']):,}"
         caption = hidden_caption(counts, rules, "bins") if self.public else ""
-        n += f"; {caption}" if caption else ""
         return (histogram * hv.VLine(found["cohort_slope"]).opts(color="firebrick")).opts(
-            responsive=True, height=280, ylim=(0, top * 1.15), title=f"{found['name']}: personal ageing rates (n = {n})")
+            responsive=True, height=280, ylim=(0, top * 1.15),
+            title=f"{found['name']}: personal ageing rates (n = {n})" + (f"\n{caption}" if caption else ""))
 
 
 class AgeotypeMembership(LakeView):
@@ -191,7 +191,9 @@ class PhenoAgeVsAge(LakeView):
             frame = frame.astype({"shown": object})  # HoloViews reshapes vdims: no Arrow-backed strings
             rules = self.disclosure.rules
             top = max(frame["count"].max(skipna=True) if frame["count"].notna().any() else 0, rules.largest_hidden)
-            kdims = ["chronological_age", "biological_age"]
+            # bands in age order, not as text sorts them ("100-109" before "20-29")
+            kdims = [hv.Dimension(name, values=sorted(frame[name].unique(), key=lambda band: int(band.split("-")[0])))
+                     for name in ("chronological_age", "biological_age")]
             # every cell says its count as published: a hidden one is beige, a colour outside the blue
             # scale, and reads "<=20" (grey once read as the scale's palest blue, a low count); the
             # scale starts at a visible blue so that no count reads as a hidden cell either
@@ -202,7 +204,7 @@ class PhenoAgeVsAge(LakeView):
             return (heat * text).opts(
                 responsive=True, height=360, xlabel="chronological age band (years)", ylabel=f"{label} band (years)",
                 title=f"Persons by {label} band and age band, latest visit"
-                      + (f" ({caption}; beige, {rules.label})" if (caption := hidden_caption(frame["count"], rules, "cells"))
+                      + (f"\n{caption}; beige, {rules.label}" if (caption := hidden_caption(frame["count"], rules, "cells"))
                          else ""))
         points = hv.Points(frame, kdims=["chronological_age", "biological_age"])
         if len(frame) > RASTERISE_ABOVE:

@@ -190,16 +190,16 @@ def hidden_bins(hv, frame: pd.DataFrame, rules, x: str, y: str = "persons"):
 
 
 def hidden_caption(counts, rules, what: str = "groups") -> str:
-    """Why part of a figure is hidden, for its caption: "3 of 12 groups hidden: 1-20 persons, or
-    a count that would reveal one (All of Us rule)" (primary and complementary suppression);
-    empty when nothing is. ``counts`` holds NaN where disclosure control hid
+    """Why part of a figure is hidden, for its caption: "3 of 12 groups hidden (All of Us rule: no
+    count of 1-20)", short enough for a half-width figure's title; the hidden ones are the small
+    counts and those that would reveal one (complementary suppression). Empty when nothing is. ``counts`` holds NaN where disclosure control hid
     a count, so a reader is told that a bar drawn in the hidden style is not a low count.
 
     Examples
     --------
     >>> from explorer.privacy import PROFILES
     >>> hidden_caption([25.0, float("nan"), 40.0, float("nan")], PROFILES["aou"], "bins")
-    '2 of 4 bins hidden: 1-20 persons, or a count that would reveal one (All of Us rule)'
+    '2 of 4 bins hidden (All of Us rule: no count of 1-20)'
     >>> hidden_caption([25.0], PROFILES["aou"])
     ''
     """
@@ -207,8 +207,7 @@ def hidden_caption(counts, rules, what: str = "groups") -> str:
     hidden = int(np.isnan(counts).sum())
     if not hidden:
         return ""
-    return (f"{hidden} of {len(counts)} {what} hidden: {rules.smallest_hidden}-{rules.largest_hidden} persons, or a "
-            f"count that would reveal one ({rules.title} rule)")
+    return f"{hidden} of {len(counts)} {what} hidden ({rules.title} rule: no count of {rules.smallest_hidden}-{rules.largest_hidden})"
 
 
 def hidden_bars(hv, frame: pd.DataFrame, category: str, value: str, rules):

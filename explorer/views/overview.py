@@ -294,7 +294,7 @@ class LakeSummary(LakeView):
             if spans:
                 lines.append("Data: " + ", ".join(spans) + ".")
         else:
-            lines.append("The aggregate tables are not made yet: `explorer refresh`.")
+            lines.append("The days each modality covers show once `explorer refresh` has made modality_coverage.")
         rules = self.disclosure.rules
         if self.public:
             lines.append(f"Counts follow the **{rules.title}** rule: counts of {rules.smallest_hidden} to "

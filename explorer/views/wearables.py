@@ -221,7 +221,7 @@ class CohortWearableDistributions(LakeView):
             hidden = hidden_bins(hv, f, rules, f.attrs["label"]) if self.public else None
             top = max(np.nanmax(counts, initial=0), rules.largest_hidden if hidden is not None else 0, 1)
             caption = hidden_caption(counts, rules, "bins") if self.public else ""
-            title = f"{f.attrs['label']} (n = {_count_text(f.attrs['n'])}{'; ' + caption if caption else ''})"
+            title = f"{f.attrs['label']} (n = {_count_text(f.attrs['n'])})" + (f"\n{caption}" if caption else "")
             plots.append((plot * hidden if hidden is not None else plot)
                          .opts(title=title, responsive=True, height=220, ylim=(0, top * 1.15)))
         return hv.Layout(plots).cols(2).opts(shared_axes=False)  # each metric on its own axes
