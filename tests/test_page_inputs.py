@@ -18,13 +18,16 @@ def _rendered(obj):
 
 
 def _texts(obj) -> str:
-    """The text of every pane of a Panel layout (Markdown, Alert), for assertions."""
+    """The text of every pane of a Panel layout (Markdown, Alert) as a reader sees it (entities
+    and Markdown escapes undone), for assertions."""
+    import html
+
     import panel as pn
 
     found = []
     for part in pn.panel(obj).select(lambda o: isinstance(getattr(o, "object", None), str)):
         found.append(part.object)
-    return "\n".join(found)
+    return html.unescape("\n".join(found)).replace("\\", "")
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,36 @@ def test_the_environment_page_keeps_the_rest_for_a_day_the_grid_lacks(cohort_lak
     text = _texts(page)
     assert "No map for that day" in text and "the grid covers" in text
     assert any(isinstance(p, pn.pane.HoloViews) for p in page.select(pn.pane.HoloViews))  # the calendar
+
+
+def test_the_catalog_names_a_table_it_has_not_got_and_keeps_the_rest(cohort_lake):
+    import panel as pn
+
+    from explorer.views import CatalogOverview
+
+    tables = sorted(cohort_lake.tables())
+    view = CatalogOverview(lake=cohort_lake, role="researcher", table="nope")  # as ?table=nope sets it
+    assert view.table == "nope"
+    shown = view.panel()
+    _rendered(shown)
+    text = _texts(shown)
+    assert "no table 'nope'; tables: " + ", ".join(tables) in text
+    assert any(isinstance(part, pn.widgets.Tabulator) for part in shown.objects)  # the datasets and runs still show
+    assert "Datasets" in text and "Refresh runs" in text
+    close = CatalogOverview(lake=cohort_lake, role="researcher", table="wearable_dialy").panel()
+    assert "did you mean 'wearable_daily'" in _texts(close)
+
+
+def test_the_catalog_table_is_a_dropdown_of_the_lakes_tables(cohort_lake):
+    import panel as pn
+
+    from explorer.serve import url_synced
+    from explorer.views import CatalogOverview
+
+    view = CatalogOverview(lake=cohort_lake, role="researcher")
+    assert view.table in cohort_lake.tables()
+    widgets = url_synced(view, ["table", "before", "after"])
+    select = widgets.layout.select(pn.widgets.Select)
+    assert select and set(select[0].options) == set(cohort_lake.tables())
+    # another view's choices are its own lake's: the class keeps none of them
+    assert "nope" not in CatalogOverview.param["table"].objects
