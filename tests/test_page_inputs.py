@@ -131,3 +131,21 @@ def test_the_catalog_table_is_a_dropdown_of_the_lakes_tables(cohort_lake):
     assert select and set(select[0].options) == set(cohort_lake.tables())
     # another view's choices are its own lake's: the class keeps none of them
     assert "nope" not in CatalogOverview.param["table"].objects
+
+
+@pytest.mark.parametrize("query, expected", [("?date=2024-08-15", datetime.date(2024, 8, 15)),
+                                             ("?date=1900-01-01", datetime.date(1900, 1, 1)),
+                                             ("?date=not-a-day", None)])
+def test_the_url_holds_the_day_as_yyyy_mm_dd(query, expected):
+    """As url_synced keeps a view in the page URL (Panel's Location): the day is read back from
+    ?date=YYYY-MM-DD and written as it; what is not a day is left out, not raised."""
+    from panel.io.location import Location
+
+    from explorer.views import ExposureMap
+
+    view = ExposureMap()
+    location = Location(search=query)
+    location.sync(view, {"variable": "variable", "date": "date"})
+    assert view.date == expected
+    view.date = datetime.date(2024, 8, 20)
+    assert "date=2024-08-20" in location.search
