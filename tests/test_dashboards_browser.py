@@ -582,3 +582,27 @@ def test_the_guest_cookie_changes_nobody_into_a_guest(server, browser):
     assert page.locator("text=signed in as").first.inner_text().count("public") >= 1
     assert page.locator("text=guest").count() == 0
     page.close()
+
+
+def test_the_environment_and_catalog_pages_forgive_their_inputs(server, browser):
+    """Issue 23: ?date=YYYY-MM-DD is read back, a day the grid lacks says which days there are,
+    and ?table=nope says which tables there are; each page keeps the rest, with no traceback."""
+    import re
+
+    base, _ = server
+    page = logged_in(browser, base, "researcher")
+    open_page(page, base + "/environment?date=1900-01-01")
+    page.locator("text=No map for that day").wait_for(timeout=30_000)
+    covers = re.search(r"covers (\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d)", page.locator("text=the grid covers").first.inner_text())
+    assert covers, "the message names the grid's first and last day"
+    assert page.locator("text=Share of the cohort in a heat wave").count() + page.locator("canvas").count() > 0
+    open_page(page, f"{base}/environment?date={covers.group(1)}")
+    page.wait_for_timeout(1000)
+    assert page.locator("text=No map for that day").count() == 0
+    assert f"date={covers.group(1)}" in page.url
+    open_page(page, base + "/catalog?table=nope")
+    page.locator("text=no table 'nope'; tables:").first.wait_for(timeout=30_000)
+    assert page.locator("text=Datasets").count() >= 1
+    page.close()
+    log = (SHOTS.parent / "serve.log").read_text()
+    assert "Traceback" not in log, log[-3000:]

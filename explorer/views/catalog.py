@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import param
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, did_you_mean
 from explorer.views.base import LakeView
 from explorer.privacy import PermissionDenied, require, require_tables
 
@@ -14,9 +14,25 @@ from explorer.privacy import PermissionDenied, require, require_tables
 class CatalogOverview(LakeView):
     """Datasets, the refresh job history, and one aggregate compared between two versions."""
 
-    table = param.String(default="wearable_daily", doc="Aggregate table to compare between versions.")
+    # a dropdown of the lake's tables (set when the view is built); a name from elsewhere (a URL)
+    # is kept, so the view can say it is not in the lake instead of the page refusing it
+    table = param.Selector(default="wearable_daily", objects=["wearable_daily"], check_on_set=False,
+                           doc="Aggregate table to compare between versions (one of the lake's tables).")
     before = param.Integer(default=None, allow_None=True, doc="Earlier version (default: the one before the latest).")
     after = param.Integer(default=None, allow_None=True, doc="Later version (default: the latest).")
+
+    def __init__(self, **params):
+        table = params.pop("table", None)
+        super().__init__(**params)
+        if self.lake is not None:
+            tables = list(self.lake.tables())
+            # the choices first, then the value: a name not among them is added to this view's
+            # choices only (the widget shows it; compare() says it is not in the lake)
+            self.param["table"].objects = tables or [self.param["table"].default]
+            if table is None and self.table not in tables and tables:
+                table = "wearable_daily" if "wearable_daily" in tables else tables[0]
+        if table is not None:
+            self.table = table
 
     def datasets(self) -> pd.DataFrame:
         """One row per table of the lake: tier, version, last commit, what it was made from."""
@@ -45,7 +61,9 @@ class CatalogOverview(LakeView):
 
         require(self.role, "person_rows", "comparing table versions")
         if not self.lake.has_table(self.table):
-            raise ExplorerError(f"no table {self.table!r} in the lake; choose one of the datasets listed above")
+            tables = sorted(self.lake.tables())
+            raise ExplorerError(f"no table {str(self.table)[:80]!r}; tables: {', '.join(tables) or 'none yet'}"
+                                f"{did_you_mean(self.table, tables)}")
         # row counts and means are read from the table itself: only a table of the role's tier
         require_tables(self.lake, self.role, [self.table], f"comparing versions of {self.table}")
         latest = self.lake.version(self.table)

@@ -8,21 +8,49 @@ no share and no mean.
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, holoviews_with_bokeh, shared_data
+from explorer.views.base import LakeView, holoviews_with_bokeh, message, shared_data
 from explorer.privacy.counts import published_total
 from explorer.privacy.disclosure import LinkedPage
+
+
+def as_day(value):
+    """``value`` as a calendar day: a ``datetime.date`` as it is; ``"2024-08-15"``, a datetime, a
+    Timestamp or a numpy datetime64 as its day (the time of day dropped); None as None."""
+    if value is None or (isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)):
+        return value
+    try:
+        day = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{str(value)[:40]!r} is not a day: write it as YYYY-MM-DD") from exc
+    if pd.isna(day):
+        return None
+    return day.date()
+
+
+class Day(param.CalendarDate):
+    """A calendar day (Panel draws a date picker, a URL holds it as YYYY-MM-DD) that also takes
+    ``"2024-08-15"``, a datetime or a Timestamp (see :func:`as_day`)."""
+
+    def __set__(self, obj, val):
+        super().__set__(obj, as_day(val))
+
+
+class DayNotInGrid(ExplorerError):
+    """The day asked for is not in the grid (the message names the days it covers)."""
 
 
 class ExposureMap(LakeView):
     """One day of a gridded variable (tasmax, tasmin or pm25) over the whole grid."""
 
     variable = param.Selector(default="tasmax", objects=["tasmax", "tasmin", "pm25"], doc="Gridded variable.")
-    date = param.Date(default=None, allow_None=True, doc="Day shown (default: the grid's last day).")
+    date = Day(default=None, allow_None=True, doc="Day shown, as YYYY-MM-DD (default: the grid's last day).")
 
     def data(self):
         """The day's grid as an xarray DataArray (lat, lon), with its units."""
@@ -38,12 +66,16 @@ class ExposureMap(LakeView):
         day = pd.Timestamp(self.date) if self.date else pd.Timestamp(grid["time"].values[-1])
         times = pd.DatetimeIndex(grid["time"].values).normalize()
         if day.normalize() not in times:
-            raise ExplorerError(f"{self.variable} has no day {day.date()}; the grid covers {times[0].date()} to {times[-1].date()}")
+            raise DayNotInGrid(f"{self.variable} has no day {day.date()}; the grid covers {times[0].date()} to "
+                               f"{times[-1].date()}: choose a day between them")
         return grid.isel(time=times.get_loc(day.normalize())).load()
 
     def panel(self):
         hv = holoviews_with_bokeh()
-        field = self.data()
+        try:
+            field = self.data()
+        except DayNotInGrid as exc:  # a day typed or put in the URL: say which days there are, keep the page
+            return message(exc, "warning", "No map for that day.")
         units = field.attrs.get("units", "")
         day = pd.Timestamp(field["time"].values).date()
         return hv.Image(field.sortby("lat"), kdims=["lon", "lat"], vdims=[f"{self.variable}"]).opts(
