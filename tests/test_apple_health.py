@@ -257,3 +257,17 @@ def test_the_other_files_of_an_export_are_counted_as_not_stored_not_quarantined(
     refused = other.sql("SELECT status, reason FROM ingest_file")
     assert refused["status"].iloc[0] != "accepted"
     assert "GPX track" in refused["reason"].iloc[0] and "apple_health_export" in refused["reason"].iloc[0]
+
+
+def test_an_export_folder_ingested_alone_with_its_person_named_keeps_its_companions_not_stored(lake, tmp_path):
+    """`explorer ingest apple_health_export/ --participant ID`: no participant folder above the
+    export, and the companion files are still told by the export folder (they were refused
+    for lacking a participant folder)."""
+    import shutil
+
+    export = tmp_path / "apple_health_export"
+    shutil.copytree(DATA / "apple_health_companions" / "1000003" / "apple_health_export", export)
+    lake.ingest(export, now=NOW, participant="1000003")
+    files = lake.sql("SELECT status, format, rows_ignored FROM ingest_file")
+    assert files["status"].tolist() == ["accepted"] * 3 and set(files["format"]) == {"apple_health_companion"}
+    assert files["rows_ignored"].tolist() == [1, 1, 1]

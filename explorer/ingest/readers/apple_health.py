@@ -456,7 +456,11 @@ class AppleHealthCompanionReader(Reader):
         with open(path, "rb") as stream:
             head = stream.read(4096)
         what, kind = next((what, kind) for what, marks, kind in COMPANIONS if all(mark in head for mark in marks))
-        if EXPORT_FOLDER not in Path(name.replace("!", "/")).parts:
+        # inside an export folder by its name, or in a delivery whose person was named
+        # (`explorer ingest apple_health_export/ --participant ID`: names are relative to the
+        # folder ingested, so that folder's own name is not in them), as export.xml is read
+        inside_export = EXPORT_FOLDER in Path(name.replace("!", "/")).parts or getattr(context, "participant", None)
+        if not inside_export:
             raise ReaderError(f"{name}: a {what}, which the suite reads only as part of an Apple Health export "
                               f"(<participant>/{EXPORT_FOLDER}/), where it is counted as not stored; nothing in it is read")
         return ReadResult(1, ignored=Counter({kind: 1}))
