@@ -103,6 +103,7 @@ def test_what_the_demo_writes_beside_the_lake_is_ignored_by_git():
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not in a git checkout")
     paths = ["explorer-data/tables/person", "explorer-data.users.json", "explorer-data.pseudonym.key",
-             "explorer-data-synth-cohort/README.md", "lake.users.json", "lake-synth-cohort/fhir/p.json"]
+             "explorer-data-synth-cohort/README.md", "lake.users.json", "lake-synth-cohort/fhir/p.json",
+             "explorer-data.audit.key", "explorer-data.audit-head.json"]
     result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True, text=True)
     assert sorted(result.stdout.split()) == sorted(paths), result.stderr
