@@ -179,7 +179,7 @@ def _write_clinical(out: Path, config, cohort) -> int:
         visits = ehr.lab_visits(person, cohort.markers, cohort.residences, config, rng, route="fhir")
         home = residence_on(cohort.residences, person.source_id, window).iloc[0]
         bundle = ehr.fhir_bundle(person, home, visits, ehr.conditions(person, config, rng), config)
-        (out / "fhir" / f"{person.source_id}.json").write_text(json.dumps(bundle, indent=1))
+        (out / "fhir" / f"{person.source_id}.json").write_text(json.dumps(bundle, separators=(",", ":")))  # compact: json only uses its C encoder without indent
         files += 1
         truth_labs.append(visits.drop(columns=["fhir_offset_zone"]).assign(source_id=person.source_id, route="fhir"))
         if person.has_lab_csv:
