@@ -27,8 +27,7 @@ def build(lake: Lake, role):
     else:
         content = [CohortBuilder(lake=lake, role=role).panel()]
     if saved:
-        view = CohortCharacterisation(lake=lake, role=role, cohort=saved[0])
-        view.param.cohort.objects = saved
+        view = CohortCharacterisation(lake=lake, role=role)  # its dropdowns list the saved cohorts
         content += [pn.pane.Markdown("### Characterisation of a saved cohort"), url_synced(view, ["cohort", "against"]),
                     guarded(lambda: view)]
     return content

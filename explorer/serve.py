@@ -447,15 +447,19 @@ def url_synced(view, parameters: list[str]):
 
 def csv_download(view, filename: str):
     """A button that downloads the table on screen as CSV: ``view.data()``, which for a public
-    view is already the protected page (hidden counts are blank, their text says why)."""
+    view is already the protected page, with each hidden count written as the page shows it
+    ("<=20", :func:`~explorer.views.base.with_shown_counts`) and the headers the page shows."""
     import io
 
     import pandas as pd
     import panel as pn
 
+    from explorer.views.base import with_shown_counts
+
     def table():
         frame = view.data()
-        frame = frame if isinstance(frame, pd.DataFrame) else next(iter(frame.values()))
-        return io.StringIO(frame.to_csv(index=False))
+        frame = with_shown_counts(frame if isinstance(frame, pd.DataFrame) else next(iter(frame.values())))
+        headers = view.headers(frame, count="persons")
+        return io.StringIO(frame.rename(columns=headers).to_csv(index=False))
 
     return pn.widgets.FileDownload(callback=table, filename=filename, label="download CSV", width=150)

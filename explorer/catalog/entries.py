@@ -75,6 +75,8 @@ _COLUMN = {
         "type": {"enum": sorted(COLUMN_TYPES)},
         "unit": {"type": "string", "description": "UCUM unit, or 'count', '1' for dimensionless"},
         "description": {"type": "string"},
+        "label": {"type": "string", "minLength": 1,
+                  "description": "what a table header or an axis calls the column (default: its name in words)"},
         "nullable": {"type": "boolean"},
         "dims": {"type": "array", "items": {"type": "string"}},
         "values": {"type": "array", "items": {"type": "string"}, "minItems": 1,
@@ -154,10 +156,34 @@ class Column:
     #: the vocabulary of an enumerated column (empty: any value); cohort definitions name values
     #: from it, so a misspelt one is refused instead of matching no one
     values: tuple[str, ...] = ()
+    #: what a table header or an axis calls the column; empty: its name in words
+    label: str = ""
 
     @property
     def arrow_type(self) -> pa.DataType:
         return COLUMN_TYPES[self.type]
+
+    @property
+    def header(self) -> str:
+        """The column as a table header reads: its label (or name in words) and its unit,
+        ``"rows written"``, ``"duration (s)"``, ``"median days per person (days)"`` unless
+        the label already says it."""
+        from explorer.catalog.units import unit_label
+
+        return with_unit(self.label or self.name.replace("_", " "), unit_label(self.unit))
+
+
+def with_unit(label: str, unit: str) -> str:
+    """``label (unit)``, or ``label`` alone when there is no unit or the label already names it
+    ("Daily steps", not "Daily steps (steps)").
+
+    Examples
+    --------
+    >>> with_unit("duration", "s"), with_unit("daily steps", "steps"), with_unit("persons", "")
+    ('duration (s)', 'daily steps', 'persons')
+    """
+    said = unit.lower() in label.lower().replace("(", " ").replace(")", " ").split()
+    return f"{label} ({unit})" if unit and not said else label
 
 
 @dataclass(frozen=True)
@@ -254,7 +280,7 @@ def load_entry(path: str | Path) -> Entry:
     columns = tuple(
         Column(name=c["name"], type=c["type"], unit=c.get("unit"), description=c.get("description", ""),
                nullable=c.get("nullable", True), dims=tuple(c.get("dims", ())), checks=_column_checks(c.get("checks", {})),
-               values=tuple(c.get("values", ())))
+               values=tuple(c.get("values", ())), label=c.get("label", ""))
         for c in document["schema"]
     )
     return Entry(

@@ -34,7 +34,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from explorer.catalog.entries import Catalog, default_catalog
+from explorer.catalog.entries import Catalog, default_catalog, with_unit
+from explorer.catalog.units import unit_label
 from explorer.errors import CatalogError, did_you_mean
 
 #: entry-point group through which packages declare metrics
@@ -44,9 +45,6 @@ ENTRY_POINT_GROUP = "explorer.metrics"
 #: means the installed metadata is older than the code
 _OWN_ENTRY_POINTS = ("wearables", "exposure")
 
-#: UCUM codes as a person reads them on an axis
-_UNIT_LABELS = {"Cel": "°C", "{steps}": "steps", "/min": "/min", "1": "", "ug/m3": "µg/m³", "d": "days",
-                "min": "min", "h": "h", "K": "K", "a": "years"}
 
 
 @dataclass(frozen=True)
@@ -104,15 +102,12 @@ class Metric:
     @property
     def unit_label(self) -> str:
         """Units as a person reads them (``°C``, ``steps``); empty when dimensionless."""
-        units = self.units
-        return _UNIT_LABELS.get(units, units)
+        return unit_label(self.units)
 
     @property
     def label(self) -> str:
         """Long name with units in parentheses, for an axis or a column header."""
-        unit = self.unit_label
-        said = unit.lower() in self.long_name.lower().split()  # "Daily steps", not "Daily steps (steps)"
-        return f"{self.long_name} ({unit})" if unit and not said else self.long_name
+        return with_unit(self.long_name, self.unit_label)
 
 
 class MetricRegistry(Mapping):

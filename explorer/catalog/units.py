@@ -69,3 +69,27 @@ def to_si(loinc: str, value: float, unit) -> tuple[float | None, str | None, str
         return None, None, (f"unit {unit!r} is not a known unit for LOINC {loinc}; expected one of "
                             f"{', '.join(sorted(factors))}")
     return value * factors[code], si_unit, None
+
+
+#: UCUM codes (and the catalog's 'count') as a person reads them on an axis or a table header
+UNIT_LABELS = {"Cel": "°C", "{steps}": "steps", "/min": "/min", "1": "", "count": "", "ug/m3": "µg/m³", "d": "days",
+               "min": "min", "h": "h", "s": "s", "K": "K", "a": "years", "%": "%", "umol/L": "µmol/L",
+               "10*3/uL": "10³/µL", "10*9/L": "10⁹/L"}
+
+
+def unit_label(unit) -> str:
+    """A unit as a reader sees it: ``Cel`` -> ``°C``, ``ug/m3`` -> ``µg/m³``, an annotation
+    ``{persons}`` -> ``persons``; empty for dimensionless (``1``), a plain count or no unit.
+
+    Examples
+    --------
+    >>> unit_label("Cel"), unit_label("{persons}"), unit_label("1"), unit_label(None)
+    ('°C', 'persons', '', '')
+    """
+    if not unit:
+        return ""
+    text = str(unit)
+    if text in UNIT_LABELS:
+        return UNIT_LABELS[text]
+    return text[1:-1] if text.startswith("{") and text.endswith("}") else text
+

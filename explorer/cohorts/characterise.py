@@ -41,8 +41,8 @@ FEATURES = {
     "median_resting_hr": ("wearables", "median resting heart rate (bpm)", {"wearable_daily"}),
     "median_sleep_minutes": ("wearables", "median sleep (min/day)", {"wearable_daily"}),
     "heat_wave_days_per_year": ("exposure", "heat-wave days per year at home", {"exposure_daily"}),
-    "mean_tasmax": ("exposure", "mean daily maximum temperature (degC)", {"exposure_daily"}),
-    "mean_pm25": ("exposure", "mean PM2.5 (ug/m3)", {"exposure_daily"}),
+    "mean_tasmax": ("exposure", "mean daily maximum temperature (°C)", {"exposure_daily"}),
+    "mean_pm25": ("exposure", "mean PM2.5 (µg/m³)", {"exposure_daily"}),
     "phenoage_accel": ("ageing", "PhenoAge acceleration, latest (years)", {"biological_age"}),
     "ageotype": ("ageing", "ageotype (dominant fast pathway)", {"ageotype"}),
 }

@@ -238,16 +238,37 @@ class MarkerAgeingTable(LakeView):
     def panel(self):
         import panel as pn
 
-        return pn.Column(pn.pane.Markdown("### Markers that change with age (change per year of age, REML)"),
-                         pn.widgets.Tabulator(_readable(self.data()), show_index=False, disabled=True,
-                                              sizing_mode="stretch_width", height=320), sizing_mode="stretch_width")
+        from explorer.views.base import data_table
+
+        frame = self.data()
+        shown = marker_changes(frame)
+        return pn.Column(pn.pane.Markdown("### Markers that change with age (change per year of age, REML mixed model; "
+                                          "a log-scale marker's change as % per year)"),
+                         data_table(shown, self.headers(shown, "marker_ageing", marker="marker (LOINC)")),
+                         sizing_mode="stretch_width")
 
 
-def _readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """The marker table as a reader takes it in: estimates to 4 significant digits, q-values in
-    scientific notation, a hidden estimate blank (never "nan")."""
-    out = frame.astype(object)
-    for column in ("slope", "slope_se"):
-        out[column] = [f"{v:.4g}" if pd.notna(v) else "" for v in frame[column]]
-    out["q_value"] = [f"{v:.2e}" if pd.notna(v) else "" for v in frame["q_value"]]
-    return out
+def marker_changes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The marker table as a reader takes it in: each change per year with its unit, the
+    marker's SI unit per year (``+3.08 µmol/L per year``), or for a marker fitted on the log
+    scale the percent change per year, 100 (e^slope - 1) (``+8.53 % per year``), with its
+    standard error on the same scale (delta method: 100 e^slope SE); the marker as its name
+    and LOINC code. A hidden estimate (a public marker fitted on few persons) stays missing."""
+    from explorer.catalog.units import MARKER_UNITS, unit_label
+
+    changes, errors = [], []
+    for loinc, scale, slope, se in zip(frame["marker"], frame["scale"], frame["slope"], frame["slope_se"]):
+        if pd.isna(slope):
+            changes.append(None)
+            errors.append(None)
+            continue
+        if scale == "log":
+            change, error, unit = 100 * np.expm1(slope), 100 * np.exp(slope) * se, "%"
+        else:
+            change, error, unit = slope, se, unit_label(MARKER_UNITS.get(loinc, ("",))[0])
+        per = f" {unit} per year" if unit else " per year"
+        changes.append(f"{change:+.3g}{per}")
+        errors.append(f"{error:.2g}{per}" if pd.notna(error) else None)
+    return pd.DataFrame({"marker": [f"{name} ({loinc})" for name, loinc in zip(frame["name"], frame["marker"])],
+                         "n_persons": frame["n_persons"], "n_obs": frame["n_obs"], "slope": changes,
+                         "slope_se": errors, "q_value": frame["q_value"]})

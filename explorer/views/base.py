@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import html
+import numbers
 import re
 import threading
 from collections import OrderedDict
@@ -114,6 +115,14 @@ class LakeView(param.Parameterized):
             while len(_SHARED) > SHARED_ENTRIES:
                 _SHARED.popitem(last=False)
         return _copy(value)
+
+    def headers(self, frame: pd.DataFrame, table: str | None = None, **named) -> dict[str, str]:
+        """What a table header calls each column of ``frame``: ``named`` first, else the label
+        and unit the catalog entry of ``table`` gives the column (``"duration (s)"``), else its
+        name in words."""
+        entry = self.lake.catalog.get(table) if table and self.lake is not None else None
+        known = {c.name: c.header for c in entry.schema} if entry else {}
+        return {name: named.get(name) or known.get(name) or in_words(name) for name in frame.columns}
 
     def _settings_key(self) -> tuple:
         """The view's own settings (every parameter but the lake, role and disclosure), as a key."""
@@ -224,20 +233,45 @@ def hidden_bars(hv, frame: pd.DataFrame, category: str, value: str, rules):
     return bars * labels
 
 
-def static_table(frame: pd.DataFrame, max_height: int | None = None, **options):
+def static_table(frame: pd.DataFrame, max_height: int | None = None, headers: dict | None = None, **options):
     """A small read-only table as plain HTML (Panel's DataFrame pane): a tenth of what a Tabulator
     widget costs the server per session, for tables nobody sorts or edits. Shown as
-    :func:`readable` makes it (headers in words, missing values as —, pass/fail in words);
-    ``max_height`` (px) scrolls a longer one."""
+    :func:`readable` makes it (headers in words or as ``headers`` names them, missing values as
+    —), pass/fail as a coloured badge; ``max_height`` (px) scrolls a longer one."""
     import panel as pn
 
+    shown = readable(frame, headers)
+    # the pane writes HTML as given (for the badges): every other text is escaped here
+    for name in shown.columns:
+        if pd.api.types.is_object_dtype(shown[name]) or pd.api.types.is_string_dtype(shown[name]):
+            shown[name] = shown[name].map(lambda v: _BADGES.get(v) or (html.escape(v) if isinstance(v, str) else v))
+    # text to the left, numbers (and counts a hidden one made text) to the right
+    texts = [k for k, name in enumerate(frame.columns, 1) if not _numbers_or_counts(frame[name])]
+    align = ", ".join(f"td:nth-child({k}), th:nth-child({k})" for k in texts)
+    shown.columns = [html.escape(str(name)) for name in shown.columns]
     styles = {"overflow-y": "auto", "max-height": f"{max_height}px"} if max_height else {}
-    return pn.pane.DataFrame(readable(frame), index=False, na_rep=MISSING, styles=styles, float_format=_number_text,
-                             **options)
+    return pn.pane.DataFrame(shown, index=False, na_rep=MISSING, styles=styles, float_format=number_text,
+                             escape=False, text_align="end",
+                             stylesheets=[f"{align} {{ text-align: left; }}"] if align else [], **options)
+
+
+def _numbers_or_counts(column: pd.Series) -> bool:
+    """A numeric column, or counts some of which disclosure control wrote as text ("<=20")."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    values = column.dropna()
+    return len(values) > 0 and values.map(lambda v: isinstance(v, numbers.Number) and not isinstance(v, bool)).mean() >= 0.5
 
 
 #: how a table shows a value that is not there (a hidden count shows the profile's own label)
 MISSING = "—"
+PASS, FAIL = "✔ pass", "✘ fail"
+_BADGE = ('<span class="badge badge-{kind}" style="background:{background};color:{colour};padding:1px 7px;'
+          'border-radius:9px;font-weight:600;white-space:nowrap">{text}</span>')
+_BADGES = {PASS: _BADGE.format(kind="pass", background="#d7f0dd", colour="#14532d", text=PASS),
+           FAIL: _BADGE.format(kind="fail", background="#fadbd8", colour="#7f1d1d", text=FAIL)}
 
 
 def _missing(value) -> bool:
@@ -245,25 +279,111 @@ def _missing(value) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and not isinstance(value, str) and bool(pd.isna(value)))
 
 
-def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` as a reader should see it: column names in words (``persons_with_data`` ->
-    "persons with data"), ``None``/``NaN`` in text columns as —, and true/false as "pass"/"fail"
-    in a ``passed`` column (a hidden one, ``None``, as —). Numbers stay numbers, formatted by
-    the table (:func:`_number_text`); the frame itself is not changed."""
+def in_words(name) -> str:
+    """A column name as a header reads when nothing better is known: ``persons_with_data`` ->
+    "persons with data"."""
+    return str(name).replace("_", " ")
+
+
+def readable(frame: pd.DataFrame, headers: dict | None = None) -> pd.DataFrame:
+    """``frame`` as a reader should see it: column names as ``headers`` names them, else in
+    words (``persons_with_data`` -> "persons with data"), ``None``/``NaN`` in text columns as
+    —, and true/false as "pass"/"fail" in a ``passed`` column (a hidden one, ``None``, as —).
+    Numbers stay numbers, formatted by the table (:func:`number_text`); the frame itself is
+    not changed."""
     out = frame.copy()
     for name in out.columns:
         column = out[name]
         if name == "passed":
-            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else ("✔ pass" if bool(v) else "✘ fail"))
+            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else (PASS if bool(v) else FAIL))
         elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
-            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else v)
-    out.columns = [str(name).replace("_", " ") for name in out.columns]
+            # a column of counts with a hidden one ("<=20") is text: its numbers written as the table would
+            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else (
+                number_text(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else v))
+    headers = headers or {}
+    out.columns = [headers.get(name) or in_words(name) for name in out.columns]
     return out
 
 
-def _number_text(value: float) -> str:
-    """Four significant digits, and whole numbers from 10,000 on ('12,345', never '1.234e+04')."""
+def number_text(value: float) -> str:
+    """Four significant digits, and whole numbers from 10,000 on ('12,345', never '1.234e+04');
+    missing as —."""
+    if _missing(value):
+        return MISSING
     return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
+
+
+def number_formatter(values: pd.Series, name: str = ""):
+    """How a table writes a numeric column: whole numbers with thousands separators and no
+    ``.0`` (``36,626``); p- and q-values with two decimals, or in scientific notation below
+    0.001 (``4.12e-34``); other numbers to a number of decimals set by the column's typical
+    size (0 from 1,000, 1 from 100, 2 from 1, 3 from 0.01, else scientific), the same on every
+    row so that the column lines up; missing as —."""
+    from bokeh.models import NumberFormatter, ScientificFormatter
+
+    missing = dict(nan_format=MISSING, null_format=MISSING, text_align="right")
+    numbers = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+    finite = numbers[np.isfinite(numbers)]
+    if str(name).endswith(("p_value", "q_value")):
+        return ScientificFormatter(precision=2, power_limit_low=-3, power_limit_high=9, **missing)
+    if pd.api.types.is_integer_dtype(values) or not len(finite) or (finite == np.round(finite)).all():
+        return NumberFormatter(format="0,0", **missing)
+    nonzero = np.abs(finite[finite != 0])
+    typical = float(np.percentile(nonzero, 90)) if len(nonzero) else 1.0
+    if typical < 0.01:
+        return ScientificFormatter(precision=2, power_limit_low=-2, power_limit_high=9, **missing)
+    decimals = 0 if typical >= 1000 else 1 if typical >= 100 else 2 if typical >= 1 else 3
+    return NumberFormatter(format="0,0" + ("." + "0" * decimals if decimals else ""), **missing)
+
+
+def data_table(frame: pd.DataFrame, headers: dict | None = None, page_size: int = 12, **options):
+    """A read-only Tabulator a reader can sort: headers as ``headers`` names them (catalog
+    labels and units, :meth:`LakeView.headers`), else in words; numbers formatted per column
+    (:func:`number_formatter`); missing as —; pass/fail as a coloured cell. A table longer than
+    ``page_size`` rows is paged, so that none is cut half-way by the table's bottom edge."""
+    import panel as pn
+
+    shown = frame.copy()
+    formatters, titles = {}, {}
+    for name in shown.columns:
+        column = shown[name]
+        titles[name] = (headers or {}).get(name) or in_words(name)
+        if name == "passed":
+            shown[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else (PASS if bool(v) else FAIL))
+        elif pd.api.types.is_bool_dtype(column):
+            shown[name] = column.map({True: "yes", False: "no"})
+        elif pd.api.types.is_numeric_dtype(column):
+            formatters[name] = number_formatter(column, name)
+        elif pd.api.types.is_datetime64_any_dtype(column):
+            shown[name] = column.dt.strftime("%Y-%m-%d %H:%M").astype(object).where(column.notna(), MISSING)
+        else:
+            shown[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else v)
+    if len(shown) > page_size:
+        options.setdefault("pagination", "local")
+        options.setdefault("page_size", page_size)
+    table = pn.widgets.Tabulator(shown, show_index=False, disabled=True, titles=titles, formatters=formatters,
+                                 sizing_mode="stretch_width", **options)
+    if "passed" in shown:
+        table.style.map(lambda v: _CELL_COLOURS.get(v, ""), subset=["passed"])
+    return table
+
+
+_CELL_COLOURS = {PASS: "background-color: #d7f0dd; color: #14532d; font-weight: 600",
+                 FAIL: "background-color: #fadbd8; color: #7f1d1d; font-weight: 600"}
+
+
+def with_shown_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """A protected table as a file should carry it: each count disclosure control hid replaced
+    by the text the page shows for it ("<=20", "suppressed") instead of an empty cell, and the
+    helper columns (``shown``, ``*_shown``, ``status``) dropped. A table with nothing hidden is
+    returned as it is."""
+    out = frame.copy()
+    for name in list(out.columns):
+        shown = "shown" if name == "count" and "shown" in out else f"{name}_shown"
+        if shown in out and shown != name:
+            out[name] = out[shown].astype(object)
+            out = out.drop(columns=[shown])
+    return out.drop(columns=[c for c in ("status",) if c in out])
 
 
 def shared_data(*tables: str):

@@ -75,7 +75,9 @@ class CatalogOverview(LakeView):
         select = ", ".join(["count(*) AS rows", *(f'avg("{c}") AS "{c}"' for c in numeric)])
         values = {v: self.lake.sql(f'SELECT {select} FROM "{self.table}"', versions={self.table: v}).iloc[0]
                   for v in (before, after)}
-        frame = pd.DataFrame({"measure": ["rows", *(f"mean {c}" for c in numeric)],
+        entry = self.lake.catalog.get(self.table)
+        named = {c.name: c.header for c in entry.schema} if entry else {}
+        frame = pd.DataFrame({"measure": ["rows", *(f"average {named.get(c, c.replace('_', ' '))}" for c in numeric)],
                               f"v{before}": values[before].to_numpy(), f"v{after}": values[after].to_numpy()})
         frame["change"] = frame[f"v{after}"] - frame[f"v{before}"]
         return frame
@@ -83,16 +85,21 @@ class CatalogOverview(LakeView):
     def panel(self):
         import panel as pn
 
-        from explorer.views.base import message, plain_text
+        from explorer.views.base import data_table, message, number_text, plain_text
 
-        parts = [pn.pane.Markdown("### Datasets"), pn.widgets.Tabulator(self.datasets(), show_index=False, disabled=True,
-                                                                        sizing_mode="stretch_width", height=360)]
+        datasets = self.datasets()
+        parts = [pn.pane.Markdown(f"### Datasets ({len(datasets)})"), data_table(datasets, page_size=10)]
         if not self.public:
-            parts += [pn.pane.Markdown("### Refresh runs"), pn.widgets.Tabulator(self.runs(), show_index=False, disabled=True,
-                                                                                  sizing_mode="stretch_width", height=220),
+            runs = self.runs()
+            parts += [pn.pane.Markdown("### Refresh runs (newest first)"),
+                      data_table(runs, self.headers(runs, "job_run", run_id="run", started_at="started (UTC)",
+                                                    succeeded="steps run", up_to_date="steps up to date",
+                                                    failed="steps failed", skipped="steps skipped"), page_size=5),
                       pn.pane.Markdown(f"### {plain_text(self.table)}: what changed between versions")]
             try:  # a table the URL names may not exist or be above the role's tier: the rest still shows
-                parts.append(pn.widgets.Tabulator(self.compare(), show_index=False, disabled=True, sizing_mode="stretch_width"))
+                # one row per measure, of its own size: each value to 4 significant digits
+                compared = self.compare()
+                parts.append(data_table(compared.assign(**{c: compared[c].map(number_text) for c in compared.columns[1:]})))
             except PermissionDenied as exc:
                 parts.append(message(exc, "warning", "Not available to you."))
             except ExplorerError as exc:

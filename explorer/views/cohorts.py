@@ -24,7 +24,7 @@ from explorer.errors import ExplorerError
 from explorer.privacy import PermissionDenied, require
 from explorer.privacy.counts import published_total
 from explorer.privacy.disclosure import Fact, LinkedPage
-from explorer.views.base import LakeView, holoviews_with_bokeh
+from explorer.views.base import LakeView, data_table, holoviews_with_bokeh
 
 from typing import TYPE_CHECKING
 
@@ -81,17 +81,36 @@ def attrition_panel(frame: pd.DataFrame, public: bool):
         invert_axes=True, responsive=True, height=40 + 34 * len(frame), tools=["hover"], xlabel="",
         ylabel="persons remaining", title="Attrition" + (" (small counts hidden)" if public else ""), invert_yaxis=True)
     columns = ["step", "label", "persons_shown", "removed_shown"] if public else ["step", "label", "persons", "removed"]
-    table = pn.widgets.Tabulator(frame[columns], show_index=False, disabled=True, sizing_mode="stretch_width",
-                                 height=60 + 32 * len(frame))
+    table = data_table(frame[columns], {"label": "criterion", "persons_shown": "persons remaining",
+                                        "persons": "persons remaining", "removed_shown": "removed", "removed": "removed"},
+                       widths={"step": 60})
     return pn.Column(bars, table, sizing_mode="stretch_width")
+
+
+#: how the comparator dropdown names the default, no saved cohort
+WHOLE_LAKE = "the whole lake"
 
 
 class CohortCharacterisation(LakeView):
     """A cohort against the whole lake or another cohort: one row per feature (and level), with
     the standardised mean difference; a Love plot of the differences."""
 
+    # dropdowns of the saved cohorts (set when the view is built); a name from elsewhere (a URL)
+    # is kept, so data() can say it is not saved instead of the page refusing it
     cohort = param.Selector(default="", objects=[""], check_on_set=False, doc="Saved cohort name (explorer cohort list).")
-    against = param.String(default="", doc="Saved cohort to compare with (empty: the whole lake).")
+    against = param.Selector(default="", objects={WHOLE_LAKE: ""}, check_on_set=False,
+                             doc="Saved cohort to compare with (the whole lake when empty).")
+
+    def __init__(self, **params):
+        chosen = {name: params.pop(name) for name in ("cohort", "against") if name in params}
+        super().__init__(**params)
+        saved = CohortAttrition.saved_names(self.lake) if self.lake is not None else []
+        if saved:
+            self.param["cohort"].objects = saved
+            self.param["against"].objects = {WHOLE_LAKE: "", **{name: name for name in saved}}
+            chosen.setdefault("cohort", saved[0])
+        for name, value in chosen.items():
+            setattr(self, name, value)
 
     def data(self) -> pd.DataFrame:
         """The characterisation table (:func:`explorer.cohorts.characterise`); for a public view
@@ -137,15 +156,32 @@ class CohortCharacterisation(LakeView):
 
         hv = holoviews_with_bokeh()
         table = self.data()
-        plotted = table.dropna(subset=["smd"]).assign(row=lambda t: (t["feature"] + ": " + t["level"]).str.slice(0, 70))
+        plotted = table.dropna(subset=["smd"])
+        plotted = plotted.assign(row=love_labels(plotted["feature"], plotted["level"]))
         love = (hv.Points(plotted, kdims=["smd", "row"], vdims=["domain"]).opts(
                     color="domain", cmap="Category10", size=7, tools=["hover"], responsive=True,
                     height=max(260, 16 * len(plotted)), xlabel="standardised mean difference", ylabel="",
                     title=f"{table.attrs['groups'][0]} vs {table.attrs['groups'][1]}", legend_position="right")
                 * hv.VLine(0.1).opts(color="gray", line_dash="dashed") * hv.VLine(-0.1).opts(color="gray", line_dash="dashed"))
-        return pn.Column(love, pn.widgets.Tabulator(self.display_table(table), show_index=False, disabled=True,
-                                                    sizing_mode="stretch_width", height=420),
+        shown = self.display_table(table)
+        return pn.Column(love, data_table(shown, {"smd": "SMD"}, page_size=15, layout="fit_columns",
+                                          widths={"domain": "10%", "feature": "22%", "level": "12%", "smd": "6%",
+                                                  **{c: "8%" if c.endswith(": n") else "15%" for c in shown.columns[3:-1]}}),
                          sizing_mode="stretch_width")
+
+
+def love_labels(features: pd.Series, levels: pd.Series) -> list[str]:
+    """The Love plot's row labels, short enough to be read whole beside the plot: a feature
+    without its LOINC code and ", per year", and its level unless the level is "mean" or "yes"
+    ("personal ageing rate, Albumin", "race: Asian"). Rows that would share a label keep the
+    long form (a categorical axis would draw them as one row)."""
+    import re
+
+    long = [f"{f}: {lv}" for f, lv in zip(features, levels)]
+    short = [re.sub(r" \(LOINC [^)]*\)|, per year", "", f) + ("" if lv in ("mean", "yes") else f": {lv}")
+             for f, lv in zip(features, levels)]
+    taken = pd.Series(short).duplicated(keep=False).tolist()
+    return [lng if clash else sht for sht, lng, clash in zip(short, long, taken)]
 
 
 @dataclass

@@ -207,7 +207,7 @@ class ModalityCoverage(LakeView):
         frame = self.data()
         if self.public:
             frame = frame.assign(persons_with_data=frame.pop("persons_shown"))
-        return static_table(frame)
+        return static_table(frame, headers=self.headers(frame, "modality_coverage"))
 
 
 class DataQualityReport(LakeView):
@@ -267,7 +267,8 @@ class DataQualityReport(LakeView):
         frame = self.data()
         failing = int((frame["passed"] == False).sum())  # noqa: E712  (None: hidden for a public reader)
         return pn.Column(pn.pane.Markdown(f"### Data quality of the latest ingest: {failing} of {len(frame)} checks fail"),
-                         static_table(frame, max_height=320), sizing_mode="stretch_width")
+                         static_table(frame, max_height=320, headers=self.headers(frame, "dq_result")),
+                         sizing_mode="stretch_width")
 
 
 class LakeSummary(LakeView):
