@@ -442,7 +442,9 @@ def url_synced(view, parameters: list[str]):
 
     if pn.state.location is not None:
         pn.state.location.sync(view, {name: name for name in parameters})
-    return pn.Param(view, parameters=parameters, show_name=False, default_layout=pn.Row)
+    options = getattr(view, "widget_options", dict)()
+    return pn.Param(view, parameters=parameters, show_name=False, default_layout=pn.Row,
+                    widgets={name: options[name] for name in parameters if name in options})
 
 
 def csv_download(view, filename: str):

@@ -149,3 +149,48 @@ def test_the_url_holds_the_day_as_yyyy_mm_dd(query, expected):
     assert view.date == expected
     view.date = datetime.date(2024, 8, 20)
     assert "date=2024-08-20" in location.search
+
+
+def test_the_date_picker_shows_the_day_on_the_map_and_offers_only_the_grids_days(cohort_lake, grid_days):
+    import panel as pn
+
+    from explorer.serve import url_synced
+    from explorer.views import ExposureMap
+
+    first, last = grid_days
+    view = ExposureMap(lake=cohort_lake, role="public")
+    assert view.date == last  # not an empty box beside a map of the last day
+    picker = url_synced(view, ["variable", "date"]).layout.select(pn.widgets.DatePicker)
+    assert picker and picker[0].value == last and (picker[0].start, picker[0].end) == (first, last)
+    assert ExposureMap(lake=cohort_lake, role="public", date="2024-08-15").date == datetime.date(2024, 8, 15)
+
+
+def test_a_person_is_found_by_typing_part_of_the_id(cohort_lake):
+    import panel as pn
+
+    from explorer.serve import url_synced
+    from explorer.views import PersonMinutes
+
+    ids = cohort_lake.sql("SELECT DISTINCT person_id FROM wearable_daily")["person_id"].tolist()
+    view = PersonMinutes(lake=cohort_lake, role="researcher", person_id=ids[0])
+    search = url_synced(view, ["person_id"]).layout.select(pn.widgets.AutocompleteInput)
+    assert search and set(search[0].options) == set(ids) and search[0].value == ids[0]
+    assert not search[0].restrict  # an id from a link is still taken (and answered with a message)
+
+
+def test_the_builder_offers_known_values_instead_of_free_text():
+    import panel as pn
+
+    from explorer.catalog import default_catalog
+    from explorer.views.cohorts import CriterionEditor
+
+    editor = CriterionEditor("inclusion", {"kind": "demographics", "race": ["White", "Whte"]}, lambda: None)
+    race = editor.widgets["race"]
+    assert isinstance(race, pn.widgets.MultiChoice)
+    assert set(default_catalog().get("person").column("race").values) <= set(race.options)
+    assert "Whte" in race.options and editor.document()["race"] == ["White", "Whte"]  # a loaded value is kept (and checked)
+    editor.widgets["sex_at_birth"].value = ["female"]
+    assert editor.document()["sex_at_birth"] == ["female"]
+    lab = CriterionEditor("inclusion", {"kind": "lab", "loinc": "2345-7"}, lambda: None)
+    assert isinstance(lab.widgets["loinc"], pn.widgets.AutocompleteInput) and "2160-0" in lab.widgets["loinc"].options
+    assert lab.document()["loinc"] == "2345-7"

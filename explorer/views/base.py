@@ -124,6 +124,12 @@ class LakeView(param.Parameterized):
         known = {c.name: c.header for c in entry.schema} if entry else {}
         return {name: named.get(name) or known.get(name) or in_words(name) for name in frame.columns}
 
+    def widget_options(self) -> dict:
+        """Per parameter, the widget a page draws for it where Panel's default would not do (a
+        date picker limited to the days there are, a search over known ids): ``pn.Param``'s
+        ``widgets`` argument."""
+        return {}
+
     def _settings_key(self) -> tuple:
         """The view's own settings (every parameter but the lake, role and disclosure), as a key."""
         skip = {"name", "lake", "role", "disclosure"}

@@ -502,7 +502,7 @@ FIELDS = {
     "condition": {"code_system": (list(CODE_SYSTEMS), "code system"), "codes": ("list", "codes"),
                   "descendants": ("bool", "and codes below"), "window.start": ("int", "from day"),
                   "window.end": ("int", "to day"), "min_count": ("int", "at least (records)")},
-    "lab": {"loinc": ("text", "LOINC"), "unit": ("text", "unit"), "value.gte": ("float", "at least"),
+    "lab": {"loinc": ("loinc", "LOINC"), "unit": ("text", "unit"), "value.gte": ("float", "at least"),
             "value.lt": ("float", "below"), "which": (["any", "all", "first", "last"], "which result"),
             "window.start": ("int", "from day"), "window.end": ("int", "to day"), "min_count": ("int", "at least (results)")},
     "wearable": {"min_valid_days": ("int", "valid days at least"), "metric": (["", *WEARABLE_METRICS], "metric"),
@@ -517,12 +517,30 @@ DEFAULTS = {"condition": {"code_system": "ICD10CM", "descendants": True, "min_co
             "exposure": {"variable": "heat_wave", "statistic": "days"}}
 
 
-def _widget(spec, label, value):
+def _vocabulary(key: str) -> tuple[str, ...]:
+    """The values the catalog allows for a demographic criterion's field (sex at birth, race,
+    ethnicity); empty where any value goes."""
+    from explorer.catalog import default_catalog
+
+    person = default_catalog().get("person")
+    return person.column(key).values if person is not None and key in person.column_names else ()
+
+
+def _widget(spec, label, value, key: str = ""):
     import panel as pn
 
     kind = spec
+    if kind == "list" and (known := _vocabulary(key)):  # pick from the vocabulary: a misspelt value cannot be typed
+        chosen = list(value or [])
+        return pn.widgets.MultiChoice(label=label, options=[*known, *(v for v in chosen if v not in known)],
+                                      value=chosen, width=260)
     if isinstance(kind, list):
         return pn.widgets.Select(label=label, options=kind, value=value if value in kind else kind[0], width=170)
+    if kind == "loinc":  # the codes the suite converts to SI, offered as one types; any other code is still taken
+        from explorer.catalog.units import MARKER_UNITS
+
+        return pn.widgets.AutocompleteInput(label=label, options=sorted(MARKER_UNITS), value=value or "", restrict=False,
+                                            min_characters=1, search_strategy="includes", width=140)
     if kind == "bool":
         return pn.widgets.Checkbox(label=label, value=bool(value) if value is not None else True, width=150)
     if kind == "int":
@@ -547,7 +565,7 @@ class CriterionEditor:
         if self.kind in FIELDS and set(_flatten(document)) - {"kind", "label"} <= set(FIELDS[self.kind]):
             flat = {**DEFAULTS.get(self.kind, {}), **_flatten(document)}
             for key, (spec, label) in FIELDS[self.kind].items():
-                self.widgets[key] = _widget(spec, label, flat.get(key))
+                self.widgets[key] = _widget(spec, label, flat.get(key), key)
             self.widgets["label"] = pn.widgets.TextInput(label="label (optional)", value=document.get("label", ""), width=200)
         else:  # a combination, or keys the widgets do not show: edited as YAML, nothing lost
             import yaml
@@ -567,7 +585,7 @@ class CriterionEditor:
         out: dict = {"kind": self.kind}
         for key, widget in self.widgets.items():
             value = widget.value
-            if FIELDS[self.kind].get(key, ("text",))[0] == "list":
+            if FIELDS[self.kind].get(key, ("text",))[0] == "list" and isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if value in (None, "", []) or value == DEFAULTS.get(self.kind, {}).get(key):
                 continue
@@ -613,7 +631,7 @@ class CohortBuilder(LakeView):
             "rule": pn.widgets.Select(label="index date", options=INDEX_RULES, value="first_condition", width=180),
             "codes": pn.widgets.TextInput(label="codes (first_condition)", value="", width=180),
             "code_system": pn.widgets.Select(label="code system", options=list(CODE_SYSTEMS), value="ICD10CM", width=120),
-            "loinc": pn.widgets.TextInput(label="LOINC (first_lab)", value="", width=120),
+            "loinc": _widget("loinc", "LOINC (first_lab)", ""),
             "date": pn.widgets.TextInput(label="date (fixed, YYYY-MM-DD)", value="", width=170),
         }
         self._editors: list[CriterionEditor] = []

@@ -52,8 +52,31 @@ class ExposureMap(LakeView):
     variable = param.Selector(default="tasmax", objects=["tasmax", "tasmin", "pm25"], doc="Gridded variable.")
     date = Day(default=None, allow_None=True, doc="Day shown, as YYYY-MM-DD (default: the grid's last day).")
 
-    def data(self):
-        """The day's grid as an xarray DataArray (lat, lon), with its units."""
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.date is None and self.lake is not None:  # the picker shows the day the map shows
+            try:
+                self.date = self.grid_days()[1]
+            except ExplorerError:
+                pass  # no grid: data() says so where the map would be
+
+    def grid_days(self) -> tuple:
+        """The first and last day of ``variable``'s grid (what the date picker offers)."""
+        times = pd.DatetimeIndex(self._grid()["time"].values)
+        return times[0].date(), times[-1].date()
+
+    def widget_options(self) -> dict:
+        """The date picker limited to the grid's days (a URL may still ask for another day:
+        the page then says which days there are)."""
+        try:
+            first, last = self.grid_days()
+        except ExplorerError:
+            return {}
+        import panel as pn
+
+        return {"date": {"type": pn.widgets.DatePicker, "start": first, "end": last}}
+
+    def _grid(self):
         from explorer.exposure import open_grids
 
         if not self.lake.has_table("array_store"):
@@ -62,7 +85,11 @@ class ExposureMap(LakeView):
         if self.variable not in grids:
             raise ExplorerError(f"the lake has no {self.variable} grid; array_store lists "
                                 f"{', '.join(sorted(set(self._sql('SELECT variable FROM array_store')['variable'])))}")
-        grid = grids[self.variable]
+        return grids[self.variable]
+
+    def data(self):
+        """The day's grid as an xarray DataArray (lat, lon), with its units."""
+        grid = self._grid()
         day = pd.Timestamp(self.date) if self.date else pd.Timestamp(grid["time"].values[-1])
         times = pd.DatetimeIndex(grid["time"].values).normalize()
         if day.normalize() not in times:

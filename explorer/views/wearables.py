@@ -75,6 +75,19 @@ class PersonMinutes(_PersonView):
     gap = param.Integer(default=15, bounds=(2, None), doc="Minutes without data after which the line breaks "
                                                           "(non-wear is drawn as a gap, not a straight line).")
 
+    def widget_options(self) -> dict:
+        """The person id as a search over the ids with wearable days (typing part of one lists
+        them); an id from elsewhere (a URL) is still taken, and data() says when it has none."""
+        import panel as pn
+
+        try:
+            ids = self._sql("SELECT DISTINCT person_id FROM wearable_daily ORDER BY person_id")["person_id"].tolist()
+        except ExplorerError:
+            return {}
+        return {"person_id": {"type": pn.widgets.AutocompleteInput, "options": ids, "restrict": False,
+                              "case_sensitive": False, "search_strategy": "includes", "min_characters": 2,
+                              "placeholder": "type part of a person id", "width": 360}}
+
     def first_person_id(self) -> str:
         """The first pseudonym with a wearable day: what a researcher's page opens on."""
         return self._sql("SELECT min(person_id) AS p FROM wearable_daily")["p"].iloc[0]
