@@ -7,6 +7,7 @@ tests are skipped, except in CI (``CI`` set), where a missing browser fails the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -604,5 +605,61 @@ def test_the_environment_and_catalog_pages_forgive_their_inputs(server, browser)
     page.locator("text=no table 'nope'; tables:").first.wait_for(timeout=30_000)
     assert page.locator("text=Datasets").count() >= 1
     page.close()
+    log = (SHOTS.parent / "serve.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+#: per Bokeh figure of a page: its title, y-axis label and start, the rows its renderers draw,
+#: and the texts its data sources hold (the labels of hidden counts among them)
+FIGURES_JS = """() => {
+  const out = [];
+  for (const doc of window.Bokeh.documents) {
+    for (const m of doc._all_models.values()) {
+      if (!(m.properties && m.properties.y_range && m.properties.renderers)) continue;
+      let rows = 0; const texts = [];
+      for (const r of m.renderers) {
+        const src = r.data_source; if (!src) continue;
+        const cols = src.data instanceof Map ? [...src.data.values()] : Object.values(src.data);
+        if (cols.length) rows += cols[0].length;
+        for (const c of cols) for (const v of c) if (typeof v === "string") texts.push(v);
+      }
+      const title = m.title ? String(m.title.text ?? m.title) : "";
+      out.push({title, ylabel: (m.left || []).map(a => a.axis_label).join("|"), ystart: m.y_range.start, rows, texts});
+    }
+  }
+  return out;
+}"""
+#: what a table cell must never read: raw missing markers, long floats, whole numbers with .0
+RAW_CELL = re.compile(r"^(None|NaN|nan|NaT|<NA>)$|\d\.\d{7,}|^-?[\d,]+\.0$")
+
+
+@pytest.mark.parametrize("role", ["public", "researcher"])
+def test_every_page_draws_counts_as_a_reader_should(server, browser, role):
+    """Issue 23: on every page, no figure is drawn empty, a count axis never goes below zero, a
+    figure whose caption says N groups are hidden draws them with the rule's label, and no table
+    cell reads None, NaN, a 16-digit float or 36,626.0."""
+    from explorer.privacy import PROFILES
+
+    base, _ = server
+    label = PROFILES["aou"].label
+    page = logged_in(browser, base, role)
+    figures = cells = 0
+    for name in PAGES:
+        open_page(page, f"{base}/{name}")
+        page.wait_for_timeout(1500)  # figures drawn after the page's first paint
+        for figure in page.evaluate(FIGURES_JS):
+            figures += 1
+            where = f"{role} /{name}: {figure['title']!r}"
+            assert figure["rows"] > 0, f"{where} draws nothing"
+            if figure["ylabel"] in ("persons", "count") and figure["ystart"] is not None:
+                assert figure["ystart"] >= 0, f"{where}: count axis starts at {figure['ystart']}"
+            if role == "public" and re.search(r"\d+ of \d+ \w+ hidden", figure["title"]):
+                assert any(label in text for text in figure["texts"]), f"{where}: hidden counts drawn without {label!r}"
+        texts = page.locator("td, .tabulator-cell").all_inner_texts()
+        cells += len(texts)
+        raw = [cell for cell in texts if RAW_CELL.search(cell.strip())]
+        assert not raw, f"{role} /{name}: table cells {raw[:5]}"
+    page.close()
+    assert figures >= 8 and cells >= 50, (figures, cells)  # the checks above looked at something
     log = (SHOTS.parent / "serve.log").read_text()
     assert "Traceback" not in log, log[-3000:]
