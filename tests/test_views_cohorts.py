@@ -233,3 +233,23 @@ def test_characterisation_takes_saved_names_only(cohort_lake, tmp_path):
     for against in ("/etc/hostname.yaml", "name: x\nindex_date: {rule: first_valid_wear_day}\n"):
         with pytest.raises(ExplorerError, match="no saved cohort"):  # never a server path or a document from a URL
             CohortCharacterisation(lake=lake, cohort="wearers", against=against, role="public").data()
+
+
+def test_a_hidden_attrition_count_is_drawn_as_at_most_with_its_label():
+    """A public attrition whose later steps are hidden draws each as a hatched bar up to the most
+    it can be, labelled as the table writes it, never as a gap that reads as nobody."""
+    import numpy as np
+
+    from explorer.privacy import PROFILES
+    from explorer.views.cohorts import attrition_panel
+
+    frame = pd.DataFrame({"step": [0, 1, 2], "label": ["persons in the lake", "include: age >= 50", "exclude: N18"],
+                          "persons": [300.0, np.nan, np.nan], "removed": [np.nan, np.nan, np.nan],
+                          "persons_shown": ["300", "suppressed", "<=20"], "removed_shown": ["", "suppressed", "suppressed"]})
+    figure = attrition_panel(frame, public=True, rules=PROFILES["aou"])[0].object
+    drawn = figure.dframe()
+    assert drawn["persons"].tolist() == [300.0, 300.0, 20.0]  # at most the step before; at most 20
+    assert drawn["step_label"].tolist()[1:] == ["1. include: age >= 50  [suppressed, at most 300]",
+                                                "2. exclude: N18  [<=20, at most 20]"]
+    assert drawn["colour"].nunique() == 2  # hidden steps drawn apart from counted ones
+    assert "2 of 3 steps hidden" in figure.opts.get().kwargs["title"]

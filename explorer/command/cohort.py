@@ -119,7 +119,7 @@ def _count(lake: Lake, args) -> int:
     if args.out:
         from explorer.views.cohorts import attrition_panel
 
-        save_page(attrition_panel(frame, control is not None), args.out)
+        save_page(attrition_panel(frame, control is not None, control.rules if control is not None else None), args.out)
     record_audit(lake, role, "cohort_count", parameters={"cohort": definition.name, "sha256": definition.sha256,
                                                          "profile": args.profile if control is not None else None})
     return 0

@@ -24,7 +24,7 @@ from explorer.errors import ExplorerError
 from explorer.privacy import PermissionDenied, require
 from explorer.privacy.counts import published_total
 from explorer.privacy.disclosure import Fact, LinkedPage
-from explorer.views.base import LakeView, data_table, holoviews_with_bokeh
+from explorer.views.base import MISSING as MISSING_VALUE, LakeView, data_table, holoviews_with_bokeh, message
 
 from typing import TYPE_CHECKING
 
@@ -57,7 +57,7 @@ class CohortAttrition(LakeView):
         return public_attrition(self.lake, self.disclosure, self.definition)
 
     def panel(self):
-        return attrition_panel(self.data(), self.public)
+        return attrition_panel(self.data(), self.public, self.disclosure.rules)
 
     @classmethod
     def of_saved(cls, *, lake: Lake, role: str, name: str) -> CohortAttrition:
@@ -71,15 +71,35 @@ class CohortAttrition(LakeView):
         return cohorts.saved(lake)["cohort"].tolist() if lake.has_table("cohort_member") else []
 
 
-def attrition_panel(frame: pd.DataFrame, public: bool):
+def attrition_panel(frame: pd.DataFrame, public: bool, rules=None):
+    """The attrition as bars (persons remaining after each step) over its table. A count
+    disclosure control hid is drawn as a hatched bar up to the most it can be (the step
+    before's count, or the rule's largest hidden count if less), labelled as the table says it
+    ("suppressed", "<=20"): never as a gap that reads as nobody. ``rules``: the disclosure
+    profile's (default: the profile in force)."""
     import panel as pn
 
+    from explorer.privacy import DisclosureControl
+    from explorer.views.base import HIDDEN_STYLE, hidden_caption
+
     hv = holoviews_with_bokeh()
-    shown = frame.assign(persons_text=frame["persons_shown"] if public else frame["persons"].map(str))
-    bars = hv.Bars(shown.assign(step_label=[f"{s}. {label[:60]}" for s, label in zip(shown["step"], shown["label"])]),
-                   kdims=["step_label"], vdims=["persons", "persons_text"]).opts(
-        invert_axes=True, responsive=True, height=40 + 34 * len(frame), tools=["hover"], xlabel="",
-        ylabel="persons remaining", title="Attrition" + (" (small counts hidden)" if public else ""), invert_yaxis=True)
+    rules = rules or DisclosureControl().rules
+    persons = frame["persons"].astype(float)
+    texts = frame["persons_shown"] if public else frame["persons"].map(str)
+    # a hidden step keeps at most the persons of the step before (or the rule's largest hidden count)
+    before = persons.ffill().shift().fillna(0)
+    drawn = [p if p == p else (min(b, rules.largest_hidden) if t == rules.label else b)
+             for p, b, t in zip(persons, before, texts)]
+    # the label on the axis says it (a Labels overlay on inverted categorical bars does not render)
+    labels = [f"{s}. {label[:60]}" + (f"  [{t}, at most {d:,.0f}]" if p != p else "")
+              for s, label, p, t, d in zip(frame["step"], frame["label"], persons, texts, drawn)]
+    shown = pd.DataFrame({"step_label": labels, "persons": drawn, "persons_text": texts,
+                          "colour": ["#30a2da" if p == p else HIDDEN_STYLE["fill_color"] for p in persons]})
+    caption = hidden_caption(persons, rules, "steps") if public else ""
+    bars = hv.Bars(shown, kdims=["step_label"], vdims=["persons", "persons_text", "colour"]).opts(
+        color="colour", line_color="#666666", tools=["hover"], invert_axes=True, responsive=True,
+        height=60 + 34 * len(frame), xlabel="", ylabel="persons remaining", invert_yaxis=True,
+        title="Attrition" + (f"\n{caption}; grey: at most" if caption else ""))
     columns = ["step", "label", "persons_shown", "removed_shown"] if public else ["step", "label", "persons", "removed"]
     table = data_table(frame[columns], {"label": "criterion", "persons_shown": "persons remaining",
                                         "persons": "persons remaining", "removed_shown": "removed", "removed": "removed"},
@@ -143,10 +163,14 @@ class CohortCharacterisation(LakeView):
             value = table[f"value_{k}"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
             unit = np.where(table["kind"] == "proportion", "%", "")
             sd = table[f"sd_{k}"].map(lambda v: "" if pd.isna(v) else f" (SD {v:.1f})")
-            out[f"{name}"] = [(f"{c} ({v}{u})" if v else c) if kind == "proportion" and c != "" else f"{v}{u}{s}"
-                              for c, v, u, s, kind in zip(counts, value, unit, sd, table["kind"])]
-            out[f"{name}: n"] = table.get(f"n_{k}_shown", table[f"n_{k}"].map(_integer))
-        out["smd"] = table["smd"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
+            n = table.get(f"n_{k}_shown", table[f"n_{k}"].map(_integer))
+            cells = [(f"{c} ({v}{u})" if v else c) if kind == "proportion" and c != "" else f"{v}{u}{s}"
+                     for c, v, u, s, kind in zip(counts, value, unit, sd, table["kind"])]
+            # an empty cell says why: a mean resting on a hidden count is hidden with it, in its wording
+            out[f"{name}"] = [cell or (str(m) if str(m) and not str(m).replace(",", "").isdigit() else MISSING_VALUE)
+                              for cell, m in zip(cells, n)]
+            out[f"{name}: n"] = n
+        out["smd"] = table["smd"].map(lambda v: MISSING_VALUE if pd.isna(v) else f"{v:+.2f}")
         persons = pd.DataFrame([{"domain": "", "feature": "persons in the group", "level": "", first: sizes[0],
                                  f"{first}: n": sizes[0], second: sizes[1], f"{second}: n": sizes[1], "smd": ""}])
         return pd.concat([persons, out], ignore_index=True)
@@ -158,16 +182,21 @@ class CohortCharacterisation(LakeView):
         table = self.data()
         plotted = table.dropna(subset=["smd"])
         plotted = plotted.assign(row=love_labels(plotted["feature"], plotted["level"]))
+        shown = self.display_table(table)
+        table_view = data_table(shown, {"smd": "SMD"}, page_size=15, layout="fit_columns",
+                                widths={"domain": "10%", "feature": "22%", "level": "12%", "smd": "6%",
+                                        **{c: "8%" if c.endswith(": n") else "15%" for c in shown.columns[3:-1]}})
+        if plotted.empty:  # every difference rests on a hidden count: say so instead of an empty plot
+            return pn.Column(message(f"No standardised difference of {table.attrs['groups'][0]} against "
+                                     f"{table.attrs['groups'][1]} can be shown: each rests on a count disclosure "
+                                     "control hides (the table says which).", "info", "Love plot."),
+                             table_view, sizing_mode="stretch_width")
         love = (hv.Points(plotted, kdims=["smd", "row"], vdims=["domain"]).opts(
                     color="domain", cmap="Category10", size=7, tools=["hover"], responsive=True,
                     height=max(260, 16 * len(plotted)), xlabel="standardised mean difference", ylabel="",
                     title=f"{table.attrs['groups'][0]} vs {table.attrs['groups'][1]}", legend_position="right")
                 * hv.VLine(0.1).opts(color="gray", line_dash="dashed") * hv.VLine(-0.1).opts(color="gray", line_dash="dashed"))
-        shown = self.display_table(table)
-        return pn.Column(love, data_table(shown, {"smd": "SMD"}, page_size=15, layout="fit_columns",
-                                          widths={"domain": "10%", "feature": "22%", "level": "12%", "smd": "6%",
-                                                  **{c: "8%" if c.endswith(": n") else "15%" for c in shown.columns[3:-1]}}),
-                         sizing_mode="stretch_width")
+        return pn.Column(love, table_view, sizing_mode="stretch_width")
 
 
 def love_labels(features: pd.Series, levels: pd.Series) -> list[str]:
@@ -765,7 +794,7 @@ class CohortBuilder(LakeView):
         except ExplorerError as exc:
             self._show("The attrition cannot be counted:", [str(exc)], "danger")
             return
-        self._attrition.objects = [attrition_panel(frame, self.public)]
+        self._attrition.objects = [attrition_panel(frame, self.public, self.disclosure.rules)]
 
     def attrition(self, definition: Definition | None = None) -> pd.DataFrame:
         """The live attrition counts (protected for a public builder)."""
