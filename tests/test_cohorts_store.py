@@ -172,3 +172,40 @@ def test_cli_cohort_commands(own_lake, tmp_path):
     with pseudonym_key():
         audit = run_cli("--role", "steward", "audit", lake_root=root)
     assert "cohort_count" in audit.stdout and "cohort_save" in audit.stdout
+
+
+def test_a_public_count_of_a_saved_cohort_gives_away_nothing_the_cohorts_page_hides(cohort_lake, tmp_path):
+    """The public cohorts page decides each attrition count with its characterisation (a cohort's
+    counts beside the lake's give the persons outside it); `explorer cohort count` for a public
+    user shows the same counts, not the attrition protected alone: two protections of the same
+    counts, each hiding different ones, would give away what the other hides."""
+    import shutil
+
+    import explorer
+    from explorer.privacy import DisclosureControl
+    from explorer.views.cohorts import public_attrition
+
+    root = tmp_path / "lake"
+    shutil.copytree(cohort_lake.root, root)
+    lake = explorer.open(root)
+    definition = cohorts.loads(OLDER_WITHOUT_CKD)
+    cohorts.save(lake, definition)
+    control = DisclosureControl(profile="aou")
+    page = public_attrition(lake, control, definition)
+    alone = cohorts.count(lake, definition, disclosure=control)
+    assert (alone["persons_shown"] != page["persons_shown"]).any()  # the two protections differ here
+    counted = run_cli("--role", "public", "cohort", "count", definition.name, "--profile", "aou", lake_root=root)
+    rows = [line.split() for line in counted.stdout.splitlines()[1:1 + len(page)]]
+    shown = [[p, r] for p, r in zip(page["persons_shown"], page["removed_shown"])]
+    assert rows[0][-1] == shown[0][0] and [row[-2:] for row in rows[1:]] == shown[1:], counted.stdout
+
+
+OLDER_WITHOUT_CKD = """
+name: older-without-ckd
+index_date: {rule: first_valid_wear_day}
+inclusion:
+  - {kind: demographics, age: {gte: 50}}
+exclusion:
+  - {kind: condition, codes: [N18]}
+"""
+
