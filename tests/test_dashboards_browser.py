@@ -215,7 +215,7 @@ def test_changing_a_filter_changes_the_figure_and_the_url(server, browser):
     page.wait_for_timeout(500)  # the bar chart is drawn after the table's text arrives
     figure = page.locator("canvas").first
     before = figure.screenshot()
-    page.locator("select").first.select_option("sex_at_birth")
+    page.locator("select").first.select_option(label="sex at birth")  # the URL keeps the column name
     table.locator("text=female").first.wait_for(timeout=30_000)
     assert table.locator("text=40-49").count() == 0
     page.wait_for_timeout(500)

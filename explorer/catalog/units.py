@@ -72,7 +72,7 @@ def to_si(loinc: str, value: float, unit) -> tuple[float | None, str | None, str
 
 
 #: UCUM codes (and the catalog's 'count') as a person reads them on an axis or a table header
-UNIT_LABELS = {"Cel": "°C", "{steps}": "steps", "/min": "/min", "1": "", "count": "", "ug/m3": "µg/m³", "d": "days",
+UNIT_LABELS = {"Cel": "°C", "degC": "°C", "degF": "°F", "{steps}": "steps", "/min": "/min", "1": "", "count": "", "ug/m3": "µg/m³", "d": "days",
                "min": "min", "h": "h", "s": "s", "K": "K", "a": "years", "%": "%", "umol/L": "µmol/L",
                "10*3/uL": "10³/µL", "10*9/L": "10⁹/L"}
 

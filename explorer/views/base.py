@@ -247,18 +247,21 @@ def static_table(frame: pd.DataFrame, max_height: int | None = None, headers: di
     import panel as pn
 
     shown = readable(frame, headers)
+    for name, column in zip(shown.columns, frame.columns):  # whole numbers with thousands separators
+        if pd.api.types.is_integer_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+            shown[name] = frame[column].map(lambda v: MISSING if _missing(v) else f"{int(v):,}").to_numpy()
     # the pane writes HTML as given (for the badges): every other text is escaped here
     for name in shown.columns:
         if pd.api.types.is_object_dtype(shown[name]) or pd.api.types.is_string_dtype(shown[name]):
             shown[name] = shown[name].map(lambda v: _BADGES.get(v) or (html.escape(v) if isinstance(v, str) else v))
     # text to the left, numbers (and counts a hidden one made text) to the right
     texts = [k for k, name in enumerate(frame.columns, 1) if not _numbers_or_counts(frame[name])]
-    align = ", ".join(f"td:nth-child({k}), th:nth-child({k})" for k in texts)
+    align = ", ".join(f"table td:nth-child({k}), table th:nth-child({k})" for k in texts)
     shown.columns = [html.escape(str(name)) for name in shown.columns]
     styles = {"overflow-y": "auto", "max-height": f"{max_height}px"} if max_height else {}
     return pn.pane.DataFrame(shown, index=False, na_rep=MISSING, styles=styles, float_format=number_text,
                              escape=False, text_align="end",
-                             stylesheets=[f"{align} {{ text-align: left; }}"] if align else [], **options)
+                             stylesheets=[f"{align} {{ text-align: left !important; }}"] if align else [], **options)
 
 
 def _numbers_or_counts(column: pd.Series) -> bool:

@@ -103,7 +103,9 @@ class ExposureMap(LakeView):
             field = self.data()
         except DayNotInGrid as exc:  # a day typed or put in the URL: say which days there are, keep the page
             return message(exc, "warning", "No map for that day.")
-        units = field.attrs.get("units", "")
+        from explorer.catalog.units import unit_label
+
+        units = unit_label(field.attrs.get("units", ""))
         day = pd.Timestamp(field["time"].values).date()
         return hv.Image(field.sortby("lat"), kdims=["lon", "lat"], vdims=[f"{self.variable}"]).opts(
             cmap="inferno" if self.variable != "pm25" else "viridis", colorbar=True, responsive=True, height=380,

@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # the type only: no import at run time
     from explorer.lake import Lake
 
 GROUPINGS = ["age_band", "sex_at_birth", "race", "ethnicity", "zip3"]
+#: what the dropdown and the axis call each grouping (the URL keeps the column name)
+GROUPING_LABELS = {"age_band": "age band", "sex_at_birth": "sex at birth", "race": "race", "ethnicity": "ethnicity",
+                   "zip3": "3-digit ZIP code"}
 AGE_BANDS = [(0, "0-17"), (18, "18-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60-69"), (70, "70-79"), (80, "80+")]
 
 
@@ -47,7 +50,8 @@ class DemographicCounts(LakeView):
     without the count being hidden. Every filter state of one characteristic is one page (see
     :meth:`page`), and the total is the lake's published total, the same on every public page."""
 
-    by = param.Selector(default="age_band", objects=GROUPINGS, doc="Characteristic the persons are counted by.")
+    by = param.Selector(default="age_band", objects={GROUPING_LABELS[g]: g for g in GROUPINGS},
+                        doc="Characteristic the persons are counted by.")
     sex_at_birth = param.Selector(default="all", objects=["all", "female", "male"], doc="Only persons of this sex at birth.")
 
     @shared_data("person")
@@ -142,7 +146,7 @@ class DemographicCounts(LakeView):
                                    "shown": [str(s) for s in shown]})
         plot = figure(x_range=groups, height=320, sizing_mode="stretch_width", title=self.title(frame),
                       tools="hover,save,reset", tooltips=[(self.by.replace("_", " "), "@group"), ("persons", "@shown")],
-                      x_axis_label=self.by, y_axis_label="persons")
+                      x_axis_label=GROUPING_LABELS.get(self.by, self.by), y_axis_label="persons")
         plot.vbar(x="group", top="count", width=0.8, source=source, color="#30a2da")
         hidden = [g for g, n in zip(groups, frame["count"]) if pd.isna(n)]
         if hidden:  # drawn as an outline up to the largest count the profile hides, and labelled
