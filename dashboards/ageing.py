@@ -8,7 +8,7 @@ from explorer.views import Lake  # the type of build's lake
 
 
 PAGE = {"title": "Ageing", "order": 40, "roles": ["public", "researcher", "steward"],
-        "summary": "ageotype membership and PhenoAge against age"}
+        "summary": "markers that change with age, ageotype membership and PhenoAge against age"}
 
 
 def build(lake: Lake, role):

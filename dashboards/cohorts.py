@@ -20,7 +20,11 @@ def build(lake: Lake, role):
         content = [pn.pane.Markdown("### Saved cohorts\nThe attrition of the cohorts researchers have saved; "
                                     "defining a cohort of your own needs the researcher role.")]
         if saved:
-            chooser = pn.widgets.Select(label="cohort", options=saved, value=saved[0], width=300)
+            # ?attrition=NAME: a link shows the same cohort (a name not saved is ignored, not raised)
+            asked = (pn.state.session_args or {}).get("attrition", [b""])[0].decode(errors="replace")
+            chooser = pn.widgets.Select(label="cohort", options=saved, value=asked if asked in saved else saved[0], width=300)
+            if pn.state.location is not None:
+                chooser.param.watch(lambda event: pn.state.location.update_query(attrition=event.new), "value")
             attrition = pn.bind(lambda name: guarded(lambda: CohortAttrition.of_saved(lake=lake, role=role, name=name)),
                                chooser)
             content += [chooser, pn.panel(attrition)]

@@ -605,6 +605,12 @@ def test_the_environment_and_catalog_pages_forgive_their_inputs(server, browser)
     page.locator("text=no table 'nope'; tables:").first.wait_for(timeout=30_000)
     assert page.locator("text=Datasets").count() >= 1
     page.close()
+    public = logged_in(browser, base, "public")
+    open_page(public, base + "/cohorts?attrition=nope&cohort=nope&against=nope")  # names nobody saved
+    public.locator("text=Attrition").first.wait_for(timeout=30_000)
+    assert public.locator("select").first.input_value() == "adults-wearing"  # the attrition's chooser kept a saved one
+    public.locator("text=no saved cohort 'nope'").first.wait_for(timeout=30_000)  # said where the characterisation would be
+    public.close()
     log = (SHOTS.parent / "serve.log").read_text()
     assert "Traceback" not in log, log[-3000:]
 

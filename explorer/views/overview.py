@@ -271,7 +271,7 @@ class DataQualityReport(LakeView):
         frame = self.data()
         failing = int((frame["passed"] == False).sum())  # noqa: E712  (None: hidden for a public reader)
         return pn.Column(pn.pane.Markdown(f"### Data quality of the latest ingest: {failing} of {len(frame)} checks fail"),
-                         static_table(frame, max_height=320, headers=self.headers(frame, "dq_result")),
+                         static_table(frame, headers=self.headers(frame, "dq_result")),  # whole: no row cut by a scroll edge
                          sizing_mode="stretch_width")
 
 
