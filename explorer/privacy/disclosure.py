@@ -894,7 +894,7 @@ class DisclosureControl(param.Parameterized):
                 structure.pattern = pattern
             complement = _complement if plain else (
                 lambda k, values, status, matrix, overlap: _linked_complement(k, values, status, structure, overlap, locked,
-                                                                              waited))
+                                                                              waited, audit.given_away))
         # Hiding more only relaxes what a reader knows, so a count found safe stays safe: each
         # round audits only the counts exposed last round and the ones newly hidden.
         candidates = None
@@ -1041,16 +1041,27 @@ class _Audit:
         key = tuple(status)
         if key not in self._systems:
             self._systems = {}  # statuses only ever grow more hidden: the last system is the one reused
-            lower, upper = self.bounds(status)
-            said = ~np.isnan(lower)
-            rows = self.matrix[np.flatnonzero(said)]
-            lo, hi = lower[said], upper[said]
-            if self.links is not None:
-                rows = sparse.vstack([rows, self.links]).tocsr()
-                lo = np.concatenate([lo, np.zeros(self.links.shape[0])])
-                hi = np.concatenate([hi, np.zeros(self.links.shape[0])])
-            self._systems[key] = _System(rows, lo, hi, self.truth)
+            self._systems[key] = self._build(status)
         return self._systems[key]
+
+    def _build(self, status) -> _System:
+        lower, upper = self.bounds(status)
+        said = ~np.isnan(lower)
+        rows = self.matrix[np.flatnonzero(said)]
+        lo, hi = lower[said], upper[said]
+        if self.links is not None:
+            rows = sparse.vstack([rows, self.links]).tocsr()
+            lo = np.concatenate([lo, np.zeros(self.links.shape[0])])
+            hi = np.concatenate([hi, np.zeros(self.links.shape[0])])
+        return _System(rows, lo, hi, self.truth)
+
+    def given_away(self, j, status) -> bool:
+        """Whether count ``j``, hidden as a complement, would still be one value given the rest
+        of the page (a cohort's persons with a value when none lacks one and its size is shown):
+        hiding it would reopen nothing, and it would itself be exposed next round."""
+        trial = np.array(status, dtype=object)
+        trial[j] = "complementary"
+        return self._build(trial).fixed_by(self.matrix[j])
 
     def requirement(self, k, status):
         """The test entry ``k``'s range must pass (None: no test)."""
@@ -1343,7 +1354,7 @@ class _Structure:
                     self.links_of[c].append(r)
 
 
-def _linked_complement(k, values, status, structure, overlap, locked=frozenset(), waited=None):
+def _linked_complement(k, values, status, structure, overlap, locked=frozenset(), waited=None, given_away=None):
     """The entry to hide next so that entry ``k`` keeps its range, on a page with counts it does
     not show, facts from other pages or links between cells: of the shown counts that share an
     equation with ``k`` (a count containing it, or a link through one of its cells) without
@@ -1370,9 +1381,16 @@ def _linked_complement(k, values, status, structure, overlap, locked=frozenset()
         waited.add(k)  # a count beside it hidden this round may be enough: the next audit tells
         return None
     determined = getattr(locked, "determined", lambda j: False)
-    for j in sorted(ranked, key=lambda j: (ranked[j], values[j], len(structure.cells[j]), j)):
-        if not determined(j):
+    ordered = [j for j in sorted(ranked, key=lambda j: (ranked[j], values[j], len(structure.cells[j]), j))
+               if not determined(j)]
+    # a count the rest of the page gives away (a cohort's persons with a value, when its size is
+    # shown and nobody lacks one) reopens nothing hidden alone, and its own exposure would then
+    # hide what gives it away (the size, and with it every feature): prefer one that is not
+    for j in ordered:
+        if given_away is None or not given_away(j, status):
             return j
+    if ordered:  # each is given away alone: hide the first, as before (a later complement may free it)
+        return ordered[0]
     choice = _complement(k, values, status, structure.pattern, overlap, locked)
     return None if choice is None or determined(choice) else choice
 
