@@ -147,8 +147,11 @@ def test_ageing_views_for_the_public_role(cohort):
 
 
 def test_ageotype_speeds_draw_when_a_small_cohort_hides_every_segment(cohort, monkeypatch):
+    from bokeh.models import ColumnDataSource
+
     """A demo of four persons hides every pathway's speed counts on the public page; the chart must
-    still draw (a stacked chart of no bars failed in Bokeh and blanked the whole Ageing page)."""
+    still draw (a stacked chart of no bars failed in Bokeh and blanked the whole Ageing page), and
+    draw each hidden count as a grey bar with its text, never leave it out."""
     from explorer.privacy import DisclosureControl
     from explorer.views import AgeotypeMembership
 
@@ -159,7 +162,9 @@ def test_ageotype_speeds_draw_when_a_small_cohort_hides_every_segment(cohort, mo
     monkeypatch.setattr(AgeotypeMembership, "data", lambda self: hidden)
     figure = hv.render(view.panel(), backend="bokeh")
     titles = [p.title.text for p in figure.references() if getattr(getattr(p, "title", None), "text", None)]
-    assert any("Fast, typical and slow" in t and "<11 each, not drawn" in t for t in titles), titles
+    assert any("Fast, typical and slow" in t and "12 of 12 groups hidden" in t for t in titles), titles
+    drawn = [m.data for m in figure.references() if isinstance(m, ColumnDataSource) and "count" in m.data]
+    assert drawn and list(drawn[0]["count"]) == ["<11"] * 12 and all(v > 0 for v in drawn[0]["persons"])
 
 
 @pytest.mark.parametrize("value", ["1 OR 1=1; DROP TABLE person", "' OR '1'='1", "2160-0' --"])

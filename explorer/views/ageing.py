@@ -14,7 +14,7 @@ import pandas as pd
 import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import LakeView, hidden_bars, hidden_bins, hidden_caption, holoviews_with_bokeh, nice_edges, shared_data
+from explorer.views.base import HIDDEN_STYLE, LakeView, hidden_bars, hidden_bins, hidden_caption, hidden_marks, holoviews_with_bokeh, nice_edges, shared_data
 
 #: points above which the PhenoAge scatter is rasterised on the server
 RASTERISE_ABOVE = 50_000
@@ -129,24 +129,43 @@ class AgeotypeMembership(LakeView):
         found = self.data()
         rules = self.disclosure.rules
         dominant = hv.Bars(found["dominant"].fillna({"persons": 0}), kdims=["ageotype"], vdims=["persons"]).opts(tools=["hover"])
-        hidden = hidden_bars(hv, found["dominant"], "ageotype", "persons", rules) if self.public else None
+        hidden = hidden_bars(hv, found["dominant"], "ageotype", "persons", rules, found["persons"]) if self.public else None
+        marks = hidden_marks(found["dominant"]["persons"], found["dominant"].get("shown", []), rules, found["persons"]) \
+            if self.public else []
         top = max(found["dominant"]["persons"].max(skipna=True) if found["dominant"]["persons"].notna().any() else 0,
-                  rules.largest_hidden if hidden is not None else 0, 1)
+                  max((t for t, _ in marks), default=0), 1)
         dominant = (dominant * hidden if hidden is not None else dominant).opts(
             responsive=True, height=260, title="Dominant ageotype", ylim=(0, top * 1.15))
         speeds_frame = found["speeds"]
-        hidden_speeds = speeds_frame[speeds_frame["persons"].isna()]
-        # a stacked segment cannot be drawn as an outline: the hidden ones are named in the title
-        note = "" if hidden_speeds.empty else \
-            f" ({', '.join(sorted(set(hidden_speeds['speed'])))}: {rules.label} each, not drawn)"
-        shown = speeds_frame.dropna(subset=["persons"])
-        # with every segment hidden (a small cohort) there is nothing to stack, and a stacked chart
-        # of no bars fails to draw: the empty axes keep the title that says why
-        speeds = hv.Bars(shown, kdims=["pathway", "speed"], vdims=["persons"]).opts(
-            responsive=True, height=260, title="Fast, typical and slow ageing per pathway" + note, tools=["hover"],
-            stacked=not shown.empty)
+        hidden_speeds = speeds_frame["persons"].isna()
+        if hidden_speeds.any():
+            # a stacked segment cannot be drawn as a marked hidden count: side by side, each hidden
+            # one is a grey bar up to the most it can be (hidden_marks)
+            # each pathway's speeds sum to the persons counted: a hidden one is at most what is left
+            marks = {}
+            for _, group in speeds_frame.groupby("pathway", sort=False):
+                for index, mark in zip(group.index[group["persons"].isna()],
+                                       hidden_marks(group["persons"], group["shown"], rules, found["persons"])):
+                    marks[index] = mark
+            # the wording goes in the hover: in the factor's name it made each pathway's factors differ
+            drawn = speeds_frame.assign(
+                count=[marks[i][1] if i in marks else f"{n:,.0f}" for i, n in speeds_frame["persons"].items()],
+                persons=[marks[i][0] if i in marks else n for i, n in speeds_frame["persons"].items()],
+                colour=[HIDDEN_STYLE["fill_color"] if hidden else SPEED_COLOURS.get(speed, "#30a2da")
+                        for speed, hidden in zip(speeds_frame["speed"], hidden_speeds)])
+            caption = hidden_caption(speeds_frame["persons"], rules, "groups")
+            speeds = hv.Bars(drawn, kdims=["pathway", "speed"], vdims=["persons", "count", "colour"]).opts(
+                color="colour", line_color="#666666", responsive=True, height=260, tools=["hover"],
+                title=f"Fast, typical and slow ageing per pathway\n{caption}; grey: at most")
+        else:
+            speeds = hv.Bars(speeds_frame, kdims=["pathway", "speed"], vdims=["persons"]).opts(
+                responsive=True, height=260, title="Fast, typical and slow ageing per pathway", tools=["hover"],
+                stacked=True)
         return (dominant + speeds).cols(2)
 
+
+#: a speed's colour in the pathway chart drawn side by side (a hidden one is grey)
+SPEED_COLOURS = {"fast": "#e5ae38", "typical": "#30a2da", "slow": "#6d904f"}
 
 #: the public heatmap's count scale (light to dark blue, no white) and a hidden cell's colour
 COUNT_COLOURS = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]

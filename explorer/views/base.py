@@ -225,17 +225,50 @@ def hidden_caption(counts, rules, what: str = "groups") -> str:
     return f"{hidden} of {len(counts)} {what} hidden ({rules.title} rule: no count of {rules.smallest_hidden}-{rules.largest_hidden})"
 
 
-def hidden_bars(hv, frame: pd.DataFrame, category: str, value: str, rules):
-    """The categories of a protected bar chart whose ``value`` disclosure control hid, as bars up
-    to ``rules.largest_hidden`` in the hidden style, labelled ``rules.label``. None when nothing
-    is hidden."""
+def hidden_marks(counts, texts, rules, total=None) -> list[tuple[float, str]]:
+    """Per count disclosure control hid (NaN in ``counts``): how high to draw it and its label.
+
+    A small count (shown as ``rules.label``, "<=20") is drawn up to the rule's largest hidden
+    count; a count hidden to protect another ("suppressed") can be any size, so it is drawn up
+    to the most it can be, ``total`` less the counts shown, and labelled so ("suppressed, at
+    most 65"); without a ``total`` it is drawn like a small one, labelled with its own text.
+
+    Examples
+    --------
+    >>> from explorer.privacy import PROFILES
+    >>> hidden_marks([53, float("nan"), 70, float("nan")], ["53", "suppressed", "70", "<=20"], PROFILES["aou"], total=150)
+    [(27.0, 'suppressed, at most 27'), (20.0, '<=20')]
+    """
+    counts = np.asarray(counts, dtype=float)
+    total = pd.to_numeric(total, errors="coerce") if total is not None else np.nan
+    left = float(total) - float(np.nansum(counts)) if total == total else None
+    marks = []
+    for count, text in zip(counts, texts):
+        if count == count:
+            continue
+        text = str(text) if text and text == text else rules.label
+        if text == rules.label:
+            marks.append((float(min(rules.largest_hidden, left)) if left is not None else float(rules.largest_hidden), text))
+        elif left is not None:
+            marks.append((float(left), f"{text}, at most {left:,.0f}"))
+        else:
+            marks.append((float(rules.largest_hidden), text))
+    return marks
+
+
+def hidden_bars(hv, frame: pd.DataFrame, category: str, value: str, rules, total=None):
+    """The categories of a protected bar chart whose ``value`` disclosure control hid, as bars in
+    the hidden style as high and labelled as :func:`hidden_marks` says (``frame``'s ``shown``
+    column holds each count's text). None when nothing is hidden."""
     hidden = frame[frame[value].isna()]
     if hidden.empty:
         return None
-    top = float(rules.largest_hidden)
-    bars = hv.Bars([(str(c), top) for c in hidden[category]], kdims=[category], vdims=[value]).opts(**HIDDEN_STYLE)
-    labels = hv.Labels([(str(c), top, rules.label) for c in hidden[category]], kdims=[category, value]).opts(
-        text_font_size="8pt", text_color="#555555", text_baseline="bottom")
+    texts = frame["shown"] if "shown" in frame else [rules.label] * len(frame)
+    marks = hidden_marks(frame[value], texts, rules, total)
+    bars = hv.Bars([(str(c), top) for c, (top, _) in zip(hidden[category], marks)], kdims=[category],
+                   vdims=[value]).opts(**HIDDEN_STYLE)
+    labels = hv.Labels([(str(c), top, text) for c, (top, text) in zip(hidden[category], marks)],
+                       kdims=[category, value]).opts(text_font_size="8pt", text_color="#555555", text_baseline="bottom")
     return bars * labels
 
 

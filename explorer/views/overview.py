@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from explorer.views.base import LakeView, hidden_caption, shared_data, static_table
+from explorer.views.base import LakeView, hidden_caption, hidden_marks, shared_data, static_table
 from explorer.privacy.counts import lake_persons, published_total
 
 from typing import TYPE_CHECKING
@@ -149,12 +149,11 @@ class DemographicCounts(LakeView):
                       x_axis_label=GROUPING_LABELS.get(self.by, self.by), y_axis_label="persons")
         plot.vbar(x="group", top="count", width=0.8, source=source, color="#30a2da")
         hidden = [g for g, n in zip(groups, frame["count"]) if pd.isna(n)]
-        if hidden:  # drawn as an outline up to the largest count the profile hides, and labelled
+        if hidden:  # drawn as an outline up to the most it can be, and labelled (hidden_marks)
             from bokeh.models import LabelSet
 
-            rules = self.disclosure.rules
-            marks = ColumnDataSource({"group": hidden, "top": [rules.largest_hidden] * len(hidden),
-                                      "label": [rules.label] * len(hidden)})
+            marks = hidden_marks(frame["count"], shown, self.disclosure.rules, frame.attrs.get("total"))
+            marks = ColumnDataSource({"group": hidden, "top": [top for top, _ in marks], "label": [text for _, text in marks]})
             plot.vbar(x="group", top="top", width=0.8, source=marks, fill_color=None, line_color="#888888",
                       line_dash="dashed", hatch_pattern="/", hatch_color="#bbbbbb")
             plot.add_layout(LabelSet(x="group", y="top", text="label", source=marks, text_align="center",
