@@ -182,24 +182,28 @@ HIDDEN_STYLE = {"fill_color": "#dddddd", "fill_alpha": 0.35, "line_color": "#888
 
 def hidden_bins(hv, frame: pd.DataFrame, rules, x: str, y: str = "persons"):
     """The bins of a protected histogram (``left``, ``right``, ``count`` NaN where hidden) that
-    disclosure control hid, drawn up to ``rules.largest_hidden`` and labelled ``rules.label``
-    ("<=20"): a hidden bin must not read as an empty one. ``x`` and ``y`` are the histogram's
-    dimensions (an overlay on another axis would be linked to other plots of the page). None
-    when nothing is hidden."""
+    disclosure control hid, drawn as high and labelled as :func:`hidden_marks` says (a small
+    count up to ``rules.largest_hidden`` as "<=20"; one hidden to protect another up to the most
+    it can be, the histogram's total in ``frame.attrs["total"]`` less the bins shown): a hidden
+    bin must not read as an empty one. ``x`` and ``y`` are the histogram's dimensions (an
+    overlay on another axis would be linked to other plots of the page). None when nothing is
+    hidden."""
     hidden = frame[frame["count"].isna()]
     if hidden.empty:
         return None
-    top = float(rules.largest_hidden)
-    boxes = hv.Rectangles([(l, 0.0, r, top) for l, r in zip(hidden["left"], hidden["right"])],
+    texts = frame["shown"] if "shown" in frame else [rules.label] * len(frame)
+    marks = hidden_marks(frame["count"], texts, rules, frame.attrs.get("total"))
+    boxes = hv.Rectangles([(l, 0.0, r, top) for l, r, (top, _) in zip(hidden["left"], hidden["right"], marks)],
                           kdims=[x, y, f"{x} (end)", f"{y} (end)"]).opts(**HIDDEN_STYLE)
-    # one label per run of adjacent hidden bins: narrow bins side by side would overprint theirs
+    # one label per run of adjacent hidden bins of the same text: narrow bins side by side would
+    # overprint theirs
     runs = []
-    for left, right in zip(hidden["left"], hidden["right"]):
-        if runs and np.isclose(runs[-1][1], left):
-            runs[-1] = (runs[-1][0], right, runs[-1][2] + 1)
+    for left, right, (top, text) in zip(hidden["left"], hidden["right"], marks):
+        if runs and np.isclose(runs[-1][1], left) and runs[-1][3] == text:
+            runs[-1] = (runs[-1][0], right, runs[-1][2] + 1, text, top)
         else:
-            runs.append((left, right, 1))
-    labels = hv.Labels([((l + r) / 2, top, rules.label + (" each" if n > 1 else "")) for l, r, n in runs],
+            runs.append((left, right, 1, text, top))
+    labels = hv.Labels([((l + r) / 2, top, text + (" each" if n > 1 else "")) for l, r, n, text, top in runs],
                        kdims=[x, y]).opts(text_font_size="8pt", text_color="#555555", text_baseline="bottom")
     return boxes * labels
 
