@@ -145,3 +145,19 @@ def test_love_plot_labels_are_short_and_never_merge_two_rows():
     labels = love_labels(features, levels)
     assert labels[:3] == ["personal ageing rate, Albumin", "race: Asian", "age at index (years)"]
     assert labels[3] != labels[4] and len(set(labels)) == len(labels)
+
+
+def test_the_overview_csv_carries_the_pages_headers_and_hidden_counts_as_written(cohort_lake):
+    import io
+
+    from explorer.serve import csv_download
+    from explorer.views import DemographicCounts
+
+    view = DemographicCounts(lake=cohort_lake, role="public", by="race")
+    page = view.data()
+    assert page["count"].isna().any()  # the 60-person lake hides some races
+    download = csv_download(view, "persons.csv")
+    written = pd.read_csv(io.StringIO(download.callback().getvalue()), dtype=str, keep_default_na=False)
+    assert list(written.columns) == ["race", "persons"]
+    assert written["persons"].tolist() == page["shown"].tolist()  # "<=20" / "suppressed" where the page hides
+    assert not {"nan", "NaN", ""} & set(written["persons"])
