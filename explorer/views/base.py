@@ -314,10 +314,13 @@ def _numbers_or_counts(column: pd.Series) -> bool:
 #: how a table shows a value that is not there (a hidden count shows the profile's own label)
 MISSING = "—"
 PASS, FAIL = "✔ pass", "✘ fail"
-_BADGE = ('<span class="badge badge-{kind}" style="background:{background};color:{colour};padding:1px 7px;'
-          'border-radius:9px;font-weight:600;white-space:nowrap">{text}</span>')
-_BADGES = {PASS: _BADGE.format(kind="pass", background="#d7f0dd", colour="#14532d", text=PASS),
-           FAIL: _BADGE.format(kind="fail", background="#fadbd8", colour="#7f1d1d", text=FAIL)}
+#: background and text colour of a data-quality result, as a badge (static tables) or a cell (Tabulator)
+_RESULT_COLOURS = {PASS: ("#d7f0dd", "#14532d"), FAIL: ("#fadbd8", "#7f1d1d")}
+_BADGES = {text: (f'<span class="badge" style="background:{background};color:{colour};padding:1px 7px;'
+                  f'border-radius:9px;font-weight:600;white-space:nowrap">{text}</span>')
+           for text, (background, colour) in _RESULT_COLOURS.items()}
+_CELL_COLOURS = {text: f"background-color: {background}; color: {colour}; font-weight: 600"
+                 for text, (background, colour) in _RESULT_COLOURS.items()}
 
 
 def _missing(value) -> bool:
@@ -339,16 +342,24 @@ def readable(frame: pd.DataFrame, headers: dict | None = None) -> pd.DataFrame:
     not changed."""
     out = frame.copy()
     for name in out.columns:
-        column = out[name]
-        if name == "passed":
-            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else (PASS if bool(v) else FAIL))
-        elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
-            # a column of counts with a hidden one ("<=20") is text: its numbers written as the table would
-            out[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else (
-                number_text(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else v))
-    headers = headers or {}
-    out.columns = [headers.get(name) or in_words(name) for name in out.columns]
+        if name == "passed" or pd.api.types.is_object_dtype(out[name]) or pd.api.types.is_string_dtype(out[name]):
+            out[name] = _cell_texts(name, out[name])
+    out.columns = list(_titles(frame, headers).values())
     return out
+
+
+def _cell_texts(name, column: pd.Series) -> pd.Series:
+    """A text column as a table writes it: a ``passed`` column as pass/fail, missing as —, and
+    the numbers of a column of counts with a hidden one ("<=20") as :func:`number_text`."""
+    if name == "passed":
+        return column.astype(object).map(lambda v: MISSING if _missing(v) else (PASS if bool(v) else FAIL))
+    return column.astype(object).map(lambda v: MISSING if _missing(v) else (
+        number_text(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else v))
+
+
+def _titles(frame: pd.DataFrame, headers: dict | None) -> dict:
+    """Each column's header: as ``headers`` names it, else its name in words."""
+    return {name: (headers or {}).get(name) or in_words(name) for name in frame.columns}
 
 
 def number_text(value: float) -> str:
@@ -368,8 +379,8 @@ def number_formatter(values: pd.Series, name: str = ""):
     from bokeh.models import NumberFormatter, ScientificFormatter
 
     missing = dict(nan_format=MISSING, null_format=MISSING, text_align="right")
-    numbers = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
-    finite = numbers[np.isfinite(numbers)]
+    as_float = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+    finite = as_float[np.isfinite(as_float)]
     if str(name).endswith(("p_value", "q_value")):
         return ScientificFormatter(precision=2, power_limit_low=-3, power_limit_high=9, **missing)
     if pd.api.types.is_integer_dtype(values) or not len(finite) or (finite == np.round(finite)).all():
@@ -390,12 +401,11 @@ def data_table(frame: pd.DataFrame, headers: dict | None = None, page_size: int 
     import panel as pn
 
     shown = frame.copy()
-    formatters, titles = {}, {}
+    formatters = {}
     for name in shown.columns:
         column = shown[name]
-        titles[name] = (headers or {}).get(name) or in_words(name)
         if name == "passed":
-            shown[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else (PASS if bool(v) else FAIL))
+            shown[name] = _cell_texts(name, column)
         elif pd.api.types.is_bool_dtype(column):
             shown[name] = column.map({True: "yes", False: "no"})
         elif pd.api.types.is_numeric_dtype(column):
@@ -403,19 +413,16 @@ def data_table(frame: pd.DataFrame, headers: dict | None = None, page_size: int 
         elif pd.api.types.is_datetime64_any_dtype(column):
             shown[name] = column.dt.strftime("%Y-%m-%d %H:%M").astype(object).where(column.notna(), MISSING)
         else:
-            shown[name] = column.astype(object).map(lambda v: MISSING if _missing(v) else v)
+            shown[name] = _cell_texts(name, column)
     if len(shown) > page_size:
         options.setdefault("pagination", "local")
         options.setdefault("page_size", page_size)
-    table = pn.widgets.Tabulator(shown, show_index=False, disabled=True, titles=titles, formatters=formatters,
-                                 sizing_mode="stretch_width", **options)
+    table = pn.widgets.Tabulator(shown, show_index=False, disabled=True, titles=_titles(frame, headers),
+                                 formatters=formatters, sizing_mode="stretch_width", **options)
     if "passed" in shown:
         table.style.map(lambda v: _CELL_COLOURS.get(v, ""), subset=["passed"])
     return table
 
-
-_CELL_COLOURS = {PASS: "background-color: #d7f0dd; color: #14532d; font-weight: 600",
-                 FAIL: "background-color: #fadbd8; color: #7f1d1d; font-weight: 600"}
 
 
 def with_shown_counts(frame: pd.DataFrame) -> pd.DataFrame:
