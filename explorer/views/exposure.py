@@ -77,6 +77,14 @@ class ExposureMap(LakeView):
         return {"date": {"type": pn.widgets.DatePicker, "start": first, "end": last}}
 
     def _grid(self):
+        """``variable``'s grid, opened once per view and variable: the picker's first default, its
+        bounds and the map read the same one (it was opened three times per page)."""
+        opened = self.__dict__.setdefault("_opened", {})
+        if self.variable not in opened:
+            opened[self.variable] = self._open_grid()
+        return opened[self.variable]
+
+    def _open_grid(self):
         from explorer.exposure import open_grids
 
         if not self.lake.has_table("array_store"):
