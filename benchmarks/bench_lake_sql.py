@@ -8,12 +8,9 @@ from __future__ import annotations
 
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
 import explorer
-from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, median, remove_lake
-from explorer.testing import person_ids
+from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, median, minute_tables, remove_lake
 
 QUERY = """SELECT person_id, CAST(datetime AS DATE) AS day, sum(steps) AS steps, count(*) AS minutes
            FROM {source} GROUP BY ALL"""
@@ -28,21 +25,9 @@ def build(rows: int, progress) -> explorer.Lake:
         return lake
     remove_lake(root)
     lake = explorer.open(root)
-    minutes = rows // PERSONS
-    ids = np.asarray(person_ids(PERSONS, seed=1), dtype=object)
-    start = np.datetime64("2024-03-01T00:00", "us")
-    rng = np.random.default_rng(1)
-    per_chunk = max(1, 5_000_000 // minutes)
-    for first in range(0, PERSONS, per_chunk):
-        chunk = ids[first:first + per_chunk]
-        offsets = np.tile(np.arange(minutes, dtype="int64") * 60_000_000, len(chunk))
-        table = pa.table({
-            "person_id": pa.array(np.repeat(chunk, minutes), pa.string()),
-            "datetime": pa.array(start + offsets.astype("timedelta64[us]")),
-            "steps": pa.array(rng.poisson(6, len(offsets)).astype("int32")),
-        })
+    for done, table in minute_tables(PERSONS, rows, seed=1, chunk_rows=5_000_000):
         lake.write("steps_minute", table, operation="benchmark-input")
-        progress(min(first + per_chunk, PERSONS), PERSONS, "people written")
+        progress(done, PERSONS, "people written")
     return lake
 
 

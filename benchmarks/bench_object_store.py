@@ -16,31 +16,14 @@ from __future__ import annotations
 import shutil
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
-from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, median
+from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, median, minute_tables
 from explorer.testing import person_ids
 
 QUERY = """SELECT person_id, CAST(datetime AS DATE) AS day, sum(steps) AS steps, count(*) AS minutes
            FROM steps_minute GROUP BY ALL"""
 ONE_PERSON = "SELECT datetime, steps FROM steps_minute WHERE person_id = ?"
 PERSONS = 200
-
-
-def tables(rows: int):
-    """The benchmark's rows as Arrow tables of about 2.5M rows each, sorted by person."""
-    minutes = rows // PERSONS
-    ids = np.asarray(person_ids(PERSONS, seed=2), dtype=object)
-    start = np.datetime64("2024-03-01T00:00", "us")
-    rng = np.random.default_rng(2)
-    per_chunk = max(1, 2_500_000 // minutes)
-    for first in range(0, PERSONS, per_chunk):
-        chunk = ids[first:first + per_chunk]
-        offsets = np.tile(np.arange(minutes, dtype="int64") * 60_000_000, len(chunk))
-        yield pa.table({"person_id": pa.array(np.repeat(chunk, minutes), pa.string()),
-                        "datetime": pa.array(start + offsets.astype("timedelta64[us]")),
-                        "steps": pa.array(rng.poisson(6, len(offsets)).astype("int32"))})
 
 
 @benchmark("object_store")
@@ -56,12 +39,11 @@ def run(scale: float, repeats: int, progress) -> list[Result]:
     server = start_object_store(DATA / "object_store_seaweed")
     try:
         remote, options = "s3://lake/steps_minute", server.storage_options
-        chunks = -(-PERSONS // max(1, 2_500_000 // (rows // PERSONS)))
-        for k, table in enumerate(tables(rows)):
+        for k, (done, table) in enumerate(minute_tables(PERSONS, rows, seed=2, chunk_rows=2_500_000)):
             mode = "overwrite" if k == 0 else "append"
             deltalake.write_deltalake(str(local), table, mode=mode)
             deltalake.write_deltalake(remote, table, mode=mode, storage_options=options)
-            progress(k + 1, chunks, "chunks written to both copies")
+            progress(done, PERSONS, "people written to both copies")
         connections = {}
         for name, table in (("local folder", deltalake.DeltaTable(str(local))),
                             ("object store", deltalake.DeltaTable(remote, storage_options=options))):

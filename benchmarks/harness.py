@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 DATA = Path(__file__).resolve().parent / ".data"
 REGISTRY: dict[str, callable] = {}
 
@@ -107,3 +109,27 @@ def remove_lake(root) -> None:
     root = Path(root)
     shutil.rmtree(root, ignore_errors=True)
     root.with_name(root.name + ".audit-head.json").unlink(missing_ok=True)
+
+
+def minute_tables(persons: int, rows: int, seed: int, chunk_rows: int):
+    """``rows`` minute rows (person_id, datetime, steps) of ``persons`` people from 2024-03-01, as
+    Arrow tables of about ``chunk_rows`` rows, whole people each, sorted by person: yields
+    (people so far, table)."""
+    import pyarrow as pa
+
+    from explorer.testing import person_ids
+
+    minutes = rows // persons
+    ids = np.asarray(person_ids(persons, seed=seed), dtype=object)
+    start = np.datetime64("2024-03-01T00:00", "us")
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, chunk_rows // minutes)
+    for first in range(0, persons, per_chunk):
+        chunk = ids[first:first + per_chunk]
+        offsets = np.tile(np.arange(minutes, dtype="int64") * 60_000_000, len(chunk))
+        yield min(first + per_chunk, persons), pa.table({
+            "person_id": pa.array(np.repeat(chunk, minutes), pa.string()),
+            "datetime": pa.array(start + offsets.astype("timedelta64[us]")),
+            "steps": pa.array(rng.poisson(6, len(offsets)).astype("int32")),
+        })
+
