@@ -130,6 +130,11 @@ def test_characterisation_view_public_hides_small_groups(cohort_lake, tmp_path):
     assert (public_table["n_1_shown"] == "<=20").all()
     assert public_table[["value_1", "sd_1", "count_1"]].isna().all().all()
     exact.panel()
+    # every difference rests on a hidden count: said where the Love plot would be, not an empty plot
+    import panel as pn
+
+    alerts = pn.panel(public.panel()).select(pn.pane.Alert)
+    assert alerts and "No standardised difference" in alerts[0].object
 
 
 def test_characterisation_pages_hide_what_the_group_size_would_give_away(cohort_lake, tmp_path):

@@ -194,7 +194,10 @@ class CohortCharacterisation(LakeView):
         love = (hv.Points(plotted, kdims=["smd", "row"], vdims=["domain"]).opts(
                     color="domain", cmap="Category10", size=7, tools=["hover"], responsive=True,
                     height=max(260, 16 * len(plotted)), xlabel="standardised mean difference", ylabel="",
-                    title=f"{table.attrs['groups'][0]} vs {table.attrs['groups'][1]}", legend_position="right")
+                    title=f"{table.attrs['groups'][0]} vs {table.attrs['groups'][1]}" + (
+                        f"\n{len(table) - len(plotted)} of {len(table)} differences not drawn: each rests on a hidden "
+                        "count (— in the table)" if self.public and len(plotted) < len(table) else ""),
+                    legend_position="right")
                 * hv.VLine(0.1).opts(color="gray", line_dash="dashed") * hv.VLine(-0.1).opts(color="gray", line_dash="dashed"))
         return pn.Column(love, table_view, sizing_mode="stretch_width")
 

@@ -124,8 +124,9 @@ class PersonMinutes(_PersonView):
                 f"{steps.attrs['rows']:,} step minutes shown (MinMaxLTTB)")
         hr = hv.Curve(heart, "datetime", ("heart_rate_value", "Heart rate (/min)")).opts(
             responsive=True, height=220, color="#c0392b", title=f"{self.person_id[:8]}…: {note}", tools=["hover"])
+        # a count of steps: the axis starts at zero, not at Bokeh's padding below it
         st = hv.Curve(steps, "datetime", ("steps", "Steps (/min)")).opts(responsive=True, height=160, color="#2471a3",
-                                                                          tools=["hover"])
+                                                                          tools=["hover"], ylim=(0, None))
         return (hr + st).cols(1).opts(shared_axes=True)
 
 
