@@ -1,4 +1,4 @@
-"""Where the files of a Delta version are on local disk."""
+"""Where the files of a Delta version are: keys under the table, or local paths."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ def data_files(dt: DeltaTable) -> list[Path]:
     level, so paths are rebuilt from the log: one decoding, joined to the decoded table root.
     """
     root = Path(unquote(urlparse(dt.table_uri).path))
+    return [root / relative for relative in data_keys(dt)]
+
+
+def data_keys(dt: DeltaTable) -> list[str]:
+    """The data files of one version relative to the table's root (decoded once), on any storage."""
     actions = pa.table(dt.get_add_actions(flatten=True))
     if actions.num_rows == 0:
         return []
-    return [root / unquote(path) for path in actions["path"].to_pylist()]
+    return [unquote(path) for path in actions["path"].to_pylist()]

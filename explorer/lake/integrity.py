@@ -9,14 +9,11 @@ after the commit and kept in ``_integrity/<table>/<version>.json`` (written atom
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote
 
-from explorer.lake.delta_files import data_files
-from explorer.lake.raw import sha256_file
+from explorer.lake.delta_files import data_keys
+from explorer.lake.raw import hash_key
 
 from typing import TYPE_CHECKING
 
@@ -24,90 +21,83 @@ if TYPE_CHECKING:  # the type only: no import at run time
     from explorer.lake.lake import Lake
 
 
-def _records_dir(lake: Lake, table: str) -> Path:
-    return lake.root / "_integrity" / table
-
-
-def _log_file(lake: Lake, table: str, version: int) -> Path:
-    return lake.table_path(table) / "_delta_log" / f"{version:020d}.json"
+def _records_dir(lake: Lake, table: str) -> str:
+    return f"_integrity/{table}"
 
 
 def _added_files(lake: Lake, table: str, version: int) -> list[str]:
     """Relative paths of the data files added by one commit, read from the Delta log."""
     added = []
-    with open(_log_file(lake, table, version), encoding="utf-8") as log:
-        for line in log:
-            action = json.loads(line)
-            if "add" in action:  # paths in the log are percent-encoded URIs
-                added.append(unquote(action["add"]["path"]))
+    for line in lake.storage.read_text(f"{lake.table_key(table)}/_delta_log/{version:020d}.json").splitlines():
+        if not line.strip():
+            continue
+        action = json.loads(line)
+        if "add" in action:  # paths in the log are percent-encoded URIs
+            added.append(unquote(action["add"]["path"]))
     return added
+
+
+def _record_versions(lake: Lake, table: str) -> dict[int, str]:
+    """Version -> key of each checksum record of ``table``."""
+    out = {}
+    for key in lake.storage.keys(_records_dir(lake, table)):
+        stem = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if key.endswith(".json") and stem.isdigit() and key.count("/") == 2:
+            out[int(stem)] = key
+    return out
 
 
 def record(lake: Lake, table: str, version: int, *, every_live_file: bool = False) -> None:
     """Hash the commit file and the data files that ``table@version`` added (or, with
     ``every_live_file``, every data file of that version), and keep the hashes."""
-    table_dir = lake.table_path(table)
+    table_dir = lake.table_key(table)
     files = {f"_delta_log/{version:020d}.json": None}
     checkpoint = f"_delta_log/{version:020d}.checkpoint.parquet"
-    if (table_dir / checkpoint).exists():  # written by the commit's post-commit hook
+    if lake.storage.exists(f"{table_dir}/{checkpoint}"):  # written by the commit's post-commit hook
         files[checkpoint] = None
     if every_live_file:
-        files.update({os.path.relpath(path, table_dir): None for path in data_files(lake.delta(table, version))})
+        files.update({relative: None for relative in data_keys(lake.delta(table, version))})
     else:
         files.update({path: None for path in _added_files(lake, table, version)})
     entries = {}
     for relative in files:
-        path = table_dir / relative
-        entries[relative] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-    directory = _records_dir(lake, table)
-    directory.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump({"table": table, "version": version, "files": entries}, out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, directory / f"{version:020d}.json")
+        digest, size = hash_key(lake.storage, f"{table_dir}/{relative}")
+        entries[relative] = {"sha256": digest, "size": size}
+    document = json.dumps({"table": table, "version": version, "files": entries}, indent=1)
+    lake.storage.write_bytes(f"{_records_dir(lake, table)}/{version:020d}.json", document.encode())
 
 
 def purged_before(lake: Lake, table: str) -> int:
     """The first version of ``table`` whose commit file still exists (0 unless its history was
     purged, as an erasure does)."""
-    marker = _records_dir(lake, table) / "purged.json"
-    return json.loads(marker.read_text(encoding="utf-8"))["before"] if marker.exists() else 0
+    try:
+        return json.loads(lake.storage.read_text(f"{_records_dir(lake, table)}/purged.json"))["before"]
+    except FileNotFoundError:
+        return 0
 
 
 def forget_before(lake: Lake, table: str, version: int) -> None:
     """Drop the checksum records of versions before ``version`` (their files were purged), and
     remember that the history starts there."""
-    directory = _records_dir(lake, table)
-    directory.mkdir(parents=True, exist_ok=True)
-    for path in directory.glob("*.json"):
-        if path.stem.isdigit() and int(path.stem) < version:
-            path.unlink()
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump({"table": table, "before": version}, out)
-    os.replace(tmp, directory / "purged.json")
+    for number, key in _record_versions(lake, table).items():
+        if number < version:
+            lake.storage.delete(key)
+    lake.storage.write_bytes(f"{_records_dir(lake, table)}/purged.json",
+                             json.dumps({"table": table, "before": version}).encode())
     # the checkpoint stands in for the history, and the files earlier commits added and this
     # version still uses are recorded again, since their own records went with those commits
     record(lake, table, version, every_live_file=True)
 
 
 def _recorded_versions(lake: Lake, table: str) -> set[int]:
-    directory = _records_dir(lake, table)
-    return {int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit()} if directory.is_dir() else set()
+    return set(_record_versions(lake, table))
 
 
 def recorded(lake: Lake, table: str) -> dict[str, dict]:
     """Every file checksum recorded for ``table``: relative path -> {sha256, size, version}."""
     out: dict[str, dict] = {}
-    directory = _records_dir(lake, table)
-    if not directory.is_dir():
-        return out
-    for path in sorted(directory.glob("*.json")):
-        if not path.stem.isdigit():
-            continue
-        document = json.loads(path.read_text(encoding="utf-8"))
+    for _, key in sorted(_record_versions(lake, table).items()):
+        document = json.loads(lake.storage.read_text(key))
         for relative, entry in document["files"].items():
             out[relative] = {**entry, "version": document["version"]}
     return out
@@ -154,7 +144,7 @@ class VerifyReport:
 def verify(lake: Lake, *, all_versions: bool = False, progress=None) -> VerifyReport:
     """Re-hash raw files and the files of current table versions (or of every version)."""
     report = VerifyReport()
-    work: list[tuple[str, Path, str | None, int | None, str]] = []  # (label, path, sha, size, context)
+    work: list[tuple[str, str, str | None, int | None, str]] = []  # (label, key, sha, size, context)
 
     manifest_shas = set()
     if lake.has_table("raw_manifest"):
@@ -162,16 +152,16 @@ def verify(lake: Lake, *, all_versions: bool = False, progress=None) -> VerifyRe
             manifest_shas = set(lake.sql("SELECT DISTINCT sha256 FROM raw_manifest")["sha256"])
         except Exception as exc:  # a damaged manifest is a finding, not a crash
             report.problems.append(Problem("unreadable", "tables/raw_manifest", f"cannot be read ({exc})"))
-    stored = {p.name: p for p in lake.raw.files()}
-    for sha, path in stored.items():
-        work.append((f"raw/{sha[:2]}/{sha}", path, sha, None, "raw"))
+    stored = {sha: lake.raw.key(sha) for sha in lake.raw.shas()}
+    for sha, key in stored.items():
+        work.append((key, key, sha, None, "raw"))
         if manifest_shas and sha not in manifest_shas:
             report.problems.append(Problem("orphan", f"raw/{sha[:2]}/{sha}", "stored but not in raw_manifest "
                                            "(a receipt interrupted before its manifest commit)"))
     for sha in sorted(manifest_shas - set(stored)):
         report.problems.append(Problem("missing", f"raw/{sha[:2]}/{sha}", "listed in raw_manifest but the file is gone"))
 
-    recorded_tables = {p.name for p in (lake.root / "_integrity").iterdir() if p.is_dir()} if (lake.root / "_integrity").is_dir() else set()
+    recorded_tables = {name for name in lake.storage.children("_integrity") if "." not in name}
     present = set(lake.tables())
     for table in sorted(recorded_tables - present):
         report.problems.append(Problem("missing", f"tables/{table}", "checksums were recorded for this table but it is gone"))
@@ -179,7 +169,7 @@ def verify(lake: Lake, *, all_versions: bool = False, progress=None) -> VerifyRe
     for table in sorted(present):
         records = recorded(lake, table)
         recorded_versions = _recorded_versions(lake, table)
-        table_dir = lake.table_path(table)
+        table_dir = lake.table_key(table)
         dt = lake.delta(table)
         latest = dt.version()
         for v in sorted(v for v in recorded_versions if v > latest):
@@ -189,11 +179,13 @@ def verify(lake: Lake, *, all_versions: bool = False, progress=None) -> VerifyRe
         if all_versions:
             wanted = {rel: f"{table}@{r['version']}" for rel, r in records.items()}
         else:
-            wanted = {os.path.relpath(path, table_dir): f"{table}@{latest}" for path in data_files(dt)}
+            wanted = {relative: f"{table}@{latest}" for relative in data_keys(dt)}
         for v in range(purged_before(lake, table), latest + 1):  # the commit log decides what every version holds
             wanted.setdefault(f"_delta_log/{v:020d}.json", f"{table}@{v}")
-        for checkpoint in table_dir.glob("_delta_log/*.checkpoint.parquet"):
-            wanted.setdefault(f"_delta_log/{checkpoint.name}", f"{table}@{int(checkpoint.name.split('.')[0])}")
+        for checkpoint in lake.storage.keys(f"{table_dir}/_delta_log"):
+            name = checkpoint.rsplit("/", 1)[-1]
+            if name.endswith(".checkpoint.parquet"):
+                wanted.setdefault(f"_delta_log/{name}", f"{table}@{int(name.split('.')[0])}")
         # A writer stopped between its commit and the checksum record leaves only its own newest
         # commit unrecorded: a warning. Anything else unrecorded was written behind the lake's back.
         newest_unrecorded = set()
@@ -210,16 +202,16 @@ def verify(lake: Lake, *, all_versions: bool = False, progress=None) -> VerifyRe
                     report.problems.append(Problem("foreign", label, f"part of {context} but not written through the "
                                                    "lake (no checksum recorded): the table was changed behind its back"))
                 continue
-            work.append((label, table_dir / relative, entry["sha256"], entry["size"], context))
+            work.append((label, f"{table_dir}/{relative}", entry["sha256"], entry["size"], context))
 
-    for i, (label, path, expected, size, context) in enumerate(work, 1):
+    for i, (label, key, expected, size, context) in enumerate(work, 1):
         if progress:
             progress(i, len(work), label)
-        if not path.exists():
+        try:
+            actual, actual_size = hash_key(lake.storage, key)
+        except FileNotFoundError:
             report.problems.append(Problem("missing", label, f"file of {context} is gone"))
             continue
-        actual_size = path.stat().st_size
-        actual = sha256_file(path)
         report.bytes_hashed += actual_size
         if context == "raw":
             report.raw_files += 1

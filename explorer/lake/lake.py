@@ -31,11 +31,12 @@ from explorer.errors import (
     did_you_mean,
 )
 from explorer.lake import integrity
-from explorer.lake.delta_files import data_files
+from explorer.lake.delta_files import data_files, data_keys
 from explorer.lake.engine import current_user, new_connection, referenced_tables
 from explorer.lake.lineage import Lineage, LineageGraph, parse_ref
 from explorer.lake.query_errors import explain
 from explorer.lake.raw import RawZone
+from explorer.lake.storage import LocalStorage, Storage, is_object_url, open_storage
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -79,26 +80,33 @@ def register_ingest(function) -> None:
     _INGEST["function"] = function
 
 
-def is_lake(root: str | os.PathLike) -> bool:
-    """Whether ``root`` is a lake folder already: one :func:`open` made (it has ``tables/``)."""
+def is_lake(root: str | os.PathLike, storage_options: Mapping[str, str] | None = None) -> bool:
+    """Whether ``root`` is a lake already: a folder :func:`open` made (it has ``tables/``), or
+    an ``s3://`` prefix holding at least one table."""
+    if is_object_url(root):
+        return open_storage(root, storage_options).has_prefix("tables")
     return (Path(os.fspath(root)).expanduser() / "tables").is_dir()
 
 
 def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = None,  # noqa: A001
-         create: bool = True) -> Lake:
+         create: bool = True, storage_options: Mapping[str, str] | None = None) -> Lake:
     """Open the lake at ``root``, creating it if needed (unless ``create`` is false).
 
     Parameters
     ----------
-    root : path, optional
-        Lake folder. Default :func:`default_root`: ``$EXPLORER_HOME``, else ``./explorer-data``
-        if it exists, else the nearest ``explorer-data`` lake in a folder above, else a new
-        ``./explorer-data``.
+    root : path or str, optional
+        Lake folder, or ``s3://bucket/prefix`` for a lake on S3-compatible object storage
+        (endpoint and credentials from the AWS environment variables or ``storage_options``).
+        Default :func:`default_root`: ``$EXPLORER_HOME``, else ``./explorer-data`` if it exists,
+        else the nearest ``explorer-data`` lake in a folder above, else a new ``./explorer-data``.
     catalog : Catalog, optional
         Catalog whose entries validate writes. Default :func:`explorer.catalog.default_catalog`.
     create : bool, default True
         Make a new lake when ``root`` holds none. False for a reader: a mistyped path then fails
         with a message instead of reading a new, empty lake (and leaving it behind).
+    storage_options : mapping of str to str, optional
+        For ``s3://``: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_REGION``... over the
+        environment's (the command line's ``--storage-option KEY=VALUE``).
 
     Raises
     ------
@@ -115,29 +123,27 @@ def open(root: str | os.PathLike | None = None, *, catalog: Catalog | None = Non
     np.int32(1950)
     """
     root = root if root is not None else default_root()
-    if not create and not is_lake(root):
+    if not create and not is_lake(root, storage_options):
         raise ExplorerError(f"no lake at {os.fspath(root)}; run `explorer demo` or set EXPLORER_HOME "
-                            "(or pass --lake PATH) to the folder of an existing lake")
-    return Lake(root, catalog=catalog)
+                            "(or pass --lake PATH) to the folder (or s3://bucket/prefix) of an existing lake")
+    return Lake(root, catalog=catalog, storage_options=storage_options)
 
 
 class Lake:
-    """A folder of versioned tables and raw files.
+    """A folder (or object-storage prefix) of versioned tables and raw files.
 
     Layout: ``tables/<name>/`` (Delta Lake), ``raw/<sha256[:2]>/<sha256>`` (files as received),
-    ``_integrity/<table>/<version>.json`` (checksums of the files each commit added).
+    ``_integrity/<table>/<version>.json`` (checksums of the files each commit added), through
+    :attr:`storage` (:mod:`explorer.lake.storage`).
     """
 
-    def __init__(self, root: str | os.PathLike, *, catalog: Catalog | None = None):
-        root_text = os.fspath(root)
-        if "://" in root_text and not root_text.startswith("file://"):
-            raise ExplorerError(
-                f"lake root {root_text!r}: only local folders are supported in this version; "
-                "mount the store (e.g. with a FUSE driver) and pass its path")
-        self.root = Path(root_text.removeprefix("file://")).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tables_dir = self.root / "tables"
-        self.tables_dir.mkdir(exist_ok=True)
+    def __init__(self, root: str | os.PathLike | Storage, *, catalog: Catalog | None = None,
+                 storage_options: Mapping[str, str] | None = None):
+        self.storage = open_storage(root, storage_options)
+        if isinstance(self.storage, LocalStorage):
+            self.storage.root.mkdir(parents=True, exist_ok=True)
+            (self.storage.root / "tables").mkdir(exist_ok=True)
+        self._known_tables: set[str] = set()  # a table once committed stays: listed once
         self._catalog = catalog
         self.raw = RawZone(self)
         self._lock = threading.RLock()
@@ -147,7 +153,28 @@ class Lake:
         self._pinned: dict[tuple[str, int], DeltaTable] = {}  # snapshots of fixed versions, loaded once
 
     def __repr__(self) -> str:
-        return f"Lake({str(self.root)!r}, tables={self.tables()})"
+        return f"Lake({self.location!r}, tables={self.tables()})"
+
+    @property
+    def location(self) -> str:
+        """Where the lake is, as users name it: a folder path or ``s3://bucket/prefix``."""
+        return self.storage.location
+
+    @property
+    def is_local(self) -> bool:
+        return self.storage.is_local
+
+    @property
+    def root(self) -> Path:
+        """The lake folder; an ExplorerError for a lake on object storage (use :attr:`storage`)."""
+        if not isinstance(self.storage, LocalStorage):
+            raise ExplorerError(f"the lake at {self.location} is on object storage, and this operation needs a "
+                                "local lake folder; run it on a local lake")
+        return self.storage.root
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
 
     # ------------------------------------------------------------------ catalog
     @property
@@ -155,15 +182,48 @@ class Lake:
         return self._catalog if self._catalog is not None else default_catalog()
 
     # ------------------------------------------------------------------ tables
-    def table_path(self, name: str) -> Path:
+    def table_key(self, name: str) -> str:
+        """The table's folder as a storage key: ``tables/<name>``."""
         if not isinstance(name, str) or not TABLE_NAME.match(name):
             raise ExplorerError(f"table name {name!r}: expected lower_snake_case letters, digits and _")
-        return self.tables_dir / name
+        return f"tables/{name}"
+
+    def table_path(self, name: str) -> Path:
+        """The table's folder of a local lake."""
+        return self.root / self.table_key(name)
+
+    def table_uri(self, name: str) -> str:
+        """The table's location for delta-rs: a folder path or ``s3://bucket/prefix/tables/<name>``."""
+        return self.storage.uri(self.table_key(name))
 
     def tables(self) -> list[str]:
         """Names of the tables that have at least one commit."""
-        return sorted(p.name for p in self.tables_dir.iterdir() if (p / "_delta_log").is_dir()
-                      and any((p / "_delta_log").glob("*.json")))
+        if isinstance(self.storage, LocalStorage):
+            tables_dir = self.storage.root / "tables"
+            return sorted(p.name for p in tables_dir.iterdir() if (p / "_delta_log").is_dir()
+                          and any((p / "_delta_log").glob("*.json")))
+        # one listing of the names; a name not seen before is checked for a commit once
+        for name in self.storage.children("tables"):
+            if name not in self._known_tables and TABLE_NAME.match(name) and self._has_log(name):
+                self._known_tables.add(name)
+        return sorted(self._known_tables)
+
+    def _has_log(self, name: str) -> bool:
+        """Whether table ``name`` has a Delta log (at least one commit)."""
+        if isinstance(self.storage, LocalStorage):
+            return (self.table_path(name) / "_delta_log").is_dir()
+        if name in self._known_tables:
+            return True
+        found = any(key.endswith(".json") for key in self.storage.keys(f"{self.table_key(name)}/_delta_log", limit=50))
+        if found:
+            self._known_tables.add(name)
+        return found
+
+    def _log_key(self, name: str, version: int) -> str:
+        return f"{self.table_key(name)}/_delta_log/{version:020d}.json"
+
+    def _open_delta(self, name: str, version: int | None = None) -> DeltaTable:
+        return DeltaTable(self.table_uri(name), version=version, storage_options=self.storage.storage_options)
 
     def has_table(self, name: str) -> bool:
         return name in self.tables()
@@ -195,14 +255,14 @@ class Lake:
 
     def delta(self, name: str, version: int | None = None) -> DeltaTable:
         """The ``deltalake.DeltaTable`` for ``name`` at ``version`` (default: latest)."""
-        path = self.table_path(name)
-        if not (path / "_delta_log").is_dir():
+        self.table_key(name)
+        if not self._has_log(name):
             raise self._missing(name)
         try:
             if version is None:
                 cached = self._delta.get(name)
                 if cached is None:
-                    cached = self._delta[name] = DeltaTable(str(path))
+                    cached = self._delta[name] = self._open_delta(name)
                 else:
                     cached.update_incremental()
                 return cached
@@ -213,7 +273,7 @@ class Lake:
                                            f"{purged} no longer exist; read {name}@{purged} or later")
             pinned = self._pinned.get(key)
             if pinned is None:  # a version never changes: its snapshot is loaded once per Lake
-                pinned = DeltaTable(str(path), version=int(version))
+                pinned = self._open_delta(name, int(version))
                 if len(self._pinned) >= 64:
                     self._pinned.pop(next(iter(self._pinned)))
                 self._pinned[key] = pinned
@@ -282,7 +342,7 @@ class Lake:
         """
         if mode not in ("append", "overwrite", "upsert"):
             raise ExplorerError(f"mode {mode!r}: expected 'append', 'overwrite' or 'upsert'")
-        path = self.table_path(name)
+        self.table_key(name)
         failure: list = []
         # a schema overwrite replaces the table's types with the catalog's; otherwise new rows take
         # the types the table already has
@@ -301,7 +361,7 @@ class Lake:
             f"{META_PREFIX}inputs": json.dumps(inputs),
             f"{META_PREFIX}user": current_user(),
         }
-        first = not (path / "_delta_log").is_dir()
+        first = not self._has_log(name)
         if mode == "upsert" and first:
             mode = metadata[f"{META_PREFIX}mode"] = "append"  # nothing to merge into yet
         if replace_where is not None and mode != "overwrite":
@@ -320,7 +380,7 @@ class Lake:
         retries = 0 if first or mode == "overwrite" else None
         try:
             write_deltalake(
-                str(path), table, mode=mode, partition_by=list(partition_by) if partition_by else None,
+                self.table_uri(name), table, mode=mode, storage_options=self.storage.storage_options, partition_by=list(partition_by) if partition_by else None,
                 predicate=replace_where if not first else None,
                 schema_mode=schema_mode, configuration=TABLE_CONFIGURATION if first else None,
                 writer_properties=writer_properties,
@@ -354,19 +414,22 @@ class Lake:
         dt = self.delta(name)
         latest = dt.version()
         dt.create_checkpoint()
-        root = self.table_path(name)
-        live = {path.resolve() for path in data_files(dt)}
-        for path in root.rglob("*"):
-            if path.is_file() and "_delta_log" not in path.parts and path.resolve() not in live:
-                path.unlink()
-        for path in (root / "_delta_log").iterdir():
-            head = path.name.split(".")[0]
-            if head.isdigit() and int(head) < latest:
-                path.unlink()
-        for folder in sorted((p for p in root.rglob("*") if p.is_dir() and "_delta_log" not in p.parts),
-                             key=lambda p: len(p.parts), reverse=True):
-            if not any(folder.iterdir()):
-                folder.rmdir()  # an emptied partition folder still names its value
+        table = self.table_key(name)
+        live = {f"{table}/{relative}" for relative in data_keys(dt)}
+        for key in self.storage.keys(table):
+            parts = key[len(table) + 1:].split("/")
+            if parts[0] == "_delta_log":
+                head = parts[-1].split(".")[0]
+                if len(parts) == 2 and head.isdigit() and int(head) < latest:
+                    self.storage.delete(key)
+            elif key not in live:
+                self.storage.delete(key)
+        if isinstance(self.storage, LocalStorage):
+            root = self.table_path(name)
+            for folder in sorted((p for p in root.rglob("*") if p.is_dir() and "_delta_log" not in p.parts),
+                                 key=lambda p: len(p.parts), reverse=True):
+                if not any(folder.iterdir()):
+                    folder.rmdir()  # an emptied partition folder still names its value
         integrity.forget_before(self, name, latest)
         self._pinned = {key: table for key, table in self._pinned.items() if key[0] != name}
         return latest
@@ -426,14 +489,21 @@ class Lake:
         (``DeltaTable.history()`` numbers entries relative to the snapshot it loaded, which can
         lag behind a commit made by another process a moment earlier.)
         """
-        log_dir = self.table_path(name) / "_delta_log"
+        log_dir = f"{self.table_key(name)}/_delta_log"
         marker = json.dumps(commit_id)
-        for log in sorted(log_dir.glob("[0-9]*.json"), reverse=True):
-            with builtins.open(log, encoding="utf-8") as handle:
-                first = handle.readline()
-            if marker in first or marker in log.read_text(encoding="utf-8"):
-                return int(log.stem)
-        raise ExplorerError(f"{name}: commit {commit_id} is not in {log_dir} after writing")
+        if isinstance(self.storage, LocalStorage):
+            for log in sorted(self.storage.path(log_dir).glob("[0-9]*.json"), reverse=True):
+                with builtins.open(log, encoding="utf-8") as handle:
+                    first = handle.readline()
+                if marker in first or marker in log.read_text(encoding="utf-8"):
+                    return int(log.stem)
+        else:
+            commits = [key for key in self.storage.keys(log_dir)
+                       if key.endswith(".json") and key.rsplit("/", 1)[-1][:-5].isdigit()]
+            for key in sorted(commits, reverse=True):
+                if marker in self.storage.read_text(key):
+                    return int(key.rsplit("/", 1)[-1][:-5])
+        raise ExplorerError(f"{name}: commit {commit_id} is not in {self.storage.uri(log_dir)} after writing")
 
     def _conform(self, name: str, table: pa.Table, existing: pa.Schema | None | bool = True) -> pa.Table:
         """Check ``table`` against the catalog entry of ``name`` and cast to the declared types,
@@ -455,7 +525,7 @@ class Lake:
         return pa.table(arrays, names=table.column_names)
 
     def _existing_schema(self, name: str) -> pa.Schema | None:
-        if not (self.table_path(name) / "_delta_log").is_dir():
+        if not self._has_log(name):
             return None
         return pa.schema(self.delta(name).schema().to_arrow())
 
@@ -515,8 +585,8 @@ class Lake:
         for ref in inputs:
             kind, name, version = parse_ref(ref)
             if kind == "raw":
-                if not self.raw.path(name).exists():
-                    raise LineageError(f"input {ref!r}: no raw file with that SHA-256 in {self.raw.root}")
+                if not self.raw.exists(name):
+                    raise LineageError(f"input {ref!r}: no raw file with that SHA-256 in {self.raw.location}")
             else:
                 try:
                     latest = self.version(name)
@@ -550,8 +620,7 @@ class Lake:
 
         Delta versions are contiguous, so the next commit file existing means a newer version.
         """
-        log_dir = self.table_path(name) / "_delta_log"
-        return (log_dir / f"{version:020d}.json").exists() and not (log_dir / f"{version + 1:020d}.json").exists()
+        return self.storage.exists(self._log_key(name, version)) and not self.storage.exists(self._log_key(name, version + 1))
 
     def sync_views(self, con: duckdb.DuckDBPyConnection, names: Iterable[str], registered: dict,
                    reader=None) -> None:
@@ -656,8 +725,8 @@ class Lake:
         """
         if name.startswith("raw:"):
             _, sha, _ = parse_ref(name)
-            if not self.raw.path(sha).exists():
-                raise LineageError(f"{name}: no such file in the raw zone {self.raw.root}")
+            if not self.raw.exists(sha):
+                raise LineageError(f"{name}: no such file in the raw zone {self.raw.location}")
         return LineageGraph.build(self).lineage(name, version)
 
     def ingest(self, path, **kwargs):
@@ -690,7 +759,10 @@ def _relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
     schema = pa.schema(dt.schema().to_arrow())
     # Partitioned tables keep partition values in the log, not the files: deltalake's reader
     # restores them with their declared types (and nulls), which a file list cannot.
-    if features & _NEEDS_DELTA_READER or dt.metadata().partition_columns:
+    if features & _NEEDS_DELTA_READER or dt.metadata().partition_columns or "://" in dt.table_uri \
+            and not dt.table_uri.startswith("file://"):
+        # (a table on object storage: DuckDB reads it only through deltalake's dataset, as its
+        # own S3 reader, the httpfs extension, is not installed)
         return con.from_arrow(dt.to_pyarrow_dataset())
     files = [str(path) for path in data_files(dt)]
     if not files:

@@ -44,6 +44,16 @@ class RawFile:
         return f"raw:{self.sha256}"
 
 
+def hash_key(storage, key: str) -> tuple[str, int]:
+    """SHA-256 and size of a stored file, read in chunks (a data file may be large).
+    FileNotFoundError when it is gone."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in storage.chunks(key, CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with io.open(path, "rb") as handle:
@@ -55,17 +65,47 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 
+def _cache_folder() -> Path:
+    """Local copies of an object-storage lake's raw files, for readers that need a path."""
+    folder = Path(tempfile.gettempdir()) / f"explorer-raw-cache-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
 class RawZone:
     """Content-addressed store of received files. Obtain it as ``lake.raw``."""
 
     def __init__(self, lake: Lake):
         self.lake = lake
-        self.root = lake.root / "raw"
+        self.storage = lake.storage
+        self.location = self.storage.uri("raw")
 
-    def path(self, sha256: str) -> Path:
+    @property
+    def root(self) -> Path:
+        """The raw zone's folder of a local lake."""
+        return self.lake.root / "raw"
+
+    @staticmethod
+    def key(sha256: str) -> str:
+        """The storage key of a raw file: ``raw/<sha256[:2]>/<sha256>``."""
         if not isinstance(sha256, str) or not _SHA256.match(sha256):
             raise ExplorerError(f"{sha256!r}: expected a SHA-256 as 64 lower-case hex characters")
-        return self.root / sha256[:2] / sha256
+        return f"raw/{sha256[:2]}/{sha256}"
+
+    def path(self, sha256: str) -> Path:
+        """The raw file's path in a local lake; on object storage, a local copy (fetched once)."""
+        key = self.key(sha256)
+        if self.storage.is_local:
+            return self.storage.path(key)
+        cached = _cache_folder() / sha256
+        if not cached.exists():
+            partial = cached.with_name(f".{sha256}.{os.getpid()}")
+            partial.write_bytes(self.storage.read_bytes(key))
+            os.replace(partial, cached)
+        return cached
+
+    def exists(self, sha256: str) -> bool:
+        return self.storage.exists(self.key(sha256))
 
     def put(self, source, *, source_name: str | None = None, detected_format: str | None = None,
             status: str = "received", reason: str | None = None) -> RawFile:
@@ -113,6 +153,8 @@ class RawZone:
                             inputs=[raw.ref for raw in files])
 
     def _store(self, source, name: str | None) -> RawFile:
+        if not self.storage.is_local:
+            return self._upload(source, name)
         self.root.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         handle, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
@@ -150,15 +192,44 @@ class RawZone:
             raise
         return RawFile(sha, size, name, final)
 
+    def _upload(self, source, name: str | None) -> RawFile:
+        """Object storage: hash the source where it is, then upload it unless the store already
+        holds those bytes (a put is whole or absent: no temporary object is needed). The
+        returned file's ``path`` is a local copy for the readers: the source itself, or for
+        bytes a file in the local cache."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            sha = hashlib.sha256(data).hexdigest()
+            local = _cache_folder() / sha
+            if not local.exists():
+                partial = local.with_name(f".{sha}.{os.getpid()}")
+                partial.write_bytes(data)
+                os.replace(partial, local)
+            name = name or "<bytes>"
+        else:
+            local = Path(source)
+            if not local.is_file():
+                raise ExplorerError(f"{local}: not a file; pass a file path or bytes")
+            sha, name = sha256_file(local), name or str(local)
+        size = local.stat().st_size
+        key = self.key(sha)
+        if not self.storage.exists(key) or self.storage.size(key) != size:
+            self.storage.put_file(key, local)
+        return RawFile(sha, size, name, local)
+
     def open(self, sha256: str):
         """Open a raw file for reading, by its SHA-256."""
-        path = self.path(sha256)
-        if not path.exists():
-            raise ExplorerError(f"raw:{sha256}: no such file in {self.root}")
-        return io.open(path, "rb")
+        if not self.exists(sha256):
+            raise ExplorerError(f"raw:{sha256}: no such file in {self.location}")
+        return self.storage.open(self.key(sha256))
+
+    def shas(self) -> list[str]:
+        """The SHA-256 of every stored file (not the manifest)."""
+        return sorted(key.rsplit("/", 1)[-1] for key in self.storage.keys("raw")
+                      if _SHA256.match(key.rsplit("/", 1)[-1]) and key.count("/") == 2)
 
     def files(self) -> list[Path]:
-        """Every stored file (not the manifest)."""
+        """Every stored file of a local lake (not the manifest)."""
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.glob("??/*") if p.is_file() and not p.name.startswith("."))
