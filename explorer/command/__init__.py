@@ -46,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "with analytics, dashboards and notebooks on top.",
         epilog=EPILOG_LAKE + " Run `explorer COMMAND --help` for each command.",
     )
-    parser.add_argument("--lake", metavar="PATH", default=None, help="lake folder (default: $EXPLORER_HOME or ./explorer-data)")
+    parser.add_argument("--lake", metavar="PATH", default=None,
+                        help="lake folder, or s3://bucket/prefix for a lake on S3-compatible object storage "
+                             "(default: $EXPLORER_HOME or ./explorer-data)")
+    parser.add_argument("--storage-option", metavar="KEY=VALUE", action="append", default=[],
+                        help="for an s3:// lake: an S3 setting over the environment's, e.g. "
+                             "AWS_ENDPOINT_URL=http://host:8333, AWS_REGION=eu-west-1, AWS_ALLOW_HTTP=true "
+                             "(repeatable; credentials are better left in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
     parser.add_argument("--role", choices=ROLES, default=None,
                         help="role to act in (default: $EXPLORER_ROLE, else the least role the command needs); "
                              "recorded in the audit log")

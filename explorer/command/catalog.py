@@ -71,7 +71,7 @@ def cmd_catalog(args) -> int:
             row["made from"] = (row["made from"] + " [no catalog entry]").strip()
         rows.append(row)
     print(table_text(pd.DataFrame(rows)))
-    print(f"\n{len(lake.tables())} table(s) in {lake.root}; {len(catalog)} catalog entries in {catalog.directory}")
+    print(f"\n{len(lake.tables())} table(s) in {lake.location}; {len(catalog)} catalog entries in {catalog.directory}")
     return 0
 
 

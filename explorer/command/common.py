@@ -17,7 +17,8 @@ from explorer.lake.engine import current_user
 from explorer.privacy import ACCESS, PROFILES, AuditLog, require
 from explorer.privacy import ROLES as PRIVACY_ROLES
 
-EPILOG_LAKE = "The lake is --lake PATH, else $EXPLORER_HOME, else ./explorer-data."
+EPILOG_LAKE = ("The lake is --lake PATH (a folder, or s3://bucket/prefix with AWS_ENDPOINT_URL and credentials in the "
+               "environment), else $EXPLORER_HOME, else ./explorer-data.")
 
 #: the choices of --role and --profile: the privacy layer's own lists (a profile added there is a
 #: choice here)
@@ -34,7 +35,10 @@ def open_lake(args: argparse.Namespace, *, create: bool = False) -> Lake:
     Only a command that writes a new lake (``ingest``, ``demo``) passes ``create``: any other
     refuses a folder without a lake (exit 2) rather than make an empty one and report on it.
     """
-    return explorer.open(args.lake, create=create)
+    from explorer.lake.storage import parse_storage_options
+
+    options = parse_storage_options(getattr(args, "storage_option", None)) or None
+    return explorer.open(args.lake, create=create, storage_options=options)
 
 
 def acting_role(args: argparse.Namespace, access: str, what: str) -> str:
@@ -68,7 +72,7 @@ def acting_role(args: argparse.Namespace, access: str, what: str) -> str:
 def record_audit(lake: Lake, role: str, action: str, **details) -> None:
     """One audit-log entry for a command-line user: on the command line the user is the account
     that runs the command (roles are checked by :func:`acting_role`)."""
-    AuditLog(lake.root).record(user=current_user(), role=role, action=action, **details)
+    AuditLog(lake).record(user=current_user(), role=role, action=action, **details)
 
 
 def require_tables(lake: Lake, tables, *, first: str = "run `explorer refresh` first", read: bool = False) -> None:

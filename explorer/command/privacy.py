@@ -14,6 +14,7 @@ from explorer.errors import ExplorerError
 from explorer.ingest.pseudonym import Pseudonymizer
 from explorer.lake import Lake, default_root
 from explorer.lake.engine import current_user
+from explorer.lake.storage import is_object_url
 from explorer.privacy import AuditLog, dp_person_counts, protected_person_counts
 from explorer.privacy.dp import PrivacyBudget
 from explorer.privacy.erasure import erase
@@ -203,7 +204,7 @@ def _dp_count(lake: Lake, args, by: list[str]):
                             "other values are counted together as (other)")
     shown = dp_person_counts(lake, args.table, by[0], groups=[g.strip() for g in args.groups.split(",")],
                              epsilon=args.epsilon, release=args.release)
-    left = PrivacyBudget(lake.root).remaining(args.table, args.release)
+    left = PrivacyBudget(lake).remaining(args.table, args.release)
     print(table_text(shown))
     print(f"differentially private (discrete Laplace, epsilon {args.epsilon:g}); 95% of counts are within "
           f"{shown['accuracy'].iloc[0]:g} of the truth; budget {args.table}/{args.release}: {left:g} left")
@@ -213,7 +214,7 @@ def _dp_count(lake: Lake, args, by: list[str]):
 def cmd_budget(args) -> int:
     """Show the privacy budgets, or set one (steward)."""
     lake = open_lake(args)
-    budget = PrivacyBudget(lake.root)
+    budget = PrivacyBudget(lake)
     if args.action == "set":
         role = acting_role(args, "erase", "setting a privacy budget")  # a steward's decision
         if not (args.dataset and args.release and args.epsilon):
@@ -231,7 +232,7 @@ def cmd_erase(args) -> int:
     """Remove a person from everything and print the receipt (steward)."""
     lake = open_lake(args)
     role = acting_role(args, "erase", "`explorer erase`")
-    pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file=args.key_file)
+    pseudonymizer = Pseudonymizer.from_environment(lake.root if lake.is_local else None, key_file=args.key_file)
     receipt = erase(lake, args.person, pseudonymizer=pseudonymizer, user=current_user(), role=role,
                     workers=args.workers, progress=Progress("erase"))
     print(receipt)
@@ -243,10 +244,14 @@ def cmd_audit(args) -> int:
     """Show the latest audit entries and verify the log (steward). Exit status 0 intact and
     proven, 1 broken, 3 a log no key covers."""
     acting_role(args, "audit", "`explorer audit` (the whole log: who asked what of which data)")
-    folder = Path(args.lake) if args.lake else default_root()
-    # a folder with an audit log but no tables is still read: the log of a lake whose tables were
-    # removed is evidence, and refusing it would hide what happened
-    root = folder if (folder / "audit").is_dir() else open_lake(args).root
+    named = args.lake or default_root()
+    if is_object_url(str(named)):
+        root = open_lake(args).storage
+    else:
+        folder = Path(named)
+        # a folder with an audit log but no tables is still read: the log of a lake whose tables
+        # were removed is evidence, and refusing it would hide what happened
+        root = folder if (folder / "audit").is_dir() else open_lake(args).root
     log = AuditLog(root, key_file=args.audit_key_file, head_file=args.head_file)
     check = log.verify()
     if not args.verify:

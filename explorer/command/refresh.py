@@ -64,7 +64,7 @@ def cmd_refresh(args) -> int:
         interval = parse_interval(args.every)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        print(f"refreshing {lake.root} now and every {args.every} (Ctrl-C or SIGTERM stops after the current run)", flush=True)
+        print(f"refreshing {lake.location} now and every {args.every} (Ctrl-C or SIGTERM stops after the current run)", flush=True)
         try:
             every(lake, interval, on_report=lambda r: print(r, flush=True), stop=lambda: bool(stopping),
                   progress=Progress("refresh"), **options)

@@ -11,7 +11,7 @@ days (:func:`explorer.exposure.residence.residence_days`) keep their row, flagge
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -33,8 +33,8 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
     ----------
     array_store : pandas.DataFrame
         The lake's ``array_store`` table: variable, store (a path under the lake), time_start.
-    lake_root : str or pathlib.Path
-        The lake's root folder.
+    lake_root : str, pathlib.Path or explorer.lake.storage.Storage
+        The lake's root folder (or ``s3://`` prefix), or its storage (``lake.storage``).
     variables : iterable of str, default :data:`GRID_VARIABLES`
         The variables to open (tasmax, tasmin in degC; pm25 in ug/m3).
 
@@ -54,13 +54,16 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
 
     Examples
     --------
-    >>> grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.root)  # doctest: +SKIP
+    >>> grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.storage)  # doctest: +SKIP
     >>> sorted(grids)                                                         # doctest: +SKIP
     ['pm25', 'tasmax', 'tasmin']
     """
     import xarray as xr
 
     from explorer.exposure.linkage import daily_time
+    from explorer.lake.storage import open_storage
+
+    storage = open_storage(lake_root)
 
     grids = {}
     for variable in variables:
@@ -69,14 +72,15 @@ def open_grids(array_store: pd.DataFrame, lake_root, variables=GRID_VARIABLES) -
             continue
         parts = []
         for start, store in rows.sort_values("time_start")[["time_start", "store"]].itertuples(index=False):
-            path = (Path(lake_root) / store).resolve()
-            if not path.is_relative_to(Path(lake_root).resolve()):
+            key = PurePosixPath(str(store).replace("\\", "/"))
+            if key.is_absolute() or ".." in key.parts or not key.parts or key.parts[0] != "arrays":
                 raise ExplorerError(f"array_store lists {store!r} for {variable}, which is outside the lake: refused "
                                     "(a store must live under the lake's arrays/ folder)")
-            if not path.exists():
-                raise ExplorerError(f"array_store lists {store} for {variable}, but {path} does not exist: "
-                                    "run `explorer verify` and re-ingest the grid file")
-            grid = daily_time(xr.open_zarr(path, consolidated=False)[variable])
+            if not storage.exists(f"{key}/zarr.json"):
+                raise ExplorerError(f"array_store lists {store} for {variable}, but {storage.uri(str(key))} does not "
+                                    "exist: run `explorer verify` and re-ingest the grid file")
+            opened = xr.open_zarr(storage.zarr_store(str(key), read_only=True), consolidated=False, zarr_format=3)
+            grid = daily_time(opened[variable])
             # the hourly maximum of instants understates the day's peak: a store of the true hourly
             # extremes (ERA5 mx2t/mn2t, which the new CDS delivers in a file of their own) wins its days
             parts.append((start, grid.attrs.get("extremes_of_instants") != "yes", grid))

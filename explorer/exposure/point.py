@@ -65,7 +65,7 @@ def heat_waves_at(lake: Lake, lat: float, lon: float, *, tasmin: float = 22.0, t
     """
     if not lake.has_table("array_store"):
         raise ExplorerError("no grid in this lake: ingest NetCDF or Zarr grids of tasmax and tasmin first")
-    grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.root, HEAT_WAVE_GRIDS)
+    grids = open_grids(lake.sql("SELECT * FROM array_store"), lake.storage, HEAT_WAVE_GRIDS)
     if set(grids) != set(HEAT_WAVE_GRIDS):
         raise ExplorerError(f"heat waves need tasmax and tasmin grids; the lake has {', '.join(grids) or 'neither'}")
     # missing days stay in (xclim counts them as not hot): dropping them would join runs across them

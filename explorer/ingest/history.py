@@ -10,7 +10,6 @@ interrupted run without doubling rows.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -61,14 +60,17 @@ def earlier_deliveries(lake: Lake) -> dict[str, tuple[str, set[str]]]:
     return out
 
 
-def unfinished_markers(lake: Lake) -> dict[Path, set[str]]:
-    """Markers of ingests that began committing and never finished: marker path -> their files."""
+def unfinished_markers(lake: Lake) -> dict[str, set[str]]:
+    """Markers of ingests that began committing and never finished: marker key -> their files."""
     out = {}
-    for path in (lake.root / "_staging").glob(f"*{UNFINISHED}"):
+    for key in lake.storage.children("_staging"):
+        if not key.endswith(UNFINISHED):
+            continue
+        key = f"_staging/{key}"
         try:
-            out[path] = set(json.loads(path.read_text()))
+            out[key] = set(json.loads(lake.storage.read_text(key)))
         except (OSError, ValueError):  # a marker cut short by the crash itself: search every new file
-            out[path] = {"*"}
+            out[key] = {"*"}
     return out
 
 

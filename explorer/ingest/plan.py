@@ -89,7 +89,7 @@ class Plan:
     to_read: list[PlannedFile] = field(default_factory=list)
     supersedes: dict[str, list[str]] = field(default_factory=dict)
     recorded: set[str] = field(default_factory=set)
-    unfinished: dict[Path, set[str]] = field(default_factory=dict)
+    unfinished: dict[str, set[str]] = field(default_factory=dict)
 
 
 def keep_originals(lake: Lake, files: list[Received], say) -> list[RawFile]:

@@ -87,21 +87,26 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     IngestReport
     """
     path = Path(path)
-    pseudonymizer = Pseudonymizer.from_environment(lake.root, key_file)  # refuse before touching anything
+    pseudonymizer = Pseudonymizer.from_environment(lake.root if lake.is_local else None, key_file)  # refuse first
     now = now or datetime.now(timezone.utc)
     if now.tzinfo is None:  # a bare time is read as UTC, as the default is (it failed at the last commit)
         now = now.replace(tzinfo=timezone.utc)
     ingest_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     say = progress or (lambda done, total, label="": None)
-    staging = lake.root / "_staging" / ingest_id
-    staging.mkdir(parents=True)
     scratch = Path(tempfile.mkdtemp(prefix="explorer-ingest-"))
+    # staged parts are the run's own scratch: in the lake folder when local (same disk as the
+    # tables), beside the run for a lake on object storage, whose arrays are uploaded when read
+    staging = lake.root / "_staging" / ingest_id if lake.is_local else scratch / "staging"
+    staging.mkdir(parents=True)
+    arrays = lake.root / "arrays" if lake.is_local else scratch / "arrays"
     try:
         plan = plan_ingest(lake, path, scratch, retry_quarantined=retry_quarantined, say=say)
-        settings = ReadSettings(pseudonymizer.key, now, staging, lake.root / "arrays",
+        settings = ReadSettings(pseudonymizer.key, now, staging, arrays,
                                 participant=participant or os.environ.get("EXPLORER_PARTICIPANT", "").strip() or None)
         read = read_planned(plan.to_read, settings, Reference.from_lake(lake, default_time_zone), plan.supersedes,
                             workers=workers or min(4, os.cpu_count() or 1), say=say, n_files=len(plan.files))
+        if not lake.is_local:
+            upload_arrays(lake, arrays)
         outcomes = plan.settled + [file.outcome for file in read]
         # only an accepted correction replaces what came before: a garbled one leaves it in place
         accepted = {o.sha256 for o in outcomes if o.status == "accepted"}
@@ -116,6 +121,14 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def upload_arrays(lake: Lake, arrays: Path) -> None:
+    """Put the Zarr stores read into ``arrays`` (``<variable>/<sha>.zarr``) under the lake's
+    ``arrays/``, before the commit that lists them: a store is content-addressed, so one already
+    there is the same store and is kept."""
+    for store in sorted(arrays.glob("*/*.zarr")) if arrays.is_dir() else ():
+        lake.storage.put_tree(f"arrays/{store.parent.name}/{store.name}", store)
 
 
 def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corrections: dict[str, list[str]],
@@ -135,7 +148,7 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corre
     interrupted = sorted((accepted - plan.recorded) & pending if "*" not in pending else accepted - plan.recorded)
     for table, shas in tables_holding(lake, interrupted, include_quarantine=True).items():
         replaced[table] = sorted(set(replaced.get(table, [])) | set(shas))
-    (lake.root / "_staging" / f"{ingest_id}{UNFINISHED}").write_text(json.dumps(sorted(accepted)))
+    lake.storage.write_bytes(f"_staging/{ingest_id}{UNFINISHED}", json.dumps(sorted(accepted)).encode())
     versions = {}
     operation = f"ingest {ingest_id}"
     for table in sorted(set(replaced) - set(staged.parts) - ({QUARANTINE} if staged.quarantine else set())):
@@ -184,8 +197,8 @@ def record(lake: Lake, report: IngestReport, corrections: dict[str, list[str]], 
         by_sha = {raw.sha256: raw for raw in plan.stored}
         lake.raw.record([by_sha[o.sha256] for o in received], [o.format for o in received],
                         [o.status for o in received], [o.reason for o in received], received_at=now)
-    (lake.root / "_staging" / f"{report.ingest_id}{UNFINISHED}").unlink(missing_ok=True)
+    lake.storage.delete(f"_staging/{report.ingest_id}{UNFINISHED}")
     done = plan.recorded | {o.sha256 for o in received}
     for marker, shas in plan.unfinished.items():
         if shas <= done:
-            marker.unlink(missing_ok=True)
+            lake.storage.delete(marker)

@@ -37,14 +37,19 @@ class Changes:
         return bool(self.files)
 
 
-def changed_actions(table_path: Path, old: int, new: int) -> list[dict] | None:
-    """The add and remove actions (with their statistics, where written) of ``old + 1 .. new``."""
+def changed_actions(table_path, old: int, new: int, storage=None) -> list[dict] | None:
+    """The add and remove actions (with their statistics, where written) of ``old + 1 .. new``.
+    ``table_path``: the table's folder, or its key in ``storage`` (a lake on object storage)."""
     files = []
     for version in range(old + 1, new + 1):
-        log = table_path / "_delta_log" / f"{version:020d}.json"
-        if not log.is_file():
+        try:
+            if storage is None:
+                text = (Path(table_path) / "_delta_log" / f"{version:020d}.json").read_text(encoding="utf-8")
+            else:
+                text = storage.read_text(f"{table_path}/_delta_log/{version:020d}.json")
+        except FileNotFoundError:
             return None
-        for line in log.read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             if not line.strip():
                 continue
             action = json.loads(line)
@@ -86,10 +91,11 @@ def _from_statistics(action: dict, person_column: str, time_column: str | None):
     return buckets, {date.fromordinal(d) for d in range(first_day.toordinal(), last_day.toordinal() + 1)}
 
 
-def changes(table_path: Path, old: int, new: int, *, time_column: str | None = None,
-            person_column: str = "person_id") -> Changes | None:
-    """The partitions the commits ``old + 1 .. new`` of a table touched; None: recompute all."""
-    actions = changed_actions(table_path, old, new)
+def changes(table_path, old: int, new: int, *, time_column: str | None = None,
+            person_column: str = "person_id", storage=None) -> Changes | None:
+    """The partitions the commits ``old + 1 .. new`` of a table touched; None: recompute all.
+    ``table_path``: the table's folder, or its key in ``storage`` (a lake on object storage)."""
+    actions = changed_actions(table_path, old, new, storage)
     if actions is None:
         return None
     out = Changes(files=len(actions))
@@ -97,7 +103,9 @@ def changes(table_path: Path, old: int, new: int, *, time_column: str | None = N
     for action in actions:
         known = _from_statistics(action, person_column, time_column)
         if known is None:
-            files.append(table_path / unquote(action["path"]))
+            if storage is not None and not storage.is_local:
+                return None  # a file without statistics would have to be downloaded: recompute all
+            files.append(Path(storage.uri(table_path) if storage is not None else table_path) / unquote(action["path"]))
             continue
         buckets, days = known
         out.buckets |= buckets

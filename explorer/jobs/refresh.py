@@ -95,6 +95,16 @@ def step_output(name: str) -> str:
 @contextmanager
 def refresh_lock(lake: Lake, wait: bool = False):
     """Hold the lake's refresh lock; the holder's pid and start time are written into it."""
+    if not lake.is_local:  # no flock on object storage: a lease renewed while the refresh runs
+        from explorer.lake.storage import LeaseHeld, lease
+
+        try:
+            with lease(lake.storage, "_locks/refresh.lock", wait=wait):
+                yield
+        except LeaseHeld as held:
+            raise RefreshBusy(f"another refresh is running on {lake.location} ({held.holder}); it keeps every table "
+                              "consistent, so wait for it to finish, or pass --wait to queue behind it") from None
+        return
     path = lake.root / "_locks" / "refresh.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")
@@ -140,15 +150,17 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
 _LAKES: dict[str, object] = {}
 
 
-def compute_partition(root: str, step_name: str, versions: dict[str, int], partition: Partition) -> pd.DataFrame:
-    """One task: the step's rows for one partition, read from the inputs pinned at ``versions``."""
+def compute_partition(root, step_name: str, versions: dict[str, int], partition: Partition) -> pd.DataFrame:
+    """One task: the step's rows for one partition, read from the inputs pinned at ``versions``.
+    ``root``: the lake's storage (a folder or an object-storage prefix with its options)."""
     from explorer.jobs.steps import step
     from explorer.lake import open as open_lake
     from explorer.lake.engine import new_connection
 
-    lake = _LAKES.get(root)
+    name = repr(root)
+    lake = _LAKES.get(name)
     if lake is None:  # a worker lives for many tasks and runs: open the lake (and its pinned snapshots) once
-        lake = _LAKES[root] = open_lake(root)
+        lake = _LAKES[name] = open_lake(root)
     threads = 1
     try:
         from distributed import get_worker
@@ -160,7 +172,7 @@ def compute_partition(root: str, step_name: str, versions: dict[str, int], parti
     try:
         lake.pinned_views(con, list(versions), versions)
         instance = step(step_name)
-        instance.lake_root = str(lake.root)
+        instance.lake_root = lake.storage
         return instance.compute(con, partition)
     finally:
         con.close()
@@ -252,7 +264,7 @@ def _run_step(lake: Lake, step: RefreshStep, client, n_tasks: int, full: bool, s
         return outcome
     outcome.partitions = described
     outcome.tasks = len(partitions)
-    futures = [client.submit(compute_partition, str(lake.root), step.name, versions, p, pure=False,
+    futures = [client.submit(compute_partition, lake.storage, step.name, versions, p, pure=False,
                              key=f"{step.name}-{run_id}-{k}") for k, p in enumerate(partitions)]
     from distributed import as_completed
 
@@ -319,7 +331,7 @@ def _plan(lake: Lake, step: RefreshStep, versions: dict[str, int], before: dict[
             continue
         if old > version:  # the input was rebuilt from scratch: its history restarted
             return everything, None, "all partitions (an input's history restarted)"
-        found = changes_module.changes(lake.table_path(table), old, version,
+        found = changes_module.changes(lake.table_key(table), old, version, storage=lake.storage,
                                        time_column=step.time_columns.get(table) if step.partition == "person_bucket_day" else None)
         if found is None:
             return everything, None, f"all partitions ({table}'s changes could not be read from its log)"

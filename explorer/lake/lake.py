@@ -54,13 +54,14 @@ _NEEDS_DELTA_READER = {"deletionVectors", "columnMapping", "v2Checkpoint", "type
 META_PREFIX = "explorer."
 
 
-def default_root() -> Path:
+def default_root() -> Path | str:
     """The lake folder when none is named: ``$EXPLORER_HOME``; else ``./explorer-data`` if it
     exists; else the nearest ``explorer-data`` lake in a folder above (so that a notebook run in
     ``notebooks/``, or by ``jupyter nbconvert`` there, opens the demo lake of the checkout rather
     than making an empty one beside itself); else ``./explorer-data`` (a new lake there)."""
-    if os.environ.get("EXPLORER_HOME"):
-        return Path(os.environ["EXPLORER_HOME"])
+    home = os.environ.get("EXPLORER_HOME")
+    if home:
+        return home if is_object_url(home) else Path(home)  # (a Path would fold s3:// into s3:/)
     here = Path("explorer-data")
     if here.exists():
         return here

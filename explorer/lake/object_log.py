@@ -107,6 +107,35 @@ class ObjectLog:
         for number in range(self._tail()):
             yield self.entry(number)
 
+    def keys(self) -> list[str]:
+        """The keys of the entries present, in order (a deleted entry leaves a gap a reader sees)."""
+        import obstore
+
+        found = []
+        for batch in obstore.list(self.store, prefix=self.prefix + "/"):
+            for meta in batch:
+                stem = meta["path"].rsplit("/", 1)[-1].removesuffix(".json")
+                if meta["path"].endswith(".json") and stem.isdigit() and len(stem) == DIGITS:
+                    found.append(meta["path"])
+        return sorted(found)
+
+    def read_key(self, key: str) -> bytes:
+        """The stored bytes of one entry, by key."""
+        import obstore
+
+        return bytes(obstore.get(self.store, key).bytes())
+
+    def rewrite(self, key: str, body: bytes) -> None:
+        """Replace one entry's bytes (an audit redaction, which keeps the entry's keyed digest)."""
+        import obstore
+
+        obstore.put(self.store, key, body)
+
+    def last(self) -> LogEntry | None:
+        """The last entry, or None for an empty log."""
+        tail = self._tail()
+        return self.entry(tail - 1) if tail else None
+
     def _tail(self) -> int:
         """The number after the last entry written (0 for an empty log), from a listing."""
         import obstore

@@ -244,7 +244,8 @@ class ObjectStorage(Storage):
                   if k in _CLIENT_OPTIONS}
         if "allow_http" not in client and os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes"):
             client["allow_http"] = True
-        self.store = from_url(f"s3://{bucket}", config=config, client_options=client or None)
+        self._config, self._client = config, client or None
+        self.store = from_url(f"s3://{bucket}", config=config, client_options=self._client)
         # delta-rs reads the same environment; explicit options win, as for the store above
         environment = {k: v for k, v in os.environ.items() if k in _STORE_OPTIONS or k in _CLIENT_OPTIONS}
         self.storage_options = {**environment, **self._options}
@@ -256,7 +257,17 @@ class ObjectStorage(Storage):
         return self._options
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+        key = key.strip("/")
+        return "/".join(part for part in (self.prefix, key) if part)
+
+    def _listing_prefix(self, prefix: str) -> str | None:
+        """What to list for the keys under ``prefix`` (None: the whole bucket)."""
+        full = self._key(prefix)
+        return f"{full}/" if full else None
+
+    def full_key(self, key: str) -> str:
+        """``key`` as the bucket names it (with the lake's prefix), for :attr:`store`."""
+        return self._key(key)
 
     def _relative(self, path: str) -> str:
         return path[len(self.prefix) + 1:] if self.prefix else path
@@ -318,7 +329,7 @@ class ObjectStorage(Storage):
         import obstore
 
         found = []
-        stream = self._call("listing", prefix, obstore.list, self.store, prefix=self._key(prefix.rstrip("/")) + "/")
+        stream = self._call("listing", prefix, obstore.list, self.store, prefix=self._listing_prefix(prefix))
         for batch in self._call("listing", prefix, lambda: list(stream)):
             for meta in batch:
                 key = self._relative(meta["path"])
@@ -331,7 +342,7 @@ class ObjectStorage(Storage):
     def children(self, prefix: str) -> list[str]:
         import obstore
 
-        listing = self._call("listing", prefix, obstore.list_with_delimiter, self.store, self._key(prefix.rstrip("/")) + "/")
+        listing = self._call("listing", prefix, obstore.list_with_delimiter, self.store, self._listing_prefix(prefix))
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in listing["common_prefixes"]]
         names += [o["path"].rsplit("/", 1)[-1] for o in listing["objects"]]
         return sorted(n for n in names if not n.startswith("."))
@@ -380,11 +391,10 @@ class ObjectStorage(Storage):
         return io.BytesIO(self.read_bytes(key))
 
     def zarr_store(self, key: str, *, read_only: bool = False):
-        from obstore.store import S3Store
+        from obstore.store import from_url
         from zarr.storage import ObjectStore
 
-        scoped = S3Store(self.bucket, prefix=self._key(key), config=self.store.config,
-                         client_options=self.store.client_options)
+        scoped = from_url(f"s3://{self.bucket}/{self._key(key)}", config=self._config, client_options=self._client)
         return ObjectStore(scoped, read_only=read_only)
 
     def update(self, key: str, change: Callable[[bytes | None], bytes | None], attempts: int = 200):
@@ -466,3 +476,76 @@ def sidecar_lock(path: Path):
     with open(path.with_suffix(".lock"), "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         yield
+
+
+class LeaseHeld(ExplorerError):
+    """Another process holds the lease; ``holder`` says who and since when."""
+
+    def __init__(self, message: str, holder: str):
+        super().__init__(message)
+        self.holder = holder
+
+
+@contextmanager
+def lease(storage: Storage, key: str, *, wait: bool = False, ttl: float = 120.0, poll: float = 2.0):
+    """Hold an exclusive lease on ``key`` of object storage, where there is no ``flock``.
+
+    The lease is an object created only if absent (``If-None-Match: *``), naming its holder and
+    an expiry that a thread renews every ``ttl / 4`` seconds. A holder that dies stops renewing:
+    once its expiry passes, the next taker replaces the object by compare-and-swap on its ETag,
+    so of two takers exactly one wins. Raises :class:`LeaseHeld` (unless ``wait``) when another
+    live holder has it.
+    """
+    import json
+    import socket
+    import threading
+    import time
+    from datetime import datetime, timezone
+
+    token = secrets.token_hex(8)
+    who = f"pid {os.getpid()} on {socket.gethostname()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+    def body() -> bytes:
+        return json.dumps({"token": token, "holder": who, "expires": time.time() + ttl}).encode()
+
+    def take(old: bytes | None):
+        if old is not None:
+            current = json.loads(old)
+            if current.get("token") != token and current.get("expires", 0) > time.time():
+                raise LeaseHeld(current.get("holder", "another process"), current.get("holder", ""))
+        return body()
+
+    while True:
+        try:
+            storage.update(key, take)
+            break
+        except LeaseHeld:
+            if not wait:
+                raise
+            time.sleep(poll)
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(ttl / 4):
+            try:
+                storage.update(key, take)
+            except Exception:  # noqa: BLE001 (lost or unreachable: the next renewal or the expiry settles it)
+                pass
+
+    renewer = threading.Thread(target=renew, daemon=True, name=f"lease {key}")
+    renewer.start()
+    try:
+        yield who
+    finally:
+        stop.set()
+        renewer.join(timeout=5)
+
+        def release(old: bytes | None):
+            if old is None or json.loads(old).get("token") != token:
+                return None  # taken over after our expiry: theirs now
+            return b"{}"
+
+        try:
+            storage.update(key, release)
+        except Exception:  # noqa: BLE001 (it expires by itself)
+            pass

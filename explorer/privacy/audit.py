@@ -62,13 +62,11 @@ Krawczyk H, Bellare M, Canetti R. HMAC: Keyed-Hashing for Message Authentication
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,6 +74,8 @@ from pathlib import Path
 import pandas as pd
 
 from explorer.errors import ExplorerError
+from explorer.lake.object_log import ObjectLog
+from explorer.lake.storage import open_storage, sidecar_lock
 
 GENESIS = "0" * 64
 FIELDS = ("seq", "time", "user", "role", "action", "dataset", "version", "parameters", "rows", "prev_hash", "hash")
@@ -83,6 +83,8 @@ FIELDS = ("seq", "time", "user", "role", "action", "dataset", "version", "parame
 KEYED_FORMAT = 3
 KEY_ENV, KEY_FILE_ENV, HEAD_FILE_ENV = "EXPLORER_AUDIT_KEY", "EXPLORER_AUDIT_KEY_FILE", "EXPLORER_AUDIT_HEAD_FILE"
 MIN_KEY_BYTES = 16
+#: entries a head may lag behind the log on object storage, where writers do not take turns
+HEAD_LAG = 64
 #: what a steward does when the log and its head disagree (the same advice wherever it is refused)
 RECOVERY = ("Run `explorer audit --verify` as steward, keep the log and its head as evidence, then move both out "
             "of the way: the next entry starts a new log and a new head.")
@@ -222,17 +224,34 @@ class AuditLog:
     verify against a copy of the head kept elsewhere)."""
 
     def __init__(self, lake_root, *, key: AuditKey | bytes | None = None, key_file=None, head_file=None):
-        self.root = Path(lake_root)
-        self.path = self.root / "audit" / "audit.jsonl"
+        storage = open_storage(getattr(lake_root, "storage", lake_root))
+        #: on object storage each entry is an object created only if absent (ObjectLog): no
+        #: flock, no append; the bytes read back are the same lines a local log holds
+        self.on_objects = not storage.is_local
         self._given_key = AuditKey(key, "the caller") if isinstance(key, bytes) else key
         self._key_file = key_file
+        if self.on_objects:
+            self.root = None
+            self.path = storage.uri("audit/entries")
+            self._entries_log = ObjectLog(storage.store, storage.full_key("audit/entries"))
+            self._default_key = storage.beside(".audit.key")
+        else:
+            self.root = Path(lake_root) if isinstance(lake_root, (str, os.PathLike)) else storage.root
+            self.path = self.root / "audit" / "audit.jsonl"
+            self._default_key = None
         head = head_file or os.environ.get(HEAD_FILE_ENV)
-        self.head_path = self._outside_lake(Path(head).expanduser(), "head file") if head else default_head_path(self.root)
+        if head:
+            self.head_path = self._outside_lake(Path(head).expanduser(), "head file")
+        else:
+            self.head_path = storage.beside(".audit-head.json") if self.on_objects else default_head_path(self.root)
+
+    def _default_key_path(self):
+        return self._default_key if self.on_objects else default_key_path(self.root)
 
     # ------------------------------------------------------------------------------ keys and head
     def _outside_lake(self, path: Path, what: str) -> Path:
         path = path.resolve()
-        if self.root.resolve() in path.parents:
+        if self.root is not None and self.root.resolve() in path.parents:
             raise ExplorerError(f"the audit {what} {path} is inside the lake {self.root}: whoever can write the lake "
                                 "could rewrite it along with the log. Keep it outside the lake.")
         return path
@@ -251,12 +270,15 @@ class AuditLog:
                 raise ExplorerError(f"audit key file {path} (from {'--audit-key-file' if self._key_file else '$' + KEY_FILE_ENV}) "
                                     "does not exist")
             return AuditKey(path.read_bytes().strip(), str(path))
-        path = default_key_path(self.root)
+        path = self._default_key_path()
         if path.is_file():
             return AuditKey(path.read_bytes().strip(), str(path))
         if not create:
             return None
-        _create_exclusively(path, (secrets.token_hex(32) + "\n").encode())
+        if self.on_objects:
+            path.create((secrets.token_hex(32) + "\n").encode())  # two first writers: one key wins
+        else:
+            _create_exclusively(path, (secrets.token_hex(32) + "\n").encode())
         return AuditKey(path.read_bytes().strip(), str(path))
 
     def read_head(self) -> dict | None:
@@ -276,7 +298,7 @@ class AuditLog:
         if key is None:
             return "no_key", (f"the head {self.head_path} is signed with audit key {head.get('key_id')}, but no audit "
                               f"key was found: set ${KEY_ENV} or ${KEY_FILE_ENV}, or put it at "
-                              f"{default_key_path(self.root)}")
+                              f"{self._default_key_path()}")
         if head.get("key_id") != key.key_id:
             return "wrong_key", (f"the head {self.head_path} is signed with audit key {head.get('key_id')}, not with "
                                  f"the key found ({key.key_id}, from {key.source}): the wrong key is configured, or "
@@ -289,12 +311,23 @@ class AuditLog:
     def _write_head(self, key: AuditKey, entries: int, last_hash: str) -> None:
         body = {"format": KEYED_FORMAT, "entries": int(entries), "last_hash": last_hash, "key_id": key.key_id}
         head = {**body, "mac": key.sign("explorer-audit-head-v3", body)}
+        if self.on_objects:  # writers race on object storage: the head only ever moves forward
+            def forward(old: bytes | None):
+                try:
+                    current = json.loads(old) if old else {}
+                except ValueError:
+                    current = {}
+                if isinstance(current.get("entries"), int) and current["entries"] >= int(entries):
+                    return None
+                return (json.dumps(head, sort_keys=True) + "\n").encode()
+            self.head_path.update(forward)
+            return
         self.head_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.head_path.with_name(self.head_path.name + ".tmp")
         temporary.write_text(json.dumps(head, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(temporary, self.head_path)  # a reader sees the old head or the new one, never half of one
 
-    def _check_before_append(self, previous: dict | None, key: AuditKey) -> None:
+    def _check_before_append(self, previous: dict | None, key: AuditKey, earlier=None) -> None:
         """Refuse to append to a log that disagrees with its head: the new head would bless it."""
         head = self.read_head()
         if previous is None:
@@ -324,6 +357,18 @@ class AuditLog:
         if (head["entries"] == (previous.get("seq") or 0) - 1 and previous.get("prev_hash") == head.get("last_hash")
                 and hmac.compare_digest(str(previous.get("hash")), entry_hash(previous, key))):
             return
+        # on object storage several writers may have appended before any of their heads landed:
+        # the entries between the head and the end are genuine when they chain to the head, each
+        # with a valid MAC
+        if earlier is not None and 0 < (previous.get("seq") or 0) - head["entries"] <= HEAD_LAG:
+            chain = [earlier(seq) for seq in range(head["entries"] + 1, previous["seq"])] + [previous]
+            after = head.get("last_hash")
+            for entry in chain:
+                if entry.get("prev_hash") != after or not hmac.compare_digest(str(entry.get("hash")), entry_hash(entry, key)):
+                    break
+                after = entry["hash"]
+            else:
+                return
         raise AuditTampered(f"the audit log ends at entry {previous.get('seq')}, but its head {self.head_path} says "
                             f"{head['entries']} entries ending in {str(head.get('last_hash'))[:16]}; nothing is "
                             f"recorded. {RECOVERY}")
@@ -334,17 +379,14 @@ class AuditLog:
         """Append one signed entry, write the head, and return the entry."""
         if not user or not role or not action:
             raise ExplorerError("an audit entry needs a user, a role and an action")
+        if self.on_objects:
+            return self._record_object(user=user, role=role, action=action, dataset=dataset, version=version,
+                                       parameters=parameters, rows=rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock(), open(self.path, "a+b") as handle:
             previous, key = self._ready_to_append(handle)
-            entry = {"seq": (previous["seq"] + 1) if previous else 1,
-                     "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                     "user": str(user), "role": str(role), "action": str(action), "dataset": dataset,
-                     "version": None if version is None else int(version), "parameters": parameters or {},
-                     "rows": None if rows is None else int(rows),
-                     "prev_hash": previous["hash"] if previous else GENESIS, "format": KEYED_FORMAT,
-                     "key_id": key.key_id}
-            entry["hash"] = entry_hash(entry, key)
+            entry = self._new_entry(previous, key, user=user, role=role, action=action, dataset=dataset,
+                                    version=version, parameters=parameters, rows=rows)
             handle.seek(0, 2)
             handle.write((json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode("utf-8"))
             handle.flush()
@@ -352,9 +394,69 @@ class AuditLog:
             self._write_head(key, entry["seq"], entry["hash"])
         return entry
 
+    def _record_object(self, **fields) -> dict:
+        """:meth:`record` on object storage: the entry is object ``seq - 1`` of the log, created
+        only if absent; a writer that loses the race rebuilds its entry on the winner's."""
+        signed = []
+
+        def build(last):
+            previous = last.record if last is not None else None
+            key = self._key_for(previous)
+            self._check_before_append(previous, key, self._object_entry)
+            entry = self._new_entry(previous, key, **fields)
+            signed[:] = [key]
+            return entry
+
+        appended = self._entries_log.append(build)
+        self._write_head(signed[0], appended.record["seq"], appended.record["hash"])
+        return appended.record
+
+    def _object_entry(self, seq: int) -> dict:
+        return self._entries_log.entry(seq - 1).record
+
+    def _new_entry(self, previous: dict | None, key: AuditKey, *, user, role, action, dataset, version, parameters,
+                   rows) -> dict:
+        entry = {"seq": (previous["seq"] + 1) if previous else 1,
+                 "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                 "user": str(user), "role": str(role), "action": str(action), "dataset": dataset,
+                 "version": None if version is None else int(version),
+                 # as JSON will give it back, so the MAC covers what a reader re-hashes
+                 "parameters": json.loads(json.dumps(parameters or {}, default=str)),
+                 "rows": None if rows is None else int(rows),
+                 "prev_hash": previous["hash"] if previous else GENESIS, "format": KEYED_FORMAT,
+                 "key_id": key.key_id}
+        entry["hash"] = entry_hash(entry, key)
+        return entry
+
+    def _key_for(self, previous: dict | None) -> AuditKey:
+        key = self.key(create=previous is None or previous.get("format", 1) < KEYED_FORMAT)
+        if key is None:
+            raise AuditTampered(f"the audit log is signed with audit key {previous.get('key_id')}, but this process "
+                                f"has no audit key: set ${KEY_ENV} or ${KEY_FILE_ENV} (see `explorer audit "
+                                "--help`); nothing is recorded.")
+        return key
+
+    def _read_bytes(self) -> bytes | None:
+        """The log as JSON lines (None when there is none): the file, or the entry objects in order."""
+        if not self.on_objects:
+            return self.path.read_bytes() if self.path.exists() else None
+        keys = sorted(self._entries_log.keys())
+        if not keys:
+            return None
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(16) as pool:
+            bodies = list(pool.map(self._entries_log.read_key, keys))
+        return b"".join(body + b"\n" for body in bodies)
+
     def check_appendable(self) -> None:
         """Raise :class:`AuditTampered` where :meth:`record` would refuse, so that a caller who
         changes data before recording it (an erasure) can stop before changing anything."""
+        if self.on_objects:
+            last = self._entries_log.last()
+            previous = last.record if last is not None else None
+            self._check_before_append(previous, self._key_for(previous), self._object_entry)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock(), open(self.path, "a+b") as handle:
             self._ready_to_append(handle)
@@ -367,11 +469,7 @@ class AuditLog:
         except json.JSONDecodeError:
             raise AuditTampered(f"the last line of the audit log {self.path} is not a whole entry (cut short or "
                                 f"edited); nothing is recorded. {RECOVERY}") from None
-        key = self.key(create=previous is None or previous.get("format", 1) < KEYED_FORMAT)
-        if key is None:
-            raise AuditTampered(f"the audit log is signed with audit key {previous.get('key_id')}, but this process "
-                                f"has no audit key: set ${KEY_ENV} or ${KEY_FILE_ENV} (see `explorer audit "
-                                "--help`); nothing is recorded.")
+        key = self._key_for(previous)
         self._check_before_append(previous, key)
         return previous, key
 
@@ -380,6 +478,8 @@ class AuditLog:
         keeping their digest; returns the redacted entries' seq. Only an erasure does this, and
         its receipt must list them (see the module notes). ``text`` is the parameters' JSON as
         written (non-ASCII escaped) and unescaped, so a name is found in either spelling."""
+        if self.on_objects:
+            return self._redact_objects(names_person, note)
         if not self.path.exists():
             return []
         redacted = []
@@ -407,16 +507,32 @@ class AuditLog:
                 temporary.replace(self.path)
         return redacted
 
+    def _redact_objects(self, names_person, note: str) -> list[int]:
+        redacted, key = [], None
+        for name in sorted(self._entries_log.keys()):
+            entry = json.loads(self._entries_log.read_key(name))
+            if entry.get("format", 1) >= 2 and "parameters_sha256" not in entry and _names(names_person, entry.get("parameters")):
+                key = key or self.key()
+                if key is None:
+                    raise ExplorerError(f"redacting audit entry {entry['seq']} needs the audit key (its digest is "
+                                        f"keyed): set ${KEY_ENV} or ${KEY_FILE_ENV}")
+                entry["parameters_sha256"] = parameters_digest(entry, key)
+                entry["parameters"] = {"redacted": note}
+                self._entries_log.rewrite(name, json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str).encode())
+                redacted.append(entry["seq"])
+        return redacted
+
     def _lock(self):
         return sidecar_lock(self.path)
 
     def unredactable(self, names_person) -> list[int]:
         """Seq of the entries that name someone (``names_person(text)``) but cannot be redacted:
         format 1, whose hash covers the parameters themselves."""
-        if not self.path.exists():
+        raw = self._read_bytes()
+        if raw is None:
             return []
         out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in raw.decode("utf-8").splitlines():
             entry = json.loads(line)
             if entry.get("format", 1) < 2 and _names(names_person, entry.get("parameters")):
                 out.append(entry["seq"])
@@ -425,9 +541,10 @@ class AuditLog:
     # ------------------------------------------------------------------------------ reading
     def entries(self, limit: int | None = None) -> pd.DataFrame:
         """The entries, oldest first (the last ``limit`` if given)."""
-        if not self.path.exists():
+        raw = self._read_bytes()
+        if raw is None:
             return pd.DataFrame(columns=list(FIELDS))
-        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in raw.decode("utf-8").splitlines() if line.strip()]
         if limit:
             lines = lines[-int(limit):]
         rows = []
@@ -450,12 +567,12 @@ class AuditLog:
         said = "" if head is None else (
             f"its head {self.head_path} says it held {head['entries']} entries" if isinstance(head.get("entries"), int)
             else f"a head exists ({self.head_path}, unreadable or edited)")
-        if not self.path.exists():
+        raw = self._read_bytes()
+        if raw is None:
             if head is not None:
                 return _failed("deleted", f"the audit log file {self.path} is missing, but {said} (the file was "
                                           "deleted)", **where)
             return AuditCheck(True, 0, proven=True, **where)
-        raw = self.path.read_bytes()
         if not raw.strip():
             if head is not None:
                 return _failed("emptied", f"the audit log {self.path} is empty, but {said} (it was emptied)", **where)
@@ -599,18 +716,6 @@ def _create_exclusively(path: Path, content: bytes) -> None:
         pass
     finally:
         temporary.unlink(missing_ok=True)
-
-
-@contextmanager
-def sidecar_lock(path: Path):
-    """Hold an exclusive lock on ``<path>.lock``, a file that is never replaced. A file that is
-    rewritten by an atomic replace (the audit log on redaction, the budget ledger on every
-    charge) cannot carry its own lock: a waiter would hold it on the old inode and get in beside
-    a newcomer locking the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        yield
 
 
 def _last_line(handle) -> str:

@@ -139,7 +139,7 @@ def published_total(lake: Lake, disclosure):
     """
     if not lake.has_table("person"):
         return None
-    key = (str(lake.root), lake.version("person"), disclosure.profile)
+    key = (lake.location, lake.version("person"), disclosure.profile)
     with _LOCK:
         if key in _TOTALS:
             return _TOTALS[key]

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pandas as pd
 
 from explorer.errors import ExplorerError
-from explorer.privacy.audit import sidecar_lock
+from explorer.lake.storage import open_storage
 from explorer.privacy.roles import PermissionDenied
 
 
@@ -44,8 +42,10 @@ class PrivacyBudget:
 
     Parameters
     ----------
-    lake_root : str or pathlib.Path
-        The lake's root folder; the ledger is ``<lake_root>/privacy/budget.json``.
+    lake_root : str, pathlib.Path, Lake or Storage
+        The lake (or its root folder, ``s3://`` prefix or storage); the ledger is
+        ``privacy/budget.json`` in it. Each change is a read-modify-write under the folder's
+        lock, or a compare-and-swap on object storage, so concurrent charges never overspend.
 
     Examples
     --------
@@ -65,8 +65,11 @@ class PrivacyBudget:
     >>> folder.cleanup()
     """
 
+    KEY = "privacy/budget.json"
+
     def __init__(self, lake_root):
-        self.path = Path(lake_root) / "privacy" / "budget.json"
+        self.storage = open_storage(getattr(lake_root, "storage", lake_root))
+        self.path = self.storage.uri(self.KEY)
 
     def set(self, dataset: str, release: str, epsilon: float, *, user: str) -> dict:
         """Give (``dataset``, ``release``) a total budget of ``epsilon``; what was spent stays spent.
@@ -86,7 +89,8 @@ class PrivacyBudget:
             The ledger entry: epsilon, charges, set_by, set_at.
         """
         epsilon = _positive(epsilon, "the budget's epsilon")
-        with self._locked() as ledger:
+
+        def change(ledger):
             entry = ledger.setdefault(dataset, {}).setdefault(release, {"epsilon": epsilon, "charges": []})
             spent = _spent(entry)
             if epsilon < spent - 1e-12:
@@ -94,6 +98,7 @@ class PrivacyBudget:
                                     "would be overspent. Set at least what is spent, or open a new release.")
             entry.update(epsilon=epsilon, set_by=user, set_at=_now())
             return dict(entry)
+        return self._change(change)
 
     def remaining(self, dataset: str, release: str) -> float:
         """Epsilon left of (``dataset``, ``release``); NaN when no budget was set."""
@@ -125,7 +130,8 @@ class PrivacyBudget:
             No budget was set, or less than ``epsilon`` is left: nothing is charged.
         """
         epsilon = _positive(epsilon, "epsilon")
-        with self._locked() as ledger:
+
+        def change(ledger):
             entry = ledger.get(dataset, {}).get(release)
             if entry is None:
                 raise BudgetExceeded(f"no privacy budget for dataset {dataset!r}, release {release!r}: a steward sets one "
@@ -137,6 +143,7 @@ class PrivacyBudget:
                                      "Ask for less (a larger epsilon is less noise, so it costs more) or for a new release.")
             entry["charges"].append({"time": _now(), "user": user, "what": what, "epsilon": epsilon})
             return left - epsilon
+        return self._change(change)
 
     def frame(self) -> pd.DataFrame:
         """One row per budget: dataset, release, epsilon, spent, remaining, charges."""
@@ -146,24 +153,34 @@ class PrivacyBudget:
         return pd.DataFrame(rows, columns=["dataset", "release", "epsilon", "spent", "remaining", "charges"])
 
     def _read(self) -> dict:
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        try:
+            return self._parse(self.storage.read_bytes(self.KEY))
+        except FileNotFoundError:
+            return {}
+
+    def _parse(self, body: bytes | None) -> dict:
+        if not body or not body.strip():
             return {}
         try:
-            return json.loads(self.path.read_text())
+            return json.loads(body)
         except json.JSONDecodeError as exc:
             raise ExplorerError(f"{self.path}: the privacy budget ledger is damaged ({exc}); restore it from a backup "
                                 "before releasing anything") from None
 
-    @contextmanager
-    def _locked(self):
-        """The ledger, read and then written back (atomically) under the lock; not written when
-        the block raises."""
-        with sidecar_lock(self.path):
-            ledger = self._read()
-            yield ledger
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(ledger, indent=1, sort_keys=True))
-            temporary.replace(self.path)  # a crash leaves the old ledger whole
+    def _change(self, change):
+        """Apply ``change(ledger)`` to the ledger and write it back whole (a crash leaves the old
+        ledger whole): under the folder's lock, or as a compare-and-swap on object storage, where
+        a write that lost to another charge is rebuilt on the winner's ledger (so the balance is
+        re-checked). Nothing is written when ``change`` raises. Returns what ``change`` returned."""
+        outcome = []
+
+        def rewrite(body):
+            ledger = self._parse(body)
+            outcome[:] = [change(ledger)]
+            return json.dumps(ledger, indent=1, sort_keys=True).encode()
+
+        self.storage.update(self.KEY, rewrite)
+        return outcome[0]
 
 
 OTHER = "(other)"

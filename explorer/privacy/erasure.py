@@ -33,7 +33,6 @@ import hmac
 import io
 import json
 import re
-import shutil
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from explorer.errors import ExplorerError
+from explorer.lake.storage import Storage
 from explorer.privacy.safe_harbor import column_key
 
 from typing import TYPE_CHECKING
@@ -209,7 +209,7 @@ def erase(lake: Lake, source_id: str, *, pseudonymizer, user: str, role: str = "
     step = _stepper(progress, 6)
 
     step("finding the person's files")
-    log = AuditLog(lake.root)
+    log = AuditLog(lake)
     log.check_appendable()  # the receipt must be writable before anything is erased
     old_entries = log.unredactable(marks.in_text)
     if old_entries:
@@ -218,14 +218,14 @@ def erase(lake: Lake, source_id: str, *, pseudonymizer, user: str, role: str = "
                             "outside the lake, start a new one, and erase again.")
     own, shared = _files_with_rows(lake, pseudonym, marks)
     plan = {}
-    for path in lake.raw.files():
-        sha = path.name
+    for sha in lake.raw.shas():
+        path = lake.raw.path(sha)  # on object storage, a local copy
         if sha not in own and not _mentions(path, marks):
             continue
         plan[sha] = _plan_file(path, marks, own=sha in own, shared=sha in shared)
     persons_found = bool(own) or bool(plan) or _has_rows(lake, pseudonym)
     if not persons_found:
-        raise ExplorerError(f"no person with source identifier {source_id!r} in {lake.root}: check the identifier "
+        raise ExplorerError(f"no person with source identifier {source_id!r} in {lake.location}: check the identifier "
                             "(the one in the files received, not the pseudonym) and the pseudonym key")
 
     step("rewriting raw files")
@@ -235,7 +235,8 @@ def erase(lake: Lake, source_id: str, *, pseudonymizer, user: str, role: str = "
             receipt.raw_deleted.append(sha)
         else:
             receipt.raw_rewritten[sha] = lake.raw.store(new_bytes, source_name=f"rewritten by erasure of {sha[:12]}").sha256
-        old.unlink()
+        lake.storage.delete(lake.raw.key(sha))
+        old.unlink(missing_ok=True)  # (the local copy, when the lake is on object storage)
 
     step("removing rows from tables")
     derived = _aggregate_tables(lake)
@@ -279,14 +280,14 @@ def erase(lake: Lake, source_id: str, *, pseudonymizer, user: str, role: str = "
         if name in touched or name in derived or "person_id" in _columns(lake, name):
             lake.purge_history(name)
             receipt.history_purged.append(name)
-    for cache in (lake.root / "arrays" / "wearable_minute_cube", lake.root / "_staging"):
-        if cache.exists():
-            shutil.rmtree(cache)
-            receipt.caches_removed.append(str(cache.relative_to(lake.root)))
+    for cache in ("arrays/wearable_minute_cube", "_staging"):
+        if lake.storage.has_prefix(cache):
+            lake.storage.delete_prefix(cache)
+            receipt.caches_removed.append(cache)
 
     step("recording the receipt")
     receipt.audit_entries_redacted = log.redact(marks.in_text, note="erasure")
-    found = scan(lake.root, marks)
+    found = scan(lake.root if lake.is_local else lake.storage, marks)
     receipt.scan_clean = not found
     receipt.seconds = time.perf_counter() - started
     log.record(user=user, role=role, action="erase", dataset=None, rows=sum(receipt.rows_removed.values()),
@@ -297,10 +298,13 @@ def erase(lake: Lake, source_id: str, *, pseudonymizer, user: str, role: str = "
     return receipt
 
 
-def scan(root: Path, marks: _Marks) -> list[str]:
-    """Files under ``root`` that name the person: in their bytes, inside zip members, or in a
-    Parquet file's values (compression would hide a name from a byte search)."""
+def scan(root, marks: _Marks) -> list[str]:
+    """Files under ``root`` (a folder, or a lake's object storage) that name the person: in their
+    bytes, inside zip members, or in a Parquet file's values (compression would hide a name from
+    a byte search)."""
     found = []
+    if isinstance(root, Storage):
+        return [key for key in root.keys("") if _mentions_bytes(root.read_bytes(key), marks)]
     for path in sorted(Path(root).rglob("*")):
         if path.is_file() and _mentions(path, marks):
             found.append(str(path.relative_to(root)))

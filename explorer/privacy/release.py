@@ -144,5 +144,5 @@ def dp_person_counts(lake: Lake, table: str, column: str, *, groups: Sequence[st
     """
     finest = person_counts(lake, table, [column])
     counts = finest.set_index(column)["n"].rename_axis(column)
-    return dp_counts(counts, epsilon=epsilon, budget=PrivacyBudget(lake.root), dataset=table, release=release,
+    return dp_counts(counts, epsilon=epsilon, budget=PrivacyBudget(lake), dataset=table, release=release,
                      user=user or current_user(), groups=list(groups))

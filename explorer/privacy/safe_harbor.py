@@ -834,7 +834,7 @@ def export(lake: Lake, out, *, table: str | None = None, query: str | None = Non
     if len(frame.columns) and not len(exported.columns):
         reasons = "; ".join(f"{c['column']}: {c['rule']}" for c in report["columns"])
         raise ExplorerError(f"nothing left to export: every column was removed ({reasons})")
-    audit = AuditLog(lake.root)
+    audit = AuditLog(lake)
     audit.check_appendable()  # no file leaves without its audit entry (a tampered log takes none)
     out.parent.mkdir(parents=True, exist_ok=True)
     exported.to_csv(out, index=False) if out.suffix == ".csv" else exported.to_parquet(out, index=False)

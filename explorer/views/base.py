@@ -104,7 +104,7 @@ class LakeView(param.Parameterized):
         disclosure profile (a served page's sessions load an aggregate once): the role is part
         of the key, so an exact result made for a researcher is never handed to a public view.
         Put the versions of the tables read in ``key``, so a new version is computed afresh."""
-        full = (type(self).__name__, str(self.lake.root), self.role, self.disclosure.profile, *key)
+        full = (type(self).__name__, self.lake.location, self.role, self.disclosure.profile, *key)
         with _SHARED_LOCK:
             if full in _SHARED:
                 _SHARED.move_to_end(full)

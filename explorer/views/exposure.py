@@ -89,7 +89,7 @@ class ExposureMap(LakeView):
 
         if not self.lake.has_table("array_store"):
             raise ExplorerError("no grid in this lake: ingest NetCDF or Zarr grids first (`explorer ingest PATH`)")
-        grids = open_grids(self._sql("SELECT * FROM array_store"), self.lake.root, (self.variable,))
+        grids = open_grids(self._sql("SELECT * FROM array_store"), self.lake.storage, (self.variable,))
         if self.variable not in grids:
             raise ExplorerError(f"the lake has no {self.variable} grid; array_store lists "
                                 f"{', '.join(sorted(set(self._sql('SELECT variable FROM array_store')['variable'])))}")

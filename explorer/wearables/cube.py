@@ -16,6 +16,7 @@ new store, and earlier stores stay readable.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,13 @@ def cube_path(lake: Lake) -> Path:
     >>> cube_path(lake).name  # doctest: +SKIP
     'heart_rate_minute@3-steps_minute@3.zarr'
     """
+    return lake.root / cube_key(lake)
+
+
+def cube_key(lake: Lake) -> str:
+    """The cube's key in the lake's storage (on object storage as in a folder)."""
     versions = "-".join(f"{table}@{lake.version(table)}" for table, _ in STREAMS.values())
-    return Path(lake.root) / "arrays" / "wearable_minute_cube" / f"{versions}.zarr"
+    return f"arrays/wearable_minute_cube/{versions}.zarr"
 
 
 def write_minute_cube(lake: Lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_days: int = CHUNK_DAYS,
@@ -98,9 +104,21 @@ def write_minute_cube(lake: Lake, *, chunk_persons: int = CHUNK_PERSONS, chunk_d
     for table, _ in STREAMS.values():
         if not lake.has_table(table):
             raise ExplorerError(f"the minute cube needs table {table!r}: ingest wearable data first (`explorer ingest PATH`)")
+    key = cube_key(lake)
+    if not lake.is_local:  # built in a local folder, then uploaded with its root metadata last
+        if lake.storage.exists(f"{key}/zarr.json"):
+            return lake.storage.uri(key)
+        with tempfile.TemporaryDirectory(prefix="explorer-cube-") as folder:
+            built = _write_cube(lake, Path(folder) / "cube.zarr", chunk_persons, chunk_days, progress)
+            lake.storage.put_tree(key, built)
+        return lake.storage.uri(key)
     path = cube_path(lake)
     if (path / "zarr.json").exists():
         return path
+    return _write_cube(lake, path, chunk_persons, chunk_days, progress)
+
+
+def _write_cube(lake: Lake, path: Path, chunk_persons: int, chunk_days: int, progress) -> Path:
     bounds = lake.sql("""SELECT min(first) AS first, max(last) AS last FROM (
                              SELECT min(datetime) AS first, max(datetime) AS last FROM heart_rate_minute
                              UNION ALL SELECT min(datetime), max(datetime) FROM steps_minute)""").iloc[0]
@@ -178,12 +196,13 @@ def open_minute_cube(lake: Lake, *, build: bool = True) -> xr.Dataset:
     >>> cube = open_minute_cube(lake)                 # doctest: +SKIP
     >>> daily_totals(cube)["steps"].mean().compute()  # doctest: +SKIP
     """
-    path = cube_path(lake)
-    if not (path / "zarr.json").exists():
+    key = cube_key(lake)
+    if not lake.storage.exists(f"{key}/zarr.json"):
         if not build:
-            raise ExplorerError(f"no minute cube for the current tables at {path}: run write_minute_cube(lake) first")
+            raise ExplorerError(f"no minute cube for the current tables at {lake.storage.uri(key)}: run "
+                                "write_minute_cube(lake) first")
         write_minute_cube(lake)
-    return xr.open_zarr(path, chunks={}, zarr_format=3, consolidated=False)
+    return xr.open_zarr(lake.storage.zarr_store(key, read_only=True), chunks={}, zarr_format=3, consolidated=False)
 
 
 def daily_totals(cube: xr.Dataset, valid_wear_minutes: int = 600) -> xr.Dataset:
