@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import tempfile
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +36,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from explorer.errors import ConcurrentWriteError
 from explorer.ingest.history import INGEST_FILE, QUARANTINE, UNFINISHED, tables_holding
 from explorer.ingest.plan import Plan, plan_ingest
 from explorer.ingest.pseudonym import Pseudonymizer
@@ -123,6 +126,19 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _retrying(write, attempts: int = 6):
+    """``write()``, again on :class:`ConcurrentWriteError`: another ingest committed to the table
+    first (a merge or an overwrite is never rebased onto it), so the write is made again on the
+    new version; nothing of the failed attempt is visible."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except ConcurrentWriteError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1) + random.random() * 0.2)  # apart, so the writers stop colliding
+
+
 def upload_arrays(lake: Lake, arrays: Path) -> None:
     """Put the Zarr stores read into ``arrays`` (``<variable>/<sha>.zarr``) under the lake's
     ``arrays/``, before the commit that lists them: a store is content-addressed, so one already
@@ -152,28 +168,29 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corre
     versions = {}
     operation = f"ingest {ingest_id}"
     for table in sorted(set(replaced) - set(staged.parts) - ({QUARANTINE} if staged.quarantine else set())):
-        versions[table] = lake.write(table, pa.schema(lake.delta(table).schema().to_arrow()).empty_table(), mode="append",
+        versions[table] = _retrying(lambda table=table: lake.write(
+                                     table, pa.schema(lake.delta(table).schema().to_arrow()).empty_table(), mode="append",
                                      inputs=sorted(f"raw:{new}" for new, old in corrections.items()
                                                    if set(old) & set(replaced[table])),
-                                     operation=operation, supersede=replaced[table])
+                                     operation=operation, supersede=replaced[table]))
     for table, parts in sorted(staged.parts.items()):
         # parts differ where one file lacked an optional column (all-null there): unify first
         schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
         dataset = pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
-        # one batch and one file at a time: the commit's memory does not grow with the delivery
-        scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=0, fragment_readahead=0)
         # tables with a primary key (person) take the newest row per key; the rest append
         keyed = (entry := lake.catalog.get(table)) is not None and bool(entry.primary_key)
-        versions[table] = lake.write(table, scanner.to_reader(), mode="upsert" if keyed else "append",
-                                     inputs=sorted(staged.inputs[table]), operation=operation, schema_mode="merge",
-                                     supersede=replaced.get(table, ()))
+        # one batch and one file at a time: the commit's memory does not grow with the delivery
+        versions[table] = _retrying(lambda table=table, dataset=dataset, keyed=keyed: lake.write(
+            table, dataset.scanner(batch_size=1 << 18, batch_readahead=0, fragment_readahead=0).to_reader(),
+            mode="upsert" if keyed else "append", inputs=sorted(staged.inputs[table]), operation=operation,
+            schema_mode="merge", supersede=replaced.get(table, ())))
     if staged.quarantine:
         rows = pd.concat([pd.read_parquet(p) for p in staged.quarantine], ignore_index=True)
         rows = rows.rename(columns={"_row": "row_number", "table": "target_table"}).assign(ingest_id=ingest_id)
         rows["row_number"] = rows["row_number"].astype("int64")
-        versions[QUARANTINE] = lake.write(QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}),
-                                          operation=operation, supersede=replaced.get(QUARANTINE, ()),
-                                          schema_mode="merge")  # a lake from before source_records gains it
+        versions[QUARANTINE] = _retrying(lambda: lake.write(
+            QUARANTINE, rows, inputs=sorted({f"raw:{s}" for s in rows["source_file"]}), operation=operation,
+            supersede=replaced.get(QUARANTINE, ()), schema_mode="merge"))  # a lake from before source_records gains it
     return versions
 
 

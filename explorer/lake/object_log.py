@@ -36,6 +36,11 @@ class LogEntry:
     digest: str
 
 
+class Behind(Exception):
+    """Raised by a record builder that finds it was given an entry older than the log's end
+    (another writer's entry landed after the tail was read): the tail is read again."""
+
+
 class LogConflict(ExplorerError):
     """Other writers kept taking the next entry: the append gave up after ``attempts`` tries."""
 
@@ -81,9 +86,18 @@ class ObjectLog:
         from obstore.exceptions import AlreadyExistsError
 
         number = self._tail() if self._next is None else self._next
-        previous = self.entry(number - 1) if number else None
+        try:
+            previous = self.entry(number - 1) if number else None
+        except FileNotFoundError:  # our guess of the end is gone (a log cut short): list it again
+            number = self._tail()
+            previous = self.entry(number - 1) if number else None
         for _ in range(attempts):
-            record = build(previous)
+            try:
+                record = build(previous)
+            except Behind:
+                number = self._tail()
+                previous = self.entry(number - 1) if number else None
+                continue
             body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
             try:
                 obstore.put(self.store, self.key(number), body, mode="create")

@@ -74,7 +74,7 @@ from pathlib import Path
 import pandas as pd
 
 from explorer.errors import ExplorerError
-from explorer.lake.object_log import ObjectLog
+from explorer.lake.object_log import Behind, ObjectLog
 from explorer.lake.storage import open_storage, sidecar_lock
 
 GENESIS = "0" * 64
@@ -344,6 +344,9 @@ class AuditLog:
             raise AuditTampered(f"the audit log is signed with audit key {previous.get('key_id')}, and this process "
                                 f"holds another ({key.key_id}, from {key.source}); nothing is recorded. Set "
                                 f"${KEY_FILE_ENV} to the lake's audit key.")
+        if head is None and earlier is not None and previous.get("seq", 0) <= HEAD_LAG \
+                and self._chains(None, previous, key, earlier):
+            return  # the first writers on object storage: no head has landed yet
         if head is None:
             raise AuditTampered(f"the audit log has keyed entries but its head {self.head_path} is missing; nothing is "
                                 f"recorded (set ${HEAD_FILE_ENV} if it was moved). {RECOVERY}")
@@ -352,6 +355,8 @@ class AuditLog:
             raise AuditTampered(f"{trouble[1]}; nothing is recorded. {RECOVERY}")
         if head["entries"] == previous.get("seq") and head.get("last_hash") == previous.get("hash"):
             return
+        if earlier is not None and head["entries"] > (previous.get("seq") or 0) and _exists(earlier, head["entries"]):
+            raise Behind()  # another writer's entries landed after our look at the end: look again
         # a writer that stopped between appending its entry and writing the head leaves the head
         # one entry behind; the entry is genuine when it chains to the head and carries a valid MAC
         if (head["entries"] == (previous.get("seq") or 0) - 1 and previous.get("prev_hash") == head.get("last_hash")
@@ -360,15 +365,9 @@ class AuditLog:
         # on object storage several writers may have appended before any of their heads landed:
         # the entries between the head and the end are genuine when they chain to the head, each
         # with a valid MAC
-        if earlier is not None and 0 < (previous.get("seq") or 0) - head["entries"] <= HEAD_LAG:
-            chain = [earlier(seq) for seq in range(head["entries"] + 1, previous["seq"])] + [previous]
-            after = head.get("last_hash")
-            for entry in chain:
-                if entry.get("prev_hash") != after or not hmac.compare_digest(str(entry.get("hash")), entry_hash(entry, key)):
-                    break
-                after = entry["hash"]
-            else:
-                return
+        if earlier is not None and 0 < (previous.get("seq") or 0) - head["entries"] <= HEAD_LAG \
+                and self._chains(head, previous, key, earlier):
+            return
         raise AuditTampered(f"the audit log ends at entry {previous.get('seq')}, but its head {self.head_path} says "
                             f"{head['entries']} entries ending in {str(head.get('last_hash'))[:16]}; nothing is "
                             f"recorded. {RECOVERY}")
@@ -393,6 +392,17 @@ class AuditLog:
             os.fsync(handle.fileno())  # the entry is on disk before the head that counts it
             self._write_head(key, entry["seq"], entry["hash"])
         return entry
+
+    @staticmethod
+    def _chains(head: dict | None, previous: dict, key: AuditKey, earlier) -> bool:
+        """Whether the entries after ``head`` (None: from the first) up to ``previous`` chain to
+        it, each with a valid MAC: genuine entries whose head a concurrent writer has yet to write."""
+        start, after = (head["entries"], head.get("last_hash")) if head is not None else (0, GENESIS)
+        for entry in [earlier(seq) for seq in range(start + 1, previous["seq"])] + [previous]:
+            if entry.get("prev_hash") != after or not hmac.compare_digest(str(entry.get("hash")), entry_hash(entry, key)):
+                return False
+            after = entry["hash"]
+        return True
 
     def _record_object(self, **fields) -> dict:
         """:meth:`record` on object storage: the entry is object ``seq - 1`` of the log, created
@@ -453,9 +463,14 @@ class AuditLog:
         """Raise :class:`AuditTampered` where :meth:`record` would refuse, so that a caller who
         changes data before recording it (an erasure) can stop before changing anything."""
         if self.on_objects:
-            last = self._entries_log.last()
-            previous = last.record if last is not None else None
-            self._check_before_append(previous, self._key_for(previous), self._object_entry)
+            for _ in range(100):
+                last = self._entries_log.last()
+                previous = last.record if last is not None else None
+                try:
+                    self._check_before_append(previous, self._key_for(previous), self._object_entry)
+                    return
+                except Behind:
+                    continue  # appended to meanwhile: look at the new end
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock(), open(self.path, "a+b") as handle:
@@ -666,6 +681,14 @@ class AuditLog:
         if head.get("last_hash") != previous_hash:
             return _failed("edited", "the last entry does not match the head: the log was rewritten", count, **where)
         return AuditCheck(True, count, proven=True, **done)
+
+
+def _exists(earlier, seq: int) -> bool:
+    try:
+        earlier(seq)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _head_body(head: dict) -> dict:
