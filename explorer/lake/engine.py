@@ -12,13 +12,33 @@ import threading
 import duckdb
 from deltalake import DeltaTable
 
-__all__ = ["arrow_relation", "current_user", "new_connection", "referenced_tables"]
+__all__ = ["arrow_relation", "current_user", "delta_dataset", "new_connection", "referenced_tables"]
 
 
 def arrow_relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
     """A DuckDB relation over one Delta version through deltalake's Arrow dataset: DuckDB
     itself touches no file, so it works on a connection with all file access disabled."""
-    return con.from_arrow(dt.to_pyarrow_dataset())
+    return con.from_arrow(delta_dataset(dt))
+
+
+def delta_dataset(dt: DeltaTable):
+    """deltalake's Arrow dataset of one version, its text columns declared ``string_view``.
+
+    A MERGE (an upsert, a superseding delivery) writes text as Arrow ``string_view`` in the
+    file's own schema while the table's schema says ``string``; DuckDB then pushes a filter
+    (``loinc_code IN (...)``, ``person_id = ?``) the scan cannot evaluate, "no kernel matching
+    (string, string_view)". Declared as views, every file's text is read as views (a plain
+    string file is cast), and each filter compares like with like; DuckDB sees VARCHAR either way.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    dataset = dt.to_pyarrow_dataset()
+    text = (pa.string(), pa.large_string())
+    if not any(field.type in text for field in dataset.schema):
+        return dataset
+    schema = pa.schema([field.with_type(pa.string_view()) if field.type in text else field for field in dataset.schema])
+    return pads.FileSystemDataset(list(dataset.get_fragments()), schema, dataset.format, dataset.filesystem)
 
 
 def new_connection(**config) -> duckdb.DuckDBPyConnection:

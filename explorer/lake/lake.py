@@ -32,7 +32,7 @@ from explorer.errors import (
 )
 from explorer.lake import integrity
 from explorer.lake.delta_files import data_files, data_keys
-from explorer.lake.engine import current_user, new_connection, referenced_tables
+from explorer.lake.engine import current_user, delta_dataset, new_connection, referenced_tables
 from explorer.lake.lineage import Lineage, LineageGraph, parse_ref
 from explorer.lake.query_errors import explain
 from explorer.lake.raw import RawZone
@@ -764,18 +764,19 @@ def _relation(con: duckdb.DuckDBPyConnection, dt: DeltaTable):
             and not dt.table_uri.startswith("file://"):
         # (a table on object storage: DuckDB reads it only through deltalake's dataset, as its
         # own S3 reader, the httpfs extension, is not installed)
-        return con.from_arrow(dt.to_pyarrow_dataset())
+        return con.from_arrow(delta_dataset(dt))
     files = [str(path) for path in data_files(dt)]
     if not files:
         return con.from_arrow(schema.empty_table())
     if any(ch in uri for uri in files for ch in _GLOB_CHARACTERS):
-        return con.from_arrow(dt.to_pyarrow_dataset())  # DuckDB would read such a path as a pattern
+        return con.from_arrow(delta_dataset(dt))  # DuckDB would read such a path as a pattern
     relation = con.read_parquet(files, union_by_name=True)
     # Columns in table order: an appended file written before a column was added lacks it.
     return relation.select(*[duckdb.ColumnExpression(n) for n in schema.names])
 
 
 _GLOB_CHARACTERS = "*?[{"
+
 
 
 def _to_arrow(data, name: str) -> pa.Table:

@@ -549,3 +549,18 @@ def lease(storage: Storage, key: str, *, wait: bool = False, ttl: float = 120.0,
             storage.update(key, release)
         except Exception:  # noqa: BLE001 (it expires by itself)
             pass
+
+
+@contextmanager
+def exclusive(storage: Storage, key: str):
+    """Take turns with other processes (on any machine) over ``key``: an ``flock`` in a local
+    lake, a :func:`lease` on object storage; waits for the holder."""
+    if isinstance(storage, LocalStorage):
+        path = storage.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            yield
+        return
+    with lease(storage, key, wait=True, poll=0.5):
+        yield
