@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explorer.errors import ExplorerError, TableNotFoundError
+from explorer.lake.storage import is_object_url
 from explorer.login import (AUTH_FILE_ENV, SECURE_COOKIES_ENV, SESSION_COOKIE, Credentials, auth_provider, credentials,
                             current_user, session_store)
 from explorer.privacy import PermissionDenied
@@ -167,7 +168,8 @@ def dashboard_files() -> dict[str, Path]:
 
 def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1", origins=(), num_procs: int = 1,
           cookie_secret: str | None = None, show: bool = False, oauth_provider: str | None = None,
-          session_lifetime_ms: int | None = None, secure_cookies: bool = False, profile: str | None = None):
+          session_lifetime_ms: int | None = None, secure_cookies: bool = False, profile: str | None = None,
+          storage_options: dict | None = None):
     """Serve every dashboard (blocks). See the module notes for login and roles.
 
     ``profile``: the disclosure-control profile of the public pages (one of
@@ -175,7 +177,12 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
 
     ``secure_cookies``: mark the cookies ``Secure`` (sent over HTTPS only), for a server behind
     a TLS proxy that reaches it over plain HTTP; a request that arrives over HTTPS gets them
-    anyway."""
+    anyway.
+
+    ``lake_root`` may be ``s3://bucket/prefix``; ``storage_options`` (``AWS_ENDPOINT_URL``...)
+    are then set in the environment every page (and every forked process) opens it with.
+    Nothing of the lake is opened before ``num_procs`` processes fork: deltalake and obstore keep
+    runtime threads a fork does not copy."""
     import panel as pn
 
     Credentials(auth_file)  # refuse a bad file before anything starts
@@ -183,7 +190,11 @@ def serve(lake_root, auth_file, *, port: int = 5006, address: str = "127.0.0.1",
         os.environ[PROFILE_ENV] = disclosure_profile(profile).name  # an unknown name fails here, with the choices
     pages()  # a page with a wrong PAGE declaration is named before the server starts
     os.environ[AUTH_FILE_ENV] = str(Path(auth_file).resolve())
-    os.environ["EXPLORER_HOME"] = str(Path(lake_root).resolve())
+    if is_object_url(str(lake_root)):
+        os.environ["EXPLORER_HOME"] = str(lake_root)
+        os.environ.update({str(k): str(v) for k, v in (storage_options or {}).items()})
+    else:
+        os.environ["EXPLORER_HOME"] = str(Path(lake_root).resolve())
     os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else "0"
     secret = cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or secrets.token_hex(32)
     os.environ[COOKIE_SECRET_ENV] = secret  # the OAuth login's cookie is decoded with it (session_user)

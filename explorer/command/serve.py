@@ -16,6 +16,8 @@ import textwrap
 from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, ROLES, open_lake
 from explorer.demo import DEMO_DAYS, DEMO_PARTICIPANTS, run_demo
 from explorer.errors import ExplorerError
+from explorer.lake import default_root
+from explorer.lake.storage import is_object_url
 from explorer.lab import run_lab
 
 def add_parser(commands) -> None:
@@ -116,13 +118,29 @@ def cmd_serve(args) -> int:
     if not args.auth:
         raise ExplorerError("`explorer serve` needs --auth FILE, the users and their roles (make one with "
                             "`explorer users add FILE NAME --role public`); dashboards are never served without a login")
-    lake = open_lake(args)
+    forks = args.num_procs > 1 and is_object_url(str(args.lake or default_root()))
+    location, options = checked_in_a_child(args) if forks else _opened(args)
     pages = ", ".join(f"/{name}" for name in dashboard_files())
-    print(f"serving {pages} of {lake.root} at http://{args.address}:{args.port}/ (log in; Ctrl-C stops)", flush=True)
-    serve(lake.root, args.auth, port=args.port, address=args.address, origins=args.allow_websocket_origin or (),
+    print(f"serving {pages} of {location} at http://{args.address}:{args.port}/ (log in; Ctrl-C stops)", flush=True)
+    serve(location, args.auth, port=args.port, address=args.address, origins=args.allow_websocket_origin or (),
           num_procs=args.num_procs, cookie_secret=args.cookie_secret, show=args.show, oauth_provider=args.oauth_provider,
-          secure_cookies=args.secure_cookies, profile=args.profile)
+          secure_cookies=args.secure_cookies, profile=args.profile, storage_options=options)
     return 0
+
+
+def _opened(args) -> tuple[str, dict | None]:
+    lake = open_lake(args)
+    return (str(lake.root) if lake.is_local else lake.location), (lake.storage.storage_options if not lake.is_local else None)
+
+
+def checked_in_a_child(args) -> tuple[str, dict | None]:
+    """:func:`_opened` in a fresh interpreter: the server forks its processes later, and a
+    process forked after deltalake or obstore ran hangs on their missing runtime threads."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_opened, args).result()
 
 
 def cmd_users(args) -> int:
