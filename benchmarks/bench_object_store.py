@@ -17,9 +17,8 @@ import shutil
 
 import duckdb
 
-from explorer.lake.engine import delta_dataset
-
 from benchmarks.harness import DATA, Result, benchmark, interleaved_medians, median, minute_tables
+from explorer.lake.engine import delta_dataset
 from explorer.testing import person_ids
 
 QUERY = """SELECT person_id, CAST(datetime AS DATE) AS day, sum(steps) AS steps, count(*) AS minutes

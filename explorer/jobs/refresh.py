@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from explorer.errors import ExplorerError, shorten
 from explorer.jobs import changes as changes_module
 from explorer.jobs.steps import N_BUCKETS, Partition, RefreshStep, ordered
+from explorer.lake.cluster import dask_client
 
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:  # the type only: no import at run time
     from explorer.lake import Lake
 
 JOB_RUN = "job_run"
-SCHEDULER_ENV = "EXPLORER_DASK_SCHEDULER"
 
 
 class RefreshBusy(ExplorerError):
@@ -125,26 +125,6 @@ def refresh_lock(lake: Lake, wait: bool = False):
         handle.close()  # closing frees the lock; so does the process dying
 
 
-@contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None):
-    """A Dask client: on the cluster at ``scheduler`` (or ``$EXPLORER_DASK_SCHEDULER``), else on a
-    LocalCluster of ``workers`` single-threaded processes (default: the CPU count, at most 8)."""
-    from distributed import Client, LocalCluster
-
-    address = scheduler or os.environ.get(SCHEDULER_ENV)
-    if address:
-        try:
-            client = Client(address, timeout="20s")
-        except OSError as exc:
-            raise ExplorerError(f"cannot reach the Dask scheduler at {address} ({exc}); start one with "
-                                "`dask scheduler`, or leave out --scheduler for a local cluster") from None
-        with client:
-            yield client, address
-        return
-    n = workers or min(8, os.cpu_count() or 1)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=40) as cluster, Client(cluster) as client:
-        yield client, f"LocalCluster({n} workers)"
 
 
 _LAKES: dict[str, object] = {}
