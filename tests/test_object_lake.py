@@ -341,3 +341,58 @@ def test_serve_of_several_processes_shows_a_lake_on_object_storage(object_store,
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_ingest_on_a_real_dask_cluster_equals_a_single_process_ingest(object_store, cohort, remote_and_local, tmp_path):
+    """`explorer ingest --scheduler ADDRESS` on a lake on object storage: a `dask scheduler` and two
+    `dask worker` processes, each in its own folder with the store's credentials in its own
+    environment, read, check and stage the files; each table lands in one commit made by the
+    client; the rows equal those of the single-process ingest of the same cohort."""
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client
+
+    from explorer.testing.cohorts import TEST_KEY
+
+    dask = Path(sys.executable).parent / "dask"
+    store_env = {**os.environ, **object_store.storage_options}
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(scheduler_file)], cwd=tmp_path, env=store_env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for k in range(2):
+            home = tmp_path / f"worker-{k}"
+            home.mkdir()
+            processes.append(subprocess.Popen(
+                [str(dask), "worker", address, "--nthreads", "1", "--no-dashboard", "--name", f"reader-{k}",
+                 "--local-directory", str(home)], cwd=home, env={**store_env, "TMPDIR": str(home)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        root = f"s3://{object_store.bucket}/dask-ingest"
+        client_env = {**object_store.storage_options, "EXPLORER_PSEUDONYM_KEY": TEST_KEY}
+        result = run_cli("ingest", "--no-quality", "--scheduler", address, cohort, lake_root=root, env=client_env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        with Client(address, timeout="30s") as client:
+            ran = client.run_on_scheduler(lambda dask_scheduler: sorted({
+                str(entry[0]) for entry in dask_scheduler.transition_log
+                if str(entry[0]).startswith("ingest-") and entry[2] == "memory"}))
+        assert ran, "no read task ran on the cluster"
+    finally:
+        for process in processes[::-1]:
+            process.terminate()
+            process.wait(timeout=30)
+    _, local = remote_and_local
+    lake = explorer.open(root, storage_options=object_store.storage_options, create=False)
+    for table in ("heart_rate_minute", "steps_minute", "measurement", "person", "sleep_level", "quarantine_row",
+                  "array_store", "residence", "wearable_day_zone"):
+        pd.testing.assert_frame_equal(_content(lake, table), _content(local, table), check_dtype=False, obj=table)
+    assert not lake.storage.has_prefix("_staging/" + lake.sql("SELECT max(ingest_id) FROM ingest_file").iloc[0, 0])
+    assert lake.verify().ok

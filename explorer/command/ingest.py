@@ -72,6 +72,13 @@ def add_parser(commands) -> None:
                    help="participant ID whose data PATH is, for layouts that name nobody (a Google Takeout folder, a "
                         "Fitbit account export not in a folder named by participant); it takes precedence over folder "
                         "names, so give it only for one person's delivery (default $EXPLORER_PARTICIPANT)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="read the files as Dask tasks on this cluster (tcp://host:8786; 'local' for a LocalCluster "
+                        "of --workers); default $EXPLORER_DASK_SCHEDULER, else local processes. For a lake on "
+                        "object storage the workers need share nothing but the store")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes reading a large delivery, or the LocalCluster's workers (default: cores, at most 4); "
+                        "never changes the output")
     p.add_argument("--retry-quarantined", action="store_true",
                    help="read files quarantined whole before again (e.g. once a missing mapping or Patient file arrived)")
     p.set_defaults(func=cmd_ingest)
@@ -135,7 +142,8 @@ def cmd_ingest(args) -> int:
         os.environ["EXPLORER_LAB_MISSING_CODES"] = "\n".join(args.missing_code)
     report = lake.ingest(args.path, key_file=args.key_file, default_time_zone=args.default_time_zone,
                          progress=Progress("ingest"), quality=not args.no_quality,
-                         retry_quarantined=args.retry_quarantined, participant=args.participant)
+                         retry_quarantined=args.retry_quarantined, participant=args.participant,
+                         scheduler=args.scheduler, workers=args.workers)
     record_audit(lake, role, "ingest", parameters={"path": str(args.path), "ingest_id": report.ingest_id,
                                                    "versions": report.versions}, rows=len(report.files))
     print(report)

@@ -58,6 +58,11 @@ class ReadSettings:
         The lake's folder of Zarr stores.
     participant : str or None
         Whose data the delivery is, where its layout names nobody (see :class:`Context`).
+    storage : explorer.lake.storage.Storage or None
+        The lake's storage: where a Dask worker on another machine finds the raw files, and puts
+        what it staged and the grids it wrote (under ``_staging/<ingest_id>/`` and ``arrays/``).
+    ingest_id : str
+        The ingest's id (names its staging prefix in the store).
     """
 
     pseudonym_key: bytes
@@ -65,6 +70,8 @@ class ReadSettings:
     staging: Path
     arrays_root: Path
     participant: str | None = None
+    storage: object | None = None
+    ingest_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,8 @@ class CheckedFile:
 
 
 def read_planned(planned: list[PlannedFile], settings: ReadSettings, reference: Reference,
-                 supersedes: dict[str, list[str]], *, workers: int, say, n_files: int) -> list[StagedFile]:
+                 supersedes: dict[str, list[str]], *, workers: int, say, n_files: int,
+                 scheduler: str | None = None) -> list[StagedFile]:
     """Read, check and stage every planned file: reference files first, in this process.
 
     Parameters
@@ -120,6 +128,9 @@ def read_planned(planned: list[PlannedFile], settings: ReadSettings, reference: 
         ``say(done, total, label)``, progress; steps ``n_files + 1 .. 2 * n_files`` are reading.
     n_files : int
         Files received (the first half of the progress steps was keeping them).
+    scheduler : str, optional
+        A Dask scheduler's address (or ``"local"`` for a LocalCluster of ``workers``): the files
+        after the reference files are read there, as tasks, whatever the delivery's size.
 
     Returns
     -------
@@ -141,7 +152,9 @@ def read_planned(planned: list[PlannedFile], settings: ReadSettings, reference: 
             reference.exclude(supersedes.get(file.outcome.sha256, ()))
         read.append(file)
     rest = jobs[n_reference:]
-    if workers > 1 and len(rest) > 1 and sum(job.raw.size_bytes for job in rest) > PARALLEL_BYTES:
+    if scheduler and rest:
+        read += read_on_dask(rest, settings, reference, scheduler, workers, tick, done=n_reference)
+    elif workers > 1 and len(rest) > 1 and sum(job.raw.size_bytes for job in rest) > PARALLEL_BYTES:
         read += read_in_workers(rest, settings, reference, workers, tick, done=n_reference)
     else:
         for k, job in enumerate(rest, n_reference + 1):
@@ -150,18 +163,116 @@ def read_planned(planned: list[PlannedFile], settings: ReadSettings, reference: 
     return read
 
 
-def read_in_workers(jobs: list[ReadJob], settings: ReadSettings, reference: Reference, workers: int,
-                    tick: Callable[[int, str], None], done: int) -> list[StagedFile]:
-    """Read ``jobs`` on ``workers`` processes, in batches of about :data:`BATCH_BYTES`."""
+def _batches(jobs: list[ReadJob], limit: int) -> list[list[ReadJob]]:
+    """``jobs`` in order, cut into batches of about ``limit`` bytes."""
     batches, current, size = [], [], 0
     for job in jobs:
         current.append(job)
         size += job.raw.size_bytes
-        if size >= BATCH_BYTES:
+        if size >= limit:
             batches.append(current)
             current, size = [], 0
     if current:
         batches.append(current)
+    return batches
+
+
+def read_on_dask(jobs: list[ReadJob], settings: ReadSettings, reference: Reference, scheduler: str, workers: int,
+                 tick: Callable[[int, str], None], done: int) -> list[StagedFile]:
+    """Read ``jobs`` as Dask tasks, one per batch, on the cluster at ``scheduler`` (``"local"``:
+    a LocalCluster of ``workers``). A worker keeps its imports and readers between tasks. On a
+    lake on object storage the workers need share nothing with this machine but the store: each
+    task reads its raw files from the store and puts its parts there (:func:`read_batch_anywhere`),
+    and they are fetched here for the commit."""
+    from distributed import as_completed
+
+    from explorer.lake.cluster import dask_client
+
+    batches = _batches(jobs, BATCH_BYTES if workers > 1 else BATCH_BYTES * 4)
+    out: dict[int, list[StagedFile]] = {}
+    with dask_client(None if scheduler == "local" else scheduler, workers) as (client, _):
+        futures = {client.submit(read_batch_anywhere, batch, settings, reference, pure=False,
+                                 key=f"ingest-{settings.ingest_id}-read-{k}"): k for k, batch in enumerate(batches)}
+        for future in as_completed(futures):
+            files = future.result()
+            out[futures[future]] = files
+            for file in files:
+                done += 1
+                tick(done, file.outcome.source_name)
+    read = [file for k in sorted(out) for file in out[k]]
+    return fetch_staged(read, settings)
+
+
+def read_batch_anywhere(jobs: list[ReadJob], settings: ReadSettings, reference: Reference) -> list[StagedFile]:
+    """:func:`read_batch` on a Dask worker. Where the ingesting machine's folders are at hand (a
+    local lake) it is just that; for a lake on object storage, raw files missing here are fetched
+    from the store, and the parts staged and grids written go into the store, the parts' keys in
+    place of their paths."""
+    import dataclasses
+    import tempfile
+
+    storage = settings.storage
+    if storage is None or storage.is_local:
+        return read_batch(jobs, settings, reference)
+    from explorer.lake.raw import local_copy
+
+    jobs = [job if job.raw.path.exists() else
+            dataclasses.replace(job, raw=dataclasses.replace(job.raw, path=local_copy(storage, job.raw.sha256)))
+            for job in jobs]
+    with tempfile.TemporaryDirectory(prefix="explorer-read-") as folder:
+        here = dataclasses.replace(settings, staging=Path(folder) / "staging", arrays_root=Path(folder) / "arrays")
+        files = read_batch(jobs, here, reference)
+        upload_arrays(storage, here.arrays_root)
+        prefix = f"_staging/{settings.ingest_id}"
+        uploaded: dict[Path, str] = {}
+
+        def put(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            if path not in uploaded:
+                uploaded[path] = f"{prefix}/{path.relative_to(here.staging).as_posix()}"
+                storage.put_file(uploaded[path], path)
+            return uploaded[path]
+
+        return [dataclasses.replace(file, parts={table: put(part) for table, part in file.parts.items()},
+                                    quarantine=put(file.quarantine)) for file in files]
+
+
+def fetch_staged(files: list[StagedFile], settings: ReadSettings) -> list[StagedFile]:
+    """Parts a worker put in the store (keys), fetched into this ingest's staging folder."""
+    import dataclasses
+
+    fetched: dict[str, Path] = {}
+
+    def get(part):
+        if part is None or isinstance(part, Path):
+            return part
+        if part not in fetched:
+            target = settings.staging / "fetched" / part.rsplit("/", 1)[0].rsplit("/", 1)[-1] / part.rsplit("/", 1)[-1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(settings.storage.read_bytes(part))
+            fetched[part] = target
+        return fetched[part]
+
+    out = [dataclasses.replace(file, parts={table: get(part) for table, part in file.parts.items()},
+                               quarantine=get(file.quarantine)) for file in files]
+    if fetched:
+        settings.storage.delete_prefix(f"_staging/{settings.ingest_id}")
+    return out
+
+
+def upload_arrays(storage, arrays: Path) -> None:
+    """Put the Zarr stores read into ``arrays`` (``<variable>/<sha>.zarr``) under the lake's
+    ``arrays/``, before the commit that lists them: a store is content-addressed, so one already
+    there is the same store and is kept."""
+    for store in sorted(arrays.glob("*/*.zarr")) if arrays.is_dir() else ():
+        storage.put_tree(f"arrays/{store.parent.name}/{store.name}", store)
+
+
+def read_in_workers(jobs: list[ReadJob], settings: ReadSettings, reference: Reference, workers: int,
+                    tick: Callable[[int, str], None], done: int) -> list[StagedFile]:
+    """Read ``jobs`` on ``workers`` processes, in batches of about :data:`BATCH_BYTES`."""
+    batches = _batches(jobs, BATCH_BYTES)
     read = []
     # spawned, not forked: the ingesting process holds threads and DuckDB connections a fork would copy mid-state
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:

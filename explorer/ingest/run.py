@@ -40,10 +40,11 @@ from explorer.errors import ConcurrentWriteError
 from explorer.ingest.history import INGEST_FILE, QUARANTINE, UNFINISHED, recorded_shas, tables_holding
 from explorer.ingest.plan import Plan, plan_ingest
 from explorer.ingest.pseudonym import Pseudonymizer
-from explorer.ingest.read import ReadSettings, read_planned
+from explorer.ingest.read import ReadSettings, read_planned, upload_arrays
 from explorer.ingest.reference import Reference
 from explorer.ingest.report import IngestReport, add_quality_report
 from explorer.ingest.staging import Staged
+from explorer.lake.cluster import SCHEDULER_ENV
 from explorer.lake.storage import exclusive
 
 from typing import TYPE_CHECKING
@@ -56,7 +57,8 @@ __all__ = ["IngestReport", "commit", "ingest", "record"]
 
 def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = None, progress=None,
            now: datetime | None = None, workers: int | None = None, quality: bool = True,
-           retry_quarantined: bool = False, participant: str | None = None) -> IngestReport:
+           retry_quarantined: bool = False, participant: str | None = None,
+           scheduler: str | None = None) -> IngestReport:
     """Ingest a file, a folder (recursively) or a .zip into ``lake``. See the module notes.
 
     Parameters
@@ -75,7 +77,13 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
         When the ingest happens (default: now; a time without zone is UTC): dates after it are
         "in the future".
     workers : int, optional
-        Processes reading a large delivery (default: up to 4).
+        Processes reading a large delivery (default: up to 4); with ``scheduler="local"``, the
+        LocalCluster's workers.
+    scheduler : str, optional
+        Read the files as Dask tasks on the cluster at this address (``tcp://host:8786``), or on a
+        LocalCluster with ``"local"``; default ``$EXPLORER_DASK_SCHEDULER``, else a local process
+        pool for a large delivery. Workers of a lake on object storage need share nothing but
+        the store. Each table still lands in one commit, made here; the rows are the same.
     quality : bool
         Compute and store the data-quality report of the rows this ingest added (``dq_result``).
     retry_quarantined : bool
@@ -106,11 +114,13 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     try:
         plan = plan_ingest(lake, path, scratch, retry_quarantined=retry_quarantined, say=say)
         settings = ReadSettings(pseudonymizer.key, now, staging, arrays,
-                                participant=participant or os.environ.get("EXPLORER_PARTICIPANT", "").strip() or None)
+                                participant=participant or os.environ.get("EXPLORER_PARTICIPANT", "").strip() or None,
+                                storage=lake.storage, ingest_id=ingest_id)
         read = read_planned(plan.to_read, settings, Reference.from_lake(lake, default_time_zone), plan.supersedes,
-                            workers=workers or min(4, os.cpu_count() or 1), say=say, n_files=len(plan.files))
+                            workers=workers or min(4, os.cpu_count() or 1), say=say, n_files=len(plan.files),
+                            scheduler=scheduler or os.environ.get(SCHEDULER_ENV) or None)
         if not lake.is_local:
-            upload_arrays(lake, arrays)
+            upload_arrays(lake.storage, arrays)
         outcomes = plan.settled + [file.outcome for file in read]
         # only an accepted correction replaces what came before: a garbled one leaves it in place
         accepted = {o.sha256 for o in outcomes if o.status == "accepted"}
@@ -141,14 +151,6 @@ def _retrying(write, attempts: int = 6):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.1 * (attempt + 1) + random.random() * 0.2)  # apart, so the writers stop colliding
-
-
-def upload_arrays(lake: Lake, arrays: Path) -> None:
-    """Put the Zarr stores read into ``arrays`` (``<variable>/<sha>.zarr``) under the lake's
-    ``arrays/``, before the commit that lists them: a store is content-addressed, so one already
-    there is the same store and is kept."""
-    for store in sorted(arrays.glob("*/*.zarr")) if arrays.is_dir() else ():
-        lake.storage.put_tree(f"arrays/{store.parent.name}/{store.name}", store)
 
 
 def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corrections: dict[str, list[str]],

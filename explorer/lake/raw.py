@@ -65,6 +65,16 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 
+def local_copy(storage, sha256: str) -> Path:
+    """A local copy of raw file ``sha256`` of a lake on object storage, fetched once per machine."""
+    cached = _cache_folder() / sha256
+    if not cached.exists():
+        partial = cached.with_name(f".{sha256}.{os.getpid()}")
+        partial.write_bytes(storage.read_bytes(RawZone.key(sha256)))
+        os.replace(partial, cached)
+    return cached
+
+
 def _cache_folder() -> Path:
     """Local copies of an object-storage lake's raw files, for readers that need a path."""
     folder = Path(tempfile.gettempdir()) / f"explorer-raw-cache-{os.getuid()}"
@@ -94,15 +104,9 @@ class RawZone:
 
     def path(self, sha256: str) -> Path:
         """The raw file's path in a local lake; on object storage, a local copy (fetched once)."""
-        key = self.key(sha256)
         if self.storage.is_local:
-            return self.storage.path(key)
-        cached = _cache_folder() / sha256
-        if not cached.exists():
-            partial = cached.with_name(f".{sha256}.{os.getpid()}")
-            partial.write_bytes(self.storage.read_bytes(key))
-            os.replace(partial, cached)
-        return cached
+            return self.storage.path(self.key(sha256))
+        return local_copy(self.storage, sha256)
 
     def exists(self, sha256: str) -> bool:
         return self.storage.exists(self.key(sha256))
