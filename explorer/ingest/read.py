@@ -208,6 +208,16 @@ def read_batch_anywhere(jobs: list[ReadJob], settings: ReadSettings, reference: 
     local lake) it is just that; for a lake on object storage, raw files missing here are fetched
     from the store, and the parts staged and grids written go into the store, the parts' keys in
     place of their paths."""
+    import dask
+
+    # a reader's lazy arrays (a grid written to Zarr) are computed here, by this task: on a
+    # worker Dask would otherwise send their chunks to the cluster, where another worker would
+    # write them into a folder this one cannot see
+    with dask.config.set(scheduler="synchronous"):
+        return _read_batch_anywhere(jobs, settings, reference)
+
+
+def _read_batch_anywhere(jobs: list[ReadJob], settings: ReadSettings, reference: Reference) -> list[StagedFile]:
     import dataclasses
     import tempfile
 

@@ -149,11 +149,16 @@ def compute_partition(root, step_name: str, versions: dict[str, int], partition:
     except (ImportError, ValueError):
         pass
     con = new_connection(threads=threads)
+    import dask
+
     try:
         lake.pinned_views(con, list(versions), versions)
         instance = step(step_name)
         instance.lake_root = lake.storage
-        return instance.compute(con, partition)
+        # a step's lazy arrays (grids, the minute cube) are computed within this task, not sent
+        # back to the cluster from inside it
+        with dask.config.set(scheduler="synchronous"):
+            return instance.compute(con, partition)
     finally:
         con.close()
 

