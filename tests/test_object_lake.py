@@ -250,10 +250,24 @@ def test_refresh_lease_on_object_storage_refuses_a_second_refresh_and_expires(ob
     with pytest.raises(LeaseHeld, match="a machine that stopped"):
         with lease(lake.storage, "_locks/refresh.lock"):
             pass
-    lake.storage.write_bytes("_locks/refresh.lock", json.dumps({**dead, "expires": time.time() - 1}).encode())
+    # (its expiry judged with a margin of the lease's time to live, for clocks that disagree)
+    lake.storage.write_bytes("_locks/refresh.lock", json.dumps({**dead, "expires": time.time() - 60}).encode())
+    with pytest.raises(LeaseHeld):
+        with lease(lake.storage, "_locks/refresh.lock"):
+            pass
+    lake.storage.write_bytes("_locks/refresh.lock", json.dumps({**dead, "expires": time.time() - 300}).encode())
     with refresh_lock(lake):
         held = json.loads(lake.storage.read_bytes("_locks/refresh.lock"))
         assert held["token"] != "dead" and str(os.getpid()) in held["holder"]
+    # a waiter takes over a lease it has watched unchanged for its time to live, whatever its clock
+    lake.storage.write_bytes("_locks/other.lock", json.dumps({**dead, "expires": time.time() + 3600}).encode())
+    started = time.monotonic()
+    with lease(lake.storage, "_locks/other.lock", wait=True, ttl=2.0, poll=0.2):
+        assert 2.0 <= time.monotonic() - started < 20
+    # a damaged lease object holds nobody
+    lake.storage.write_bytes("_locks/other.lock", b"{not json")
+    with lease(lake.storage, "_locks/other.lock"):
+        pass
 
 
 def test_a_store_that_does_not_answer_or_a_wrong_option_says_what_to_do(object_store, tmp_path):
@@ -274,6 +288,8 @@ def test_a_store_that_does_not_answer_or_a_wrong_option_says_what_to_do(object_s
     assert unknown.returncode == 2 and "AWS_COLOUR" in unknown.stderr, unknown.stderr
     with pytest.raises(ExplorerError, match="expected a folder or s3://"):
         explorer.open("gs://bucket/lake")
+    with pytest.raises(ExplorerError, match="give the lake a prefix"):
+        explorer.open(f"s3://{object_store.bucket}", storage_options=object_store.storage_options)
 
 
 def test_a_url_in_explorer_home_opens_the_object_lake(object_store):
@@ -396,3 +412,42 @@ def test_ingest_on_a_real_dask_cluster_equals_a_single_process_ingest(object_sto
         pd.testing.assert_frame_equal(_content(lake, table), _content(local, table), check_dtype=False, obj=table)
     assert not lake.storage.has_prefix("_staging/" + lake.sql("SELECT max(ingest_id) FROM ingest_file").iloc[0, 0])
     assert lake.verify().ok
+
+
+def test_audit_log_on_object_storage_refuses_a_deleted_head_or_an_old_head_put_back(object_store, monkeypatch, tmp_path):
+    """A new log starts with a signed head of no entries, so a head deleted with the log's last
+    entries is caught however short the log; entries beyond the head are accepted only while
+    recent (writers still at work), so an old head put back over a log cut just past it is not."""
+    from explorer.lake.storage import open_storage
+    from explorer.privacy import AuditLog, audit
+
+    storage = open_storage(f"s3://{object_store.bucket}/audit-head-{uuid.uuid4().hex[:6]}", object_store.storage_options)
+    log = AuditLog(storage)
+    for i in range(2):
+        log.record(user="ana", role="researcher", action="query", parameters={"n": i})
+    head_key = storage.beside(".audit-head.json")
+    kept_head = head_key.read_bytes()
+    for i in (2, 3):
+        log.record(user="ana", role="researcher", action="query", parameters={"n": i})
+    # the head put back as it was after 2 entries: entries 3 and 4 are recent, so they could be
+    # writers at work (a head one behind is always taken, as on a local log: a writer that
+    # stopped between its entry and its head)...
+    head_key.write_bytes(kept_head)
+    assert not log.verify().ok
+    monkeypatch.setattr(audit, "HEAD_LAG_SECONDS", 0)  # ...unless they are older than writers take
+    with pytest.raises(ExplorerError, match="says 2 entries"):
+        log.record(user="mallory", role="researcher", action="query")
+    monkeypatch.undo()
+    # the head deleted together with the last entry: refused, and verify says the head is missing
+    head_key.storage.delete(head_key.key)
+    storage.delete("audit/entries/000000000003.json")
+    with pytest.raises(ExplorerError, match="head .* is missing"):
+        AuditLog(storage).record(user="mallory", role="researcher", action="query")
+    assert AuditLog(storage).verify().problem == "head_missing"
+    # a head kept in a local file ($EXPLORER_AUDIT_HEAD_FILE) works for a lake on object storage too
+    other = open_storage(f"s3://{object_store.bucket}/audit-local-head", object_store.storage_options)
+    local_head = tmp_path / "head.json"
+    for i in range(2):
+        AuditLog(other, head_file=local_head).record(user="ana", role="researcher", action="query")
+    check = AuditLog(other, head_file=local_head).verify()
+    assert check.ok and check.entries == 2 and json.loads(local_head.read_text())["entries"] == 2

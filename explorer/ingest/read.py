@@ -190,7 +190,7 @@ def read_on_dask(jobs: list[ReadJob], settings: ReadSettings, reference: Referen
 
     batches = _batches(jobs, BATCH_BYTES if workers > 1 else BATCH_BYTES * 4)
     out: dict[int, list[StagedFile]] = {}
-    with dask_client(None if scheduler == "local" else scheduler, workers) as (client, _):
+    with dask_client(scheduler, workers) as (client, _):
         futures = {client.submit(read_batch_anywhere, batch, settings, reference, pure=False,
                                  key=f"ingest-{settings.ingest_id}-read-{k}"): k for k, batch in enumerate(batches)}
         for future in as_completed(futures):
@@ -219,16 +219,26 @@ def read_batch_anywhere(jobs: list[ReadJob], settings: ReadSettings, reference: 
 
 def _read_batch_anywhere(jobs: list[ReadJob], settings: ReadSettings, reference: Reference) -> list[StagedFile]:
     import dataclasses
-    import tempfile
 
     storage = settings.storage
     if storage is None or storage.is_local:
         return read_batch(jobs, settings, reference)
     from explorer.lake.raw import local_copy
 
-    jobs = [job if job.raw.path.exists() else
-            dataclasses.replace(job, raw=dataclasses.replace(job.raw, path=local_copy(storage, job.raw.sha256)))
-            for job in jobs]
+    fetched = {job.raw.sha256: local_copy(storage, job.raw.sha256) for job in jobs if not job.raw.path.exists()}
+    jobs = [dataclasses.replace(job, raw=dataclasses.replace(job.raw, path=fetched[job.raw.sha256]))
+            if job.raw.sha256 in fetched else job for job in jobs]
+    try:
+        return _read_and_put(jobs, settings, reference, storage)
+    finally:
+        for copy in fetched.values():  # a worker keeps no copy of received data once read
+            copy.unlink(missing_ok=True)
+
+
+def _read_and_put(jobs: list[ReadJob], settings: ReadSettings, reference: Reference, storage) -> list[StagedFile]:
+    import dataclasses
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="explorer-read-") as folder:
         here = dataclasses.replace(settings, staging=Path(folder) / "staging", arrays_root=Path(folder) / "arrays")
         files = read_batch(jobs, here, reference)

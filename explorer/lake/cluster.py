@@ -17,11 +17,12 @@ SCHEDULER_ENV = "EXPLORER_DASK_SCHEDULER"
 
 @contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None):
-    """A Dask client: on the cluster at ``scheduler`` (or ``$EXPLORER_DASK_SCHEDULER``), else on a
-    LocalCluster of ``workers`` single-threaded processes (default: the CPU count, at most 8)."""
+    """A Dask client: on the cluster at ``scheduler`` (or ``$EXPLORER_DASK_SCHEDULER``), else (or
+    with ``scheduler="local"``) on a LocalCluster of ``workers`` single-threaded processes
+    (default: the CPU count, at most 8)."""
     from distributed import Client, LocalCluster
 
-    address = scheduler or os.environ.get(SCHEDULER_ENV)
+    address = None if scheduler == "local" else scheduler or os.environ.get(SCHEDULER_ENV)
     if address:
         try:
             client = Client(address, timeout="20s")

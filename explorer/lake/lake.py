@@ -141,6 +141,10 @@ class Lake:
     def __init__(self, root: str | os.PathLike | Storage, *, catalog: Catalog | None = None,
                  storage_options: Mapping[str, str] | None = None):
         self.storage = open_storage(root, storage_options)
+        if not self.storage.is_local and not self.storage.prefix:
+            raise ExplorerError(f"lake root {self.storage.location!r}: give the lake a prefix in the bucket "
+                                f"({self.storage.location}/NAME): its audit key and head are kept beside it, "
+                                "outside the lake")
         if isinstance(self.storage, LocalStorage):
             self.storage.root.mkdir(parents=True, exist_ok=True)
             (self.storage.root / "tables").mkdir(exist_ok=True)

@@ -36,6 +36,23 @@ class LogEntry:
     digest: str
 
 
+def _request(what: str, function, *args, **kwargs):
+    """One request to the store; one that fails for want of an answer (not a missing or taken
+    key) becomes :class:`~explorer.lake.storage.StorageUnavailable`, which says what to do."""
+    from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
+
+    from explorer.lake.storage import StorageUnavailable
+
+    try:
+        return function(*args, **kwargs)
+    except (FileNotFoundError, AlreadyExistsError, PreconditionError):
+        raise
+    except BaseError as exc:
+        raise StorageUnavailable(f"{what} failed: {str(exc).splitlines()[0]}. Check that the store answers "
+                                 "(AWS_ENDPOINT_URL) and the credentials; nothing half-written is visible, and "
+                                 "the operation can be retried") from exc
+
+
 class Behind(Exception):
     """Raised by a record builder that finds it was given an entry older than the log's end
     (another writer's entry landed after the tail was read): the tail is read again."""
@@ -100,10 +117,14 @@ class ObjectLog:
                 continue
             body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
             try:
-                obstore.put(self.store, self.key(number), body, mode="create")
+                _request(f"writing {self.key(number)}", obstore.put, self.store, self.key(number), body, mode="create")
             except AlreadyExistsError:  # another writer took this number: follow its entry
-                previous = self.entry(number)
-                number += 1
+                try:
+                    previous = self.entry(number)
+                    number += 1
+                except FileNotFoundError:  # (a conflict answered, yet no entry there: look at the end again)
+                    number = self._tail()
+                    previous = self.entry(number - 1) if number else None
                 continue
             self._next = number + 1
             return LogEntry(number, record, hashlib.sha256(body).hexdigest())
@@ -113,7 +134,7 @@ class ObjectLog:
         """Entry ``number`` as stored."""
         import obstore
 
-        body = bytes(obstore.get(self.store, self.key(number)).bytes())
+        body = bytes(_request(f"reading {self.key(number)}", lambda: obstore.get(self.store, self.key(number)).bytes()))
         return LogEntry(number, json.loads(body), hashlib.sha256(body).hexdigest())
 
     def entries(self) -> Iterator[LogEntry]:
@@ -125,25 +146,28 @@ class ObjectLog:
         """The keys of the entries present, in order (a deleted entry leaves a gap a reader sees)."""
         import obstore
 
+        def listing():
+            return [meta["path"] for batch in obstore.list(self.store, prefix=self.prefix + "/", chunk_size=1000)
+                    for meta in batch]
+
         found = []
-        for batch in obstore.list(self.store, prefix=self.prefix + "/"):
-            for meta in batch:
-                stem = meta["path"].rsplit("/", 1)[-1].removesuffix(".json")
-                if meta["path"].endswith(".json") and stem.isdigit() and len(stem) == DIGITS:
-                    found.append(meta["path"])
+        for path in _request(f"listing {self.prefix}/", listing):
+            stem = path.rsplit("/", 1)[-1].removesuffix(".json")
+            if path.endswith(".json") and stem.isdigit() and len(stem) == DIGITS:
+                found.append(path)
         return sorted(found)
 
     def read_key(self, key: str) -> bytes:
         """The stored bytes of one entry, by key."""
         import obstore
 
-        return bytes(obstore.get(self.store, key).bytes())
+        return bytes(_request(f"reading {key}", lambda: obstore.get(self.store, key).bytes()))
 
     def rewrite(self, key: str, body: bytes) -> None:
         """Replace one entry's bytes (an audit redaction, which keeps the entry's keyed digest)."""
         import obstore
 
-        obstore.put(self.store, key, body)
+        _request(f"writing {key}", obstore.put, self.store, key, body)
 
     def last(self) -> LogEntry | None:
         """The last entry, or None for an empty log."""
@@ -152,13 +176,5 @@ class ObjectLog:
 
     def _tail(self) -> int:
         """The number after the last entry written (0 for an empty log), from a listing."""
-        import obstore
-
-        last = -1
-        for batch in obstore.list(self.store, prefix=self.prefix + "/"):
-            for meta in batch:
-                name = meta["path"].rsplit("/", 1)[-1]
-                stem = name.removesuffix(".json")
-                if name.endswith(".json") and stem.isdigit() and len(stem) == DIGITS:
-                    last = max(last, int(stem))
-        return last + 1
+        keys = self.keys()
+        return int(keys[-1].rsplit("/", 1)[-1].removesuffix(".json")) + 1 if keys else 0

@@ -66,19 +66,32 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def local_copy(storage, sha256: str) -> Path:
-    """A local copy of raw file ``sha256`` of a lake on object storage, fetched once per machine."""
+    """A local copy of raw file ``sha256`` of a lake on object storage, for a reader that needs a
+    path: fetched once per machine into the user's own cache, and checked against its name on
+    every use (a copy that was changed is fetched again)."""
     cached = _cache_folder() / sha256
-    if not cached.exists():
-        partial = cached.with_name(f".{sha256}.{os.getpid()}")
-        partial.write_bytes(storage.read_bytes(RawZone.key(sha256)))
-        os.replace(partial, cached)
+    if cached.exists() and sha256_file(cached) == sha256:
+        return cached
+    partial = cached.with_name(f".{sha256}.{os.getpid()}")
+    data = storage.read_bytes(RawZone.key(sha256))
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ExplorerError(f"raw:{sha256} in {storage.uri(RawZone.key(sha256))} no longer matches its name: run "
+                            "`explorer verify` and restore it from a backup")
+    partial.write_bytes(data)
+    os.replace(partial, cached)
     return cached
 
 
 def _cache_folder() -> Path:
-    """Local copies of an object-storage lake's raw files, for readers that need a path."""
-    folder = Path(tempfile.gettempdir()) / f"explorer-raw-cache-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """Local copies of an object-storage lake's raw files: ``$XDG_CACHE_HOME/explorer/raw`` (else
+    ``~/.cache/explorer/raw``), the user's own, readable by nobody else: they hold health data."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "explorer" / "raw"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = folder.lstat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o077 or folder.is_symlink():
+        raise ExplorerError(f"{folder}: the cache of raw files must be a folder of this user's that nobody else can "
+                            "read (chmod 700); it holds copies of received health data")
     return folder
 
 

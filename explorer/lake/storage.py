@@ -328,16 +328,18 @@ class ObjectStorage(Storage):
     def keys(self, prefix: str, limit: int | None = None) -> list[str]:
         import obstore
 
-        found = []
-        stream = self._call("listing", prefix, obstore.list, self.store, prefix=self._listing_prefix(prefix))
-        for batch in self._call("listing", prefix, lambda: list(stream)):
-            for meta in batch:
-                key = self._relative(meta["path"])
-                if not key.rsplit("/", 1)[-1].startswith("."):
-                    found.append(key)
-            if limit and len(found) >= limit:
-                break
-        return sorted(found)
+        def pages():
+            found = []
+            for batch in obstore.list(self.store, prefix=self._listing_prefix(prefix), chunk_size=1000):
+                for meta in batch:
+                    key = self._relative(meta["path"])
+                    if not key.rsplit("/", 1)[-1].startswith("."):
+                        found.append(key)
+                if limit and len(found) >= limit:
+                    break  # the rest of the listing is never asked for
+            return found
+
+        return sorted(self._call("listing", prefix, pages))
 
     def children(self, prefix: str) -> list[str]:
         import obstore
@@ -478,6 +480,10 @@ def sidecar_lock(path: Path):
         yield
 
 
+class LeaseLost(RuntimeWarning):
+    """A lease's holder could not renew it for its whole time to live, or found it taken."""
+
+
 class LeaseHeld(ExplorerError):
     """Another process holds the lease; ``holder`` says who and since when."""
 
@@ -491,28 +497,49 @@ def lease(storage: Storage, key: str, *, wait: bool = False, ttl: float = 120.0,
     """Hold an exclusive lease on ``key`` of object storage, where there is no ``flock``.
 
     The lease is an object created only if absent (``If-None-Match: *``), naming its holder and
-    an expiry that a thread renews every ``ttl / 4`` seconds. A holder that dies stops renewing:
-    once its expiry passes, the next taker replaces the object by compare-and-swap on its ETag,
-    so of two takers exactly one wins. Raises :class:`LeaseHeld` (unless ``wait``) when another
-    live holder has it.
+    an expiry that a thread renews every ``ttl / 4`` seconds. A holder that dies stops renewing;
+    its lease is taken over, by compare-and-swap on its ETag (so of two takers exactly one wins),
+    once either a waiter has seen it unchanged for ``ttl`` seconds on its own clock, or its expiry
+    is ``ttl`` seconds past by this machine's clock (so a clock up to ``ttl`` ahead of the holder's
+    takes nothing live). Raises :class:`LeaseHeld` (unless ``wait``) when a live holder has it.
+    A holder whose renewals fail for longer than ``ttl`` (the store unreachable, the process
+    suspended) may have lost it: it is told so with a :class:`LeaseLost` warning when it lets go.
     """
     import json
     import socket
     import threading
     import time
+    import warnings
     from datetime import datetime, timezone
 
     token = secrets.token_hex(8)
     who = f"pid {os.getpid()} on {socket.gethostname()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+    seen = {"body": None, "since": time.monotonic()}
+
+    def parsed(old: bytes | None) -> dict:
+        try:
+            current = json.loads(old) if old else {}
+        except ValueError:  # a damaged lease object holds nobody
+            return {}
+        return current if isinstance(current, dict) else {}
 
     def body() -> bytes:
         return json.dumps({"token": token, "holder": who, "expires": time.time() + ttl}).encode()
 
     def take(old: bytes | None):
-        if old is not None:
-            current = json.loads(old)
-            if current.get("token") != token and current.get("expires", 0) > time.time():
+        current = parsed(old)
+        if current.get("token") not in (None, token):
+            if old != seen["body"]:  # renewed (or new) since we last looked: its holder is alive
+                seen.update(body=old, since=time.monotonic())
+            unchanged_for = time.monotonic() - seen["since"]
+            expired = current.get("expires", 0) + ttl < time.time() or unchanged_for >= ttl
+            if not expired:
                 raise LeaseHeld(current.get("holder", "another process"), current.get("holder", ""))
+        return body()
+
+    def renewal(old: bytes | None):
+        if parsed(old).get("token") != token:
+            raise LeaseLost(f"the lease {storage.uri(key)} was taken over by {parsed(old).get('holder', 'another process')}")
         return body()
 
     while True:
@@ -523,14 +550,20 @@ def lease(storage: Storage, key: str, *, wait: bool = False, ttl: float = 120.0,
             if not wait:
                 raise
             time.sleep(poll)
-    stop = threading.Event()
+    stop, lost = threading.Event(), []
+    renewed = [time.monotonic()]
 
     def renew():
         while not stop.wait(ttl / 4):
             try:
-                storage.update(key, take)
-            except Exception:  # noqa: BLE001 (lost or unreachable: the next renewal or the expiry settles it)
-                pass
+                storage.update(key, renewal)
+                renewed[0] = time.monotonic()
+            except LeaseLost as exc:
+                lost.append(str(exc))
+                return
+            except Exception:  # noqa: BLE001 (unreachable for now: the next renewal may get through)
+                if time.monotonic() - renewed[0] > ttl:
+                    lost.append(f"the lease {storage.uri(key)} could not be renewed for {ttl:.0f} s")
 
     renewer = threading.Thread(target=renew, daemon=True, name=f"lease {key}")
     renewer.start()
@@ -538,10 +571,10 @@ def lease(storage: Storage, key: str, *, wait: bool = False, ttl: float = 120.0,
         yield who
     finally:
         stop.set()
-        renewer.join(timeout=5)
+        renewer.join(timeout=ttl / 4)
 
         def release(old: bytes | None):
-            if old is None or json.loads(old).get("token") != token:
+            if parsed(old).get("token") != token:
                 return None  # taken over after our expiry: theirs now
             return b"{}"
 
@@ -549,6 +582,9 @@ def lease(storage: Storage, key: str, *, wait: bool = False, ttl: float = 120.0,
             storage.update(key, release)
         except Exception:  # noqa: BLE001 (it expires by itself)
             pass
+        if lost:
+            warnings.warn(f"{lost[0]} while held: another process may have run beside this one; run "
+                          "`explorer verify` and check the last commits", LeaseLost, stacklevel=3)
 
 
 @contextmanager

@@ -85,6 +85,8 @@ KEY_ENV, KEY_FILE_ENV, HEAD_FILE_ENV = "EXPLORER_AUDIT_KEY", "EXPLORER_AUDIT_KEY
 MIN_KEY_BYTES = 16
 #: entries a head may lag behind the log on object storage, where writers do not take turns
 HEAD_LAG = 64
+#: and how recent those entries must be (seconds): only writers still at work explain them
+HEAD_LAG_SECONDS = 600
 #: what a steward does when the log and its head disagree (the same advice wherever it is refused)
 RECOVERY = ("Run `explorer audit --verify` as steward, keep the log and its head as evidence, then move both out "
             "of the way: the next entry starts a new log and a new head.")
@@ -308,9 +310,12 @@ class AuditLog:
                                    "without the audit key")
         return None
 
-    def _write_head(self, key: AuditKey, entries: int, last_hash: str) -> None:
+    def _signed_head(self, key: AuditKey, entries: int, last_hash: str) -> bytes:
         body = {"format": KEYED_FORMAT, "entries": int(entries), "last_hash": last_hash, "key_id": key.key_id}
-        head = {**body, "mac": key.sign("explorer-audit-head-v3", body)}
+        return (json.dumps({**body, "mac": key.sign("explorer-audit-head-v3", body)}, sort_keys=True) + "\n").encode()
+
+    def _write_head(self, key: AuditKey, entries: int, last_hash: str) -> None:
+        head = json.loads(self._signed_head(key, entries, last_hash))
         if self.on_objects:  # writers race on object storage: the head only ever moves forward
             def forward(old: bytes | None):
                 try:
@@ -319,7 +324,16 @@ class AuditLog:
                     current = {}
                 if isinstance(current.get("entries"), int) and current["entries"] >= int(entries):
                     return None
-                return (json.dumps(head, sort_keys=True) + "\n").encode()
+                return self._signed_head(key, entries, last_hash)
+            if isinstance(self.head_path, Path):  # a head kept in a local file ($EXPLORER_AUDIT_HEAD_FILE)
+                with sidecar_lock(self.head_path):
+                    old = self.head_path.read_bytes() if self.head_path.exists() else None
+                    new = forward(old)
+                    if new is not None:
+                        temporary = self.head_path.with_name(self.head_path.name + ".tmp")
+                        temporary.write_bytes(new)
+                        os.replace(temporary, self.head_path)
+                return
             self.head_path.update(forward)
             return
         self.head_path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +345,10 @@ class AuditLog:
         """Refuse to append to a log that disagrees with its head: the new head would bless it."""
         head = self.read_head()
         if previous is None:
+            if earlier is not None and head is not None and head.get("entries") == 0 and not self._head_problem(head, key):
+                return  # on object storage a log starts with a signed head of no entries
+            if earlier is not None and isinstance((head or {}).get("entries"), int) and _exists(earlier, head["entries"]):
+                raise Behind()  # a first entry landed after we found the log empty
             if head is not None:  # written only after an entry: the log held some
                 raise AuditTampered(f"the audit log {self.path} is empty or missing, but it has a head "
                                     f"({self.head_path}, {head.get('entries')} entries); nothing is recorded. {RECOVERY}")
@@ -344,9 +362,6 @@ class AuditLog:
             raise AuditTampered(f"the audit log is signed with audit key {previous.get('key_id')}, and this process "
                                 f"holds another ({key.key_id}, from {key.source}); nothing is recorded. Set "
                                 f"${KEY_FILE_ENV} to the lake's audit key.")
-        if head is None and earlier is not None and previous.get("seq", 0) <= HEAD_LAG \
-                and self._chains(None, previous, key, earlier):
-            return  # the first writers on object storage: no head has landed yet
         if head is None:
             raise AuditTampered(f"the audit log has keyed entries but its head {self.head_path} is missing; nothing is "
                                 f"recorded (set ${HEAD_FILE_ENV} if it was moved). {RECOVERY}")
@@ -398,8 +413,17 @@ class AuditLog:
         """Whether the entries after ``head`` (None: from the first) up to ``previous`` chain to
         it, each with a valid MAC: genuine entries whose head a concurrent writer has yet to write."""
         start, after = (head["entries"], head.get("last_hash")) if head is not None else (0, GENESIS)
+        now = datetime.now(timezone.utc)
         for entry in [earlier(seq) for seq in range(start + 1, previous["seq"])] + [previous]:
             if entry.get("prev_hash") != after or not hmac.compare_digest(str(entry.get("hash")), entry_hash(entry, key)):
+                return False
+            # only writers still at work explain entries beyond the head: old ones beyond it mean
+            # the head was put back (an old head kept aside, the log cut to just past it)
+            try:
+                age = (now - datetime.fromisoformat(str(entry.get("time")))).total_seconds()
+            except ValueError:
+                return False
+            if age > HEAD_LAG_SECONDS:
                 return False
             after = entry["hash"]
         return True
@@ -412,6 +436,8 @@ class AuditLog:
         def build(last):
             previous = last.record if last is not None else None
             key = self._key_for(previous)
+            if previous is None and self.read_head() is None:
+                self._start_head(key)
             self._check_before_append(previous, key, self._object_entry)
             entry = self._new_entry(previous, key, **fields)
             signed[:] = [key]
@@ -420,6 +446,16 @@ class AuditLog:
         appended = self._entries_log.append(build)
         self._write_head(signed[0], appended.record["seq"], appended.record["hash"])
         return appended.record
+
+    def _start_head(self, key: AuditKey) -> None:
+        """A new log on object storage first gets a signed head of no entries (created only if
+        absent): from then on a missing head is never a log's normal state, so one deleted with
+        the log's last entries is caught, however few entries there were."""
+        zero = self._signed_head(key, 0, GENESIS)
+        if isinstance(self.head_path, Path):
+            _create_exclusively(self.head_path, zero)
+        else:
+            self.head_path.create(zero)
 
     def _object_entry(self, seq: int) -> dict:
         return self._entries_log.entry(seq - 1).record
@@ -584,7 +620,7 @@ class AuditLog:
             else f"a head exists ({self.head_path}, unreadable or edited)")
         raw = self._read_bytes()
         if raw is None:
-            if head is not None:
+            if head is not None and not (self.on_objects and head.get("entries") == 0):
                 return _failed("deleted", f"the audit log file {self.path} is missing, but {said} (the file was "
                                           "deleted)", **where)
             return AuditCheck(True, 0, proven=True, **where)
@@ -622,7 +658,7 @@ class AuditLog:
                 if key is None:
                     return _failed("no_key", f"the entry is signed with audit key {entry.get('key_id')}, but no audit "
                                              f"key was found: set ${KEY_ENV} or ${KEY_FILE_ENV}, or put it at "
-                                             f"{default_key_path(self.root)}", **at)
+                                             f"{self._default_key_path()}", **at)
                 if entry.get("key_id") != key.key_id:
                     return _failed("wrong_key", f"the entry is signed with audit key {entry.get('key_id')}, not with "
                                                 f"the key found ({key.key_id}, from {key.source}): the wrong key is "
