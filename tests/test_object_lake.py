@@ -451,3 +451,36 @@ def test_audit_log_on_object_storage_refuses_a_deleted_head_or_an_old_head_put_b
         AuditLog(other, head_file=local_head).record(user="ana", role="researcher", action="query")
     check = AuditLog(other, head_file=local_head).verify()
     assert check.ok and check.entries == 2 and json.loads(local_head.read_text())["entries"] == 2
+
+
+def test_erasure_on_object_storage_leaves_no_object_naming_the_person(object_store, cohort):
+    """`erase` on a lake on object storage: the person's raw files, rows, history and caches go,
+    the closing scan of every object finds nothing, the audit log keeps its receipt, and the lake
+    still verifies; everyone else's rows stay."""
+    from explorer.ingest.pseudonym import Pseudonymizer
+    from explorer.jobs import refresh
+    from explorer.privacy import AuditLog
+    from explorer.privacy.erasure import _Marks, erase, scan
+    from explorer.testing.cohorts import TEST_KEY, pseudonym_key
+    from explorer.wearables.cube import write_minute_cube
+
+    pseudonyms = Pseudonymizer(TEST_KEY.encode())
+    lake = explorer.open(f"s3://{object_store.bucket}/erasure", storage_options=object_store.storage_options)
+    with pseudonym_key():
+        lake.ingest(cohort, quality=False)
+        assert not refresh(lake, workers=1).failed
+        write_minute_cube(lake)  # a cache the erasure must remove
+        persons = sorted(lake.sql("SELECT DISTINCT person_id FROM heart_rate_minute")["person_id"])
+        source_id = next(s for s in (str(1000000 + k) for k in range(1, 20)) if pseudonyms(s) in persons)
+        before = len(lake.sql("SELECT * FROM heart_rate_minute WHERE person_id <> ?", [pseudonyms(source_id)]))
+        receipt = erase(lake, source_id, pseudonymizer=pseudonyms, user="steward")
+    assert receipt.scan_clean and receipt.rows_removed.get("heart_rate_minute")
+    assert "arrays/wearable_minute_cube" in receipt.caches_removed
+    lake = explorer.open(f"s3://{object_store.bucket}/erasure", storage_options=object_store.storage_options)
+    assert lake.sql("SELECT count(*) FROM heart_rate_minute WHERE person_id = ?", [pseudonyms(source_id)]).iloc[0, 0] == 0
+    assert len(lake.sql("SELECT * FROM heart_rate_minute")) == before
+    marks = _Marks(source_id, pseudonyms(source_id), [])
+    assert scan(lake.storage, marks) == []
+    assert lake.verify().ok
+    check = AuditLog(lake).verify()
+    assert check.ok and "erase" in set(AuditLog(lake).entries()["action"])
