@@ -36,7 +36,7 @@ from explorer.lake.engine import current_user, delta_dataset, new_connection, re
 from explorer.lake.lineage import Lineage, LineageGraph, parse_ref
 from explorer.lake.query_errors import explain
 from explorer.lake.raw import RawZone
-from explorer.lake.storage import LocalStorage, Storage, is_object_url, open_storage
+from explorer.lake.storage import LocalStorage, Storage, StorageUnavailable, is_object_url, open_storage
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -228,7 +228,23 @@ class Lake:
         return f"{self.table_key(name)}/_delta_log/{version:020d}.json"
 
     def _open_delta(self, name: str, version: int | None = None) -> DeltaTable:
-        return DeltaTable(self.table_uri(name), version=version, storage_options=self.storage.storage_options)
+        try:
+            return DeltaTable(self.table_uri(name), version=version, storage_options=self.storage.storage_options)
+        except OSError as exc:
+            raise self._unreachable(name, exc) or exc
+
+    def _unreachable(self, name: str, exc: BaseException):
+        """For a lake on object storage, a delta-rs error that is the store not answering, as
+        :class:`StorageUnavailable` (what happened, and that a retry is safe); else None."""
+        text = str(exc)
+        if self.storage.is_local or not any(sign in text for sign in ("S3 error", "error sending request", "Connect",
+                                                                       "timed out", "Connection refused")):
+            return None
+        plain = re.sub(r"\x1b\[[0-9;]*m|↳", "", text)  # delta-rs colours its error chain
+        first = next((line.strip() for line in plain.splitlines() if "Error performing" in line), plain.splitlines()[0])
+        return StorageUnavailable(f"{name}: the object store did not answer ({first[:200]}). Check that it runs and that "
+                                  "AWS_ENDPOINT_URL and the credentials are right; nothing half-written is visible, so "
+                                  "the command can be retried")
 
     def has_table(self, name: str) -> bool:
         return name in self.tables()
@@ -269,7 +285,10 @@ class Lake:
                 if cached is None:
                     cached = self._delta[name] = self._open_delta(name)
                 else:
-                    cached.update_incremental()
+                    try:
+                        cached.update_incremental()
+                    except OSError as exc:
+                        raise self._unreachable(name, exc) or exc
                 return cached
             key = (name, int(version))
             purged = integrity.purged_before(self, name)
@@ -285,7 +304,7 @@ class Lake:
             return pinned
         except DeltaTableNotFound:
             raise self._missing(name) from None
-        except VersionNotFoundError:
+        except (VersionNotFoundError, StorageUnavailable):
             raise
         except Exception as exc:  # deltalake raises generic errors for an unknown version
             if version is None:
@@ -394,6 +413,8 @@ class Lake:
         except Exception as exc:
             if failure:  # a batch of a stream failed its checks: that error, not deltalake's wrapper
                 raise failure[0] from None
+            if (unreachable := self._unreachable(name, exc)) is not None:
+                raise unreachable from exc
             if isinstance(exc, CommitFailedError):
                 raise ConcurrentWriteError(
                     f"{name}: another writer committed a conflicting change first ({exc}); nothing of "
@@ -486,6 +507,10 @@ class Lake:
         except CommitFailedError as exc:
             raise ConcurrentWriteError(f"{name}: another writer committed first ({exc}); nothing of this write "
                                        "is visible. Retry the write.") from exc
+        except Exception as exc:
+            if (unreachable := self._unreachable(name, exc)) is not None:
+                raise unreachable from exc
+            raise
         return self._landed(name, metadata[f"{META_PREFIX}commit_id"])
 
     def _find_commit(self, name: str, commit_id: str) -> int:
