@@ -22,6 +22,8 @@ import argparse
 import json
 import sys
 
+from _launch import explorer_argv, parse_with_command  # beside this script
+
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,12 +37,7 @@ def parse(argv=None):
     parser.add_argument("--name", default="explorer", help="the DaskCluster's name (default explorer)")
     parser.add_argument("--namespace", default=None, help="Kubernetes namespace (default: the context's)")
     parser.add_argument("--dry-run", action="store_true", help="print the DaskCluster manifest; create nothing")
-    parser.add_argument("command", nargs=argparse.REMAINDER,
-                        help="the explorer command and its arguments: refresh [--full] | ingest PATH ...")
-    args = parser.parse_args(argv)
-    if not args.command or args.command[0] not in ("refresh", "ingest"):
-        parser.error("give the command to run on the cluster: refresh [...] or ingest PATH [...]")
-    return args
+    return parse_with_command(parser, argv)
 
 
 def manifest(args) -> dict:
@@ -75,8 +72,7 @@ def main(argv=None) -> int:
         with Client(cluster) as client:
             print(f"waiting for {args.workers} worker pod(s)", flush=True)
             client.wait_for_workers(args.workers, timeout=900)
-        return explorer(["--lake", args.lake, args.command[0], "--scheduler", cluster.scheduler_address,
-                         *args.command[1:]])
+        return explorer(explorer_argv(args, cluster.scheduler_address))
 
 
 if __name__ == "__main__":

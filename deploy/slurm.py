@@ -21,6 +21,8 @@ import argparse
 import shlex
 import sys
 
+from _launch import explorer_argv, parse_with_command  # beside this script
+
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,12 +38,7 @@ def parse(argv=None):
                         help="address the workers reach the scheduler on (default: this node's hostname)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the workers (default 600)")
     parser.add_argument("--dry-run", action="store_true", help="print the job script and the command; submit nothing")
-    parser.add_argument("command", nargs=argparse.REMAINDER,
-                        help="the explorer command and its arguments: refresh [--full] | ingest PATH ...")
-    args = parser.parse_args(argv)
-    if not args.command or args.command[0] not in ("refresh", "ingest"):
-        parser.error("give the command to run on the cluster: refresh [...] or ingest PATH [...]")
-    return args
+    return parse_with_command(parser, argv)
 
 
 def make_cluster(args):
@@ -60,7 +57,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     cluster = make_cluster(args)
     try:
-        command = ["--lake", args.lake, args.command[0], "--scheduler", cluster.scheduler_address, *args.command[1:]]
+        command = explorer_argv(args, cluster.scheduler_address)
         if args.dry_run:
             print(cluster.job_script())
             print("# then, once the workers are up:\nexplorer " + " ".join(shlex.quote(part) for part in command))

@@ -130,7 +130,7 @@ def cmd_serve(args) -> int:
 
 def _opened(args) -> tuple[str, dict | None]:
     lake = open_lake(args)
-    return (str(lake.root) if lake.is_local else lake.location), (lake.storage.storage_options if not lake.is_local else None)
+    return lake.location, lake.storage.storage_options
 
 
 def checked_in_a_child(args) -> tuple[str, dict | None]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -268,7 +268,8 @@ def fetch_staged(files: list[StagedFile], settings: ReadSettings) -> list[Staged
         if part is None or isinstance(part, Path):
             return part
         if part not in fetched:
-            target = settings.staging / "fetched" / part.rsplit("/", 1)[0].rsplit("/", 1)[-1] / part.rsplit("/", 1)[-1]
+            key = PurePosixPath(part)
+            target = settings.staging / "fetched" / key.parent.name / key.name  # <table>/part-<batch>.parquet
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(settings.storage.read_bytes(part))
             fetched[part] = target

@@ -592,10 +592,7 @@ def exclusive(storage: Storage, key: str):
     """Take turns with other processes (on any machine) over ``key``: an ``flock`` in a local
     lake, a :func:`lease` on object storage; waits for the holder."""
     if isinstance(storage, LocalStorage):
-        path = storage.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        with sidecar_lock(storage.path(key)):  # released when the process dies, too
             yield
         return
     with lease(storage, key, wait=True, poll=0.5):

@@ -482,11 +482,12 @@ class AuditLog:
                                 "--help`); nothing is recorded.")
         return key
 
-    def _read_bytes(self) -> bytes | None:
-        """The log as JSON lines (None when there is none): the file, or the entry objects in order."""
+    def _read_bytes(self, last: int | None = None) -> bytes | None:
+        """The log as JSON lines (None when there is none): the file, or the entry objects in order
+        (only the ``last`` ones, when given: each is a request)."""
         if not self.on_objects:
             return self.path.read_bytes() if self.path.exists() else None
-        keys = sorted(self._entries_log.keys())
+        keys = sorted(self._entries_log.keys())[-int(last):] if last else sorted(self._entries_log.keys())
         if not keys:
             return None
         from concurrent.futures import ThreadPoolExecutor
@@ -592,7 +593,7 @@ class AuditLog:
     # ------------------------------------------------------------------------------ reading
     def entries(self, limit: int | None = None) -> pd.DataFrame:
         """The entries, oldest first (the last ``limit`` if given)."""
-        raw = self._read_bytes()
+        raw = self._read_bytes(last=limit)
         if raw is None:
             return pd.DataFrame(columns=list(FIELDS))
         lines = [line for line in raw.decode("utf-8").splitlines() if line.strip()]
