@@ -7,11 +7,13 @@ then parses and validates it (``read``). Readers are found by their ``format`` n
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import orjson
 import pandas as pd
 
 from explorer.errors import ExplorerError
@@ -116,3 +118,14 @@ class Reader:
             quarantined in the result instead).
         """
         raise NotImplementedError
+
+
+def load_json(data: bytes):
+    """``json.loads(data)``, decoded by orjson where it can (several times faster on an export's
+    thousands of records). Whatever orjson refuses (invalid JSON, text not UTF-8, ``NaN``, an
+    integer beyond 64 bits, UTF-16) is decoded again by :mod:`json`, which accepts or refuses it
+    with its own exception: a reader reports the same line, column or byte either way."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)

@@ -56,7 +56,7 @@ import pandas as pd
 
 from explorer.catalog import default_catalog
 from explorer.ingest.context import Context
-from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
+from explorer.ingest.readers.base import Reader, ReaderError, ReadResult, load_json
 
 STREAMS = {"heart_rate": "heart_rate_minute", "steps": "steps_minute", "sleep": "sleep_level"}
 #: any daily stream file of an export: ``<stream>-YYYY-MM-DD.json``
@@ -155,7 +155,7 @@ class FitbitExportReader(Reader):
         if (stream not in STREAMS and layout is None) or (stream in STREAMS and not match):
             raise ReaderError(f"file name {Path(name).name!r}: expected heart_rate-, steps- or sleep-YYYY-MM-DD.json")
         try:
-            records = json.loads(path.read_bytes())
+            records = load_json(path.read_bytes())
         except UnicodeDecodeError as exc:
             raise ReaderError(f"not UTF-8 text (byte {exc.start})") from None
         except json.JSONDecodeError as exc:
@@ -178,27 +178,32 @@ class FitbitExportReader(Reader):
         every sample as accepted or quarantined with its minute.
         """
         table = STREAMS[stream]
-        numbers, stamps, values, confidences, rejected = [], [], [], [], []
-        for i, record in enumerate(records, 1):
-            try:
-                if stream == "heart_rate":
-                    value, confidence = record["value"]["bpm"], record["value"].get("confidence")
-                    confidence = None if confidence is None else int(confidence)
-                else:
-                    value, confidence = record["value"], None
-                stamp, number = str(record["dateTime"]), float(value)
-                if not np.isfinite(number):
-                    raise ValueError(f"value {value!r} is not a finite number")
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                rejected.append({"_row": i, "table": table, "reason": f"record not in Fitbit {stream} shape ({exc!r})",
-                                 "record": json.dumps(record)[:2000]})
-                continue
-            numbers.append(i)
-            stamps.append(stamp)
-            values.append(number)
-            confidences.append(confidence)
+        rejected = []
+        fast = _well_formed_columns(records, stream)
+        if fast is not None:
+            numbers, stamps, values, confidences = fast
+        else:
+            numbers, stamps, values, confidences = [], [], [], []
+            for i, record in enumerate(records, 1):
+                try:
+                    if stream == "heart_rate":
+                        value, confidence = record["value"]["bpm"], record["value"].get("confidence")
+                        confidence = None if confidence is None else int(confidence)
+                    else:
+                        value, confidence = record["value"], None
+                    stamp, number = str(record["dateTime"]), float(value)
+                    if not np.isfinite(number):
+                        raise ValueError(f"value {value!r} is not a finite number")
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    rejected.append({"_row": i, "table": table, "reason": f"record not in Fitbit {stream} shape ({exc!r})",
+                                     "record": json.dumps(record)[:2000]})
+                    continue
+                numbers.append(i)
+                stamps.append(stamp)
+                values.append(number)
+                confidences.append(confidence)
         samples = pd.DataFrame({"_row": np.array(numbers, dtype="int64"),
-                                "when": pd.to_datetime(pd.Series(stamps, dtype=object), format=TIME_FORMAT, errors="coerce"),
+                                "when": parse_local_times(stamps),
                                 "value": np.array(values, dtype="float64"),
                                 "confidence": pd.array(confidences, dtype="Int32")})
         bad = samples["when"].isna().to_numpy()
@@ -237,6 +242,86 @@ class FitbitExportReader(Reader):
                           pd.DataFrame(rejected, columns=["_row", "table", "reason", "record"]))
 
 
+def _well_formed_columns(records: list, stream: str):
+    """``(numbers, stamps, values, confidences)`` of ``records`` when every record has the
+    stream's shape with plain JSON types (text ``dateTime``, numeric value, integer or absent
+    ``confidence``), one pass per field; None when any record does not, so that the
+    record-by-record reading names each bad record. A day's file holds some 10,000 samples:
+    this is the common case, and what makes an export's reading fast."""
+    try:
+        stamps = [record["dateTime"] for record in records]
+        if stream == "heart_rate":
+            values = [record["value"]["bpm"] for record in records]
+            confidences = [record["value"].get("confidence") for record in records]
+        else:
+            values = [record["value"] for record in records]
+            confidences = [None] * len(records)
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return None
+    # bool is an int to Python but not a count or a bpm: such records take the careful path
+    if not (set(map(type, values)) <= {int, float} and set(map(type, stamps)) <= {str}
+            and set(map(type, confidences)) <= {int, type(None)}):
+        return None
+    try:
+        numbers = np.array(values, dtype="float64")
+    except OverflowError:  # an integer beyond float64: named by the careful path
+        return None
+    if not np.isfinite(numbers).all():
+        return None
+    return np.arange(1, len(records) + 1, dtype="int64"), stamps, numbers, confidences
+
+
+#: ``MM/DD/YY HH:MM:SS``: where the separators stand, and the digits' places
+_SEPARATORS = {2: ord("/"), 5: ord("/"), 8: ord(" "), 11: ord(":"), 14: ord(":")}
+_DIGITS = [k for k in range(17) if k not in _SEPARATORS]
+
+
+def parse_local_times(stamps: list[str]) -> pd.Series:
+    """Fitbit export times ``MM/DD/YY HH:MM:SS`` as naive timestamps, NaT where a text is not one.
+
+    The same as ``pd.to_datetime(stamps, format=TIME_FORMAT, errors="coerce")`` (two-digit years
+    as :func:`time.strptime` reads them: 69-99 are 1969-1999, 00-68 are 2000-2068), but the
+    texts of exactly that shape, all of them in an export, are read as digits in one array
+    operation; any other text (one-digit fields, a day the month lacks) is left to pandas.
+
+    Parameters
+    ----------
+    stamps : list of str
+
+    Returns
+    -------
+    pandas.Series of datetime64[us]
+    """
+    n = len(stamps)
+    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")  # the unit pandas gives parsed text
+    regular = np.fromiter(map(len, stamps), dtype="int64", count=n) == 17 if n else np.zeros(0, dtype=bool)
+    joined = "".join(s for s, r in zip(stamps, regular) if r) if not regular.all() else "".join(stamps)
+    try:
+        chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(-1, 17)
+    except UnicodeEncodeError:  # non-ASCII text somewhere: pandas reads every one
+        chars, regular = np.zeros((0, 17), dtype=np.uint8), np.zeros(n, dtype=bool)
+    digits = chars[:, _DIGITS].astype("int64") - ord("0")
+    shaped = ((digits >= 0) & (digits <= 9)).all(axis=1)
+    for place, code in _SEPARATORS.items():
+        shaped &= chars[:, place] == code
+    two = digits[:, 0::2] * 10 + digits[:, 1::2]  # month, day, year, hour, minute, second
+    month, day, year, hour, minute, second = two.T
+    year = np.where(year < 69, 2000 + year, 1900 + year)
+    month_start = ((year - 1970) * 12 + np.clip(month, 1, 12) - 1).astype("datetime64[M]")
+    month_days = ((month_start + 1).astype("datetime64[D]") - month_start.astype("datetime64[D]")).astype("int64")
+    valid = (shaped & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+             & (hour <= 23) & (minute <= 59) & (second <= 59))
+    stamp = (month_start.astype("datetime64[D]") + (day - 1)).astype("datetime64[s]") + hour * 3600 + minute * 60 + second
+    regular_rows = np.flatnonzero(regular)
+    out[regular_rows[valid]] = stamp[valid]
+    rest = np.setdiff1d(np.arange(n), regular_rows[valid], assume_unique=True)
+    if len(rest):
+        out[rest] = pd.to_datetime(pd.Series([stamps[k] for k in rest], dtype=object), format=TIME_FORMAT,
+                                   errors="coerce").to_numpy(dtype="datetime64[us]")
+    # pandas gives whole seconds where no text was a time: the same unit, whichever way it was read
+    return pd.Series(out if (~np.isnat(out)).any() else out.astype("datetime64[s]"))
+
+
 def _minutes(samples: pd.DataFrame, stream: str) -> pd.DataFrame:
     """Samples (``_row``, ``when``, ``value``, ``confidence``) as one row per local minute.
 
@@ -250,21 +335,32 @@ def _minutes(samples: pd.DataFrame, stream: str) -> pd.DataFrame:
     reads 73, where Python's round would give 72), ``sample_count``, ``confidence`` = the lowest.
     Steps: ``steps`` = the sum (a count; Fitbit writes one record per minute).
     """
-    when = samples["when"]
+    when = samples["when"].to_numpy()
+    stamp = when.astype("int64")
     # a sample no later than the one before starts a new pass: the clock went back (or a record repeats)
-    clock_pass = (when <= when.shift()).cumsum().to_numpy()
-    keyed = samples.assign(_pass=clock_pass, datetime=when.dt.floor("min"))
-    groups = keyed.groupby(["_pass", "datetime"], sort=True)
+    clock_pass = np.concatenate([[0], np.cumsum(stamp[1:] <= stamp[:-1])]) if len(stamp) else stamp
+    minute = when.astype("datetime64[m]")  # rounds towards the past, as floor does
+    order = np.lexsort((minute, clock_pass))  # stable: the samples of a minute keep their order
+    minute, clock_pass = minute[order], clock_pass[order]
+    starts = np.flatnonzero(np.concatenate([[True], (minute[1:] != minute[:-1]) | (clock_pass[1:] != clock_pass[:-1])])) \
+        if len(order) else np.zeros(0, dtype="int64")
+    counts = np.diff(np.append(starts, len(order)))
+    value = samples["value"].to_numpy(dtype="float64")[order]
+    out = pd.DataFrame({"_row": np.minimum.reduceat(samples["_row"].to_numpy()[order], starts) if len(starts) else
+                        np.zeros(0, dtype="int64"),
+                        "datetime": minute[starts].astype(when.dtype)})
+    total = np.add.reduceat(value, starts) if len(starts) else np.zeros(0)
     if stream == "heart_rate":
-        out = groups.agg(_row=("_row", "min"), mean=("value", "mean"), sample_count=("value", "size"),
-                         confidence=("confidence", "min")).reset_index()
-        out["heart_rate_value"] = np.floor(out.pop("mean").to_numpy() + 0.5).astype("int32")
-        out["sample_count"] = out["sample_count"].astype("int32")
-        out["confidence"] = out["confidence"].astype("Int32")
+        out["heart_rate_value"] = np.floor(total / np.maximum(counts, 1) + 0.5).astype("int32")
+        out["sample_count"] = counts.astype("int32")
+        # the lowest confidence of the minute, missing only where no sample says one
+        confidence = samples["confidence"].to_numpy(dtype="float64", na_value=np.inf)[order]
+        lowest = np.minimum.reduceat(confidence, starts) if len(starts) else np.zeros(0)
+        out["confidence"] = pd.array(np.where(np.isinf(lowest), 0, lowest).astype("int64"), dtype="Int32")
+        out.loc[np.isinf(lowest), "confidence"] = pd.NA
         columns = ["_row", "datetime", "heart_rate_value", "sample_count", "confidence", "_records"]
     else:
-        out = groups.agg(_row=("_row", "min"), steps=("value", "sum"), sample_count=("value", "size")).reset_index()
-        out["steps"] = np.round(out["steps"].to_numpy()).astype("int64")
+        out["steps"] = np.round(total).astype("int64")
         columns = ["_row", "datetime", "steps", "_records"]
-    out["_records"] = out["sample_count"].astype("int64")
-    return out.sort_values(["_pass", "datetime"], kind="stable")[columns].reset_index(drop=True)
+    out["_records"] = counts.astype("int64")
+    return out[columns]
