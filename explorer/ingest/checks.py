@@ -124,7 +124,7 @@ def skipped_hour_reasons(when: pd.Series, days: pd.DataFrame, codes: np.ndarray)
 
 
 def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series, *,
-                      person: str = "person_id", time: str = "datetime") -> pd.Series:
+                      person: str = "person_id", time: str = "datetime", within: str | None = None) -> pd.Series:
     """Reasons for repeated (person, local minute) rows; see the module notes for the DST rule.
 
     Parameters
@@ -137,11 +137,24 @@ def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series, *
         Per row, the IANA time zone where the person lived that day.
     person, time : str
         The columns naming the person and the local minute.
+    within : str, optional
+        A column (the file of each row, where rows of several files are checked together): a
+        minute repeats only among rows with the same value there.
     """
     reasons = no_reasons(rows)
-    key = [person, time]
+    key = ([within] if within else []) + [person, time]
     person_codes, _ = pd.factorize(rows[person], use_na_sentinel=True)  # integers hash far faster than strings
-    repeated = pd.DataFrame({"p": person_codes, "t": rows[time].to_numpy().astype("int64")}).duplicated(keep=False).to_numpy()
+    stamps = rows[time].to_numpy()
+    columns = ([rows[within].to_numpy().astype("int64")] if within else []) + [person_codes.astype("int64"),
+                                                                            stamps.astype("int64")]
+    in_order, same_as_next = _key_order(columns)
+    if in_order:  # a file sorted by person and time: a repeated key sits next to its copy
+        repeated = np.zeros(len(rows), dtype=bool)
+        repeated[1:] |= same_as_next
+        repeated[:-1] |= same_as_next
+    else:
+        unit = np.datetime_data(stamps.dtype)[0] if stamps.dtype.kind == "M" else None
+        repeated = _repeated(columns, int(np.timedelta64(1, "m") / np.timedelta64(1, unit)) if unit else None)
     if not repeated.any():
         return reasons
     group = rows.loc[repeated]
@@ -156,6 +169,38 @@ def duplicate_reasons(rows: pd.DataFrame, value_column: str, zones: pd.Series, *
             reasons[index] = (f"{'duplicate' if same else 'conflicting duplicate'} of row {first_row[k]} "
                               f"(same person and local minute{'' if not allowed[k] else ', beyond the repeated DST hour'})")
     return reasons
+
+
+def _key_order(columns: list[np.ndarray]) -> tuple[bool, np.ndarray]:
+    """Whether the rows' keys (``columns``, compared in order) never decrease from row to row,
+    and, per row but the last, whether the next row's key is the same: for rows in key order
+    that finds every repeated key without hashing them."""
+    n = len(columns[0])
+    greater = np.zeros(max(n - 1, 0), dtype=bool)
+    equal = np.ones(max(n - 1, 0), dtype=bool)
+    for column in columns:
+        greater |= equal & (column[1:] > column[:-1])
+        equal &= column[1:] == column[:-1]
+    return bool((greater | equal).all()), equal
+
+
+def _repeated(columns: list[np.ndarray], per_minute: int | None) -> np.ndarray:
+    """Per row, whether its key (``columns``: small codes, then times counting ``per_minute``
+    to the minute) appears more than once. Where the codes and whole minutes fit, the key is
+    packed into one integer, which hashes several times faster than a frame of columns."""
+    *codes, times = columns
+    if per_minute is None or not len(times):
+        return pd.DataFrame(dict(enumerate(columns))).duplicated(keep=False).to_numpy()
+    minutes, remainder = np.divmod(times - times.min(), per_minute)
+    widths = [int(c.max(initial=0)).bit_length() + 1 for c in codes]  # +1: a missing code is -1
+    if not remainder.any() and sum(widths) + int(minutes.max(initial=0)).bit_length() <= 62:
+        packed = minutes.astype("int64")
+        shift = int(minutes.max(initial=0)).bit_length()
+        for code, width in zip(codes, widths):
+            packed |= (code.astype("int64") + 1) << shift
+            shift += width
+        return pd.Series(packed).duplicated(keep=False).to_numpy()
+    return pd.DataFrame(dict(enumerate(columns))).duplicated(keep=False).to_numpy()
 
 
 def required_reasons(entry: Entry, rows: pd.DataFrame) -> pd.Series:

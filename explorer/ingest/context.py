@@ -74,3 +74,9 @@ class Context:
         """
         codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
         return pd.Categorical.from_codes(codes, categories=pd.Index(self.pseudonymizer.many(uniques), dtype=object))
+
+    def pseudonym(self, source_id: str) -> str:
+        """The pseudonym of one source identifier (a file's one person, a FHIR resource's
+        subject): what ``pseudonymize([source_id])[0]`` gives, without building a categorical
+        for every resource of a bundle."""
+        return self.pseudonymizer(source_id)

@@ -97,16 +97,6 @@ class ReadJob:
     sniffs: tuple[tuple[str, str | None], ...]
 
 
-@dataclass
-class CheckedFile:
-    """One file read and checked, before staging: its outcome, accepted rows by table, and
-    quarantined rows (``_row``, ``table``, ``reason``, ``record``)."""
-
-    outcome: FileOutcome
-    tables: dict[str, pd.DataFrame]
-    quarantined: pd.DataFrame
-
-
 def read_planned(planned: list[PlannedFile], settings: ReadSettings, reference: Reference,
                  supersedes: dict[str, list[str]], *, workers: int, say, n_files: int,
                  scheduler: str | None = None) -> list[StagedFile]:
@@ -157,9 +147,12 @@ def read_planned(planned: list[PlannedFile], settings: ReadSettings, reference: 
     elif workers > 1 and len(rest) > 1 and sum(job.raw.size_bytes for job in rest) > PARALLEL_BYTES:
         read += read_in_workers(rest, settings, reference, workers, tick, done=n_reference)
     else:
-        for k, job in enumerate(rest, n_reference + 1):
-            read.append(read_batch([job], settings, reference)[0])
-            tick(k, job.source_name)
+        done = n_reference
+        for batch in _batches(rest, BATCH_BYTES):
+            for file in read_batch(batch, settings, reference):
+                read.append(file)
+                done += 1
+                tick(done, file.outcome.source_name)
     return read
 
 
@@ -307,57 +300,61 @@ def read_in_workers(jobs: list[ReadJob], settings: ReadSettings, reference: Refe
 
 
 def read_batch(jobs: list[ReadJob], settings: ReadSettings, reference: Reference) -> list[StagedFile]:
-    """Read and check several files, then stage one Parquet part per table for all of them:
-    thousands of small files (one per day per stream) cost a handful of writes, not thousands.
+    """Read several files, check their rows together, then stage one Parquet part per table for
+    all of them: thousands of small files (one per day per stream) cost a handful of checks and
+    writes, not thousands.
 
     Runs in the ingesting process or in a worker.
     """
     pseudonymizer = Pseudonymizer(settings.pseudonym_key)
-    checked, tables, quarantined = [], {}, []
-    for job in jobs:
+    catalog = default_catalog()
+    outcomes: dict[int, FileOutcome] = {}
+    parsed: list[tuple[int, ReadJob, str, ReadResult]] = []
+    context = None
+    for k, job in enumerate(jobs):
         context = Context(pseudonymizer=pseudonymizer, now=settings.now, source_name=job.source_name,
                           source_sha256=job.raw.sha256, arrays_root=settings.arrays_root, reference=reference,
                           participant=settings.participant)
         file = read_file(job, context)
-        kept = {table: rows for table, rows in file.tables.items() if len(rows)}
-        for table, rows in kept.items():
-            tables.setdefault(table, []).append(rows)
-        if len(file.quarantined):
-            frame = file.quarantined.assign(source_file=job.raw.sha256, source_name=job.source_name, format=file.outcome.format)
-            frame["record"] = frame["record"].astype(str)
-            quarantined.append(frame)
-        checked.append((file.outcome, kept, bool(len(file.quarantined))))
-    parts, quarantine = stage_rows(tables, quarantined, settings.staging, f"b{jobs[0].number:06d}")
-    # a part shared by several files of the batch is listed once per table by Staged.collect
-    return [StagedFile(outcome, {table: parts[table] for table in kept}, quarantine if any_quarantined else None,
-                       {table: kept[table] for table in REFERENCE_COLUMNS if table in kept})
-            for outcome, kept, any_quarantined in checked]
+        if isinstance(file, FileOutcome):
+            outcomes[k] = file
+        else:
+            parsed.append((k, job, *file))
+    batch = check_batch([(job, fmt, result) for _, job, fmt, result in parsed], context, catalog)
+    parts, quarantine = stage_rows(batch.tables, [batch.quarantined] if len(batch.quarantined) else [],
+                                   settings.staging, f"b{jobs[0].number:06d}")
+    staged = {k: StagedFile(outcome, {}, None, {}) for k, outcome in outcomes.items()}
+    for i, (k, _, _, _) in enumerate(parsed):
+        # a part shared by several files of the batch is listed once per table by Staged.collect
+        staged[k] = StagedFile(batch.outcomes[i], {table: parts[table] for table in batch.file_tables[i]},
+                               quarantine if i in batch.quarantined_files else None, batch.reference_rows[i])
+    return [staged[k] for k in range(len(jobs))]
 
 
-def read_file(job: ReadJob, context: Context) -> CheckedFile:
+def read_file(job: ReadJob, context: Context) -> tuple[str, ReadResult] | FileOutcome:
     """Read one file with the first reader, in detection order, whose sniff accepted it and whose
-    read succeeds, and check its rows. A file no reader accepts is quarantined whole with what
-    each reader said; a reader's unexpected failure is recorded as an error, never lost."""
+    read succeeds: its format and what the reader made of it, to be checked. A file no reader
+    accepts is quarantined whole with what each reader said, and a reader's unexpected failure
+    recorded as an error (never lost): their outcome is returned instead."""
     said, failed = [], []
     for fmt, why in job.sniffs:
         if why is not None:
             said.append(f"{fmt}: {why}")
             continue
         try:
-            result = READERS[fmt].read(job.raw.path, context)
+            return fmt, READERS[fmt].read(job.raw.path, context)
         except ReaderError as exc:
             failed.append(f"{fmt}: {exc}")
             continue
         except Exception as exc:  # a reader bug must not lose the file or stop the ingest
             reason = f"reader {fmt} failed unexpectedly: {type(exc).__name__}: {exc}"
             traceback.print_exc()
-            return CheckedFile(FileOutcome(job.source_name, job.raw.sha256, "error", fmt, reason), {}, pd.DataFrame())
-        return check_file(job, fmt, result, context)
+            return FileOutcome(job.source_name, job.raw.sha256, "error", fmt, reason)
     if failed:  # a reader recognised the file but could not read it: that is the news
         reason = "recognised but not readable: " + "; ".join(failed)
     else:
         reason = refusal(job.raw.path, said)
-    return CheckedFile(FileOutcome(job.source_name, job.raw.sha256, "quarantined", None, reason), {}, pd.DataFrame())
+    return FileOutcome(job.source_name, job.raw.sha256, "quarantined", None, reason)
 
 
 def refusal(path: Path, said: list[str]) -> str:
@@ -387,59 +384,200 @@ def refusal(path: Path, said: list[str]) -> str:
     return f"no reader accepted this file; the nearest is {fmt} ({description}), which says: {shorten(why)}; {explained}"
 
 
-def check_file(job: ReadJob, fmt: str, result: ReadResult, context: Context) -> CheckedFile:
-    """Check every row a reader returned, split accepted from quarantined rows, and account for
-    every source record: ``rows_read == rows_accepted + rows_quarantined + rows_ignored``, or the
-    file is an error."""
-    tables, quarantined, accepted_records, unzoned = {}, [result.quarantined], {}, set()
-    for table, rows in result.tables.items():
-        reasons, local_days = check_rows(table, rows, context)
+@dataclass
+class CheckedBatch:
+    """The files of a batch read and checked together, before staging.
+
+    Attributes
+    ----------
+    outcomes : list of FileOutcome
+        Per file, in the batch's order.
+    tables : dict
+        Table -> frames of accepted rows of all the files (``source_file`` naming each row's).
+    file_tables : list of set
+        Per file, the tables it has accepted rows in.
+    quarantined : pandas.DataFrame
+        Quarantined rows of all the files (``_row``, ``table``, ``reason``, ``record``,
+        ``source_records``, ``source_file``, ``source_name``, ``format``), in file order.
+    quarantined_files : set of int
+        The files (places in the batch) with quarantined rows.
+    reference_rows : list of dict
+        Per file, table -> its accepted rows of a reference table, which later files look up.
+    """
+
+    outcomes: list[FileOutcome]
+    tables: dict[str, list[pd.DataFrame]]
+    file_tables: list[set[str]]
+    quarantined: pd.DataFrame
+    quarantined_files: set[int]
+    reference_rows: list[dict[str, pd.DataFrame]]
+
+
+def check_batch(items: list[tuple[ReadJob, str, ReadResult]], context: Context | None, catalog=None) -> CheckedBatch:
+    """Check every row the readers returned for a batch of files, split accepted from
+    quarantined rows, and account for every source record of each file:
+    ``rows_read == rows_accepted + rows_quarantined + rows_ignored``, or the file is an error.
+
+    Rows of one table from files of the same layout (columns and types) are checked as one
+    frame, each row judged as it would be in its own file: a repeated minute is one repeated
+    within its file. That is what keeps a day's export file, a few thousand rows, from paying
+    the checks' fixed cost on its own.
+
+    Parameters
+    ----------
+    items : list of (ReadJob, str, ReadResult)
+        Each file read, with its format and what its reader made of it.
+    context : Context
+        Any of the batch's contexts: the checks use its reference and ``now``, common to all.
+    catalog : Catalog, optional
+        The catalog whose entries declare the checks (default :func:`default_catalog`).
+    """
+    catalog = catalog or default_catalog()
+    shas = [job.raw.sha256 for job, _, _ in items]
+    sha_codes, sha_names = pd.factorize(pd.Series(shas, dtype=object))  # one category per distinct file
+    # blocks of quarantined rows, each with its file (_file) and its place in that file's order (_seq)
+    blocks = [result.quarantined.assign(_file=k, _seq=0) for k, (_, _, result) in enumerate(items) if len(result.quarantined)]
+    layouts: dict[tuple, list[tuple[int, int, pd.DataFrame]]] = {}
+    for k, (_, _, result) in enumerate(items):
+        for seq, (table, rows) in enumerate(result.tables.items(), 1):
+            layout = (table, tuple((c, str(rows[c].dtype)) for c in rows.columns))
+            layouts.setdefault(layout, []).append((k, seq, rows))
+    accepted_keys, goods, zones = [], {}, []
+    for (table, _), group in layouts.items():
+        frames = [rows.assign(_file=k, _seq=seq) for k, seq, rows in group]
+        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+        reasons, local_days = check_rows(table, rows, context, catalog=catalog, within="_file" if len(frames) > 1 else None)
         bad = reasons.notna().to_numpy()
         # a row may stand for several source records (a minute of heart-rate samples: ``_records``)
         weight = rows["_records"].to_numpy() if "_records" in rows else np.ones(len(rows), dtype="int64")
+        file_of, seq_of = rows["_file"].to_numpy(), rows["_seq"].to_numpy()
         if bad.any():
             # the quarantined record shows the source identifier the reader kept, not the pseudonym
-            source = rows.loc[bad].drop(columns=["person_id", "_records"], errors="ignore").rename(columns={"_source_person": "person_id"})
-            quarantined.append(pd.DataFrame({"_row": rows.loc[bad, "_row"].to_numpy(), "table": table,
-                                             "reason": reasons[bad].to_numpy(),
-                                             "record": source.drop(columns=["_row"]).to_json(orient="records", lines=True,
-                                                                                            date_format="iso").splitlines(),
-                                             "source_records": weight[bad]}))
-        for row, n in zip(rows.loc[~bad, "_row"].tolist(), weight[~bad].tolist()):
-            accepted_records[row] = max(n, accepted_records.get(row, 0))  # one record in two tables counts once
+            source = (rows.loc[bad].drop(columns=["person_id", "_records", "_row", "_file", "_seq"], errors="ignore")
+                      .rename(columns={"_source_person": "person_id"}))
+            blocks.append(pd.DataFrame({"_row": rows.loc[bad, "_row"].to_numpy(), "table": table,
+                                        "reason": reasons[bad].to_numpy(),
+                                        "record": source.to_json(orient="records", lines=True, date_format="iso").splitlines(),
+                                        "source_records": weight[bad], "_file": file_of[bad], "_seq": seq_of[bad]}))
+        accepted_keys.append(pd.DataFrame({"file": file_of[~bad], "row": rows.loc[~bad, "_row"].to_numpy(),
+                                           "weight": weight[~bad]}))
         if local_days is not None:
-            unzoned.update(unzoned_persons(*local_days, accepted=~bad))
-            worn = worn_day_zones(*local_days, accepted=~bad).assign(source_file=job.raw.sha256)
-            tables[DAY_ZONE_TABLE] = pd.concat([tables.get(DAY_ZONE_TABLE), worn],
-                                               ignore_index=True).drop_duplicates(["person_id", "date"])
+            codes, days = local_days
+            worn = pd.DataFrame({"_file": file_of[~bad], "_seq": seq_of[~bad], "code": codes[~bad]}).drop_duplicates(["_file", "code"])
+            zones.append(pd.concat([worn[["_file", "_seq"]].reset_index(drop=True),
+                                    days.iloc[worn["code"].to_numpy()].reset_index(drop=True)], axis=1))
         good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person", "_records") if c in rows.columns])
-        good["source_file"] = pd.Categorical.from_codes(np.zeros(len(good), dtype="int8"), categories=[job.raw.sha256])
-        tables[table] = good.reset_index(drop=True)
-    quarantined = pd.concat([q for q in quarantined if len(q)], ignore_index=True) if any(len(q) for q in quarantined) \
-        else pd.DataFrame(columns=["_row", "table", "reason", "record"])
+        good["source_file"] = pd.Categorical.from_codes(sha_codes[good["_file"].to_numpy()], categories=sha_names)
+        goods.setdefault(table, []).append(good.reset_index(drop=True))
+    if zones:  # the zone of every local day with accepted rows, once per file
+        day_zones = pd.concat(zones, ignore_index=True).sort_values(["_file", "_seq"], kind="stable")
+        day_zones = day_zones.rename(columns={"day": "date"}).drop_duplicates(["_file", "person_id", "date"])
+        goods[DAY_ZONE_TABLE] = [day_zones]
+    accepted = _accepted_records(accepted_keys, len(items))
+    quarantined = pd.concat(blocks, ignore_index=True).sort_values(["_file", "_seq"], kind="stable") if blocks \
+        else pd.DataFrame(columns=["_row", "table", "reason", "record", "_file", "_seq"])
     # source records each quarantined row stands for: 1 for what the reader rejected, a minute's samples for a minute
-    records = (quarantined["source_records"].fillna(1).astype("int64") if "source_records" in quarantined
-               else pd.Series(1, index=quarantined.index, dtype="int64"))
-    quarantined["source_records"] = records
-    reasons = Counter()
-    for reason, n in zip(quarantined["reason"], records):
-        reasons[reason] += int(n)
-    accepted = sum(accepted_records.values())  # source records, however many unified rows each became
-    file = FileOutcome(job.source_name, job.raw.sha256, "accepted", fmt, None, result.rows_read, accepted, int(records.sum()),
-                       reasons, Counter(result.ignored), frozenset(unzoned))
-    if file.rows_read != file.rows_accepted + file.rows_quarantined + file.rows_ignored:  # the nothing-lost identity
-        file.status, file.reason = "error", (f"internal error: {file.rows_read} rows read but {file.rows_accepted} "
-                                             f"accepted + {file.rows_quarantined} quarantined + {file.rows_ignored} "
-                                             "of kinds not stored")
-        return CheckedFile(file, {}, pd.DataFrame())
-    if accepted == 0 and result.rows_read > file.rows_ignored:
-        file.status, file.reason = "quarantined", "every row failed its checks (see quarantine_row)"
-    return CheckedFile(file, tables, quarantined)
+    quarantined["source_records"] = (quarantined["source_records"].fillna(1).astype("int64") if "source_records" in quarantined
+                                     else pd.Series(1, index=quarantined.index, dtype="int64"))
+    records_of = quarantined.groupby("_file")["source_records"].sum()
+    reasons_of: dict[int, Counter] = {}
+    for (k, reason), n in quarantined.groupby(["_file", "reason"], sort=False)["source_records"].sum().items():
+        reasons_of.setdefault(k, Counter())[reason] += int(n)
+    outcomes, dropped = [], set()
+    for k, (job, fmt, result) in enumerate(items):
+        file = FileOutcome(job.source_name, job.raw.sha256, "accepted", fmt, None, result.rows_read, int(accepted[k]),
+                           int(records_of.get(k, 0)), reasons_of.get(k, Counter()), Counter(result.ignored))
+        if file.rows_read != file.rows_accepted + file.rows_quarantined + file.rows_ignored:  # the nothing-lost identity
+            file.status, file.reason = "error", (f"internal error: {file.rows_read} rows read but {file.rows_accepted} "
+                                                 f"accepted + {file.rows_quarantined} quarantined + {file.rows_ignored} "
+                                                 "of kinds not stored")
+            file.row_reasons = Counter()
+            dropped.add(k)
+        elif int(accepted[k]) == 0 and result.rows_read > file.rows_ignored:
+            file.status, file.reason = "quarantined", "every row failed its checks (see quarantine_row)"
+        outcomes.append(file)
+    tables, file_tables = _by_file(goods, len(items), dropped)
+    if DAY_ZONE_TABLE in tables:
+        worn_days = tables.pop(DAY_ZONE_TABLE)[0]
+        for k, persons in _unzoned(worn_days).items():
+            outcomes[k].unzoned_persons = frozenset(persons)
+        worn_days = worn_days[worn_days["time_zone"].notna()]
+        if len(worn_days):
+            tables[DAY_ZONE_TABLE] = [worn_days.assign(date=worn_days["date"].dt.date,
+                                                       source_file=np.asarray(shas, dtype=object)[worn_days["_file"].to_numpy()])
+                                      .drop(columns=["_file", "_seq"]).reset_index(drop=True)]
+        for k, listed in enumerate(file_tables):
+            listed.discard(DAY_ZONE_TABLE)
+        for k in set(worn_days["_file"].tolist()):
+            file_tables[k].add(DAY_ZONE_TABLE)
+    quarantined = quarantined[~quarantined["_file"].isin(dropped)]
+    names = np.asarray([job.source_name for job, _, _ in items], dtype=object)
+    formats = np.asarray([fmt for _, fmt, _ in items], dtype=object)
+    file_of = quarantined["_file"].to_numpy(dtype="int64")
+    quarantined = quarantined.drop(columns=["_file", "_seq"]).reset_index(drop=True).assign(
+        source_file=np.asarray(shas, dtype=object)[file_of], source_name=names[file_of], format=formats[file_of])
+    quarantined["record"] = quarantined["record"].astype(str)
+    reference_rows = [{} for _ in items]
+    for table in REFERENCE_COLUMNS:
+        for frame in tables.get(table, []):
+            for k in range(len(items)):
+                if table in file_tables[k]:
+                    reference_rows[k][table] = frame[frame["source_file"].astype(str) == shas[k]].reset_index(drop=True)
+    return CheckedBatch(outcomes, tables, file_tables, quarantined, set(file_of.tolist()), reference_rows)
 
 
-def check_rows(table: str, rows: pd.DataFrame, context: Context) -> tuple[pd.Series, tuple[np.ndarray, pd.DataFrame] | None]:
+def _accepted_records(keys: list[pd.DataFrame], n_files: int) -> np.ndarray:
+    """Source records accepted per file: a record kept in several rows or tables counts once,
+    with the most source records any of its rows stands for."""
+    if not keys:
+        return np.zeros(n_files, dtype="int64")
+    frame = pd.concat(keys, ignore_index=True) if len(keys) > 1 else keys[0]
+    file, row = frame["file"].to_numpy(dtype="int64"), frame["row"].to_numpy()
+    if len(keys) == 1 and row.dtype.kind in "iu" and len(row) > 1:
+        key = file * (1 << 40) + row.astype("int64")
+        if (key[1:] > key[:-1]).all():  # every (file, record) once, the common case: no grouping needed
+            return np.bincount(file, weights=frame["weight"].to_numpy(), minlength=n_files).astype("int64")
+    per_record = frame.groupby(["file", "row"], sort=False)["weight"].max()
+    return np.bincount(per_record.index.get_level_values("file").to_numpy(dtype="int64"),
+                       weights=per_record.to_numpy(), minlength=n_files).astype("int64")
+
+
+def _by_file(goods: dict[str, list[pd.DataFrame]], n_files: int, dropped: set[int]) -> tuple[dict, list[set[str]]]:
+    """Accepted rows per table without the files whose accounting failed, in file order, and the
+    tables each file has rows in; the helper columns ``_file`` and ``_seq`` dropped."""
+    tables, file_tables = {}, [set() for _ in range(n_files)]
+    for table, frames in goods.items():
+        if len(frames) > 1:  # files of several layouts: back into file order, one frame per file
+            pieces = sorted(((k, frame) for frame in frames for k, frame in frame.groupby("_file", sort=True)),
+                            key=lambda item: item[0])
+            frames = [frame for _, frame in pieces]
+        out = []
+        for frame in frames:
+            if dropped:
+                frame = frame[~frame["_file"].isin(dropped)]
+            if not len(frame):
+                continue
+            for k in np.unique(frame["_file"].to_numpy()):
+                file_tables[int(k)].add(table)
+            out.append(frame if table == DAY_ZONE_TABLE else frame.drop(columns=["_file", "_seq"]).reset_index(drop=True))
+        if out:
+            tables[table] = out
+    return tables, file_tables
+
+
+def _unzoned(worn_days: pd.DataFrame) -> dict[int, set[str]]:
+    """Per file, persons with accepted local (floating) times on a day no residence history
+    covers and no default zone names: their minutes cannot be placed in UTC, so the ingest warns
+    about them."""
+    unzoned = worn_days[worn_days["time_zone"].isna()]
+    return {int(k): set(group["person_id"].astype(str)) for k, group in unzoned.groupby("_file")}
+
+
+def check_rows(table: str, rows: pd.DataFrame, context: Context, *, catalog=None,
+               within: str | None = None) -> tuple[pd.Series, tuple[np.ndarray, pd.DataFrame] | None]:
     """The checks ``table``'s catalog entry declares, run on ``rows``; the first failing check
-    of a row gives its reason.
+    of a row gives its reason. With ``within`` (a column), the rows are of several files and a
+    minute repeats only within the same value of that column.
 
     In order: column ranges, required columns (``nullable: false``), the entry's
     ``unique_local_minute`` (duplicated minutes, then minutes skipped by a spring clock change),
@@ -453,7 +591,7 @@ def check_rows(table: str, rows: pd.DataFrame, context: Context) -> tuple[pd.Ser
         For ``unique_local_minute``: :meth:`Reference.local_days` of the rows, whose zones the
         accepted rows record in ``wearable_day_zone``.
     """
-    entry = default_catalog().get(table)
+    entry = (catalog or default_catalog()).get(table)
     if entry is None:
         return checks.no_reasons(rows), None
     reasons = checks.range_reasons(entry, rows).fillna(checks.required_reasons(entry, rows))
@@ -463,24 +601,10 @@ def check_rows(table: str, rows: pd.DataFrame, context: Context) -> tuple[pd.Ser
         codes, days = context.reference.local_days(rows[person], rows[time])
         zones = pd.Series(days["time_zone"].to_numpy()[codes], index=rows.index, dtype=object)
         reasons = reasons.fillna(checks.duplicate_reasons(rows, entry.checks.unique_local_minute, zones,
-                                                          person=person, time=time))
+                                                          person=person, time=time, within=within))
         reasons = reasons.fillna(checks.skipped_hour_reasons(rows[time], days, codes))
         local_days = (codes, days)
     for column in entry.schema:
         if column.checks.not_in_future and column.name in rows:
             reasons = reasons.fillna(checks.future_reasons(rows, column.name, context.now))
     return reasons, local_days
-
-
-def worn_day_zones(codes: np.ndarray, days: pd.DataFrame, accepted: np.ndarray) -> pd.DataFrame:
-    """The zone of every local day that has accepted rows, as rows of ``wearable_day_zone``."""
-    worn = days.iloc[np.unique(codes[accepted])]
-    worn = worn[worn["time_zone"].notna()].rename(columns={"day": "date"})
-    return worn.assign(date=worn["date"].dt.date)
-
-
-def unzoned_persons(codes: np.ndarray, days: pd.DataFrame, accepted: np.ndarray) -> set[str]:
-    """Persons with accepted local (floating) times on a day no residence history covers and no
-    default zone names: their minutes cannot be placed in UTC, so the ingest warns about them."""
-    worn = days.iloc[np.unique(codes[accepted])]
-    return set(worn.loc[worn["time_zone"].isna(), "person_id"].astype(str))

@@ -8,6 +8,8 @@ process, before any other file (:data:`REFERENCE_ORDER`).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 import tzfpy
@@ -54,6 +56,7 @@ class Reference:
         for table, columns in REFERENCE_COLUMNS.items():
             if table in tables and len(tables[table]):
                 self.frames[table].append(tables[table][columns + ["source_file"]])
+        self._residence_cache = None
 
     def exclude(self, source_files) -> None:
         """Forget the rows of files an accepted correction has just replaced (a garbled
@@ -62,6 +65,7 @@ class Reference:
         if gone:
             for table, frames in self.frames.items():
                 self.frames[table] = [f[~f["source_file"].astype(str).isin(gone)] for f in frames]
+            self._residence_cache = None
 
     def lab_columns(self) -> dict[str, tuple]:
         """Wide lab column name -> (loinc_code, unit, test_name); a later mapping wins."""
@@ -86,6 +90,24 @@ class Reference:
             out.update(zip(frame["station_id"], zip(frame["latitude"].astype(float), frame["longitude"].astype(float))))
         return out
 
+    def _residence_zones(self) -> pd.DataFrame:
+        """Every residence row as person, zone (from its coordinates) and the days it covers
+        (``start`` inclusive, ``end`` exclusive), in the order received; worked out once for the
+        rows held, not on every file's lookup."""
+        cached = getattr(self, "_residence_cache", None)
+        if cached is not None:
+            return cached
+        rows = []
+        for frame in self.frames["residence"]:
+            for row in frame.itertuples(index=False):
+                end = (pd.Timestamp(row.end_date) + pd.Timedelta(days=1)
+                       if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max)
+                rows.append({"person_id": row.person_id, "time_zone": tzfpy.get_tz(float(row.longitude), float(row.latitude)),
+                             "start": pd.Timestamp(row.start_date), "end": end})
+        prepared = pd.DataFrame(rows, columns=["person_id", "time_zone", "start", "end"])
+        self._residence_cache = prepared
+        return prepared
+
     def local_days(self, person: pd.Series, when: pd.Series) -> tuple[np.ndarray, pd.DataFrame]:
         """Where each row's local day was lived: per distinct (person, day), the IANA zone from
         the residence that covers it (else the declared default) and that day's clock change,
@@ -96,29 +118,35 @@ class Reference:
         day_number = when.to_numpy().astype("datetime64[D]").astype("int64")
         day_number = np.where(when.isna().to_numpy(), 1 << 31, day_number & 0x7FFFFFFF)  # a missing time is no day
         # one integer per (person, day): hashing two int64 columns is far cheaper than strings and dates
-        codes, _ = pd.factorize(person_codes.astype("int64") * (1 << 32) + day_number)
+        combined = person_codes.astype("int64") * (1 << 32) + day_number
+        if len(combined) > 1 and (combined[1:] >= combined[:-1]).all():  # rows sorted by person and day: runs
+            codes = np.concatenate([[0], np.cumsum(combined[1:] != combined[:-1])])
+        else:
+            codes, _ = pd.factorize(combined)
         _, first = np.unique(codes, return_index=True)  # each code's first row (codes count up from 0)
         distinct = pd.DataFrame({"person_id": np.asarray(person)[first],
                                  "day": when.to_numpy()[first].astype("datetime64[D]").astype(when.dtype)})
-        zone_of = [self.default_zone] * len(distinct)
-        if self.frames["residence"] and len(distinct):
-            residence = pd.concat(self.frames["residence"], ignore_index=True)
-            residence = residence[residence["person_id"].isin(set(distinct["person_id"]))]
-            for row in residence.itertuples(index=False):
-                zone = tzfpy.get_tz(float(row.longitude), float(row.latitude)) or self.default_zone
-                start = pd.Timestamp(row.start_date)
-                end = (pd.Timestamp(row.end_date) + pd.Timedelta(days=1)
-                       if row.end_date is not None and row.end_date == row.end_date else pd.Timestamp.max)
-                match = ((distinct["person_id"] == row.person_id) & (distinct["day"] >= start) & (distinct["day"] < end)).to_numpy()
-                for i in match.nonzero()[0]:
-                    zone_of[i] = zone
+        zone_of = np.full(len(distinct), self.default_zone, dtype=object)
+        residences = self._residence_zones()
+        if len(residences) and len(distinct):
+            persons = distinct["person_id"].to_numpy()
+            days_ = distinct["day"]
+            for row in residences[residences["person_id"].isin(set(persons))].itertuples(index=False):
+                match = ((persons == row.person_id) & (days_ >= row.start) & (days_ < row.end)).to_numpy()
+                zone_of[match] = row.time_zone or self.default_zone  # a later residence row wins
         distinct["time_zone"] = pd.Series(zone_of, dtype=object)
         changes = {}
         for zone, day_ in distinct[["time_zone", "day"]].drop_duplicates().itertuples(index=False):
-            changes[(zone, day_)] = clock_change(zone, day_) if zone and pd.notna(day_) else (None, None, None, None)
+            changes[(zone, day_)] = _clock_change(zone, day_) if zone and pd.notna(day_) else (None, None, None, None)
         columns = list(zip(*[changes[(z, d)] for z, d in zip(distinct["time_zone"], distinct["day"])])) or [[]] * 4
         distinct["utc_offset_start_minutes"], distinct["utc_offset_end_minutes"], distinct["clock_change_local"], \
             distinct["clock_shift_minutes"] = (pd.array(columns[0], dtype="Int16"), pd.array(columns[1], dtype="Int16"),
                                                pd.to_datetime(pd.Series(columns[2], dtype=object)), pd.array(columns[3], dtype="Int16"))
         return codes, distinct
 
+
+@lru_cache(maxsize=8192)
+def _clock_change(zone: str, day) -> tuple:
+    """:func:`clock_change`, remembered: every file of a delivery asks it of the same few zones
+    and days."""
+    return clock_change(zone, day)

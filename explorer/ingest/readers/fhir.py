@@ -34,7 +34,7 @@ import pandas as pd
 
 from explorer.catalog.units import to_si
 from explorer.ingest.context import Context
-from explorer.ingest.readers.base import Reader, ReaderError, ReadResult
+from explorer.ingest.readers.base import Reader, ReaderError, ReadResult, load_json
 
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
@@ -348,7 +348,7 @@ class FhirBundleReader(Reader):
 
         text = path.read_bytes()
         try:
-            document = json.loads(text)
+            document = load_json(text)
         except UnicodeDecodeError as exc:
             raise ReaderError(f"not UTF-8 text (byte {exc.start})") from None
         except json.JSONDecodeError as exc:
@@ -392,7 +392,7 @@ class FhirBundleReader(Reader):
                 if source_id is None:
                     raise ValueError(f"subject {reference!r} names no Patient of this bundle (by fullUrl, Patient/<id> "
                                      "or Patient?identifier=)")
-                person = context.pseudonymize([source_id])[0]
+                person = context.pseudonym(source_id)
                 for table, row in resource_rows(kind, i, resource, person, source_id, context):
                     tables.setdefault(table, []).append(row)
             except NotStored as exc:
@@ -413,7 +413,7 @@ class FhirBundleReader(Reader):
         birth = resource.get("birthDate")
         address = (resource.get("address") or [{}])[0]
         postal = address.get("postalCode")
-        return {"_row": i, "person_id": context.pseudonymize([source_id])[0],
+        return {"_row": i, "person_id": context.pseudonym(source_id),
                 "year_of_birth": int(birth[:4]) if birth else None,
                 "sex_at_birth": resource.get("gender"), "race": _extension_text(resource, RACE),
                 "ethnicity": _extension_text(resource, ETHNICITY), "zip3": postal[:3] if postal else None,
@@ -429,7 +429,7 @@ def patient_ref_key(context, patient_id: str) -> str:
     """The keyed hash a Patient reference is stored as (never the reference itself), scoped by
     the FHIR server the export came from (``$EXPLORER_FHIR_SERVER``, default ``default``)."""
     server = os.environ.get(FHIR_SERVER_ENV, "default").rstrip("/")
-    return context.pseudonymize([f"fhir:{server}/Patient/{patient_id}"])[0]
+    return context.pseudonym(f"fhir:{server}/Patient/{patient_id}")
 
 
 class FhirNdjsonReader(Reader):
