@@ -265,7 +265,7 @@ class GhcnDailyByStationReader(Reader):
         first = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].rstrip(b"\r")
         if GHCN_LINE.match(first):
             return None
-        if [c.strip().strip('"') for c in first.decode("utf-8", "replace").split(",")][:4] == list(GHCN_COLUMNS[:4]):
+        if [c.strip().strip('"') for c in first.decode("utf-8", "replace").split(",", 4)[:4]] == list(GHCN_COLUMNS[:4]):
             return None
         return "not GHCN-Daily by-station CSV (ID,YYYYMMDD,ELEMENT,DATA_VALUE,M_FLAG,Q_FLAG,S_FLAG,OBS_TIME)"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,11 +25,20 @@ from explorer.ingest.readers.lab_values import ABNORMAL_FLAGS, declared_options,
 HEAD = 65536
 
 
-def _header(head: bytes) -> list[str] | str:
-    """Column names from the first line, or a reason the bytes are not a UTF-8 CSV header."""
+@lru_cache(maxsize=4)
+def _header(head: bytes) -> tuple[str, ...] | str:
+    """Column names from the first line, or a reason the bytes are not a UTF-8 CSV header.
+
+    Cached: every CSV reader's sniff asks it of the same first bytes, and a file of one long
+    line (a FHIR bundle, a day of a Fitbit export) would otherwise be split into thousands of
+    "columns" once per reader."""
     if not head:
         return "empty file (0 bytes)"
     text = head.removeprefix(b"\xef\xbb\xbf")
+    if text.lstrip()[:1] in (b"{", b"["):  # cheap to tell, and a bundle's one line would split into thousands
+        return "a JSON document, not a CSV header"
+    if len(head) >= HEAD and b"\n" not in text:  # no header is that long: binary, or one-line text
+        return f"first line is longer than {HEAD // 1024} KB: not a CSV header"
     line = text.split(b"\n", 1)[0].rstrip(b"\r")
     try:
         decoded = line.decode("utf-8")
@@ -36,17 +46,17 @@ def _header(head: bytes) -> list[str] | str:
         return f"first line is not UTF-8 text (byte {exc.start}: {line[exc.start:exc.start + 1]!r})"
     if "," not in decoded and len(decoded.split()) < 2:
         return "first line is not a comma-separated header"
-    return [c.strip().strip('"') for c in decoded.split(",")]
+    return tuple(c.strip().strip('"') for c in decoded.split(","))
 
 
 def semicolon_head(head: bytes) -> bytes | None:
     """The first bytes with the header's semicolons as commas when the header is separated by
     semicolons (as spreadsheets write CSV where the comma is the decimal mark), else None."""
-    line = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0]
-    if b";" not in line or b"," in line:
+    end = head.find(b"\n")
+    first = head if end < 0 else head[:end]
+    if b";" not in first or b"," in first:
         return None
-    rest = head[len(head.split(b"\n", 1)[0]):]
-    return head.split(b"\n", 1)[0].replace(b";", b",") + rest
+    return first.replace(b";", b",") + head[len(first):]
 
 
 def _loose(name: str) -> str:
@@ -96,7 +106,8 @@ class CsvTableReader(Reader):
         columns = _header(head)
         if isinstance(columns, str):
             return columns
-        missing = [c for c in self.required if c not in columns]
+        names = frozenset(columns)
+        missing = [c for c in self.required if c not in names]
         if missing:
             return f"needs column(s) {', '.join(missing)}; the header has {shorten(', '.join(columns) or 'nothing', 100)}"
         repeated = sorted({c for c in columns if columns.count(c) > 1})
