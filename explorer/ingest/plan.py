@@ -95,12 +95,14 @@ class Plan:
 def keep_originals(lake: Lake, files: list[Received], say) -> list[RawFile]:
     """Store every file in the raw zone, byte for byte, under its SHA-256.
 
-    Hashing, copying and fsync-ing thousands of files waits on the disk more than the CPU: a few
-    threads keep it busy (each file has its own temporary name; the final one is its hash).
+    Hashing and copying thousands of files waits on the disk more than the CPU: a few threads
+    keep it busy (each file has its own temporary name; the final one is its hash). The bytes
+    are forced to disk before the commit (:meth:`RawZone.make_durable`), not file by file here:
+    the kernel writes them back while the files are read.
     """
     stored = []
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for k, raw in enumerate(pool.map(lambda item: lake.raw.store(*item), files), 1):
+        for k, raw in enumerate(pool.map(lambda item: lake.raw.store(*item, durable=False), files), 1):
             stored.append(raw)
             say(k, len(files) * 2, f"kept {raw.source_name}")
     return stored

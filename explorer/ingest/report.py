@@ -71,6 +71,9 @@ class IngestReport:
         The data-quality report of this ingest (its ``dq_result`` rows).
     quality_error : str or None
         Why the data-quality report failed, if it did (the data is committed regardless).
+    seconds : dict
+        Wall time of each phase: ``keep`` (raw zone and detection), ``read`` (reading, checks,
+        staging), ``commit`` (the table commits and the file records) and ``quality``.
     """
 
     ingest_id: str
@@ -79,6 +82,7 @@ class IngestReport:
     ignored: int = 0
     quality: pd.DataFrame | None = None
     quality_error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def unzoned_persons(self) -> set[str]:
@@ -133,6 +137,9 @@ class IngestReport:
         if self.quality_error:
             lines.append(f"data quality report failed: {self.quality_error}; the data is committed. "
                          f"Run `explorer quality {self.ingest_id}` to try again.")
+        if self.seconds:
+            lines.append("time: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.seconds.items())
+                         + f" ({sum(self.seconds.values()):.1f} s)")
         return "\n".join(lines)
 
 

@@ -111,8 +111,16 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
     staging = lake.root / "_staging" / ingest_id if lake.is_local else scratch / "staging"
     staging.mkdir(parents=True)
     arrays = lake.root / "arrays" if lake.is_local else scratch / "arrays"
+    clock, seconds = time.perf_counter(), {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        seconds[phase] = time.perf_counter() - clock
+        clock = time.perf_counter()
+
     try:
         plan = plan_ingest(lake, path, scratch, retry_quarantined=retry_quarantined, say=say)
+        lap("keep")
         settings = ReadSettings(pseudonymizer.key, now, staging, arrays,
                                 participant=participant or os.environ.get("EXPLORER_PARTICIPANT", "").strip() or None,
                                 storage=lake.storage, ingest_id=ingest_id)
@@ -121,6 +129,8 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
                             scheduler=scheduler or os.environ.get(SCHEDULER_ENV) or None)
         if not lake.is_local:
             upload_arrays(lake.storage, arrays)
+        lap("read")
+        lake.raw.make_durable(plan.stored)  # before any table or record names them
         outcomes = plan.settled + [file.outcome for file in read]
         # only an accepted correction replaces what came before: a garbled one leaves it in place
         accepted = {o.sha256 for o in outcomes if o.status == "accepted"}
@@ -129,11 +139,13 @@ def ingest(lake: Lake, path, *, key_file=None, default_time_zone: str | None = N
         # read it has recorded it by the time this one commits, which then replaces its rows
         with exclusive(lake.storage, "_locks/ingest-commit.lock"):
             versions = commit(lake, ingest_id, Staged.collect(read), accepted, corrections, plan)
-            report = IngestReport(ingest_id, outcomes, versions, plan.ignored)
+            report = IngestReport(ingest_id, outcomes, versions, plan.ignored, seconds=seconds)
             record(lake, report, corrections, plan, now)
+        lap("commit")
         if quality and any(o.rows_accepted for o in outcomes):
             say(len(plan.files) * 2, len(plan.files) * 2, "data-quality report")
             add_quality_report(lake, report)
+            lap("quality")
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -151,13 +151,28 @@ class RawZone:
         self.record(stored, detected_formats, statuses, reasons)
         return stored
 
-    def store(self, source, source_name: str | None = None) -> RawFile:
+    def store(self, source, source_name: str | None = None, *, durable: bool = True) -> RawFile:
         """Keep the bytes of one file (a path or bytes) under their SHA-256, without a manifest row.
 
         Ingest stores first and records each file's final status once it is known; a file
-        stored but never recorded shows up in ``verify`` as an orphan.
+        stored but never recorded shows up in ``verify`` as an orphan. With ``durable=False``
+        the bytes are not forced to disk here: the caller calls :meth:`make_durable` before
+        anything names the file (ingest does, before its commit, by when the kernel has written
+        most of them back while the files were read).
         """
-        return self._store(source, source_name)
+        return self._store(source, source_name, durable)
+
+    def make_durable(self, files: list[RawFile]) -> None:
+        """Force the bytes of files stored with ``durable=False`` to disk (a no-op on object
+        storage, whose puts are durable when they return)."""
+        if not self.storage.is_local:
+            return
+        for raw in files:
+            handle = os.open(self.path(raw.sha256), os.O_RDONLY)
+            try:
+                os.fsync(handle)
+            finally:
+                os.close(handle)
 
     def record(self, files: list[RawFile], detected_formats, statuses, reasons, *, received_at=None) -> None:
         """Append one manifest row per file, in one commit."""
@@ -169,7 +184,7 @@ class RawZone:
             self.lake.write(MANIFEST, pd.DataFrame(rows), mode="append", operation="receive",
                             inputs=[raw.ref for raw in files])
 
-    def _store(self, source, name: str | None) -> RawFile:
+    def _store(self, source, name: str | None, durable: bool = True) -> RawFile:
         if not self.storage.is_local:
             return self._upload(source, name)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -194,7 +209,8 @@ class RawZone:
                             out.write(chunk)
                             size += len(chunk)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             sha = digest.hexdigest()
             final = self.path(sha)
             final.parent.mkdir(exist_ok=True)
