@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import explorer
 from explorer.ingest import Pseudonymizer
+from explorer.ingest.readers import fitbit_json
 from explorer.ingest.readers.fitbit_json import FitbitExportReader, layout_of
 from explorer.wearables import daily_summary_sql
 from explorer.testing.ingest import file_outcomes as files, row_counts as counts
@@ -350,3 +351,23 @@ def test_a_json_array_of_another_device_is_told_the_fitbit_shape_and_what_to_do(
     reason = found["reason"].iloc[0]
     assert "the nearest is fitbit_export_json" in reason and '"dateTime"' in reason
     assert "All of Us CSV" in reason and "site package" in reason
+
+
+def test_an_autumn_day_of_the_account_export_keeps_each_pass_of_the_repeated_hour(lake):
+    """tests/data/fitbit_account_autumn (written from the export's documented shape, steps as text):
+    on 3 November 2024 Denver's clocks go back from 02:00 to 01:00, so a local minute may come
+    twice, once per pass, and a third time is a conflicting duplicate."""
+    steps_file = DATA / "fitbit_account_autumn" / "P002" / "Physical Activity" / "steps-2024-11-03.json"
+    records = json.loads(steps_file.read_text())
+    assert fitbit_json._well_formed_columns(records, "steps") is not None  # text counts take the fast reading
+    lake.ingest(DATA / "fitbit_account_autumn", default_time_zone=ZONE, now=NOW)
+    found = files(lake)
+    # 4 samples, 3 minute rows: 01:00 (60) and 01:59 (70) on the first pass, 01:00 again (80, 81) on the second
+    assert counts(found, "heart_rate-2024-11-03.json") == [4, 4, 0, 0]
+    assert sorted(heart(lake)[["heart_rate_value", "sample_count", "confidence"]].values.tolist()) == \
+        [[60, 1, 2], [70, 1, 3], [81, 2, 1]]  # 80.5 rounds half up
+    assert counts(found, "steps-2024-11-03.json") == [5, 4, 1, 0]
+    steps = lake.sql("SELECT steps FROM steps_minute ORDER BY datetime, steps")["steps"].tolist()
+    assert steps == [3, 5, 4, 7]
+    reason = lake.sql("SELECT reason FROM quarantine_row")["reason"].iloc[0]
+    assert reason.startswith("conflicting duplicate of row 1") and "beyond the repeated DST hour" in reason

@@ -244,8 +244,8 @@ class FitbitExportReader(Reader):
 
 def _well_formed_columns(records: list, stream: str):
     """``(numbers, stamps, values, confidences)`` of ``records`` when every record has the
-    stream's shape with plain JSON types (text ``dateTime``, numeric value, integer or absent
-    ``confidence``), one pass per field; None when any record does not, so that the
+    stream's shape with plain JSON types (text ``dateTime``, a number or number as text for the
+    value, integer or absent ``confidence``), one pass per field; None when any record does not, so that the
     record-by-record reading names each bad record. A day's file holds some 10,000 samples:
     this is the common case, and what makes an export's reading fast."""
     try:
@@ -258,13 +258,16 @@ def _well_formed_columns(records: list, stream: str):
             confidences = [None] * len(records)
     except (KeyError, TypeError, AttributeError, IndexError):
         return None
-    # bool is an int to Python but not a count or a bpm: such records take the careful path
-    if not (set(map(type, values)) <= {int, float} and set(map(type, stamps)) <= {str}
+    # bool is an int to Python but not a count or a bpm: such records take the careful path.
+    # Text is a value as exports write it (the account export's steps are "12"), read by float
+    # as the careful path reads it
+    kinds = set(map(type, values))
+    if not (kinds <= {int, float, str} and set(map(type, stamps)) <= {str}
             and set(map(type, confidences)) <= {int, type(None)}):
         return None
     try:
-        numbers = np.array(values, dtype="float64")
-    except OverflowError:  # an integer beyond float64: named by the careful path
+        numbers = np.array(list(map(float, values)) if str in kinds else values, dtype="float64")
+    except (OverflowError, ValueError):  # an integer beyond float64, text not a number: named by the careful path
         return None
     if not np.isfinite(numbers).all():
         return None
