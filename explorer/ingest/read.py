@@ -469,10 +469,15 @@ def check_batch(items: list[tuple[ReadJob, str, ReadResult]], context: Context |
         good = rows.loc[~bad].drop(columns=[c for c in ("_row", "_source_person", "_records") if c in rows.columns])
         good["source_file"] = pd.Categorical.from_codes(sha_codes[good["_file"].to_numpy()], categories=sha_names)
         goods.setdefault(table, []).append(good.reset_index(drop=True))
+    unzoned: dict[int, set[str]] = {}
     if zones:  # the zone of every local day with accepted rows, once per file
         day_zones = pd.concat(zones, ignore_index=True).sort_values(["_file", "_seq"], kind="stable")
         day_zones = day_zones.rename(columns={"day": "date"}).drop_duplicates(["_file", "person_id", "date"])
-        goods[DAY_ZONE_TABLE] = [day_zones]
+        unzoned = _unzoned(day_zones)
+        day_zones = day_zones[day_zones["time_zone"].notna()]
+        if len(day_zones):
+            goods[DAY_ZONE_TABLE] = [day_zones.assign(date=day_zones["date"].dt.date,
+                                                      source_file=np.asarray(shas, dtype=object)[day_zones["_file"].to_numpy()])]
     accepted = _accepted_records(accepted_keys, len(items))
     quarantined = pd.concat(blocks, ignore_index=True).sort_values(["_file", "_seq"], kind="stable") if blocks \
         else pd.DataFrame(columns=["_row", "table", "reason", "record", "_file", "_seq"])
@@ -486,30 +491,17 @@ def check_batch(items: list[tuple[ReadJob, str, ReadResult]], context: Context |
     outcomes, dropped = [], set()
     for k, (job, fmt, result) in enumerate(items):
         file = FileOutcome(job.source_name, job.raw.sha256, "accepted", fmt, None, result.rows_read, int(accepted[k]),
-                           int(records_of.get(k, 0)), reasons_of.get(k, Counter()), Counter(result.ignored))
+                           int(records_of.get(k, 0)), reasons_of.get(k, Counter()), Counter(result.ignored),
+                           frozenset(unzoned.get(k, ())))
         if file.rows_read != file.rows_accepted + file.rows_quarantined + file.rows_ignored:  # the nothing-lost identity
             file.status, file.reason = "error", (f"internal error: {file.rows_read} rows read but {file.rows_accepted} "
                                                  f"accepted + {file.rows_quarantined} quarantined + {file.rows_ignored} "
                                                  "of kinds not stored")
-            file.row_reasons = Counter()
             dropped.add(k)
         elif int(accepted[k]) == 0 and result.rows_read > file.rows_ignored:
             file.status, file.reason = "quarantined", "every row failed its checks (see quarantine_row)"
         outcomes.append(file)
     tables, file_tables = _by_file(goods, len(items), dropped)
-    if DAY_ZONE_TABLE in tables:
-        worn_days = tables.pop(DAY_ZONE_TABLE)[0]
-        for k, persons in _unzoned(worn_days).items():
-            outcomes[k].unzoned_persons = frozenset(persons)
-        worn_days = worn_days[worn_days["time_zone"].notna()]
-        if len(worn_days):
-            tables[DAY_ZONE_TABLE] = [worn_days.assign(date=worn_days["date"].dt.date,
-                                                       source_file=np.asarray(shas, dtype=object)[worn_days["_file"].to_numpy()])
-                                      .drop(columns=["_file", "_seq"]).reset_index(drop=True)]
-        for k, listed in enumerate(file_tables):
-            listed.discard(DAY_ZONE_TABLE)
-        for k in set(worn_days["_file"].tolist()):
-            file_tables[k].add(DAY_ZONE_TABLE)
     quarantined = quarantined[~quarantined["_file"].isin(dropped)]
     names = np.asarray([job.source_name for job, _, _ in items], dtype=object)
     formats = np.asarray([fmt for _, fmt, _ in items], dtype=object)
@@ -559,7 +551,7 @@ def _by_file(goods: dict[str, list[pd.DataFrame]], n_files: int, dropped: set[in
                 continue
             for k in np.unique(frame["_file"].to_numpy()):
                 file_tables[int(k)].add(table)
-            out.append(frame if table == DAY_ZONE_TABLE else frame.drop(columns=["_file", "_seq"]).reset_index(drop=True))
+            out.append(frame.drop(columns=["_file", "_seq"]).reset_index(drop=True))
         if out:
             tables[table] = out
     return tables, file_tables

@@ -41,6 +41,7 @@ class Reference:
     def __init__(self, frames: dict[str, list[pd.DataFrame]], default_zone: str | None):
         self.frames = {table: list(frames.get(table, [])) for table in REFERENCE_COLUMNS}
         self.default_zone = default_zone
+        self._residence_cache: pd.DataFrame | None = None  # see _residence_zones
 
     @classmethod
     def from_lake(cls, lake: Lake, default_zone: str | None) -> Reference:
@@ -94,9 +95,8 @@ class Reference:
         """Every residence row as person, zone (from its coordinates) and the days it covers
         (``start`` inclusive, ``end`` exclusive), in the order received; worked out once for the
         rows held, not on every file's lookup."""
-        cached = getattr(self, "_residence_cache", None)
-        if cached is not None:
-            return cached
+        if self._residence_cache is not None:
+            return self._residence_cache
         rows = []
         for frame in self.frames["residence"]:
             for row in frame.itertuples(index=False):
