@@ -16,7 +16,7 @@ from explorer.errors import CatalogError, did_you_mean
 
 #: Column types an entry may declare, and the Arrow type a table column is stored as.
 #: ``timestamp`` is local wall-clock time without zone (how Fitbit and most EHR extracts write it);
-#: ``timestamp_tz`` is an instant in UTC.
+#: ``timestamp_tz`` is an instant in UTC; ``binary`` holds bytes (a bitmap of a day's minutes).
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "bool": pa.bool_(),
@@ -29,6 +29,7 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "date": pa.date32(),
     "timestamp": pa.timestamp("us"),
     "timestamp_tz": pa.timestamp("us", tz="UTC"),
+    "binary": pa.binary(),
 }
 
 SENSITIVITY_TIERS = ("public", "researcher", "steward")

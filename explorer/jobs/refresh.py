@@ -10,9 +10,11 @@ For each step, in the order of their declared inputs:
    ``--scheduler`` / ``$EXPLORER_DASK_SCHEDULER``. Tasks read the pinned inputs themselves and
    return rows; they write nothing, so a task lost with its worker is simply run again;
 5. swap the recomputed partitions in with one commit (``replace_where``), recording the input
-   versions as lineage, and append a row to ``job_run``.
+   versions as lineage.
 
-A step that fails leaves its output as it was and its ``job_run`` row names the partition and
+When the run ends, ``job_run`` gets a row per step, in one commit (also when the run fails or is
+interrupted; a killed client leaves the outputs' lineage, which is what the next run reads, and
+no rows). A step that fails leaves its output as it was and its ``job_run`` row names the partition and
 the error; steps that read its output are skipped, the others run. A refresh killed at any
 moment leaves every output at its last commit, which is consistent with the lineage it
 records, so the next refresh recomputes exactly what is still missing. One refresh runs per
@@ -194,8 +196,17 @@ def refresh(lake: Lake, *, scheduler: str | None = None, workers: int | None = N
 
 def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, started) -> RefreshReport:
     outcomes: list[StepOutcome] = []
+    records: list[dict] = []
     broken: dict[str, str] = {}  # outputs of steps that failed or were skipped this run -> which
     n_workers = max(1, len(client.nthreads()))
+    try:
+        _run_steps(lake, plan, client, where, run_id, full, say, n_workers * tasks_per_worker, outcomes, records, broken)
+    finally:  # the run's rows in one commit, also when it is interrupted: a commit per step cost 60 ms each
+        _record(lake, run_id, records)
+    return RefreshReport(run_id, where, outcomes, time.perf_counter() - started)
+
+
+def _run_steps(lake: Lake, plan, client, where, run_id, full, say, n_tasks, outcomes, records, broken) -> None:
     for step in plan:
         begun, when = time.perf_counter(), datetime.now(timezone.utc)
         # an optional input whose step was skipped and that the lake does not hold blocks nothing:
@@ -212,15 +223,14 @@ def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, s
             outcome = StepOutcome(step.name, "skipped", error=reason)
         else:
             try:
-                outcome = _run_step(lake, step, client, n_workers * tasks_per_worker, full, say, run_id)
+                outcome = _run_step(lake, step, client, n_tasks, full, say, run_id)
             except Exception as exc:  # planning or reading versions failed: this step fails, the run goes on
                 outcome = StepOutcome(step.name, "failed", error=shorten(f"{type(exc).__name__}: {exc}", 1000))
         outcome.seconds = time.perf_counter() - begun
         if outcome.status in ("failed", "skipped"):
             broken[step.output] = outcome.status
-        _record(lake, run_id, where, step, outcome, when)
+        records.append(_job_run_row(run_id, where, step, outcome, when))
         outcomes.append(outcome)
-    return RefreshReport(run_id, where, outcomes, time.perf_counter() - started)
 
 
 def _last_inputs(lake: Lake, step: RefreshStep) -> dict[str, int] | None:
@@ -377,17 +387,23 @@ def _split(values: list, n: int) -> list[list]:
     return out
 
 
-def _record(lake: Lake, run_id: str, where: str, step: RefreshStep, outcome: StepOutcome, started: datetime) -> None:
-    row = {"run_id": run_id, "step": step.name, "status": outcome.status, "started_at": started,
-           "ended_at": datetime.now(timezone.utc), "duration_s": round(outcome.seconds, 3),
-           "input_versions": json.dumps({t: v for t, v in sorted(outcome.inputs.items())}),
-           "output_table": step.output, "output_version": outcome.output_version, "rows_written": outcome.rows,
-           "tasks": outcome.tasks, "partitions": outcome.partitions, "scheduler": where, "error": outcome.error}
+def _job_run_row(run_id: str, where: str, step: RefreshStep, outcome: StepOutcome, started: datetime) -> dict:
+    return {"run_id": run_id, "step": step.name, "status": outcome.status, "started_at": started,
+            "ended_at": datetime.now(timezone.utc), "duration_s": round(outcome.seconds, 3),
+            "input_versions": json.dumps({t: v for t, v in sorted(outcome.inputs.items())}),
+            "output_table": step.output, "output_version": outcome.output_version, "rows_written": outcome.rows,
+            "tasks": outcome.tasks, "partitions": outcome.partitions, "scheduler": where, "error": outcome.error}
+
+
+def _record(lake: Lake, run_id: str, rows: list[dict]) -> None:
+    """The run's job_run rows, one per step, in one commit whose lineage names each output written."""
+    if not rows:
+        return
     try:
-        inputs = [f"{step.output}@{outcome.output_version}"] if outcome.output_version is not None else []
-        lake.write(JOB_RUN, pd.DataFrame([row]), inputs=inputs, operation=f"refresh {run_id}")
-    except Exception as exc:  # the step's own commit stands; say so rather than fail the run
-        print(f"warning: job_run row of {step.name} in run {run_id} not recorded: {exc}")
+        inputs = [f"{row['output_table']}@{row['output_version']}" for row in rows if row["output_version"] is not None]
+        lake.write(JOB_RUN, pd.DataFrame(rows), inputs=inputs, operation=f"refresh {run_id}")
+    except Exception as exc:  # the steps' own commits stand; say so rather than fail the run
+        print(f"warning: job_run rows of run {run_id} not recorded: {exc}")
 
 
 def runs(lake: Lake, limit: int = 20) -> pd.DataFrame:

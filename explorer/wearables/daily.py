@@ -377,6 +377,9 @@ def daily_summary(con, *, person_filter: str = "TRUE", days: tuple[date, ...] | 
                                         {sleepers})
         WHERE person_id IS NOT NULL ORDER BY person_id""").fetchall()]
     per_block = max(1, int(persons_per_query))
+    if wanted is not None:  # a few days (an incremental refresh): as many persons as fill a chunk, in fewer queries
+        span = int(wanted.max() - wanted.min()) + 2  # with the day before
+        per_block = max(per_block, int(cells_per_chunk) // (span * 1440))
     frames = []
     for low in range(0, len(persons), per_block):
         block = persons[low:low + per_block]

@@ -6,7 +6,7 @@ import pandas as pd
 
 from explorer.jobs.steps import Partition, RefreshStep, bucket_sql, person_bucket
 from explorer.wearables.daily import VALID_WEAR_MINUTES, daily_summary
-from explorer.wearables.periods import circadian_by_month
+from explorer.wearables.periods import ACTIVE_STEPS, DAY_COLUMNS, circadian_days, months_from_days, unpack_days
 
 
 class WearableDaily(RefreshStep):
@@ -37,22 +37,44 @@ class WearableDaily(RefreshStep):
                              valid_wear_minutes=self.valid_wear_minutes)
 
 
-class WearableCircadian(RefreshStep):
-    """Non-parametric circadian metrics (IS, IV, RA, L5, M10 with their onsets) and the sleep
-    regularity index per person and calendar month, from minute steps
-    (explorer.wearables.periods). Partitioned by person bucket and month: a changed minute
-    recomputes its person's month (and the next, for a sleep crossing the month's end)."""
+class WearableCircadianDay(RefreshStep):
+    """Minute states per person and local day, what the monthly circadian metrics are made of:
+    which minutes had a step count, which were active (more than 4 steps) and which an asleep
+    segment covers, as bitmaps (explorer.wearables.periods). A night's segment can start the day
+    before, so changed days are recomputed with the day after them."""
 
-    name = "wearable_circadian"
-    description = "per person and month: interdaily stability, intradaily variability, RA, L5, M10, sleep regularity"
+    name = "wearable_circadian_day"
+    description = "per person and local day: recorded, active and asleep minutes (bitmaps) for the circadian metrics"
     inputs = ("steps_minute", "sleep_level")
     optional_inputs = ("sleep_level",)
-    output = "wearable_circadian"
-    # a new day recomputes its month only (a segment starting late on a month's last day counts
-    # for the next month's sleep regularity too)
+    output = "wearable_circadian_day"
     partition = "person_bucket_day"
     time_columns = {"steps_minute": "datetime", "sleep_level": "start_datetime"}
     days_affected_after = 1
+    #: steps a minute above which a minute is active (pyActigraphy's default binarisation)
+    active_steps = ACTIVE_STEPS
+
+    def compute(self, con, partition: Partition) -> pd.DataFrame:
+
+        found = circadian_days(con, partition.where(None), has_sleep=self.available(con, "sleep_level"),
+                               threshold=self.active_steps, days=partition.days)
+        if not len(found):
+            return self.empty_output()
+        return found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})
+
+
+class WearableCircadian(RefreshStep):
+    """Non-parametric circadian metrics (IS, IV, RA, L5, M10 with their onsets) and the sleep
+    regularity index per person and calendar month (explorer.wearables.periods), from the minute
+    states of its days in ``wearable_circadian_day``: a new day reads its month's bitmaps, not
+    its month's minutes."""
+
+    name = "wearable_circadian"
+    description = "per person and month: interdaily stability, intradaily variability, RA, L5, M10, sleep regularity"
+    inputs = ("wearable_circadian_day",)
+    output = "wearable_circadian"
+    partition = "person_bucket_day"
+    time_columns = {"wearable_circadian_day": "date"}
     period = "month"
     output_day_column = "period_start"
     #: recorded step minutes of a valid day, as wearable_daily's rule
@@ -60,6 +82,18 @@ class WearableCircadian(RefreshStep):
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
 
-        found = circadian_by_month(con, partition.where(None), has_sleep=self.available(con, "sleep_level"),
-                                   valid_minutes=self.valid_wear_minutes, months=partition.days)
+        months = partition.days or ()
+        where = partition.where(None)
+        if months:
+            starts = sorted(pd.Timestamp(m).replace(day=1) for m in months)
+            listed = ", ".join(f"DATE '{m.date()}'" for m in starts)
+            end = starts[-1] + pd.offsets.MonthBegin(1)
+            where += (f" AND date >= DATE '{starts[0].date()}' AND date < DATE '{end.date()}'"
+                      f" AND date_trunc('month', date) IN ({listed})")
+        days = con.sql(f"SELECT {', '.join(DAY_COLUMNS)} FROM wearable_circadian_day WHERE {where} "
+                       "ORDER BY person_id, date").to_arrow_table()
+        # without sleep_level no minute is asleep, and a month without an asleep minute has no index
+        found = months_from_days(unpack_days(days), valid_minutes=self.valid_wear_minutes)
+        if not len(found):
+            return self.empty_output()
         return found.assign(person_bucket=[person_bucket(p) for p in found["person_id"]]).astype({"person_bucket": "int32"})
