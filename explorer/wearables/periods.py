@@ -386,7 +386,8 @@ def months_from_days(states: DayStates, *, min_days: int = MIN_DAYS, valid_minut
         return out[COLUMNS]
     g = group[kept]
     computed, at = np.unique(g, return_index=True)
-    active, recorded, asleep = states.active[kept], states.recorded[kept], states.asleep[kept]
+    # every day valid in months that count (the usual case): no copy of the minute arrays
+    active, recorded = (states.active, states.recorded) if kept.all() else (states.active[kept], states.recorded[kept])
     days = valid_days[computed]
 
     stability, variability = _stability_and_variability(active, g, at, days, bin_minutes)
@@ -442,15 +443,17 @@ def _extreme_windows(active, recorded, at):
         raise ExplorerError(f"a minute of the mean day is averaged over {int(counts.max())} days; at most 40 fit "
                             "exact integer window sums (a calendar month has 31)")
     scaled = np.where(counts > 0, sums * (scale // np.maximum(counts, 1)), 0)
-    seen = (counts > 0).astype("int64")
+    # running sums over the mean day laid twice, shared by both widths (a window's sum is a difference)
+    running = _running(np.concatenate([scaled, scaled], axis=1), "int64")
+    seen = _running(np.tile(counts > 0, 2), "int16")  # recorded minutes of the mean day so far
+    rows = np.arange(len(scaled))
     results = []
     for hours, lowest in ((5, True), (10, False)):
         width = hours * 60
-        windows, present = (_window_sums(np.concatenate([a, a], axis=1), width) for a in (scaled, seen))
-        masked = np.where(present > 0, windows, np.iinfo("int64").max if lowest else -1)
+        windows = running[:, width:] - running[:, :-width]
+        masked = np.where(seen[:, width:] > seen[:, :-width], windows, np.iinfo("int64").max if lowest else -1)
         onset = masked.argmin(axis=1) if lowest else masked.argmax(axis=1)
-        best = windows[np.arange(len(windows)), onset]
-        results += [onset.astype("float64"), best / scale / width]
+        results += [onset.astype("float64"), windows[rows, onset] / scale / width]
     return tuple(results)
 
 
@@ -465,18 +468,18 @@ def _run_sums(flags: np.ndarray, at: np.ndarray) -> np.ndarray:
     return blocks.reshape(len(at), DAYS_PER_MONTH, -1).sum(axis=1, dtype=np.int16).astype("int64")
 
 
-def _window_sums(values: np.ndarray, width: int) -> np.ndarray:
-    """Sums over [t, t + width) for every t at which such a window fits, per row."""
-    total = np.zeros((len(values), values.shape[1] + 1), dtype="int64")
-    np.cumsum(values, axis=1, out=total[:, 1:])
-    return total[:, width:] - total[:, :-width]
+def _running(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Running sums along each row, with a leading 0: the sum over [t, t + w) is r[t + w] - r[t]."""
+    total = np.zeros((len(values), values.shape[1] + 1), dtype=dtype)
+    np.cumsum(values, axis=1, dtype=dtype, out=total[:, 1:])
+    return total
 
 
 def _regularity(states: DayStates, kept, g, computed, at) -> np.ndarray:
     """SRI of each computed person-month: over the minutes of calendar days one apart, both valid,
     the share whose state (asleep, awake where recorded, else unknown) is known and the same."""
     slept = np.zeros(len(at), bool)
-    asleep_rows = np.flatnonzero(states.asleep[kept].any(axis=1))
+    asleep_rows = np.flatnonzero(states.asleep.any(axis=1)[kept])
     slept[np.searchsorted(at, asleep_rows, side="right") - 1] = True
     index = np.full(len(computed), np.nan)
     if not slept.any():  # no sleep logged (or no sleep_level at all): no index, and nothing to pair
