@@ -251,3 +251,22 @@ def test_an_output_missing_or_retyping_a_declared_column_is_rebuilt_extras_are_k
     write_deltalake(lake.table_path("wearable_daily"), lake.sql("SELECT * FROM wearable_daily").assign(site_flag=True),
                     mode="overwrite", schema_mode="merge")
     assert not _output_reshaped(lake, step("wearable_daily"))
+
+
+def test_steps_run_in_waves_after_every_step_they_read():
+    from explorer.jobs.refresh import _waves
+
+    plan = ordered()
+    waves = _waves(plan)
+    assert sorted(s.name for wave in waves for s in wave) == sorted(s.name for s in plan)
+    wave_of = {s.output: k for k, wave in enumerate(waves) for s in wave}
+    for k, wave in enumerate(waves):
+        for s in wave:
+            read = [t for t in s.inputs if t in wave_of]
+            assert all(wave_of[t] < k for t in read), (s.name, read)
+            # as early as it can be: right after the latest step it reads
+            assert k == 1 + max((wave_of[t] for t in read), default=-1), s.name
+    names = [[s.name for s in wave] for wave in waves]
+    assert {"wearable_daily", "wearable_circadian_day", "data_availability"} <= set(names[0])
+    assert "wearable_circadian" in names[1] and "modality_coverage" in names[1]
+    assert wave_of["cohort_member"] > wave_of["wearable_circadian"]
