@@ -27,7 +27,6 @@ import fcntl
 import json
 import math
 import os
-import threading
 import time
 import traceback
 import uuid
@@ -138,6 +137,7 @@ def compute_partition(root, step_name: str, versions: dict[str, int], partition:
     ``root``: the lake's storage (a folder or an object-storage prefix with its options)."""
     from explorer.jobs.steps import step
     from explorer.lake import open as open_lake
+    from explorer.lake.engine import new_connection
 
     name = repr(root)
     lake = _LAKES.get(name)
@@ -150,7 +150,7 @@ def compute_partition(root, step_name: str, versions: dict[str, int], partition:
         threads = get_worker().state.nthreads
     except (ImportError, ValueError):
         pass
-    con = _connection(threads)
+    con = new_connection(threads=threads)
     import dask
 
     try:
@@ -163,35 +163,6 @@ def compute_partition(root, step_name: str, versions: dict[str, int], partition:
             return instance.compute(con, partition)
     finally:
         con.close()
-        _make_spare(threads)
-
-
-#: a fresh DuckDB connection made while the worker waits for its next task (opening one costs
-#: 20-30 ms, a tenth of a small incremental task); each task still gets a connection of its own
-_SPARE: dict[int, object] = {}
-_SPARE_LOCK = threading.Lock()
-
-
-def _connection(threads: int):
-    from explorer.lake.engine import new_connection
-
-    with _SPARE_LOCK:
-        spare = _SPARE.pop(threads, None)
-    return spare if spare is not None else new_connection(threads=threads)
-
-
-def _make_spare(threads: int) -> None:
-    def make():
-        from explorer.lake.engine import new_connection
-
-        con = new_connection(threads=threads)
-        with _SPARE_LOCK:
-            if threads not in _SPARE:
-                _SPARE[threads] = con
-                return
-        con.close()
-
-    threading.Thread(target=make, name="explorer-spare-connection", daemon=True).start()
 
 
 def refresh(lake: Lake, *, scheduler: str | None = None, workers: int | None = None, steps=None, full: bool = False,
