@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer import wearables
+from explorer.errors import ExplorerError
 from explorer.wearables.circadian import summarise_minutes
 from explorer.wearables.periods import (DayStates, circadian_by_month, circadian_days, months_from_days, pack_days,
                                         unpack_days)
@@ -125,7 +126,7 @@ def test_bitmaps_keep_every_minute_state(seed):
 def test_a_bitmap_of_another_length_is_refused_with_the_column_named():
     rows = pack_days(random_states(1))
     rows.loc[0, "active"] = rows.loc[0, "active"][:100]
-    with pytest.raises(Exception, match="active: a day's bitmap is not 180 bytes"):
+    with pytest.raises(ExplorerError, match="active: a day's bitmap is not 180 bytes"):
         unpack_days(rows)
 
 

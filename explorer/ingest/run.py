@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -210,7 +210,7 @@ def commit(lake: Lake, ingest_id: str, staged: Staged, accepted: set[str], corre
         # original text) held whole as one frame grew the commit's memory with the delivery
         schema = pa.unify_schemas([pq.read_schema(p) for p in staged.quarantine], promote_options="permissive")
         dataset = pads.dataset([str(p) for p in staged.quarantine], schema=schema, format="parquet")
-        sources = pa.compute.unique(dataset.to_table(columns=["source_file"])["source_file"]).to_pylist()
+        sources = pc.unique(dataset.to_table(columns=["source_file"])["source_file"]).to_pylist()
         versions[QUARANTINE] = _retrying(lambda: lake.write(
             QUARANTINE, _quarantine_reader(dataset, ingest_id), inputs=sorted(f"raw:{s}" for s in sources if s),
             operation=operation, supersede=replaced.get(QUARANTINE, ()),

@@ -197,16 +197,18 @@ def refresh(lake: Lake, *, scheduler: str | None = None, workers: int | None = N
 def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, started) -> RefreshReport:
     outcomes: list[StepOutcome] = []
     records: list[dict] = []
-    broken: dict[str, str] = {}  # outputs of steps that failed or were skipped this run -> which
     n_workers = max(1, len(client.nthreads()))
     try:
-        _run_steps(lake, plan, client, where, run_id, full, say, n_workers * tasks_per_worker, outcomes, records, broken)
+        _run_steps(lake, plan, client, where, run_id, full, say, n_workers * tasks_per_worker, outcomes, records)
     finally:  # the run's rows in one commit, also when it is interrupted: a commit per step cost 60 ms each
         _record(lake, run_id, records)
     return RefreshReport(run_id, where, outcomes, time.perf_counter() - started)
 
 
-def _run_steps(lake: Lake, plan, client, where, run_id, full, say, n_tasks, outcomes, records, broken) -> None:
+def _run_steps(lake: Lake, plan, client, where, run_id, full, say, n_tasks, outcomes, records) -> None:
+    """Run ``plan``, appending each step's outcome and job_run row as it ends (the caller records
+    them even when a step raises)."""
+    broken: dict[str, str] = {}  # outputs of steps that failed or were skipped this run -> which
     # steps that do not read each other's outputs run side by side: their tasks share the workers
     # (an incremental step is often one task, which would leave the other workers idle)
     for wave in _waves(plan):
@@ -273,7 +275,6 @@ class _Started:
 
     step: RefreshStep
     outcome: StepOutcome
-    versions: dict[str, int]
     partitions: list[Partition]
     replace_where: str | None
     reshaped: bool
@@ -295,7 +296,7 @@ def _start_step(lake: Lake, step: RefreshStep, client, n_tasks: int, full: bool,
     outcome.tasks = len(partitions)
     futures = [client.submit(compute_partition, lake.storage, step.name, versions, p, pure=False,
                              key=f"{step.name}-{run_id}-{k}") for k, p in enumerate(partitions)]
-    return _Started(step, outcome, versions, partitions, replace_where, reshaped, futures)
+    return _Started(step, outcome, partitions, replace_where, reshaped, futures)
 
 
 def _finish_step(lake: Lake, started: _Started, client, say) -> StepOutcome:
@@ -317,7 +318,7 @@ def _finish_step(lake: Lake, started: _Started, client, say) -> StepOutcome:
         return outcome
     frames = [r for r in results if len(r)]
     rows = pd.concat(frames, ignore_index=True) if frames else results[0].iloc[0:0]
-    inputs = [f"{t}@{v}" for t, v in sorted(started.versions.items())]
+    inputs = [f"{t}@{v}" for t, v in sorted(outcome.inputs.items())]
     try:
         outcome.output_version = lake.write(step.output, rows, mode="overwrite", inputs=inputs,
                                             operation=f"refresh:{step.name}", replace_where=started.replace_where,

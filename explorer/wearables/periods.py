@@ -250,13 +250,21 @@ def _time_filters(days, months) -> tuple[str, str]:
         return (f"datetime >= DATE '{first}' AND datetime < DATE '{end}'{exact}",
                 f"start_datetime >= DATE '{first}' - INTERVAL 1 DAY AND start_datetime < DATE '{end}'")
     if months:
-        starts = sorted({pd.Timestamp(m).replace(day=1) for m in months})
-        listed = ", ".join(f"DATE '{m.date()}'" for m in starts)
-        end = starts[-1] + pd.offsets.MonthBegin(1)
-        return (f"datetime >= DATE '{starts[0].date()}' AND datetime < DATE '{end.date()}' "
-                f"AND CAST(date_trunc('month', datetime) AS DATE) IN ({listed})",
-                f"start_datetime >= DATE '{starts[0].date()}' - INTERVAL 1 DAY AND start_datetime < DATE '{end.date()}'")
+        first = min(pd.Timestamp(m).replace(day=1) for m in months)
+        end = max(pd.Timestamp(m).replace(day=1) for m in months) + pd.offsets.MonthBegin(1)
+        return (months_where("datetime", months),
+                f"start_datetime >= DATE '{first.date()}' - INTERVAL 1 DAY AND start_datetime < DATE '{end.date()}'")
     return "TRUE", "TRUE"
+
+
+def months_where(column: str, months) -> str:
+    """SQL selecting the rows whose ``column`` (a date or a time) falls in the calendar ``months``
+    (any day of each); the range first: DuckDB skips row groups by it."""
+    starts = sorted({pd.Timestamp(m).replace(day=1) for m in months})
+    listed = ", ".join(f"DATE '{m.date()}'" for m in starts)
+    end = starts[-1] + pd.offsets.MonthBegin(1)
+    return (f"{column} >= DATE '{starts[0].date()}' AND {column} < DATE '{end.date()}' "
+            f"AND CAST(date_trunc('month', {column}) AS DATE) IN ({listed})")
 
 
 def _states(minutes: pa.Table, segments: dict, threshold: float) -> DayStates:
@@ -402,7 +410,7 @@ def months_from_days(states: DayStates, *, min_days: int = MIN_DAYS, valid_minut
     out.loc[computed, "m10"] = high
     out.loc[computed, "m10_onset_hour"] = (high_onset / 60) % 24
     if has_sleep:
-        out.loc[computed, "sleep_regularity_index"] = _regularity(states, kept, g, computed, at)
+        out.loc[computed, "sleep_regularity_index"] = _regularity(states, kept, g, at)
     return out[COLUMNS]
 
 
@@ -475,13 +483,13 @@ def _running(values: np.ndarray, dtype: str) -> np.ndarray:
     return total
 
 
-def _regularity(states: DayStates, kept, g, computed, at) -> np.ndarray:
+def _regularity(states: DayStates, kept, g, at) -> np.ndarray:
     """SRI of each computed person-month: over the minutes of calendar days one apart, both valid,
     the share whose state (asleep, awake where recorded, else unknown) is known and the same."""
     slept = np.zeros(len(at), bool)
     asleep_rows = np.flatnonzero(states.asleep.any(axis=1)[kept])
     slept[np.searchsorted(at, asleep_rows, side="right") - 1] = True
-    index = np.full(len(computed), np.nan)
+    index = np.full(len(at), np.nan)
     if not slept.any():  # no sleep logged (or no sleep_level at all): no index, and nothing to pair
         return index
     rows = np.flatnonzero(kept)

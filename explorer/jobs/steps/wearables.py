@@ -6,7 +6,8 @@ import pandas as pd
 
 from explorer.jobs.steps import Partition, RefreshStep, bucket_sql, person_bucket
 from explorer.wearables.daily import VALID_WEAR_MINUTES, daily_summary
-from explorer.wearables.periods import ACTIVE_STEPS, DAY_COLUMNS, circadian_days, months_from_days, unpack_days
+from explorer.wearables.periods import (ACTIVE_STEPS, DAY_COLUMNS, circadian_days, months_from_days, months_where,
+                                        unpack_days)
 
 
 class WearableDaily(RefreshStep):
@@ -82,14 +83,9 @@ class WearableCircadian(RefreshStep):
 
     def compute(self, con, partition: Partition) -> pd.DataFrame:
 
-        months = partition.days or ()
         where = partition.where(None)
-        if months:
-            starts = sorted(pd.Timestamp(m).replace(day=1) for m in months)
-            listed = ", ".join(f"DATE '{m.date()}'" for m in starts)
-            end = starts[-1] + pd.offsets.MonthBegin(1)
-            where += (f" AND date >= DATE '{starts[0].date()}' AND date < DATE '{end.date()}'"
-                      f" AND date_trunc('month', date) IN ({listed})")
+        if partition.days:  # the months to recompute, as their first days
+            where += " AND " + months_where("date", partition.days)
         days = con.sql(f"SELECT {', '.join(DAY_COLUMNS)} FROM wearable_circadian_day WHERE {where} "
                        "ORDER BY person_id, date").to_arrow_table()
         # without sleep_level no minute is asleep, and a month without an asleep minute has no index
