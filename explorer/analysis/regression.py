@@ -1,0 +1,162 @@
+"""The two regressions the distributed-lag models are fitted with: a quasi-Poisson GLM for daily
+counts and a linear mixed model with a random intercept per person for person-level daily outcomes.
+
+The mixed model is fitted by restricted maximum likelihood from sufficient statistics, so a year of
+person-days for thousands of persons costs one pass over the design matrix and a one-dimensional
+search. For group :math:`i` with :math:`n_i` rows,
+
+.. math::
+
+    y_i = X_i\\beta + u_i 1 + \\varepsilon_i,\\quad u_i \\sim N(0, \\psi\\sigma^2),\\
+    \\varepsilon_i \\sim N(0, \\sigma^2 I)
+
+so :math:`V_i = \\sigma^2 (I + \\psi J)` and :math:`V_i^{-1} = \\sigma^{-2}(I - w_i J)` with
+:math:`w_i = \\psi / (1 + \\psi n_i)`. With :math:`s_i = X_i'1` and :math:`t_i = y_i'1`,
+
+.. math::
+
+    M = X'X - \\sum_i w_i s_i s_i',\\quad m = X'y - \\sum_i w_i t_i s_i,\\quad
+    q = y'y - \\sum_i w_i t_i^2
+
+give :math:`\\hat\\beta = M^{-1} m`, :math:`\\mathrm{RSS} = q - m'\\hat\\beta`,
+:math:`\\hat\\sigma^2 = \\mathrm{RSS}/(N - p)` and the profile restricted log-likelihood
+
+.. math::
+
+    \\ell_R(\\psi) = -\\tfrac12\\left[(N - p)(\\log\\hat\\sigma^2 + 1) + \\sum_i \\log(1 + \\psi n_i)
+                    + \\log|M| + (N - p)\\log 2\\pi\\right]
+
+maximised over :math:`\\log\\psi`. :math:`\\mathrm{Cov}(\\hat\\beta) = \\hat\\sigma^2 M^{-1}`, as
+statsmodels' ``MixedLM`` reports for the same model.
+
+References
+----------
+Harville DA. Maximum likelihood approaches to variance component estimation and to related
+problems. JASA. 1977;72:320-338. Laird NM, Ware JH. Random-effects models for longitudinal data.
+Biometrics. 1982;38:963-974.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from explorer.errors import ExplorerError
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Coefficients and their covariance from :func:`random_intercept` or :func:`quasi_poisson`.
+
+    Attributes
+    ----------
+    coef : pandas.Series
+        Fixed effects by column name.
+    vcov : pandas.DataFrame
+        Their covariance matrix.
+    n_obs : int
+        Rows used.
+    n_groups : int
+        Persons (random intercept) or 1 (GLM).
+    scale : float
+        Residual variance (mixed model) or the Pearson dispersion (quasi-Poisson).
+    group_variance : float
+        Variance of the person intercepts (mixed model); 0 for the GLM.
+    log_likelihood : float
+        Restricted log-likelihood (mixed model) or the Poisson log-likelihood (GLM).
+    """
+
+    coef: pd.Series
+    vcov: pd.DataFrame
+    n_obs: int
+    n_groups: int
+    scale: float
+    group_variance: float
+    log_likelihood: float
+
+    @property
+    def se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.coef.index)
+
+
+def random_intercept(X: pd.DataFrame, y, groups) -> LinearFit:
+    """Fit :math:`y = X\\beta + u_{g} + \\varepsilon` by REML (see the module notes for the algebra).
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        The fixed-effect design, an intercept column included. Rows with a missing value in
+        ``X``, ``y`` or ``groups`` must be removed by the caller.
+    y : array-like
+        The outcome.
+    groups : array-like
+        The person of each row.
+
+    Returns
+    -------
+    LinearFit
+    """
+    names = list(X.columns)
+    design = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    codes, uniques = pd.factorize(np.asarray(groups))
+    n, p = design.shape
+    if n <= p:
+        raise ExplorerError(f"mixed model: {n} rows for {p} coefficients; the model needs more rows than coefficients")
+    counts = np.bincount(codes).astype(float)
+    sums_x = np.zeros((len(uniques), p))
+    _group_sums(design, codes, sums_x)
+    sums_y = np.bincount(codes, weights=y)
+    xtx, xty, yty = design.T @ design, design.T @ y, float(y @ y)
+
+    def parts(log_psi: float):
+        psi = np.exp(log_psi)
+        w = psi / (1 + psi * counts)
+        m_mat = xtx - (sums_x * w[:, None]).T @ sums_x
+        m_vec = xty - sums_x.T @ (w * sums_y)
+        q = yty - float(np.sum(w * sums_y ** 2))
+        return psi, m_mat, m_vec, q
+
+    def negative_reml(log_psi: float) -> float:
+        psi, m_mat, m_vec, q = parts(log_psi)
+        sign, log_det = np.linalg.slogdet(m_mat)
+        if sign <= 0:
+            return np.inf
+        beta = np.linalg.solve(m_mat, m_vec)
+        rss = q - m_vec @ beta
+        if rss <= 0:
+            return np.inf
+        return 0.5 * ((n - p) * (np.log(rss / (n - p)) + 1 + np.log(2 * np.pi)) + np.sum(np.log1p(psi * counts)) + log_det)
+
+    best = optimize.minimize_scalar(negative_reml, bounds=(-20.0, 10.0), method="bounded", options={"xatol": 1e-9})
+    psi, m_mat, m_vec, q = parts(best.x)
+    beta = np.linalg.solve(m_mat, m_vec)
+    sigma2 = (q - m_vec @ beta) / (n - p)
+    vcov = sigma2 * np.linalg.inv(m_mat)
+    return LinearFit(pd.Series(beta, index=names), pd.DataFrame(vcov, index=names, columns=names), n, len(uniques),
+                     float(sigma2), float(psi * sigma2), float(-best.fun))
+
+
+def _group_sums(design: np.ndarray, codes: np.ndarray, out: np.ndarray) -> None:
+    for j in range(design.shape[1]):
+        out[:, j] = np.bincount(codes, weights=design[:, j], minlength=out.shape[0])
+
+
+def quasi_poisson(X: pd.DataFrame, counts) -> LinearFit:
+    """A Poisson GLM with log link and the Pearson dispersion (quasi-Poisson), by statsmodels.
+
+    The standard errors are the Poisson ones times :math:`\\sqrt{\\phi}`, :math:`\\phi = X^2 / (n - p)`,
+    as R's ``glm(family = quasipoisson)`` reports them.
+    """
+    import statsmodels.api as sm
+
+    counts = np.asarray(counts, dtype=float)
+    if np.any(counts < 0):
+        raise ExplorerError("quasi-Poisson model: the outcome has negative values; expected counts (0, 1, 2, ...)")
+    result = sm.GLM(counts, np.asarray(X, dtype=float), family=sm.families.Poisson()).fit(scale="X2")
+    names = list(X.columns)
+    return LinearFit(pd.Series(result.params, index=names), pd.DataFrame(result.cov_params(), index=names, columns=names),
+                     int(result.nobs), 1, float(result.scale), 0.0, float(result.llf))
