@@ -156,10 +156,10 @@ def _planted_series(seed=0, years=6):
     rng = np.random.default_rng(seed)
     n = int(365.25 * years)
     dates = pd.date_range("2001-01-01", periods=n)
-    temp = 15 - 10 * np.cos(2 * np.pi * dates.dayofyear.to_numpy() / 365.25) + rng.normal(0, 4, n)
+    temp = 15 - 10 * np.cos(2 * np.pi * dates.day_of_year.to_numpy() / 365.25) + rng.normal(0, 4, n)
     weights = np.array([0.4, 0.3, 0.2, 0.1])
     lagged = np.column_stack([np.r_[np.full(l, temp[0]), temp[:n - l]] for l in range(4)])
-    eta = np.log(60) + 0.15 * np.cos(2 * np.pi * dates.dayofyear.to_numpy() / 365.25) + 0.02 * (lagged - 15) @ weights
+    eta = np.log(60) + 0.15 * np.cos(2 * np.pi * dates.day_of_year.to_numpy() / 365.25) + 0.02 * (lagged - 15) @ weights
     return pd.DataFrame({"date": dates, "temp": temp, "deaths": rng.poisson(np.exp(eta))}), weights
 
 
@@ -240,8 +240,33 @@ ROSSI_PUBLISHED = {  # Fox & Weisberg (2011), Efron ties: coefficient, SE
 
 @pytest.fixture(scope="module")
 def rossi():
-    lifelines_datasets = pytest.importorskip("lifelines.datasets")
-    return lifelines_datasets.load_rossi()
+    return pd.read_csv(DATA / "rossi.csv")
+
+
+def _naive_residuals(x, time, event, beta):
+    """Schoenfeld and score residuals from their definitions, one event time at a time (right-censored,
+    Efron ties; Therneau & Grambsch 2000, sections 4.6 and 7.2)."""
+    n, p = x.shape
+    r = np.exp(x @ beta)
+    schoenfeld, score = np.zeros((n, p)), np.zeros((n, p))
+    for tau in np.unique(time[event]):
+        at_risk = time >= tau
+        tied = at_risk & event & (time == tau)
+        m = tied.sum()
+        means, weights = [], []
+        for k in range(m):
+            d = r[at_risk].sum() - k / m * r[tied].sum()
+            xbar = ((r[at_risk, None] * x[at_risk]).sum(0) - k / m * (r[tied, None] * x[tied]).sum(0)) / d
+            means.append(xbar)
+            weights.append((1.0 / d, k / m))
+        for i in np.flatnonzero(at_risk):
+            for xbar, (inverse, frac) in zip(means, weights):
+                share = (1 - frac) if tied[i] else 1.0
+                score[i] -= r[i] * share * inverse * (x[i] - xbar)
+        for i in np.flatnonzero(tied):
+            schoenfeld[i] = x[i] - np.mean(means, axis=0)
+            score[i] += schoenfeld[i]
+    return schoenfeld, score
 
 
 def test_cox_matches_the_published_rossi_fit(rossi):
@@ -252,23 +277,27 @@ def test_cox_matches_the_published_rossi_fit(rossi):
     assert fit.n_events == 114
 
 
-def test_proportional_hazards_test_and_robust_errors_agree_with_lifelines(rossi):
-    from lifelines import CoxPHFitter
-    from lifelines.statistics import proportional_hazard_test
-
+def test_residuals_robust_errors_and_the_proportional_hazards_test_equal_their_definitions(rossi):
     terms = list(ROSSI_PUBLISHED)
     fit = survival.cox(rossi.assign(person=range(len(rossi))), "week", "arrest", terms, cluster="person")
-    reference = CoxPHFitter().fit(rossi, "week", "arrest")
-    for transform in ("identity", "log"):
-        theirs = proportional_hazard_test(reference, rossi, time_transform=transform).summary["test_statistic"]
-        ours = fit.proportional_hazards_test(transform)["statistic"]
-        assert np.allclose(ours.loc[terms], theirs.loc[terms], rtol=1e-6)
+    x = rossi[terms].to_numpy(float)
+    time, event = rossi.week.to_numpy(float), rossi.arrest.to_numpy(bool)
+    beta = fit.table.coef.to_numpy()
+    schoenfeld, score = _naive_residuals(x, time, event, beta)
+    ours_schoenfeld, ours_score = survival._efron_residuals(x, np.full(len(x), -np.inf), time, event, np.zeros(len(x), int), beta)
+    assert np.allclose(ours_schoenfeld[event], schoenfeld[event], atol=1e-9)
+    assert np.allclose(ours_score, score, atol=1e-9)
+    V = fit.model_vcov.to_numpy()
+    assert np.allclose(fit.vcov.to_numpy(), V @ score.T @ score @ V, rtol=1e-9)  # the sandwich of Lin & Wei
+    # Grambsch & Therneau: T = d (sum g~ r)' V (sum g~ r) / sum g~^2, per term with V_jj
+    for transform, g in (("identity", time[event]), ("log", np.log(time[event]))):
+        centred = g - g.mean()
+        u = centred @ schoenfeld[event]
+        d = event.sum()
+        test = fit.proportional_hazards_test(transform)
+        assert test.loc["GLOBAL", "statistic"] == pytest.approx(d * u @ V @ u / (centred ** 2).sum())
+        assert np.allclose(test.statistic.loc[terms], d * (V @ u) ** 2 / (np.diag(V) * (centred ** 2).sum()))
     assert fit.proportional_hazards_test().loc["age", "p"] < 0.01  # age's effect wanes (Fox & Weisberg)
-    # untied times: the sandwich equals lifelines' robust variance; tied (Efron) it follows R's agscore3
-    jitter = rossi.assign(week=rossi.week + np.random.default_rng(0).uniform(0, 0.5, len(rossi)))
-    ours = survival.cox(jitter.assign(person=range(len(rossi))), "week", "arrest", terms, cluster="person")
-    theirs = CoxPHFitter().fit(jitter, "week", "arrest", robust=True).summary["se(coef)"]
-    assert np.allclose(ours.table.se.loc[terms], theirs.loc[terms], rtol=1e-6)
 
 
 def test_efron_score_residuals_sum_to_zero_and_the_sandwich_is_near_the_jackknife(rossi):
@@ -279,7 +308,7 @@ def test_efron_score_residuals_sum_to_zero_and_the_sandwich_is_near_the_jackknif
     x = rossi[terms].to_numpy(float)
     _, score = survival._efron_residuals(x, np.full(len(x), -np.inf), rossi.week.to_numpy(float),
                                          rossi.arrest.to_numpy(bool), np.zeros(len(x), int), fit.table.coef.to_numpy())
-    assert np.allclose(score.sum(axis=0), 0, atol=1e-8)
+    assert np.allclose(score.sum(axis=0), 0, atol=1e-8)  # the score equations at the estimate
     full = fit.table.coef.to_numpy()
     leave_one_out = np.array([PHReg(d.week, d[terms], status=d.arrest, ties="efron").fit().params - full
                               for d in (rossi.drop(index=i) for i in range(0, len(rossi)))])
@@ -355,14 +384,15 @@ def test_kaplan_meier_by_hand_with_late_entry():
         survival.kaplan_meier([1.0], [True], entry=[2.0])
 
 
-def test_kaplan_meier_equals_lifelines_on_rossi(rossi):
-    from lifelines import KaplanMeierFitter
-
+def test_kaplan_meier_on_rossi_equals_the_product_limit_by_loop(rossi):
     ours = survival.kaplan_meier(rossi.week, rossi.arrest).set_index("time")
-    theirs = KaplanMeierFitter().fit(rossi.week, rossi.arrest)
-    assert np.allclose(ours.survival, theirs.survival_function_.loc[ours.index, "KM_estimate"])
-    assert np.allclose(ours.low, theirs.confidence_interval_.loc[ours.index].iloc[:, 0], atol=1e-5)
-    assert (ours.at_risk.to_numpy() == theirs.event_table.loc[ours.index, "at_risk"].to_numpy()).all()
+    survival_so_far = 1.0
+    for t, row in ours.iterrows():
+        at_risk = int((rossi.week >= t).sum())
+        deaths = int(((rossi.week == t) & (rossi.arrest == 1)).sum())
+        survival_so_far *= 1 - deaths / at_risk
+        assert row.at_risk == at_risk and row.events == deaths and row.survival == pytest.approx(survival_so_far)
+    assert ours.survival.iloc[-1] == pytest.approx(318 / 432)  # no one is lost before week 52: 114 arrests
 
 
 # ---------------------------------------------------------------- case-crossover
@@ -373,7 +403,7 @@ def test_time_stratified_referents_are_every_same_weekday_of_the_month(day):
     design = casecrossover.time_stratified_referents(pd.DataFrame({"person_id": [1], "date": [pd.Timestamp(day)]}))
     dates = pd.to_datetime(design.date)
     month = pd.date_range(pd.Timestamp(day).replace(day=1), periods=pd.Timestamp(day).days_in_month)
-    assert list(dates) == [d for d in month if d.dayofweek == pd.Timestamp(day).dayofweek]
+    assert list(dates) == [d for d in month if d.day_of_week == pd.Timestamp(day).day_of_week]
     assert design.case.sum() == 1 and dates[design.case].iloc[0] == pd.Timestamp(day)
 
 
@@ -454,3 +484,23 @@ def test_table_one_figures_equal_a_recount_and_the_published_smd_formulas():
     assert table.loc[0, "Overall"] == "500"
     with pytest.raises(ExplorerError, match="'bmi'"):
         table_one.table_one(frame, "group", continuous=["bmi"])
+
+
+def test_day_effects_without_indicators_equal_the_explicit_indicators():
+    rng = np.random.default_rng(8)
+    persons, days = 30, 12
+    groups = np.repeat(np.arange(persons), days)
+    day = np.tile(np.arange(days), persons)
+    x = rng.normal(size=persons * days)
+    y = 2 + 0.5 * x + np.sin(day) + rng.normal(0, 1, persons)[groups] + rng.normal(size=persons * days)
+    X = pd.DataFrame({"const": 1.0, "x": x})
+    implicit = random_intercept(X, y, groups, levels=day)
+    dummies = pd.get_dummies(day, prefix="d", drop_first=True).astype(float)
+    explicit = random_intercept(pd.concat([X, dummies], axis=1), y, groups)
+    assert np.allclose(implicit.coef, explicit.coef[["const", "x"]], atol=1e-8)
+    assert np.allclose(implicit.vcov, explicit.vcov.loc[["const", "x"], ["const", "x"]], rtol=1e-6)
+    assert np.isclose(implicit.log_likelihood, explicit.log_likelihood)
+    with pytest.raises(ExplorerError, match="zero on every row"):
+        random_intercept(X.assign(empty=0.0), y, groups)
+    with pytest.raises(ExplorerError, match="collinear"):
+        random_intercept(X.assign(twice=2 * x), y, groups)

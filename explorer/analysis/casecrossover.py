@@ -55,8 +55,8 @@ def time_stratified_referents(events: pd.DataFrame, person: str = "person_id", d
         bad = int(np.flatnonzero(days.isna().to_numpy())[0])
         raise ExplorerError(f"case-crossover: event row {bad} has no {date!r}; every event needs its date")
     month_start = days.dt.to_period("M").dt.start_time
-    weekday = days.dt.dayofweek
-    first = month_start + pd.to_timedelta((weekday - month_start.dt.dayofweek) % 7, unit="D")
+    weekday = days.dt.day_of_week
+    first = month_start + pd.to_timedelta((weekday - month_start.dt.day_of_week) % 7, unit="D")
     rows = []
     for k in range(5):
         candidate = first + pd.to_timedelta(7 * k, unit="D")

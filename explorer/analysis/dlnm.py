@@ -381,24 +381,30 @@ def _time_terms(dates: pd.Series, df_per_year: float, day_of_week: bool) -> pd.D
         for i, column in enumerate(basis(day).T):
             columns[f"time{i + 1}"] = column
     if day_of_week:
-        weekday = pd.to_datetime(dates).dt.dayofweek.to_numpy()
+        weekday = pd.to_datetime(dates).dt.day_of_week.to_numpy()
         for d in range(1, 7):
             columns[f"dow{d}"] = (weekday == d).astype(float)
     return pd.DataFrame(columns, index=dates.index)
 
 
 def _design(frame: pd.DataFrame, crossbasis: CrossBasis, exposure: str, date: str, group: str | None,
-            df_per_year: float, day_of_week: bool, covariates) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+            df_per_year: float, day_of_week: bool, covariates, outcome: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The design of the rows that can be fitted (outcome, whole history, covariates), and their histories."""
     missing = [c for c in (exposure, date, *(covariates or ()), *([group] if group else [])) if c not in frame]
     if missing:
         raise ExplorerError(f"distributed-lag model: column(s) {missing} not in the frame; it has {list(frame.columns)}")
     history = exposure_history(frame, exposure, date, crossbasis.lags, group)
     cb = crossbasis(history)
-    design = pd.concat([pd.DataFrame({"intercept": 1.0}, index=frame.index),
-                        pd.DataFrame(cb, columns=crossbasis.columns, index=frame.index),
-                        _time_terms(frame[date], df_per_year, day_of_week),
-                        frame[list(covariates or ())].astype(float)], axis=1)
-    return design, history, cb
+    extra = frame[list(covariates or ())].astype(float)
+    usable = (np.isfinite(frame[outcome].to_numpy(dtype=float)) & np.all(np.isfinite(cb), axis=1)
+              & np.all(np.isfinite(extra.to_numpy()), axis=1))
+    # the seasonal spline spans the days fitted, not every exposure day kept for the lags
+    index = frame.index[usable]
+    design = pd.concat([pd.DataFrame({"intercept": 1.0}, index=index),
+                        pd.DataFrame(cb[usable], columns=crossbasis.columns, index=index),
+                        _time_terms(frame.loc[usable, date], df_per_year, day_of_week) if usable.any() else None,
+                        extra.loc[usable]], axis=1)
+    return design, history, usable
 
 
 def fit_time_series(frame: pd.DataFrame, outcome: str, exposure: str, crossbasis: CrossBasis, date: str = "date",
@@ -431,33 +437,48 @@ def fit_time_series(frame: pd.DataFrame, outcome: str, exposure: str, crossbasis
 
 
 def fit_person_days(frame: pd.DataFrame, outcome: str, exposure: str, crossbasis: CrossBasis, date: str = "date",
-                    person: str = "person_id", df_per_year: float = 4, day_of_week: bool = True, covariates=()) -> DlnmFit:
+                    person: str = "person_id", time: str = "day", df_per_year: float = 4, covariates=()) -> DlnmFit:
     """A DLNM of a person-level daily outcome (resting heart rate, sleep, steps) on each person's own
     exposure history, with a random intercept per person, fitted by REML
     (:func:`explorer.analysis.regression.random_intercept`).
 
-    The fixed part is ``outcome ~ cb + ns(date, df_per_year/year) + dow + covariates``; effects are in the
-    outcome's units (e.g. beats per minute) against the reference exposure.
+    Parameters
+    ----------
+    time : {"day", "spline"}, default "day"
+        ``day``: a fixed effect per calendar day, which removes everything the persons share on a
+        day (season, weekday, holidays, what everyone does when it is hot); the exposure effect is
+        then learnt from persons exposed differently on the same day and from each person's own
+        days. ``spline``: ``ns(date, df_per_year/year) + day of week`` instead, for few persons or
+        one place.
+
+    Returns
+    -------
+    DlnmFit
+        Effects in the outcome's units (e.g. beats per minute) against the reference exposure.
     """
-    return _fit(frame, outcome, exposure, crossbasis, date, df_per_year, day_of_week, covariates, person, "identity")
+    if time not in ("day", "spline"):
+        raise ExplorerError(f"fit_person_days: time={time!r}; expected 'day' (a fixed effect per day) or 'spline'")
+    if time == "day":
+        return _fit(frame, outcome, exposure, crossbasis, date, 0, False, covariates, person, "identity", day_effects=True)
+    return _fit(frame, outcome, exposure, crossbasis, date, df_per_year, True, covariates, person, "identity")
 
 
-def _fit(frame, outcome, exposure, crossbasis, date, df_per_year, day_of_week, covariates, group, link) -> DlnmFit:
+def _fit(frame, outcome, exposure, crossbasis, date, df_per_year, day_of_week, covariates, group, link,
+         day_effects: bool = False) -> DlnmFit:
     if outcome not in frame:
         raise ExplorerError(f"distributed-lag model: outcome {outcome!r} not in the frame; it has {list(frame.columns)}")
     frame = frame.reset_index(drop=True)
-    design, history, _ = _design(frame, crossbasis, exposure, date, group, df_per_year, day_of_week, covariates)
+    design, history, usable = _design(frame, crossbasis, exposure, date, group, df_per_year, day_of_week, covariates, outcome)
     y = frame[outcome].to_numpy(dtype=float)
-    usable = np.isfinite(y) & np.all(np.isfinite(design.to_numpy()), axis=1)
     if usable.sum() <= design.shape[1]:
         raise ExplorerError(f"distributed-lag model: {int(usable.sum())} usable rows of {len(frame)} for {design.shape[1]} "
                             f"coefficients; each row needs {outcome!r} and {len(crossbasis.lags)} days of {exposure!r} "
                             "(fewer lags or a longer series)")
-    design = design.loc[usable]
     if link == "log":
         model = quasi_poisson(design, y[usable])
     else:
-        model = random_intercept(design, y[usable], frame.loc[usable, group].to_numpy())
+        days = pd.to_datetime(frame.loc[usable, date]).to_numpy().astype("datetime64[D]") if day_effects else None
+        model = random_intercept(design, y[usable], frame.loc[usable, group].to_numpy(), levels=days)
     columns = crossbasis.columns
     data = pd.DataFrame({"_date": frame.loc[usable, date].to_numpy(), outcome: y[usable]})
     if group:

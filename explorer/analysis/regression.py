@@ -82,8 +82,8 @@ class LinearFit:
         return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.coef.index)
 
 
-def random_intercept(X: pd.DataFrame, y, groups) -> LinearFit:
-    """Fit :math:`y = X\\beta + u_{g} + \\varepsilon` by REML (see the module notes for the algebra).
+def random_intercept(X: pd.DataFrame, y, groups, levels=None) -> LinearFit:
+    """Fit :math:`y = X\\beta + \\gamma_{\\ell} + u_{g} + \\varepsilon` by REML (the module notes give the algebra).
 
     Parameters
     ----------
@@ -94,23 +94,31 @@ def random_intercept(X: pd.DataFrame, y, groups) -> LinearFit:
         The outcome.
     groups : array-like
         The person of each row.
+    levels : array-like, optional
+        A categorical fixed effect :math:`\\gamma_\\ell` with many levels (the calendar day of a
+        person-day panel), entered as indicators of every level but the first without forming them:
+        its blocks of :math:`X'X` are per-level sums and counts.
 
     Returns
     -------
     LinearFit
+        The coefficients of ``X`` (the level effects are estimated but not returned).
     """
     names = list(X.columns)
     design = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     codes, uniques = pd.factorize(np.asarray(groups))
     n, p = design.shape
-    if n <= p:
-        raise ExplorerError(f"mixed model: {n} rows for {p} coefficients; the model needs more rows than coefficients")
     counts = np.bincount(codes).astype(float)
     sums_x = np.zeros((len(uniques), p))
     _group_sums(design, codes, sums_x)
     sums_y = np.bincount(codes, weights=y)
     xtx, xty, yty = design.T @ design, design.T @ y, float(y @ y)
+    if levels is not None:
+        xtx, xty, sums_x = _with_levels(design, y, codes, len(uniques), np.asarray(levels), xtx, xty, sums_x)
+    if n <= xtx.shape[0]:
+        raise ExplorerError(f"mixed model: {n} rows for {xtx.shape[0]} coefficients; the model needs more rows than coefficients")
+    _require_full_rank(xtx, names)
 
     def parts(log_psi: float):
         psi = np.exp(log_psi)
@@ -129,15 +137,44 @@ def random_intercept(X: pd.DataFrame, y, groups) -> LinearFit:
         rss = q - m_vec @ beta
         if rss <= 0:
             return np.inf
-        return 0.5 * ((n - p) * (np.log(rss / (n - p)) + 1 + np.log(2 * np.pi)) + np.sum(np.log1p(psi * counts)) + log_det)
+        dof = n - len(m_vec)
+        return 0.5 * (dof * (np.log(rss / dof) + 1 + np.log(2 * np.pi)) + np.sum(np.log1p(psi * counts)) + log_det)
 
     best = optimize.minimize_scalar(negative_reml, bounds=(-20.0, 10.0), method="bounded", options={"xatol": 1e-9})
     psi, m_mat, m_vec, q = parts(best.x)
     beta = np.linalg.solve(m_mat, m_vec)
-    sigma2 = (q - m_vec @ beta) / (n - p)
-    vcov = sigma2 * np.linalg.inv(m_mat)
-    return LinearFit(pd.Series(beta, index=names), pd.DataFrame(vcov, index=names, columns=names), n, len(uniques),
+    sigma2 = (q - m_vec @ beta) / (n - len(m_vec))
+    vcov = sigma2 * np.linalg.inv(m_mat)[:p, :p]
+    return LinearFit(pd.Series(beta[:p], index=names), pd.DataFrame(vcov, index=names, columns=names), n, len(uniques),
                      float(sigma2), float(psi * sigma2), float(-best.fun))
+
+
+def _with_levels(design, y, codes, n_groups, levels, xtx, xty, sums_x):
+    """Append the indicators of ``levels`` (all but the first) to the sufficient statistics."""
+    level_codes, _ = pd.factorize(levels, sort=True)
+    n_levels = int(level_codes.max()) + 1
+    per_level = np.zeros((n_levels, design.shape[1]))
+    _group_sums(design, level_codes, per_level)
+    level_counts = np.bincount(level_codes, minlength=n_levels).astype(float)
+    level_y = np.bincount(level_codes, weights=y, minlength=n_levels)
+    cross = per_level[1:].T  # X'D: p x (levels - 1)
+    top = np.hstack([xtx, cross])
+    bottom = np.hstack([cross.T, np.diag(level_counts[1:])])
+    group_level = np.zeros((n_groups, n_levels))
+    np.add.at(group_level, (codes, level_codes), 1.0)
+    return np.vstack([top, bottom]), np.concatenate([xty, level_y[1:]]), np.hstack([sums_x, group_level[:, 1:]])
+
+
+def _require_full_rank(xtx: np.ndarray, names: list[str]) -> None:
+    """Refuse a design whose columns are zero on every row or collinear, naming them."""
+    diagonal = np.diag(xtx)
+    empty = [names[i] if i < len(names) else f"level {i - len(names) + 2}" for i in np.flatnonzero(diagonal <= 0)]
+    if empty:
+        raise ExplorerError(f"model design: column(s) {empty[:5]} are zero on every row fitted; drop them")
+    scale = np.sqrt(diagonal)
+    if np.linalg.matrix_rank(xtx / np.outer(scale, scale), tol=1e-10) < len(diagonal):
+        raise ExplorerError("model design: its columns are collinear (one is a combination of others, e.g. a covariate "
+                            "constant within the rows fitted, or day of week beside day effects); drop one")
 
 
 def _group_sums(design: np.ndarray, codes: np.ndarray, out: np.ndarray) -> None:

@@ -12,6 +12,10 @@ from explorer.errors import ExplorerError
 from explorer.ingest.quality import run_quality, summary
 from explorer.progress import Progress
 
+#: what ``explorer synth --plant-analyses`` plants (SynthConfig fields of the same meaning)
+PLANTED_HEAT_LAGS = (0.15, 0.05)
+PLANTED_HAZARD_RATIO = 0.8
+
 
 def add_parser(commands) -> None:
     """Declare ``ingest``, ``quality`` and ``synth`` on the ``explorer`` sub-parsers."""
@@ -118,6 +122,11 @@ def add_parser(commands) -> None:
     p.add_argument("--artefact-rate", type=float, default=0.001, help="share of worn minutes with device artefacts (default 0.001)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4); never changes the output")
     p.add_argument("--overwrite", action="store_true", help="replace a cohort this command wrote before")
+    p.add_argument("--plant-analyses", action="store_true",
+                   help="also plant the epidemiological analyses' effects (truth.json 'planted'): resting heart rate "
+                        f"+{PLANTED_HEAT_LAGS[0]} and +{PLANTED_HEAT_LAGS[1]} bpm per K of the anomaly 1 and 2 days before "
+                        f"(beside the same day's), and an incident condition (ICD-10-CM R06.00) whose hazard is "
+                        f"x{PLANTED_HAZARD_RATIO} per 1,000 more daily steps (needs --days 60 or more)")
     p.set_defaults(func=cmd_synth)
 
 
@@ -170,6 +179,8 @@ def cmd_synth(args) -> int:
         config = SynthConfig(participants=args.participants, days=args.days, seed=args.seed, start=start,
                              faults=args.faults, json_fraction=args.json_fraction, apple_health_fraction=args.apple_health_fraction,
                              garmin_fit_fraction=args.garmin_fit_fraction, artefact_rate=args.artefact_rate,
+                             **(dict(heat_lag_effects_bpm_per_k=PLANTED_HEAT_LAGS,
+                                     incident_hazard_ratio_per_1000_steps=PLANTED_HAZARD_RATIO) if args.plant_analyses else {}),
                              **({"workers": args.workers} if args.workers else {}))
     except ValueError as exc:
         raise ExplorerError(str(exc)) from None

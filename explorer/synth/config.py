@@ -6,6 +6,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
+import numpy as np
+
+#: days of the incident outcome's blocks: steps are averaged over a block, the hazard of the next one follows them
+INCIDENT_BLOCK_DAYS = 30
+#: the incident outcome the synth plants (ICD-10-CM): a symptom that low activity plausibly precedes
+INCIDENT_CONDITION = ("http://hl7.org/fhir/sid/icd-10-cm", "R06.00", "Dyspnea, unspecified")
+
 
 @dataclass(frozen=True)
 class Region:
@@ -41,6 +48,10 @@ class SynthConfig:
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     heat_effect_bpm_per_k: float = 0.35  # resting heart rate change per K of temperature anomaly
     age_effect_bpm_per_year: float = 0.08  # resting heart rate change per year of age
+    # The analyses' planted effects (issue 25); off by default so earlier cohorts keep their bytes.
+    heat_lag_effects_bpm_per_k: tuple = ()  # further resting heart rate change per K of the anomaly 1, 2, ... days before
+    incident_hazard_ratio_per_1000_steps: float | None = None  # an incident condition whose hazard falls with steps
+    incident_rate_per_year: float = 4.0  # its hazard at 8,000 recorded steps a day (per person-year)
     region: Region = field(default_factory=Region)
 
     def __post_init__(self):
@@ -53,6 +64,15 @@ class SynthConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 problems.append(f"{name}: got {value}, expected a fraction between 0 and 1")
+        if any(not np.isfinite(v) for v in self.heat_lag_effects_bpm_per_k):
+            problems.append(f"heat_lag_effects_bpm_per_k: got {self.heat_lag_effects_bpm_per_k}, expected finite numbers")
+        if self.incident_hazard_ratio_per_1000_steps is not None and not self.incident_hazard_ratio_per_1000_steps > 0:
+            problems.append(f"incident_hazard_ratio_per_1000_steps: got {self.incident_hazard_ratio_per_1000_steps}, expected > 0")
+        if self.incident_hazard_ratio_per_1000_steps is not None and self.days < 2 * INCIDENT_BLOCK_DAYS:
+            problems.append(f"incident outcome: {self.days} days; expected at least {2 * INCIDENT_BLOCK_DAYS} "
+                            f"(a {INCIDENT_BLOCK_DAYS}-day baseline, then follow-up)")
+        if self.incident_rate_per_year <= 0:
+            problems.append(f"incident_rate_per_year: got {self.incident_rate_per_year}, expected > 0")
         if self.shard_size < 1 or self.workers < 1:
             problems.append("shard_size and workers must be at least 1")
         if problems:
@@ -61,5 +81,6 @@ class SynthConfig:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["start"] = self.start.isoformat()
+        out["heat_lag_effects_bpm_per_k"] = list(self.heat_lag_effects_bpm_per_k)
         out.pop("workers")  # how fast, not what: it never changes the output
         return out

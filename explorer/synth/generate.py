@@ -17,9 +17,10 @@ import pandas as pd
 from explorer.synth import ehr, writers
 from explorer.synth.apple_health import write_apple_health_export
 from explorer.synth.cohort import AGEOTYPES, MARKERS, make_cohort, residence_on
-from explorer.synth.config import SynthConfig
+from explorer.synth.config import INCIDENT_BLOCK_DAYS, INCIDENT_CONDITION, SynthConfig
 from explorer.synth.environment import aqs_daily_table, ghcn_files, make_environment, station_table, write_grids
 from explorer.synth.garmin_fit import write_garmin_monitoring
+from explorer.synth.outcomes import incident_conditions, incident_outcomes
 from explorer.synth.wearables import simulate_person
 
 MARKER_FILE = ".explorer-synth"
@@ -148,7 +149,9 @@ def generate(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = F
         for done, job in enumerate(jobs, 1):
             results.append(_shard(job))
             say(done, total_steps, f"wearable shard {done}/{len(jobs)}")
-    _write_clinical(out, config, cohort)
+    daily = pd.concat([r["daily"] for r in results], ignore_index=True).sort_values(["source_id", "date"], ignore_index=True)
+    incident = incident_outcomes(config, daily) if config.incident_hazard_ratio_per_1000_steps is not None else None
+    _write_clinical(out, config, cohort, incident_conditions(incident) if incident is not None else {})
     say(len(jobs) + 1, total_steps, "FHIR bundles and lab CSV")
     _write_places(out, config, cohort, env)
     say(len(jobs) + 2, total_steps, "residence, area and environment files")
@@ -158,7 +161,7 @@ def generate(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = F
         from explorer.synth.faults import write_faults
 
         faults = write_faults(out, config)
-    _write_truth(out, config, cohort, env, results, faults)
+    _write_truth(out, config, cohort, env, daily, results, faults, incident)
     say(len(jobs) + 3, total_steps, "truth")
     _write_readme(out, config)
     say(total_steps, total_steps, "done")
@@ -169,7 +172,7 @@ def generate(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = F
                         sum(r["counts"]["steps_rows"] for r in results), files, faults)
 
 
-def _write_clinical(out: Path, config, cohort) -> int:
+def _write_clinical(out: Path, config, cohort, incident: dict) -> int:
     files = 0
     lab_rows, truth_labs = [], []
     (out / "fhir").mkdir(parents=True, exist_ok=True)
@@ -178,7 +181,7 @@ def _write_clinical(out: Path, config, cohort) -> int:
         rng = np.random.default_rng([config.seed, 4, int(person.source_id)])
         visits = ehr.lab_visits(person, cohort.markers, cohort.residences, config, rng, route="fhir")
         home = residence_on(cohort.residences, person.source_id, window).iloc[0]
-        bundle = ehr.fhir_bundle(person, home, visits, ehr.conditions(person, config, rng), config)
+        bundle = ehr.fhir_bundle(person, home, visits, ehr.conditions(person, config, rng) + incident.get(person.source_id, []), config)
         (out / "fhir" / f"{person.source_id}.json").write_text(json.dumps(bundle, separators=(",", ":")))  # compact: json only uses its C encoder without indent
         files += 1
         truth_labs.append(visits.drop(columns=["fhir_offset_zone"]).assign(source_id=person.source_id, route="fhir"))
@@ -226,14 +229,15 @@ def _write_places(out: Path, config, cohort, env) -> int:
     return 1 + len(grids) + len(ghcn_files(stations)) + monitors["Date Local"].str[:4].nunique() + 2
 
 
-def _write_truth(out: Path, config, cohort, env, results, faults) -> None:
+def _write_truth(out: Path, config, cohort, env, daily, results, faults, incident) -> None:
     truth = out / "truth"
     truth.mkdir(exist_ok=True)
     cohort.persons.to_parquet(truth / "truth.parquet", index=False)
     cohort.markers.to_parquet(truth / "truth_markers.parquet", index=False)
     cohort.residences.to_parquet(truth / "truth_residences.parquet", index=False)
-    pd.concat([r["daily"] for r in results], ignore_index=True).sort_values(["source_id", "date"], ignore_index=True) \
-        .to_parquet(truth / "truth_daily.parquet", index=False)
+    daily.to_parquet(truth / "truth_daily.parquet", index=False)
+    if incident is not None:
+        incident.to_parquet(truth / "truth_incident.parquet", index=False)
     pd.concat([r["artefacts"] for r in results], ignore_index=True).sort_values(["source_id", "stream", "datetime"], ignore_index=True) \
         .to_parquet(truth / "truth_artefacts.parquet", index=False)
     env.heat_waves.to_parquet(truth / "truth_heat_waves.parquet", index=False)
@@ -243,6 +247,17 @@ def _write_truth(out: Path, config, cohort, env, results, faults) -> None:
         "planted": {
             "heat_effect_bpm_per_k": config.heat_effect_bpm_per_k,
             "age_effect_bpm_per_year": config.age_effect_bpm_per_year,
+            "heat_lag_effects_bpm_per_k": {"lags_days": list(range(1, len(config.heat_lag_effects_bpm_per_k) + 1)),
+                                           "bpm_per_k": list(config.heat_lag_effects_bpm_per_k),
+                                           "note": "on top of heat_effect_bpm_per_k on the same day (lag 0)"},
+            "incident_outcome": None if incident is None else {
+                "code_system": INCIDENT_CONDITION[0], "code": INCIDENT_CONDITION[1], "display": INCIDENT_CONDITION[2],
+                "hazard_ratio_per_1000_steps": config.incident_hazard_ratio_per_1000_steps,
+                "rate_per_year_at_8000_steps": config.incident_rate_per_year,
+                "block_days": INCIDENT_BLOCK_DAYS,
+                "rule": "follow-up from day block_days after the first wearable day, in blocks of block_days; the hazard of "
+                        "a block follows the mean recorded steps of the previous block's valid days (>= 600 worn minutes)",
+                "events": int(incident["event"].sum()), "persons": int(incident["source_id"].nunique())},
             "ageotypes": list(AGEOTYPES),
             "markers": [dict(zip(("loinc", "name", "unit_si", "mean_at_50", "sd", "within_sd", "slope_per_year",
                                   "fast_group", "fast_group_slope_per_year", "scale"), m)) for m in MARKERS],
@@ -252,7 +267,8 @@ def _write_truth(out: Path, config, cohort, env, results, faults) -> None:
         "tables": {
             "truth.parquet": "one row per participant: demographics and every planted parameter",
             "truth_markers.parquet": "participant x marker: planted level at the reference age (the start of the lab history) and slope per year from then (log scale for CRP)",
-            "truth_daily.parquet": "participant x day: time zone, planted temperature anomaly (K), true resting heart rate, worn minutes",
+            "truth_daily.parquet": "participant x day: time zone, planted temperature anomaly (K), true resting heart rate, worn minutes, recorded steps",
+            "truth_incident.parquet": "participant x follow-up block (only with an incident outcome planted): previous block's steps, hazard, event and its date",
             "truth_artefacts.parquet": "every artefact record: stream, local datetime, kind (hr_zero, hr_255, duplicate_minute), value written, true value",
             "truth_lab_values.parquet": "every lab value in SI units as generated, with its route (fhir or lab_csv)",
             "truth_residences.parquet": "residence history with the time zone used for local times",

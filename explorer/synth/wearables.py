@@ -116,6 +116,9 @@ def simulate_person(person, daily: pd.DataFrame, config, rng: np.random.Generato
     age = (start_local.year - person.year_of_birth) + local_day / 365.25
     resting_daily = (person.resting_hr_base + config.age_effect_bpm_per_year * (config.start.year - person.year_of_birth - 50)
                      + config.heat_effect_bpm_per_k * anomaly)
+    for lag, effect in enumerate(config.heat_lag_effects_bpm_per_k, start=1):
+        if lag < len(anomaly):  # the days before the window add nothing
+            resting_daily[lag:] += effect * anomaly[:-lag]
     resting = resting_daily[np.clip(local_day, 0, days - 1)] + config.age_effect_bpm_per_year * (age - age[0])
     rhythm = -3.5 * np.cos(2 * np.pi * (hour - 16.0) / 24.0)
     dip = np.select([stage == DEEP, stage == LIGHT, stage == REM, stage == WAKE, napping], [-8.0, -5.5, -2.0, -1.0, -4.0], 0.0)
@@ -152,8 +155,10 @@ def simulate_person(person, daily: pd.DataFrame, config, rng: np.random.Generato
 
     in_window = (local_day >= 0) & (local_day < days)
     worn_per_day = np.bincount(local_day[worn & in_window], minlength=days)[:days]
+    recorded_steps = np.bincount(local_day[worn & in_window], weights=steps[worn & in_window], minlength=days)[:days]
     daily_truth = pd.DataFrame({"date": daily["date"].to_numpy(), "time_zone": daily["time_zone"].to_numpy(),
-                                "tas_anomaly": anomaly, "resting_hr_true": resting_daily, "worn_minutes": worn_per_day})
+                                "tas_anomaly": anomaly, "resting_hr_true": resting_daily, "worn_minutes": worn_per_day,
+                                "recorded_steps": recorded_steps.astype(np.int64)})
     minutes = pd.DataFrame({"datetime": local_dt[worn_index], "steps": steps[worn_index], "heart_rate_value": true_hr[worn_index],
                             "asleep": asleep[worn_index], "stage": stage[worn_index]})
     return PersonStreams(
