@@ -50,3 +50,26 @@ def cohort_lake(tmp_path_factory):
     lake = synthetic_lake(root, config, COHORT_STEPS, workers=2)
     lake.synth_root = root
     return lake
+
+
+#: the cohort ``explorer synth --plant-analyses`` writes at this size, shared by the analyses'
+#: recovery tests and the analyses notebook (200 persons x 75 days: a 30-day baseline, 45 days of
+#: follow-up, about 50 incident events)
+PLANTED_ANALYSES = dict(participants=200, days=75, seed=3, heat_lag_effects_bpm_per_k=(0.15, 0.05),
+                        incident_hazard_ratio_per_1000_steps=0.8)
+
+
+@pytest.fixture(scope="session")
+def planted_analyses(tmp_path_factory):
+    """(lake, synth root, truth.json's ``planted``) of the cohort with the analyses' effects planted."""
+    import json
+    from datetime import date
+
+    from explorer.synth import SynthConfig
+    from explorer.testing.cohorts import synthetic_lake
+
+    root = tmp_path_factory.mktemp("planted-analyses")
+    config = SynthConfig(**PLANTED_ANALYSES, start=date(2024, 8, 15), faults=False, workers=2)
+    lake = synthetic_lake(root, config, ["wearable_daily", "exposure_daily"], workers=2)
+    planted = json.loads((root / "cohort" / "truth" / "truth.json").read_text())["planted"]
+    return lake, root, planted

@@ -5,7 +5,6 @@ rebuilt exactly from their pinned versions."""
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import numpy as np
@@ -15,20 +14,18 @@ import pytest
 from explorer.analysis import dlnm, frames, splines, survival, table_one
 from explorer.synth import SynthConfig
 from explorer.synth.config import INCIDENT_CONDITION
-from explorer.testing.cohorts import synthetic_lake, truth
+from explorer.testing.cohorts import truth
 
-CONFIG = SynthConfig(participants=200, days=75, seed=3, start=date(2024, 8, 15), faults=False, workers=2,
-                     heat_lag_effects_bpm_per_k=(0.15, 0.05), incident_hazard_ratio_per_1000_steps=0.8)
+from conftest import PLANTED_ANALYSES
+
+CONFIG = SynthConfig(**PLANTED_ANALYSES, start=date(2024, 8, 15))
 pytestmark = pytest.mark.slow
 OUTCOME = frames.ConditionOutcome((INCIDENT_CONDITION[1],), INCIDENT_CONDITION[0], name="dyspnea")
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("analysis")
-    lake = synthetic_lake(root, CONFIG, ["wearable_daily", "exposure_daily"], workers=2)
-    document = json.loads((root / "cohort" / "truth" / "truth.json").read_text())["planted"]
-    return lake, root, document
+def planted(planted_analyses):
+    return planted_analyses
 
 
 def test_the_planted_heat_effect_on_resting_heart_rate_is_recovered_lag_by_lag(planted):
@@ -95,3 +92,40 @@ def test_table_one_of_the_study_population_equals_a_recount(planted):
     assert n["True|n"] == persons.event.sum() and n["Overall|n"] == len(persons)
     age = table[table.variable == "age"].iloc[0]
     assert age["False|value"] == pytest.approx(persons.loc[~persons.event, "age"].mean())
+
+
+def test_the_command_runs_each_analysis_prints_its_rules_and_saves_its_views(planted, tmp_path):
+    from conftest import run_cli
+
+    lake, _, _ = planted
+    root = lake.location
+    cases = {
+        "dlnm": (["--max-lag", "3", "--at", "1,2"], ["Overall cumulative effect", "fixed effect per day"]),
+        "cox": (["--condition", INCIDENT_CONDITION[1], "--spline"], ["steps_previous_1000", "Grambsch-Therneau", "washout"]),
+        "km": (["--condition", INCIDENT_CONDITION[1]], ["lowest third", "highest third"]),
+        "case-crossover": (["--condition", INCIDENT_CONDITION[1], "--exposure", "tasmax", "--lags", "0,1"], ["tasmax_lag1"]),
+        "table1": (["--condition", INCIDENT_CONDITION[1]], ["median [IQR]", "no event"]),
+    }
+    for action, (options, expected) in cases.items():
+        out = tmp_path / f"{action}.html"
+        result = run_cli("analysis", action, *options, "--out", out, lake_root=root)
+        assert result.returncode == 0, (action, result.stderr[-2000:])
+        for text in expected:
+            assert text in result.stdout, (action, text, result.stdout[-3000:])
+        assert "bokeh" in out.read_text().lower()
+    audit = run_cli("--role", "steward", "audit", lake_root=root)
+    assert audit.stdout.count("analysis") >= len(cases)
+
+
+def test_the_command_refuses_the_public_role_and_says_what_is_wrong(planted):
+    from conftest import run_cli
+
+    lake, _, _ = planted
+    public = run_cli("--role", "public", "analysis", "table1", "--condition", "R06.00", lake_root=lake.location)
+    assert public.returncode != 0 and "researcher" in public.stderr
+    both = run_cli("analysis", "cox", "--condition", "R06.00", "--lab", "2345-7", lake_root=lake.location)
+    assert both.returncode != 0 and "name one outcome" in both.stderr
+    wrong = run_cli("analysis", "dlnm", "--outcome", "blood_pressure", lake_root=lake.location)
+    assert wrong.returncode != 0 and "resting_hr" in wrong.stderr
+    nobody = run_cli("analysis", "case-crossover", "--condition", "Z99.99", lake_root=lake.location)
+    assert nobody.returncode != 0 and "no person has the outcome" in nobody.stderr

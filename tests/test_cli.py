@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_cli
 
-COMMANDS = ["catalog", "verify", "versions", "lineage", "sql", "synth", "ingest", "demo"]
+COMMANDS = ["catalog", "verify", "versions", "lineage", "sql", "synth", "ingest", "demo", "analysis"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -23,7 +23,9 @@ import explorer
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-WORKFLOWS = ["01-quick-start", "02-wearables", "03-environment", "04-ageing", "05-cohorts", "06-scale-out"]
+WORKFLOWS = ["01-quick-start", "02-wearables", "03-environment", "04-ageing", "05-cohorts", "06-scale-out", "07-analyses"]
+#: notebooks that need a cohort with the analyses' effects planted (explorer synth --plant-analyses)
+ON_PLANTED_LAKE = {"07-analyses"}
 VIEW_OUTPUT = "application/vnd.holoviews_exec.v0+json"  # what a Panel/HoloViews object renders as in Jupyter
 
 
@@ -40,7 +42,7 @@ def demo_lake(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def executed(demo_lake, tmp_path_factory):
+def executed(demo_lake, tmp_path_factory, request):
     """Each notebook executed once by a real kernel (nbclient) on its own fresh copy of the demo
     lake; any error in any cell raises CellExecutionError, naming the cell and the traceback."""
     from nbclient import NotebookClient
@@ -51,7 +53,8 @@ def executed(demo_lake, tmp_path_factory):
         if path not in done:
             folder = tmp_path_factory.mktemp(path.stem)
             previous = os.environ.get("EXPLORER_HOME")
-            os.environ["EXPLORER_HOME"] = str(fresh_copy(demo_lake, folder))  # the kernel inherits it
+            lake = request.getfixturevalue("planted_analyses")[0] if path.stem in ON_PLANTED_LAKE else demo_lake
+            os.environ["EXPLORER_HOME"] = str(fresh_copy(lake, folder))  # the kernel inherits it
             try:
                 notebook = nbformat.read(path, as_version=4)
                 NotebookClient(notebook, timeout=600, kernel_name="python3",
@@ -73,7 +76,7 @@ def fresh_copy(lake, folder: Path) -> Path:
     return root
 
 
-def test_the_notebooks_are_the_six_workflows():
+def test_the_notebooks_are_the_seven_workflows():
     assert [path.stem for path in NOTEBOOKS] == WORKFLOWS
 
 
@@ -91,7 +94,8 @@ def test_notebooks_are_committed_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_notebook_runs_top_to_bottom_on_a_fresh_demo_lake(path, executed):
     notebook = executed(path)
-    view_cells = [cell for cell in notebook.cells if cell.cell_type == "code" and ".panel()" in cell.source]
+    view_cells = [cell for cell in notebook.cells if cell.cell_type == "code"
+                  and (".panel()" in cell.source or "views." in cell.source.splitlines()[-1])]
     assert view_cells, f"{path.name} shows no view"
     for cell in view_cells:  # each view rendered as a live Panel/HoloViews object, not as text
         assert any(VIEW_OUTPUT in output.get("data", {}) for output in cell.outputs), cell.source

@@ -30,12 +30,12 @@ import sys
 import duckdb
 
 from explorer import __version__
-from explorer.command import ageing, catalog, cohort, exposure, ingest, privacy, query, refresh, serve, wearables
+from explorer.command import ageing, analysis, catalog, cohort, exposure, ingest, privacy, query, refresh, serve, wearables
 from explorer.command.common import EPILOG_LAKE, ROLES
 from explorer.errors import ExplorerError
 
 #: in the order ``explorer --help`` lists their commands
-COMMAND_MODULES = (catalog, query, ingest, refresh, wearables, exposure, ageing, privacy, cohort, serve)
+COMMAND_MODULES = (catalog, query, ingest, refresh, wearables, exposure, ageing, analysis, privacy, cohort, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

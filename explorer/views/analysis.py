@@ -1,0 +1,173 @@
+"""Views of the epidemiological analyses (:mod:`explorer.analysis`): the overall exposure-response
+curve, the lag-response at chosen exposures and the exposure-lag surface of a distributed-lag model,
+survival curves with their risk table, a forest plot of hazard or odds ratios, and Table 1.
+
+They draw results a researcher computed from person-level rows, so they are for the ``researcher``
+role; a ``public`` page is refused (released survival curves and Table 1 under disclosure control
+are not built yet).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from explorer.errors import ExplorerError
+from explorer.privacy import require
+from explorer.views.base import holoviews_with_bokeh, static_table
+
+WIDTH, HEIGHT = 620, 320
+
+
+def _researcher(role: str, what: str) -> None:
+    require(role, "person_rows", what)
+
+
+def exposure_response(prediction, *, exposure: str = "exposure", outcome: str = "", role: str = "researcher"):
+    """The overall cumulative exposure-response of a DLNM with its 95% band, against the reference.
+
+    Parameters
+    ----------
+    prediction : explorer.analysis.dlnm.CrossPrediction
+    exposure, outcome : str
+        Axis labels (with units).
+    """
+    _researcher(role, "the exposure-response view")
+    hv = holoviews_with_bokeh()
+    frame = prediction.overall_frame()
+    ratio = prediction.link == "log"
+    label = outcome or ("relative risk" if ratio else "difference")
+    band = hv.Area((frame.exposure, frame.low, frame.high), vdims=["low", "high"]).opts(alpha=0.25, color="#c0392b", line_alpha=0)
+    curve = hv.Curve(frame, "exposure", "effect", label="overall cumulative").opts(color="#c0392b", line_width=2)
+    reference = hv.HLine(1.0 if ratio else 0.0).opts(color="#555555", line_dash="dashed", line_width=1)
+    centre = hv.VLine(prediction.centre).opts(color="#2c7fb8", line_dash="dotted", line_width=1)
+    return (band * curve * reference * centre).opts(
+        width=WIDTH, height=HEIGHT, xlabel=exposure, ylabel=label, logy=False, show_grid=True,
+        title=f"Overall cumulative effect, lags {int(prediction.lags.min())}-{int(prediction.lags.max())}, "
+              f"against {prediction.centre:.3g}")
+
+
+def lag_response(prediction, *, exposure: str = "exposure", outcome: str = "", role: str = "researcher"):
+    """The lag-response at each exposure of ``prediction.at`` (at most 4 are drawn), with 95% bands."""
+    _researcher(role, "the lag-response view")
+    hv = holoviews_with_bokeh()
+    frame = prediction.lag_frame()
+    colours = ["#c0392b", "#2c7fb8", "#27ae60", "#8e44ad"]
+    layers = []
+    for colour, (value, part) in zip(colours, frame.groupby("exposure", sort=True)):
+        layers.append(hv.Area((part.lag, part.low, part.high), vdims=["low", "high"]).opts(alpha=0.2, color=colour, line_alpha=0))
+        layers.append(hv.Curve(part, "lag", "effect", label=f"{exposure} {value:.3g}").opts(color=colour, line_width=2))
+    layers.append(hv.HLine(1.0 if prediction.link == "log" else 0.0).opts(color="#555555", line_dash="dashed", line_width=1))
+    overlay = layers[0]
+    for layer in layers[1:]:
+        overlay = overlay * layer
+    return overlay.opts(width=WIDTH, height=HEIGHT, xlabel="lag (days)", show_grid=True, legend_position="top_right",
+                        ylabel=outcome or ("relative risk" if prediction.link == "log" else "difference"),
+                        title=f"Lag-response against {exposure} {prediction.centre:.3g}")
+
+
+def surface(prediction, *, exposure: str = "exposure", role: str = "researcher"):
+    """The exposure-lag-response surface: the lag-specific effect over exposure and lag, as a heat map."""
+    _researcher(role, "the exposure-lag surface")
+    hv = holoviews_with_bokeh()
+    values = np.exp(prediction.lag_specific) if prediction.link == "log" else prediction.lag_specific
+    frame = pd.DataFrame({"exposure": np.repeat(prediction.at, len(prediction.lags)),
+                          "lag": np.tile(prediction.lags, len(prediction.at)), "effect": values.ravel()})
+    spread = float(np.nanmax(np.abs(np.log(values) if prediction.link == "log" else values))) or 1.0
+    limits = (np.exp(-spread), np.exp(spread)) if prediction.link == "log" else (-spread, spread)
+    return hv.HeatMap(frame, ["exposure", "lag"], "effect").opts(
+        width=WIDTH, height=HEIGHT, cmap="RdBu_r", colorbar=True, clim=limits, xlabel=exposure, ylabel="lag (days)",
+        logz=prediction.link == "log", tools=["hover"], xrotation=45,
+        title="Lag-specific effect by exposure and lag" + (" (relative risk)" if prediction.link == "log" else ""))
+
+
+def survival_curves(km: pd.DataFrame, *, times=None, start: float = 0.0, time_label: str = "days", role: str = "researcher"):
+    """Kaplan-Meier curves (steps) with 95% bands and, below, the number at risk at ``times``.
+
+    Parameters
+    ----------
+    km : pandas.DataFrame
+        :func:`explorer.analysis.survival.kaplan_meier` output (with ``group`` for several curves).
+    times : sequence of float, optional
+        Times of the risk table (default: 6 evenly spaced from ``start``).
+    start : float, default 0
+        Where follow-up starts (the curves start there at 1).
+    """
+    _researcher(role, "the survival curves")
+    import panel as pn
+
+    hv = holoviews_with_bokeh()
+    groups = km.groupby("group", sort=False) if "group" in km else [("all", km)]
+    colours = ["#2c7fb8", "#c0392b", "#27ae60", "#8e44ad", "#e67e22"]
+    layers, risk_rows = [], []
+    end = float(km.time.max())
+    times = np.linspace(start, end, 6).round() if times is None else np.asarray(times, dtype=float)
+    for colour, (name, part) in zip(colours, groups):
+        steps = _step_coordinates(part, start)
+        layers.append(hv.Area((steps.time, steps.low, steps.high), vdims=["low", "high"]).opts(
+            alpha=0.15, color=colour, line_alpha=0))
+        layers.append(hv.Curve(steps, "time", "survival", label=str(name)).opts(color=colour, line_width=2))
+        risk_rows.append([str(name)] + [_at_risk(part, t) for t in times])
+    overlay = layers[0]
+    for layer in layers[1:]:
+        overlay = overlay * layer
+    plot = overlay.opts(width=WIDTH, height=HEIGHT, ylim=(0, 1.02), xlim=(start, end), xlabel=time_label, ylabel="survival",
+                        show_grid=True, legend_position="bottom_left", title="Kaplan-Meier estimate (95% CI, log-log)")
+    table = pd.DataFrame(risk_rows, columns=["group"] + [f"{t:g}" for t in times])
+    return pn.Column(plot, pn.pane.Markdown("**Number at risk**"), static_table(table))
+
+
+def _step_coordinates(part: pd.DataFrame, start: float = 0.0) -> pd.DataFrame:
+    """The corners of a right-continuous step function from 1 at ``start``: each step drawn flat
+    until the next time, then straight down (an Area has no step interpolation)."""
+    times = part.time.to_numpy(dtype=float)
+    columns = {}
+    for name in ("survival", "low", "high"):
+        values = np.r_[1.0, part[name].fillna(part["survival"]).to_numpy(dtype=float)]
+        columns[name] = np.r_[1.0, np.column_stack([values[:-1], values[1:]]).ravel()]
+    return pd.DataFrame({"time": np.r_[start, np.repeat(times, 2)], **columns})
+
+
+def _at_risk(part: pd.DataFrame, t: float) -> int:
+    """Persons at risk at time ``t``: at risk at the first step at or after ``t`` (0 after the last)."""
+    later = part[part.time >= t]
+    return int(later.at_risk.iloc[0]) if len(later) else 0
+
+
+def forest(table: pd.DataFrame, *, ratio: str = "hazard_ratio", role: str = "researcher"):
+    """A forest plot: each term's ratio with its 95% CI on a log axis, a line at 1.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Indexed by term, with ``ratio``, ``low`` and ``high`` (a Cox or case-crossover table).
+    """
+    _researcher(role, "the forest plot")
+    hv = holoviews_with_bokeh()
+    if not {ratio, "low", "high"} <= set(table.columns):
+        raise ExplorerError(f"forest plot: the table needs columns {ratio}, low and high; it has {list(table.columns)}")
+    frame = table.reset_index()
+    frame = frame.rename(columns={frame.columns[0]: "term"})
+    frame["row"] = np.arange(len(frame))[::-1]  # first term on top
+    # one pair of dimensions for every layer, so they share one log-scaled axis
+    segments = hv.Path([[(row.low, row.row), (row.high, row.row)] for row in frame.itertuples()], kdims=["x", "y"]).opts(
+        color="#333333", line_width=2)
+    points = hv.Scatter(pd.DataFrame({"x": frame[ratio], "y": frame.row, "term": frame.term, "low": frame.low,
+                                      "high": frame.high}), "x", ["y", "term", "low", "high"]).opts(
+        size=9, color="#c0392b", tools=["hover"])
+    one = hv.VLine(1.0).opts(color="#555555", line_dash="dashed")
+    low, high = float(np.nanmin(frame.low.clip(lower=1e-6))), float(np.nanmax(frame.high))
+    low, high = min(low, 1.0) / 1.25, max(high, 1.0) * 1.25
+    return (segments * points * one).opts(
+        width=WIDTH, height=max(180, 80 + 45 * len(frame)), logx=True, xlim=(low, high), ylim=(-0.7, len(frame) - 0.3),
+        yticks=list(zip(frame.row, frame.term)), xlabel=ratio.replace("_", " ") + " (95% CI, log scale)", ylabel="",
+        title="Ratios by term", show_grid=True)
+
+
+def table_one_view(table: pd.DataFrame, *, role: str = "researcher"):
+    """Table 1 as text: variable, level, statistic, one column per group, and the SMD."""
+    _researcher(role, "Table 1")
+    shown = [c for c in table.columns if "|" not in c]
+    frame = table[shown].copy()
+    frame["smd"] = frame["smd"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    return static_table(frame)
