@@ -123,6 +123,10 @@ def test_the_command_refuses_the_public_role_and_says_what_is_wrong(planted):
     lake, _, _ = planted
     public = run_cli("--role", "public", "analysis", "table1", "--condition", "R06.00", lake_root=lake.location)
     assert public.returncode != 0 and "researcher" in public.stderr
+    # Kaplan-Meier has a public form: released steps only, every count clear of the profile
+    curves = run_cli("--role", "public", "analysis", "km", "--condition", "R06.00", "--profile", "cms", lake_root=lake.location)
+    assert curves.returncode == 0 and "released under CMS" in curves.stdout, curves.stderr[-2000:]
+    assert "Study frame" not in curves.stdout  # no person-level attrition for the public
     both = run_cli("analysis", "cox", "--condition", "R06.00", "--lab", "2345-7", lake_root=lake.location)
     assert both.returncode != 0 and "name one outcome" in both.stderr
     wrong = run_cli("analysis", "dlnm", "--outcome", "blood_pressure", lake_root=lake.location)

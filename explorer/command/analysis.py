@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from explorer.command.common import EPILOG_LAKE, HELP_FORMATTER, acting_role, open_lake, record_audit, require_tables, save_page
+from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, acting_role, open_lake, record_audit, require_tables, save_page
 from explorer.errors import ExplorerError
 from explorer.lake import Lake
 from explorer.progress import table_text
@@ -70,13 +70,16 @@ def add_parser(commands) -> None:
     p.add_argument("--lags", default="0,1,2", help="case-crossover: lags in days, comma-separated (default 0,1,2)")
     p.add_argument("--window-mean", action="store_true", help="case-crossover: one term, the mean over the lags")
     p.add_argument("--cohort", default=None, help="only the members of this saved cohort, from their index date")
+    p.add_argument("--profile", default=None, choices=DISCLOSURE_PROFILES,
+                   help="km with --role public: the disclosure profile of the released steps (default $EXPLORER_DISCLOSURE_PROFILE, else aou)")
     p.add_argument("--out", default=None, help="save the views as a standalone HTML page")
     p.set_defaults(func=cmd_analysis)
 
 
 def cmd_analysis(args) -> int:
     """Run one analysis, print its result and the rules of its frame, and save its views."""
-    role = acting_role(args, "person_rows", "`explorer analysis`")
+    # Kaplan-Meier alone has a public form: released steps under the disclosure profile
+    role = acting_role(args, "aggregates" if args.action == "km" else "person_rows", f"`explorer analysis {args.action}`")
     lake = open_lake(args)
     run = {"dlnm": _dlnm, "cox": _cox, "km": _km, "case-crossover": _case_crossover, "table1": _table1}[args.action]
     page, parameters = run(lake, args, role)
@@ -226,6 +229,8 @@ def _km(lake: Lake, args, role):
     persons["tertile"] = pd.qcut(persons.steps, 3, labels=["lowest third", "middle third", "highest third"])
     persons = persons.sort_values("steps")  # the curves in the order of their steps
     km = survival.kaplan_meier(persons.stop, persons.event, entry=persons.entry, group=persons.tertile.astype(str))
+    if role == "public":
+        return _public_km(outcome, km, args)
     print(f"Kaplan-Meier of {outcome.name} from day {args.interval_days} by tertile of baseline daily steps "
           f"({len(persons):,} persons, {int(persons.event.sum()):,} events):")
     summary = km.groupby("group").agg(persons=("at_risk", "first"), events=("events", "sum"),
@@ -234,6 +239,24 @@ def _km(lake: Lake, args, role):
     _print_frame_rules(study)
     return pn.Column(f"# Kaplan-Meier: {outcome.name}", views.survival_curves(km, start=args.interval_days, role=role)), \
         {"outcome": outcome.name, "versions": study.versions}
+
+
+def _public_km(outcome, km, args):
+    import panel as pn
+
+    from explorer.privacy.disclosure import default_profile, profile
+    from explorer.privacy.survival import released_survival
+    from explorer.views import analysis as views
+
+    rules = profile(args.profile or default_profile())
+    released = released_survival(km, rules)
+    print(f"Kaplan-Meier of {outcome.name} by tertile of baseline daily steps, released under {rules.title}: steps merged "
+          f"until every count is clear of {rules.label}; survival from the counts shown; a curve stops where fewer would "
+          "remain at risk.")
+    print(table_text(released.round(4)) if len(released) else "(nothing can be shown: too few persons or events)")
+    page = pn.Column(f"# Kaplan-Meier: {outcome.name}",
+                     views.survival_curves(km, start=args.interval_days, role="public", profile=rules.name))
+    return page, {"outcome": outcome.name, "profile": rules.name}
 
 
 def _case_crossover(lake: Lake, args, role):

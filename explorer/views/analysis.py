@@ -3,8 +3,9 @@ curve, the lag-response at chosen exposures and the exposure-lag surface of a di
 survival curves with their risk table, a forest plot of hazard or odds ratios, and Table 1.
 
 They draw results a researcher computed from person-level rows, so they are for the ``researcher``
-role; a ``public`` page is refused (released survival curves and Table 1 under disclosure control
-are not built yet).
+role, except the survival curves, which a ``public`` reader sees as released steps
+(:mod:`explorer.privacy.survival`); the others refuse ``public`` (Table 1 under disclosure control is
+not built yet).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def surface(prediction, *, exposure: str = "exposure", role: str = "researcher")
         title="Lag-specific effect by exposure and lag" + (" (relative risk)" if prediction.link == "log" else ""))
 
 
-def survival_curves(km: pd.DataFrame, *, times=None, start: float = 0.0, time_label: str = "days", role: str = "researcher"):
+def survival_curves(km: pd.DataFrame, *, times=None, start: float = 0.0, time_label: str = "days", role: str = "researcher",
+                    profile: str | None = None):
     """Kaplan-Meier curves (steps) with 95% bands and, below, the number at risk at ``times``.
 
     Parameters
@@ -92,9 +94,16 @@ def survival_curves(km: pd.DataFrame, *, times=None, start: float = 0.0, time_la
         Times of the risk table (default: 6 evenly spaced from ``start``).
     start : float, default 0
         Where follow-up starts (the curves start there at 1).
+    role : str
+        ``public`` draws the released steps of :func:`explorer.privacy.survival.released_survival`
+        under ``profile`` (default: the suite's default profile): merged steps whose counts are all
+        clear, survival from those counts, no band, and the number at risk at each step's start.
     """
-    _researcher(role, "the survival curves")
     import panel as pn
+
+    if role == "public":
+        return _public_survival(km, start, time_label, profile)
+    _researcher(role, "the survival curves")
 
     hv = holoviews_with_bokeh()
     groups = km.groupby("group", sort=False) if "group" in km else [("all", km)]
@@ -115,6 +124,42 @@ def survival_curves(km: pd.DataFrame, *, times=None, start: float = 0.0, time_la
                         show_grid=True, legend_position="bottom_left", title="Kaplan-Meier estimate (95% CI, log-log)")
     table = pd.DataFrame(risk_rows, columns=["group"] + [f"{t:g}" for t in times])
     return pn.Column(plot, pn.pane.Markdown("**Number at risk**"), static_table(table))
+
+
+def _public_survival(km: pd.DataFrame, start: float, time_label: str, profile: str | None):
+    import panel as pn
+
+    from explorer.privacy.disclosure import default_profile, profile as get_profile
+    from explorer.privacy.survival import released_survival
+
+    hv = holoviews_with_bokeh()
+    rules = get_profile(profile or default_profile())
+    released = released_survival(km, rules)
+    if "group" not in released:
+        released.insert(0, "group", "all")
+    colours = ["#2c7fb8", "#c0392b", "#27ae60", "#8e44ad", "#e67e22"]
+    layers, risk_rows = [], []
+    for colour, (name, part) in zip(colours, released.groupby("group", sort=False)):
+        ends = part.time.to_numpy(dtype=float)
+        tail = ends[-1] + 0.04 * max(ends[-1] - start, 1.0)  # the last level drawn a little past its drop
+        xs = np.r_[start, np.repeat(ends, 2), tail]
+        values = np.r_[1.0, part.survival.to_numpy(dtype=float)]
+        ys = np.r_[1.0, np.column_stack([values[:-1], values[1:]]).ravel(), values[-1]]
+        layers.append(hv.Curve((xs, ys), "time", "survival", label=str(name)).opts(color=colour, line_width=2))
+        risk_rows += [{"group": str(name), "from": f"{max(row.start, start):g}", "to": f"{row.time:g}", "at risk": f"{row.at_risk:,.0f}",
+                       "events": f"{row.events:,.0f}", "censored": f"{row.censored:,.0f}"} for row in part.itertuples()]
+    shown = sorted(set(km["group"]) if "group" in km else {"all"})
+    missing = sorted(set(shown) - set(map(str, released.group)))
+    note = (f"Steps merged until every count is clear of {rules.title}'s hidden range ({rules.label}); survival from "
+            "the counts shown; a curve stops where fewer would remain at risk.")
+    if missing:
+        note += f" Not shown (too few to show any step): {', '.join(missing)}."
+    if not layers:
+        return pn.Column(pn.pane.Markdown(f"**No survival curve can be shown.** {note}"))
+    plot = hv.Overlay(layers).opts(width=WIDTH, height=HEIGHT, ylim=(0, 1.02), xlabel=time_label, ylabel="survival", show_grid=True,
+                        legend_position="bottom_left", title=f"Survival, released under {rules.title}")
+    return pn.Column(plot, pn.pane.Markdown(note), pn.pane.Markdown("**Released steps**"),
+                     static_table(pd.DataFrame(risk_rows)))
 
 
 def _step_coordinates(part: pd.DataFrame, start: float = 0.0) -> pd.DataFrame:
