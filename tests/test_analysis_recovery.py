@@ -121,8 +121,10 @@ def test_the_command_refuses_the_public_role_and_says_what_is_wrong(planted):
     from conftest import run_cli
 
     lake, _, _ = planted
-    public = run_cli("--role", "public", "analysis", "table1", "--condition", "R06.00", lake_root=lake.location)
+    public = run_cli("--role", "public", "analysis", "cox", "--condition", "R06.00", lake_root=lake.location)
     assert public.returncode != 0 and "researcher" in public.stderr
+    table = run_cli("--role", "public", "analysis", "table1", "--condition", "R06.00", lake_root=lake.location)
+    assert table.returncode == 0 and "released under All of Us" in table.stdout, table.stderr[-2000:]
     # Kaplan-Meier has a public form: released steps only, every count clear of the profile
     curves = run_cli("--role", "public", "analysis", "km", "--condition", "R06.00", "--profile", "cms", lake_root=lake.location)
     assert curves.returncode == 0 and "released under CMS" in curves.stdout, curves.stderr[-2000:]

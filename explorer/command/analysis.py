@@ -15,6 +15,8 @@ from explorer.lake import Lake
 from explorer.progress import table_text
 
 ACTIONS = ["dlnm", "cox", "km", "case-crossover", "table1"]
+#: the analyses a public reader may run: only their disclosure-controlled release is shown
+PUBLIC_FORMS = {"km", "table1"}
 
 
 def add_parser(commands) -> None:
@@ -71,15 +73,15 @@ def add_parser(commands) -> None:
     p.add_argument("--window-mean", action="store_true", help="case-crossover: one term, the mean over the lags")
     p.add_argument("--cohort", default=None, help="only the members of this saved cohort, from their index date")
     p.add_argument("--profile", default=None, choices=DISCLOSURE_PROFILES,
-                   help="km with --role public: the disclosure profile of the released steps (default $EXPLORER_DISCLOSURE_PROFILE, else aou)")
+                   help="km and table1 with --role public: the disclosure profile of the release (default $EXPLORER_DISCLOSURE_PROFILE, else aou)")
     p.add_argument("--out", default=None, help="save the views as a standalone HTML page")
     p.set_defaults(func=cmd_analysis)
 
 
 def cmd_analysis(args) -> int:
     """Run one analysis, print its result and the rules of its frame, and save its views."""
-    # Kaplan-Meier alone has a public form: released steps under the disclosure profile
-    role = acting_role(args, "aggregates" if args.action == "km" else "person_rows", f"`explorer analysis {args.action}`")
+    # Kaplan-Meier and Table 1 have a public form: released under the disclosure profile
+    role = acting_role(args, "aggregates" if args.action in PUBLIC_FORMS else "person_rows", f"`explorer analysis {args.action}`")
     lake = open_lake(args)
     run = {"dlnm": _dlnm, "cox": _cox, "km": _km, "case-crossover": _case_crossover, "table1": _table1}[args.action]
     page, parameters = run(lake, args, role)
@@ -297,6 +299,20 @@ def _table1(lake: Lake, args, role):
     persons = rows.groupby("person_id").agg(outcome=("event", "max"), age=("age", "first"), sex=("sex_at_birth", "first"),
                                             baseline_steps=("steps_previous", "first"))
     persons["outcome"] = persons.outcome.map({True: f"{outcome.name}", False: "no event"})
+    if role == "public":
+        from explorer.privacy import DisclosureControl
+        from explorer.privacy.disclosure import default_profile
+        from explorer.privacy.table_one import released_table_one
+
+        control = DisclosureControl(profile=args.profile or default_profile())
+        table = released_table_one(persons, "outcome", continuous=["age"], categorical=["sex"], nonnormal=["baseline_steps"],
+                                   control=control)
+        shown = [c for c in table.columns if "|" not in c]
+        print(f"Table 1 by outcome, released under {control.rules.title}: every count on one page with its complements "
+              f"hidden ({control.rules.label}); statistics only of more persons than that")
+        print(table_text(table[shown].assign(smd=table.smd.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"))))
+        return pn.Column(f"# Table 1: {outcome.name}", views.table_one_view(table, role=role)), \
+            {"outcome": outcome.name, "profile": control.rules.name}
     table = table_one.table_one(persons, "outcome", continuous=["age"], categorical=["sex"], nonnormal=["baseline_steps"])
     shown = [c for c in table.columns if "|" not in c]
     print(f"Table 1 of the {len(persons):,} persons in follow-up, by outcome:")

@@ -3,9 +3,8 @@ curve, the lag-response at chosen exposures and the exposure-lag surface of a di
 survival curves with their risk table, a forest plot of hazard or odds ratios, and Table 1.
 
 They draw results a researcher computed from person-level rows, so they are for the ``researcher``
-role, except the survival curves, which a ``public`` reader sees as released steps
-(:mod:`explorer.privacy.survival`); the others refuse ``public`` (Table 1 under disclosure control is
-not built yet).
+role, except the survival curves and Table 1, which a ``public`` reader sees as their releases
+(:mod:`explorer.privacy.survival`, :mod:`explorer.privacy.table_one`); the others refuse ``public``.
 """
 
 from __future__ import annotations
@@ -210,8 +209,14 @@ def forest(table: pd.DataFrame, *, ratio: str = "hazard_ratio", role: str = "res
 
 
 def table_one_view(table: pd.DataFrame, *, role: str = "researcher"):
-    """Table 1 as text: variable, level, statistic, one column per group, and the SMD."""
-    _researcher(role, "Table 1")
+    """Table 1 as text: variable, level, statistic, one column per group, and the SMD. A public
+    reader gets only a table made by :func:`explorer.privacy.table_one.released_table_one`."""
+    if role == "public":
+        if not any(c.endswith("|status") for c in table.columns):
+            raise ExplorerError("a public Table 1 must be the disclosure-controlled release: "
+                                "explorer.privacy.table_one.released_table_one(...)")
+    else:
+        _researcher(role, "Table 1")
     shown = [c for c in table.columns if "|" not in c]
     frame = table[shown].copy()
     frame["smd"] = frame["smd"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
