@@ -23,7 +23,8 @@ def add_parser(commands) -> None:
     """Declare ``analysis`` on the ``explorer`` sub-parsers."""
     p = commands.add_parser("analysis", help="DLNM, Cox and Kaplan-Meier, case-crossover, Table 1 (researcher)",
                             formatter_class=HELP_FORMATTER, epilog=EPILOG_LAKE, description=textwrap.dedent("""\
-        Person-level analyses on the lake (role researcher; each run is in the audit log).
+        Person-level analyses on the lake (role researcher, but see km and table1 below; each run
+        is in the audit log).
 
         dlnm:            distributed-lag non-linear model of a daily wearable outcome (default
                          resting_hr) on the exposure at home (default tas_anomaly), lags 0..--max-lag,
@@ -36,6 +37,10 @@ def add_parser(commands) -> None:
         case-crossover:  time-stratified (same year, month, weekday) case-crossover of the outcome's
                          first dates on --exposure at lags --lags, by conditional logistic regression.
         table1:          Table 1 of the time-to-event population by outcome status.
+
+        km and table1 also run for --role public, which sees only their release under --profile
+        (survival steps merged until every count is clear; Table 1's counts on one page with their
+        complements hidden).
 
         The outcome (cox, km, case-crossover, table1) is one of --condition CODE[,CODE]
         (condition_occurrence), --lab LOINC with --above/--below (SI unit) or --wearable COLUMN
