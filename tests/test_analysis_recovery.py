@@ -135,3 +135,23 @@ def test_the_command_refuses_the_public_role_and_says_what_is_wrong(planted):
     assert wrong.returncode != 0 and "resting_hr" in wrong.stderr
     nobody = run_cli("analysis", "case-crossover", "--condition", "Z99.99", lake_root=lake.location)
     assert nobody.returncode != 0 and "no person has the outcome" in nobody.stderr
+
+
+def test_time_varying_exposures_and_markers_equal_a_recount(planted):
+    lake, _, _ = planted
+    study = frames.time_to_event_frame(lake, OUTCOME, exposures=["tasmax", "heat_wave"], markers=["2345-7"])
+    rows = study.frame
+    assert {"exposure_daily", "measurement"} <= set(study.versions)
+    daily = lake.sql("SELECT person_id, date, tasmax, heat_wave FROM exposure_daily")
+    daily["date"] = pd.to_datetime(daily["date"])
+    labs = lake.sql("SELECT person_id, measurement_datetime, value_si FROM measurement WHERE loinc_code = '2345-7'")
+    for row in rows.sample(25, random_state=0).itertuples():
+        start = row.time_zero + pd.Timedelta(days=row.start)
+        before = daily[(daily.person_id == row.person_id) & (daily.date >= start - pd.Timedelta(days=30)) & (daily.date < start)]
+        assert row.tasmax_previous == pytest.approx(before.tasmax.mean())
+        assert row.heat_wave_previous == before.heat_wave.sum()
+        mine = labs[(labs.person_id == row.person_id) & (pd.to_datetime(labs.measurement_datetime).dt.normalize() <= start)]
+        latest = mine.sort_values("measurement_datetime").value_si.iloc[-1] if len(mine) else np.nan
+        assert row.marker_2345_7 == pytest.approx(latest, nan_ok=True)
+    with pytest.raises(Exception, match="exposure_daily columns"):
+        frames.time_to_event_frame(lake, OUTCOME, exposures=["humidity"])

@@ -138,7 +138,7 @@ def _population(lake: Lake, cohort, cohort_version, versions) -> tuple[pd.DataFr
 
 
 def time_to_event_frame(lake: Lake, outcome, *, cohort: str | None = None, cohort_version: int | None = None,
-                        interval_days: int = 30, versions: dict | None = None) -> StudyFrame:
+                        interval_days: int = 30, exposures=(), markers=(), versions: dict | None = None) -> StudyFrame:
     """Start/stop rows of a time-to-event study with steps as a time-varying exposure.
 
     Parameters
@@ -151,6 +151,13 @@ def time_to_event_frame(lake: Lake, outcome, *, cohort: str | None = None, cohor
         The ``cohort_member`` version (default: latest).
     interval_days : int, default 30
         Length of the baseline and of each interval (days).
+    exposures : sequence of str
+        ``exposure_daily`` columns (``tasmax``, ``tasmin``, ``pm25``, ``tas_anomaly``: their mean;
+        ``heat_wave``: its days) over the previous interval, as time-varying covariates
+        ``<column>_previous``.
+    markers : sequence of str
+        LOINC codes: each interval gets the person's latest result (SI unit) on or before its start,
+        ``marker_<loinc>`` (missing before the first result).
     versions : dict, optional
         ``{table: version}`` to rebuild an earlier frame.
 
@@ -160,11 +167,19 @@ def time_to_event_frame(lake: Lake, outcome, *, cohort: str | None = None, cohor
         ``frame`` has ``person_id``, ``start``, ``stop`` (days since time zero), ``event``,
         ``steps_previous`` (mean daily steps on the previous interval's valid days),
         ``steps_previous_1000`` (the same in thousands), ``valid_days_previous``, ``age`` (years at
-        time zero), ``sex_at_birth`` and ``time_zero`` (the date). The module notes state the rules.
+        time zero), ``sex_at_birth``, ``time_zero`` (the date), and the exposures and markers
+        asked for. The module notes state the rules.
     """
+    exposure_columns = {"tasmax", "tasmin", "pm25", "tas_anomaly", "heat_wave"}
+    unknown = [c for c in exposures if c not in exposure_columns]
+    if unknown:
+        raise ExplorerError(f"time-to-event frame: exposure(s) {unknown}; expected exposure_daily columns "
+                            f"{sorted(exposure_columns)}")
     if interval_days < 1:
         raise ExplorerError(f"time-to-event frame: interval_days={interval_days}; expected at least 1")
-    pinned = _pin(lake, ["wearable_daily", "person", _outcome_table(outcome)], versions)
+    tables = ["wearable_daily", "person", _outcome_table(outcome)]
+    tables += ["exposure_daily"] * bool(exposures) + ["measurement"] * bool(markers)
+    pinned = _pin(lake, list(dict.fromkeys(tables)), versions)
     members, member_version = _population(lake, cohort, cohort_version, versions)
     pinned.update(member_version)
     daily = lake.sql("SELECT person_id, date, steps, valid_day FROM wearable_daily ORDER BY person_id, date",
@@ -222,6 +237,10 @@ def time_to_event_frame(lake: Lake, outcome, *, cohort: str | None = None, cohor
     frame = frame.join(people.time_zero, on="person_id").join(persons, on="person_id")
     frame["age"] = frame.time_zero.dt.year - frame.year_of_birth
     frame = frame.drop(columns="year_of_birth")
+    if exposures:
+        frame = _previous_exposures(lake, frame, list(exposures), people.time_zero, interval_days, pinned)
+    for loinc in markers:
+        frame = _latest_marker(lake, frame, str(loinc), pinned)
     rules = [
         "time zero: the first day of wearable data" + (f" on or after the index date of cohort {cohort!r}" if cohort else ""),
         f"baseline: days 0-{interval_days - 1} measure steps only; follow-up starts on day {interval_days}",
@@ -229,9 +248,39 @@ def time_to_event_frame(lake: Lake, outcome, *, cohort: str | None = None, cohor
         f"intervals of {interval_days} days, each with the mean steps of the previous interval's valid days "
         "(>= 600 worn minutes); an interval whose previous one has no valid day is left out",
         "censoring: the day after the last valid wear day; the event ends follow-up",
-    ]
+    ] + ([f"exposures {', '.join(exposures)}: the previous interval's days at home (mean; heat-wave days counted)"]
+         if exposures else []) + ([f"markers {', '.join(markers)}: the latest result on or before each interval's start"]
+                                  if markers else [])
     frame.attrs.update(versions=pinned, rules=rules)
     return StudyFrame(frame, pd.DataFrame(attrition, columns=["step", "persons"]), rules, pinned)
+
+
+def _previous_exposures(lake: Lake, frame: pd.DataFrame, columns: list[str], time_zero: pd.Series, interval_days: int,
+                        pinned: dict) -> pd.DataFrame:
+    """Each interval's exposures over the interval before it (the days ``start - interval_days <= d < start``)."""
+    selected = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in columns)
+    daily = lake.sql(f"SELECT person_id, date, {selected} FROM exposure_daily WHERE list_contains(?, person_id)",
+                     [sorted(frame.person_id.unique())], versions=pinned)
+    daily["day"] = (pd.to_datetime(daily.date) - daily.person_id.map(time_zero)).dt.days
+    daily["block"] = daily.day // interval_days
+    aggregations = {f"{c}_previous": (c, "sum" if c == "heat_wave" else "mean") for c in columns}
+    by_block = daily.groupby(["person_id", "block"]).agg(**aggregations)
+    keys = pd.MultiIndex.from_arrays([frame.person_id, frame.start // interval_days - 1])
+    return pd.concat([frame, by_block.reindex(keys).reset_index(drop=True).set_index(frame.index)], axis=1)
+
+
+def _latest_marker(lake: Lake, frame: pd.DataFrame, loinc: str, pinned: dict) -> pd.DataFrame:
+    """The latest result of ``loinc`` (SI unit) on or before each interval's start date."""
+    results = lake.sql("SELECT person_id, CAST(measurement_datetime AS DATE) AS date, value_si FROM measurement "
+                       "WHERE loinc_code = ? AND value_si IS NOT NULL ORDER BY date", [loinc], versions=pinned)
+    name = f"marker_{loinc.replace('-', '_')}"
+    if results.empty:
+        raise ExplorerError(f"time-to-event frame: no results of LOINC {loinc} with an SI value in measurement")
+    results["date"] = pd.to_datetime(results.date)
+    starts = frame.assign(_date=frame.time_zero + pd.to_timedelta(frame.start, unit="D"), _row=np.arange(len(frame)))
+    merged = pd.merge_asof(starts.sort_values("_date"), results.rename(columns={"date": "_date", "value_si": name})
+                           .sort_values("_date"), on="_date", by="person_id", direction="backward")
+    return frame.assign(**{name: merged.set_index("_row")[name].sort_index().to_numpy()})
 
 
 def person_day_frame(lake: Lake, outcome: str = "resting_hr", exposure: str = "tas_anomaly", *, cohort: str | None = None,
