@@ -108,7 +108,7 @@ def test_the_command_runs_each_analysis_prints_its_rules_and_saves_its_views(pla
     }
     for action, (options, expected) in cases.items():
         out = tmp_path / f"{action}.html"
-        result = run_cli("analysis", action, *options, "--out", out, lake_root=root)
+        result = run_cli("--role", "researcher", "analysis", action, *options, "--out", out, lake_root=root)
         assert result.returncode == 0, (action, result.stderr[-2000:])
         for text in expected:
             assert text in result.stdout, (action, text, result.stdout[-3000:])
@@ -125,6 +125,9 @@ def test_the_command_refuses_the_public_role_and_says_what_is_wrong(planted):
     assert public.returncode != 0 and "researcher" in public.stderr
     table = run_cli("--role", "public", "analysis", "table1", "--condition", "R06.00", lake_root=lake.location)
     assert table.returncode == 0 and "released under All of Us" in table.stdout, table.stderr[-2000:]
+    # without --role, km and table1 act as the least role they need: public, their release
+    default = run_cli("analysis", "km", "--condition", "R06.00", lake_root=lake.location)
+    assert default.returncode == 0 and "released under" in default.stdout
     # Kaplan-Meier has a public form: released steps only, every count clear of the profile
     curves = run_cli("--role", "public", "analysis", "km", "--condition", "R06.00", "--profile", "cms", lake_root=lake.location)
     assert curves.returncode == 0 and "released under CMS" in curves.stdout, curves.stderr[-2000:]

@@ -40,7 +40,8 @@ def add_parser(commands) -> None:
 
         km and table1 also run for --role public, which sees only their release under --profile
         (survival steps merged until every count is clear; Table 1's counts on one page with their
-        complements hidden).
+        complements hidden). Without --role (or $EXPLORER_ROLE) they act as the least role they
+        need, public, as every command does: give --role researcher for the full curves and table.
 
         The outcome (cox, km, case-crossover, table1) is one of --condition CODE[,CODE]
         (condition_occurrence), --lab LOINC with --above/--below (SI unit) or --wearable COLUMN
@@ -51,7 +52,7 @@ def add_parser(commands) -> None:
           explorer synth --participants 200 --days 75 --plant-analyses --out cohort/
           explorer analysis dlnm --max-lag 5 --at 1,3 --out dlnm.html
           explorer analysis cox --condition R06.00 --spline --out cox.html
-          explorer analysis km --condition R06.00
+          explorer --role researcher analysis km --condition R06.00
           explorer analysis case-crossover --condition R06.00 --exposure tasmax --lags 0,1,2
           explorer analysis table1 --condition R06.00"""))
     p.add_argument("action", choices=ACTIONS)
