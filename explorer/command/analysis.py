@@ -116,9 +116,10 @@ def _outcome(args):
     if args.condition:
         codes = tuple(c.strip() for c in args.condition.split(",") if c.strip())
         return ConditionOutcome(codes, args.code_system, name=args.condition)
+    threshold = f">= {args.above:g}" if args.above is not None else (f"<= {args.below:g}" if args.below is not None else "")
     if args.lab:
-        return LabOutcome(args.lab, args.above, args.below, name=f"LOINC {args.lab}")
-    return WearableOutcome(args.wearable, args.above, args.below, name=args.wearable)
+        return LabOutcome(args.lab, args.above, args.below, name=f"LOINC {args.lab} {threshold}".strip())
+    return WearableOutcome(args.wearable, args.above, args.below, name=f"{args.wearable} {threshold}".strip())
 
 
 def _print_frame_rules(study) -> None:
@@ -206,20 +207,9 @@ def _cox(lake: Lake, args, role):
         print(f"Dose-response (restricted cubic spline, knots {', '.join(f'{k:.0f}' for k in basis.knots)}), "
               f"hazard ratio against {reference:.0f} steps:")
         print(table_text(curve.iloc[::8].round(3)))
-        parts.append(_dose_response_plot(curve, reference))
+        parts.append(views.dose_response(curve, "steps_previous", reference, label="daily steps, previous interval", role=role))
     _print_frame_rules(study)
     return pn.Column(*parts), {"outcome": outcome.name, "versions": study.versions}
-
-
-def _dose_response_plot(curve: pd.DataFrame, reference: float):
-    from explorer.views.base import holoviews_with_bokeh
-
-    hv = holoviews_with_bokeh()
-    band = hv.Area((curve.steps_previous, curve.low, curve.high), vdims=["low", "high"]).opts(alpha=0.25, color="#2c7fb8")
-    line = hv.Curve(curve, "steps_previous", "hazard_ratio").opts(color="#2c7fb8", line_width=2)
-    return (band * line * hv.HLine(1.0).opts(color="#555555", line_dash="dashed")).opts(
-        width=620, height=320, xlabel="daily steps, previous interval", ylabel="hazard ratio",
-        title=f"Dose-response against {reference:.0f} steps (95% CI)", show_grid=True)
 
 
 def _km(lake: Lake, args, role):
@@ -257,7 +247,7 @@ def _public_km(outcome, km, args):
     from explorer.views import analysis as views
 
     rules = profile(args.profile or default_profile())
-    released = released_survival(km, rules)
+    released = released_survival(km, rules, origin=args.interval_days)
     print(f"Kaplan-Meier of {outcome.name} by tertile of baseline daily steps, released under {rules.title}: steps merged "
           f"until every count is clear of {rules.label}; survival from the counts shown; a curve stops where fewer would "
           "remain at risk.")

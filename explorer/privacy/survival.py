@@ -32,7 +32,7 @@ import pandas as pd
 from explorer.privacy.disclosure import Profile, profile as get_profile
 
 
-def released_survival(km: pd.DataFrame, rules: Profile | str) -> pd.DataFrame:
+def released_survival(km: pd.DataFrame, rules: Profile | str, origin: float = 0.0) -> pd.DataFrame:
     """The public steps of Kaplan-Meier curves.
 
     Parameters
@@ -42,11 +42,13 @@ def released_survival(km: pd.DataFrame, rules: Profile | str) -> pd.DataFrame:
         time, as :func:`explorer.analysis.survival.kaplan_meier` gives.
     rules : Profile or str
         The disclosure profile.
+    origin : float, default 0
+        Where follow-up starts: the first step's ``start``.
 
     Returns
     -------
     pandas.DataFrame
-        Per group and released step: ``start`` (the previous step's end, 0 for the first), ``time`` (the
+        Per group and released step: ``start`` (the previous step's end, ``origin`` for the first), ``time`` (the
         step's last time), ``at_risk`` (at its start), ``events``, ``censored`` and ``survival`` after
         it. A group whose whole follow-up cannot be shown has no rows.
     """
@@ -54,7 +56,7 @@ def released_survival(km: pd.DataFrame, rules: Profile | str) -> pd.DataFrame:
     groups = km.groupby("group", sort=False) if "group" in km else [(None, km)]
     frames = []
     for name, part in groups:
-        steps = _steps(part.sort_values("time"), rules)
+        steps = _steps(part.sort_values("time"), rules, origin)
         if steps is not None and len(steps):
             if name is not None:
                 steps.insert(0, "group", name)
@@ -67,7 +69,7 @@ def _clear(rules: Profile, count: float) -> bool:
     return not rules.hides(count)
 
 
-def _steps(part: pd.DataFrame, rules: Profile) -> pd.DataFrame | None:
+def _steps(part: pd.DataFrame, rules: Profile, origin: float) -> pd.DataFrame | None:
     total = rules.round(float(part.at_risk.iloc[0])) if len(part) else 0.0
     if not len(part) or not _clear(rules, total):
         return None
@@ -106,7 +108,7 @@ def _steps(part: pd.DataFrame, rules: Profile) -> pd.DataFrame | None:
     for end in kept:
         at_risk, events, censored = counts(previous, end)
         survival *= max(1 - events / at_risk, 0.0) if at_risk > 0 else 0.0
-        rows.append((times[previous] if previous >= 0 else 0.0, times[end], at_risk, events, censored, survival))
+        rows.append((times[previous] if previous >= 0 else origin, times[end], at_risk, events, censored, survival))
         previous = end
     return pd.DataFrame(rows, columns=["start", "time", "at_risk", "events", "censored", "survival"])
 
