@@ -102,7 +102,7 @@ def _fit_by_hand(coef, crossbasis, history, counts, dates):
     """A DlnmFit with given coefficients, for hand-computed predictions and attributable numbers."""
     data = pd.DataFrame({"_date": dates, "y": counts, "_exposure_today": history[:, 0]})
     model = None
-    return dlnm.DlnmFit(crossbasis, np.asarray(coef, float), np.eye(len(coef)) * 1e-6, "log", model, history[:, 0], data,
+    return dlnm.DlnmFit(crossbasis, np.asarray(coef, float), np.eye(len(coef)) * 1e-6, "log", model, data,
                         history, "y")
 
 

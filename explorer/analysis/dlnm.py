@@ -226,8 +226,6 @@ class DlnmFit:
         ``log`` (quasi-Poisson counts) or ``identity`` (mixed model of a person-level outcome).
     model : LinearFit
         The whole regression (time, day of week and covariates included).
-    exposure_values : numpy.ndarray
-        The exposure on the day of each row fitted, for ranges and percentiles.
     data : pandas.DataFrame
         The rows fitted: date, outcome, group, and the exposure history (for attributable risk).
     """
@@ -237,10 +235,14 @@ class DlnmFit:
     vcov: np.ndarray
     link: str
     model: LinearFit
-    exposure_values: np.ndarray
     data: pd.DataFrame = field(repr=False)
     history: np.ndarray = field(repr=False)
     outcome: str = ""
+
+    @property
+    def exposure_values(self) -> np.ndarray:
+        """The exposure on the day of each row fitted, for ranges and percentiles."""
+        return self.data["_exposure_today"].to_numpy()
 
     def predict(self, at=None, centre: float | None = None, lags=None) -> CrossPrediction:
         """Overall cumulative and lag-specific effects at ``at`` (default: 50 values over the 1st-99th
@@ -485,4 +487,4 @@ def _fit(frame, outcome, exposure, crossbasis, date, df_per_year, day_of_week, c
         data["_group"] = frame.loc[usable, group].to_numpy()
     data["_exposure_today"] = frame.loc[usable, exposure].to_numpy(dtype=float)
     return DlnmFit(crossbasis, model.coef[columns].to_numpy(), model.vcov.loc[columns, columns].to_numpy(), link, model,
-                   data["_exposure_today"].to_numpy(), data, history[usable], outcome)
+                   data, history[usable], outcome)

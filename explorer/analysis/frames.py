@@ -34,6 +34,12 @@ from explorer.errors import ExplorerError
 from explorer.lake import Lake
 
 
+#: wearable_daily columns an outcome or a person-day frame may name
+WEARABLE_COLUMNS = ("resting_hr", "mean_hr", "steps", "sleep_minutes", "sleep_efficiency", "sleep_hr", "wear_minutes")
+#: exposure_daily columns a frame may take (``heat_wave`` is a flag: its days are counted)
+EXPOSURE_COLUMNS = ("tasmax", "tasmin", "pm25", "tas_anomaly", "heat_wave")
+
+
 @dataclass(frozen=True)
 class ConditionOutcome:
     """An outcome that is the first diagnosis of any of ``codes`` in ``condition_occurrence``."""
@@ -41,6 +47,7 @@ class ConditionOutcome:
     codes: tuple
     code_system: str | None = None
     name: str = "condition"
+    table = "condition_occurrence"
 
     def first_dates(self, lake: Lake, versions: dict) -> pd.DataFrame:
         codes = list(self.codes)
@@ -61,6 +68,7 @@ class LabOutcome:
     above: float | None = None
     below: float | None = None
     name: str = "lab"
+    table = "measurement"
 
     def first_dates(self, lake: Lake, versions: dict) -> pd.DataFrame:
         if (self.above is None) == (self.below is None):
@@ -80,11 +88,11 @@ class WearableOutcome:
     above: float | None = None
     below: float | None = None
     name: str = "wearable"
+    table = "wearable_daily"
 
     def first_dates(self, lake: Lake, versions: dict) -> pd.DataFrame:
-        allowed = {"resting_hr", "mean_hr", "steps", "sleep_minutes", "sleep_efficiency", "sleep_hr"}
-        if self.column not in allowed:
-            raise ExplorerError(f"wearable outcome: column {self.column!r}; expected one of {sorted(allowed)}")
+        if self.column not in WEARABLE_COLUMNS:
+            raise ExplorerError(f"wearable outcome: column {self.column!r}; expected one of {sorted(WEARABLE_COLUMNS)}")
         if (self.above is None) == (self.below is None):
             raise ExplorerError(f"wearable outcome {self.column}: give exactly one of above= or below=")
         test = f"{self.column} >= ?" if self.above is not None else f"{self.column} <= ?"
@@ -112,6 +120,16 @@ class StudyFrame:
     attrition: pd.DataFrame
     rules: list
     versions: dict = field(default_factory=dict)
+
+    def persons(self) -> pd.DataFrame:
+        """One row per person of a time-to-event frame, indexed by ``person_id``: ``entry`` (start of
+        their first interval), ``stop`` (end of their last), ``event``, ``baseline_steps`` (the steps
+        their first interval carries), ``age`` and ``sex_at_birth``; for Kaplan-Meier and Table 1."""
+        rows = self.frame.sort_values(["person_id", "start"])
+        by_person = rows.groupby("person_id", sort=True)
+        return pd.DataFrame({"entry": by_person.start.first(), "stop": by_person.stop.last(), "event": by_person.event.max(),
+                             "baseline_steps": by_person.steps_previous.first(), "age": by_person.age.first(),
+                             "sex_at_birth": by_person.sex_at_birth.first()})
 
     def __str__(self) -> str:
         steps = "; ".join(f"{row.step}: {row.persons:,}" for row in self.attrition.itertuples())
@@ -170,14 +188,15 @@ def time_to_event_frame(lake: Lake, outcome, *, cohort: str | None = None, cohor
         time zero), ``sex_at_birth``, ``time_zero`` (the date), and the exposures and markers
         asked for. The module notes state the rules.
     """
-    exposure_columns = {"tasmax", "tasmin", "pm25", "tas_anomaly", "heat_wave"}
-    unknown = [c for c in exposures if c not in exposure_columns]
+    unknown = [c for c in exposures if c not in EXPOSURE_COLUMNS]
     if unknown:
         raise ExplorerError(f"time-to-event frame: exposure(s) {unknown}; expected exposure_daily columns "
-                            f"{sorted(exposure_columns)}")
+                            f"{sorted(EXPOSURE_COLUMNS)}")
+    if not isinstance(outcome, (ConditionOutcome, LabOutcome, WearableOutcome)):
+        raise ExplorerError(f"outcome {outcome!r}: expected ConditionOutcome, LabOutcome or WearableOutcome")
     if interval_days < 1:
         raise ExplorerError(f"time-to-event frame: interval_days={interval_days}; expected at least 1")
-    tables = ["wearable_daily", "person", _outcome_table(outcome)]
+    tables = ["wearable_daily", "person", outcome.table]
     tables += ["exposure_daily"] * bool(exposures) + ["measurement"] * bool(markers)
     pinned = _pin(lake, list(dict.fromkeys(tables)), versions)
     members, member_version = _population(lake, cohort, cohort_version, versions)
@@ -296,12 +315,10 @@ def person_day_frame(lake: Lake, outcome: str = "resting_hr", exposure: str = "t
     StudyFrame
         ``frame``: ``person_id``, ``date``, the outcome and the exposure.
     """
-    wearable = {"resting_hr", "mean_hr", "steps", "sleep_minutes", "sleep_efficiency", "sleep_hr", "wear_minutes"}
-    exposures = {"tas_anomaly", "tasmax", "tasmin", "pm25"}
-    if outcome not in wearable:
-        raise ExplorerError(f"person-day frame: outcome {outcome!r}; expected a wearable_daily column: {sorted(wearable)}")
-    if exposure not in exposures:
-        raise ExplorerError(f"person-day frame: exposure {exposure!r}; expected an exposure_daily column: {sorted(exposures)}")
+    if outcome not in WEARABLE_COLUMNS:
+        raise ExplorerError(f"person-day frame: outcome {outcome!r}; expected a wearable_daily column: {sorted(WEARABLE_COLUMNS)}")
+    if exposure not in EXPOSURE_COLUMNS:
+        raise ExplorerError(f"person-day frame: exposure {exposure!r}; expected an exposure_daily column: {sorted(EXPOSURE_COLUMNS)}")
     pinned = _pin(lake, ["wearable_daily", "exposure_daily"], versions)
     members, member_version = _population(lake, cohort, cohort_version, versions)
     pinned.update(member_version)
@@ -320,10 +337,3 @@ def person_day_frame(lake: Lake, outcome: str = "resting_hr", exposure: str = "t
              + ("valid wear days (>= 600 worn minutes)" if valid_only else "days that have it")]
     frame.attrs.update(versions=pinned, rules=rules)
     return StudyFrame(frame.reset_index(drop=True), pd.DataFrame(attrition, columns=["step", "persons"]), rules, pinned)
-
-
-def _outcome_table(outcome) -> str:
-    tables = {ConditionOutcome: "condition_occurrence", LabOutcome: "measurement", WearableOutcome: "wearable_daily"}
-    if type(outcome) not in tables:
-        raise ExplorerError(f"outcome {outcome!r}: expected ConditionOutcome, LabOutcome or WearableOutcome")
-    return tables[type(outcome)]

@@ -88,13 +88,13 @@ def table_one(frame: pd.DataFrame, by: str | None = None, continuous=(), categor
             else:
                 cells[name] = (len(values), values.mean() if len(values) else np.nan,
                                values.std(ddof=1) if len(values) > 1 else np.nan, None, None)
-        smd = _largest(compared, lambda a, b: _smd_continuous(group_frames[a][variable], group_frames[b][variable]))
+        smd = largest_pairwise(compared, lambda a, b: _smd_continuous(group_frames[a][variable], group_frames[b][variable]))
         rows.append({"variable": variable, "level": "", "statistic": "median [IQR]" if median else "mean (SD)",
                      **_cells(cells, "median" if median else "mean"), "smd": smd})
         rows.append(_missing_row(variable, groups))
     for variable in categorical:
         levels = sorted(frame[variable].dropna().unique(), key=str)
-        smd = _largest(compared, lambda a, b: _smd_categorical(group_frames[a][variable], group_frames[b][variable], levels))
+        smd = largest_pairwise(compared, lambda a, b: _smd_categorical(group_frames[a][variable], group_frames[b][variable], levels))
         for i, level in enumerate(levels):
             cells = {}
             for name, part in groups:
@@ -135,10 +135,32 @@ def _missing_row(variable: str, groups) -> dict:
     return {"variable": variable, "level": "", "statistic": "missing", **_cells(cells, "count"), "smd": np.nan}
 
 
-def _largest(groups: list[str], difference) -> float:
+def largest_pairwise(groups, difference) -> float:
+    """The largest finite ``difference(a, b)`` over pairs of ``groups`` (NaN when there is none)."""
     values = [difference(a, b) for a, b in itertools.combinations(groups, 2)]
-    values = [v for v in values if np.isfinite(v)]
+    values = [v for v in values if v is not None and np.isfinite(v)]
     return max(values) if values else np.nan
+
+
+def smd_from_moments(mean_a: float, sd_a: float, mean_b: float, sd_b: float) -> float:
+    """:math:`|\\bar x_1 - \\bar x_2| / \\sqrt{(s_1^2 + s_2^2)/2}` (NaN without spread)."""
+    pooled = np.sqrt((sd_a ** 2 + sd_b ** 2) / 2)
+    if not np.isfinite(pooled):
+        return np.nan
+    return float(abs(mean_a - mean_b) / pooled) if pooled > 0 else (0.0 if mean_a == mean_b else np.inf)
+
+
+def smd_from_proportions(p1, p2) -> float:
+    """Yang & Dalton's SMD of two level distributions (proportions of every level, the first dropped)."""
+    p1, p2 = np.asarray(p1, dtype=float)[1:], np.asarray(p2, dtype=float)[1:]
+    if len(p1) == 0:
+        return np.nan
+    S = -(np.outer(p1, p1) + np.outer(p2, p2)) / 2
+    np.fill_diagonal(S, (p1 * (1 - p1) + p2 * (1 - p2)) / 2)
+    diff = p1 - p2
+    if not diff.any():
+        return 0.0
+    return float(np.sqrt(diff @ np.linalg.pinv(S) @ diff))
 
 
 def _smd_continuous(a: pd.Series, b: pd.Series) -> float:
@@ -146,22 +168,11 @@ def _smd_continuous(a: pd.Series, b: pd.Series) -> float:
     b = pd.to_numeric(b, errors="coerce").dropna().to_numpy(dtype=float)
     if len(a) < 2 or len(b) < 2:
         return np.nan
-    pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-    return float(abs(a.mean() - b.mean()) / pooled) if pooled > 0 else (0.0 if a.mean() == b.mean() else np.inf)
+    return smd_from_moments(a.mean(), a.std(ddof=1), b.mean(), b.std(ddof=1))
 
 
 def _smd_categorical(a: pd.Series, b: pd.Series, levels: list) -> float:
     a, b = a.dropna(), b.dropna()
-    if len(a) == 0 or len(b) == 0 or len(levels) < 2:
+    if len(a) == 0 or len(b) == 0:
         return np.nan
-    p1 = np.array([(a == level).mean() for level in levels[1:]])
-    p2 = np.array([(b == level).mean() for level in levels[1:]])
-    S = -(np.outer(p1, p1) + np.outer(p2, p2)) / 2
-    np.fill_diagonal(S, (p1 * (1 - p1) + p2 * (1 - p2)) / 2)
-    diff = p1 - p2
-    if not diff.any():
-        return 0.0
-    try:
-        return float(np.sqrt(diff @ np.linalg.solve(S, diff)))
-    except np.linalg.LinAlgError:
-        return float(np.sqrt(diff @ np.linalg.pinv(S) @ diff))
+    return smd_from_proportions([(a == level).mean() for level in levels], [(b == level).mean() for level in levels])

@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
+from explorer.analysis.frames import EXPOSURE_COLUMNS
 from explorer.command.common import DISCLOSURE_PROFILES, EPILOG_LAKE, HELP_FORMATTER, acting_role, open_lake, record_audit, require_tables, save_page
 from explorer.errors import ExplorerError
 from explorer.lake import Lake
@@ -219,13 +220,9 @@ def _km(lake: Lake, args, role):
     from explorer.views import analysis as views
 
     outcome, study = _time_to_event(lake, args)
-    rows = study.frame
-    first = rows.sort_values("start").groupby("person_id").first()
-    last = rows.sort_values("start").groupby("person_id").last()
-    persons = pd.DataFrame({"entry": first.start, "stop": last.stop, "event": rows.groupby("person_id").event.max(),
-                            "steps": first.steps_previous})
-    persons["tertile"] = pd.qcut(persons.steps, 3, labels=["lowest third", "middle third", "highest third"])
-    persons = persons.sort_values("steps")  # the curves in the order of their steps
+    persons = study.persons()
+    persons["tertile"] = pd.qcut(persons.baseline_steps, 3, labels=["lowest third", "middle third", "highest third"])
+    persons = persons.sort_values("baseline_steps")  # the curves in the order of their steps
     km = survival.kaplan_meier(persons.stop, persons.event, entry=persons.entry, group=persons.tertile.astype(str))
     if role == "public":
         return _public_km(outcome, km, args)
@@ -265,11 +262,11 @@ def _case_crossover(lake: Lake, args, role):
 
     outcome = _outcome(args)
     exposure = args.exposure or "tasmax"
-    if exposure not in ("tasmax", "tasmin", "pm25", "tas_anomaly"):
-        raise ExplorerError(f"--exposure {exposure!r}: expected tasmax, tasmin, pm25 or tas_anomaly (exposure_daily)")
+    if exposure not in EXPOSURE_COLUMNS:
+        raise ExplorerError(f"--exposure {exposure!r}: expected an exposure_daily column: {', '.join(EXPOSURE_COLUMNS)}")
     require_tables(lake, ("exposure_daily",), read=True)
     lags = [int(v) for v in _numbers(args.lags, "--lags")]
-    versions = {"exposure_daily": lake.version("exposure_daily")}
+    versions = {table: lake.version(table) for table in ("exposure_daily", outcome.table)}
     events = outcome.first_dates(lake, versions).rename(columns={"outcome_date": "date"})
     if events.empty:
         raise ExplorerError(f"no person has the outcome {outcome.name}: nothing to compare")
@@ -281,7 +278,7 @@ def _case_crossover(lake: Lake, args, role):
     if result.n_dropped:
         print(f"Left out: {result.n_dropped:,} events: " + "; ".join(f"{n} {why}" for why, n in result.dropped.value_counts().items()))
     return pn.Column(f"# Case-crossover: {outcome.name} on {exposure}", views.forest(result.table, ratio="odds_ratio", role=role)), \
-        {"outcome": outcome.name, "exposure": exposure, "lags": lags}
+        {"outcome": outcome.name, "exposure": exposure, "lags": lags, "versions": versions}
 
 
 def _table1(lake: Lake, args, role):
@@ -291,9 +288,7 @@ def _table1(lake: Lake, args, role):
     from explorer.views import analysis as views
 
     outcome, study = _time_to_event(lake, args)
-    rows = study.frame
-    persons = rows.groupby("person_id").agg(outcome=("event", "max"), age=("age", "first"), sex=("sex_at_birth", "first"),
-                                            baseline_steps=("steps_previous", "first"))
+    persons = study.persons().rename(columns={"event": "outcome", "sex_at_birth": "sex"})
     persons["outcome"] = persons.outcome.map({True: f"{outcome.name}", False: "no event"})
     if role == "public":
         from explorer.privacy import DisclosureControl

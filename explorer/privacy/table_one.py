@@ -17,11 +17,10 @@ would give the hidden cells away.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pandas as pd
 
+from explorer.analysis.table_one import largest_pairwise, smd_from_moments, smd_from_proportions
 from explorer.errors import ExplorerError
 from explorer.privacy.disclosure import DisclosureControl
 
@@ -83,7 +82,7 @@ def released_table_one(frame: pd.DataFrame, by: str, continuous=(), categorical=
                 statistics[g] = (q[0], f"{q[0]:.2f} [{q[1]:.2f}, {q[2]:.2f}]", "shown", None)
             else:
                 statistics[g] = (values.mean(), f"{values.mean():.2f} ({values.std(ddof=1):.2f})", "shown", values.std(ddof=1))
-        smd = _largest(groups, lambda a, b: _smd(statistics[a], statistics[b]) if variable not in nonnormal else np.nan)
+        smd = largest_pairwise(groups, lambda a, b: _smd(statistics[a], statistics[b]) if variable not in nonnormal else np.nan)
         out.append({"variable": variable, "level": "", "statistic": "median [IQR]" if variable in nonnormal else "mean (SD)",
                     **_cells(statistics), "smd": smd})
         gone = {g: counts.get((g, "yes"), (0.0, "0", "shown")) + (None,) for g in groups}
@@ -93,7 +92,7 @@ def released_table_one(frame: pd.DataFrame, by: str, continuous=(), categorical=
         levels = sorted({level for (_, level) in counts if level != MISSING})
         known = {g: sum(counts.get((g, level), (0.0,))[0] for level in levels) for g in groups}
         every_shown = all(np.isfinite(counts.get((g, level), (0.0,))[0]) for g in groups for level in levels)
-        smd = _largest(groups, lambda a, b: _smd_levels(counts, a, b, levels)) if every_shown else np.nan
+        smd = largest_pairwise(groups, lambda a, b: _smd_levels(counts, a, b, levels)) if every_shown else np.nan
         for i, level in enumerate(levels):
             cells = {}
             for g in groups:
@@ -127,32 +126,17 @@ def _cells(cells: dict) -> dict:
     return out
 
 
-def _largest(groups, difference) -> float:
-    values = [difference(a, b) for a, b in itertools.combinations(groups, 2)]
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    return max(values) if values else np.nan
-
-
 def _smd(a, b) -> float:
     (mean_a, _, status_a, sd_a), (mean_b, _, status_b, sd_b) = a, b
     if status_a != "shown" or status_b != "shown" or sd_a is None or sd_b is None:
         return np.nan
-    pooled = np.sqrt((sd_a ** 2 + sd_b ** 2) / 2)
-    return float(abs(mean_a - mean_b) / pooled) if pooled > 0 else np.nan
+    return smd_from_moments(mean_a, sd_a, mean_b, sd_b)
 
 
 def _smd_levels(counts: dict, a, b, levels) -> float:
     """Yang & Dalton's SMD from the shown level counts of groups ``a`` and ``b``."""
-    if len(levels) < 2:
-        return np.nan
     na = np.array([counts.get((a, level), (0.0,))[0] for level in levels], dtype=float)
     nb = np.array([counts.get((b, level), (0.0,))[0] for level in levels], dtype=float)
     if na.sum() <= 0 or nb.sum() <= 0:
         return np.nan
-    p1, p2 = (na / na.sum())[1:], (nb / nb.sum())[1:]
-    S = -(np.outer(p1, p1) + np.outer(p2, p2)) / 2
-    np.fill_diagonal(S, (p1 * (1 - p1) + p2 * (1 - p2)) / 2)
-    diff = p1 - p2
-    if not diff.any():
-        return 0.0
-    return float(np.sqrt(diff @ np.linalg.pinv(S) @ diff))
+    return smd_from_proportions(na / na.sum(), nb / nb.sum())
