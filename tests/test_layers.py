@@ -41,15 +41,18 @@ ALLOWED: dict[str, set[str]] = {
     # erasure recomputes the aggregates a person was in; pseudonyms are the ingest's keyed HMAC;
     # a released Table 1 reports the analysis' own statistics
     "explorer.privacy": STORAGE | {"explorer.jobs", "explorer.ingest", "explorer.analysis"},
+    # a site answers declared analyses on its lake and releases them through privacy; the
+    # coordinator pools with the analysis layer's models
+    "explorer.federation": LIBRARY,
     "explorer.views": STORAGE | ANALYTICS | {"explorer.analysis", "explorer.jobs", "explorer.privacy"},
     "explorer.login": {"explorer.errors", "explorer.privacy"},
     "explorer.serve": STORAGE | {"explorer.login", "explorer.privacy", "explorer.views"},
-    "explorer.testing": LIBRARY | {"explorer", "explorer.synth"},
+    "explorer.testing": LIBRARY | {"explorer", "explorer.synth", "explorer.federation"},
     # the applications: everything below them
     "explorer.demo": LIBRARY | {"explorer", "explorer.synth", "explorer.serve", "explorer.login"},
     "explorer.lab": {"explorer.errors", "explorer.lake"},
     "explorer.command": LIBRARY | {"explorer", "explorer.synth", "explorer.views", "explorer.serve", "explorer.login",
-                                  "explorer.demo", "explorer.lab"},
+                                  "explorer.demo", "explorer.lab", "explorer.federation"},
     # the public surface: explorer.open() and the ingest it registers on the lake
     "explorer": {"explorer.errors", "explorer.lake", "explorer.ingest"},
     # a dashboard is layout: it reaches data only through views (which check the role) and serve

@@ -15,6 +15,7 @@ module             commands
 ``ageing``         ageing
 ``privacy``        export, count, budget, erase, audit
 ``cohort``         cohort
+``federation``     federation (a site), federate (a coordinator)
 ``serve``          serve, users, demo, lab
 =================  ================================================
 
@@ -30,12 +31,13 @@ import sys
 import duckdb
 
 from explorer import __version__
-from explorer.command import ageing, analysis, catalog, cohort, exposure, ingest, privacy, query, refresh, serve, wearables
+from explorer.command import (ageing, analysis, catalog, cohort, exposure, federation, ingest, privacy, query, refresh, serve,
+                              wearables)
 from explorer.command.common import EPILOG_LAKE, ROLES
 from explorer.errors import ExplorerError
 
 #: in the order ``explorer --help`` lists their commands
-COMMAND_MODULES = (catalog, query, ingest, refresh, wearables, exposure, ageing, analysis, privacy, cohort, serve)
+COMMAND_MODULES = (catalog, query, ingest, refresh, wearables, exposure, ageing, analysis, privacy, cohort, federation, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

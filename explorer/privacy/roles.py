@@ -42,6 +42,10 @@ ACCESS = {
     "ingest": "steward",
     "erase": "steward",
     "audit": "steward",
+    # a site answering federated studies on its lake, and its output airlock, are the steward's
+    "serve_federation": "steward",
+    # running a study across sites sees only what each site released; saving it writes a public table
+    "coordinate": "researcher",
 }
 
 

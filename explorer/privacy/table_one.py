@@ -47,7 +47,8 @@ def released_table_one(frame: pd.DataFrame, by: str, continuous=(), categorical=
     pandas.DataFrame
         ``variable``, ``level``, ``statistic``, one text column per group (no ``Overall``: it would
         be a second total beside the groups' sum), ``smd``; and ``<group>|n`` with the count shown
-        (NaN when hidden) and ``<group>|status``.
+        (NaN when hidden), or the mean of a shown mean (SD), ``<group>|sd`` the SD beside it (for
+        pooling across sites), and ``<group>|status``.
     """
     control = control or DisclosureControl()
     rules = control.rules
@@ -119,10 +120,11 @@ def table_one_page(frame: pd.DataFrame, by: str, numeric, categorical) -> tuple[
 
 def _cells(cells: dict) -> dict:
     out = {}
-    for group, (value, text, status, _) in cells.items():
+    for group, (value, text, status, sd) in cells.items():
         out[group] = text
         out[f"{group}|n"] = value
         out[f"{group}|status"] = status
+        out[f"{group}|sd"] = sd if sd is not None else np.nan
     return out
 
 
