@@ -32,6 +32,11 @@ import pandas as pd
 
 from explorer.errors import ExplorerError, did_you_mean
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 SCHEMA = "explorer.federation/1"
 ANALYSES = ("attrition", "table_one", "glm", "ageing_rate", "heat_response")
 #: the largest request a site reads: a cohort definition (at most 256 KB itself) and a few coefficients
@@ -232,7 +237,7 @@ class SiteData:
     at the study's first request (every later request, each Newton step, sees the same data) and
     the person rows of each cohort."""
 
-    def __init__(self, lake):
+    def __init__(self, lake: Lake):
         self.lake = lake
         self.pins: dict[str, dict] = {}
         self._persons: dict[tuple, pd.DataFrame] = {}

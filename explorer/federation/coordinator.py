@@ -46,6 +46,11 @@ import pandas as pd
 from explorer.errors import ExplorerError, did_you_mean
 from explorer.federation.analyses import ANALYSES, SCHEMA as REQUEST_SCHEMA, check_analysis, outcome_name
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 STUDY_SCHEMA = "explorer.federation-study/1"
 RESULT_SCHEMA = "explorer.federation-result/1"
 STUDY_KEYS = {"schema", "name", "description", "profile", "timeout", "retries", "review_wait", "cohort", "cohort_file",
@@ -447,7 +452,7 @@ def summary_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def save_to_lake(lake, result: dict) -> int:
+def save_to_lake(lake: Lake, result: dict) -> int:
     """Append the result to the lake's ``federated_study`` table (the study page reads it)."""
     from explorer.lake.engine import current_user
 

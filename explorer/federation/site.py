@@ -23,6 +23,11 @@ from explorer.errors import ExplorerError
 from explorer.federation.analyses import RequestError, Refused, SiteData, compute, parse_request
 from explorer.federation.policy import SitePolicy, stricter
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 AUDIT_ROLE = "coordinator"  # the role of a remote coordinator's entries in the site's audit log
 TICKET_STATES = ("pending", "approved", "rejected")
 
@@ -43,7 +48,7 @@ class Site:
         The steward's queue folder (default: ``federation-queue`` beside a local lake's tables).
     """
 
-    def __init__(self, lake, policy: SitePolicy, queue=None):
+    def __init__(self, lake: Lake, policy: SitePolicy, queue=None):
         self.lake, self.policy = lake, policy
         self.data = SiteData(lake)
         self.queue = ReviewQueue(queue or default_queue(lake))
@@ -132,7 +137,7 @@ class Site:
                                    dataset=f"study:{parameters.get('study', '?')}", parameters=parameters)
 
 
-def default_queue(lake) -> Path:
+def default_queue(lake: Lake) -> Path:
     if not lake.is_local:
         raise ExplorerError("a lake on object storage keeps no queue folder: give the site a local one with --queue DIR")
     return Path(lake.root) / "federation-queue"

@@ -43,7 +43,7 @@ class SiteFiles:
         return {"name": self.name, "url": self.url, "token_file": str(self.token_file), "ca": str(self.certificate)}
 
 
-def prepare_site(folder, name: str, lake, *, address: str, port: int = 8443, profile: str = "aou",
+def prepare_site(folder, name: str, lake: Path, *, address: str, port: int = 8443, profile: str = "aou",
                  studies: dict, coordinator: str = "coord-1", min_persons_per_parameter: int = 10) -> SiteFiles:
     """Certificate for ``address``, a fresh coordinator token and a policy answering ``studies``
     (name -> study policy mapping; ``coordinators`` defaults to ``[coordinator]``)."""

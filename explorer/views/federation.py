@@ -15,6 +15,11 @@ import pandas as pd
 from explorer.errors import ExplorerError
 from explorer.views.base import holoviews_with_bokeh, static_table
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: no import at run time
+    from explorer.lake import Lake
+
 WIDTH = 640
 STATUS_COLOURS = {"contributed": "#27ae60", "refused": "#c0392b", "unreachable": "#c0392b", "pending review": "#e67e22",
                   "rejected": "#c0392b"}
@@ -122,7 +127,7 @@ def _analysis(analysis: dict) -> list:
     return parts
 
 
-def saved_studies(lake) -> pd.DataFrame:
+def saved_studies(lake: Lake) -> pd.DataFrame:
     """The federated studies saved in ``lake`` (``explorer federate run --save``), newest first."""
     if not lake.has_table("federated_study"):
         return pd.DataFrame(columns=["study", "run_at", "sites_asked", "sites_contributed", "complete", "result"])
