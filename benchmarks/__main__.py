@@ -18,7 +18,7 @@ MODULES = ["benchmarks.bench_lake_sql", "benchmarks.bench_synth", "benchmarks.be
            "benchmarks.bench_wearables", "benchmarks.bench_exposure", "benchmarks.bench_era5",
            "benchmarks.bench_ageing", "benchmarks.bench_cohorts", "benchmarks.bench_serve", "benchmarks.bench_notebooks",
            "benchmarks.bench_apple_health", "benchmarks.bench_object_store", "benchmarks.bench_scale",
-           "benchmarks.bench_analysis"]
+           "benchmarks.bench_analysis", "benchmarks.bench_federation"]
 
 
 def main(argv=None) -> int:

@@ -6,6 +6,7 @@ tests are skipped, except in CI (``CI`` set), where a missing browser fails the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,10 @@ def server(cohort_lake, tmp_path_factory):
     import explorer
 
     cohorts.save(explorer.open(root / "lake"), cohorts.loads(SAVED_COHORT))
+    # a federated study run from this lake, for the Studies page (a real run's result; tests/data/README)
+    from explorer.federation import save_to_lake
+
+    save_to_lake(explorer.open(root / "lake"), json.loads((ROOT / "tests" / "data" / "federation" / "study-result.json").read_text()))
     users = root / "users.json"
     for role, password in PASSWORDS.items():
         Credentials.add(users, role, role, password)

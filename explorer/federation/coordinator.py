@@ -300,6 +300,9 @@ def _ask_all(study: Study, clients, analysis: dict, progress, what: str) -> dict
     request = study.request(analysis)
 
     def ask(client):
+        def text(exc):  # the site's own words, without the site's name the result already files it under
+            return str(exc).removeprefix(f"{client.name}: ")
+
         progress(client.name, what, "asked")
         try:
             envelope = client.run(request)
@@ -307,13 +310,13 @@ def _ask_all(study: Study, clients, analysis: dict, progress, what: str) -> dict
             return client.name, ("contributed", envelope)
         except SiteUnavailable as exc:
             progress(client.name, what, f"unreachable ({exc})")
-            return client.name, ("unreachable", str(exc))
+            return client.name, ("unreachable", text(exc))
         except StillPending as exc:
             progress(client.name, what, "still waiting for its steward")
-            return client.name, ("pending review", str(exc))
+            return client.name, ("pending review", text(exc))
         except SiteRefused as exc:
             progress(client.name, what, f"refused ({exc})")
-            return client.name, ("refused", str(exc))
+            return client.name, ("refused", text(exc))
 
     with ThreadPoolExecutor(max_workers=max(1, len(clients))) as pool:
         return dict(pool.map(ask, clients))
@@ -392,8 +395,8 @@ def _run_glm(study: Study, analysis: dict, progress) -> dict:
             progress(dropped.site, analysis["name"], f"{dropped.status}: left out ({dropped.message})")
             active = [c for c in active if c.name != dropped.site]
             if active:
-                notes.append(f"{dropped.site} {dropped.status} at Newton step {steps['n']}; the model was fitted again "
-                             f"on {', '.join(c.name for c in active)}")
+                notes.append(f"{dropped.site} {dropped.status}, so the model was fitted on "
+                             f"{', '.join(c.name for c in active)} alone")
         except ExplorerError as exc:
             notes.append(str(exc))
             break
@@ -442,7 +445,10 @@ def summary_text(result: dict) -> str:
             continue
         if analysis["type"] in ("attrition", "table_one"):
             frame = pd.DataFrame(pooled)
-            lines.append(table_text(frame[[c for c in frame.columns if "|" not in c]]))
+            frame = frame[[c for c in frame.columns if "|" not in c and c != "pooled"]].rename(columns={"pooled_shown": "pooled"})
+            if "smd" in frame:
+                frame["smd"] = frame["smd"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
+            lines.append(table_text(frame))
         elif analysis["type"] == "glm":
             lines.append(f"   {pooled['n']:,} persons, {pooled['iterations']} Newton steps, pooled exactly from per-site sums")
             lines.append(table_text(pd.DataFrame(pooled["table"]).round(4)))

@@ -12,6 +12,7 @@ from explorer.views.ageing import (AgeingRateDistribution, AgeotypeMembership, M
 from explorer.views.catalog import CatalogOverview
 from explorer.views.cohorts import CohortAttrition, CohortBuilder, CohortCharacterisation
 from explorer.views.exposure import ExposureMap, ExposureResponse, HeatWaveCalendar
+from explorer.views.federation import FederatedStudies
 from explorer.views.overview import DataQualityReport, DemographicCounts, LakeSummary, ModalityCoverage
 from explorer.lake import Lake  # what every view reads; dashboards annotate with it
 from explorer.views.wearables import Actogram, CohortWearableDistributions, PersonMinutes, WearableTrends, downsample
@@ -19,4 +20,4 @@ from explorer.views.wearables import Actogram, CohortWearableDistributions, Pers
 __all__ = ["Actogram", "AgeingRateDistribution", "AgeotypeMembership", "CatalogOverview", "CohortAttrition", "CohortBuilder",
            "CohortCharacterisation", "DataQualityReport", "DemographicCounts", "LakeSummary", "MarkerAgeingTable", "ModalityCoverage",
            "WearableTrends", "CohortWearableDistributions", "ExposureMap",
-           "ExposureResponse", "HeatWaveCalendar", "Lake", "MarkerTrajectories", "PersonMinutes", "PhenoAgeVsAge", "downsample"]
+           "ExposureResponse", "FederatedStudies", "HeatWaveCalendar", "Lake", "MarkerTrajectories", "PersonMinutes", "PhenoAgeVsAge", "downsample"]

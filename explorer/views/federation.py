@@ -11,14 +11,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import param
 
 from explorer.errors import ExplorerError
-from explorer.views.base import holoviews_with_bokeh, static_table
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the type only: no import at run time
-    from explorer.lake import Lake
+from explorer.views.base import LakeView, holoviews_with_bokeh, static_table
 
 WIDTH = 640
 STATUS_COLOURS = {"contributed": "#27ae60", "refused": "#c0392b", "unreachable": "#c0392b", "pending review": "#e67e22",
@@ -37,29 +33,35 @@ def site_status(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def meta_forest(analysis: dict, coefficient: str):
-    """Each site's estimate of ``coefficient`` with its 95% CI, and the pooled one (a diamond)."""
+def _p_text(p) -> str:
+    return "" if p is None or pd.isna(p) else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
+
+
+def meta_forest(analysis: dict, coefficient: str, key: str = "meta"):
+    """Each site's estimate of ``coefficient`` with its 95% CI, and the pooled one (a diamond).
+    ``key`` names the plot's dimensions: Panel links the axes of plots on one page that share a
+    dimension name, and each coefficient needs its own range."""
     hv = holoviews_with_bokeh()
+    x, y = f"{key}_estimate", f"{key}_row"
     pooled = analysis["pooled"]
     sites = pd.DataFrame(pooled["sites"])
     sites = sites[sites["coefficient"] == coefficient].reset_index(drop=True)
     table = pd.DataFrame(pooled["table"]).set_index("coefficient").loc[coefficient]
     rows = [(r.site, r.estimate, r.estimate - 1.96 * r.se, r.estimate + 1.96 * r.se) for r in sites.itertuples()]
     rows.append(("pooled", table["estimate"], table["lower"], table["upper"]))
-    frame = pd.DataFrame(rows, columns=["label", "meta_estimate", "low", "high"])
-    frame["meta_row"] = np.arange(len(frame))[::-1]
-    segments = hv.Path([[(r.low, r.meta_row), (r.high, r.meta_row)] for r in frame.itertuples()],
-                       kdims=["meta_estimate", "meta_row"]).opts(color="#333333", line_width=2)
-    points = hv.Scatter(frame.iloc[:-1], "meta_estimate", ["meta_row", "label", "low", "high"]).opts(
-        size=9, color="#2c7fb8", tools=["hover"])
-    diamond = hv.Scatter(frame.iloc[-1:], "meta_estimate", ["meta_row", "label", "low", "high"]).opts(
+    frame = pd.DataFrame(rows, columns=["label", x, "low", "high"])
+    frame[y] = np.arange(len(frame))[::-1]
+    segments = hv.Path([[(low, row), (high, row)] for low, high, row in zip(frame["low"], frame["high"], frame[y])],
+                       kdims=[x, y]).opts(color="#333333", line_width=2)
+    points = hv.Scatter(frame.iloc[:-1], x, [y, "label", "low", "high"]).opts(size=9, color="#2c7fb8", tools=["hover"])
+    diamond = hv.Scatter(frame.iloc[-1:], x, [y, "label", "low", "high"]).opts(
         size=16, marker="diamond", color="#c0392b", tools=["hover"])
     zero = hv.VLine(0.0).opts(color="#555555", line_dash="dashed", line_width=1)
     title = (f"{coefficient}: pooled {table['estimate']:.3g} [{table['lower']:.3g}, {table['upper']:.3g}], "
              f"I² {100 * table['i2']:.0f}%, τ² {table['tau2']:.3g}")
     return (segments * points * diamond * zero).opts(
         width=WIDTH, height=max(170, 70 + 40 * len(frame)), ylim=(-0.7, len(frame) - 0.3),
-        yticks=list(zip(frame.meta_row, frame.label)), xlabel=f"{coefficient} (95% CI)", ylabel="", title=title,
+        yticks=list(zip(frame[y], frame["label"])), xlabel=f"{coefficient} (95% CI)", ylabel="", title=title,
         show_grid=True)
 
 
@@ -84,12 +86,12 @@ def study_page(result: dict | str):
                                          " **Partial result**: the analyses below say which sites are in each.")
                 + (f"\n\n{result['description']}" if result.get("description") else ""))
     parts = [pn.pane.Markdown(headline, width=900), pn.pane.Markdown("### Sites"), static_table(site_status(result))]
-    for analysis in result["analyses"]:
-        parts += _analysis(analysis)
+    for k, analysis in enumerate(result["analyses"]):
+        parts += _analysis(analysis, f"study{k}")
     return pn.Column(*parts, width=960)
 
 
-def _analysis(analysis: dict) -> list:
+def _analysis(analysis: dict, key: str) -> list:
     import panel as pn
 
     contributors = analysis["contributors"]
@@ -115,21 +117,53 @@ def _analysis(analysis: dict) -> list:
         columns = ["term", "estimate", "se", "lower", "upper", "p"] + [c for c in table if c.startswith("odds_ratio")]
         parts += [pn.pane.Markdown(f"{pooled['n']:,} persons, fitted exactly from the sites' summed score and information "
                                    f"({pooled['iterations']} Newton steps)."),
-                  static_table(table[columns].round(4))]
+                  static_table(table[columns].round(4).assign(p=table["p"].map(_p_text)))]
     else:
         table = pd.DataFrame(pooled["table"])
+        shown = table.round(4)
+        shown["p"] = table["p"].map(_p_text)
+        shown["i2"] = (100 * table["i2"]).map(lambda v: f"{v:.0f}%")
+        shown = shown.rename(columns={"i2": "I²", "tau2": "τ²"})
         parts += [pn.pane.Markdown(f"{pooled['method']} of {len(contributors)} site estimates ({pooled['n_persons']:,} persons); "
                                    f"Q = {pooled['q']:.2f} on {pooled['q_df']} df (p = {pooled['q_p']:.3g})"
                                    if pooled["q_df"] else f"{pooled['method']}"),
-                  static_table(table.round(4))]
-        for coefficient in table["coefficient"]:
-            parts.append(pn.pane.HoloViews(meta_forest(analysis, coefficient)))
+                  static_table(shown)]
+        for j, coefficient in enumerate(table["coefficient"]):
+            parts.append(pn.pane.HoloViews(meta_forest(analysis, coefficient, key=f"{key}_{j}")))
     return parts
 
 
-def saved_studies(lake: Lake) -> pd.DataFrame:
-    """The federated studies saved in ``lake`` (``explorer federate run --save``), newest first."""
-    if not lake.has_table("federated_study"):
-        return pd.DataFrame(columns=["study", "run_at", "sites_asked", "sites_contributed", "complete", "result"])
-    return lake.sql("SELECT study, run_at, sites_asked, sites_contributed, complete, result FROM federated_study "
-                    "ORDER BY run_at DESC")
+class FederatedStudies(LakeView):
+    """The federated studies saved in the lake (``explorer federate run --save``): choose a run and
+    see its :func:`study_page`. Every number in a run was released by its sites under disclosure
+    control, so every role may see them."""
+
+    run = param.Selector(default=None, objects=[], check_on_set=False, allow_None=True,
+                         doc="The study run shown (its label: study, time, sites); default the newest.")
+
+    def __init__(self, **params):
+        run = params.pop("run", None)
+        super().__init__(**params)
+        labels = list(self.runs()["label"]) if self.lake is not None else []
+        self.param["run"].objects = labels
+        self.run = run if run in labels else (labels[0] if labels else None)
+
+    def runs(self) -> pd.DataFrame:
+        """study, run_at, sites_asked, sites_contributed, complete, result and a label, newest first."""
+        if not self.lake.has_table("federated_study"):
+            return pd.DataFrame(columns=["study", "run_at", "sites_asked", "sites_contributed", "complete", "result", "label"])
+        frame = self._sql("SELECT study, run_at, sites_asked, sites_contributed, complete, result FROM federated_study "
+                          "ORDER BY run_at DESC")
+        frame["label"] = [f"{r.study} ({r.run_at:%Y-%m-%d %H:%M}, {r.sites_contributed}/{r.sites_asked} sites)"
+                          for r in frame.itertuples()]
+        return frame
+
+    def panel(self):
+        import panel as pn
+
+        runs = self.runs()
+        if runs.empty:
+            return pn.pane.Markdown("### No federated studies yet\nRun one with `explorer --lake LAKE federate run "
+                                    "study.yaml --save`; its sites, pooled results and heterogeneity appear here.")
+        chosen = runs[runs["label"] == self.run]
+        return study_page((chosen if len(chosen) else runs).iloc[0]["result"])
