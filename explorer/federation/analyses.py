@@ -306,7 +306,7 @@ def compute(data: SiteData, request: Request, *, profile: str, min_persons_per_p
 
         table = count(data.lake, request.cohort, versions=data.versions(request.study), disclosure=control)
         keep = ["step", "label", "persons", "persons_shown", "persons_status", "removed", "removed_shown", "removed_status"]
-        return {"attrition": _records(table[[c for c in keep if c in table]])}
+        return {"attrition": json_records(table[[c for c in keep if c in table]])}
     if kind == "table_one":
         return _table_one(data, request, control)
     if kind == "glm":
@@ -326,7 +326,7 @@ def _table_one(data: SiteData, request: Request, control) -> dict:
     table = released_table_one(persons, by, continuous=spec.get("continuous", []), categorical=spec.get("categorical", []),
                                control=control)
     groups = sorted(persons[by].unique())
-    return {"by": by, "groups": groups, "table": _records(table)}
+    return {"by": by, "groups": groups, "table": json_records(table)}
 
 
 def _glm(data: SiteData, request: Request, control, min_per_parameter: int) -> dict:
@@ -409,7 +409,7 @@ def _heat_response(data: SiteData, request: Request, control, min_per_parameter:
             "n_persons": int(fit.model.n_groups), "n_obs": int(fit.model.n_obs)}
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows: NaN and NA become null."""
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows of a frame: NaN and NA become null, numpy scalars Python ones."""
     out = frame.astype(object).where(frame.notna(), None)
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in out.to_dict("records")]

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from explorer.errors import ExplorerError, did_you_mean
-from explorer.federation.analyses import ANALYSES, SCHEMA as REQUEST_SCHEMA, check_analysis, outcome_name
+from explorer.federation.analyses import ANALYSES, SCHEMA as REQUEST_SCHEMA, check_analysis, json_records, outcome_name
 
 from typing import TYPE_CHECKING
 
@@ -336,16 +336,16 @@ def _run_once(study: Study, analysis: dict, progress) -> dict:
     kind = analysis["type"]
     if released:
         if kind == "attrition":
-            pooled = _records(pool_attrition({n: r["attrition"] for n, r in released.items()}))
+            pooled = json_records(pool_attrition({n: r["attrition"] for n, r in released.items()}))
         elif kind == "table_one":
-            pooled = _records(pool_table_one(released))
+            pooled = json_records(pool_table_one(released))
         else:
             fit = random_effects([r["estimate"] for r in released.values()], [r["covariance"] for r in released.values()],
                                  sites=list(released), names=next(iter(released.values()))["names"], method="reml")
             pooled = {"method": "REML random effects" if len(released) > 1 else "one site: its own estimate",
-                      "table": _records(fit.table()), "psi": fit.psi.to_numpy().tolist(), "q": fit.q, "q_df": fit.q_df,
+                      "table": json_records(fit.table()), "psi": fit.psi.to_numpy().tolist(), "q": fit.q, "q_df": fit.q_df,
                       "q_p": fit.q_p, "n_persons": int(sum(r["n_persons"] for r in released.values())),
-                      "sites": _records(fit.sites)}
+                      "sites": json_records(fit.sites)}
     else:
         note = "no site released a result"
     return {"type": kind, "name": analysis["name"], "spec": {k: v for k, v in analysis.items() if k != "name"},
@@ -411,16 +411,11 @@ def _run_glm(study: Study, analysis: dict, progress) -> dict:
         if spec["family"] == "binomial":
             for column in ("estimate", "lower", "upper"):
                 table[f"odds_ratio{'' if column == 'estimate' else '_' + column}"] = np.exp(table[column])
-        pooled = {"table": _records(table), "n": fit.n_obs, "iterations": fit.iterations, "deviance": fit.deviance,
+        pooled = {"table": json_records(table), "n": fit.n_obs, "iterations": fit.iterations, "deviance": fit.deviance,
                   "family": spec["family"], "vcov": fit.vcov.to_numpy().tolist()}
     return {"type": "glm", "name": analysis["name"], "spec": spec, "sites": sites, "contributors": contributors,
             "complete": fit is not None and len(contributors) == len(study.sites), "pooled": pooled,
             "note": "; ".join(notes)}
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    out = frame.astype(object).where(frame.notna(), None)
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in out.to_dict("records")]
 
 
 # ------------------------------------------------------------------------------ the result
