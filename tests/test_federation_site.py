@@ -185,13 +185,15 @@ def test_pooled_table_one_means_from_site_summaries():
 
 
 def test_study_file_problems_are_each_named(tmp_path):
+    (tmp_path / "c.crt").write_text("not a certificate")
     with pytest.raises(ExplorerError) as caught:
         study_from_dict({"name": "s", "profile": "nope", "cohort": {"name": "x"}, "analyses": [{"type": "sql"}],
                          "sites": [{"name": "a", "url": "http://a:1", "token_env": "NO_SUCH_TOKEN_VAR"},
-                                   {"name": "b", "url": "https://b:1"}]}, base=tmp_path)
+                                   {"name": "b", "url": "https://b:1"},
+                                   {"name": "c", "url": "https://c:1", "token": "t", "ca": "c.crt"}]}, base=tmp_path)
     text = str(caught.value)
     for expected in ("profile: 'nope'", "cohort: ", "analyses[0]: analysis type 'sql'", "$NO_SUCH_TOKEN_VAR is not set",
-                     "https:// only", "sites[1]: a token is required"):
+                     "https:// only", "sites[1]: a token is required", "c.crt is not a PEM certificate"):
         assert expected in text, text
 
 

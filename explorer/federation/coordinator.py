@@ -87,7 +87,11 @@ class SiteClient:
         self.url = self.url.rstrip("/")
         if not self.url.startswith("https://"):
             raise ExplorerError(f"site {self.name}: url {self.url!r}; sites are reached over https:// only")
-        self._context = ssl.create_default_context(cafile=self.ca) if self.ca else ssl.create_default_context()
+        try:
+            self._context = ssl.create_default_context(cafile=self.ca) if self.ca else ssl.create_default_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ExplorerError(f"site {self.name}: ca {self.ca} is not a PEM certificate ({exc}); give the "
+                                "certificate the site's steward handed out") from None
 
     def run(self, request: dict) -> dict:
         """Send ``request``; wait for a held result; return the released envelope."""
