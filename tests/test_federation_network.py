@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,9 +39,11 @@ from explorer.testing import netns
 from explorer.testing.federation import EXPLORER, prepare_site, start_site, stop
 
 pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
-#: (site, participants, seed, profile): different sizes, seeds and disclosure rules
-SITES = [("site-a", 60, 11, "ukbiobank"), ("site-b", 80, 12, "cms"), ("site-c", 100, 13, "aou")]
+#: (site, participants, seed, profile): different sizes, seeds and disclosure rules; site C is the
+#: planted cohort the analyses' recovery tests share (200 persons, seed 3: conftest.PLANTED_ANALYSES)
+SITES = [("site-a", 50, 11, "ukbiobank"), ("site-b", 70, 12, "cms"), ("site-c", 200, 3, "aou")]
 STUDY = "heat-steps"
 COHORT = {"name": "adults-with-wearables", "index_date": {"rule": "first_valid_wear_day"},
           "inclusion": [{"kind": "demographics", "age": {"gte": 18}}]}
@@ -57,13 +60,13 @@ ANALYSES = [{"type": "attrition"},
 
 
 @pytest.fixture(scope="module")
-def lakes(tmp_path_factory):
+def lakes(tmp_path_factory, planted_analyses):
     """Three planted lakes (lags 0-2 of the heat effect: 0.35, 0.15, 0.05 bpm per K)."""
     from explorer.synth import SynthConfig
     from explorer.testing.cohorts import synthetic_lake
 
-    out = {}
-    for name, n, seed, _ in SITES:
+    out = {"site-c": planted_analyses[0]}
+    for name, n, seed, _ in SITES[:2]:
         root = tmp_path_factory.mktemp(name)
         config = SynthConfig(participants=n, days=60, seed=seed, start=date(2024, 7, 1), faults=False, workers=2,
                              heat_lag_effects_bpm_per_k=(0.15, 0.05), incident_hazard_ratio_per_1000_steps=0.8)
@@ -154,12 +157,14 @@ def union_fit(lakes, family: str, outcome) -> sm.GLM:
 
 def test_three_sites_pool_to_the_union_and_recover_the_planted_effect(hosts, network, lakes, tmp_path):
     sites, processes, _ = network
+    ARTIFACTS.mkdir(exist_ok=True)
     steward = approve_when_queued(sites["site-b"], lakes["site-b"].root)
     coordinator = coordinate(hosts, write_study(tmp_path, sites.values()), tmp_path / "out")
     stdout, stderr = coordinator.communicate(timeout=600)
     steward.join(5)
     assert coordinator.returncode == 0, stdout + stderr
     result = json.loads((tmp_path / "out" / "result.json").read_text())
+    shutil.copy(tmp_path / "out" / "result.json", ARTIFACTS / "federation-result.json")  # for a look afterwards
     assert result["complete"] and result["contributors"] == ["site-a", "site-b", "site-c"]
     assert (tmp_path / "out" / "study.html").stat().st_size > 10_000
     for name in ("site-a", "site-b", "site-c"):  # progress per site
