@@ -223,3 +223,40 @@ def test_commands(cohort_lake, tmp_path):
     assert run.returncode == 2 and "at least one site" in run.stderr
     for command in (["federation", "--help"], ["federate", "--help"]):
         assert "examples:" in run_cli(*command).stdout
+
+
+def test_private_attrition_charges_the_study_budget(cohort_lake, tmp_path):
+    from explorer.cohorts import count
+    from explorer.privacy.dp import PrivacyBudget
+
+    token, digest = policies.new_token()
+    lake = cohort_lake
+    study = f"dp-{tmp_path.name}"[:60].replace("_", "-")  # a budget of its own in the shared lake's ledger
+    policy = policies.policy_from_dict({"site": "x", "coordinators": {"c": {"token_sha256": digest}},
+                                        "studies": {study: {"coordinators": ["c"], "dp_epsilon": 0.5}}})
+    site = Site(lake, policy, tmp_path / "q")
+    cohort = {**COHORT, "inclusion": [{"kind": "demographics", "age": {"gte": 50}}]}
+    status, answer = site.handle(_body({"type": "attrition"}, study=study, cohort=cohort), token)
+    assert status == 403 and "no privacy budget" in answer["error"] and "explorer budget set" in answer["error"]
+    PrivacyBudget(lake).set("federation", study, 1.0, user="steward")
+    exact = count(lake, cohort)["persons"].to_numpy()
+    for _ in range(2):
+        status, answer = site.handle(_body({"type": "attrition"}, study=study, cohort=cohort), token)
+        assert status == 200 and answer["profile"] == "differential privacy, epsilon 0.5"
+        rows = pd.DataFrame(answer["result"]["attrition"])
+        assert set(rows["persons_status"]) == {"dp"} and rows["persons_shown"].str.startswith("≈").all()
+        persons = rows["persons"].to_numpy()
+        assert (np.diff(persons) <= 0).all()  # sums of non-negative noisy counts never rise
+        # noise of scale 2 per count: well inside 60 persons of the truth at every step
+        assert np.abs(persons - exact).max() < 60 and rows["accuracy"].iloc[0] > 0
+    status, answer = site.handle(_body({"type": "attrition"}, study=study, cohort=cohort), token)
+    assert status == 403 and "would spend epsilon 0.5" in answer["error"]
+    assert PrivacyBudget(lake).remaining("federation", study) == pytest.approx(0.0)
+    with pytest.raises(policies.PolicyError, match="dp_epsilon"):
+        policies.policy_from_dict({"site": "x", "studies": {"s": {"dp_epsilon": 0}}})
+
+
+def test_pooled_private_counts_are_marked_approximate():
+    noisy = lambda v: {"step": 0, "label": "persons", "persons": v, "persons_shown": f"≈{v:.0f}", "persons_status": "dp"}
+    pooled = pool_attrition({"a": [noisy(101.0)], "b": [noisy(57.0)]})
+    assert pooled["pooled_shown"].tolist() == ["≈158"]

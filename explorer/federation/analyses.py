@@ -289,18 +289,32 @@ class SiteData:
         return (pd.to_datetime(first) >= pd.to_datetime(persons["index_date"])).astype(float)
 
 
-def compute(data: SiteData, request: Request, *, profile: str, min_persons_per_parameter: int) -> dict:
+@dataclass(frozen=True)
+class PrivateRelease:
+    """Differential privacy for a study's counts: each release charges ``epsilon`` to the site's
+    budget (dataset ``federation``, release = the study)."""
+
+    epsilon: float
+    user: str
+
+
+def compute(data: SiteData, request: Request, *, profile: str, min_persons_per_parameter: int,
+            private: PrivateRelease | None = None) -> dict:
     """Run ``request`` on the site's lake and return what it may release (JSON-ready).
 
     Raises
     ------
     Refused
         When the disclosure rules do not allow the result (too few persons, a small level count).
+    explorer.privacy.dp.BudgetExceeded
+        A differentially private release the study's budget cannot pay for.
     """
     from explorer.privacy.disclosure import DisclosureControl
 
     control = DisclosureControl(profile=profile)
     kind = request.kind
+    if kind == "attrition" and private is not None:
+        return {"attrition": json_records(_private_attrition(data, request, private))}
     if kind == "attrition":
         from explorer.cohorts import count
 
@@ -314,6 +328,32 @@ def compute(data: SiteData, request: Request, *, profile: str, min_persons_per_p
     if kind == "ageing_rate":
         return _ageing_rate(data, request, control, min_persons_per_parameter)
     return _heat_response(data, request, control, min_persons_per_parameter)
+
+
+def _private_attrition(data: SiteData, request: Request, private: PrivateRelease) -> pd.DataFrame:
+    """Attrition with differential privacy: every person in the lake is counted once, in the step
+    that removes them or in "remaining" (disjoint groups, fixed by the definition before the data is
+    read), those counts get discrete Laplace noise (:func:`explorer.privacy.dp.dp_counts`), and the
+    persons remaining after each step are sums of the noisy counts (post-processing: no further
+    privacy loss), so they never rise from one step to the next."""
+    from explorer.cohorts import count
+    from explorer.privacy.dp import PrivacyBudget, dp_counts
+
+    exact = count(data.lake, request.cohort, versions=data.versions(request.study))
+    remaining = exact["persons"].astype(int).to_numpy()
+    groups = [f"removed at step {k}" for k in range(1, len(remaining))] + ["remaining"]
+    true = pd.Series(np.r_[remaining[:-1] - remaining[1:], remaining[-1]], index=pd.Index(groups, name="group"))
+    released = dp_counts(true, epsilon=private.epsilon, budget=PrivacyBudget(data.lake), dataset="federation",
+                         release=request.study, user=private.user, groups=groups)
+    noisy = released.set_index("group")["count"].to_numpy()
+    persons = noisy[::-1].cumsum()[::-1]  # remaining after step k: removed later, or never
+    removed = np.r_[np.nan, noisy[:-1]]
+    return pd.DataFrame({"step": exact["step"], "label": exact["label"], "persons": persons.astype(float),
+                         "persons_shown": [f"≈{v:,.0f}" for v in persons], "persons_status": "dp",
+                         "removed": removed, "removed_shown": [""] + [f"≈{v:,.0f}" for v in removed[1:]],
+                         "removed_status": "dp", "epsilon": private.epsilon,
+                         # each removed count is within this of the truth with 95% probability
+                         "accuracy": float(released["accuracy"].iloc[0])})
 
 
 def _table_one(data: SiteData, request: Request, control) -> dict:

@@ -16,6 +16,9 @@ Written by the site's data steward in YAML::
         analyses: [attrition, table_one, glm, ageing_rate, heat_response]
         cohort_sha256: 9b0e...        # optional: only this cohort definition (its criteria's digest)
         review: [table_one]           # these results wait in the steward's queue
+        dp_epsilon: 0.5               # optional: attrition released with differential privacy, each
+                                      # release charging this to the budget a steward sets with
+                                      # `explorer budget set --dataset federation --release heat-steps`
 
 Only declared analyses are answered (:data:`explorer.federation.analyses.ANALYSES`); no code or
 SQL is ever accepted. Tokens are kept as their SHA-256, so the policy file gives none away.
@@ -34,7 +37,7 @@ from explorer.privacy.disclosure import PROFILES, profile
 
 SCHEMA = "explorer.federation-policy/1"
 TOP_KEYS = {"schema", "site", "profile", "min_persons_per_parameter", "max_requests_per_study", "coordinators", "studies"}
-STUDY_KEYS = {"coordinators", "analyses", "cohort_sha256", "review", "description"}
+STUDY_KEYS = {"coordinators", "analyses", "cohort_sha256", "review", "dp_epsilon", "description"}
 
 
 class PolicyError(ExplorerError, ValueError):
@@ -53,6 +56,7 @@ class StudyPolicy:
     cohort_sha256: str | None = None
     review: tuple[str, ...] = ()
     description: str = ""
+    dp_epsilon: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,12 @@ def policy_from_dict(data, source: str = "the policy") -> SitePolicy:
             if kind not in ANALYSES:
                 problems.append(f"{where}: analysis {kind!r} is not declared{did_you_mean(kind, ANALYSES)}; "
                                 f"declared: {', '.join(ANALYSES)}")
+        epsilon = entry.get("dp_epsilon")
+        if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0):
+            problems.append(f"{where}.dp_epsilon: {epsilon!r}; expected a positive number (the privacy loss of one release)")
+            epsilon = None
         studies[str(name)] = StudyPolicy(str(name), allowed, analyses, entry.get("cohort_sha256"), review,
-                                         entry.get("description", ""))
+                                         entry.get("description", ""), float(epsilon) if epsilon is not None else None)
     if problems:
         raise PolicyError(problems, source)
     return SitePolicy(site, chosen, coordinators, studies, **limits)

@@ -29,12 +29,12 @@ def _count(record: dict, column: str, status_column: str):
     return value if np.isfinite(value) else None
 
 
-def _sum(values: dict) -> tuple[float | None, str]:
+def _sum(values: dict, approximate: bool = False) -> tuple[float | None, str]:
     hidden = [site for site, v in values.items() if v is None]
     if hidden:
         return None, f"hidden at {', '.join(hidden)}"
     total = float(sum(values.values()))
-    return total, f"{total:,.0f}"
+    return total, f"{'≈' if approximate else ''}{total:,.0f}"
 
 
 def pool_attrition(per_site: dict[str, list[dict]]) -> pd.DataFrame:
@@ -45,7 +45,7 @@ def pool_attrition(per_site: dict[str, list[dict]]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         step, label, one column per site (the text it released), ``pooled`` (the sum, NaN when a
-        site hid its count) and ``pooled_shown``.
+        site hid its count) and ``pooled_shown`` ("≈" when a site added differential-privacy noise).
     """
     if not per_site:
         return pd.DataFrame(columns=["step", "label", "pooled", "pooled_shown"])
@@ -62,7 +62,8 @@ def pool_attrition(per_site: dict[str, list[dict]]) -> pd.DataFrame:
             record = rows[k]
             row[site] = record.get("persons_shown", record.get("persons"))
             values[site] = _count(record, "persons", "persons_status")
-        row["pooled"], row["pooled_shown"] = _sum(values)
+        noisy = any(rows[k].get("persons_status") == "dp" for rows in per_site.values())
+        row["pooled"], row["pooled_shown"] = _sum(values, approximate=noisy)  # a sum of noisy counts is noisy
         out.append(row)
     frame = pd.DataFrame(out)
     frame["pooled"] = pd.to_numeric(frame["pooled"], errors="coerce")

@@ -20,8 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 from explorer.errors import ExplorerError
-from explorer.federation.analyses import RequestError, Refused, SiteData, compute, parse_request
+from explorer.federation.analyses import PrivateRelease, RequestError, Refused, SiteData, compute, parse_request
 from explorer.federation.policy import SitePolicy, stricter
+from explorer.privacy.roles import PermissionDenied
 
 from typing import TYPE_CHECKING
 
@@ -73,20 +74,25 @@ class Site:
             self._audit(coordinator, "federation.refuse", {**request.summary(), "reason": str(exc)})
             return 403, {"error": str(exc), "site": self.policy.site}
         profile = stricter(self.policy.profile, request.profile)
-        self._audit(coordinator, "federation.request", {**request.summary(), "profile_applied": profile})
+        study = self.policy.study(request.study)
+        private = (PrivateRelease(study.dp_epsilon, f"coordinator:{coordinator}")
+                   if study.dp_epsilon is not None and request.kind == "attrition" else None)
+        self._audit(coordinator, "federation.request", {**request.summary(), "profile_applied": profile,
+                                                        "dp_epsilon": private.epsilon if private else None})
         try:
             with self._lock:
                 result = compute(self.data, request, profile=profile,
-                                 min_persons_per_parameter=self.policy.min_persons_per_parameter)
-        except Refused as exc:
+                                 min_persons_per_parameter=self.policy.min_persons_per_parameter, private=private)
+        except (Refused, PermissionDenied) as exc:  # the disclosure rules, or a privacy budget spent
             self._audit(coordinator, "federation.refuse", {**request.summary(), "reason": str(exc)})
             return 403, {"error": str(exc), "site": self.policy.site}
         except ExplorerError as exc:
             self._audit(coordinator, "federation.refuse", {**request.summary(), "reason": str(exc)[:500]})
             return 422, {"error": f"the analysis could not be run at {self.policy.site}: {exc}", "site": self.policy.site}
-        envelope = {"site": self.policy.site, "study": request.study, "analysis": request.kind, "profile": profile,
+        envelope = {"site": self.policy.site, "study": request.study, "analysis": request.kind,
+                    "profile": f"differential privacy, epsilon {private.epsilon:g}" if private else profile,
                     "versions": self.data.versions(request.study), "result": result}
-        if request.kind in self.policy.study(request.study).review:
+        if request.kind in study.review:
             ticket = self.queue.add(coordinator, request.summary(), envelope)
             self._audit(coordinator, "federation.queue", {**request.summary(), "ticket": ticket})
             return 202, {"status": "pending", "ticket": ticket, "site": self.policy.site,
