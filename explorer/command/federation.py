@@ -45,6 +45,8 @@ def add_parser(commands) -> None:
               analyses: [attrition, table_one, glm, ageing_rate, heat_response]
               cohort_sha256: <optional: only this cohort's criteria>
               review: [table_one]          # held for the steward
+              dp_epsilon: 0.5              # optional: attrition with differential privacy, charged
+                                           # to `explorer budget set --dataset federation --release heat-steps`
 
         examples:
           explorer federation token --name coord-1
