@@ -260,3 +260,18 @@ def test_pooled_private_counts_are_marked_approximate():
     noisy = lambda v: {"step": 0, "label": "persons", "persons": v, "persons_shown": f"≈{v:.0f}", "persons_status": "dp"}
     pooled = pool_attrition({"a": [noisy(101.0)], "b": [noisy(57.0)]})
     assert pooled["pooled_shown"].tolist() == ["≈158"]
+
+
+def test_a_model_that_leaves_out_a_hidden_count_of_the_cohort_is_refused():
+    """The cohort's size is released by attrition and a model's n is exact: their difference must
+    not be a count the profile hides."""
+    from types import SimpleNamespace
+
+    from explorer.federation.analyses import Refused, _refuse_small_complement
+    from explorer.privacy.disclosure import PROFILES
+
+    data = SimpleNamespace(members=lambda request: pd.DataFrame({"person_id": range(100)}))
+    _refuse_small_complement(data, None, 100, PROFILES["cms"], "glm")  # nobody left out
+    _refuse_small_complement(data, None, 89, PROFILES["cms"], "glm")  # 11 left out: CMS shows 11
+    with pytest.raises(Refused, match="leave out"):
+        _refuse_small_complement(data, None, 93, PROFILES["cms"], "glm")  # 7 left out: CMS hides 1-10

@@ -16,6 +16,10 @@ heat_response  the distributed-lag coefficients of a wearable outcome on the tem
                (linear in the exposure, one coefficient per lag day) and their covariance
 ============== ===================================================================================
 
+A model's number of persons is exact, and attrition releases the cohort's size, so every model
+is also refused when the persons it leaves out (without a value, with too few results) are a
+count the profile hides.
+
 Every analysis reads the cohort from one definition (:mod:`explorer.cohorts.definition`, the same
 document a researcher writes), and its person-level variables from :data:`VARIABLES`.
 """
@@ -356,6 +360,18 @@ def _private_attrition(data: SiteData, request: Request, private: PrivateRelease
                          "accuracy": float(released["accuracy"].iloc[0])})
 
 
+def _refuse_small_complement(data: SiteData, request: Request, used: int, rules, what: str) -> None:
+    """A model's number of persons is exact (the intercept's information is a count) and the cohort's
+    size is released by attrition: the persons left out (no value of a variable, too few results)
+    must not be a count the profile hides, or their difference would give it away."""
+    left_out = len(data.members(request)) - used
+    if rules.hides(left_out):
+        raise Refused(f"{what}: the persons it would leave out of the cohort (those without every value) are a count "
+                      f"this site's profile ({rules.title}) hides, and the cohort's size beside the model's would show "
+                      "it; nothing was released. Drop the variable with the missing values, or narrow the cohort to "
+                      "persons who have it")
+
+
 def _table_one(data: SiteData, request: Request, control) -> dict:
     from explorer.privacy.table_one import released_table_one
 
@@ -397,6 +413,7 @@ def _glm(data: SiteData, request: Request, control, min_per_parameter: int) -> d
             if rules.hides(count):
                 raise Refused(f"glm: {name} = {level} for a count this site's profile ({rules.title}) hides; "
                               "the model's sums would show it, so nothing was released")
+    _refuse_small_complement(data, request, n, rules, "glm")
     beta = np.asarray(spec.get("beta") or np.zeros(p), dtype=float)
     sums = glm_sums(np.column_stack([np.ones(n), X.to_numpy()]), y.to_numpy(), beta, spec["family"])
     return {"names": names, "gradient": sums.gradient.tolist(), "information": sums.information.tolist(),
@@ -424,6 +441,7 @@ def _ageing_rate(data: SiteData, request: Request, control, min_per_parameter: i
     row = fitted.iloc[0]
     if int(row["n_persons"]) <= control.rules.largest_hidden or int(row["n_persons"]) < 2 * min_per_parameter:
         raise Refused(f"ageing_rate: {marker} measured repeatedly in too few persons for this site's policy; nothing released")
+    _refuse_small_complement(data, request, int(row["n_persons"]), control.rules, f"ageing_rate of {marker}")
     return {"marker": marker, "name": str(row["name"]), "scale": str(reference.at[marker, "scale"]),
             "estimate": [float(row["slope"])], "covariance": [[float(row["slope_se"]) ** 2]], "names": ["slope per year"],
             "n_persons": int(row["n_persons"]), "n_obs": int(row["n_obs"])}
@@ -442,6 +460,7 @@ def _heat_response(data: SiteData, request: Request, control, min_per_parameter:
     if persons <= control.rules.largest_hidden or persons < min_per_parameter * (max_lag + 1):
         raise Refused(f"heat_response on {persons} persons: this site's policy needs more than {control.rules.largest_hidden} "
                       f"and {min_per_parameter} per coefficient; nothing released")
+    _refuse_small_complement(data, request, persons, control.rules, "heat_response")
     crossbasis = dlnm.CrossBasis(splines.linear(), splines.integer(range(max_lag + 1)), max_lag)
     fit = dlnm.fit_person_days(frame, outcome, "tas_anomaly", crossbasis)
     return {"outcome": outcome, "exposure": "tas_anomaly", "names": [f"lag {k}" for k in range(max_lag + 1)],
