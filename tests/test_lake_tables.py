@@ -198,3 +198,14 @@ def test_a_merged_table_read_through_arrow_takes_every_filter(lake):
     assert con.execute(f"SELECT count(*) FROM person WHERE person_id IN ({wanted})").fetchone()[0] == 4
     assert con.execute("SELECT year_of_birth FROM person WHERE person_id = 'p2'").fetchone()[0] == 1990
     assert con.execute("SELECT typeof(person_id) FROM person LIMIT 1").fetchone()[0] == "VARCHAR"
+
+
+def test_has_table_agrees_with_the_tables_listed(lake):
+    """``has_table`` looks at one table's log instead of listing every table: it must say what
+    ``tables()`` says, for tables with commits, a folder without a log, and names no table can have."""
+    lake.write("person", make_persons(3))
+    (lake.root / "tables" / "half_made").mkdir(parents=True)  # a folder a failed first commit left
+    (lake.root / "tables" / "no_commit" / "_delta_log").mkdir(parents=True)
+    for name in ["person", "measurement", "half_made", "no_commit", "Person", "../tables", "", 3]:
+        assert lake.has_table(name) == (name in lake.tables()), name
+    assert lake.has_table("person") and not lake.has_table("no_commit")

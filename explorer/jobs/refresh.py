@@ -380,10 +380,12 @@ def _plan(lake: Lake, step: RefreshStep, versions: dict[str, int], before: dict[
         days = {d.replace(day=1) for d in days}  # a changed day recomputes its whole month
     if step.partition == "person_bucket_day":
         # the share of the output being recomputed sets how many tasks are worth their start-up:
-        # one new day out of ninety is one task, not one per worker
+        # one new day out of ninety is one task, not one per worker, and a month out of four one
+        # task per worker (n_tasks is tasks_per_worker for each): more would each pay a task's
+        # fixed cost (a connection, pinned snapshots) for a few persons' month of bitmaps
         known_days = _output_days(lake, step) or len(days)
         share = len(buckets) / N_BUCKETS * min(1.0, len(days) / max(1, known_days))
-        n_tasks = max(1, min(n_tasks, math.ceil(n_tasks * share * 4)))
+        n_tasks = max(1, min(n_tasks, math.ceil(n_tasks * share * 2)))
     groups = _split(sorted(buckets), n_tasks)
     if step.partition == "person_bucket_day":
         ordered_days = tuple(sorted(days))

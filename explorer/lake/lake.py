@@ -247,6 +247,13 @@ class Lake:
                                   "the command can be retried")
 
     def has_table(self, name: str) -> bool:
+        """Whether table ``name`` has at least one commit, as :meth:`tables` lists them."""
+        if not isinstance(name, str) or not TABLE_NAME.match(name):
+            return False
+        if isinstance(self.storage, LocalStorage):
+            # one table's log looked at, not every table's: a refresh asks this some 70 times a run
+            log = self.table_path(name) / "_delta_log"
+            return log.is_dir() and any(log.glob("*.json"))
         return name in self.tables()
 
     def require(self, *names: str) -> None:

@@ -419,19 +419,23 @@ def _summarise_block(con, block: list[str], person_filter: str, wanted, has_slee
     params = {"persons": block, "first": block[0], "last": block[-1]}
     in_block = f"person_id BETWEEN $first AND $last AND ({person_filter})"
     segments = _block_segments(con, in_block, params, wanted) if has_sleep else None
-    if wanted is None:  # the days with data (and nights): a stray reading years away adds one day, not years
-        found = con.execute(f"""
-            SELECT DISTINCT CAST(datetime AS DATE) - DATE '1970-01-01' AS day FROM heart_rate_minute
-            WHERE {in_block} AND heart_rate_value IS NOT NULL AND datetime IS NOT NULL
-            UNION SELECT DISTINCT CAST(datetime AS DATE) - DATE '1970-01-01' FROM steps_minute
-            WHERE {in_block} AND steps IS NOT NULL AND datetime IS NOT NULL""",
-                            {"first": block[0], "last": block[-1]}).fetchall()
-        days_found = {int(row[0]) for row in found}
-        if segments is not None:
-            days_found |= {int(night) for night in segments["night"].dropna()}
-        day_runs = _runs(sorted(days_found))
-    else:
-        day_runs = _runs(wanted)
+    # the days with data (and nights): a stray reading years away adds one day, not years; of the
+    # days asked (an incremental refresh asks for the day after a new day too), those with data
+    near = "TRUE" if wanted is None else (
+        f"datetime >= DATE '1970-01-01' + INTERVAL {int(wanted.min())} DAY "
+        f"AND datetime < DATE '1970-01-01' + INTERVAL {int(wanted.max()) + 1} DAY")
+    found = con.execute(f"""
+        SELECT DISTINCT CAST(datetime AS DATE) - DATE '1970-01-01' AS day FROM heart_rate_minute
+        WHERE {in_block} AND {near} AND heart_rate_value IS NOT NULL AND datetime IS NOT NULL
+        UNION SELECT DISTINCT CAST(datetime AS DATE) - DATE '1970-01-01' FROM steps_minute
+        WHERE {in_block} AND {near} AND steps IS NOT NULL AND datetime IS NOT NULL""",
+                        {"first": block[0], "last": block[-1]}).fetchall()
+    days_found = {int(row[0]) for row in found}
+    if segments is not None:
+        days_found |= {int(night) for night in segments["night"].dropna()}
+    if wanted is not None:
+        days_found &= {int(day) for day in wanted}
+    day_runs = _runs(sorted(days_found))
     days_per_chunk = max(1, int(cells_per_chunk) // (len(block) * _MINUTES_PER_DAY) - 1)
     parts = []
     for run_first, run_last in day_runs:
