@@ -189,6 +189,14 @@ def test_job_run_records_versions_rows_and_durations(tmp_path, client):
     assert availability["rows_written"] == len(lake.sql("SELECT * FROM data_availability"))
     assert (rows["duration_s"] >= 0).all() and (rows["ended_at"] >= rows["started_at"]).all()
     assert lake.lineage("data_availability").upstream  # lineage of the output names its inputs
+    # steps end in any order, but each started after every step it reads had ended, and the
+    # report lists them in plan order
+    from explorer.jobs.refresh import _upstream
+
+    assert [s.step for s in report.steps] == [s.name for s in ordered()]
+    for step, earlier in _upstream(ordered()).items():
+        for name in earlier:
+            assert rows.loc[step, "started_at"] >= rows.loc[name, "ended_at"], (step, name)
 
 
 def test_two_refreshes_never_run_together(tmp_path):
@@ -253,20 +261,19 @@ def test_an_output_missing_or_retyping_a_declared_column_is_rebuilt_extras_are_k
     assert not _output_reshaped(lake, step("wearable_daily"))
 
 
-def test_steps_run_in_waves_after_every_step_they_read():
-    from explorer.jobs.refresh import _waves
+def test_a_step_waits_for_exactly_the_earlier_steps_it_reads():
+    from explorer.jobs.refresh import _upstream
 
     plan = ordered()
-    waves = _waves(plan)
-    assert sorted(s.name for wave in waves for s in wave) == sorted(s.name for s in plan)
-    wave_of = {s.output: k for k, wave in enumerate(waves) for s in wave}
-    for k, wave in enumerate(waves):
-        for s in wave:
-            read = [t for t in s.inputs if t in wave_of]
-            assert all(wave_of[t] < k for t in read), (s.name, read)
-            # as early as it can be: right after the latest step it reads
-            assert k == 1 + max((wave_of[t] for t in read), default=-1), s.name
-    names = [[s.name for s in wave] for wave in waves]
-    assert {"wearable_daily", "wearable_circadian_day", "data_availability"} <= set(names[0])
-    assert "wearable_circadian" in names[1] and "modality_coverage" in names[1]
-    assert wave_of["cohort_member"] > wave_of["wearable_circadian"]
+    upstream = _upstream(plan)
+    assert set(upstream) == {s.name for s in plan}
+    position = {s.name: k for k, s in enumerate(plan)}
+    producer = {s.output: s.name for s in plan}
+    for s in plan:
+        assert upstream[s.name] == {producer[t] for t in s.inputs if t in producer}, s.name
+        assert all(position[u] < position[s.name] for u in upstream[s.name]), s.name
+    # the daily steps start at once; the monthly step waits for its day states only, not for the
+    # daily summary, and the cohorts wait for both
+    assert not upstream["wearable_daily"] and not upstream["wearable_circadian_day"]
+    assert upstream["wearable_circadian"] == {"wearable_circadian_day"}
+    assert {"wearable_daily", "wearable_circadian"} <= upstream["cohort_member"]

@@ -207,53 +207,94 @@ def _run(lake: Lake, plan, client, where, run_id, full, say, tasks_per_worker, s
 
 def _run_steps(lake: Lake, plan, client, where, run_id, full, say, n_tasks, outcomes, records) -> None:
     """Run ``plan``, appending each step's outcome and job_run row as it ends (the caller records
-    them even when a step raises)."""
+    them even when a step raises); both lists end in plan order.
+
+    A step starts as soon as every earlier step whose output it reads has ended, and ends (its
+    commit) as soon as its own tasks are done: steps that do not read each other run side by side
+    on the workers, and a step never waits for an unrelated one's tasks or commit (a wave barrier
+    held an incremental run's monthly step behind the daily summary it does not read).
+    """
+    from distributed import as_completed
+
+    position = {step.name: k for k, step in enumerate(plan)}
+    upstream = _upstream(plan)
     broken: dict[str, str] = {}  # outputs of steps that failed or were skipped this run -> which
-    # steps that do not read each other's outputs run side by side: their tasks share the workers
-    # (an incremental step is often one task, which would leave the other workers idle)
-    for wave in _waves(plan):
-        started = []
-        for step in wave:
-            begun, when = time.perf_counter(), datetime.now(timezone.utc)
-            # an optional input whose step was skipped and that the lake does not hold blocks nothing:
-            # the step runs without it, as it would had that step never existed
-            blocked = [t for t in step.inputs if t in broken and not (t in step.optional_inputs and not lake.has_table(t))]
-            missing = [t for t in step.inputs if not lake.has_table(t) and t not in step.optional_inputs]
-            if blocked or missing or not any(lake.has_table(t) for t in step.inputs):
-                # a skipped input is not a failure: the reason says which, so a sparse lake reads as sparse
-                failed = [t for t in blocked if broken[t] == "failed"]
-                skipped = [t for t in blocked if broken[t] == "skipped"]
-                reason = "; ".join([f"its input {', '.join(failed)} failed in this run"] * bool(failed)
-                                   + [f"its input {', '.join(skipped)} was skipped in this run"] * bool(skipped)
-                                   ) or f"input {', '.join(missing or step.inputs)} not in the lake yet"
-                work = StepOutcome(step.name, "skipped", error=reason)
-            else:
-                try:
-                    work = _start_step(lake, step, client, n_tasks, full, run_id)
-                except Exception as exc:  # planning or reading versions failed: this step fails, the run goes on
-                    work = StepOutcome(step.name, "failed", error=shorten(f"{type(exc).__name__}: {exc}", 1000))
-            started.append((step, begun, when, work))
-        for step, begun, when, work in started:
-            outcome = _finish_step(lake, work, client, say) if isinstance(work, _Started) else work
-            outcome.seconds = time.perf_counter() - begun
-            if outcome.status in ("failed", "skipped"):
-                broken[step.output] = outcome.status
-            records.append(_job_run_row(run_id, where, step, outcome, when))
-            outcomes.append(outcome)
+    waiting, ended = list(plan), set()
+    running: dict[str, tuple] = {}  # step -> (step, begun, when, started, futures not yet done)
+    finished = as_completed()
+
+    def end(step, begun, when, work) -> None:
+        outcome = _finish_step(lake, work, client) if isinstance(work, _Started) else work
+        outcome.seconds = time.perf_counter() - begun
+        if outcome.status in ("failed", "skipped"):
+            broken[step.output] = outcome.status
+        records.append(_job_run_row(run_id, where, step, outcome, when))
+        outcomes.append(outcome)
+        ended.add(step.name)
+
+    def start_ready() -> None:
+        progressed = True
+        while progressed:  # a step that ends at once (skipped, up to date) may free others
+            progressed = False
+            for step in [s for s in waiting if upstream[s.name] <= ended]:
+                waiting.remove(step)
+                progressed = True
+                begun, when = time.perf_counter(), datetime.now(timezone.utc)
+                work = _begin(lake, step, client, n_tasks, full, run_id, broken)
+                if isinstance(work, _Started) and work.futures:
+                    running[step.name] = (step, begun, when, work, set(work.futures))
+                    finished.update(work.futures)
+                else:
+                    end(step, begun, when, work)
+
+    try:
+        start_ready()
+        for future in finished:
+            for name, (step, begun, when, work, left) in list(running.items()):
+                if future not in left:
+                    continue
+                left.discard(future)
+                done = len(work.futures) - len(left)
+                say(done, len(work.futures), f"{step.name}: {done}/{len(work.futures)} tasks")
+                if not left or future.status == "error":  # a failed task ends its step: the rest are cancelled
+                    del running[name]
+                    end(step, begun, when, work)
+            start_ready()
+    finally:
+        order = {id(outcome): position[outcome.step] for outcome in outcomes}
+        outcomes.sort(key=lambda outcome: order[id(outcome)])
+        records.sort(key=lambda record: position[record["step"]])
 
 
-def _waves(plan: list[RefreshStep]) -> list[list[RefreshStep]]:
-    """``plan`` (in dependency order) as waves: each step in the wave after the last step whose
-    output it reads."""
-    depth_of_output: dict[str, int] = {}
-    waves: list[list[RefreshStep]] = []
+def _begin(lake: Lake, step: RefreshStep, client, n_tasks: int, full: bool, run_id, broken: dict[str, str]):
+    """Submit ``step``'s tasks (a :class:`_Started`), or its outcome when it has nothing to run."""
+    # an optional input whose step was skipped and that the lake does not hold blocks nothing:
+    # the step runs without it, as it would had that step never existed
+    blocked = [t for t in step.inputs if t in broken and not (t in step.optional_inputs and not lake.has_table(t))]
+    missing = [t for t in step.inputs if not lake.has_table(t) and t not in step.optional_inputs]
+    if blocked or missing or not any(lake.has_table(t) for t in step.inputs):
+        # a skipped input is not a failure: the reason says which, so a sparse lake reads as sparse
+        failed = [t for t in blocked if broken[t] == "failed"]
+        skipped = [t for t in blocked if broken[t] == "skipped"]
+        reason = "; ".join([f"its input {', '.join(failed)} failed in this run"] * bool(failed)
+                           + [f"its input {', '.join(skipped)} was skipped in this run"] * bool(skipped)
+                           ) or f"input {', '.join(missing or step.inputs)} not in the lake yet"
+        return StepOutcome(step.name, "skipped", error=reason)
+    try:
+        return _start_step(lake, step, client, n_tasks, full, run_id)
+    except Exception as exc:  # planning or reading versions failed: this step fails, the run goes on
+        return StepOutcome(step.name, "failed", error=shorten(f"{type(exc).__name__}: {exc}", 1000))
+
+
+def _upstream(plan: list[RefreshStep]) -> dict[str, set[str]]:
+    """Step -> the steps before it in ``plan`` (dependency order) whose outputs it reads: what
+    must have ended before it starts."""
+    upstream: dict[str, set[str]] = {}
+    producer: dict[str, str] = {}
     for step in plan:
-        depth = 1 + max((depth_of_output[t] for t in step.inputs if t in depth_of_output), default=-1)
-        depth_of_output[step.output] = depth
-        while len(waves) <= depth:
-            waves.append([])
-        waves[depth].append(step)
-    return [wave for wave in waves if wave]
+        upstream[step.name] = {producer[t] for t in step.inputs if t in producer}
+        producer[step.output] = step.name
+    return upstream
 
 
 def _last_inputs(lake: Lake, step: RefreshStep) -> dict[str, int] | None:
@@ -299,19 +340,18 @@ def _start_step(lake: Lake, step: RefreshStep, client, n_tasks: int, full: bool,
     return _Started(step, outcome, partitions, replace_where, reshaped, futures)
 
 
-def _finish_step(lake: Lake, started: _Started, client, say) -> StepOutcome:
+def _finish_step(lake: Lake, started: _Started, client) -> StepOutcome:
     from distributed import as_completed
 
     step, outcome, futures = started.step, started.outcome, started.futures
     results = []
     try:
-        for done, future in enumerate(as_completed(futures), 1):
+        for future in as_completed(futures):
             failure = future.exception()
             if failure is not None:
                 partition = started.partitions[futures.index(future)]
                 raise _StepFailed(f"partition {partition.describe()}: {type(failure).__name__}: {failure}")
             results.append(future.result())
-            say(done, len(futures), f"{step.name}: {done}/{len(futures)} tasks")
     except _StepFailed as exc:
         client.cancel(futures)
         outcome.status, outcome.error = "failed", shorten(str(exc), 1000)
