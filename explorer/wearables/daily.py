@@ -518,8 +518,10 @@ def _summarise_chunk(con, block, in_block, params, segments, first_day: int, las
     base = (first_day - 1) * _MINUTES_PER_DAY
     cells = persons * width
     until = (last_day + 1) * _MINUTES_PER_DAY
+    # the day before's heart rate serves only the nights ending on the first day
+    sleeping = segments is not None and len(segments) > 0
     heart_cell, heart_value = _minute_cells(con, "heart_rate_minute", "heart_rate_value", in_block, params,
-                                            base, width, base, until)
+                                            base, width, base if sleeping else first_day * _MINUTES_PER_DAY, until)
     steps_cell, steps_value = _minute_cells(con, "steps_minute", "steps", in_block, params,
                                             base, width, first_day * _MINUTES_PER_DAY - window, until)
     heart_count = np.bincount(heart_cell, minlength=cells)
@@ -538,7 +540,7 @@ def _summarise_chunk(con, block, in_block, params, segments, first_day: int, las
     del quiet_so_far
 
     sleep_sum = sleep_count = None
-    if segments is not None and len(segments):
+    if sleeping:
         segment = _segment_in_force(segments, persons, width, base)
         numbered = np.maximum(segment, 0)
         minute = np.arange(width, dtype=np.float64) + base
