@@ -220,7 +220,7 @@ def _run_steps(lake: Lake, plan, client, where, run_id, full, say, n_tasks, outc
     upstream = _upstream(plan)
     broken: dict[str, str] = {}  # outputs of steps that failed or were skipped this run -> which
     waiting, ended = list(plan), set()
-    running: dict[str, tuple] = {}  # step -> (step, begun, when, started, futures not yet done)
+    running: dict[str, tuple] = {}  # step name -> (step, begun, when, its _Started, futures not yet done)
     finished = as_completed()
 
     def end(step, begun, when, work) -> None:
@@ -261,8 +261,7 @@ def _run_steps(lake: Lake, plan, client, where, run_id, full, say, n_tasks, outc
                     end(step, begun, when, work)
             start_ready()
     finally:
-        order = {id(outcome): position[outcome.step] for outcome in outcomes}
-        outcomes.sort(key=lambda outcome: order[id(outcome)])
+        outcomes.sort(key=lambda outcome: position[outcome.step])
         records.sort(key=lambda record: position[record["step"]])
 
 
